@@ -1,0 +1,125 @@
+// The container: a pure, validating parser over the bytes of a whole .ckz file.
+//
+// ParseArchive() does no I/O and touches no global state: give it a byte span (a mapped file,
+// a buffer, fuzzer input) and it returns either a fully validated description of the file or
+// a Status naming the first rule broken (spec/ckz.md, section 9).
+#ifndef CKZ_ARCHIVE_H_
+#define CKZ_ARCHIVE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "ckz/status.h"
+#include "ckz/types.h"
+
+namespace ckz {
+
+// Format constants (spec/ckz.md, sections 2-4).
+inline constexpr uint16_t kFormatMajor = 0;
+inline constexpr uint16_t kFormatMinor = 1;
+inline constexpr size_t kPreambleSize = 64;
+inline constexpr uint64_t kAlignment = 64;
+inline constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 26;    // 64 MiB
+inline constexpr uint64_t kMaxChunkRawBytes = uint64_t{1} << 26;  // 64 MiB
+inline constexpr size_t kMaxNdim = 32;
+inline constexpr size_t kMaxNameBytes = 4096;
+// Required feature bits (preamble offset 16).
+inline constexpr uint64_t kFeatureReferenceChain = uint64_t{1} << 0;
+inline constexpr uint64_t kKnownRequiredFeatures = kFeatureReferenceChain;
+
+// Reader-side limits, never looser than the format's own.
+struct Limits {
+  uint64_t max_header_bytes = kMaxHeaderBytes;
+  uint64_t max_tensor_bytes = uint64_t{1} << 62;
+};
+
+struct Preamble {
+  uint16_t major = 0;
+  uint16_t minor = 0;
+  uint64_t required_features = 0;
+  uint64_t optional_features = 0;
+  uint64_t header_offset = 0;
+  uint64_t header_length = 0;
+  uint32_t header_crc32c = 0;
+};
+
+struct ChunkInfo {
+  uint64_t offset = 0;         // in the file
+  uint64_t stored_length = 0;  // in the file
+  uint64_t raw_offset = 0;     // in the tensor's decoded bytes (prefix sum of raw lengths)
+  uint64_t raw_length = 0;
+  uint32_t crc32c = 0;
+};
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::kInvalid;
+  std::vector<uint64_t> shape;
+  Role role = Role::kOther;
+  int32_t owner = -1;  // index of the Weight this optimizer state belongs to, or -1
+  Predictor predictor = Predictor::kNone;
+  bool byte_planes = false;
+  std::vector<ChunkInfo> chunks;
+
+  uint64_t num_elements = 1;  // product of shape (1 for 0-d)
+  uint64_t byte_length = 0;   // num_elements * DTypeSize(dtype)
+  uint64_t stored_length = 0; // sum of the chunks' stored lengths
+};
+
+struct LinkInfo {
+  ContentId parent_content_id{};
+  std::optional<int64_t> parent_step;
+  std::string path_hint;
+  uint32_t depth = 0;  // >= 1
+};
+
+using MetaValue = std::variant<int64_t, double, std::string, std::vector<uint8_t>, bool>;
+
+struct MetaEntry {
+  std::string key;
+  MetaValue value;
+};
+
+struct SourceFileInfo {
+  std::string path;
+  SourceFormat format = SourceFormat::kRaw;
+  std::vector<uint8_t> prolog;
+  std::vector<uint32_t> tensors;  // indices into Archive::tensors, in output order
+};
+
+// A validated .ckz file. It refers to, but does not own, the file bytes it was parsed from:
+// keep them alive while decoding.
+struct Archive {
+  ByteSpan file;
+  Preamble preamble;
+  ContentId content_id{};
+  std::optional<int64_t> step;
+  std::optional<LinkInfo> link;
+  std::vector<TensorInfo> tensors;
+  std::vector<SourceFileInfo> files;
+  std::vector<MetaEntry> metadata;
+  std::string writer;
+
+  std::optional<size_t> FindTensor(std::string_view name) const;
+  const MetaEntry* FindMetadata(std::string_view key) const;
+  uint64_t TotalRawBytes() const;
+  uint64_t TotalStoredBytes() const;
+
+  std::unordered_map<std::string, size_t> index_by_name;
+};
+
+// Parses and validates the preamble only. `file_size` is the size of the whole file (the
+// header range is checked against it). `bytes` must hold at least kPreambleSize bytes.
+Result<Preamble> ParsePreamble(ByteSpan bytes, uint64_t file_size);
+
+// Parses and fully validates a whole file.
+Result<Archive> ParseArchive(ByteSpan file, const Limits& limits = {});
+
+}  // namespace ckz
+
+#endif  // CKZ_ARCHIVE_H_

@@ -1,0 +1,62 @@
+// Checkpoints as files on disk: what `ckz compress` reads and `ckz decompress` writes back.
+#ifndef CKZ_CHECKPOINT_H_
+#define CKZ_CHECKPOINT_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ckz/archive.h"
+#include "ckz/io.h"
+#include "ckz/status.h"
+#include "ckz/writer.h"
+
+namespace ckz {
+
+struct InputTensor {
+  TensorSpec spec;
+  ByteSpan data;  // into one of InputCheckpoint::mappings
+};
+
+// A checkpoint read from disk, ready for the Writer: tensors in file order, the source files
+// that rebuild the original layout, metadata.
+struct InputCheckpoint {
+  std::string kind;  // "safetensors", "safetensors-sharded"
+  std::vector<InputTensor> tensors;
+  std::vector<SourceFileInfo> files;  // tensor indices refer to `tensors`
+  std::vector<MetaEntry> metadata;
+  std::optional<int64_t> step;
+  std::vector<MappedFile> mappings;
+  uint64_t TotalBytes() const;
+};
+
+// Accepts: a .safetensors file; a model.safetensors.index.json (or a folder holding one) with
+// its shards. Roles come from names (spec/ckz.md, section 8.3).
+Result<InputCheckpoint> LoadCheckpoint(const std::string& path);
+
+// Adds every tensor of `input` to `writer`, plus its files, metadata and step. With a
+// `parent` (the writer must have its link set), each tensor that the parent has with the same
+// name, dtype and shape is predicted from the parent's decoded bytes.
+Status WriteCheckpoint(const InputCheckpoint& input, ChainReader* parent, Writer* writer,
+                       int threads = 1);
+
+// The link a file written against `parent` carries (content id, step, file name, depth).
+LinkInfo LinkTo(const ChainReader& parent);
+
+struct RestoreOptions {
+  bool overwrite = false;
+  int threads = 1;
+  std::function<void(uint64_t)> progress;  // decoded bytes so far
+};
+
+// Writes the decoded checkpoint of `reader`. One source file: `out_path` is that file. Several:
+// `out_path` is a folder that receives them all. None (a bare tensor set): a safetensors file.
+// Every file is written atomically.
+Status RestoreCheckpoint(ChainReader& reader, const std::string& out_path,
+                         const RestoreOptions& options);
+
+}  // namespace ckz
+
+#endif  // CKZ_CHECKPOINT_H_

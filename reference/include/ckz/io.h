@@ -1,0 +1,136 @@
+// Files on disk: mapped inputs, atomic outputs, .ckz files and the chains they form.
+#ifndef CKZ_IO_H_
+#define CKZ_IO_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ckz/archive.h"
+#include "ckz/decoder.h"
+#include "ckz/status.h"
+#include "ckz/types.h"
+#include "ckz/writer.h"
+
+namespace ckz {
+
+// A read-only memory mapping of a whole file (empty files give an empty span).
+class MappedFile {
+ public:
+  static Result<MappedFile> Open(const std::string& path);
+  MappedFile() = default;
+  ~MappedFile();
+  MappedFile(MappedFile&& other) noexcept;
+  MappedFile& operator=(MappedFile&& other) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  ByteSpan bytes() const { return {data_, size_}; }
+  const std::string& path() const { return path_; }
+
+ private:
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+  std::string path_;
+};
+
+// Writes to a temporary file beside `path` ("<dir>/.<name>.tmp-<random>"); Commit() flushes
+// it to disk and renames it to `path`. Destroyed uncommitted, it deletes the temporary: no
+// half-written file ever appears under the final name.
+class AtomicFileSink final : public OutputSink {
+ public:
+  static Result<std::unique_ptr<AtomicFileSink>> Create(const std::string& path, bool overwrite);
+  ~AtomicFileSink() override;
+  Status Write(ByteSpan bytes) override;
+  Status WriteAt(uint64_t offset, ByteSpan bytes) override;
+  Status Commit() override;
+  const std::string& temp_path() const { return temp_path_; }
+
+ private:
+  AtomicFileSink() = default;
+  int fd_ = -1;
+  bool overwrite_ = false;
+  bool committed_ = false;
+  std::string path_, temp_path_;
+};
+
+// Writes `bytes` to `path` atomically (AtomicFileSink).
+Status WriteFileAtomically(const std::string& path, ByteSpan bytes, bool overwrite);
+
+// Unlinks every temporary file an AtomicFileSink has open. Async-signal-safe: the CLI calls
+// it from its SIGINT/SIGTERM handler so an interrupted run leaves nothing behind.
+void RemovePendingTemporaryFiles();
+
+// A mapped, validated .ckz file.
+struct CkzFile {
+  MappedFile mapping;
+  Archive archive;  // refers to mapping's bytes
+};
+Result<std::unique_ptr<CkzFile>> OpenCkzFile(const std::string& path, const Limits& limits = {});
+
+struct ChainOptions {
+  Limits limits;
+  // Parent to use for the first link, instead of searching (a user's --ref). It must carry
+  // the content id the link names, or opening fails with kWrongParent.
+  std::string parent_path;
+  // Directories searched for parents (content id match), after the link's path hint. The
+  // opened file's own directory is always searched.
+  std::vector<std::string> search_dirs;
+};
+
+// Finds .ckz files by content id in a set of directories (scanned once, lazily).
+class ParentIndex {
+ public:
+  explicit ParentIndex(Limits limits) : limits_(limits) {}
+  // The path of a .ckz file in `dir` whose header declares `id`, or empty.
+  std::string Find(const std::string& dir, const ContentId& id);
+
+ private:
+  Limits limits_;
+  std::map<std::string, std::map<ContentId, std::string>> dirs_;
+};
+
+// A .ckz file and, when it is a link, the chain of parents down to its keyframe. It is the
+// ReferenceSource of its own tensors, so any range of any tensor decodes with bounded memory
+// (one chunk per chain level).
+class ChainReader : public ReferenceSource {
+ public:
+  static Result<std::unique_ptr<ChainReader>> Open(const std::string& path,
+                                                   const ChainOptions& options = {});
+  const Archive& archive() const { return file_->archive; }
+  const std::string& path() const { return path_; }
+  const ChainReader* parent() const { return parent_.get(); }
+  size_t depth() const { return parent_ ? 1 + parent_->depth() : 0; }
+
+  // Decodes bytes [offset, offset + out.size) of tensor `index` of this file.
+  Status ReadTensor(size_t index, uint64_t offset, MutableByteSpan out, int threads = 1);
+
+  Status ReadReference(const TensorInfo& tensor, uint64_t offset, MutableByteSpan out) override;
+
+ private:
+  static Result<std::unique_ptr<ChainReader>> OpenWithIndex(const std::string& path,
+                                                            const ChainOptions& options,
+                                                            ParentIndex* index);
+  std::string path_;
+  std::unique_ptr<CkzFile> file_;
+  std::unique_ptr<ChainReader> parent_;
+};
+
+// Decodes every tensor (checking each chunk's CRC-32C) and recomputes the content id.
+// kContentIdMismatch if it differs from the header's.
+struct VerifyReport {
+  uint64_t tensors = 0;
+  uint64_t chunks = 0;
+  uint64_t raw_bytes = 0;
+  ContentId computed{};
+};
+Result<VerifyReport> VerifyChain(ChainReader& reader, int threads = 1,
+                                 const std::function<void(uint64_t)>& progress = {});
+
+}  // namespace ckz
+
+#endif  // CKZ_IO_H_

@@ -1,0 +1,87 @@
+// Plain value types shared by every part of the public API.
+#ifndef CKZ_TYPES_H_
+#define CKZ_TYPES_H_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ckz {
+
+// Read-only view of bytes (C++17 has no std::span).
+struct ByteSpan {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+
+  ByteSpan() = default;
+  ByteSpan(const uint8_t* d, size_t n) : data(d), size(n) {}
+  ByteSpan(const std::vector<uint8_t>& v) : data(v.data()), size(v.size()) {}  // NOLINT
+  bool empty() const { return size == 0; }
+  ByteSpan subspan(size_t offset, size_t length) const { return {data + offset, length}; }
+  const uint8_t* begin() const { return data; }
+  const uint8_t* end() const { return data + size; }
+};
+
+struct MutableByteSpan {
+  uint8_t* data = nullptr;
+  size_t size = 0;
+
+  MutableByteSpan() = default;
+  MutableByteSpan(uint8_t* d, size_t n) : data(d), size(n) {}
+  MutableByteSpan(std::vector<uint8_t>& v) : data(v.data()), size(v.size()) {}  // NOLINT
+  operator ByteSpan() const { return {data, size}; }  // NOLINT
+  MutableByteSpan subspan(size_t offset, size_t length) const { return {data + offset, length}; }
+};
+
+// Values match schema/ckz.fbs and spec/ckz.md (they feed the content id).
+enum class DType : uint8_t {
+  kInvalid = 0,
+  kF64 = 1,
+  kF32 = 2,
+  kF16 = 3,
+  kBF16 = 4,
+  kI64 = 5,
+  kI32 = 6,
+  kI16 = 7,
+  kI8 = 8,
+  kU8 = 9,
+  kBool = 10,
+};
+constexpr uint8_t kMaxDType = 10;
+
+// Bytes per element; 0 for kInvalid.
+size_t DTypeSize(DType dtype);
+bool DTypeIsFloat(DType dtype);
+// Safetensors spelling: "F32", "BF16", "BOOL", ...
+const char* DTypeName(DType dtype);
+std::optional<DType> DTypeFromName(std::string_view name);
+
+enum class Role : uint8_t { kOther = 0, kWeight = 1, kMoment1 = 2, kMoment2 = 3 };
+constexpr uint8_t kMaxRole = 3;
+const char* RoleName(Role role);  // "other", "weight", "moment1", "moment2"
+
+enum class Predictor : uint8_t { kNone = 0, kXorRef = 1, kSubRef = 2 };
+constexpr uint8_t kMaxPredictor = 2;
+const char* PredictorName(Predictor predictor);  // "none", "xor", "sub"
+
+// Per-stream entropy codec, stored in each chunk's stream directory (spec 7.2).
+enum class StreamCodec : uint8_t { kStored = 0, kZstd = 1 };
+constexpr uint8_t kMaxStreamCodec = 1;
+const char* StreamCodecName(StreamCodec codec);  // "stored", "zstd"
+
+enum class SourceFormat : uint8_t { kRaw = 0, kSafetensors = 1 };
+constexpr uint8_t kMaxSourceFormat = 1;
+const char* SourceFormatName(SourceFormat format);
+
+// Identity of a decoded checkpoint: SHA-256 over its tensors (spec 6).
+using ContentId = std::array<uint8_t, 32>;
+std::string ContentIdHex(const ContentId& id);
+std::optional<ContentId> ContentIdFromHex(std::string_view hex);
+
+}  // namespace ckz
+
+#endif  // CKZ_TYPES_H_

@@ -1,0 +1,90 @@
+// Streaming writer: tensors are encoded and appended as they come (bounded memory: a window
+// of chunks per thread), the header goes last and the preamble is patched at the end. Output
+// goes to an OutputSink; the file sink (ckz/io.h) writes a temporary file and renames it
+// into place only on Commit, so an interrupted write never leaves a file under its final name.
+#ifndef CKZ_WRITER_H_
+#define CKZ_WRITER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ckz/archive.h"
+#include "ckz/status.h"
+#include "ckz/types.h"
+
+namespace ckz {
+
+class OutputSink {
+ public:
+  virtual ~OutputSink() = default;
+  virtual Status Write(ByteSpan bytes) = 0;                      // append
+  virtual Status WriteAt(uint64_t offset, ByteSpan bytes) = 0;   // overwrite written bytes
+  virtual Status Commit() = 0;                                   // publish the result
+};
+
+// Collects the file in memory (tests, fuzz seeds, conformance tools).
+class MemorySink final : public OutputSink {
+ public:
+  Status Write(ByteSpan bytes) override;
+  Status WriteAt(uint64_t offset, ByteSpan bytes) override;
+  Status Commit() override { return Status::Ok(); }
+  std::vector<uint8_t>& bytes() { return bytes_; }
+
+ private:
+  std::vector<uint8_t> bytes_;
+};
+
+struct EncodeOptions {
+  int threads = 1;                    // the output never depends on it
+  uint64_t chunk_bytes = 1u << 20;    // target raw bytes per chunk (whole elements)
+  int zstd_level = 3;
+  // Encoder choices are normally automatic; these force one (tests, conformance vectors).
+  std::optional<Predictor> force_predictor;
+  std::optional<bool> force_byte_planes;
+  std::optional<StreamCodec> force_codec;
+  // Called from the writing thread with the number of input bytes encoded so far.
+  std::function<void(uint64_t)> progress;
+};
+
+struct TensorSpec {
+  std::string name;
+  DType dtype = DType::kInvalid;
+  std::vector<uint64_t> shape;
+  Role role = Role::kOther;
+  int32_t owner = -1;
+};
+
+class Writer {
+ public:
+  Writer(std::unique_ptr<OutputSink> sink, EncodeOptions options);
+  ~Writer();
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  void SetStep(int64_t step);
+  // Makes the file a link of a chain. Tensors added with a reference are then predicted.
+  void SetLink(const LinkInfo& link);
+  void SetWriterName(std::string name);
+  void AddMetadata(MetaEntry entry);
+  // Source files refer to tensors by their index (the order of AddTensor calls).
+  void AddSourceFile(SourceFileInfo file);
+
+  // Encodes and appends one tensor. `reference` is the parent's decoded bytes of the tensor of
+  // the same name (same dtype and shape), or empty when it has none.
+  Status AddTensor(const TensorSpec& spec, ByteSpan data, ByteSpan reference = {});
+
+  // Writes the header, patches the preamble and commits the sink. Returns the content id.
+  Result<ContentId> Finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ckz
+
+#endif  // CKZ_WRITER_H_

@@ -1,0 +1,75 @@
+#include "common/crc32c.h"
+
+#include <array>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <nmmintrin.h>
+#define CKZ_HAVE_X86_CRC 1
+#endif
+
+namespace ckz {
+namespace {
+
+constexpr uint32_t kPoly = 0x82F63B78u;
+
+// Slicing-by-8 tables: table[k][b] is the CRC of byte b followed by k zero bytes.
+constexpr std::array<std::array<uint32_t, 256>, 8> MakeTables() {
+  std::array<std::array<uint32_t, 256>, 8> t{};
+  for (uint32_t b = 0; b < 256; ++b) {
+    uint32_t c = b;
+    for (int i = 0; i < 8; ++i) c = (c >> 1) ^ ((c & 1) ? kPoly : 0);
+    t[0][b] = c;
+  }
+  for (int k = 1; k < 8; ++k)
+    for (uint32_t b = 0; b < 256; ++b) t[k][b] = (t[k - 1][b] >> 8) ^ t[0][t[k - 1][b] & 0xFF];
+  return t;
+}
+constexpr auto kTables = MakeTables();
+
+uint32_t Crc32cPortable(const uint8_t* p, size_t n, uint32_t c) {
+  while (n >= 8) {
+    uint32_t lo = c ^ (uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 |
+                       uint32_t(p[3]) << 24);
+    c = kTables[7][lo & 0xFF] ^ kTables[6][(lo >> 8) & 0xFF] ^ kTables[5][(lo >> 16) & 0xFF] ^
+        kTables[4][lo >> 24] ^ kTables[3][p[4]] ^ kTables[2][p[5]] ^ kTables[1][p[6]] ^
+        kTables[0][p[7]];
+    p += 8;
+    n -= 8;
+  }
+  while (n--) c = (c >> 8) ^ kTables[0][(c ^ *p++) & 0xFF];
+  return c;
+}
+
+#ifdef CKZ_HAVE_X86_CRC
+__attribute__((target("sse4.2"))) uint32_t Crc32cSse42(const uint8_t* p, size_t n, uint32_t c) {
+  uint64_t c64 = c;
+  while (n >= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);  // the crc32 instruction consumes little-endian bytes
+    c64 = _mm_crc32_u64(c64, v);
+    p += 8;
+    n -= 8;
+  }
+  c = uint32_t(c64);
+  while (n--) c = _mm_crc32_u8(c, *p++);
+  return c;
+}
+
+bool HaveSse42() {
+  static const bool have = __builtin_cpu_supports("sse4.2");
+  return have;
+}
+#endif
+
+}  // namespace
+
+uint32_t Crc32c(const uint8_t* data, size_t size, uint32_t crc) {
+  uint32_t c = ~crc;
+#ifdef CKZ_HAVE_X86_CRC
+  if (HaveSse42()) return ~Crc32cSse42(data, size, c);
+#endif
+  return ~Crc32cPortable(data, size, c);
+}
+
+}  // namespace ckz

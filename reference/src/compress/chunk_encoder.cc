@@ -1,0 +1,129 @@
+#include "compress/chunk_encoder.h"
+
+#include <zstd.h>
+
+#include <array>
+#include <cmath>
+#include <cstring>
+
+#include "common/bytes.h"
+#include "common/transforms.h"
+#include "format/chunk_layout.h"
+
+namespace ckz {
+namespace {
+
+// Order-0 entropy of `n` bytes, in bits. Encoder heuristics only, never in a decode path.
+double EntropyBits(const uint8_t* p, size_t n) {
+  if (n == 0) return 0;
+  std::array<uint32_t, 256> hist{};
+  for (size_t i = 0; i < n; ++i) ++hist[p[i]];
+  double bits = 0;
+  for (uint32_t c : hist)
+    if (c) bits -= double(c) * std::log2(double(c) / double(n));
+  return bits;
+}
+
+double StreamsCost(const std::vector<uint8_t>& transformed, size_t streams) {
+  const size_t len = transformed.size() / streams;
+  double bits = 0;
+  for (size_t s = 0; s < streams; ++s) bits += EntropyBits(transformed.data() + s * len, len);
+  return bits;
+}
+
+// Above this many bits per byte a stream is stored: zstd would not pay for its time.
+constexpr double kIncompressibleBitsPerByte = 7.97;
+constexpr size_t kSampleBytes = 1 << 18;
+
+}  // namespace
+
+TensorCoding ChooseCoding(DType dtype, ByteSpan data, ByteSpan reference,
+                          const EncodeOptions& options) {
+  const size_t width = DTypeSize(dtype);
+  std::vector<Predictor> predictors = {Predictor::kNone};
+  if (!reference.empty()) predictors = {Predictor::kXorRef, Predictor::kSubRef, Predictor::kNone};
+  if (options.force_predictor)
+    predictors = {reference.empty() ? Predictor::kNone : *options.force_predictor};
+  std::vector<bool> planes = {true, false};
+  if (width == 1) planes = {false};
+  if (options.force_byte_planes) planes = {*options.force_byte_planes};
+
+  // The sample: whole elements from the start of the tensor.
+  const size_t n = std::min(data.size, kSampleBytes / width * width);
+  std::vector<uint8_t> transformed(n);
+  TensorCoding best;
+  double best_cost = INFINITY;
+  for (Predictor p : predictors) {
+    for (bool split : planes) {
+      ForwardTransform(p, split, width, data.data, reference.empty() ? nullptr : reference.data,
+                       n, transformed.data());
+      const double cost = StreamsCost(transformed, StreamCount(split, width));
+      if (cost < best_cost) {
+        best_cost = cost;
+        best = {p, split};
+      }
+    }
+  }
+  return best;
+}
+
+struct ChunkEncoder::Scratch {
+  ZSTD_CCtx* cctx = nullptr;
+  int level = 0;
+  std::vector<uint8_t> transformed;
+  std::vector<uint8_t> packed;
+  ~Scratch() { ZSTD_freeCCtx(cctx); }
+};
+
+ChunkEncoder::ChunkEncoder() : scratch_(new Scratch) {}
+ChunkEncoder::~ChunkEncoder() = default;
+
+void ChunkEncoder::Encode(const TensorCoding& coding, size_t width, ByteSpan data,
+                          ByteSpan reference, const EncodeOptions& options,
+                          std::vector<uint8_t>* out) {
+  Scratch& s = *scratch_;
+  const size_t streams = StreamCount(coding.byte_planes, width);
+  const size_t stream_raw = data.size / streams;
+  s.transformed.resize(data.size);
+  ForwardTransform(coding.predictor, coding.byte_planes, width, data.data,
+                   coding.predictor == Predictor::kNone ? nullptr : reference.data, data.size,
+                   s.transformed.data());
+
+  out->assign(streams * kStreamEntryBytes, 0);
+  for (size_t i = 0; i < streams; ++i) {
+    const uint8_t* src = s.transformed.data() + i * stream_raw;
+    StreamCodec codec = StreamCodec::kStored;
+    size_t packed = 0;
+    const bool try_zstd =
+        options.force_codec ? *options.force_codec == StreamCodec::kZstd
+                            : EntropyBits(src, stream_raw) <
+                                  kIncompressibleBitsPerByte * double(stream_raw);
+    if (try_zstd) {
+      if (!s.cctx) s.cctx = ZSTD_createCCtx();
+      s.packed.resize(ZSTD_compressBound(stream_raw));
+      // Deterministic output: single-threaded zstd, content size written, no checksum (the
+      // chunk CRC covers the decoded bytes).
+      ZSTD_CCtx_reset(s.cctx, ZSTD_reset_session_and_parameters);
+      ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_compressionLevel, options.zstd_level);
+      ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_contentSizeFlag, 1);
+      ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_checksumFlag, 0);
+      const size_t r = ZSTD_compress2(s.cctx, s.packed.data(), s.packed.size(), src, stream_raw);
+      const bool forced = options.force_codec.has_value();
+      if (!ZSTD_isError(r) && (r < stream_raw || forced)) {
+        codec = StreamCodec::kZstd;
+        packed = r;
+      }
+    }
+    uint8_t* entry = out->data() + i * kStreamEntryBytes;
+    entry[0] = uint8_t(codec);
+    if (codec == StreamCodec::kZstd) {
+      StoreLE32(entry + 1, uint32_t(packed));
+      out->insert(out->end(), s.packed.data(), s.packed.data() + packed);
+    } else {
+      StoreLE32(entry + 1, uint32_t(stream_raw));
+      out->insert(out->end(), src, src + stream_raw);
+    }
+  }
+}
+
+}  // namespace ckz

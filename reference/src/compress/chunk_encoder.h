@@ -1,0 +1,41 @@
+// Encoder-side chunk coding: picks a tensor's predictor and plane split, and encodes chunks
+// in the layout of spec 7.2. Choices here are free (not normative); the layout is not.
+#ifndef CKZ_COMPRESS_CHUNK_ENCODER_H_
+#define CKZ_COMPRESS_CHUNK_ENCODER_H_
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "ckz/types.h"
+#include "ckz/writer.h"
+
+namespace ckz {
+
+struct TensorCoding {
+  Predictor predictor = Predictor::kNone;
+  bool byte_planes = false;
+};
+
+// Picks the (predictor, planes) pair whose streams have the lowest order-0 entropy on a
+// sample of the tensor. `reference` empty: only kNone is considered.
+TensorCoding ChooseCoding(DType dtype, ByteSpan data, ByteSpan reference,
+                          const EncodeOptions& options);
+
+// One per thread: holds a zstd context and buffers.
+class ChunkEncoder {
+ public:
+  ChunkEncoder();
+  ~ChunkEncoder();
+  // Encodes `data` (one chunk; `reference` its co-located parent bytes or empty) into `out`.
+  void Encode(const TensorCoding& coding, size_t width, ByteSpan data, ByteSpan reference,
+              const EncodeOptions& options, std::vector<uint8_t>* out);
+
+ private:
+  struct Scratch;
+  std::unique_ptr<Scratch> scratch_;
+};
+
+}  // namespace ckz
+
+#endif  // CKZ_COMPRESS_CHUNK_ENCODER_H_

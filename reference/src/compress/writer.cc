@@ -1,0 +1,238 @@
+// Streaming writer: placeholder preamble, chunks appended as tensors arrive (a bounded window
+// encoded in parallel, written in order so the output never depends on the thread count),
+// then the FlatBuffers header, then the real preamble patched over the placeholder.
+#include "ckz/writer.h"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "ckz/content_id.h"
+#include "common/bytes.h"
+#include "common/crc32c.h"
+#include "common/parallel.h"
+#include "compress/chunk_encoder.h"
+#include "format/header_build.h"
+#include "format/preamble.h"
+#include "format/rules.h"
+
+namespace ckz {
+
+Status MemorySink::Write(ByteSpan bytes) {
+  bytes_.insert(bytes_.end(), bytes.begin(), bytes.end());
+  return Status::Ok();
+}
+
+Status MemorySink::WriteAt(uint64_t offset, ByteSpan bytes) {
+  if (offset > bytes_.size() || bytes.size > bytes_.size() - offset)
+    return Status(ErrorCode::kInvalidArgument, "WriteAt past the written bytes");
+  std::memcpy(bytes_.data() + offset, bytes.data, bytes.size);
+  return Status::Ok();
+}
+
+struct Writer::Impl {
+  std::unique_ptr<OutputSink> sink;
+  EncodeOptions options;
+  Status error;  // first failure; everything after it is refused
+  bool finished = false;
+  uint64_t position = 0;
+  uint64_t bytes_in = 0;
+
+  std::optional<int64_t> step;
+  std::optional<LinkInfo> link;
+  std::string writer_name = "ckz reference";
+  std::vector<MetaEntry> metadata;
+  std::vector<SourceFileInfo> files;
+  std::vector<TensorInfo> tensors;
+  std::unordered_map<std::string, size_t> names;
+  ContentIdBuilder content_id;
+  std::vector<std::unique_ptr<ChunkEncoder>> encoders;
+
+  Status Append(ByteSpan bytes) {
+    CKZ_RETURN_IF_ERROR(sink->Write(bytes));
+    position += bytes.size;
+    return Status::Ok();
+  }
+
+  Status PadTo64() {
+    static const uint8_t kZeros[kAlignment] = {};
+    uint64_t aligned = position;
+    if (!AlignUp(position, kAlignment, &aligned))
+      return Status(ErrorCode::kLimitExceeded, "output larger than 2^64 bytes");
+    return Append(ByteSpan(kZeros, size_t(aligned - position)));
+  }
+
+  Status Fail(Status s) {
+    if (error.ok()) error = s;
+    return s;
+  }
+};
+
+Writer::Writer(std::unique_ptr<OutputSink> sink, EncodeOptions options) : impl_(new Impl) {
+  impl_->sink = std::move(sink);
+  impl_->options = std::move(options);
+  impl_->options.threads = std::max(1, impl_->options.threads);
+  const uint8_t placeholder[kPreambleSize] = {};
+  (void)impl_->Fail(impl_->Append(ByteSpan(placeholder, kPreambleSize)));
+}
+
+Writer::~Writer() = default;
+
+void Writer::SetStep(int64_t step) { impl_->step = step; }
+void Writer::SetLink(const LinkInfo& link) { impl_->link = link; }
+void Writer::SetWriterName(std::string name) { impl_->writer_name = std::move(name); }
+void Writer::AddMetadata(MetaEntry entry) { impl_->metadata.push_back(std::move(entry)); }
+void Writer::AddSourceFile(SourceFileInfo file) { impl_->files.push_back(std::move(file)); }
+
+Status Writer::AddTensor(const TensorSpec& spec, ByteSpan data, ByteSpan reference) {
+  Impl& w = *impl_;
+  if (!w.error.ok()) return w.error;
+  if (w.finished) return Status(ErrorCode::kInvalidArgument, "AddTensor after Finish");
+  const std::string field = "tensor '" + spec.name + "'";
+  CKZ_RETURN_IF_ERROR(w.Fail(CheckName(spec.name, "tensor name")));
+  if (w.names.count(spec.name))
+    return w.Fail(Status(ErrorCode::kDuplicateName, field + " was already added"));
+  if (uint8_t(spec.dtype) == 0 || uint8_t(spec.dtype) > kMaxDType)
+    return w.Fail(Status(ErrorCode::kFieldOutOfRange, field + ": invalid dtype"));
+  TensorInfo info;
+  info.name = spec.name;
+  info.dtype = spec.dtype;
+  info.shape = spec.shape;
+  info.role = spec.role;
+  info.owner = spec.owner;
+  CKZ_RETURN_IF_ERROR(
+      w.Fail(ShapeBytes(info.shape, info.dtype, field, &info.num_elements, &info.byte_length)));
+  if (data.size != info.byte_length)
+    return w.Fail(Status(ErrorCode::kInvalidArgument,
+                         field + ": " + std::to_string(data.size) + " bytes given, shape needs " +
+                             std::to_string(info.byte_length)));
+  if (!reference.empty() && reference.size != data.size)
+    return w.Fail(Status(ErrorCode::kReferenceMismatch,
+                         field + ": reference has " + std::to_string(reference.size) +
+                             " bytes, the tensor " + std::to_string(data.size)));
+  if (!w.link) reference = ByteSpan();  // only a link may predict
+
+  const size_t width = DTypeSize(info.dtype);
+  const TensorCoding coding = ChooseCoding(info.dtype, data, reference, w.options);
+  info.predictor = coding.predictor;
+  info.byte_planes = coding.byte_planes;
+
+  const uint64_t chunk_raw = std::clamp<uint64_t>(
+      w.options.chunk_bytes / width * width, width, kMaxChunkRawBytes / width * width);
+  const size_t chunk_count = size_t((data.size + chunk_raw - 1) / chunk_raw);
+  const int threads = w.options.threads;
+  if (w.encoders.size() < size_t(threads)) w.encoders.resize(size_t(threads));
+
+  w.content_id.AddTensor(info.name, info.dtype, info.shape, TensorDigest(data, threads));
+
+  // Encode a window of chunks in parallel, then append them in order.
+  const size_t window = size_t(threads) * 2;
+  std::vector<std::vector<uint8_t>> encoded(std::min(window, chunk_count));
+  for (size_t base = 0; base < chunk_count; base += window) {
+    const size_t n = std::min(window, chunk_count - base);
+    ParallelFor(n, threads, [&](size_t i, int worker) {
+      auto& encoder = w.encoders[size_t(worker)];
+      if (!encoder) encoder = std::make_unique<ChunkEncoder>();
+      const uint64_t begin = (base + i) * chunk_raw;
+      const uint64_t len = std::min<uint64_t>(chunk_raw, data.size - begin);
+      ByteSpan ref = info.predictor == Predictor::kNone ? ByteSpan()
+                                                         : reference.subspan(begin, len);
+      encoder->Encode(coding, width, data.subspan(begin, len), ref, w.options, &encoded[i]);
+    });
+    for (size_t i = 0; i < n; ++i) {
+      const uint64_t begin = (base + i) * chunk_raw;
+      const uint64_t len = std::min<uint64_t>(chunk_raw, data.size - begin);
+      CKZ_RETURN_IF_ERROR(w.Fail(w.PadTo64()));
+      ChunkInfo chunk;
+      chunk.offset = w.position;
+      chunk.stored_length = encoded[i].size();
+      chunk.raw_offset = begin;
+      chunk.raw_length = len;
+      chunk.crc32c = Crc32c(data.data + begin, len);
+      CKZ_RETURN_IF_ERROR(w.Fail(w.Append(ByteSpan(encoded[i]))));
+      info.stored_length += chunk.stored_length;
+      info.chunks.push_back(chunk);
+      w.bytes_in += len;
+    }
+    if (w.options.progress) w.options.progress(w.bytes_in);
+  }
+  w.names.emplace(info.name, w.tensors.size());
+  w.tensors.push_back(std::move(info));
+  return Status::Ok();
+}
+
+Result<ContentId> Writer::Finish() {
+  Impl& w = *impl_;
+  if (!w.error.ok()) return w.error;
+  if (w.finished) return Status(ErrorCode::kInvalidArgument, "Finish called twice");
+  w.finished = true;
+
+  // Check what the parser would check on the parts given by the caller.
+  for (size_t i = 0; i < w.tensors.size(); ++i) {
+    const TensorInfo& t = w.tensors[i];
+    if (t.owner == -1) continue;
+    if (t.owner < -1 || size_t(t.owner) >= w.tensors.size() || size_t(t.owner) == i ||
+        (t.role != Role::kMoment1 && t.role != Role::kMoment2) ||
+        w.tensors[size_t(t.owner)].role != Role::kWeight ||
+        w.tensors[size_t(t.owner)].shape != t.shape)
+      return w.Fail(Status(ErrorCode::kBadOwner,
+                           "tensor '" + t.name + "': owner " + std::to_string(t.owner) +
+                               " is not a same-shape weight (and the tensor not a moment)"));
+  }
+  {
+    std::unordered_set<std::string> paths, keys;
+    std::vector<bool> listed(w.tensors.size(), false);
+    for (const SourceFileInfo& f : w.files) {
+      CKZ_RETURN_IF_ERROR(w.Fail(CheckRelativePath(f.path, "source file path")));
+      if (!paths.insert(f.path).second)
+        return w.Fail(Status(ErrorCode::kDuplicateName, "source file '" + f.path + "' twice"));
+      for (uint32_t t : f.tensors) {
+        if (t >= w.tensors.size() || listed[t] || f.format == SourceFormat::kRaw)
+          return w.Fail(Status(ErrorCode::kFieldOutOfRange,
+                               "source file '" + f.path + "' lists tensor " + std::to_string(t) +
+                                   " that is missing, already listed, or in a raw file"));
+        listed[t] = true;
+      }
+    }
+    for (size_t t = 0; t < listed.size(); ++t)
+      if (!w.files.empty() && !listed[t])
+        return w.Fail(Status(ErrorCode::kFieldOutOfRange,
+                             "tensor '" + w.tensors[t].name + "' belongs to no source file"));
+    for (const MetaEntry& e : w.metadata) {
+      CKZ_RETURN_IF_ERROR(w.Fail(CheckName(e.key, "metadata key")));
+      if (!keys.insert(e.key).second)
+        return w.Fail(Status(ErrorCode::kDuplicateName, "metadata key '" + e.key + "' twice"));
+    }
+  }
+
+  Archive header;
+  header.content_id = w.content_id.Finish();
+  header.step = w.step;
+  header.link = w.link;
+  header.tensors = std::move(w.tensors);
+  header.files = std::move(w.files);
+  header.metadata = std::move(w.metadata);
+  header.writer = w.writer_name;
+  const std::vector<uint8_t> hdr = BuildHeader(header);
+  if (hdr.size() > kMaxHeaderBytes)
+    return w.Fail(Status(ErrorCode::kHeaderTooLarge,
+                         "header would be " + std::to_string(hdr.size()) + " bytes"));
+
+  CKZ_RETURN_IF_ERROR(w.Fail(w.PadTo64()));
+  Preamble p;
+  p.major = kFormatMajor;
+  p.minor = kFormatMinor;
+  p.required_features = w.link ? kFeatureReferenceChain : 0;
+  p.header_offset = w.position;
+  p.header_length = hdr.size();
+  p.header_crc32c = Crc32c(hdr.data(), hdr.size());
+  CKZ_RETURN_IF_ERROR(w.Fail(w.Append(ByteSpan(hdr))));
+  uint8_t preamble[kPreambleSize];
+  EncodePreamble(p, preamble);
+  CKZ_RETURN_IF_ERROR(w.Fail(w.sink->WriteAt(0, ByteSpan(preamble, kPreambleSize))));
+  CKZ_RETURN_IF_ERROR(w.Fail(w.sink->Commit()));
+  return header.content_id;
+}
+
+}  // namespace ckz

@@ -1,0 +1,135 @@
+// Pure chunk decoding (spec 7): stream directory, per-stream entropy decoding, inverse
+// transforms, CRC-32C. Reads only inside the chunk's stored range; every length is checked
+// before it is used.
+#include <zstd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ckz/decoder.h"
+#include "common/bytes.h"
+#include "common/crc32c.h"
+#include "common/transforms.h"
+#include "format/chunk_layout.h"
+
+namespace ckz {
+
+struct ChunkDecoder::Scratch {
+  ZSTD_DCtx* dctx = nullptr;
+  std::vector<uint8_t> streams;  // decoded streams, before the inverse transform
+  ~Scratch() { ZSTD_freeDCtx(dctx); }
+};
+
+ChunkDecoder::ChunkDecoder() : scratch_(new Scratch) {}
+ChunkDecoder::~ChunkDecoder() = default;
+
+namespace {
+
+std::string Where(const Archive& a, size_t t, size_t c) {
+  const ChunkInfo& chunk = a.tensors[t].chunks[c];
+  return "tensors[" + std::to_string(t) + "] '" + a.tensors[t].name + "' chunks[" +
+         std::to_string(c) + "] at offset " + std::to_string(chunk.offset);
+}
+
+Status DecodeZstd(ZSTD_DCtx* dctx, ByteSpan src, MutableByteSpan dst, const std::string& where) {
+  const size_t frame = ZSTD_findFrameCompressedSize(src.data, src.size);
+  if (ZSTD_isError(frame) || frame != src.size)
+    return Status(ErrorCode::kChunkDecodeFailed,
+                  where + ": not exactly one zstd frame" +
+                      (ZSTD_isError(frame) ? std::string(" (") + ZSTD_getErrorName(frame) + ")"
+                                           : ""));
+  const unsigned long long declared = ZSTD_getFrameContentSize(src.data, src.size);
+  if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared != dst.size)
+    return Status(ErrorCode::kChunkDecodeFailed,
+                  where + ": zstd frame declares " + std::to_string(declared) + " bytes, " +
+                      std::to_string(dst.size) + " expected");
+  const size_t got = ZSTD_decompressDCtx(dctx, dst.data, dst.size, src.data, src.size);
+  if (ZSTD_isError(got))
+    return Status(ErrorCode::kChunkDecodeFailed,
+                  where + ": zstd: " + ZSTD_getErrorName(got));
+  if (got != dst.size)
+    return Status(ErrorCode::kChunkDecodeFailed, where + ": zstd frame decodes to " +
+                                                     std::to_string(got) + " bytes, " +
+                                                     std::to_string(dst.size) + " expected");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_index,
+                            ByteSpan reference, MutableByteSpan out) {
+  const TensorInfo& t = archive.tensors[tensor];
+  const ChunkInfo& chunk = t.chunks[chunk_index];
+  if (out.size != chunk.raw_length)
+    return Status(ErrorCode::kInvalidArgument, "output buffer size differs from raw_length");
+  const bool predicted = t.predictor != Predictor::kNone;
+  if (predicted && reference.size != chunk.raw_length)
+    return Status(ErrorCode::kReferenceRequired,
+                  Where(archive, tensor, chunk_index) + " is predicted (" +
+                      PredictorName(t.predictor) + ") and needs " +
+                      std::to_string(chunk.raw_length) + " reference bytes");
+
+  const size_t width = DTypeSize(t.dtype);
+  const size_t streams = StreamCount(t.byte_planes, width);
+  const size_t stream_raw = chunk.raw_length / streams;
+  const ByteSpan stored = archive.file.subspan(chunk.offset, chunk.stored_length);
+  const size_t dir_bytes = streams * kStreamEntryBytes;
+  if (stored.size < dir_bytes)
+    return Status(ErrorCode::kChunkMalformed,
+                  Where(archive, tensor, chunk_index) + ": " + std::to_string(stored.size) +
+                      " stored bytes cannot hold the " + std::to_string(streams) +
+                      "-entry stream directory");
+
+  // Only a transformed chunk needs a staging buffer; otherwise streams decode in place.
+  const bool transformed = predicted || (t.byte_planes && width > 1);
+  uint8_t* staging = out.data;
+  if (transformed) {
+    scratch_->streams.resize(chunk.raw_length);
+    staging = scratch_->streams.data();
+  }
+
+  uint64_t pos = dir_bytes;
+  for (size_t s = 0; s < streams; ++s) {
+    const uint8_t* entry = stored.data + s * kStreamEntryBytes;
+    const uint8_t codec = entry[0];
+    const uint64_t length = LoadLE32(entry + 1);
+    const std::string where =
+        Where(archive, tensor, chunk_index) + " stream " + std::to_string(s);
+    if (codec > kMaxStreamCodec)
+      return Status(ErrorCode::kChunkMalformed,
+                    where + ": codec " + std::to_string(codec) + " is not 0 (stored) or 1 (zstd)");
+    if (length > stored.size - pos)
+      return Status(ErrorCode::kChunkMalformed,
+                    where + ": stored length " + std::to_string(length) +
+                        " runs past the chunk's " + std::to_string(stored.size) + " bytes");
+    const ByteSpan src = stored.subspan(pos, length);
+    const MutableByteSpan dst(staging + s * stream_raw, stream_raw);
+    if (static_cast<StreamCodec>(codec) == StreamCodec::kStored) {
+      if (length != stream_raw)
+        return Status(ErrorCode::kChunkDecodeFailed,
+                      where + ": stored stream has " + std::to_string(length) + " bytes, " +
+                          std::to_string(stream_raw) + " expected");
+      std::memcpy(dst.data, src.data, stream_raw);
+    } else {
+      if (!scratch_->dctx) scratch_->dctx = ZSTD_createDCtx();
+      CKZ_RETURN_IF_ERROR(DecodeZstd(scratch_->dctx, src, dst, where));
+    }
+    pos += length;
+  }
+  if (pos != stored.size)
+    return Status(ErrorCode::kChunkMalformed,
+                  Where(archive, tensor, chunk_index) + ": streams end at byte " +
+                      std::to_string(pos) + " of the chunk's " + std::to_string(stored.size));
+
+  if (transformed)
+    InverseTransform(t.predictor, t.byte_planes, width, staging,
+                     predicted ? reference.data : nullptr, chunk.raw_length, out.data);
+  const uint32_t crc = Crc32c(out.data, out.size);
+  if (crc != chunk.crc32c)
+    return Status(ErrorCode::kChunkChecksum,
+                  Where(archive, tensor, chunk_index) + ": decoded bytes fail their CRC-32C");
+  return Status::Ok();
+}
+
+}  // namespace ckz

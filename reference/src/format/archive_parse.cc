@@ -1,0 +1,399 @@
+// ParseArchive: preamble, header checksum, FlatBuffers verification, then the semantic pass
+// of spec section 9 in its order. The FlatBuffers verifier only proves that reading the
+// buffer is memory-safe; everything the format means is checked here.
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <unordered_set>
+
+#include "ckz/archive.h"
+#include "ckz_generated.h"
+#include "common/bytes.h"
+#include "common/crc32c.h"
+#include "common/utf8.h"
+#include "format/rules.h"
+
+namespace ckz {
+namespace {
+
+std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+Status OutOfRange(const std::string& field, uint64_t value, const std::string& domain) {
+  return Status(ErrorCode::kFieldOutOfRange,
+                field + " = " + std::to_string(value) + " is outside " + domain);
+}
+
+Status CheckUtf8(const flatbuffers::String* s, const std::string& field) {
+  if (s && !IsValidUtf8(s->string_view()))
+    return Status(ErrorCode::kBadName, field + " is not valid UTF-8");
+  return Status::Ok();
+}
+
+Status ReadContentId(const flatbuffers::Vector<uint8_t>* v, const std::string& field,
+                     ContentId* out) {
+  if (!v || v->size() != out->size())
+    return Status(ErrorCode::kFieldOutOfRange,
+                  field + " must be 32 bytes, has " + std::to_string(v ? v->size() : 0));
+  std::memcpy(out->data(), v->data(), out->size());
+  return Status::Ok();
+}
+
+Status ParseLink(const fb::Link* link, LinkInfo* out) {
+  CKZ_RETURN_IF_ERROR(
+      ReadContentId(link->parent_content_id(), "link.parent_content_id", &out->parent_content_id));
+  if (link->parent_step().has_value()) out->parent_step = *link->parent_step();
+  if (link->path_hint()) {
+    CKZ_RETURN_IF_ERROR(CheckRelativePath(link->path_hint()->string_view(), "link.path_hint"));
+    out->path_hint = link->path_hint()->str();
+  }
+  out->depth = link->depth();
+  if (out->depth == 0)
+    return Status(ErrorCode::kBadLink, "link.depth is 0; a link is at least 1 away from its "
+                                       "keyframe (a keyframe has no link)");
+  return Status::Ok();
+}
+
+Status ParseTensor(const fb::Tensor* t, size_t index, bool has_link, const Limits& limits,
+                   uint64_t file_size, TensorInfo* out) {
+  std::string field = "tensors[" + std::to_string(index) + "]";
+  CKZ_RETURN_IF_ERROR(CheckName(t->name()->string_view(), field + ".name"));
+  out->name = t->name()->str();
+  field += " " + Quote(out->name);
+
+  const auto dtype = static_cast<uint8_t>(t->dtype());
+  if (dtype == 0 || dtype > kMaxDType)
+    return OutOfRange(field + ".dtype", dtype, "the dtypes 1..10");
+  out->dtype = static_cast<DType>(dtype);
+  if (t->shape()) out->shape.assign(t->shape()->begin(), t->shape()->end());
+  CKZ_RETURN_IF_ERROR(
+      ShapeBytes(out->shape, out->dtype, field + ".shape", &out->num_elements, &out->byte_length));
+  if (out->byte_length > limits.max_tensor_bytes)
+    return Status(ErrorCode::kLimitExceeded,
+                  field + " declares " + std::to_string(out->byte_length) +
+                      " bytes, above this reader's limit of " +
+                      std::to_string(limits.max_tensor_bytes));
+
+  const auto role = static_cast<uint8_t>(t->role());
+  if (role > kMaxRole) return OutOfRange(field + ".role", role, "the roles 0..3");
+  out->role = static_cast<Role>(role);
+  out->owner = t->owner();
+
+  const auto predictor = static_cast<uint8_t>(t->predictor());
+  if (predictor > kMaxPredictor)
+    return OutOfRange(field + ".predictor", predictor, "the predictors 0..2");
+  out->predictor = static_cast<Predictor>(predictor);
+  if (out->predictor != Predictor::kNone && !has_link)
+    return Status(ErrorCode::kBadLink, field + " is predicted from a reference (" +
+                                           PredictorName(out->predictor) +
+                                           ") but the file has no link");
+  out->byte_planes = t->byte_planes();
+
+  const size_t element = DTypeSize(out->dtype);
+  uint64_t raw_offset = 0;
+  if (const auto* chunks = t->chunks()) {
+    out->chunks.reserve(chunks->size());
+    for (uint32_t i = 0; i < chunks->size(); ++i) {
+      const fb::Chunk* c = chunks->Get(i);
+      const std::string cf = field + ".chunks[" + std::to_string(i) + "]";
+      ChunkInfo chunk;
+      chunk.offset = c->offset();
+      chunk.stored_length = c->stored_length();
+      chunk.raw_length = c->raw_length();
+      chunk.crc32c = c->crc32c();
+      if (c->reserved() != 0)
+        return Status(ErrorCode::kNonzeroPadding, cf + ".reserved is " +
+                                                      std::to_string(c->reserved()) +
+                                                      ", must be 0");
+      if (chunk.raw_length == 0 || chunk.raw_length > kMaxChunkRawBytes ||
+          chunk.raw_length % element != 0)
+        return Status(ErrorCode::kChunkLayout,
+                      cf + ".raw_length " + std::to_string(chunk.raw_length) +
+                          " is not a whole number (>= 1) of " + std::to_string(element) +
+                          "-byte elements up to " + std::to_string(kMaxChunkRawBytes) + " bytes");
+      if (chunk.stored_length == 0)
+        return Status(ErrorCode::kChunkLayout, cf + ".stored_length is 0");
+      if (chunk.offset % kAlignment != 0)
+        return Status(ErrorCode::kMisaligned, cf + ".offset " + std::to_string(chunk.offset) +
+                                                  " is not a multiple of 64");
+      if (chunk.offset > file_size || chunk.stored_length > file_size - chunk.offset)
+        return Status(ErrorCode::kRangeOutOfFile,
+                      cf + " [" + std::to_string(chunk.offset) + ", +" +
+                          std::to_string(chunk.stored_length) + ") ends past the end of the " +
+                          std::to_string(file_size) + "-byte file");
+      if (chunk.raw_length > out->byte_length - raw_offset)
+        return Status(ErrorCode::kChunkLayout,
+                      cf + " decodes past the tensor's " + std::to_string(out->byte_length) +
+                          " bytes");
+      chunk.raw_offset = raw_offset;
+      raw_offset += chunk.raw_length;
+      out->stored_length += chunk.stored_length;
+      out->chunks.push_back(chunk);
+    }
+  }
+  if (raw_offset != out->byte_length)
+    return Status(ErrorCode::kChunkLayout, field + ": chunks cover " + std::to_string(raw_offset) +
+                                               " of the tensor's " +
+                                               std::to_string(out->byte_length) + " bytes");
+  return Status::Ok();
+}
+
+Status CheckOwners(const std::vector<TensorInfo>& tensors) {
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorInfo& t = tensors[i];
+    if (t.owner == -1) continue;
+    const std::string field = "tensors[" + std::to_string(i) + "] " + Quote(t.name) + ".owner";
+    if (t.owner < -1 || size_t(t.owner) >= tensors.size() || size_t(t.owner) == i)
+      return Status(ErrorCode::kBadOwner,
+                    field + " = " + std::to_string(t.owner) + " is not another tensor's index");
+    const TensorInfo& w = tensors[size_t(t.owner)];
+    if (t.role != Role::kMoment1 && t.role != Role::kMoment2)
+      return Status(ErrorCode::kBadOwner, field + " is set but the role is " + RoleName(t.role) +
+                                              "; only moment1/moment2 have an owner");
+    if (w.role != Role::kWeight)
+      return Status(ErrorCode::kBadOwner, field + " names " + Quote(w.name) + " whose role is " +
+                                              RoleName(w.role) + ", not weight");
+    if (w.shape != t.shape)
+      return Status(ErrorCode::kBadOwner, field + " names " + Quote(w.name) +
+                                              " whose shape differs");
+  }
+  return Status::Ok();
+}
+
+Status ParseMetadata(const fb::MetaEntry* e, size_t index, MetaEntry* out) {
+  const std::string field = "metadata[" + std::to_string(index) + "]";
+  CKZ_RETURN_IF_ERROR(CheckName(e->key()->string_view(), field + ".key"));
+  out->key = e->key()->str();
+  switch (e->value_type()) {
+    case fb::MetaValue::IntValue:
+      out->value = int64_t{e->value_as_IntValue()->value()};
+      break;
+    case fb::MetaValue::FloatValue:
+      out->value = e->value_as_FloatValue()->value();
+      break;
+    case fb::MetaValue::StringValue: {
+      const auto* s = e->value_as_StringValue()->value();
+      CKZ_RETURN_IF_ERROR(CheckUtf8(s, field + ".value"));
+      out->value = s->str();
+      break;
+    }
+    case fb::MetaValue::BytesValue: {
+      const auto* b = e->value_as_BytesValue()->value();
+      out->value = std::vector<uint8_t>(b->begin(), b->end());
+      break;
+    }
+    case fb::MetaValue::BoolValue:
+      out->value = e->value_as_BoolValue()->value();
+      break;
+    default:
+      return OutOfRange(field + ".value_type", uint8_t(e->value_type()), "the value types 1..5");
+  }
+  return Status::Ok();
+}
+
+Status ParseSourceFile(const fb::SourceFile* f, size_t index, size_t tensor_count,
+                       std::vector<int>* tensor_file, SourceFileInfo* out) {
+  const std::string field = "files[" + std::to_string(index) + "]";
+  CKZ_RETURN_IF_ERROR(CheckRelativePath(f->path()->string_view(), field + ".path"));
+  out->path = f->path()->str();
+  const auto format = static_cast<uint8_t>(f->format());
+  if (format > kMaxSourceFormat) return OutOfRange(field + ".format", format, "the formats 0..1");
+  out->format = static_cast<SourceFormat>(format);
+  if (f->prolog()) out->prolog.assign(f->prolog()->begin(), f->prolog()->end());
+  if (f->tensors()) {
+    if (out->format == SourceFormat::kRaw && f->tensors()->size() > 0)
+      return Status(ErrorCode::kFieldOutOfRange,
+                    field + " " + Quote(out->path) + " is a raw file but lists tensors");
+    for (uint32_t t : *f->tensors()) {
+      if (t >= tensor_count)
+        return OutOfRange(field + ".tensors[]", t,
+                          "the " + std::to_string(tensor_count) + " tensors of the file");
+      if ((*tensor_file)[t] != -1)
+        return Status(ErrorCode::kFieldOutOfRange,
+                      field + " lists tensor " + std::to_string(t) +
+                          " already listed by files[" + std::to_string((*tensor_file)[t]) + "]");
+      (*tensor_file)[t] = int(index);
+      out->tensors.push_back(t);
+    }
+  }
+  return Status::Ok();
+}
+
+// Every byte of the file belongs to the preamble, the header or one chunk, or is zero padding
+// that brings the next region to its 64-byte boundary.
+Status CheckLayout(const Archive& a) {
+  struct Region {
+    uint64_t offset, length;
+    int64_t tensor;  // -1 preamble, -2 header
+    size_t chunk;
+  };
+  std::vector<Region> regions;
+  regions.push_back({0, kPreambleSize, -1, 0});
+  regions.push_back({a.preamble.header_offset, a.preamble.header_length, -2, 0});
+  for (size_t t = 0; t < a.tensors.size(); ++t)
+    for (size_t c = 0; c < a.tensors[t].chunks.size(); ++c)
+      regions.push_back({a.tensors[t].chunks[c].offset, a.tensors[t].chunks[c].stored_length,
+                         int64_t(t), c});
+  std::sort(regions.begin(), regions.end(), [](const Region& x, const Region& y) {
+    return x.offset != y.offset ? x.offset < y.offset : x.length < y.length;
+  });
+  auto name = [&](const Region& r) -> std::string {
+    if (r.tensor == -1) return "the preamble";
+    if (r.tensor == -2) return "the header";
+    return "tensors[" + std::to_string(r.tensor) + "].chunks[" + std::to_string(r.chunk) + "]";
+  };
+  for (size_t i = 1; i < regions.size(); ++i) {
+    const Region& prev = regions[i - 1];
+    const Region& cur = regions[i];
+    const uint64_t prev_end = prev.offset + prev.length;  // in-file, cannot overflow
+    if (cur.offset < prev_end)
+      return Status(ErrorCode::kRangeOverlap, name(cur) + " at offset " +
+                                                  std::to_string(cur.offset) + " overlaps " +
+                                                  name(prev) + " ending at " +
+                                                  std::to_string(prev_end));
+    uint64_t expected = prev_end;
+    AlignUp(prev_end, kAlignment, &expected);  // cannot overflow: prev_end <= file size
+    if (cur.offset != expected)
+      return Status(ErrorCode::kUnexplainedBytes,
+                    "bytes [" + std::to_string(prev_end) + ", " + std::to_string(cur.offset) +
+                        ") between " + name(prev) + " and " + name(cur) +
+                        " belong to no structure");
+    for (uint64_t p = prev_end; p < cur.offset; ++p)
+      if (a.file.data[p] != 0)
+        return Status(ErrorCode::kNonzeroPadding,
+                      "padding byte at offset " + std::to_string(p) + " is not zero");
+  }
+  const Region& last = regions.back();
+  const uint64_t end = last.offset + last.length;
+  if (end != a.file.size)
+    return Status(ErrorCode::kUnexplainedBytes,
+                  "bytes [" + std::to_string(end) + ", " + std::to_string(a.file.size) +
+                      ") after " + name(last) + " belong to no structure");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
+  Archive a;
+  a.file = file;
+  {
+    Result<Preamble> p = ParsePreamble(file, file.size);
+    if (!p.ok()) return p.status();
+    a.preamble = *p;
+  }
+  const Preamble& p = a.preamble;
+  if (p.header_length > limits.max_header_bytes)
+    return Status(ErrorCode::kHeaderTooLarge,
+                  "header is " + std::to_string(p.header_length) +
+                      " bytes, above this reader's limit of " +
+                      std::to_string(limits.max_header_bytes));
+  const uint8_t* hdr = file.data + p.header_offset;
+  const uint32_t crc = Crc32c(hdr, p.header_length);
+  if (crc != p.header_crc32c)
+    return Status(ErrorCode::kHeaderChecksum,
+                  "header at offset " + std::to_string(p.header_offset) +
+                      ": CRC-32C does not match preamble.header_crc32c");
+  if (p.header_length < 8 || !fb::HeaderBufferHasIdentifier(hdr))
+    return Status(ErrorCode::kHeaderMalformed,
+                  "header at offset " + std::to_string(p.header_offset) +
+                      " lacks the FlatBuffers file identifier \"CKZH\" at its bytes 4..7");
+  flatbuffers::Verifier::Options vopts;
+  vopts.max_depth = 16;
+  vopts.max_tables = 1u << 24;
+  flatbuffers::Verifier verifier(hdr, size_t(p.header_length), vopts);
+  if (!fb::VerifyHeaderBuffer(verifier))
+    return Status(ErrorCode::kHeaderMalformed,
+                  "header at offset " + std::to_string(p.header_offset) +
+                      " is not a valid FlatBuffers Header table");
+  const fb::Header* h = fb::GetHeader(hdr);
+
+  CKZ_RETURN_IF_ERROR(ReadContentId(h->content_id(), "content_id", &a.content_id));
+  if (h->step().has_value()) a.step = *h->step();
+  const bool has_link = h->link() != nullptr;
+  if (has_link != ((p.required_features & kFeatureReferenceChain) != 0))
+    return Status(ErrorCode::kBadLink,
+                  has_link ? "the header has a link but required feature bit 0 "
+                             "(reference chain) is clear"
+                           : "required feature bit 0 (reference chain) is set but the header "
+                             "has no link");
+  if (has_link) {
+    LinkInfo link;
+    CKZ_RETURN_IF_ERROR(ParseLink(h->link(), &link));
+    a.link = std::move(link);
+  }
+  if (h->writer()) {
+    CKZ_RETURN_IF_ERROR(CheckUtf8(h->writer(), "writer"));
+    a.writer = h->writer()->str();
+  }
+
+  if (const auto* tensors = h->tensors()) {
+    a.tensors.resize(tensors->size());
+    a.index_by_name.reserve(tensors->size());
+    for (uint32_t i = 0; i < tensors->size(); ++i) {
+      CKZ_RETURN_IF_ERROR(
+          ParseTensor(tensors->Get(i), i, has_link, limits, file.size, &a.tensors[i]));
+      if (!a.index_by_name.emplace(a.tensors[i].name, i).second)
+        return Status(ErrorCode::kDuplicateName, "tensors[" + std::to_string(i) + "] name " +
+                                                     Quote(a.tensors[i].name) +
+                                                     " is used by an earlier tensor");
+    }
+  }
+  CKZ_RETURN_IF_ERROR(CheckOwners(a.tensors));
+
+  if (const auto* files = h->files()) {
+    std::vector<int> tensor_file(a.tensors.size(), -1);
+    std::unordered_set<std::string> paths;
+    a.files.resize(files->size());
+    for (uint32_t i = 0; i < files->size(); ++i) {
+      CKZ_RETURN_IF_ERROR(
+          ParseSourceFile(files->Get(i), i, a.tensors.size(), &tensor_file, &a.files[i]));
+      if (!paths.insert(a.files[i].path).second)
+        return Status(ErrorCode::kDuplicateName, "files[" + std::to_string(i) + "].path " +
+                                                     Quote(a.files[i].path) +
+                                                     " is used by an earlier file");
+    }
+    // Decoding rebuilds the files: a tensor in none of them would be silently dropped.
+    for (size_t t = 0; t < tensor_file.size(); ++t)
+      if (!a.files.empty() && tensor_file[t] == -1)
+        return Status(ErrorCode::kFieldOutOfRange,
+                      "tensors[" + std::to_string(t) + "] " + Quote(a.tensors[t].name) +
+                          " belongs to none of the source files");
+  }
+
+  if (const auto* metadata = h->metadata()) {
+    std::unordered_set<std::string> keys;
+    a.metadata.resize(metadata->size());
+    for (uint32_t i = 0; i < metadata->size(); ++i) {
+      CKZ_RETURN_IF_ERROR(ParseMetadata(metadata->Get(i), i, &a.metadata[i]));
+      if (!keys.insert(a.metadata[i].key).second)
+        return Status(ErrorCode::kDuplicateName, "metadata[" + std::to_string(i) + "].key " +
+                                                     Quote(a.metadata[i].key) +
+                                                     " is used by an earlier entry");
+    }
+  }
+
+  CKZ_RETURN_IF_ERROR(CheckLayout(a));
+  return a;
+}
+
+std::optional<size_t> Archive::FindTensor(std::string_view name) const {
+  auto it = index_by_name.find(std::string(name));
+  if (it == index_by_name.end()) return std::nullopt;
+  return it->second;
+}
+
+const MetaEntry* Archive::FindMetadata(std::string_view key) const {
+  for (const MetaEntry& e : metadata)
+    if (e.key == key) return &e;
+  return nullptr;
+}
+
+uint64_t Archive::TotalRawBytes() const {
+  uint64_t n = 0;
+  for (const TensorInfo& t : tensors) n += t.byte_length;
+  return n;
+}
+
+uint64_t Archive::TotalStoredBytes() const { return file.size; }
+
+}  // namespace ckz

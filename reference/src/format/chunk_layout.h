@@ -1,0 +1,20 @@
+// Layout of a chunk's stored bytes (spec section 7.2): a stream directory of S entries
+// (u8 codec, u32le stored length), then the S streams back to back.
+#ifndef CKZ_FORMAT_CHUNK_LAYOUT_H_
+#define CKZ_FORMAT_CHUNK_LAYOUT_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "ckz/types.h"
+
+namespace ckz {
+
+inline constexpr size_t kStreamEntryBytes = 5;
+
+// S: one stream per byte plane, or one stream.
+inline size_t StreamCount(bool byte_planes, size_t width) { return byte_planes ? width : 1; }
+
+}  // namespace ckz
+
+#endif  // CKZ_FORMAT_CHUNK_LAYOUT_H_

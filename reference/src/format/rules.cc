@@ -1,0 +1,60 @@
+#include "format/rules.h"
+
+#include "ckz/archive.h"
+#include "common/utf8.h"
+
+namespace ckz {
+
+Status CheckName(std::string_view name, const std::string& field) {
+  if (name.empty()) return Status(ErrorCode::kBadName, field + " is empty");
+  if (name.size() > kMaxNameBytes)
+    return Status(ErrorCode::kBadName, field + " is " + std::to_string(name.size()) +
+                                           " bytes; at most " + std::to_string(kMaxNameBytes));
+  if (name.find('\0') != std::string_view::npos)
+    return Status(ErrorCode::kBadName, field + " contains a NUL byte");
+  if (!IsValidUtf8(name)) return Status(ErrorCode::kBadName, field + " is not valid UTF-8");
+  return Status::Ok();
+}
+
+Status CheckRelativePath(std::string_view path, const std::string& field) {
+  CKZ_RETURN_IF_ERROR(CheckName(path, field));
+  if (path.find('\\') != std::string_view::npos || path.find(':') != std::string_view::npos)
+    return Status(ErrorCode::kBadName, field + " '" + std::string(path) +
+                                           "' contains '\\' or ':'");
+  size_t start = 0;
+  while (true) {
+    size_t slash = path.find('/', start);
+    std::string_view part = path.substr(start, slash == std::string_view::npos ? slash
+                                                                                : slash - start);
+    if (part.empty() || part == "." || part == "..")
+      return Status(ErrorCode::kBadName,
+                    field + " '" + std::string(path) +
+                        "' is not a relative path of non-empty components without '.' or '..'");
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return Status::Ok();
+}
+
+Status ShapeBytes(const std::vector<uint64_t>& shape, DType dtype, const std::string& field,
+                  uint64_t* num_elements, uint64_t* byte_length) {
+  if (shape.size() > kMaxNdim)
+    return Status(ErrorCode::kShapeOverflow, field + " has " + std::to_string(shape.size()) +
+                                                 " dimensions; at most " +
+                                                 std::to_string(kMaxNdim));
+  constexpr uint64_t kMaxBytes = uint64_t{1} << 63;
+  const uint64_t size = DTypeSize(dtype);
+  if (size == 0) return Status(ErrorCode::kFieldOutOfRange, field + ": invalid dtype");
+  uint64_t n = 1;
+  for (uint64_t d : shape) {
+    if (d != 0 && n > kMaxBytes / size / d)
+      return Status(ErrorCode::kShapeOverflow,
+                    field + ": shape x dtype size exceeds 2^63 bytes");
+    n *= d;
+  }
+  *num_elements = n;
+  *byte_length = n * size;
+  return Status::Ok();
+}
+
+}  // namespace ckz

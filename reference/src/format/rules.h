@@ -1,0 +1,29 @@
+// Validation rules that both the parser (on files) and the writer (on its inputs) apply, so the
+// writer refuses early what a reader would reject.
+#ifndef CKZ_FORMAT_RULES_H_
+#define CKZ_FORMAT_RULES_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ckz/status.h"
+#include "ckz/types.h"
+
+namespace ckz {
+
+// Tensor names and metadata keys: 1..kMaxNameBytes bytes of valid UTF-8 without NUL.
+Status CheckName(std::string_view name, const std::string& field);
+
+// Source-file paths: a relative path of '/'-separated components, none empty, "." or "..",
+// no backslash, NUL or ':'; 1..kMaxNameBytes bytes of valid UTF-8.
+Status CheckRelativePath(std::string_view path, const std::string& field);
+
+// Element count and byte length of a shape; kShapeOverflow past 2^63 bytes or kMaxNdim dims.
+Status ShapeBytes(const std::vector<uint64_t>& shape, DType dtype, const std::string& field,
+                  uint64_t* num_elements, uint64_t* byte_length);
+
+}  // namespace ckz
+
+#endif  // CKZ_FORMAT_RULES_H_

@@ -1,0 +1,202 @@
+// Chains on disk: a link names its parent by content id; the parent is looked for at the
+// user's --ref, then at the link's path hint, then among .ckz files in the search folders.
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "ckz/content_id.h"
+#include "ckz/io.h"
+
+namespace ckz {
+namespace {
+
+std::string DirOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
+}
+
+bool IsRegularFile(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+uint32_t DepthOf(const Archive& a) { return a.link ? a.link->depth : 0; }
+
+std::string Describe(const LinkInfo& link) {
+  std::string s = "parent content id " + ContentIdHex(link.parent_content_id);
+  if (link.parent_step) s += " (step " + std::to_string(*link.parent_step);
+  if (!link.path_hint.empty())
+    s += std::string(link.parent_step ? ", " : " (") + "written as '" + link.path_hint + "'";
+  if (link.parent_step || !link.path_hint.empty()) s += ")";
+  return s;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<CkzFile>> OpenCkzFile(const std::string& path, const Limits& limits) {
+  auto file = std::make_unique<CkzFile>();
+  {
+    Result<MappedFile> m = MappedFile::Open(path);
+    if (!m.ok()) return m.status();
+    file->mapping = std::move(m).value();
+  }
+  Result<Archive> a = ParseArchive(file->mapping.bytes(), limits);
+  if (!a.ok()) return a.status().WithContext(path);
+  file->archive = std::move(a).value();
+  return file;
+}
+
+std::string ParentIndex::Find(const std::string& dir, const ContentId& id) {
+  auto it = dirs_.find(dir);
+  if (it == dirs_.end()) {
+    std::map<ContentId, std::string> found;
+    if (DIR* d = opendir(dir.c_str())) {
+      std::vector<std::string> names;
+      while (dirent* e = readdir(d)) {
+        std::string name = e->d_name;
+        if (EndsWith(name, ".ckz") && name[0] != '.') names.push_back(name);
+      }
+      closedir(d);
+      std::sort(names.begin(), names.end());  // deterministic choice among duplicates
+      for (const std::string& name : names) {
+        const std::string path = dir + "/" + name;
+        if (!IsRegularFile(path)) continue;
+        auto file = OpenCkzFile(path, limits_);
+        if (file.ok()) found.emplace((*file)->archive.content_id, path);
+      }
+    }
+    it = dirs_.emplace(dir, std::move(found)).first;
+  }
+  auto hit = it->second.find(id);
+  return hit == it->second.end() ? std::string() : hit->second;
+}
+
+Result<std::unique_ptr<ChainReader>> ChainReader::Open(const std::string& path,
+                                                       const ChainOptions& options) {
+  ParentIndex index(options.limits);
+  return OpenWithIndex(path, options, &index);
+}
+
+Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::string& path,
+                                                                const ChainOptions& options,
+                                                                ParentIndex* index) {
+  std::unique_ptr<ChainReader> reader(new ChainReader);
+  reader->path_ = path;
+  {
+    auto file = OpenCkzFile(path, options.limits);
+    if (!file.ok()) return file.status();
+    reader->file_ = std::move(file).value();
+  }
+  const Archive& a = reader->file_->archive;
+  if (!a.link) return reader;
+  const LinkInfo& link = *a.link;
+
+  std::string parent_path;
+  if (!options.parent_path.empty()) {
+    auto parent = OpenCkzFile(options.parent_path, options.limits);
+    if (!parent.ok()) return parent.status();
+    if ((*parent)->archive.content_id != link.parent_content_id)
+      return Status(ErrorCode::kWrongParent,
+                    path + " expects " + Describe(link) + ", but " + options.parent_path +
+                        " has content id " + ContentIdHex((*parent)->archive.content_id));
+    parent_path = options.parent_path;
+  }
+  const std::string dir = DirOf(path);
+  if (parent_path.empty() && !link.path_hint.empty()) {
+    const std::string hinted = dir + "/" + link.path_hint;
+    if (IsRegularFile(hinted)) {
+      auto parent = OpenCkzFile(hinted, options.limits);
+      if (parent.ok() && (*parent)->archive.content_id == link.parent_content_id)
+        parent_path = hinted;
+    }
+  }
+  std::vector<std::string> searched = {dir};
+  searched.insert(searched.end(), options.search_dirs.begin(), options.search_dirs.end());
+  for (size_t i = 0; parent_path.empty() && i < searched.size(); ++i)
+    parent_path = index->Find(searched[i], link.parent_content_id);
+  if (parent_path.empty()) {
+    std::string where;
+    for (const std::string& d : searched) where += (where.empty() ? "" : ", ") + d;
+    return Status(ErrorCode::kParentNotFound,
+                  path + " is a link (depth " + std::to_string(link.depth) + ") that needs " +
+                      Describe(link) + "; no .ckz file with that content id in " + where);
+  }
+
+  // Check the parent's depth before following its own link: depths strictly decrease, so a
+  // crafted cycle of files cannot recurse forever.
+  {
+    auto parent_file = OpenCkzFile(parent_path, options.limits);
+    if (!parent_file.ok()) return parent_file.status();
+    if (DepthOf((*parent_file)->archive) != link.depth - 1)
+      return Status(ErrorCode::kBadChain,
+                    path + " has link depth " + std::to_string(link.depth) + " but its parent " +
+                        parent_path + " has depth " +
+                        std::to_string(DepthOf((*parent_file)->archive)) + "; expected " +
+                        std::to_string(link.depth - 1));
+  }
+  ChainOptions parent_options = options;
+  parent_options.parent_path.clear();
+  auto parent = OpenWithIndex(parent_path, parent_options, index);
+  if (!parent.ok()) return parent.status();
+  reader->parent_ = std::move(parent).value();
+  return reader;
+}
+
+Status ChainReader::ReadTensor(size_t index, uint64_t offset, MutableByteSpan out, int threads) {
+  DecodeOptions options;
+  options.threads = threads;
+  Status s = DecodeTensorRange(archive(), index, offset, out, parent_.get(), options);
+  return s.ok() ? s : s.WithContext(path_);
+}
+
+Status ChainReader::ReadReference(const TensorInfo& tensor, uint64_t offset, MutableByteSpan out) {
+  const auto index = archive().FindTensor(tensor.name);
+  if (!index)
+    return Status(ErrorCode::kReferenceMismatch,
+                  path_ + " has no tensor '" + tensor.name + "' to predict it from");
+  const TensorInfo& mine = archive().tensors[*index];
+  if (mine.dtype != tensor.dtype || mine.shape != tensor.shape)
+    return Status(ErrorCode::kReferenceMismatch,
+                  path_ + ": tensor '" + tensor.name + "' has another dtype or shape than the "
+                  "tensor predicted from it");
+  return ReadTensor(*index, offset, out, 1);
+}
+
+Result<VerifyReport> VerifyChain(ChainReader& reader, int threads,
+                                 const std::function<void(uint64_t)>& progress) {
+  const Archive& a = reader.archive();
+  VerifyReport report;
+  ContentIdBuilder cid;
+  // Decode in windows so memory stays bounded whatever the tensor size.
+  constexpr uint64_t kWindow = uint64_t{64} << 20;
+  std::vector<uint8_t> buffer;
+  for (size_t t = 0; t < a.tensors.size(); ++t) {
+    const TensorInfo& info = a.tensors[t];
+    TensorDigester digester;
+    for (uint64_t pos = 0; pos < info.byte_length; pos += kWindow) {
+      const uint64_t n = std::min(kWindow, info.byte_length - pos);
+      buffer.resize(n);
+      CKZ_RETURN_IF_ERROR(reader.ReadTensor(t, pos, MutableByteSpan(buffer.data(), n), threads));
+      digester.Update(ByteSpan(buffer.data(), n));
+      report.raw_bytes += n;
+      if (progress) progress(report.raw_bytes);
+    }
+    cid.AddTensor(info.name, info.dtype, info.shape, digester.Finish());
+    report.chunks += info.chunks.size();
+    ++report.tensors;
+  }
+  report.computed = cid.Finish();
+  if (report.computed != a.content_id)
+    return Status(ErrorCode::kContentIdMismatch,
+                  reader.path() + ": decoded checkpoint has content id " +
+                      ContentIdHex(report.computed) + ", the header declares " +
+                      ContentIdHex(a.content_id));
+  return report;
+}
+
+}  // namespace ckz

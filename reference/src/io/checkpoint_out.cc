@@ -1,0 +1,147 @@
+// Checkpoint-level glue: feeding an input checkpoint to the Writer, and rebuilding the original
+// files from a decoded chain.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "ckz/checkpoint.h"
+#include "ckz/safetensors.h"
+#include "common/parallel.h"
+
+namespace ckz {
+namespace {
+
+std::string BaseName(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+Status MakeDirs(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return Status(ErrorCode::kIoError, path + ": cannot create folder: " + ec.message());
+  return Status::Ok();
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
+}
+
+// Streams the prolog and the tensors' decoded bytes into one atomically written file.
+Status WriteSourceFile(ChainReader& reader, const std::vector<uint8_t>& prolog,
+                       const std::vector<uint32_t>& tensors, const std::string& path,
+                       const RestoreOptions& options, uint64_t* done) {
+  auto sink = AtomicFileSink::Create(path, options.overwrite);
+  if (!sink.ok()) return sink.status();
+  CKZ_RETURN_IF_ERROR((*sink)->Write(ByteSpan(prolog)));
+  const uint64_t window = uint64_t{16} << 20;
+  std::vector<uint8_t> buffer;
+  for (uint32_t t : tensors) {
+    const TensorInfo& info = reader.archive().tensors[t];
+    for (uint64_t pos = 0; pos < info.byte_length; pos += window) {
+      const uint64_t n = std::min(window, info.byte_length - pos);
+      buffer.resize(n);
+      CKZ_RETURN_IF_ERROR(
+          reader.ReadTensor(t, pos, MutableByteSpan(buffer.data(), n), options.threads));
+      CKZ_RETURN_IF_ERROR((*sink)->Write(ByteSpan(buffer.data(), n)));
+      *done += n;
+      if (options.progress) options.progress(*done);
+    }
+  }
+  return (*sink)->Commit();
+}
+
+}  // namespace
+
+LinkInfo LinkTo(const ChainReader& parent) {
+  const Archive& a = parent.archive();
+  LinkInfo link;
+  link.parent_content_id = a.content_id;
+  link.parent_step = a.step;
+  link.path_hint = BaseName(parent.path());
+  link.depth = (a.link ? a.link->depth : 0) + 1;
+  return link;
+}
+
+Status WriteCheckpoint(const InputCheckpoint& input, ChainReader* parent, Writer* writer,
+                       int threads) {
+  if (input.step) writer->SetStep(*input.step);
+  for (const MetaEntry& e : input.metadata) writer->AddMetadata(e);
+  for (const SourceFileInfo& f : input.files) writer->AddSourceFile(f);
+  std::vector<uint8_t> reference;
+  for (const InputTensor& t : input.tensors) {
+    ByteSpan ref;
+    if (parent) {
+      const auto index = parent->archive().FindTensor(t.spec.name);
+      if (index) {
+        const TensorInfo& p = parent->archive().tensors[*index];
+        if (p.dtype == t.spec.dtype && p.shape == t.spec.shape) {
+          reference.resize(p.byte_length);
+          CKZ_RETURN_IF_ERROR(parent->ReadTensor(*index, 0, MutableByteSpan(reference), threads));
+          ref = ByteSpan(reference);
+        }
+      }
+    }
+    CKZ_RETURN_IF_ERROR(writer->AddTensor(t.spec, t.data, ref));
+  }
+  return Status::Ok();
+}
+
+Status RestoreCheckpoint(ChainReader& reader, const std::string& out_path,
+                         const RestoreOptions& options) {
+  const Archive& a = reader.archive();
+  uint64_t done = 0;
+  if (a.files.empty()) {
+    // A bare tensor set: write it as safetensors, tensors in file order.
+    std::vector<SafetensorsEntry> entries;
+    std::vector<uint32_t> order;
+    for (uint32_t t = 0; t < a.tensors.size(); ++t) {
+      entries.push_back({a.tensors[t].name, a.tensors[t].dtype, a.tensors[t].shape, 0, 0});
+      order.push_back(t);
+    }
+    std::vector<std::pair<std::string, std::string>> metadata;
+    for (const MetaEntry& e : a.metadata)
+      if (const auto* s = std::get_if<std::string>(&e.value)) metadata.emplace_back(e.key, *s);
+    return WriteSourceFile(reader, BuildSafetensorsProlog(entries, metadata), order, out_path,
+                           options, &done);
+  }
+  if (a.files.size() == 1)
+    return WriteSourceFile(reader, a.files[0].prolog, a.files[0].tensors, out_path, options,
+                           &done);
+
+  // Several files: a folder. A new folder is filled under a temporary name and renamed into
+  // place at the end, so it appears complete or not at all.
+  std::string dir = out_path;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  const bool fresh = !Exists(dir);
+  if (!fresh && !options.overwrite)
+    return Status(ErrorCode::kIoError, dir + ": already exists (use -f to overwrite)");
+  const std::string target = fresh ? dir + ".tmp-restore" : dir;
+  if (fresh && Exists(target))
+    return Status(ErrorCode::kIoError, target + ": left over from an interrupted restore; remove it");
+  CKZ_RETURN_IF_ERROR(MakeDirs(target));
+  RestoreOptions file_options = options;
+  file_options.overwrite = !fresh;
+  Status status;
+  for (const SourceFileInfo& f : a.files) {
+    const std::string path = target + "/" + f.path;
+    const size_t slash = path.rfind('/');
+    status = MakeDirs(path.substr(0, slash));
+    if (status.ok()) status = WriteSourceFile(reader, f.prolog, f.tensors, path, file_options, &done);
+    if (!status.ok()) break;
+  }
+  if (!fresh) return status;
+  if (status.ok() && rename(target.c_str(), dir.c_str()) != 0)
+    status = Status(ErrorCode::kIoError, dir + ": cannot rename into place: " + std::strerror(errno));
+  if (!status.ok()) {
+    std::error_code ignored;  // the folder is ours alone: leave nothing behind
+    std::filesystem::remove_all(target, ignored);
+  }
+  return status;
+}
+
+}  // namespace ckz

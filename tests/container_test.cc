@@ -1,0 +1,417 @@
+// The container end to end in memory: write, parse, decode; and one handcrafted corruption per
+// validation rule of spec section 9, each with its exact error code.
+#include <gtest/gtest.h>
+
+#include "ckz/archive.h"
+#include "ckz/content_id.h"
+#include "ckz/decoder.h"
+#include "ckz/writer.h"
+#include "common/bytes.h"
+#include "file_surgery.h"
+#include "format/preamble.h"
+#include "test_util.h"
+
+namespace ckz::testing {
+namespace {
+
+std::vector<TestTensor> EveryDtype() {
+  return {
+      MakeTensor("f64", DType::kF64, {3, 5}, 1),
+      MakeTensor("f32", DType::kF32, {64, 33}, 2),
+      MakeTensor("f16", DType::kF16, {7, 9}, 3),
+      MakeTensor("bf16", DType::kBF16, {11}, 4),
+      MakeTensor("i64", DType::kI64, {5}, 5),
+      MakeTensor("i32", DType::kI32, {2, 2, 2}, 6),
+      MakeTensor("i16", DType::kI16, {13}, 7),
+      MakeTensor("i8", DType::kI8, {17}, 8),
+      MakeTensor("u8", DType::kU8, {19}, 9),
+      MakeTensor("bool", DType::kBool, {23}, 10),
+      MakeTensor("scalar", DType::kF32, {}, 11),
+      MakeTensor("empty", DType::kF32, {4, 0}, 12),
+  };
+}
+
+std::vector<uint8_t> DecodeAll(const Archive& a, size_t t, ReferenceSource* ref = nullptr,
+                               int threads = 1) {
+  std::vector<uint8_t> out(a.tensors[t].byte_length);
+  DecodeOptions options;
+  options.threads = threads;
+  Status s = DecodeTensorRange(a, t, 0, MutableByteSpan(out), ref, options);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return out;
+}
+
+TEST(Container, RoundTripsEveryDtype) {
+  const auto tensors = EveryDtype();
+  const auto file = WriteToMemory(tensors);
+  auto a = ParseArchive(ByteSpan(file));
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_EQ(a->tensors.size(), tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    EXPECT_EQ(a->tensors[i].name, tensors[i].spec.name);
+    EXPECT_EQ(a->tensors[i].shape, tensors[i].spec.shape);
+    EXPECT_EQ(DecodeAll(*a, i), tensors[i].bytes) << tensors[i].spec.name;
+  }
+  EXPECT_EQ(a->tensors[10].num_elements, 1u);  // 0-d
+  EXPECT_TRUE(a->tensors[11].chunks.empty());  // empty
+}
+
+TEST(Container, ManyChunksAndRandomRanges) {
+  EncodeOptions options;
+  options.chunk_bytes = 1000;  // rounds down to 250 f32 elements
+  const auto tensors = std::vector<TestTensor>{MakeTensor("w", DType::kF32, {100, 77}, 3)};
+  const auto file = WriteToMemory(tensors, options);
+  auto a = ParseArchive(ByteSpan(file));
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->tensors[0].chunks.size(), (7700 + 249) / 250);
+  std::mt19937 rng(5);
+  for (int i = 0; i < 200; ++i) {
+    const uint64_t begin = rng() % tensors[0].bytes.size();
+    const uint64_t len = rng() % (tensors[0].bytes.size() - begin + 1);
+    std::vector<uint8_t> out(len);
+    ASSERT_TRUE(DecodeTensorRange(*a, 0, begin, MutableByteSpan(out), nullptr).ok());
+    ASSERT_EQ(0, std::memcmp(out.data(), tensors[0].bytes.data() + begin, len));
+  }
+  EXPECT_EQ(DecodeAll(*a, 0, nullptr, 4), tensors[0].bytes);
+}
+
+TEST(Container, OutputIndependentOfThreadCount) {
+  EncodeOptions one, four;
+  one.chunk_bytes = four.chunk_bytes = 4096;
+  four.threads = 4;
+  const auto tensors = EveryDtype();
+  EXPECT_EQ(WriteToMemory(tensors, one), WriteToMemory(tensors, four));
+}
+
+TEST(Container, EveryCodingRoundTripsAgainstAReference) {
+  auto base = MakeTensor("w", DType::kF32, {300, 7}, 21);
+  TestTensor next = base;
+  next.bytes = PerturbF32(base.bytes, 22);
+  auto ints = MakeTensor("steps", DType::kI64, {40}, 23);
+  TestTensor ints_next = ints;
+  for (size_t i = 0; i < ints_next.bytes.size(); i += 8) ints_next.bytes[i] ^= 3;
+  const std::vector<TestTensor> parent = {base, ints};
+  MemoryReference ref(parent);
+  LinkInfo link;
+  link.depth = 1;
+  const std::vector<std::vector<uint8_t>> refs = {base.bytes, ints.bytes};
+  for (Predictor p : {Predictor::kNone, Predictor::kXorRef, Predictor::kSubRef})
+    for (bool planes : {false, true})
+      for (StreamCodec codec : {StreamCodec::kStored, StreamCodec::kZstd}) {
+        EncodeOptions o;
+        o.force_predictor = p;
+        o.force_byte_planes = planes;
+        o.force_codec = codec;
+        o.chunk_bytes = 1024;
+        const auto file = WriteToMemory({next, ints_next}, o, &link, &refs);
+        auto a = ParseArchive(ByteSpan(file));
+        ASSERT_TRUE(a.ok()) << a.status().ToString();
+        EXPECT_EQ(a->tensors[0].predictor, p);
+        EXPECT_EQ(a->tensors[0].byte_planes, planes);
+        EXPECT_EQ(DecodeAll(*a, 0, &ref), next.bytes);
+        EXPECT_EQ(DecodeAll(*a, 1, &ref), ints_next.bytes);
+      }
+}
+
+TEST(Container, PredictedTensorNeedsItsReference) {
+  auto base = MakeTensor("w", DType::kF32, {64}, 1);
+  TestTensor next = base;
+  next.bytes = PerturbF32(base.bytes, 2);
+  LinkInfo link;
+  link.depth = 1;
+  EncodeOptions o;
+  o.force_predictor = Predictor::kXorRef;
+  const std::vector<std::vector<uint8_t>> refs = {base.bytes};
+  const auto file = WriteToMemory({next}, o, &link, &refs);
+  auto a = ParseArchive(ByteSpan(file));
+  ASSERT_TRUE(a.ok());
+  std::vector<uint8_t> out(a->tensors[0].byte_length);
+  EXPECT_EQ(DecodeTensorRange(*a, 0, 0, MutableByteSpan(out), nullptr).code(),
+            ErrorCode::kReferenceRequired);
+}
+
+TEST(ContentId, IndependentOfCodingAndOrderButNotOfContent) {
+  auto tensors = EveryDtype();
+  ContentId plain, zstd, reordered, changed, renamed;
+  EncodeOptions stored;
+  stored.force_codec = StreamCodec::kStored;
+  stored.force_byte_planes = false;
+  WriteToMemory(tensors, stored, nullptr, nullptr, &plain);
+  WriteToMemory(tensors, {}, nullptr, nullptr, &zstd);
+  EXPECT_EQ(plain, zstd);
+  std::reverse(tensors.begin(), tensors.end());
+  WriteToMemory(tensors, {}, nullptr, nullptr, &reordered);
+  EXPECT_EQ(plain, reordered);
+  tensors[3].bytes[0] ^= 1;
+  WriteToMemory(tensors, {}, nullptr, nullptr, &changed);
+  EXPECT_NE(plain, changed);
+  tensors[3].bytes[0] ^= 1;
+  tensors[3].spec.name += "x";
+  WriteToMemory(tensors, {}, nullptr, nullptr, &renamed);
+  EXPECT_NE(plain, renamed);
+}
+
+TEST(ContentId, TreeDigestMatchesIncrementalForm) {
+  std::vector<uint8_t> bytes = RandomTensorBytes(DType::kU8, 3 * kDigestBlockBytes + 17, 4);
+  TensorDigester d;
+  for (size_t pos = 0; pos < bytes.size(); pos += 333333)
+    d.Update(ByteSpan(bytes.data() + pos, std::min<size_t>(333333, bytes.size() - pos)));
+  EXPECT_EQ(d.Finish(), TensorDigest(ByteSpan(bytes), 3));
+}
+
+TEST(Writer, RefusesWhatAReaderWouldReject) {
+  Writer w(std::make_unique<MemorySink>(), {});
+  TensorSpec spec{"a", DType::kF32, {2}, Role::kOther, -1};
+  std::vector<uint8_t> four(4), eight(8);
+  EXPECT_EQ(w.AddTensor(spec, ByteSpan(four)).code(), ErrorCode::kInvalidArgument);
+  Writer w2(std::make_unique<MemorySink>(), {});
+  EXPECT_TRUE(w2.AddTensor(spec, ByteSpan(eight)).ok());
+  EXPECT_EQ(w2.AddTensor(spec, ByteSpan(eight)).code(), ErrorCode::kDuplicateName);
+  Writer w3(std::make_unique<MemorySink>(), {});
+  spec.name = std::string("bad\xff", 4);
+  EXPECT_EQ(w3.AddTensor(spec, ByteSpan(eight)).code(), ErrorCode::kBadName);
+  Writer w4(std::make_unique<MemorySink>(), {});
+  TensorSpec moment{"m", DType::kF32, {2}, Role::kMoment1, 0};
+  ASSERT_TRUE(w4.AddTensor(TensorSpec{"w", DType::kF32, {2}, Role::kOther, -1}, ByteSpan(eight)).ok());
+  ASSERT_TRUE(w4.AddTensor(moment, ByteSpan(eight)).ok());
+  EXPECT_EQ(w4.Finish().status().code(), ErrorCode::kBadOwner);  // owner is not a weight
+}
+
+// ---- One handcrafted file per validation rule. ----
+
+class Corruption : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    EncodeOptions o;
+    o.chunk_bytes = 512;
+    o.force_codec = StreamCodec::kStored;  // chunk boundaries and bytes are predictable
+    tensors_ = {MakeTensor("a", DType::kF32, {300}, 1), MakeTensor("b", DType::kI64, {10}, 2)};
+    tensors_[0].spec.role = Role::kWeight;
+    file_ = WriteToMemory(tensors_, o);
+    auto a = ParseArchive(ByteSpan(file_));
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    archive_ = *a;
+  }
+  static ErrorCode Parse(const std::vector<uint8_t>& bytes) {
+    return ParseArchive(ByteSpan(bytes)).status().code();
+  }
+  ErrorCode ParseRebuilt(const Archive& a) const { return Parse(Rebuild(a, ByteSpan(file_))); }
+
+  std::vector<TestTensor> tensors_;
+  std::vector<uint8_t> file_;
+  Archive archive_;
+};
+
+TEST_F(Corruption, RebuildOfTheUnchangedArchiveIsValid) {
+  EXPECT_EQ(ParseRebuilt(archive_), ErrorCode::kOk);
+}
+
+TEST_F(Corruption, Truncation) {
+  for (size_t keep : {size_t(0), size_t(5), size_t(40), size_t(64), size_t(100),
+                      file_.size() - 1}) {
+    std::vector<uint8_t> cut(file_.begin(), file_.begin() + keep);
+    const ErrorCode code = Parse(cut);
+    EXPECT_TRUE(code == ErrorCode::kTruncated || code == ErrorCode::kHeaderOutOfBounds)
+        << keep << " -> " << ErrorCodeName(code);
+  }
+}
+
+TEST_F(Corruption, Magic) {
+  auto f = file_;
+  f[1] = 'X';
+  EXPECT_EQ(Parse(f), ErrorCode::kBadMagic);
+  // CR LF -> LF, as a text-mode transfer does.
+  auto t = file_;
+  t.erase(t.begin() + 4);
+  EXPECT_EQ(Parse(t), ErrorCode::kTextModeCorruption);
+  auto seven = file_;
+  seven[0] &= 0x7F;  // 7-bit channel
+  EXPECT_EQ(Parse(seven), ErrorCode::kTextModeCorruption);
+}
+
+TEST_F(Corruption, VersionAndFeatures) {
+  auto f = file_;
+  StoreLE16(f.data() + preamble_offset::kMajor, 1);
+  FixPreambleCrc(f);
+  EXPECT_EQ(Parse(f), ErrorCode::kUnsupportedVersion);
+  auto minor = file_;
+  StoreLE16(minor.data() + preamble_offset::kMinor, 99);  // newer minor: still readable
+  FixPreambleCrc(minor);
+  EXPECT_EQ(Parse(minor), ErrorCode::kOk);
+  auto req = file_;
+  StoreLE64(req.data() + preamble_offset::kRequiredFeatures, uint64_t{1} << 40);
+  FixPreambleCrc(req);
+  EXPECT_EQ(Parse(req), ErrorCode::kUnknownRequiredFeature);
+  auto opt = file_;
+  StoreLE64(opt.data() + preamble_offset::kOptionalFeatures, uint64_t{1} << 40);
+  FixPreambleCrc(opt);
+  EXPECT_EQ(Parse(opt), ErrorCode::kOk);
+}
+
+TEST_F(Corruption, PreambleAndHeaderChecksums) {
+  auto f = file_;
+  f[preamble_offset::kHeaderLength] ^= 1;
+  EXPECT_EQ(Parse(f), ErrorCode::kPreambleChecksum);
+  auto h = file_;
+  h[archive_.preamble.header_offset + 20] ^= 0x10;
+  EXPECT_EQ(Parse(h), ErrorCode::kHeaderChecksum);
+}
+
+TEST_F(Corruption, HeaderLocation) {
+  auto past = file_;
+  StoreLE64(past.data() + preamble_offset::kHeaderOffset, file_.size() + 64);
+  FixPreambleCrc(past);
+  EXPECT_EQ(Parse(past), ErrorCode::kHeaderOutOfBounds);
+  auto big = file_;
+  StoreLE64(big.data() + preamble_offset::kHeaderLength, kMaxHeaderBytes + 1);
+  FixPreambleCrc(big);
+  EXPECT_EQ(Parse(big), ErrorCode::kHeaderTooLarge);
+  auto odd = file_;
+  StoreLE64(odd.data() + preamble_offset::kHeaderOffset, archive_.preamble.header_offset - 8);
+  StoreLE64(odd.data() + preamble_offset::kHeaderLength, archive_.preamble.header_length + 8);
+  FixPreambleCrc(odd);
+  EXPECT_EQ(Parse(odd), ErrorCode::kMisaligned);
+  Limits tight;
+  tight.max_header_bytes = 16;
+  EXPECT_EQ(ParseArchive(ByteSpan(file_), tight).status().code(), ErrorCode::kHeaderTooLarge);
+}
+
+TEST_F(Corruption, HeaderNotAFlatBuffer) {
+  auto f = file_;
+  f[archive_.preamble.header_offset + 4] = 'X';  // file identifier
+  FixHeaderCrc(f);
+  EXPECT_EQ(Parse(f), ErrorCode::kHeaderMalformed);
+  auto g = file_;
+  StoreLE32(g.data() + archive_.preamble.header_offset, 0x7FFFFFF0);  // root offset
+  FixHeaderCrc(g);
+  EXPECT_EQ(Parse(g), ErrorCode::kHeaderMalformed);
+}
+
+TEST_F(Corruption, EnumsAndFixedSizesOutOfRange) {
+  Archive a = archive_;
+  a.tensors[0].dtype = static_cast<DType>(77);
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kFieldOutOfRange);
+  a = archive_;
+  a.tensors[0].role = static_cast<Role>(4);
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kFieldOutOfRange);
+  a = archive_;
+  a.link = LinkInfo{};
+  a.link->depth = 1;
+  a.preamble.required_features = kFeatureReferenceChain;
+  a.tensors[0].predictor = static_cast<Predictor>(3);
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kFieldOutOfRange);
+  a = archive_;
+  a.files.push_back({"x.safetensors", static_cast<SourceFormat>(9), {}, {0, 1}});
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kFieldOutOfRange);
+  a = archive_;
+  a.files.push_back({"x.safetensors", SourceFormat::kSafetensors, {}, {0, 7}});
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kFieldOutOfRange);
+  a = archive_;
+  a.files.push_back({"x.safetensors", SourceFormat::kSafetensors, {}, {0}});
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kFieldOutOfRange);  // tensor 1 in no file
+}
+
+TEST_F(Corruption, Names) {
+  Archive a = archive_;
+  a.tensors[1].name = "a";
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kDuplicateName);
+  a = archive_;
+  a.tensors[1].name = std::string("\xc0\x80", 2);  // overlong NUL
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kBadName);
+  a = archive_;
+  a.files.push_back({"../escape", SourceFormat::kRaw, {1, 2}, {}});
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kBadName);
+  a = archive_;
+  a.metadata = {{"k", int64_t{1}}, {"k", int64_t{2}}};
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kDuplicateName);
+}
+
+TEST_F(Corruption, ShapeOverflow) {
+  Archive a = archive_;
+  a.tensors[0].shape = {uint64_t{1} << 40, uint64_t{1} << 40};
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kShapeOverflow);
+  a.tensors[0].shape.assign(33, 1);
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kShapeOverflow);
+}
+
+TEST_F(Corruption, ChunkRanges) {
+  Archive a = archive_;
+  a.tensors[0].chunks[0].offset = a.preamble.header_offset + 4096;
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kRangeOutOfFile);
+  a = archive_;
+  a.tensors[0].chunks[1].offset = a.tensors[0].chunks[0].offset;
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kRangeOverlap);
+  a = archive_;
+  a.tensors[0].chunks[1].offset += 64;  // leaves a gap larger than padding
+  a.tensors[0].chunks[1].stored_length = 8;
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kUnexplainedBytes);
+  a = archive_;
+  a.tensors[0].chunks[0].offset += 1;
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kMisaligned);
+  a = archive_;
+  a.tensors[0].chunks[0].raw_length -= 4;
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kChunkLayout);
+  a = archive_;
+  a.tensors[0].chunks[0].raw_length -= 1;  // not whole elements
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kChunkLayout);
+}
+
+TEST_F(Corruption, TrailingBytesAndPadding) {
+  auto f = file_;
+  f.insert(f.end(), 64, 0);
+  EXPECT_EQ(Parse(f), ErrorCode::kUnexplainedBytes);
+  // The first chunk of "a" is 5 + 512 stored bytes: 43 padding bytes follow it.
+  const ChunkInfo& c = archive_.tensors[0].chunks[0];
+  auto p = file_;
+  p[c.offset + c.stored_length] = 1;
+  EXPECT_EQ(Parse(p), ErrorCode::kNonzeroPadding);
+}
+
+TEST_F(Corruption, LinkRules) {
+  Archive a = archive_;
+  a.link = LinkInfo{};
+  a.link->depth = 0;
+  a.preamble.required_features = kFeatureReferenceChain;
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kBadLink);
+  a.link->depth = 1;
+  a.preamble.required_features = 0;  // link without its feature bit
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kBadLink);
+  a = archive_;
+  a.tensors[0].predictor = Predictor::kXorRef;  // predicted, but no link
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kBadLink);
+}
+
+TEST_F(Corruption, Owners) {
+  Archive a = archive_;
+  a.tensors[1].role = Role::kMoment1;
+  a.tensors[1].owner = 0;  // shape differs
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kBadOwner);
+  a.tensors[1].owner = 1;  // itself
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kBadOwner);
+  a.tensors[1].owner = 5;
+  EXPECT_EQ(ParseRebuilt(a), ErrorCode::kBadOwner);
+}
+
+TEST_F(Corruption, PayloadBitFlipIsCaughtByTheChunkChecksum) {
+  const ChunkInfo& c = archive_.tensors[0].chunks[1];
+  auto f = file_;
+  f[c.offset + 100] ^= 0x20;  // inside a stored stream
+  auto a = ParseArchive(ByteSpan(f));
+  ASSERT_TRUE(a.ok());  // the header is intact
+  std::vector<uint8_t> out(c.raw_length);
+  ChunkDecoder d;
+  EXPECT_EQ(d.Decode(*a, 0, 1, {}, MutableByteSpan(out)).code(), ErrorCode::kChunkChecksum);
+  auto g = file_;
+  g[c.offset] = 7;  // stream codec
+  auto b = ParseArchive(ByteSpan(g));
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(d.Decode(*b, 0, 1, {}, MutableByteSpan(out)).code(), ErrorCode::kChunkMalformed);
+  auto h = file_;
+  StoreLE32(h.data() + c.offset + 1, 100);  // stream length
+  auto e = ParseArchive(ByteSpan(h));
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(d.Decode(*e, 0, 1, {}, MutableByteSpan(out)).code(), ErrorCode::kChunkDecodeFailed);
+}
+
+}  // namespace
+}  // namespace ckz::testing
