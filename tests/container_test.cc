@@ -407,10 +407,15 @@ TEST_F(Corruption, PayloadBitFlipIsCaughtByTheChunkChecksum) {
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(d.Decode(*b, 0, 1, {}, MutableByteSpan(out)).code(), ErrorCode::kChunkMalformed);
   auto h = file_;
-  StoreLE32(h.data() + c.offset + 1, 100);  // stream length
+  StoreLE32(h.data() + c.offset + 1, 100);  // stream length no longer adds up
   auto e = ParseArchive(ByteSpan(h));
   ASSERT_TRUE(e.ok());
-  EXPECT_EQ(d.Decode(*e, 0, 1, {}, MutableByteSpan(out)).code(), ErrorCode::kChunkDecodeFailed);
+  EXPECT_EQ(d.Decode(*e, 0, 1, {}, MutableByteSpan(out)).code(), ErrorCode::kChunkMalformed);
+  auto z = file_;
+  z[c.offset] = uint8_t(StreamCodec::kZstd);  // stored bytes are no zstd frame
+  auto y = ParseArchive(ByteSpan(z));
+  ASSERT_TRUE(y.ok());
+  EXPECT_EQ(d.Decode(*y, 0, 1, {}, MutableByteSpan(out)).code(), ErrorCode::kChunkDecodeFailed);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,10 +38,21 @@ struct InputCheckpoint {
 Result<InputCheckpoint> LoadCheckpoint(const std::string& path);
 
 // Adds every tensor of `input` to `writer`, plus its files, metadata and step. With a
-// `parent` (the writer must have its link set), each tensor that the parent has with the same
-// name, dtype and shape is predicted from the parent's decoded bytes.
-Status WriteCheckpoint(const InputCheckpoint& input, ChainReader* parent, Writer* writer,
-                       int threads = 1);
+// `reference` (the writer must have its link set), each tensor that the reference has with the
+// same name, dtype and shape is predicted from the reference's decoded bytes.
+Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference, Writer* writer);
+
+// An input checkpoint as the reference of the next one. In lossless coding a checkpoint's
+// decoded bytes are its input bytes, so a history can be chained without decoding anything.
+class InputReference : public ReferenceSource {
+ public:
+  explicit InputReference(const InputCheckpoint& input);
+  Status ReadReference(const TensorInfo& tensor, uint64_t offset, MutableByteSpan out) override;
+
+ private:
+  const InputCheckpoint& input_;
+  std::map<std::string, size_t> index_;
+};
 
 // The link a file written against `parent` carries (content id, step, file name, depth).
 LinkInfo LinkTo(const ChainReader& parent);

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "ckz/archive.h"
 #include "ckz/status.h"
@@ -23,6 +24,19 @@ class ReferenceSource {
   // the parent has no such tensor or its dtype or shape differ.
   virtual Status ReadReference(const TensorInfo& tensor, uint64_t offset, MutableByteSpan out) = 0;
 };
+
+// One entry of a chunk's stream directory (spec 7.2).
+struct StreamInfo {
+  StreamCodec codec = StreamCodec::kStored;
+  uint64_t offset = 0;         // in the file
+  uint64_t stored_length = 0;  // bytes in the file
+  uint64_t raw_length = 0;     // decoded bytes
+};
+
+// Reads and checks the stream directory of a chunk: known codecs, lengths that add up to the
+// chunk's stored length exactly. Errors: kChunkMalformed.
+Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size_t tensor,
+                                                    size_t chunk);
 
 // Decodes single chunks. Holds reusable scratch (a zstd context, buffers): one per thread.
 class ChunkDecoder {

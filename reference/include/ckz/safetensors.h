@@ -27,16 +27,23 @@ struct SafetensorsEntry {
 
 struct SafetensorsHeader {
   uint64_t data_start = 0;                // 8 + N: where the data section starts in the file
-  std::vector<SafetensorsEntry> tensors;  // sorted by `begin` (the order of the bytes)
+  // Sorted by `begin` (the order of the bytes); zero-length tensors sharing an offset with
+  // others come first, by name (the order is (begin, end, name)).
+  std::vector<SafetensorsEntry> tensors;
   std::vector<std::pair<std::string, std::string>> metadata;  // "__metadata__", in file order
 };
 
 // Validates everything: size fields, JSON syntax, keys, dtypes, shapes against offsets, the
-// tensors tiling the data section without gaps or overlaps, no duplicate names.
+// tensors tiling the data section without gaps or overlaps, no duplicate names. Errors:
+// kSafetensorsMalformed, except kUnsupportedDtype (a dtype outside F64 F32 F16 BF16 I64 I32
+// I16 I8 U8 BOOL), kShapeOverflow, kDuplicateName (a key twice in one JSON object) and kBadName
+// (a tensor name breaking the CKZ name rules). Messages name the field and the file offset.
 Result<SafetensorsHeader> ParseSafetensors(ByteSpan file);
 
 // The bytes before the data section (u64le N + JSON padded with spaces to a multiple of 8) for
 // `tensors` laid out in the given order (their begin/end are recomputed) and `metadata`.
+// Canonical form: compact JSON, {"name":{"dtype":..,"shape":[..],"data_offsets":[b,e]},...},
+// "__metadata__" last and only when non-empty. Shapes and dtypes must be valid (ShapeBytes).
 std::vector<uint8_t> BuildSafetensorsProlog(
     std::vector<SafetensorsEntry>& tensors,
     const std::vector<std::pair<std::string, std::string>>& metadata);
@@ -46,6 +53,9 @@ struct ShardIndex {
   std::vector<std::pair<std::string, std::string>> weight_map;  // tensor -> shard, file order
   std::vector<std::string> shards;                               // distinct shards, first-seen order
 };
+// Errors: kShardIndexMalformed (not JSON, no "weight_map" object, an empty one, a non-string
+// file, a non-object "metadata"), kDuplicateName, kBadName (a tensor name, or a file name that
+// is not a relative path, see CheckRelativePath). Other top-level keys are ignored.
 Result<ShardIndex> ParseShardIndex(ByteSpan json);
 
 }  // namespace ckz

@@ -16,24 +16,42 @@ namespace {
 // Order-0 entropy of `n` bytes, in bits. Encoder heuristics only, never in a decode path.
 double EntropyBits(const uint8_t* p, size_t n) {
   if (n == 0) return 0;
-  std::array<uint32_t, 256> hist{};
-  for (size_t i = 0; i < n; ++i) ++hist[p[i]];
+  // Four interleaved histograms avoid store-to-load stalls on runs of equal bytes.
+  std::array<std::array<uint32_t, 256>, 4> h{};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    ++h[0][p[i]];
+    ++h[1][p[i + 1]];
+    ++h[2][p[i + 2]];
+    ++h[3][p[i + 3]];
+  }
+  for (; i < n; ++i) ++h[0][p[i]];
   double bits = 0;
-  for (uint32_t c : hist)
+  for (int b = 0; b < 256; ++b) {
+    const uint32_t c = h[0][b] + h[1][b] + h[2][b] + h[3][b];
     if (c) bits -= double(c) * std::log2(double(c) / double(n));
-  return bits;
-}
-
-double StreamsCost(const std::vector<uint8_t>& transformed, size_t streams) {
-  const size_t len = transformed.size() / streams;
-  double bits = 0;
-  for (size_t s = 0; s < streams; ++s) bits += EntropyBits(transformed.data() + s * len, len);
+  }
   return bits;
 }
 
 // Above this many bits per byte a stream is stored: zstd would not pay for its time.
 constexpr double kIncompressibleBitsPerByte = 7.97;
-constexpr size_t kSampleBytes = 1 << 18;
+// Bytes a stream costs besides its data: its directory entry, and a zstd frame's header.
+constexpr double kStreamOverheadBytes = kStreamEntryBytes + 9;
+// The coding choice looks at this many bytes, taken as slices spread over the tensor.
+constexpr size_t kSampleSlices = 4;
+constexpr size_t kSampleSliceBytes = 1 << 14;
+
+// Estimated stored bytes of `sample` coded as `streams` streams.
+double StreamsCost(const std::vector<uint8_t>& transformed, size_t streams) {
+  const size_t len = transformed.size() / streams;
+  double bytes = 0;
+  for (size_t s = 0; s < streams; ++s) {
+    const double coded = EntropyBits(transformed.data() + s * len, len) / 8;
+    bytes += std::min(coded + kStreamOverheadBytes, double(len) + kStreamEntryBytes);
+  }
+  return bytes;
+}
 
 }  // namespace
 
@@ -47,16 +65,31 @@ TensorCoding ChooseCoding(DType dtype, ByteSpan data, ByteSpan reference,
   std::vector<bool> planes = {true, false};
   if (width == 1) planes = {false};
   if (options.force_byte_planes) planes = {*options.force_byte_planes};
+  if (predictors.size() * planes.size() == 1) return {predictors[0], planes[0]};
 
-  // The sample: whole elements from the start of the tensor.
-  const size_t n = std::min(data.size, kSampleBytes / width * width);
-  std::vector<uint8_t> transformed(n);
+  // The sample: whole-element slices at evenly spaced places (all of a small tensor).
+  std::vector<uint8_t> sample, sample_ref;
+  const size_t slice = std::max<size_t>(kSampleSliceBytes / width, 1) * width;
+  if (data.size <= kSampleSlices * slice) {
+    sample.assign(data.begin(), data.end());
+    if (!reference.empty()) sample_ref.assign(reference.begin(), reference.end());
+  } else {
+    const size_t elements = data.size / width;
+    for (size_t k = 0; k < kSampleSlices; ++k) {
+      const size_t begin = (elements - slice / width) * k / (kSampleSlices - 1) * width;
+      sample.insert(sample.end(), data.data + begin, data.data + begin + slice);
+      if (!reference.empty())
+        sample_ref.insert(sample_ref.end(), reference.data + begin, reference.data + begin + slice);
+    }
+  }
+  std::vector<uint8_t> transformed(sample.size());
   TensorCoding best;
   double best_cost = INFINITY;
   for (Predictor p : predictors) {
     for (bool split : planes) {
-      ForwardTransform(p, split, width, data.data, reference.empty() ? nullptr : reference.data,
-                       n, transformed.data());
+      ForwardTransform(p, split, width, sample.data(),
+                       sample_ref.empty() ? nullptr : sample_ref.data(), sample.size(),
+                       transformed.data());
       const double cost = StreamsCost(transformed, StreamCount(split, width));
       if (cost < best_cost) {
         best_cost = cost;

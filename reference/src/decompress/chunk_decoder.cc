@@ -57,6 +57,42 @@ Status DecodeZstd(ZSTD_DCtx* dctx, ByteSpan src, MutableByteSpan dst, const std:
 
 }  // namespace
 
+Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size_t tensor,
+                                                    size_t chunk_index) {
+  const TensorInfo& t = archive.tensors[tensor];
+  const ChunkInfo& chunk = t.chunks[chunk_index];
+  const size_t streams = StreamCount(t.byte_planes, DTypeSize(t.dtype));
+  const ByteSpan stored = archive.file.subspan(chunk.offset, chunk.stored_length);
+  const size_t dir_bytes = streams * kStreamEntryBytes;
+  if (stored.size < dir_bytes)
+    return Status(ErrorCode::kChunkMalformed,
+                  Where(archive, tensor, chunk_index) + ": " + std::to_string(stored.size) +
+                      " stored bytes cannot hold the " + std::to_string(streams) +
+                      "-entry stream directory");
+  std::vector<StreamInfo> out(streams);
+  uint64_t pos = dir_bytes;
+  for (size_t s = 0; s < streams; ++s) {
+    const uint8_t* entry = stored.data + s * kStreamEntryBytes;
+    const uint64_t length = LoadLE32(entry + 1);
+    const std::string where = Where(archive, tensor, chunk_index) + " stream " + std::to_string(s);
+    if (entry[0] > kMaxStreamCodec)
+      return Status(ErrorCode::kChunkMalformed, where + ": codec " + std::to_string(entry[0]) +
+                                                    " is not 0 (stored) or 1 (zstd)");
+    if (length > stored.size - pos)
+      return Status(ErrorCode::kChunkMalformed,
+                    where + ": stored length " + std::to_string(length) +
+                        " runs past the chunk's " + std::to_string(stored.size) + " bytes");
+    out[s] = {static_cast<StreamCodec>(entry[0]), chunk.offset + pos, length,
+              chunk.raw_length / streams};
+    pos += length;
+  }
+  if (pos != stored.size)
+    return Status(ErrorCode::kChunkMalformed,
+                  Where(archive, tensor, chunk_index) + ": streams end at byte " +
+                      std::to_string(pos) + " of the chunk's " + std::to_string(stored.size));
+  return out;
+}
+
 Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_index,
                             ByteSpan reference, MutableByteSpan out) {
   const TensorInfo& t = archive.tensors[tensor];
@@ -70,17 +106,9 @@ Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_
                       PredictorName(t.predictor) + ") and needs " +
                       std::to_string(chunk.raw_length) + " reference bytes");
 
+  auto directory = ReadStreamDirectory(archive, tensor, chunk_index);
+  if (!directory.ok()) return directory.status();
   const size_t width = DTypeSize(t.dtype);
-  const size_t streams = StreamCount(t.byte_planes, width);
-  const size_t stream_raw = chunk.raw_length / streams;
-  const ByteSpan stored = archive.file.subspan(chunk.offset, chunk.stored_length);
-  const size_t dir_bytes = streams * kStreamEntryBytes;
-  if (stored.size < dir_bytes)
-    return Status(ErrorCode::kChunkMalformed,
-                  Where(archive, tensor, chunk_index) + ": " + std::to_string(stored.size) +
-                      " stored bytes cannot hold the " + std::to_string(streams) +
-                      "-entry stream directory");
-
   // Only a transformed chunk needs a staging buffer; otherwise streams decode in place.
   const bool transformed = predicted || (t.byte_planes && width > 1);
   uint8_t* staging = out.data;
@@ -88,39 +116,26 @@ Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_
     scratch_->streams.resize(chunk.raw_length);
     staging = scratch_->streams.data();
   }
-
-  uint64_t pos = dir_bytes;
-  for (size_t s = 0; s < streams; ++s) {
-    const uint8_t* entry = stored.data + s * kStreamEntryBytes;
-    const uint8_t codec = entry[0];
-    const uint64_t length = LoadLE32(entry + 1);
-    const std::string where =
-        Where(archive, tensor, chunk_index) + " stream " + std::to_string(s);
-    if (codec > kMaxStreamCodec)
-      return Status(ErrorCode::kChunkMalformed,
-                    where + ": codec " + std::to_string(codec) + " is not 0 (stored) or 1 (zstd)");
-    if (length > stored.size - pos)
-      return Status(ErrorCode::kChunkMalformed,
-                    where + ": stored length " + std::to_string(length) +
-                        " runs past the chunk's " + std::to_string(stored.size) + " bytes");
-    const ByteSpan src = stored.subspan(pos, length);
-    const MutableByteSpan dst(staging + s * stream_raw, stream_raw);
-    if (static_cast<StreamCodec>(codec) == StreamCodec::kStored) {
-      if (length != stream_raw)
+  uint64_t raw_pos = 0;
+  for (size_t s = 0; s < directory->size(); ++s) {
+    const StreamInfo& stream = (*directory)[s];
+    const ByteSpan src = archive.file.subspan(stream.offset, stream.stored_length);
+    const MutableByteSpan dst(staging + raw_pos, stream.raw_length);
+    raw_pos += stream.raw_length;
+    if (stream.codec == StreamCodec::kStored) {
+      if (stream.stored_length != stream.raw_length)
         return Status(ErrorCode::kChunkDecodeFailed,
-                      where + ": stored stream has " + std::to_string(length) + " bytes, " +
-                          std::to_string(stream_raw) + " expected");
-      std::memcpy(dst.data, src.data, stream_raw);
+                      Where(archive, tensor, chunk_index) + " stream " + std::to_string(s) +
+                          ": stored stream has " + std::to_string(stream.stored_length) +
+                          " bytes, " + std::to_string(stream.raw_length) + " expected");
+      std::memcpy(dst.data, src.data, dst.size);
     } else {
       if (!scratch_->dctx) scratch_->dctx = ZSTD_createDCtx();
-      CKZ_RETURN_IF_ERROR(DecodeZstd(scratch_->dctx, src, dst, where));
+      CKZ_RETURN_IF_ERROR(DecodeZstd(scratch_->dctx, src, dst,
+                                     Where(archive, tensor, chunk_index) + " stream " +
+                                         std::to_string(s)));
     }
-    pos += length;
   }
-  if (pos != stored.size)
-    return Status(ErrorCode::kChunkMalformed,
-                  Where(archive, tensor, chunk_index) + ": streams end at byte " +
-                      std::to_string(pos) + " of the chunk's " + std::to_string(stored.size));
 
   if (transformed)
     InverseTransform(t.predictor, t.byte_planes, width, staging,

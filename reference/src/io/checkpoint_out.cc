@@ -67,23 +67,43 @@ LinkInfo LinkTo(const ChainReader& parent) {
   return link;
 }
 
-Status WriteCheckpoint(const InputCheckpoint& input, ChainReader* parent, Writer* writer,
-                       int threads) {
+InputReference::InputReference(const InputCheckpoint& input) : input_(input) {
+  for (size_t i = 0; i < input.tensors.size(); ++i) index_.emplace(input.tensors[i].spec.name, i);
+}
+
+Status InputReference::ReadReference(const TensorInfo& tensor, uint64_t offset,
+                                     MutableByteSpan out) {
+  auto it = index_.find(tensor.name);
+  if (it == index_.end())
+    return Status(ErrorCode::kReferenceMismatch, "reference has no tensor '" + tensor.name + "'");
+  const InputTensor& t = input_.tensors[it->second];
+  if (t.spec.dtype != tensor.dtype || t.spec.shape != tensor.shape)
+    return Status(ErrorCode::kReferenceMismatch,
+                  "reference tensor '" + tensor.name + "' has another dtype or shape");
+  if (offset > t.data.size || out.size > t.data.size - offset)
+    return Status(ErrorCode::kInvalidArgument, "reference range outside the tensor");
+  std::memcpy(out.data, t.data.data + offset, out.size);
+  return Status::Ok();
+}
+
+Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference, Writer* writer) {
   if (input.step) writer->SetStep(*input.step);
   for (const MetaEntry& e : input.metadata) writer->AddMetadata(e);
   for (const SourceFileInfo& f : input.files) writer->AddSourceFile(f);
-  std::vector<uint8_t> reference;
+  std::vector<uint8_t> buffer;
   for (const InputTensor& t : input.tensors) {
     ByteSpan ref;
-    if (parent) {
-      const auto index = parent->archive().FindTensor(t.spec.name);
-      if (index) {
-        const TensorInfo& p = parent->archive().tensors[*index];
-        if (p.dtype == t.spec.dtype && p.shape == t.spec.shape) {
-          reference.resize(p.byte_length);
-          CKZ_RETURN_IF_ERROR(parent->ReadTensor(*index, 0, MutableByteSpan(reference), threads));
-          ref = ByteSpan(reference);
-        }
+    if (reference) {
+      TensorInfo wanted;
+      wanted.name = t.spec.name;
+      wanted.dtype = t.spec.dtype;
+      wanted.shape = t.spec.shape;
+      buffer.resize(t.data.size);
+      Status s = reference->ReadReference(wanted, 0, MutableByteSpan(buffer));
+      if (s.ok()) {
+        ref = ByteSpan(buffer);
+      } else if (s.code() != ErrorCode::kReferenceMismatch) {
+        return s;  // a damaged parent is an error; a tensor the parent lacks is not
       }
     }
     CKZ_RETURN_IF_ERROR(writer->AddTensor(t.spec, t.data, ref));

@@ -1,0 +1,419 @@
+// ckz: compress, decompress and verify training checkpoints. A thin layer over the public API.
+#include <dirent.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <thread>
+
+#include "ckz/checkpoint.h"
+#include "ckz/io.h"
+#include "ckz/writer.h"
+#include "cli.h"
+
+namespace ckz::cli {
+namespace {
+
+const char kUsage[] =
+    "ckz - compress deep-learning training checkpoints (CKZ format 0.1)\n"
+    "\n"
+    "Usage:\n"
+    "  ckz compress INPUT [-o OUT.ckz] [--ref PARENT.ckz]\n"
+    "  ckz compress INPUT... -o OUTDIR        a training history, compressed as a chain\n"
+    "  ckz decompress FILE.ckz... [-o OUT]\n"
+    "  ckz verify FILE.ckz...\n"
+    "  ckz info FILE.ckz [--json] [--chunks]  (same as ckzinfo)\n"
+    "\n"
+    "INPUT is a checkpoint: a .safetensors file, a model.safetensors.index.json (or a folder\n"
+    "holding one) with its shards, or a folder with one .safetensors file. A folder of several\n"
+    ".safetensors files is a history: its files are taken in natural name order.\n"
+    "\n"
+    "compress:\n"
+    "  -o, --output PATH        output file (default INPUT.ckz); a folder for a history\n"
+    "  --ref PARENT.ckz         store INPUT as a link predicted from PARENT (its chain is\n"
+    "                           found beside it)\n"
+    "  --keyframe-interval N    at most N-1 links between self-contained keyframes, so any\n"
+    "                           step restores with at most N decodes (default 10; 1 = all\n"
+    "                           keyframes)\n"
+    "  --lossless               keep every tensor bit-exact (the only mode of format 0.1)\n"
+    "  -l, --level N            zstd level of the entropy stage (default 3)\n"
+    "  --chunk-size BYTES       decoded bytes per chunk (default 1048576)\n"
+    "decompress:\n"
+    "  -o, --output PATH        output (default: FILE without .ckz); a folder when the\n"
+    "                           checkpoint has several files\n"
+    "  --search DIR             also look for parent files in DIR (repeatable)\n"
+    "common:\n"
+    "  -f, --force              overwrite existing outputs\n"
+    "  -T, --threads N          worker threads (default 1; 0 = all cores). Output never\n"
+    "                           depends on N\n"
+    "  -q, --quiet              print errors only\n"
+    "  -v, --verbose            print per-tensor details\n"
+    "  -h, --help               this text\n"
+    "  -V, --version            print the version\n"
+    "\n"
+    "Inputs are never modified or removed. Outputs are written to a temporary name and\n"
+    "renamed into place when complete.\n\n";
+
+struct Common {
+  bool force = false;
+  bool quiet = false;
+  bool verbose = false;
+  int threads = 1;
+  std::vector<std::string> search;
+};
+
+void OnSignal(int sig) {
+  RemovePendingTemporaryFiles();
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+int Fail(const Status& s) {
+  fprintf(stderr, "ckz: %s\n", s.ToString().c_str());
+  return ExitCodeFor(s);
+}
+
+int Usage(const std::string& message) {
+  fprintf(stderr, "ckz: %s\nTry 'ckz --help'.\n", message.c_str());
+  return kExitUsage;
+}
+
+bool IsDir(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string BaseName(std::string path) {
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// "step_20" < "step_100": digit runs compare by value.
+bool NaturalLess(const std::string& a, const std::string& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (isdigit(uint8_t(a[i])) && isdigit(uint8_t(b[j]))) {
+      size_t i2 = i, j2 = j;
+      while (i2 < a.size() && a[i2] == '0') ++i2;
+      while (j2 < b.size() && b[j2] == '0') ++j2;
+      size_t ie = i2, je = j2;
+      while (ie < a.size() && isdigit(uint8_t(a[ie]))) ++ie;
+      while (je < b.size() && isdigit(uint8_t(b[je]))) ++je;
+      if (ie - i2 != je - j2) return ie - i2 < je - j2;
+      const int c = a.compare(i2, ie - i2, b, j2, je - j2);
+      if (c != 0) return c < 0;
+      i = ie;
+      j = je;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i;
+      ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
+
+// The checkpoints of a history folder: its .safetensors files, in natural order.
+std::vector<std::string> HistoryFiles(const std::string& dir) {
+  std::vector<std::string> names;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      std::string name = e->d_name;
+      if (name[0] != '.' && EndsWith(name, ".safetensors")) names.push_back(name);
+    }
+    closedir(d);
+  }
+  std::sort(names.begin(), names.end(), NaturalLess);
+  for (std::string& n : names) n = dir + "/" + n;
+  return names;
+}
+
+struct CompressResult {
+  uint64_t raw = 0;
+  uint64_t stored = 0;
+  double seconds = 0;
+  uint32_t depth = 0;
+  std::optional<int64_t> step;
+};
+
+// Compresses `input` to `output`. With a `parent_path` the output is a link of that file's
+// chain (or a keyframe when the chain is `keyframe_interval` long). `previous`, when given, is
+// the parent's input checkpoint: in lossless mode its bytes are the parent's decoded bytes, so
+// the parent chain need not be decoded.
+Status CompressOne(const std::string& input, const std::string& output,
+                   const std::string& parent_path, const InputCheckpoint* previous,
+                   uint64_t keyframe_interval, const EncodeOptions& encode, const Common& common,
+                   InputCheckpoint* loaded, CompressResult* result) {
+  const auto start = std::chrono::steady_clock::now();
+  auto in = LoadCheckpoint(input);
+  if (!in.ok()) return in.status().WithContext(input);
+  std::unique_ptr<ChainReader> parent;
+  if (!parent_path.empty()) {
+    ChainOptions chain;
+    chain.search_dirs = common.search;
+    auto p = ChainReader::Open(parent_path, chain);
+    if (!p.ok()) return p.status();
+    parent = std::move(p).value();
+    if (LinkTo(*parent).depth >= keyframe_interval) parent.reset();  // time for a keyframe
+  }
+  auto sink = AtomicFileSink::Create(output, common.force);
+  if (!sink.ok()) return sink.status();
+  Progress progress(BaseName(input), in->TotalBytes(), !common.quiet);
+  EncodeOptions options = encode;
+  options.progress = [&](uint64_t done) { progress.Update(done); };
+  Writer writer(std::move(sink).value(), options);
+  writer.SetWriterName(std::string("ckz ") + CKZ_VERSION);
+  std::unique_ptr<InputReference> in_memory;
+  ReferenceSource* reference = nullptr;
+  if (parent) {
+    writer.SetLink(LinkTo(*parent));
+    result->depth = LinkTo(*parent).depth;
+    if (previous) {
+      in_memory = std::make_unique<InputReference>(*previous);
+      reference = in_memory.get();
+    } else {
+      reference = parent.get();
+    }
+  }
+  CKZ_RETURN_IF_ERROR(WriteCheckpoint(*in, reference, &writer));
+  auto id = writer.Finish();
+  if (!id.ok()) return id.status();
+  progress.Finish();
+  struct stat st;
+  stat(output.c_str(), &st);
+  result->raw = in->TotalBytes();
+  result->stored = uint64_t(st.st_size);
+  result->step = in->step;
+  result->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (loaded) *loaded = std::move(in).value();
+  return Status::Ok();
+}
+
+void PrintCompressed(const std::string& input, const std::string& output,
+                     const CompressResult& r) {
+  printf("%s => %s: %s -> %s (%s, lossless, %s), %.2f s, %s/s\n", input.c_str(), output.c_str(),
+         HumanBytes(r.raw).c_str(), HumanBytes(r.stored).c_str(), Ratio(r.raw, r.stored).c_str(),
+         r.depth ? ("link depth " + std::to_string(r.depth)).c_str() : "keyframe", r.seconds,
+         HumanBytes(r.seconds > 0 ? uint64_t(double(r.raw) / r.seconds) : 0).c_str());
+}
+
+int Compress(Args& args, const Common& common) {
+  const auto out = args.Value({"-o", "--output"});
+  const auto ref = args.Value({"--ref"});
+  const auto level = args.Value({"-l", "--level"});
+  const auto chunk = args.Value({"--chunk-size"});
+  const auto interval_text = args.Value({"--keyframe-interval"});
+  args.Flag({"--lossless"});  // format 0.1 is lossless only
+  std::vector<std::string> inputs = args.Positionals();
+  if (!args.error().empty()) return Usage(args.error());
+  if (inputs.empty()) return Usage("compress needs an input");
+
+  EncodeOptions encode;
+  encode.threads = common.threads;
+  uint64_t v = 0;
+  if (level) {
+    if (!ParseUint(*level, &v) || v < 1 || v > 22) return Usage("--level must be 1..22");
+    encode.zstd_level = int(v);
+  }
+  if (chunk) {
+    if (!ParseUint(*chunk, &v) || v < 1 || v > kMaxChunkRawBytes)
+      return Usage("--chunk-size must be 1.." + std::to_string(kMaxChunkRawBytes));
+    encode.chunk_bytes = v;
+  }
+  uint64_t interval = 10;
+  if (interval_text && (!ParseUint(*interval_text, &interval) || interval < 1))
+    return Usage("--keyframe-interval must be >= 1");
+
+  // One folder that is not a checkpoint but holds several: a history.
+  if (inputs.size() == 1 && IsDir(inputs[0]) && !LoadCheckpoint(inputs[0]).ok()) {
+    std::vector<std::string> files = HistoryFiles(inputs[0]);
+    if (files.size() > 1) inputs = files;
+  }
+
+  if (inputs.size() == 1) {
+    std::string input = inputs[0];
+    while (input.size() > 1 && input.back() == '/') input.pop_back();
+    const std::string target = out ? *out : input + ".ckz";
+    CompressResult r;
+    Status s = CompressOne(input, target, ref ? *ref : "", nullptr, interval, encode, common,
+                           nullptr, &r);
+    if (!s.ok()) return Fail(s);
+    if (!common.quiet) PrintCompressed(input, target, r);
+    if (common.verbose) return ExitCodeFor(PrintInfo(target, {}));
+    return kExitOk;
+  }
+
+  // A history: a chain, each link against the previous checkpoint, keyframes every N.
+  if (!out) return Usage("compressing several inputs needs -o OUTDIR");
+  if (ref) return Usage("--ref applies to a single input; a history chains itself");
+  if (!IsDir(*out) && mkdir(out->c_str(), 0755) != 0)
+    return Fail(Status(ErrorCode::kIoError, *out + ": cannot create folder"));
+  uint64_t total_raw = 0, total_stored = 0;
+  double total_seconds = 0;
+  std::string previous;
+  InputCheckpoint previous_input, current_input;
+  for (const std::string& input : inputs) {
+    const std::string output = *out + "/" + BaseName(input) + ".ckz";
+    CompressResult r;
+    Status s = CompressOne(input, output, previous, previous.empty() ? nullptr : &previous_input,
+                           interval, encode, common, &current_input, &r);
+    if (!s.ok()) return Fail(s);
+    previous_input = std::move(current_input);
+    if (!common.quiet) PrintCompressed(input, output, r);
+    total_raw += r.raw;
+    total_stored += r.stored;
+    total_seconds += r.seconds;
+    previous = output;
+  }
+  if (!common.quiet)
+    printf("%zu checkpoints: %s -> %s (%s), %.2f s\n", inputs.size(),
+           HumanBytes(total_raw).c_str(), HumanBytes(total_stored).c_str(),
+           Ratio(total_raw, total_stored).c_str(), total_seconds);
+  return kExitOk;
+}
+
+int Decompress(Args& args, const Common& common) {
+  const auto out = args.Value({"-o", "--output"});
+  std::vector<std::string> inputs = args.Positionals();
+  if (!args.error().empty()) return Usage(args.error());
+  if (inputs.empty()) return Usage("decompress needs a .ckz file");
+  if (out && inputs.size() > 1 && !IsDir(*out))
+    return Usage("with several inputs, -o must be an existing folder");
+  for (const std::string& input : inputs) {
+    std::string output;
+    if (out && inputs.size() == 1) {
+      output = *out;
+    } else {
+      if (!EndsWith(input, ".ckz"))
+        return Usage(input + ": name does not end in .ckz; give the output with -o");
+      output = input.substr(0, input.size() - 4);
+      if (out) output = *out + "/" + BaseName(output);
+    }
+    const auto start = std::chrono::steady_clock::now();
+    ChainOptions chain;
+    chain.search_dirs = common.search;
+    auto reader = ChainReader::Open(input, chain);
+    if (!reader.ok()) return Fail(reader.status());
+    const uint64_t total = (*reader)->archive().TotalRawBytes();
+    Progress progress(BaseName(input), total, !common.quiet);
+    RestoreOptions options;
+    options.overwrite = common.force;
+    options.threads = common.threads;
+    options.progress = [&](uint64_t done) { progress.Update(done); };
+    Status s = RestoreCheckpoint(**reader, output, options);
+    progress.Finish();
+    if (!s.ok()) return Fail(s);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!common.quiet)
+      printf("%s => %s: %s restored (%zu decodes: depth %zu), %.2f s, %s/s\n", input.c_str(),
+             output.c_str(), HumanBytes(total).c_str(), (*reader)->depth() + 1,
+             (*reader)->depth(), seconds,
+             HumanBytes(seconds > 0 ? uint64_t(double(total) / seconds) : 0).c_str());
+  }
+  return kExitOk;
+}
+
+int Verify(Args& args, const Common& common) {
+  std::vector<std::string> inputs = args.Positionals();
+  if (!args.error().empty()) return Usage(args.error());
+  if (inputs.empty()) return Usage("verify needs a .ckz file");
+  int exit_code = kExitOk;
+  for (const std::string& input : inputs) {
+    ChainOptions chain;
+    chain.search_dirs = common.search;
+    auto reader = ChainReader::Open(input, chain);
+    Status s = reader.status();
+    if (s.ok()) {
+      Progress progress(BaseName(input), (*reader)->archive().TotalRawBytes(), !common.quiet);
+      auto report = VerifyChain(**reader, common.threads,
+                                [&](uint64_t done) { progress.Update(done); });
+      progress.Finish();
+      s = report.status();
+      if (s.ok() && !common.quiet)
+        printf("%s: OK (%llu tensors, %llu chunks, %s, content id %s)\n", input.c_str(),
+               static_cast<unsigned long long>(report->tensors),
+               static_cast<unsigned long long>(report->chunks),
+               HumanBytes(report->raw_bytes).c_str(), ContentIdHex(report->computed).c_str());
+    }
+    if (!s.ok()) {
+      printf("%s: FAILED\n", input.c_str());
+      fprintf(stderr, "ckz: %s\n", s.ToString().c_str());
+      if (exit_code == kExitOk) exit_code = ExitCodeFor(s);
+    }
+  }
+  return exit_code;
+}
+
+int Info(Args& args) {
+  InfoOptions options;
+  options.json = args.Flag({"--json"});
+  options.chunks = args.Flag({"--chunks"});
+  std::vector<std::string> inputs = args.Positionals();
+  if (!args.error().empty()) return Usage(args.error());
+  if (inputs.empty()) return Usage("info needs a .ckz file");
+  for (const std::string& input : inputs) {
+    Status s = PrintInfo(input, options);
+    if (!s.ok()) return Fail(s);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  if (argc < 2) {
+    fputs(kUsage, stderr);
+    return kExitUsage;
+  }
+  const std::string command = argv[1];
+  if (command == "-h" || command == "--help" || command == "help") {
+    fputs(kUsage, stdout);
+    fputs(kExitCodeHelp, stdout);
+    return kExitOk;
+  }
+  if (command == "-V" || command == "--version") {
+    printf("ckz %s (CKZ format %u.%u)\n", CKZ_VERSION, kFormatMajor, kFormatMinor);
+    return kExitOk;
+  }
+  Args args(argc, argv, 2);
+  if (args.Flag({"-h", "--help"})) {
+    fputs(kUsage, stdout);
+    fputs(kExitCodeHelp, stdout);
+    return kExitOk;
+  }
+  Common common;
+  common.force = args.Flag({"-f", "--force"});
+  common.quiet = args.Flag({"-q", "--quiet"});
+  common.verbose = args.Flag({"-v", "--verbose"});
+  if (const auto t = args.Value({"-T", "--threads"})) {
+    uint64_t n;
+    if (!ParseUint(*t, &n) || n > 1024) return Usage("-T needs a thread count (0 = all cores)");
+    common.threads = n == 0 ? int(std::thread::hardware_concurrency()) : int(n);
+    common.threads = std::max(common.threads, 1);
+  }
+  common.search = args.Values({"--search"});
+
+  signal(SIGINT, OnSignal);
+  signal(SIGTERM, OnSignal);
+  signal(SIGHUP, OnSignal);
+
+  if (command == "compress" || command == "c") return Compress(args, common);
+  if (command == "decompress" || command == "d" || command == "x") return Decompress(args, common);
+  if (command == "verify" || command == "t") return Verify(args, common);
+  if (command == "info" || command == "i") return Info(args);
+  return Usage("unknown command '" + command + "'");
+}
+
+}  // namespace ckz::cli
+
+int main(int argc, char** argv) { return ckz::cli::Main(argc, argv); }

@@ -1,0 +1,80 @@
+// Shared pieces of the command-line tools: argument scanning, exit codes, progress display,
+// number formatting and the `info` report. Built only on the public library API.
+#ifndef CKZ_TOOLS_CLI_CLI_H_
+#define CKZ_TOOLS_CLI_CLI_H_
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ckz/io.h"
+#include "ckz/status.h"
+
+namespace ckz::cli {
+
+// Exit codes, documented in --help of every tool.
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitUsage = 1,        // bad command line
+  kExitInvalid = 2,      // input is not a valid CKZ file, or fails its checksums / content id
+  kExitIo = 3,           // cannot read or write a file (or it exists and -f was not given)
+  kExitChain = 4,        // parent checkpoint missing or different
+  kExitUnsupported = 5,  // input kind, dtype or feature not supported
+};
+ExitCode ExitCodeFor(const Status& status);
+extern const char kExitCodeHelp[];
+
+// Scans argv: options (with values as "-o X", "-oX", "--out X" or "--out=X") and positionals.
+class Args {
+ public:
+  Args(int argc, char** argv, int first);
+  // True if `flag` (any of its spellings) was given; removes it.
+  bool Flag(std::initializer_list<const char*> names);
+  // The value of an option, removed; nullopt if absent. Sets error() if the value is missing.
+  std::optional<std::string> Value(std::initializer_list<const char*> names);
+  // Every value of a repeatable option, in order, removed.
+  std::vector<std::string> Values(std::initializer_list<const char*> names);
+  // Everything not consumed. Sets error() for unknown options (anything starting with '-').
+  std::vector<std::string> Positionals();
+  const std::string& error() const { return error_; }
+
+ private:
+  std::vector<std::string> args_;
+  std::vector<bool> used_;
+  std::string error_;
+};
+
+bool ParseUint(const std::string& text, uint64_t* out);
+// "1.23 MB" style (decimal units, like zstd).
+std::string HumanBytes(uint64_t bytes);
+std::string WithCommas(uint64_t n);
+std::string Ratio(uint64_t raw, uint64_t stored);  // "12.34x"
+
+// A one-line progress bar on stderr, only when stderr is a terminal and not quiet.
+class Progress {
+ public:
+  Progress(std::string label, uint64_t total, bool enabled);
+  ~Progress();
+  void Update(uint64_t done);
+  void Finish();
+
+ private:
+  std::string label_;
+  uint64_t total_;
+  bool enabled_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+struct InfoOptions {
+  bool json = false;
+  bool chunks = false;  // list every chunk and stream
+};
+// Prints the report of `ckzinfo` for one file to stdout.
+Status PrintInfo(const std::string& path, const InfoOptions& options);
+
+}  // namespace ckz::cli
+
+#endif  // CKZ_TOOLS_CLI_CLI_H_

@@ -1,0 +1,218 @@
+// The `ckzinfo` report: what a file holds and how it is coded. Reads the header and the chunk
+// stream directories only; decodes nothing and needs no parent.
+#include <cstdio>
+#include <map>
+#include <sstream>
+
+#include "ckz/decoder.h"
+#include "ckz/json.h"
+#include "cli.h"
+
+namespace ckz::cli {
+namespace {
+
+std::string ShapeText(const std::vector<uint64_t>& shape) {
+  if (shape.empty()) return "scalar";
+  std::string s;
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "x" : "") + std::to_string(shape[i]);
+  return s;
+}
+
+std::string ShapeJson(const std::vector<uint64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::string FeaturesText(uint64_t bits) {
+  if (bits == 0) return "none";
+  std::string s;
+  for (int b = 0; b < 64; ++b) {
+    if (!(bits >> b & 1)) continue;
+    if (!s.empty()) s += ", ";
+    s += (uint64_t{1} << b) == kFeatureReferenceChain ? "reference-chain"
+                                                      : "bit " + std::to_string(b);
+  }
+  return s;
+}
+
+std::string MetaText(const MetaValue& v) {
+  if (const auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
+  if (const auto* d = std::get_if<double>(&v)) {
+    std::ostringstream o;
+    o << *d;
+    return o.str();
+  }
+  if (const auto* s = std::get_if<std::string>(&v)) return JsonQuote(*s);
+  if (const auto* b = std::get_if<std::vector<uint8_t>>(&v))
+    return "<" + std::to_string(b->size()) + " bytes>";
+  return std::get<bool>(v) ? "true" : "false";
+}
+
+// Stream codecs used over all chunks of a tensor: {"zstd": 3, "stored": 1}.
+Result<std::map<std::string, uint64_t>> CodecCounts(const Archive& a, size_t t) {
+  std::map<std::string, uint64_t> counts;
+  for (size_t c = 0; c < a.tensors[t].chunks.size(); ++c) {
+    auto dir = ReadStreamDirectory(a, t, c);
+    if (!dir.ok()) return dir.status();
+    for (const StreamInfo& s : *dir) ++counts[StreamCodecName(s.codec)];
+  }
+  return counts;
+}
+
+std::string CodingText(const TensorInfo& t, const std::map<std::string, uint64_t>& counts) {
+  std::string s = t.predictor == Predictor::kNone ? "" : std::string(PredictorName(t.predictor)) + " ";
+  s += t.byte_planes ? "planes" : "bytes";
+  for (const auto& [codec, n] : counts) s += " " + codec + "x" + std::to_string(n);
+  return s;
+}
+
+void PrintText(const std::string& path, const Archive& a, const InfoOptions& options) {
+  printf("file        %s (%s bytes)\n", path.c_str(), WithCommas(a.file.size).c_str());
+  printf("format      CKZ %u.%u; required features: %s; optional: %s\n", a.preamble.major,
+         a.preamble.minor, FeaturesText(a.preamble.required_features).c_str(),
+         FeaturesText(a.preamble.optional_features).c_str());
+  printf("content id  %s\n", ContentIdHex(a.content_id).c_str());
+  if (a.step) printf("step        %lld\n", static_cast<long long>(*a.step));
+  if (a.link) {
+    printf("link        depth %u; parent %s", a.link->depth,
+           ContentIdHex(a.link->parent_content_id).c_str());
+    if (a.link->parent_step) printf(", step %lld", static_cast<long long>(*a.link->parent_step));
+    if (!a.link->path_hint.empty()) printf(", written as '%s'", a.link->path_hint.c_str());
+    printf("\n");
+  } else {
+    printf("link        none (keyframe: decodes on its own)\n");
+  }
+  if (!a.writer.empty()) printf("writer      %s\n", a.writer.c_str());
+  for (const SourceFileInfo& f : a.files)
+    printf("source      %s (%s, %zu tensors, %zu-byte prolog)\n", f.path.c_str(),
+           SourceFormatName(f.format), f.tensors.size(), f.prolog.size());
+  for (const MetaEntry& e : a.metadata)
+    printf("metadata    %s = %s\n", e.key.c_str(), MetaText(e.value).c_str());
+  uint64_t payload = 0;
+  for (const TensorInfo& t : a.tensors) payload += t.stored_length;
+  printf("tensors     %zu; %s decoded; %s stored in chunks; file %s (%s)\n", a.tensors.size(),
+         HumanBytes(a.TotalRawBytes()).c_str(), HumanBytes(payload).c_str(),
+         HumanBytes(a.file.size).c_str(), Ratio(a.TotalRawBytes(), a.file.size).c_str());
+  printf("coding      lossless (every tensor decodes bit-exactly)\n\n");
+
+  size_t name_width = 4;
+  for (const TensorInfo& t : a.tensors) name_width = std::max(name_width, t.name.size());
+  name_width = std::min<size_t>(name_width, 48);
+  printf("%4s  %-*s  %-5s  %-14s  %-7s  %5s  %-26s  %6s  %12s  %12s  %8s\n", "#",
+         int(name_width), "name", "dtype", "shape", "role", "owner", "coding", "chunks",
+         "decoded", "stored", "ratio");
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    const TensorInfo& t = a.tensors[i];
+    auto counts = CodecCounts(a, i);
+    const std::string coding = counts.ok() ? CodingText(t, *counts) : "damaged chunk";
+    printf("%4zu  %-*s  %-5s  %-14s  %-7s  %5s  %-26s  %6zu  %12s  %12s  %8s\n", i,
+           int(name_width), t.name.c_str(), DTypeName(t.dtype), ShapeText(t.shape).c_str(),
+           RoleName(t.role), t.owner >= 0 ? std::to_string(t.owner).c_str() : "-",
+           coding.c_str(), t.chunks.size(), WithCommas(t.byte_length).c_str(),
+           WithCommas(t.stored_length).c_str(), Ratio(t.byte_length, t.stored_length).c_str());
+    if (!options.chunks) continue;
+    for (size_t c = 0; c < t.chunks.size(); ++c) {
+      const ChunkInfo& ch = t.chunks[c];
+      printf("        chunk %zu: offset %llu, %llu -> %llu bytes, crc32c %08x", c,
+             static_cast<unsigned long long>(ch.offset),
+             static_cast<unsigned long long>(ch.raw_length),
+             static_cast<unsigned long long>(ch.stored_length), ch.crc32c);
+      auto dir = ReadStreamDirectory(a, i, c);
+      if (dir.ok())
+        for (const StreamInfo& s : *dir)
+          printf(" [%s %llu]", StreamCodecName(s.codec),
+                 static_cast<unsigned long long>(s.stored_length));
+      printf("\n");
+    }
+  }
+}
+
+void PrintJson(const std::string& path, const Archive& a, const InfoOptions& options) {
+  std::string o = "{\n";
+  o += "  \"file\": " + JsonQuote(path) + ",\n";
+  o += "  \"file_bytes\": " + std::to_string(a.file.size) + ",\n";
+  o += "  \"format_version\": [" + std::to_string(a.preamble.major) + ", " +
+       std::to_string(a.preamble.minor) + "],\n";
+  o += "  \"required_features\": " + std::to_string(a.preamble.required_features) + ",\n";
+  o += "  \"optional_features\": " + std::to_string(a.preamble.optional_features) + ",\n";
+  o += "  \"content_id\": \"" + ContentIdHex(a.content_id) + "\",\n";
+  o += "  \"step\": " + (a.step ? std::to_string(*a.step) : "null") + ",\n";
+  o += "  \"lossless\": true,\n";
+  if (a.link) {
+    o += "  \"link\": {\"parent_content_id\": \"" + ContentIdHex(a.link->parent_content_id) +
+         "\", \"parent_step\": " +
+         (a.link->parent_step ? std::to_string(*a.link->parent_step) : "null") +
+         ", \"path_hint\": " + JsonQuote(a.link->path_hint) +
+         ", \"depth\": " + std::to_string(a.link->depth) + "},\n";
+  } else {
+    o += "  \"link\": null,\n";
+  }
+  o += "  \"writer\": " + JsonQuote(a.writer) + ",\n";
+  o += "  \"decoded_bytes\": " + std::to_string(a.TotalRawBytes()) + ",\n";
+  o += "  \"files\": [";
+  for (size_t i = 0; i < a.files.size(); ++i) {
+    const SourceFileInfo& f = a.files[i];
+    o += std::string(i ? ", " : "") + "{\"path\": " + JsonQuote(f.path) + ", \"format\": \"" +
+         SourceFormatName(f.format) + "\", \"prolog_bytes\": " + std::to_string(f.prolog.size()) +
+         ", \"tensors\": " + std::to_string(f.tensors.size()) + "}";
+  }
+  o += "],\n  \"metadata\": {";
+  for (size_t i = 0; i < a.metadata.size(); ++i) {
+    const MetaValue& v = a.metadata[i].value;
+    std::string value = std::holds_alternative<std::vector<uint8_t>>(v)
+                            ? std::to_string(std::get<std::vector<uint8_t>>(v).size())
+                            : MetaText(v);
+    o += std::string(i ? ", " : "") + JsonQuote(a.metadata[i].key) + ": " + value;
+  }
+  o += "},\n  \"tensors\": [\n";
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    const TensorInfo& t = a.tensors[i];
+    o += "    {\"name\": " + JsonQuote(t.name) + ", \"dtype\": \"" + DTypeName(t.dtype) +
+         "\", \"shape\": " + ShapeJson(t.shape) + ", \"role\": \"" + RoleName(t.role) +
+         "\", \"owner\": " + (t.owner >= 0 ? std::to_string(t.owner) : "null") +
+         ", \"predictor\": \"" + PredictorName(t.predictor) +
+         "\", \"byte_planes\": " + (t.byte_planes ? "true" : "false") +
+         ", \"decoded_bytes\": " + std::to_string(t.byte_length) +
+         ", \"stored_bytes\": " + std::to_string(t.stored_length) + ", \"streams\": {";
+    auto counts = CodecCounts(a, i);
+    if (counts.ok()) {
+      bool first = true;
+      for (const auto& [codec, n] : *counts) {
+        o += std::string(first ? "" : ", ") + "\"" + codec + "\": " + std::to_string(n);
+        first = false;
+      }
+    }
+    o += "}, \"chunks\": ";
+    if (options.chunks) {
+      o += "[";
+      for (size_t c = 0; c < t.chunks.size(); ++c) {
+        const ChunkInfo& ch = t.chunks[c];
+        o += std::string(c ? ", " : "") + "{\"offset\": " + std::to_string(ch.offset) +
+             ", \"stored_bytes\": " + std::to_string(ch.stored_length) +
+             ", \"decoded_bytes\": " + std::to_string(ch.raw_length) +
+             ", \"crc32c\": " + std::to_string(ch.crc32c) + "}";
+      }
+      o += "]";
+    } else {
+      o += std::to_string(t.chunks.size());
+    }
+    o += std::string("}") + (i + 1 < a.tensors.size() ? "," : "") + "\n";
+  }
+  o += "  ]\n}\n";
+  fputs(o.c_str(), stdout);
+}
+
+}  // namespace
+
+Status PrintInfo(const std::string& path, const InfoOptions& options) {
+  auto file = OpenCkzFile(path);
+  if (!file.ok()) return file.status();
+  if (options.json)
+    PrintJson(path, (*file)->archive, options);
+  else
+    PrintText(path, (*file)->archive, options);
+  return Status::Ok();
+}
+
+}  // namespace ckz::cli
