@@ -67,10 +67,11 @@ class CheckpointInTest : public ::testing::Test {
   EXPECT_NE((status).message().find(text), std::string::npos) << (status).message()
 
 TEST_F(CheckpointInTest, SingleFile) {
-  const std::vector<uint8_t> bytes =
-      Safetensors({{"w", DType::kF32, {2, 3}}, {"ids", DType::kI64, {4}},
-                   {"scalar", DType::kBF16, {}}, {"none", DType::kF16, {0, 7}}},
-                  {{"step", "1500"}, {"format", "pt"}});
+  const std::vector<uint8_t> bytes = Safetensors({{"w", DType::kF32, {2, 3}},
+                                                  {"ids", DType::kI64, {4}},
+                                                  {"scalar", DType::kBF16, {}},
+                                                  {"none", DType::kF16, {0, 7}}},
+                                                 {{"step", "1500"}, {"format", "pt"}});
   const std::string path = Path("model.safetensors");
   WriteFile(path, bytes);
   Result<InputCheckpoint> in = LoadCheckpoint(path);
@@ -172,8 +173,8 @@ class ShardedTest : public CheckpointInTest {
     CheckpointInTest::SetUp();
     shard1_ = Safetensors({{"b.weight", DType::kF32, {2, 2}}, {"a.weight", DType::kBF16, {3}}},
                           {{"step", "42"}}, 1);
-    shard2_ = Safetensors({{"a.weight.exp_avg", DType::kF32, {3}}, {"b.bias", DType::kI32, {2}}},
-                          {}, 2);
+    shard2_ =
+        Safetensors({{"a.weight.exp_avg", DType::kF32, {3}}, {"b.bias", DType::kI32, {2}}}, {}, 2);
     WriteFile(Path("ckpt/model-00001-of-00002.safetensors"), shard1_);
     WriteFile(Path("ckpt/sub/model-00002-of-00002.safetensors"), shard2_);
   }
@@ -185,7 +186,8 @@ class ShardedTest : public CheckpointInTest {
     "a.weight.exp_avg": "sub/model-00002-of-00002.safetensors",
     "b.weight": "model-00001-of-00002.safetensors",
     "a.weight": "model-00001-of-00002.safetensors",
-    "b.bias": ")" + bias_shard + "\"" + extra_map_entries + "}}\n";
+    "b.bias": ")" +
+           bias_shard + "\"" + extra_map_entries + "}}\n";
   }
 
   std::vector<uint8_t> shard1_, shard2_;
@@ -212,8 +214,8 @@ TEST_F(ShardedTest, IndexFileOrFolder) {
     EXPECT_EQ(in->files[2].tensors, (std::vector<uint32_t>{2, 3}));
     std::vector<std::string> names;
     for (const InputTensor& t : in->tensors) names.push_back(t.spec.name);
-    EXPECT_EQ(names, (std::vector<std::string>{"a.weight.exp_avg", "b.bias", "b.weight",
-                                               "a.weight"}));
+    EXPECT_EQ(names,
+              (std::vector<std::string>{"a.weight.exp_avg", "b.bias", "b.weight", "a.weight"}));
     // Each shard rebuilds byte for byte from its prolog and tensors.
     for (size_t f = 1; f < 3; ++f) {
       std::vector<uint8_t> rebuilt = in->files[f].prolog;
@@ -274,7 +276,8 @@ TEST_F(ShardedTest, WeightMapMustAgreeWithTheShards) {
 
 TEST_F(ShardedTest, TheSameTensorInTwoShards) {
   WriteFile(Path("ckpt/sub/model-00002-of-00002.safetensors"),
-            Safetensors({{"a.weight.exp_avg", DType::kF32, {3}}, {"b.bias", DType::kI32, {2}},
+            Safetensors({{"a.weight.exp_avg", DType::kF32, {3}},
+                         {"b.bias", DType::kI32, {2}},
                          {"b.weight", DType::kF32, {2, 2}}}));
   WriteText(Path("ckpt/model.safetensors.index.json"), Index());
   Status s = LoadCheckpoint(Path("ckpt")).status();
@@ -295,13 +298,13 @@ TEST_F(CheckpointInTest, RolesFromNames) {
                 {"w.exp_avg", DType::kF32, {2, 3}},
                 {"w.exp_avg_sq", DType::kF32, {2, 3}},
                 {"v", DType::kBF16, {4}},
-                {"v.momentum_buffer", DType::kF32, {4}},   // mixed precision is fine
+                {"v.momentum_buffer", DType::kF32, {4}},  // mixed precision is fine
                 {"x", DType::kF32, {5}},
-                {"x.exp_avg", DType::kF32, {6}},           // shape differs: no owner
-                {"orphan.exp_avg_sq", DType::kF32, {2}},   // no tensor "orphan"
+                {"x.exp_avg", DType::kF32, {6}},          // shape differs: no owner
+                {"orphan.exp_avg_sq", DType::kF32, {2}},  // no tensor "orphan"
                 {"ids", DType::kI64, {3}},
-                {"ids.exp_avg", DType::kF32, {3}},         // owner not floating
-                {"mask.exp_avg", DType::kBool, {3}},       // not floating
+                {"ids.exp_avg", DType::kF32, {3}},    // owner not floating
+                {"mask.exp_avg", DType::kBool, {3}},  // not floating
                 {"mask", DType::kF32, {3}},
                 {"w.exp_avg.exp_avg", DType::kF32, {2, 3}},  // owner is itself a moment
                 {"step", DType::kI64, {}},

@@ -88,14 +88,14 @@ TEST(Json, StringsMustBeUtf8WithoutControlCharacters) {
   EXPECT_EQ(CodeOf("\"a\nb\""), ErrorCode::kJsonMalformed);
   EXPECT_EQ(CodeOf(std::string("\"a\0b\"", 5)), ErrorCode::kJsonMalformed);
   EXPECT_EQ(CodeOf("\"\x1F\""), ErrorCode::kJsonMalformed);
-  EXPECT_EQ(CodeOf("\"\xC3\x28\""), ErrorCode::kJsonMalformed);      // bad continuation
-  EXPECT_EQ(CodeOf("\"\xC0\xAF\""), ErrorCode::kJsonMalformed);      // overlong '/'
-  EXPECT_EQ(CodeOf("\"\xED\xA0\x80\""), ErrorCode::kJsonMalformed);  // encoded surrogate
+  EXPECT_EQ(CodeOf("\"\xC3\x28\""), ErrorCode::kJsonMalformed);          // bad continuation
+  EXPECT_EQ(CodeOf("\"\xC0\xAF\""), ErrorCode::kJsonMalformed);          // overlong '/'
+  EXPECT_EQ(CodeOf("\"\xED\xA0\x80\""), ErrorCode::kJsonMalformed);      // encoded surrogate
   EXPECT_EQ(CodeOf("\"\xF4\x90\x80\x80\""), ErrorCode::kJsonMalformed);  // > U+10FFFF
-  EXPECT_EQ(CodeOf("\"\xE2\x82\""), ErrorCode::kJsonMalformed);      // truncated
-  EXPECT_EQ(CodeOf("\"\xE2\x82\\n\""), ErrorCode::kJsonMalformed);   // truncated by an escape
-  EXPECT_EQ(CodeOf("\"abc"), ErrorCode::kJsonMalformed);             // unterminated
-  EXPECT_EQ(CodeOf("\xEF\xBB\xBF{}"), ErrorCode::kJsonMalformed);    // BOM
+  EXPECT_EQ(CodeOf("\"\xE2\x82\""), ErrorCode::kJsonMalformed);          // truncated
+  EXPECT_EQ(CodeOf("\"\xE2\x82\\n\""), ErrorCode::kJsonMalformed);       // truncated by an escape
+  EXPECT_EQ(CodeOf("\"abc"), ErrorCode::kJsonMalformed);                 // unterminated
+  EXPECT_EQ(CodeOf("\xEF\xBB\xBF{}"), ErrorCode::kJsonMalformed);        // BOM
 }
 
 TEST(Json, DuplicateKeys) {
@@ -184,9 +184,14 @@ TEST(Json, NumbersAsDouble) {
 }
 
 TEST(Json, SyntaxErrorsNameOffsetAndExpectation) {
-  for (const char* bad : {"", "   ", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "{'a':1}",
-                          "[1 2]", "{\"a\":1 \"b\":2}", "[1] x", "// c\n1", "/* c */1", "tru",
-                          "nul", "[", "{", "{\"a\":", "{\"a\"", "[1,", "{,}", "[,]", "\"a\"\"b\""})
+  for (const char* bad : {"",           "   ",       "[1,]",
+                          "{\"a\":1,}", "{\"a\" 1}", "{a:1}",
+                          "{'a':1}",    "[1 2]",     "{\"a\":1 \"b\":2}",
+                          "[1] x",      "// c\n1",   "/* c */1",
+                          "tru",        "nul",       "[",
+                          "{",          "{\"a\":",   "{\"a\"",
+                          "[1,",        "{,}",       "[,]",
+                          "\"a\"\"b\""})
     EXPECT_EQ(CodeOf(bad), ErrorCode::kJsonMalformed) << bad;
   Status s = Parse("[1, 2,, 3]").status();
   EXPECT_EQ(s.code(), ErrorCode::kJsonMalformed);

@@ -37,13 +37,13 @@ ByteSpan Bytes(const std::string& s) {
 
 TEST(Safetensors, EveryDtypeRoundTripsThroughABuiltProlog) {
   std::vector<SafetensorsEntry> entries = {
-      {"f64", DType::kF64, {3, 5}, 0, 0},   {"f32", DType::kF32, {2, 3}, 0, 0},
-      {"f16", DType::kF16, {7}, 0, 0},      {"bf16", DType::kBF16, {1, 1, 3}, 0, 0},
-      {"i64", DType::kI64, {2}, 0, 0},      {"i32", DType::kI32, {2, 2}, 0, 0},
-      {"i16", DType::kI16, {5}, 0, 0},      {"i8", DType::kI8, {3}, 0, 0},
-      {"u8", DType::kU8, {9}, 0, 0},        {"bool", DType::kBool, {4}, 0, 0},
-      {"scalar", DType::kF32, {}, 0, 0},    {"empty", DType::kF16, {4, 0}, 0, 0},
-      {"empty1d", DType::kI8, {0}, 0, 0},   {"tail", DType::kU8, {1}, 0, 0},
+      {"f64", DType::kF64, {3, 5}, 0, 0}, {"f32", DType::kF32, {2, 3}, 0, 0},
+      {"f16", DType::kF16, {7}, 0, 0},    {"bf16", DType::kBF16, {1, 1, 3}, 0, 0},
+      {"i64", DType::kI64, {2}, 0, 0},    {"i32", DType::kI32, {2, 2}, 0, 0},
+      {"i16", DType::kI16, {5}, 0, 0},    {"i8", DType::kI8, {3}, 0, 0},
+      {"u8", DType::kU8, {9}, 0, 0},      {"bool", DType::kBool, {4}, 0, 0},
+      {"scalar", DType::kF32, {}, 0, 0},  {"empty", DType::kF16, {4, 0}, 0, 0},
+      {"empty1d", DType::kI8, {0}, 0, 0}, {"tail", DType::kU8, {1}, 0, 0},
   };
   const std::vector<std::pair<std::string, std::string>> metadata = {
       {"format", "pt"}, {"step", "1200"}, {"quote\"d", "line\nbreak \xC3\xA9"}};
@@ -123,11 +123,10 @@ TEST(Safetensors, HandwrittenFileInAnyKeyOrder) {
 }
 
 TEST(Safetensors, ZeroLengthTensorsTieByNameBeforeTheirNeighbour) {
-  const std::string json =
-      R"({"c":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
-      R"("b":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},)"
-      R"("a":{"dtype":"U8","shape":[0,5],"data_offsets":[0,0]},)"
-      R"("d":{"dtype":"U8","shape":[0],"data_offsets":[2,2]}})";
+  const std::string json = R"({"c":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+                           R"("b":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},)"
+                           R"("a":{"dtype":"U8","shape":[0,5],"data_offsets":[0,0]},)"
+                           R"("d":{"dtype":"U8","shape":[0],"data_offsets":[2,2]}})";
   Result<SafetensorsHeader> h = ParseSafetensors(File(json, 2));
   ASSERT_TRUE(h.ok()) << h.status().ToString();
   std::vector<std::string> names;
@@ -192,9 +191,9 @@ TEST(Safetensors, TensorObjectFields) {
   EXPECT_EQ(CodeOf(OneTensor(shape + "," + offsets), 8), ErrorCode::kSafetensorsMalformed);
   EXPECT_EQ(CodeOf(OneTensor(dtype + "," + offsets), 8), ErrorCode::kSafetensorsMalformed);
   EXPECT_EQ(CodeOf(OneTensor(dtype + "," + shape), 8), ErrorCode::kSafetensorsMalformed);
-  Status s = ParseSafetensors(
-                 File(OneTensor(dtype + "," + shape + "," + offsets + R"(,"extra":1)"), 8))
-                 .status();
+  Status s =
+      ParseSafetensors(File(OneTensor(dtype + "," + shape + "," + offsets + R"(,"extra":1)"), 8))
+          .status();
   EXPECT_EQ(s.code(), ErrorCode::kSafetensorsMalformed);
   EXPECT_MESSAGE_HAS(s, "tensor \"w\"");
   EXPECT_MESSAGE_HAS(s, "\"extra\"");
@@ -208,9 +207,9 @@ TEST(Safetensors, Dtype) {
   EXPECT_EQ(CodeOf(OneTensor(R"("dtype":4)" + rest), 8), ErrorCode::kSafetensorsMalformed);
   EXPECT_EQ(CodeOf(OneTensor(R"("dtype":null)" + rest), 8), ErrorCode::kSafetensorsMalformed);
   for (const char* unsupported : {"F8_E4M3", "U16", "U32", "U64", "C64", "f32", "", "F32 "}) {
-    Status s =
-        ParseSafetensors(File(OneTensor("\"dtype\":\"" + std::string(unsupported) + "\"" + rest), 8))
-            .status();
+    Status s = ParseSafetensors(
+                   File(OneTensor("\"dtype\":\"" + std::string(unsupported) + "\"" + rest), 8))
+                   .status();
     EXPECT_EQ(s.code(), ErrorCode::kUnsupportedDtype) << unsupported;
     EXPECT_MESSAGE_HAS(s, "\"" + std::string(unsupported) + "\"");
     EXPECT_MESSAGE_HAS(s, "tensor \"w\"");
@@ -244,13 +243,13 @@ TEST(Safetensors, Shape) {
 
 TEST(Safetensors, DataOffsets) {
   auto with_offsets = [](const std::string& offsets, size_t data = 8) {
-    return ParseSafetensors(File(OneTensor(R"("dtype":"F32","shape":[2],"data_offsets":)" + offsets),
-                                 data))
+    return ParseSafetensors(
+               File(OneTensor(R"("dtype":"F32","shape":[2],"data_offsets":)" + offsets), data))
         .status();
   };
   EXPECT_TRUE(with_offsets("[0,8]").ok());
-  for (const char* bad : {"{}", "[]", "[0]", "[0,8,8]", "[0,\"8\"]", "[0,8.0]", "[-1,8]",
-                          "[0,18446744073709551616]"})
+  for (const char* bad :
+       {"{}", "[]", "[0]", "[0,8,8]", "[0,\"8\"]", "[0,8.0]", "[-1,8]", "[0,18446744073709551616]"})
     EXPECT_EQ(with_offsets(bad).code(), ErrorCode::kSafetensorsMalformed) << bad;
   Status s = with_offsets("[8,0]");
   EXPECT_EQ(s.code(), ErrorCode::kSafetensorsMalformed);
@@ -289,8 +288,8 @@ TEST(Safetensors, TensorsMustTileTheDataSection) {
   EXPECT_EQ(CodeOf("{}", 1), ErrorCode::kSafetensorsMalformed);
   // Offsets near 2^64 do not wrap around.
   EXPECT_EQ(CodeOf("{" + u8("a", 0, 4) + "," + u8("b", 4, 4) + "," +
-                   "\"c\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":"
-                   "[18446744073709551615,18446744073709551615]}}",
+                       "\"c\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":"
+                       "[18446744073709551615,18446744073709551615]}}",
                    4),
             ErrorCode::kSafetensorsMalformed);
 }
@@ -335,10 +334,10 @@ TEST(ShardIndex, Invalid) {
   EXPECT_EQ(code(R"({"weight_map":{"a":"x"},"metadata":[]})"), ErrorCode::kShardIndexMalformed);
   EXPECT_EQ(code(R"({"weight_map":{"a":"x","a":"y"}})"), ErrorCode::kDuplicateName);
   EXPECT_EQ(code(R"({"weight_map":{"":"x"}})"), ErrorCode::kBadName);
-  for (const char* path : {"", "../x.safetensors", "/abs.safetensors", "a/./b", "a//b", "a\\\\b",
-                           "c:x", "a/"}) {
-    Status s = ParseShardIndex(Bytes("{\"weight_map\":{\"t\":\"" + std::string(path) + "\"}}"))
-                   .status();
+  for (const char* path :
+       {"", "../x.safetensors", "/abs.safetensors", "a/./b", "a//b", "a\\\\b", "c:x", "a/"}) {
+    Status s =
+        ParseShardIndex(Bytes("{\"weight_map\":{\"t\":\"" + std::string(path) + "\"}}")).status();
     EXPECT_EQ(s.code(), ErrorCode::kBadName) << path;
     EXPECT_MESSAGE_HAS(s, "weight_map.\"t\"");
     EXPECT_MESSAGE_HAS(s, "offset 19");

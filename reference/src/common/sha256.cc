@@ -3,6 +3,7 @@
 #include <cstring>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define CKZ_HAVE_SHA_NI 1
 #endif
@@ -98,8 +99,17 @@ __attribute__((target("sha,sse4.1"))) void CompressShaNi(uint32_t* s, const uint
   _mm_storeu_si128(reinterpret_cast<__m128i*>(s + 4), state1);
 }
 
+// CPUID directly: clang 14's __builtin_cpu_supports does not know "sha".
+bool DetectShaNi() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool ssse3_sse41 = (c & (1u << 9)) && (c & (1u << 19));
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return ssse3_sse41 && (b & (1u << 29));  // leaf 7 EBX bit 29: SHA extensions
+}
+
 bool HaveShaNi() {
-  static const bool have = __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1");
+  static const bool have = DetectShaNi();
   return have;
 }
 #endif

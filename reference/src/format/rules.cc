@@ -1,5 +1,7 @@
 #include "format/rules.h"
 
+#include <algorithm>
+
 #include "ckz/archive.h"
 #include "common/utf8.h"
 
@@ -45,11 +47,17 @@ Status ShapeBytes(const std::vector<uint64_t>& shape, DType dtype, const std::st
   constexpr uint64_t kMaxBytes = uint64_t{1} << 63;
   const uint64_t size = DTypeSize(dtype);
   if (size == 0) return Status(ErrorCode::kFieldOutOfRange, field + ": invalid dtype");
+  // A zero dimension makes the product 0 whatever the others are, in any order.
   uint64_t n = 1;
+  const bool empty = std::find(shape.begin(), shape.end(), 0) != shape.end();
   for (uint64_t d : shape) {
-    if (d != 0 && n > kMaxBytes / size / d)
+    if (empty) {
+      n = 0;
+      break;
+    }
+    if (n > (kMaxBytes - 1) / size / d)
       return Status(ErrorCode::kShapeOverflow,
-                    field + ": shape x dtype size exceeds 2^63 bytes");
+                    field + ": shape x dtype size is not below 2^63 bytes");
     n *= d;
   }
   *num_elements = n;

@@ -139,8 +139,12 @@ Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::strin
                         std::to_string(DepthOf((*parent_file)->archive)) + "; expected " +
                         std::to_string(link.depth - 1));
   }
+  // The parent's own parent may sit beside the parent, beside this file, or in a search folder.
   ChainOptions parent_options = options;
   parent_options.parent_path.clear();
+  if (std::find(parent_options.search_dirs.begin(), parent_options.search_dirs.end(), dir) ==
+      parent_options.search_dirs.end())
+    parent_options.search_dirs.push_back(dir);
   auto parent = OpenWithIndex(parent_path, parent_options, index);
   if (!parent.ok()) return parent.status();
   reader->parent_ = std::move(parent).value();

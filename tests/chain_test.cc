@@ -1,0 +1,245 @@
+// Chains on disk: parents found by content id among siblings, the errors that name the expected
+// parent, depth checks, range reads through a chain, verify, and atomic output files.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "ckz/checkpoint.h"
+#include "ckz/content_id.h"
+#include "ckz/io.h"
+#include "file_surgery.h"
+#include "test_util.h"
+
+namespace ckz::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Five steps of one tensor set, each a little moved from the previous one.
+std::vector<std::vector<TestTensor>> History(int steps) {
+  std::vector<std::vector<TestTensor>> out;
+  std::vector<TestTensor> cur = {MakeTensor("w", DType::kF32, {200, 30}, 1),
+                                 MakeTensor("b", DType::kF32, {30}, 2),
+                                 MakeTensor("n", DType::kI64, {}, 3)};
+  for (int s = 0; s < steps; ++s) {
+    out.push_back(cur);
+    for (TestTensor& t : cur)
+      if (t.spec.dtype == DType::kF32) t.bytes = PerturbF32(t.bytes, uint32_t(100 + s));
+  }
+  return out;
+}
+
+// Writes `tensors` to `path`, as a link to `parent` when given.
+ContentId WriteFile(const std::string& path, const std::vector<TestTensor>& tensors,
+                    ChainReader* parent, uint32_t chunk_bytes = 4096) {
+  EncodeOptions o;
+  o.chunk_bytes = chunk_bytes;
+  auto sink = AtomicFileSink::Create(path, true);
+  EXPECT_TRUE(sink.ok()) << sink.status().ToString();
+  Writer w(std::move(sink).value(), o);
+  if (parent) w.SetLink(LinkTo(*parent));
+  for (const TestTensor& t : tensors) {
+    std::vector<uint8_t> ref;
+    if (parent) {
+      auto i = parent->archive().FindTensor(t.spec.name);
+      if (i) {
+        ref.resize(parent->archive().tensors[*i].byte_length);
+        EXPECT_TRUE(parent->ReadTensor(*i, 0, MutableByteSpan(ref)).ok());
+      }
+    }
+    EXPECT_TRUE(w.AddTensor(t.spec, ByteSpan(t.bytes), ByteSpan(ref)).ok());
+  }
+  auto id = w.Finish();
+  EXPECT_TRUE(id.ok()) << id.status().ToString();
+  return *id;
+}
+
+class Chain : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = FreshDir("chain");
+    history_ = History(5);
+    std::unique_ptr<ChainReader> parent;
+    for (size_t s = 0; s < history_.size(); ++s) {
+      const std::string path = Path(s);
+      ids_.push_back(WriteFile(path, history_[s], parent.get(), s % 2 ? 4096 : 1000));
+      auto r = ChainReader::Open(path);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      parent = std::move(r).value();
+    }
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string Path(size_t step) const { return dir_ + "/step" + std::to_string(step) + ".ckz"; }
+
+  std::string dir_;
+  std::vector<std::vector<TestTensor>> history_;
+  std::vector<ContentId> ids_;
+};
+
+TEST_F(Chain, EveryStepDecodesThroughItsChain) {
+  for (size_t s = 0; s < history_.size(); ++s) {
+    auto r = ChainReader::Open(Path(s));
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ((*r)->depth(), s);
+    EXPECT_EQ((*r)->archive().content_id, ids_[s]);
+    for (size_t t = 0; t < history_[s].size(); ++t) {
+      std::vector<uint8_t> out(history_[s][t].bytes.size());
+      ASSERT_TRUE((*r)->ReadTensor(t, 0, MutableByteSpan(out), 3).ok());
+      EXPECT_EQ(out, history_[s][t].bytes) << "step " << s << " tensor " << t;
+    }
+    auto report = VerifyChain(**r, 2);
+    ASSERT_TRUE(report.ok()) << report.status().ToString();
+    EXPECT_EQ(report->computed, ids_[s]);
+  }
+}
+
+TEST_F(Chain, RangesCrossMisalignedChunksOfParentAndChild) {
+  // Step 4 uses 1000-byte chunks, step 3 4096-byte chunks: ranges straddle both.
+  auto r = ChainReader::Open(Path(4));
+  ASSERT_TRUE(r.ok());
+  const auto& want = history_[4][0].bytes;
+  for (uint64_t begin : {0u, 999u, 4095u, 10000u, 23000u}) {
+    const uint64_t len = std::min<uint64_t>(5000, want.size() - begin);
+    std::vector<uint8_t> out(len);
+    ASSERT_TRUE((*r)->ReadTensor(0, begin, MutableByteSpan(out)).ok());
+    EXPECT_EQ(0, std::memcmp(out.data(), want.data() + begin, len));
+  }
+}
+
+TEST_F(Chain, ParentFoundByContentIdWhateverItsName) {
+  fs::rename(Path(3), dir_ + "/renamed.ckz");  // the path hint no longer leads to it
+  auto r = ChainReader::Open(Path(4));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)->parent()->path(), dir_ + "/renamed.ckz");
+}
+
+TEST_F(Chain, ParentFoundInASearchFolder) {
+  const std::string other = FreshDir("chain_other");
+  fs::rename(Path(3), other + "/step3.ckz");
+  ChainOptions options;
+  EXPECT_EQ(ChainReader::Open(Path(4), options).status().code(), ErrorCode::kParentNotFound);
+  options.search_dirs = {other};
+  EXPECT_TRUE(ChainReader::Open(Path(4), options).ok());
+  fs::remove_all(other);
+}
+
+TEST_F(Chain, MissingParentNamesTheExpectedId) {
+  fs::remove(Path(2));
+  auto r = ChainReader::Open(Path(4));
+  ASSERT_EQ(r.status().code(), ErrorCode::kParentNotFound);
+  EXPECT_NE(r.status().message().find(ContentIdHex(ids_[2])), std::string::npos)
+      << r.status().message();
+  EXPECT_NE(r.status().message().find("step2.ckz"), std::string::npos);
+}
+
+TEST_F(Chain, ADifferentFileUnderTheParentsNameIsNotTaken) {
+  // Overwrite step 2 with other content: same name, other content id.
+  auto other = history_[2];
+  other[0].bytes[0] ^= 1;
+  WriteFile(Path(2), other, nullptr);
+  EXPECT_EQ(ChainReader::Open(Path(3)).status().code(), ErrorCode::kParentNotFound);
+}
+
+TEST_F(Chain, ExplicitWrongParentIsRefused) {
+  ChainOptions options;
+  options.parent_path = Path(1);  // step 4's parent is step 3
+  auto r = ChainReader::Open(Path(4), options);
+  ASSERT_EQ(r.status().code(), ErrorCode::kWrongParent);
+  EXPECT_NE(r.status().message().find(ContentIdHex(ids_[3])), std::string::npos);
+  options.parent_path = Path(3);
+  EXPECT_TRUE(ChainReader::Open(Path(4), options).ok());
+}
+
+TEST_F(Chain, InconsistentDepthsAndCyclesAreRefused) {
+  // Give step 4 a link that claims depth 9 while its parent has depth 3.
+  auto mapped = MappedFile::Open(Path(4));
+  ASSERT_TRUE(mapped.ok());
+  auto a = ParseArchive(mapped->bytes());
+  ASSERT_TRUE(a.ok());
+  Archive changed = *a;
+  changed.link->depth = 9;
+  auto bytes = Rebuild(changed, mapped->bytes());
+  ASSERT_TRUE(WriteFileAtomically(dir_ + "/deep.ckz", ByteSpan(bytes), true).ok());
+  EXPECT_EQ(ChainReader::Open(dir_ + "/deep.ckz").status().code(), ErrorCode::kBadChain);
+
+  // Two files naming each other as parent, both claiming depth 1: refused, no endless loop.
+  const std::string loop = FreshDir("chain_loop");
+  Archive x = changed, y = changed;
+  x.content_id.fill(0xAA);
+  y.content_id.fill(0xBB);
+  x.link->parent_content_id = y.content_id;
+  y.link->parent_content_id = x.content_id;
+  x.link->depth = y.link->depth = 1;
+  ASSERT_TRUE(WriteFileAtomically(loop + "/x.ckz", ByteSpan(Rebuild(x, mapped->bytes())), true).ok());
+  ASSERT_TRUE(WriteFileAtomically(loop + "/y.ckz", ByteSpan(Rebuild(y, mapped->bytes())), true).ok());
+  EXPECT_EQ(ChainReader::Open(loop + "/x.ckz").status().code(), ErrorCode::kBadChain);
+  fs::remove_all(loop);
+}
+
+TEST_F(Chain, ParentMissingTheTensorIsAReferenceMismatch) {
+  // A link whose tensor 'w' is predicted, re-pointed at a parent without 'w'.
+  const std::string other = FreshDir("chain_mismatch");
+  std::vector<TestTensor> no_w = {history_[0][1]};
+  WriteFile(other + "/p.ckz", no_w, nullptr);
+  auto p = ChainReader::Open(other + "/p.ckz");
+  ASSERT_TRUE(p.ok());
+  auto mapped = MappedFile::Open(Path(1));
+  auto a = ParseArchive(mapped->bytes());
+  ASSERT_TRUE(a.ok());
+  ASSERT_NE(a->tensors[0].predictor, Predictor::kNone);
+  Archive changed = *a;
+  changed.link->parent_content_id = (*p)->archive().content_id;
+  ASSERT_TRUE(WriteFileAtomically(other + "/c.ckz", ByteSpan(Rebuild(changed, mapped->bytes())),
+                                  true).ok());
+  auto c = ChainReader::Open(other + "/c.ckz");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::vector<uint8_t> out(history_[1][0].bytes.size());
+  EXPECT_EQ((*c)->ReadTensor(0, 0, MutableByteSpan(out)).code(), ErrorCode::kReferenceMismatch);
+  fs::remove_all(other);
+}
+
+TEST_F(Chain, VerifyCatchesAWrongDeclaredContentId) {
+  auto mapped = MappedFile::Open(Path(0));
+  auto a = ParseArchive(mapped->bytes());
+  Archive changed = *a;
+  changed.content_id[5] ^= 1;
+  ASSERT_TRUE(WriteFileAtomically(dir_ + "/liar.ckz", ByteSpan(Rebuild(changed, mapped->bytes())),
+                                  true).ok());
+  auto r = ChainReader::Open(dir_ + "/liar.ckz");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(VerifyChain(**r).status().code(), ErrorCode::kContentIdMismatch);
+}
+
+TEST(AtomicFile, NothingAppearsUntilCommitAndNothingRemainsOnAbort) {
+  const std::string dir = FreshDir("atomic");
+  const std::string path = dir + "/out.ckz";
+  {
+    auto sink = AtomicFileSink::Create(path, false);
+    ASSERT_TRUE(sink.ok());
+    ASSERT_TRUE((*sink)->Write(ByteSpan(std::vector<uint8_t>(1000, 7))).ok());
+    EXPECT_FALSE(fs::exists(path));
+    EXPECT_TRUE(fs::exists((*sink)->temp_path()));
+  }  // destroyed without Commit: an interrupted write
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_TRUE(fs::is_empty(dir)) << "temporary file left behind";
+
+  ASSERT_TRUE(WriteFileAtomically(path, ByteSpan(std::vector<uint8_t>(10, 1)), false).ok());
+  EXPECT_EQ(fs::file_size(path), 10u);
+  EXPECT_EQ(WriteFileAtomically(path, ByteSpan(std::vector<uint8_t>(5, 1)), false).code(),
+            ErrorCode::kIoError);  // exists, no overwrite
+  EXPECT_EQ(fs::file_size(path), 10u);
+  ASSERT_TRUE(WriteFileAtomically(path, ByteSpan(std::vector<uint8_t>(5, 1)), true).ok());
+  EXPECT_EQ(fs::file_size(path), 5u);
+
+  // The signal-handler path: pending temporaries are unlinked.
+  auto sink = AtomicFileSink::Create(dir + "/other.ckz", false);
+  ASSERT_TRUE(sink.ok());
+  EXPECT_TRUE(fs::exists((*sink)->temp_path()));
+  RemovePendingTemporaryFiles();
+  EXPECT_FALSE(fs::exists((*sink)->temp_path()));
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace ckz::testing
