@@ -45,6 +45,9 @@ const char kUsage[] =
     "decompress:\n"
     "  -o, --output PATH        output (default: FILE without .ckz); a folder when the\n"
     "                           checkpoint has several files\n"
+    "  --output-dir DIR         write the checkpoint's files under DIR with their own names\n"
+    "  --ref PARENT.ckz         the parent of FILE (otherwise found by content id beside\n"
+    "                           FILE, under its recorded name or any other)\n"
     "  --search DIR             also look for parent files in DIR (repeatable)\n"
     "common:\n"
     "  -f, --force              overwrite existing outputs\n"
@@ -283,14 +286,24 @@ int Compress(Args& args, const Common& common) {
 
 int Decompress(Args& args, const Common& common) {
   const auto out = args.Value({"-o", "--output"});
+  const auto out_dir = args.Value({"--output-dir"});
+  const auto ref = args.Value({"--ref"});
   std::vector<std::string> inputs = args.Positionals();
   if (!args.error().empty()) return Usage(args.error());
   if (inputs.empty()) return Usage("decompress needs a .ckz file");
+  if (out && out_dir) return Usage("give -o or --output-dir, not both");
+  if (ref && inputs.size() > 1) return Usage("--ref applies to a single input");
   if (out && inputs.size() > 1 && !IsDir(*out))
     return Usage("with several inputs, -o must be an existing folder");
   for (const std::string& input : inputs) {
-    std::string output;
-    if (out && inputs.size() == 1) {
+    // Where it goes: -o, else --output-dir (the checkpoint's own file names), else FILE
+    // without its .ckz.
+    std::string output, bare_name = BaseName(input);
+    if (EndsWith(bare_name, ".ckz")) bare_name.resize(bare_name.size() - 4);
+    if (!EndsWith(bare_name, ".safetensors")) bare_name += ".safetensors";
+    if (out_dir) {
+      output = *out_dir;
+    } else if (out && inputs.size() == 1) {
       output = *out;
     } else {
       if (!EndsWith(input, ".ckz"))
@@ -301,6 +314,7 @@ int Decompress(Args& args, const Common& common) {
     const auto start = std::chrono::steady_clock::now();
     ChainOptions chain;
     chain.search_dirs = common.search;
+    if (ref) chain.parent_path = *ref;
     auto reader = ChainReader::Open(input, chain);
     if (!reader.ok()) return Fail(reader.status());
     const uint64_t total = (*reader)->archive().TotalRawBytes();
@@ -309,7 +323,8 @@ int Decompress(Args& args, const Common& common) {
     options.overwrite = common.force;
     options.threads = common.threads;
     options.progress = [&](uint64_t done) { progress.Update(done); };
-    Status s = RestoreCheckpoint(**reader, output, options);
+    Status s = out_dir ? RestoreFilesInto(**reader, output, bare_name, options)
+                       : RestoreCheckpoint(**reader, output, options);
     progress.Finish();
     if (!s.ok()) return Fail(s);
     const double seconds =

@@ -2,8 +2,8 @@
 """Tests for make_history.py (run: /usr/bin/python3 tools/history/test_make_history.py).
 
 Tiny configs only (well under a minute on 2 cores). The safetensors files are
-parsed with an independent reader written here (struct + json + numpy, no code
-shared with the writer) and compared bit-exactly with the matching .pt files.
+parsed with the strict reader of ckzhistory.safetensors_io (struct + json + numpy, no code
+shared with its writer) and compared bit-exactly with the matching .pt files.
 """
 import contextlib
 import io
@@ -22,61 +22,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import make_history  # noqa: E402
 
-ST_DTYPES = {"F64": ("<f8", 8), "F32": ("<f4", 4), "F16": ("<f2", 2), "BF16": ("<u2", 2),
-             "I64": ("<i8", 8), "I32": ("<i4", 4), "I16": ("<i2", 2), "I8": ("<i1", 1),
-             "U8": ("<u1", 1), "BOOL": ("<u1", 1)}
-
-
-def read_safetensors(path):
-    """Independent, strict safetensors reader: returns (tensors, metadata) where
-    tensors maps name -> (dtype string, shape list, raw bytes), in offset order."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    if len(blob) < 8:
-        raise ValueError("too short")
-    (n,) = struct.unpack("<Q", blob[:8])
-    if 8 + n > len(blob):
-        raise ValueError("header length beyond end of file")
-    raw_header = blob[8:8 + n]
-    if (8 + n) % 8 != 0:
-        raise ValueError("data buffer not 8-byte aligned")
-    if not raw_header.startswith(b"{"):
-        raise ValueError("header is not a JSON object")
-    header = json.loads(raw_header.decode("utf-8"))  # trailing spaces are legal JSON whitespace
-    if raw_header.rstrip(b" ") != raw_header[:len(raw_header.rstrip(b" "))]:
-        raise ValueError("bad padding")
-    meta = header.pop("__metadata__", {})
-    for k, v in meta.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise ValueError("metadata must be str -> str")
-    data = blob[8 + n:]
-    entries = sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])
-    pos = 0
-    out = {}
-    for name, e in entries:
-        b, end = e["data_offsets"]
-        if b != pos:
-            raise ValueError("hole or overlap before %s" % name)
-        itemsize = ST_DTYPES[e["dtype"]][1]
-        if (end - b) != itemsize * int(np.prod(e["shape"], dtype=np.int64)):
-            raise ValueError("size mismatch for %s" % name)
-        out[name] = (e["dtype"], list(e["shape"]), data[b:end])
-        pos = end
-    if pos != len(data):
-        raise ValueError("trailing bytes after last tensor")
-    return out, meta
-
-
-TORCH_TO_ST = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16",
-               torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32",
-               torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL"}
-
-
-def torch_bytes(t):
-    t = t.detach().contiguous()
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    return t.numpy().tobytes()
+from ckzhistory.safetensors_io import DTYPE_NAMES, read_safetensors  # noqa: E402
+from ckzhistory.safetensors_io import tensor_bytes as torch_bytes  # noqa: E402
 
 
 def load_json(path):
@@ -104,7 +51,7 @@ class Base(unittest.TestCase):
 
     def assertSameTensor(self, st_entry, t, what):
         dtype, shape, raw = st_entry
-        self.assertEqual(dtype, TORCH_TO_ST[t.dtype], what)
+        self.assertEqual(dtype, DTYPE_NAMES[t.dtype], what)
         self.assertEqual(shape, list(t.shape), what)
         self.assertEqual(raw, torch_bytes(t), what + ": bytes differ")
 

@@ -69,6 +69,12 @@ struct RestoreOptions {
 Status RestoreCheckpoint(ChainReader& reader, const std::string& out_path,
                          const RestoreOptions& options);
 
+// Writes every source file of `reader` under the folder `dir` at its recorded path (creating
+// folders as needed; each file atomically). A bare tensor set becomes `dir/<bare_name>`, a
+// safetensors file.
+Status RestoreFilesInto(ChainReader& reader, const std::string& dir, const std::string& bare_name,
+                        const RestoreOptions& options);
+
 }  // namespace ckz
 
 #endif  // CKZ_CHECKPOINT_H_

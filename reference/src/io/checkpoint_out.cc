@@ -111,24 +111,51 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
   return Status::Ok();
 }
 
+namespace {
+
+// A bare tensor set is written as safetensors, tensors in file order.
+Status WriteBareTensorSet(ChainReader& reader, const std::string& path,
+                          const RestoreOptions& options, uint64_t* done) {
+  const Archive& a = reader.archive();
+  std::vector<SafetensorsEntry> entries;
+  std::vector<uint32_t> order;
+  for (uint32_t t = 0; t < a.tensors.size(); ++t) {
+    entries.push_back({a.tensors[t].name, a.tensors[t].dtype, a.tensors[t].shape, 0, 0});
+    order.push_back(t);
+  }
+  std::vector<std::pair<std::string, std::string>> metadata;
+  for (const MetaEntry& e : a.metadata)
+    if (const auto* s = std::get_if<std::string>(&e.value)) metadata.emplace_back(e.key, *s);
+  return WriteSourceFile(reader, BuildSafetensorsProlog(entries, metadata), order, path, options,
+                         done);
+}
+
+Status WriteFilesUnder(ChainReader& reader, const std::string& dir, const std::string& bare_name,
+                       const RestoreOptions& options, uint64_t* done) {
+  const Archive& a = reader.archive();
+  CKZ_RETURN_IF_ERROR(MakeDirs(dir));
+  if (a.files.empty()) return WriteBareTensorSet(reader, dir + "/" + bare_name, options, done);
+  for (const SourceFileInfo& f : a.files) {
+    const std::string path = dir + "/" + f.path;
+    CKZ_RETURN_IF_ERROR(MakeDirs(path.substr(0, path.rfind('/'))));
+    CKZ_RETURN_IF_ERROR(WriteSourceFile(reader, f.prolog, f.tensors, path, options, done));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status RestoreFilesInto(ChainReader& reader, const std::string& dir, const std::string& bare_name,
+                        const RestoreOptions& options) {
+  uint64_t done = 0;
+  return WriteFilesUnder(reader, dir, bare_name, options, &done);
+}
+
 Status RestoreCheckpoint(ChainReader& reader, const std::string& out_path,
                          const RestoreOptions& options) {
   const Archive& a = reader.archive();
   uint64_t done = 0;
-  if (a.files.empty()) {
-    // A bare tensor set: write it as safetensors, tensors in file order.
-    std::vector<SafetensorsEntry> entries;
-    std::vector<uint32_t> order;
-    for (uint32_t t = 0; t < a.tensors.size(); ++t) {
-      entries.push_back({a.tensors[t].name, a.tensors[t].dtype, a.tensors[t].shape, 0, 0});
-      order.push_back(t);
-    }
-    std::vector<std::pair<std::string, std::string>> metadata;
-    for (const MetaEntry& e : a.metadata)
-      if (const auto* s = std::get_if<std::string>(&e.value)) metadata.emplace_back(e.key, *s);
-    return WriteSourceFile(reader, BuildSafetensorsProlog(entries, metadata), order, out_path,
-                           options, &done);
-  }
+  if (a.files.empty()) return WriteBareTensorSet(reader, out_path, options, &done);
   if (a.files.size() == 1)
     return WriteSourceFile(reader, a.files[0].prolog, a.files[0].tensors, out_path, options,
                            &done);
@@ -143,17 +170,9 @@ Status RestoreCheckpoint(ChainReader& reader, const std::string& out_path,
   const std::string target = fresh ? dir + ".tmp-restore" : dir;
   if (fresh && Exists(target))
     return Status(ErrorCode::kIoError, target + ": left over from an interrupted restore; remove it");
-  CKZ_RETURN_IF_ERROR(MakeDirs(target));
   RestoreOptions file_options = options;
   file_options.overwrite = !fresh;
-  Status status;
-  for (const SourceFileInfo& f : a.files) {
-    const std::string path = target + "/" + f.path;
-    const size_t slash = path.rfind('/');
-    status = MakeDirs(path.substr(0, slash));
-    if (status.ok()) status = WriteSourceFile(reader, f.prolog, f.tensors, path, file_options, &done);
-    if (!status.ok()) break;
-  }
+  Status status = WriteFilesUnder(reader, target, "", file_options, &done);
   if (!fresh) return status;
   if (status.ok() && rename(target.c_str(), dir.c_str()) != 0)
     status = Status(ErrorCode::kIoError, dir + ": cannot rename into place: " + std::strerror(errno));

@@ -1,4 +1,4 @@
-"""Minimal safetensors writer (no dependency on the `safetensors` package).
+"""Minimal safetensors writer and strict reader (no dependency on the `safetensors` package).
 
 File layout (https://github.com/huggingface/safetensors):
   8 bytes   u64 little-endian N = length of the JSON header
@@ -9,6 +9,7 @@ File layout (https://github.com/huggingface/safetensors):
             of this byte buffer, contiguous, no holes, in the order written.
 """
 import json
+import math
 import struct
 import sys
 
@@ -73,3 +74,50 @@ def write_safetensors(path, tensors, metadata=None):
         for b in blobs:
             f.write(b)
     return 8 + len(hjson) + offset
+
+
+# ---- Reading (independent of the writer above: used to check it and CKZ's output) ----
+
+ST_DTYPES = {"F64": ("<f8", 8), "F32": ("<f4", 4), "F16": ("<f2", 2), "BF16": ("<u2", 2),
+             "I64": ("<i8", 8), "I32": ("<i4", 4), "I16": ("<i2", 2), "I8": ("<i1", 1),
+             "U8": ("<u1", 1), "BOOL": ("<u1", 1)}
+
+
+def read_safetensors(path):
+    """Independent, strict safetensors reader: returns (tensors, metadata) where
+    tensors maps name -> (dtype string, shape list, raw bytes), in offset order."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    if len(blob) < 8:
+        raise ValueError("too short")
+    (n,) = struct.unpack("<Q", blob[:8])
+    if 8 + n > len(blob):
+        raise ValueError("header length beyond end of file")
+    raw_header = blob[8:8 + n]
+    if (8 + n) % 8 != 0:
+        raise ValueError("data buffer not 8-byte aligned")
+    if not raw_header.startswith(b"{"):
+        raise ValueError("header is not a JSON object")
+    header = json.loads(raw_header.decode("utf-8"))  # trailing spaces are legal JSON whitespace
+    if raw_header.rstrip(b" ") != raw_header[:len(raw_header.rstrip(b" "))]:
+        raise ValueError("bad padding")
+    meta = header.pop("__metadata__", {})
+    for k, v in meta.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ValueError("metadata must be str -> str")
+    data = blob[8 + n:]
+    entries = sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])
+    pos = 0
+    out = {}
+    for name, e in entries:
+        b, end = e["data_offsets"]
+        if b != pos:
+            raise ValueError("hole or overlap before %s" % name)
+        itemsize = ST_DTYPES[e["dtype"]][1]
+        if (end - b) != itemsize * math.prod(e["shape"]):
+            raise ValueError("size mismatch for %s" % name)
+        out[name] = (e["dtype"], list(e["shape"]), data[b:end])
+        pos = end
+    if pos != len(data):
+        raise ValueError("trailing bytes after last tensor")
+    return out, meta

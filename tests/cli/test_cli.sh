@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# ckz / ckzinfo as users run them: outputs, exit codes, refusals, chains, interruption.
+# Usage: test_cli.sh BIN_DIR
+set -uo pipefail
+bin=$1
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+failures=0
+mk() { python3 "$here/make_safetensors.py" "$@"; }
+expect() {  # expect CODE DESCRIPTION -- command...
+  local want=$1 what=$2; shift 3
+  "$@" >out.txt 2>err.txt
+  local got=$?
+  if [ "$got" -ne "$want" ]; then
+    echo "FAIL: $what: exit $got, expected $want"; cat out.txt err.txt; failures=$((failures + 1))
+  else
+    echo "ok: $what"
+  fi
+}
+contains() {  # contains FILE TEXT DESCRIPTION
+  if grep -q -- "$2" "$1"; then echo "ok: $3"; else echo "FAIL: $3: '$2' not in $1"; cat "$1"; failures=$((failures + 1)); fi
+}
+
+mk a.safetensors --seed 1 --step 0
+mk b.safetensors --seed 1 --step 10
+mk c.safetensors --seed 1 --step 20
+
+expect 0 "compress to the default name" -- "$bin/ckz" compress -q a.safetensors
+[ -f a.safetensors.ckz ] && echo "ok: a.safetensors.ckz written" || { echo "FAIL: no a.safetensors.ckz"; failures=$((failures + 1)); }
+[ -f a.safetensors ] && echo "ok: input kept" || { echo "FAIL: input removed"; failures=$((failures + 1)); }
+expect 3 "refuse to overwrite without -f" -- "$bin/ckz" compress -q a.safetensors
+contains err.txt "already exists" "overwrite refusal says why"
+expect 0 "overwrite with -f" -- "$bin/ckz" compress -q -f a.safetensors
+expect 0 "decompress" -- "$bin/ckz" decompress -q a.safetensors.ckz -o a2.safetensors
+cmp -s a.safetensors a2.safetensors && echo "ok: byte-identical restore" || { echo "FAIL: restore differs"; failures=$((failures + 1)); }
+expect 3 "decompress refuses to overwrite" -- "$bin/ckz" decompress -q a.safetensors.ckz -o a2.safetensors
+expect 0 "verify" -- "$bin/ckz" verify a.safetensors.ckz
+contains out.txt "OK" "verify prints OK"
+
+# Chains with --ref, keyframe interval, parents found beside the file.
+expect 0 "compress b as a link of a" -- "$bin/ckz" compress -q b.safetensors --ref a.safetensors.ckz
+expect 0 "compress c as a link of b" -- "$bin/ckz" compress -q c.safetensors --ref b.safetensors.ckz
+"$bin/ckzinfo" --json c.safetensors.ckz > info.json
+contains info.json '"depth": 2' "c is at depth 2"
+python3 -c "import json; d=json.load(open('info.json')); assert d['link']['path_hint']=='b.safetensors.ckz'; assert d['step']==20" \
+  && echo "ok: ckzinfo --json parses" || { echo "FAIL: ckzinfo --json"; failures=$((failures + 1)); }
+expect 0 "keyframe interval 2 turns c into a keyframe" -- "$bin/ckz" compress -q -f c.safetensors --ref b.safetensors.ckz --keyframe-interval 2 -o c-key.ckz
+"$bin/ckzinfo" --json c-key.ckz > key.json
+contains key.json '"link": null' "c-key.ckz is a keyframe"
+expect 0 "decompress through the chain" -- "$bin/ckz" decompress -q c.safetensors.ckz -o c2.safetensors
+cmp -s c.safetensors c2.safetensors && echo "ok: chain restore identical" || { echo "FAIL: chain restore differs"; failures=$((failures + 1)); }
+mkdir moved && cp c.safetensors.ckz moved/
+expect 4 "missing parent" -- "$bin/ckz" decompress -q moved/c.safetensors.ckz -o moved/c.safetensors
+contains err.txt "ParentNotFound" "missing parent is named"
+contains err.txt "$(python3 -c "import json; print(json.load(open('info.json'))['link']['parent_content_id'])")" "error names the parent content id"
+expect 0 "parent found with --search" -- "$bin/ckz" decompress -q moved/c.safetensors.ckz -o moved/c.safetensors --search .
+expect 3 "--ref to a missing file" -- "$bin/ckz" compress -q -f c.safetensors --ref nothere.ckz -o x.ckz
+expect 4 "decompress with an explicit wrong parent" -- "$bin/ckz" decompress -q -f c.safetensors.ckz --ref a.safetensors.ckz -o c3.safetensors
+contains err.txt "WrongParent" "wrong parent is named"
+expect 0 "decompress with the explicit right parent" -- "$bin/ckz" decompress -q -f moved/c.safetensors.ckz --ref b.safetensors.ckz -o c3.safetensors
+mkdir hist && cp a.safetensors hist/step_0.safetensors && cp b.safetensors hist/step_10.safetensors && cp c.safetensors hist/step_2.safetensors
+expect 0 "compress a history folder" -- "$bin/ckz" compress hist -o hist.ckz --keyframe-interval 3
+contains out.txt "3 checkpoints" "history summary line"
+"$bin/ckzinfo" --json hist.ckz/step_10.safetensors.ckz > h.json
+contains h.json '"path_hint": "step_2.safetensors.ckz"' "history in natural order (step_2 before step_10)"
+
+# Damaged files.
+cp a.safetensors.ckz bad.ckz
+python3 -c "
+import json,subprocess
+info=json.loads(subprocess.check_output(['$bin/ckzinfo','--json','--chunks','bad.ckz']))
+off=info['tensors'][0]['chunks'][0]['offset']+40
+b=bytearray(open('bad.ckz','rb').read()); b[off]^=0x40; open('bad.ckz','wb').write(b)"
+expect 2 "verify fails on a damaged chunk" -- "$bin/ckz" verify bad.ckz
+contains out.txt "FAILED" "verify prints FAILED"
+expect 2 "decompress fails on a damaged chunk" -- "$bin/ckz" decompress -q bad.ckz -o bad.safetensors
+[ ! -e bad.safetensors ] && echo "ok: nothing written for a damaged file" || { echo "FAIL: output left behind"; failures=$((failures + 1)); }
+ls -a | grep -q '\.tmp-' && { echo "FAIL: temporary file left"; failures=$((failures + 1)); } || echo "ok: no temporaries left"
+head -c 100 a.safetensors > notckz.ckz
+expect 2 "ckzinfo on a non-CKZ file" -- "$bin/ckzinfo" notckz.ckz
+contains err.txt "BadMagic" "BadMagic named"
+expect 1 "unknown option" -- "$bin/ckz" compress --frobnicate a.safetensors
+expect 1 "unknown command" -- "$bin/ckz" squash a.safetensors
+echo "not a checkpoint" > notes.txt
+expect 5 "unsupported input" -- "$bin/ckz" compress -q -f notes.txt -o m.ckz
+expect 0 "help" -- "$bin/ckz" --help
+contains out.txt "Exit codes" "help documents exit codes"
+
+# Interrupted: SIGINT during a slow compress leaves neither output nor temporary.
+mk big.safetensors --seed 3 --elements 3000000
+"$bin/ckz" compress -q -l 19 big.safetensors -o big.ckz &
+pid=$!
+sleep 0.7
+kill -INT $pid
+wait $pid
+code=$?
+if [ $code -ne 0 ] && [ ! -e big.ckz ] && ! ls -a | grep -q '\.tmp-'; then
+  echo "ok: interrupted compress left nothing (exit $code)"
+else
+  echo "FAIL: after SIGINT: exit $code, files: $(ls -a | tr '\n' ' ')"; failures=$((failures + 1))
+fi
+
+echo "cli tests: $failures failure(s)"
+[ $failures -eq 0 ]
