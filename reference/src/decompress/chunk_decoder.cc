@@ -1,6 +1,7 @@
 // Pure chunk decoding (spec 7): stream directory, per-stream entropy decoding, inverse
 // transforms, CRC-32C. Reads only inside the chunk's stored range; every length is checked
 // before it is used.
+#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_getFrameHeader: the frame's window size
 #include <zstd.h>
 
 #include <cstring>
@@ -26,6 +27,8 @@ ChunkDecoder::~ChunkDecoder() = default;
 
 namespace {
 
+constexpr unsigned long long kMaxZstdWindow = 1ull << 27;  // spec 7.2
+
 std::string Where(const Archive& a, size_t t, size_t c) {
   const ChunkInfo& chunk = a.tensors[t].chunks[c];
   return "tensors[" + std::to_string(t) + "] '" + a.tensors[t].name + "' chunks[" +
@@ -39,11 +42,19 @@ Status DecodeZstd(ZSTD_DCtx* dctx, ByteSpan src, MutableByteSpan dst, const std:
                   where + ": not exactly one zstd frame" +
                       (ZSTD_isError(frame) ? std::string(" (") + ZSTD_getErrorName(frame) + ")"
                                            : ""));
-  const unsigned long long declared = ZSTD_getFrameContentSize(src.data, src.size);
-  if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared != dst.size)
+  ZSTD_frameHeader header;
+  if (ZSTD_getFrameHeader(&header, src.data, src.size) != 0 || header.frameType != ZSTD_frame)
+    return Status(ErrorCode::kChunkDecodeFailed, where + ": no zstd frame header");
+  if (header.frameContentSize != ZSTD_CONTENTSIZE_UNKNOWN && header.frameContentSize != dst.size)
     return Status(ErrorCode::kChunkDecodeFailed,
-                  where + ": zstd frame declares " + std::to_string(declared) + " bytes, " +
-                      std::to_string(dst.size) + " expected");
+                  where + ": zstd frame declares " + std::to_string(header.frameContentSize) +
+                      " bytes, " + std::to_string(dst.size) + " expected");
+  if (header.windowSize > kMaxZstdWindow)
+    return Status(ErrorCode::kChunkDecodeFailed,
+                  where + ": zstd window of " + std::to_string(header.windowSize) +
+                      " bytes exceeds the format's 2^27");
+  if (header.dictID != 0)
+    return Status(ErrorCode::kChunkDecodeFailed, where + ": zstd frame needs a dictionary");
   const size_t got = ZSTD_decompressDCtx(dctx, dst.data, dst.size, src.data, src.size);
   if (ZSTD_isError(got))
     return Status(ErrorCode::kChunkDecodeFailed,

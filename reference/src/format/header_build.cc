@@ -14,7 +14,10 @@ flatbuffers::Offset<fb::MetaEntry> BuildMeta(flatbuffers::FlatBufferBuilder& b,
     value = fb::CreateIntValue(b, *i).Union();
     type = fb::MetaValue::IntValue;
   } else if (const auto* d = std::get_if<double>(&e.value)) {
+    // Always write the field: -0.0 equals the default 0.0 and would otherwise be dropped.
+    b.ForceDefaults(true);
     value = fb::CreateFloatValue(b, *d).Union();
+    b.ForceDefaults(false);
     type = fb::MetaValue::FloatValue;
   } else if (const auto* s = std::get_if<std::string>(&e.value)) {
     value = fb::CreateStringValue(b, b.CreateString(*s)).Union();

@@ -31,10 +31,14 @@ bool Exists(const std::string& path) {
   return lstat(path.c_str(), &st) == 0;
 }
 
-// Streams the prolog and the tensors' decoded bytes into one atomically written file.
-Status WriteSourceFile(ChainReader& reader, const std::vector<uint8_t>& prolog,
-                       const std::vector<uint32_t>& tensors, const std::string& path,
-                       const RestoreOptions& options, uint64_t* done) {
+// Streams the prolog and the tensors' decoded bytes into a new temporary file; the caller
+// commits it (or drops it, which removes it).
+Result<std::unique_ptr<AtomicFileSink>> WriteUncommitted(ChainReader& reader,
+                                                        const std::vector<uint8_t>& prolog,
+                                                        const std::vector<uint32_t>& tensors,
+                                                        const std::string& path,
+                                                        const RestoreOptions& options,
+                                                        uint64_t* done) {
   auto sink = AtomicFileSink::Create(path, options.overwrite);
   if (!sink.ok()) return sink.status();
   CKZ_RETURN_IF_ERROR((*sink)->Write(ByteSpan(prolog)));
@@ -52,6 +56,14 @@ Status WriteSourceFile(ChainReader& reader, const std::vector<uint8_t>& prolog,
       if (options.progress) options.progress(*done);
     }
   }
+  return sink;
+}
+
+Status WriteSourceFile(ChainReader& reader, const std::vector<uint8_t>& prolog,
+                       const std::vector<uint32_t>& tensors, const std::string& path,
+                       const RestoreOptions& options, uint64_t* done) {
+  auto sink = WriteUncommitted(reader, prolog, tensors, path, options, done);
+  if (!sink.ok()) return sink.status();
   return (*sink)->Commit();
 }
 
@@ -130,16 +142,22 @@ Status WriteBareTensorSet(ChainReader& reader, const std::string& path,
                          done);
 }
 
+// Writes every file of the checkpoint under `dir`. All files are decoded into temporaries
+// first and renamed into place only when every one succeeded: a failure leaves none of them.
 Status WriteFilesUnder(ChainReader& reader, const std::string& dir, const std::string& bare_name,
                        const RestoreOptions& options, uint64_t* done) {
   const Archive& a = reader.archive();
   CKZ_RETURN_IF_ERROR(MakeDirs(dir));
   if (a.files.empty()) return WriteBareTensorSet(reader, dir + "/" + bare_name, options, done);
+  std::vector<std::unique_ptr<AtomicFileSink>> pending;
   for (const SourceFileInfo& f : a.files) {
     const std::string path = dir + "/" + f.path;
     CKZ_RETURN_IF_ERROR(MakeDirs(path.substr(0, path.rfind('/'))));
-    CKZ_RETURN_IF_ERROR(WriteSourceFile(reader, f.prolog, f.tensors, path, options, done));
+    auto sink = WriteUncommitted(reader, f.prolog, f.tensors, path, options, done);
+    if (!sink.ok()) return sink.status();
+    pending.push_back(std::move(sink).value());
   }
+  for (auto& sink : pending) CKZ_RETURN_IF_ERROR(sink->Commit());
   return Status::Ok();
 }
 

@@ -1,0 +1,2166 @@
+// Writes the CKZ conformance vectors: conformance/cases/<name>/ and conformance/manifest.json.
+//
+//   make_vectors <conformance folder>
+//
+// The whole cases/ tree and manifest.json are rebuilt from fixed seeds; the output is the same
+// bytes on every run and every machine (no time, no host random, no float arithmetic, no
+// thread-count dependence: every coding choice of the encoder is forced). Vectors change only
+// when the format (or a case) changes -- or when libzstd or FlatBuffers start writing other
+// bytes for the same input, which the ctest `conformance_vectors_current` would then report.
+//
+// Every case is checked before it is written:
+//  - a valid case is decoded by the reference library (ChainReader + RestoreFilesInto) from the
+//    case folder; the files it produces must be exactly the checkpoint files the case was made
+//    from (byte-identical), and VerifyChain must accept the content id. The expected/ files are
+//    the decoded files.
+//  - an invalid case must fail with the error it names, leaving no file behind.
+//
+// Valid files are written with the reference Writer (forced codings). Invalid files, and valid
+// files with unusual layouts, are made by taking a valid file apart into a `Model` (its header
+// structs plus each chunk's stored bytes), changing exactly one thing, and assembling it again.
+#include <zstd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <unistd.h>
+
+#include "ckz/archive.h"
+#include "ckz/checkpoint.h"
+#include "ckz/content_id.h"
+#include "ckz/decoder.h"
+#include "ckz/io.h"
+#include "ckz/safetensors.h"
+#include "ckz/status.h"
+#include "ckz/types.h"
+#include "ckz/writer.h"
+#include "ckz_generated.h"
+#include "common/bytes.h"
+#include "common/crc32c.h"
+#include "common/sha256.h"
+#include "file_surgery.h"
+#include "format/preamble.h"
+
+namespace {
+
+using namespace ckz;  // NOLINT: a small tool
+namespace fs = std::filesystem;
+using Bytes = std::vector<uint8_t>;
+
+constexpr char kWriterName[] = "ckz conformance vectors";
+constexpr uint64_t kMaxSuiteBytes = 2u << 20;   // the whole suite
+constexpr uint64_t kMaxCaseBytes = 48u << 10;   // one case folder
+
+// ------------------------------------------------------------------------------------------
+// Failing loudly.
+
+[[noreturn]] void Die(const std::string& message) {
+  fprintf(stderr, "make_vectors: %s\n", message.c_str());
+  exit(1);
+}
+void Check(bool ok, const std::string& what) {
+  if (!ok) Die(what);
+}
+void MustOk(const Status& s, const std::string& what) {
+  if (!s.ok()) Die(what + ": " + s.ToString());
+}
+template <typename T>
+T Must(Result<T> r, const std::string& what) {
+  if (!r.ok()) Die(what + ": " + r.status().ToString());
+  return std::move(r).value();
+}
+
+std::string Hex(const uint8_t* p, size_t n) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; ++i) {
+    s.push_back(kDigits[p[i] >> 4]);
+    s.push_back(kDigits[p[i] & 15]);
+  }
+  return s;
+}
+std::string Sha256Hex(const Bytes& b) {
+  const auto d = Sha256::Hash(b.data(), b.size());
+  return Hex(d.data(), d.size());
+}
+uint64_t Align64(uint64_t x) { return (x + 63) / 64 * 64; }
+Bytes Str(const std::string& s) { return Bytes(s.begin(), s.end()); }
+
+// ------------------------------------------------------------------------------------------
+// Deterministic data: splitmix64, integer arithmetic only (no <random> distributions, whose
+// output differs between standard libraries).
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : s_(seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull) {}
+  uint64_t Next() {
+    uint64_t z = (s_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  uint64_t Below(uint64_t n) { return Next() % n; }
+
+ private:
+  uint64_t s_;
+};
+
+uint64_t LoadElem(const uint8_t* p, size_t w) {
+  uint64_t v = 0;
+  for (size_t b = 0; b < w; ++b) v |= uint64_t(p[b]) << (8 * b);
+  return v;
+}
+void StoreElem(uint8_t* p, size_t w, uint64_t v) {
+  for (size_t b = 0; b < w; ++b) p[b] = uint8_t(v >> (8 * b));
+}
+uint64_t Mask(size_t w) { return w == 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * w)) - 1; }
+
+uint64_t Elements(const std::vector<uint64_t>& shape) {
+  uint64_t n = 1;
+  for (uint64_t d : shape) {
+    if (d == 0) return 0;
+    n *= d;
+  }
+  return n;
+}
+
+// Element bit patterns that look like a trained tensor: floats of magnitude ~2^-9..2^-2 with
+// random mantissas, small signed integers (now and then a large one), 0/1 bools.
+Bytes Values(DType dtype, uint64_t n, uint64_t seed) {
+  Rng r(seed);
+  const size_t w = DTypeSize(dtype);
+  Bytes out(n * w);
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t sign = r.Next() & 1;
+    uint64_t v = 0;
+    switch (dtype) {
+      case DType::kF64:
+        v = sign << 63 | uint64_t(1015 + r.Below(8)) << 52 | (r.Next() & ((uint64_t{1} << 52) - 1));
+        break;
+      case DType::kF32:
+        v = sign << 31 | uint64_t(118 + r.Below(8)) << 23 | (r.Next() & 0x7FFFFF);
+        break;
+      case DType::kF16:
+        v = sign << 15 | uint64_t(9 + r.Below(5)) << 10 | (r.Next() & 0x3FF);
+        break;
+      case DType::kBF16:
+        v = sign << 15 | uint64_t(118 + r.Below(8)) << 7 | (r.Next() & 0x7F);
+        break;
+      case DType::kBool:
+        v = r.Next() & 1;
+        break;
+      case DType::kU8:
+        v = r.Below(8) == 0 ? r.Next() : r.Below(32);
+        break;
+      default:  // signed integers
+        v = r.Below(16) == 0 ? r.Next() : uint64_t(int64_t(r.Below(2001)) - 1000);
+        if (dtype == DType::kI8) v = uint64_t(int64_t(r.Below(201)) - 100);
+        break;
+    }
+    StoreElem(out.data() + i * w, w, v & Mask(w));
+  }
+  return out;
+}
+
+// The next training step: float bit patterns moved by a few units in the last place, integers
+// now and then by one or two, a few bools flipped.
+Bytes NextStep(DType dtype, const Bytes& prev, uint64_t seed) {
+  Rng r(seed);
+  const size_t w = DTypeSize(dtype);
+  Bytes out = prev;
+  for (size_t i = 0; i + w <= out.size(); i += w) {
+    uint64_t v = LoadElem(out.data() + i, w);
+    if (dtype == DType::kBool) {
+      if (r.Below(8) == 0) v ^= 1;
+    } else if (DTypeIsFloat(dtype)) {
+      v += r.Below(33) - 16;
+    } else if (r.Below(4) == 0) {
+      v += r.Below(5) - 2;
+    }
+    StoreElem(out.data() + i, w, v & Mask(w));
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------
+// Checkpoints: tensors plus the files they came from.
+
+struct T {
+  std::string name;
+  DType dtype = DType::kInvalid;
+  std::vector<uint64_t> shape;
+  Bytes bytes;
+  Role role = Role::kOther;
+  int32_t owner = -1;
+  bool predict = true;  // in a link: predicted from the parent's tensor of the same name
+  TensorSpec Spec() const { return TensorSpec{name, dtype, shape, role, owner}; }
+};
+
+T MakeT(const std::string& name, DType dtype, std::vector<uint64_t> shape, uint64_t seed,
+        Role role = Role::kOther, int32_t owner = -1) {
+  T t;
+  t.name = name;
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  t.bytes = Values(dtype, Elements(t.shape), seed);
+  t.role = role;
+  t.owner = owner;
+  return t;
+}
+
+// A tensor given as element bit patterns.
+T FromElems(const std::string& name, DType dtype, std::vector<uint64_t> shape,
+            const std::vector<uint64_t>& elems) {
+  T t;
+  t.name = name;
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  const size_t w = DTypeSize(dtype);
+  Check(Elements(t.shape) == elems.size(), "FromElems: shape and element count differ");
+  t.bytes.resize(elems.size() * w);
+  for (size_t i = 0; i < elems.size(); ++i) StoreElem(t.bytes.data() + i * w, w, elems[i]);
+  return t;
+}
+
+struct SrcFile {
+  std::string path;
+  SourceFormat format = SourceFormat::kSafetensors;
+  std::vector<std::string> tensors;  // safetensors: tensor names, in data order
+  Bytes raw;                         // raw files: the whole file
+  std::vector<std::pair<std::string, std::string>> st_metadata;  // safetensors "__metadata__"
+};
+
+struct Ckpt {
+  std::vector<T> tensors;
+  std::vector<SrcFile> files;
+  std::optional<int64_t> step;
+  std::vector<MetaEntry> metadata;
+
+  size_t Index(const std::string& name) const {
+    for (size_t i = 0; i < tensors.size(); ++i)
+      if (tensors[i].name == name) return i;
+    Die("no tensor '" + name + "'");
+  }
+  const T* Find(const std::string& name) const {
+    for (const T& t : tensors)
+      if (t.name == name) return &t;
+    return nullptr;
+  }
+};
+
+// One safetensors file holding every tensor, in tensor order.
+Ckpt Single(std::vector<T> tensors, const std::string& path = "model.safetensors") {
+  Ckpt c;
+  c.tensors = std::move(tensors);
+  SrcFile f;
+  f.path = path;
+  for (const T& t : c.tensors) f.tensors.push_back(t.name);
+  c.files.push_back(f);
+  return c;
+}
+
+// Each tensor of `c` moved one training step.
+Ckpt Next(const Ckpt& c, uint64_t seed) {
+  Ckpt n = c;
+  for (size_t i = 0; i < n.tensors.size(); ++i)
+    n.tensors[i].bytes = NextStep(n.tensors[i].dtype, c.tensors[i].bytes, seed * 1000 + i);
+  if (n.step) *n.step += 100;
+  return n;
+}
+
+struct Sources {
+  std::vector<SourceFileInfo> infos;
+  std::map<std::string, Bytes> outputs;  // path -> the file's bytes: what decoding must give
+};
+
+Sources BuildSources(const Ckpt& c) {
+  Sources s;
+  for (const SrcFile& f : c.files) {
+    SourceFileInfo info;
+    info.path = f.path;
+    info.format = f.format;
+    Bytes out;
+    if (f.format == SourceFormat::kRaw) {
+      info.prolog = f.raw;
+      out = f.raw;
+    } else {
+      std::vector<SafetensorsEntry> entries;
+      for (const std::string& name : f.tensors) {
+        const size_t i = c.Index(name);
+        entries.push_back({name, c.tensors[i].dtype, c.tensors[i].shape, 0, 0});
+        info.tensors.push_back(uint32_t(i));
+      }
+      info.prolog = BuildSafetensorsProlog(entries, f.st_metadata);
+      out = info.prolog;
+      for (uint32_t i : info.tensors)
+        out.insert(out.end(), c.tensors[i].bytes.begin(), c.tensors[i].bytes.end());
+      // The expected output must be a real safetensors file with these tensors.
+      auto parsed = Must(ParseSafetensors(ByteSpan(out)), f.path + ": not a safetensors file");
+      Check(parsed.tensors.size() == f.tensors.size(), f.path + ": tensor count");
+    }
+    Check(!s.outputs.count(f.path), "two source files named " + f.path);
+    s.outputs[f.path] = out;
+    s.infos.push_back(std::move(info));
+  }
+  return s;
+}
+
+// ------------------------------------------------------------------------------------------
+// Encoding with the reference Writer.
+
+EncodeOptions Opt(StreamCodec codec, bool planes, uint64_t chunk = 1u << 20,
+                  Predictor predictor = Predictor::kNone) {
+  EncodeOptions o;
+  o.threads = 1;
+  o.chunk_bytes = chunk;
+  o.zstd_level = 3;
+  o.force_codec = codec;
+  o.force_byte_planes = planes;
+  o.force_predictor = predictor;
+  return o;
+}
+
+struct Encoded {
+  Bytes bytes;
+  ContentId id{};
+};
+
+// With a link, each tensor with `predict` set is predicted from the parent tensor of the same
+// name (when the parent has one of the same byte length; its shape and dtype are deliberately
+// not compared, so mismatches can be made).
+Encoded Encode(const Ckpt& c, const EncodeOptions& options,
+               const std::optional<LinkInfo>& link = std::nullopt, const Ckpt* parent = nullptr) {
+  auto sink = std::make_unique<MemorySink>();
+  MemorySink* mem = sink.get();
+  Writer w(std::move(sink), options);
+  w.SetWriterName(kWriterName);
+  if (c.step) w.SetStep(*c.step);
+  if (link) w.SetLink(*link);
+  for (const MetaEntry& e : c.metadata) w.AddMetadata(e);
+  for (SourceFileInfo& f : BuildSources(c).infos) w.AddSourceFile(std::move(f));
+  for (const T& t : c.tensors) {
+    ByteSpan ref;
+    if (link && parent && t.predict)
+      if (const T* p = parent->Find(t.name))
+        if (p->bytes.size() == t.bytes.size() && !p->bytes.empty()) ref = ByteSpan(p->bytes);
+    MustOk(w.AddTensor(t.Spec(), ByteSpan(t.bytes), ref), "AddTensor '" + t.name + "'");
+  }
+  Encoded e;
+  e.id = Must(w.Finish(), "Writer::Finish");
+  e.bytes = std::move(mem->bytes());
+  return e;
+}
+
+LinkInfo LinkTo(const Encoded& parent, const Ckpt& parent_ckpt, const std::string& hint,
+                uint32_t depth) {
+  LinkInfo l;
+  l.parent_content_id = parent.id;
+  l.parent_step = parent_ckpt.step;
+  l.path_hint = hint;
+  l.depth = depth;
+  return l;
+}
+
+// ------------------------------------------------------------------------------------------
+// Files taken apart and assembled again (for invalid files and unusual valid layouts).
+
+struct Tweaks {
+  std::optional<size_t> content_id_len;   // write this many bytes of content_id
+  std::optional<size_t> parent_id_len;    // and of link.parent_content_id
+  std::map<std::pair<size_t, size_t>, uint32_t> chunk_reserved;  // (tensor, chunk) -> value
+  std::map<size_t, uint8_t> meta_type;    // metadata index -> union type written
+  bool unknown_fields = false;            // fields a newer minor version might add
+};
+
+// The header FlatBuffer, built exactly as the reference writer builds it (format/
+// header_build.cc; checked byte for byte by FromFile), plus the tweaks.
+Bytes BuildHeaderX(const Archive& a, const Tweaks& tw) {
+  flatbuffers::FlatBufferBuilder b(1 << 16);
+  std::vector<flatbuffers::Offset<fb::Tensor>> tensors;
+  for (size_t ti = 0; ti < a.tensors.size(); ++ti) {
+    const TensorInfo& t = a.tensors[ti];
+    std::vector<fb::Chunk> chunks;
+    for (size_t ci = 0; ci < t.chunks.size(); ++ci) {
+      const ChunkInfo& c = t.chunks[ci];
+      auto r = tw.chunk_reserved.find({ti, ci});
+      chunks.emplace_back(c.offset, c.stored_length, c.raw_length, c.crc32c,
+                          r == tw.chunk_reserved.end() ? 0u : r->second);
+    }
+    auto name = b.CreateString(t.name);
+    auto shape = b.CreateVector(t.shape);
+    auto chunk_vec = b.CreateVectorOfStructs(chunks);
+    flatbuffers::Offset<flatbuffers::String> extra;
+    if (tw.unknown_fields) extra = b.CreateString("a field of a future minor version");
+    fb::TensorBuilder tb(b);
+    tb.add_name(name);
+    tb.add_dtype(static_cast<fb::DType>(t.dtype));
+    tb.add_shape(shape);
+    tb.add_role(static_cast<fb::Role>(t.role));
+    tb.add_owner(t.owner);
+    tb.add_predictor(static_cast<fb::Predictor>(t.predictor));
+    tb.add_byte_planes(t.byte_planes);
+    tb.add_chunks(chunk_vec);
+    if (tw.unknown_fields) {
+      tb.fbb_.AddElement<uint32_t>(flatbuffers::FieldIndexToOffset(8), 0xC0FFEE, 0);
+      tb.fbb_.AddOffset(flatbuffers::FieldIndexToOffset(9), extra);
+    }
+    tensors.push_back(tb.Finish());
+  }
+  auto tensor_vec = b.CreateVector(tensors);
+
+  std::vector<flatbuffers::Offset<fb::SourceFile>> files;
+  for (const SourceFileInfo& f : a.files)
+    files.push_back(fb::CreateSourceFile(b, b.CreateString(f.path),
+                                         static_cast<fb::SourceFormat>(f.format),
+                                         b.CreateVector(f.prolog), b.CreateVector(f.tensors)));
+  auto file_vec = b.CreateVector(files);
+
+  std::vector<flatbuffers::Offset<fb::MetaEntry>> meta;
+  for (size_t i = 0; i < a.metadata.size(); ++i) {
+    const MetaEntry& e = a.metadata[i];
+    auto key = b.CreateString(e.key);
+    flatbuffers::Offset<void> value;
+    fb::MetaValue type = fb::MetaValue::NONE;
+    if (const auto* v = std::get_if<int64_t>(&e.value)) {
+      value = fb::CreateIntValue(b, *v).Union();
+      type = fb::MetaValue::IntValue;
+    } else if (const auto* d = std::get_if<double>(&e.value)) {
+      value = fb::CreateFloatValue(b, *d).Union();
+      type = fb::MetaValue::FloatValue;
+    } else if (const auto* s = std::get_if<std::string>(&e.value)) {
+      value = fb::CreateStringValue(b, b.CreateString(*s)).Union();
+      type = fb::MetaValue::StringValue;
+    } else if (const auto* v = std::get_if<std::vector<uint8_t>>(&e.value)) {
+      value = fb::CreateBytesValue(b, b.CreateVector(*v)).Union();
+      type = fb::MetaValue::BytesValue;
+    } else {
+      value = fb::CreateBoolValue(b, std::get<bool>(e.value)).Union();
+      type = fb::MetaValue::BoolValue;
+    }
+    auto t = tw.meta_type.find(i);
+    if (t != tw.meta_type.end()) type = static_cast<fb::MetaValue>(t->second);
+    meta.push_back(fb::CreateMetaEntry(b, key, type, value));
+  }
+  auto meta_vec = b.CreateVector(meta);
+
+  flatbuffers::Offset<fb::Link> link;
+  if (a.link) {
+    Bytes pid(a.link->parent_content_id.begin(), a.link->parent_content_id.end());
+    pid.resize(tw.parent_id_len.value_or(32), 0xEE);
+    auto parent = b.CreateVector(pid.data(), pid.size());
+    auto hint = a.link->path_hint.empty() ? 0 : b.CreateString(a.link->path_hint);
+    fb::LinkBuilder lb(b);
+    lb.add_parent_content_id(parent);
+    if (a.link->parent_step) lb.add_parent_step(*a.link->parent_step);
+    if (!hint.IsNull()) lb.add_path_hint(hint);
+    lb.add_depth(a.link->depth);
+    link = lb.Finish();
+  }
+  Bytes id(a.content_id.begin(), a.content_id.end());
+  id.resize(tw.content_id_len.value_or(32), 0xEE);
+  auto cid = b.CreateVector(id.data(), id.size());
+  auto writer = b.CreateString(a.writer);
+  flatbuffers::Offset<flatbuffers::String> extra;
+  if (tw.unknown_fields) extra = b.CreateString("another field of a future minor version");
+  fb::HeaderBuilder hb(b);
+  hb.add_content_id(cid);
+  if (a.step) hb.add_step(*a.step);
+  if (a.link) hb.add_link(link);
+  hb.add_tensors(tensor_vec);
+  hb.add_files(file_vec);
+  hb.add_metadata(meta_vec);
+  hb.add_writer(writer);
+  if (tw.unknown_fields) {
+    hb.fbb_.AddElement<uint64_t>(flatbuffers::FieldIndexToOffset(7), 0x0123456789ABCDEFull, 0);
+    hb.fbb_.AddOffset(flatbuffers::FieldIndexToOffset(12), extra);
+  }
+  fb::FinishHeaderBuffer(b, hb.Finish());
+  return Bytes(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+}
+
+struct Model {
+  uint16_t major = 0, minor = 1;
+  uint64_t required = 0, optional = 0;
+  uint32_t reserved0 = 0;
+  uint64_t reserved1 = 0;
+  Archive h;                               // header contents (chunk offsets are recomputed)
+  std::vector<std::vector<Bytes>> stored;  // [tensor][chunk] stored bytes
+  Tweaks tweaks;
+  // Layout.
+  bool header_first = false;    // header right after the preamble, chunks after it
+  bool reverse_chunks = false;  // chunks in the reverse of tensor/chunk order
+  std::map<std::pair<size_t, size_t>, uint64_t> gap_before;  // zero bytes before a chunk,
+                                                             // after its 64-byte alignment
+  uint64_t header_gap = 0;
+  std::map<size_t, size_t> share_chunks;  // tensor -> tensor whose chunk ranges it points at
+  std::function<void(Archive&)> edit;     // last changes to the header, after the layout
+};
+
+Bytes Assemble(const Model& m);
+
+Model FromFile(const Bytes& file) {
+  Archive a = Must(ParseArchive(ByteSpan(file)), "FromFile: not a valid file");
+  Model m;
+  m.major = a.preamble.major;
+  m.minor = a.preamble.minor;
+  m.required = a.preamble.required_features;
+  m.optional = a.preamble.optional_features;
+  m.reserved0 = LoadLE32(file.data() + 12);
+  m.reserved1 = LoadLE64(file.data() + 52);
+  m.stored.resize(a.tensors.size());
+  for (size_t t = 0; t < a.tensors.size(); ++t)
+    for (const ChunkInfo& c : a.tensors[t].chunks)
+      m.stored[t].emplace_back(file.begin() + long(c.offset),
+                               file.begin() + long(c.offset + c.stored_length));
+  a.file = ByteSpan();
+  m.h = std::move(a);
+  Check(Assemble(m) == file, "FromFile: reassembling an unchanged file gives other bytes "
+                             "(BuildHeaderX differs from the reference header builder?)");
+  return m;
+}
+
+Bytes Assemble(const Model& m) {
+  Archive h = m.h;
+  std::vector<std::pair<size_t, size_t>> order;
+  for (size_t t = 0; t < h.tensors.size(); ++t)
+    if (!m.share_chunks.count(t))
+      for (size_t c = 0; c < h.tensors[t].chunks.size(); ++c) order.push_back({t, c});
+  if (m.reverse_chunks) std::reverse(order.begin(), order.end());
+
+  Bytes file(kPreambleSize, 0);
+  auto place = [&](const Bytes& bytes, uint64_t gap) {
+    file.resize(Align64(file.size()) + gap, 0);
+    const uint64_t offset = file.size();
+    file.insert(file.end(), bytes.begin(), bytes.end());
+    return offset;
+  };
+  // Chunks are structs of fixed size: the header's length does not depend on their offsets.
+  const size_t header_len = BuildHeaderX(h, m.tweaks).size();
+  uint64_t header_offset = 0;
+  if (m.header_first) header_offset = place(Bytes(header_len, 0), m.header_gap);
+  for (const auto& [t, c] : order) {
+    auto gap = m.gap_before.find({t, c});
+    h.tensors[t].chunks[c].offset = place(m.stored[t][c], gap == m.gap_before.end() ? 0 : gap->second);
+    h.tensors[t].chunks[c].stored_length = m.stored[t][c].size();
+  }
+  for (const auto& [t, src] : m.share_chunks) {
+    Check(h.tensors[t].chunks.size() == h.tensors[src].chunks.size(), "share_chunks: counts");
+    for (size_t c = 0; c < h.tensors[t].chunks.size(); ++c) {
+      h.tensors[t].chunks[c].offset = h.tensors[src].chunks[c].offset;
+      h.tensors[t].chunks[c].stored_length = h.tensors[src].chunks[c].stored_length;
+    }
+  }
+  if (!m.header_first) {
+    header_offset = Align64(file.size()) + m.header_gap;
+    file.resize(header_offset, 0);
+  }
+  if (m.edit) m.edit(h);
+  const Bytes hdr = BuildHeaderX(h, m.tweaks);
+  if (m.header_first) {
+    Check(hdr.size() == header_len, "Assemble: header length changed");
+    std::copy(hdr.begin(), hdr.end(), file.begin() + long(header_offset));
+  } else {
+    file.insert(file.end(), hdr.begin(), hdr.end());
+  }
+  Preamble p;
+  p.major = m.major;
+  p.minor = m.minor;
+  p.required_features = m.required;
+  p.optional_features = m.optional;
+  p.header_offset = header_offset;
+  p.header_length = hdr.size();
+  p.header_crc32c = Crc32c(hdr.data(), hdr.size());
+  EncodePreamble(p, file.data());
+  StoreLE32(file.data() + preamble_offset::kReserved0, m.reserved0);
+  StoreLE64(file.data() + preamble_offset::kReserved1, m.reserved1);
+  testing::FixPreambleCrc(file);
+  return file;
+}
+
+uint64_t HeaderLength(const Bytes& f) { return LoadLE64(f.data() + preamble_offset::kHeaderLength); }
+
+// ------------------------------------------------------------------------------------------
+// Hand-made chunks and zstd frames.
+
+Bytes Zstd(const uint8_t* p, size_t n, bool checksum = false, bool content_size = true,
+           int level = 3) {
+  ZSTD_CCtx* c = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, checksum ? 1 : 0);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, content_size ? 1 : 0);
+  Bytes out(ZSTD_compressBound(n));
+  const size_t r = ZSTD_compress2(c, out.data(), out.size(), p, n);
+  ZSTD_freeCCtx(c);
+  Check(!ZSTD_isError(r), "zstd compression failed");
+  out.resize(r);
+  return out;
+}
+Bytes Zstd(const Bytes& b, bool checksum = false, bool content_size = true) {
+  return Zstd(b.data(), b.size(), checksum, content_size);
+}
+
+// A chunk's stored bytes: the stream directory, then the streams.
+Bytes MakeChunk(const std::vector<std::pair<StreamCodec, Bytes>>& streams) {
+  Bytes out;
+  for (const auto& [codec, bytes] : streams) {
+    out.push_back(uint8_t(codec));
+    uint8_t len[4];
+    StoreLE32(len, uint32_t(bytes.size()));
+    out.insert(out.end(), len, len + 4);
+  }
+  for (const auto& s : streams) out.insert(out.end(), s.second.begin(), s.second.end());
+  return out;
+}
+
+// Byte planes of whole elements: plane p holds byte p of every element.
+std::vector<Bytes> Planes(const uint8_t* p, size_t n, size_t w) {
+  std::vector<Bytes> planes(w, Bytes(n / w));
+  for (size_t i = 0; i < n / w; ++i)
+    for (size_t b = 0; b < w; ++b) planes[b][i] = p[i * w + b];
+  return planes;
+}
+
+// ------------------------------------------------------------------------------------------
+// The suite: writes each case, checks it with the reference library, records the manifest.
+
+std::string JsonStr(const std::string& s) {
+  std::string o = "\"";
+  for (char ch : s) {
+    const uint8_t c = uint8_t(ch);
+    if (c == '"') o += "\\\"";
+    else if (c == '\\') o += "\\\\";
+    else if (c == '\n') o += "\\n";
+    else if (c == '\t') o += "\\t";
+    else if (c < 0x20) {
+      char buf[8];
+      snprintf(buf, sizeof buf, "\\u%04x", c);
+      o += buf;
+    } else {
+      o.push_back(ch);
+    }
+  }
+  return o + "\"";
+}
+
+struct Case {
+  std::string name;
+  std::string profile;  // "core" or "full"
+  std::string description;
+  std::vector<std::string> features;
+  std::vector<std::pair<std::string, Bytes>> files;  // "input.ckz" first, then parents etc.
+  std::map<std::string, Bytes> expected;             // valid: path -> decoded file
+  std::optional<ErrorCode> error;                    // invalid: the error it must produce
+  std::string rule;                                  // invalid: the rule of spec/ckz.md it breaks
+};
+
+void WriteFile(const fs::path& path, const Bytes& bytes) {
+  fs::create_directories(path.parent_path());
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+  Check(bool(f), "cannot write " + path.string());
+}
+Bytes ReadFile(const fs::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  Check(bool(f), "cannot read " + path.string());
+  return Bytes(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// Every non-directory entry under `dir`, relative, '/'-separated, sorted.
+std::map<std::string, Bytes> ListFiles(const fs::path& dir) {
+  std::map<std::string, Bytes> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (!e.is_directory()) out[fs::relative(e.path(), dir).generic_string()] = ReadFile(e.path());
+  return out;
+}
+
+// Features seen in a valid file: dtypes, shapes, codecs, planes, predictors, chain depth,
+// source files. Hand-given features are added to these.
+std::set<std::string> FileFeatures(const Bytes& file) {
+  std::set<std::string> f;
+  Archive a = Must(ParseArchive(ByteSpan(file)), "FileFeatures");
+  for (size_t t = 0; t < a.tensors.size(); ++t) {
+    const TensorInfo& ti = a.tensors[t];
+    f.insert(std::string("dtype:") + DTypeName(ti.dtype));
+    if (ti.shape.empty()) f.insert("shape:0-d");
+    if (ti.byte_length == 0) f.insert("shape:empty");
+    if (ti.chunks.size() > 1) f.insert("chunks:many");
+    if (ti.byte_length > 0) f.insert(ti.byte_planes ? "byte-planes:on" : "byte-planes:off");
+    if (ti.byte_length > 0) f.insert(std::string("predictor:") + PredictorName(ti.predictor));
+    if (ti.role != Role::kOther) f.insert(std::string("role:") + RoleName(ti.role));
+    if (ti.owner != -1) f.insert("owner");
+    for (size_t c = 0; c < ti.chunks.size(); ++c)
+      for (const StreamInfo& s : Must(ReadStreamDirectory(a, t, c), "stream directory"))
+        f.insert(std::string("codec:") + StreamCodecName(s.codec));
+  }
+  if (a.link) f.insert("chain:depth-" + std::to_string(a.link->depth));
+  if (!a.metadata.empty()) f.insert("metadata");
+  if (a.step) f.insert("step");
+  if (a.files.size() > 1) f.insert("files:many");
+  for (const SourceFileInfo& s : a.files) {
+    f.insert(std::string("source:") + (s.format == SourceFormat::kRaw ? "raw" : "safetensors"));
+    if (s.path.find('/') != std::string::npos) f.insert("source:nested-path");
+  }
+  return f;
+}
+
+class Suite {
+ public:
+  explicit Suite(fs::path root) : root_(std::move(root)) {
+    scratch_ = fs::temp_directory_path() / ("ckz_make_vectors_" + std::to_string(getpid()));
+    fs::remove_all(scratch_);
+    fs::remove_all(root_ / "cases");
+    fs::remove(root_ / "manifest.json");
+  }
+  ~Suite() { fs::remove_all(scratch_); }
+
+  void Add(Case c) {
+    Check(names_.insert(c.name).second, "case name used twice: " + c.name);
+    for (char ch : c.name)
+      Check((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-',
+            "case name must be [a-z0-9-]: " + c.name);
+    Check(c.profile == "core" || c.profile == "full", c.name + ": profile");
+    Check(!c.files.empty() && c.files[0].first == "input.ckz", c.name + ": input.ckz first");
+    Check(c.error.has_value() == c.expected.empty(), c.name + ": valid xor invalid");
+    const fs::path dir = root_ / "cases" / c.name;
+    for (const auto& [name, bytes] : c.files) WriteFile(dir / name, bytes);
+
+    std::set<std::string> features;
+    if (c.error) {
+      Check(!c.rule.empty(), c.name + ": an invalid case names its rule");
+      features.insert("rule:" + c.rule);
+      CheckInvalid(c, dir);
+    } else {
+      features = FileFeatures(c.files[0].second);
+      bool chain = features.count("predictor:xor") + features.count("predictor:sub") > 0;
+      for (const std::string& f : features) chain = chain || f.rfind("chain:", 0) == 0;
+      Check(c.profile == "full" || !chain, c.name + ": a core case has no chain");
+      CheckValid(c, dir);
+      for (const auto& [path, bytes] : c.expected) WriteFile(dir / "expected" / path, bytes);
+    }
+    features.insert(c.features.begin(), c.features.end());
+    c.features.assign(features.begin(), features.end());
+    WriteFile(dir / "case.json", Str(Entry(c, "") + "\n"));
+    entries_.push_back(Entry(c, "    "));
+    uint64_t size = 0;
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+      if (e.is_regular_file()) size += e.file_size();
+    Check(size <= kMaxCaseBytes, c.name + ": case is " + std::to_string(size) + " bytes");
+    total_ += size;
+    ++counts_[c.profile + " " + (c.error ? "invalid" : "valid")];
+  }
+
+  void Finish() {
+    std::string m = "{\n";
+    m += "  \"format\": \"CKZ\",\n";
+    m += "  \"format_version\": \"" + std::to_string(kFormatMajor) + "." +
+         std::to_string(kFormatMinor) + "\",\n";
+    m += "  \"spec\": \"spec/ckz.md\",\n";
+    m += "  \"generator\": \"conformance/make_vectors.cc\",\n";
+    m += "  \"profiles\": {\n";
+    m += "    \"core\": " + JsonStr("container, stored and zstd streams, byte planes; keyframes only") + ",\n";
+    m += "    \"full\": " + JsonStr("everything in format 0.1: core plus reference chains and predictors") + "\n";
+    m += "  },\n";
+    m += "  \"cases\": [\n";
+    for (size_t i = 0; i < entries_.size(); ++i)
+      m += entries_[i] + (i + 1 < entries_.size() ? ",\n" : "\n");
+    m += "  ]\n}\n";
+    WriteFile(root_ / "manifest.json", Str(m));
+    total_ += m.size();
+    Check(total_ <= kMaxSuiteBytes, "suite is " + std::to_string(total_) + " bytes");
+    printf("make_vectors: %zu cases (", entries_.size());
+    bool first = true;
+    for (const auto& [k, n] : counts_) {
+      printf("%s%s %d", first ? "" : ", ", k.c_str(), n);
+      first = false;
+    }
+    printf("), %llu bytes, in %s\n", static_cast<unsigned long long>(total_),
+           (root_ / "cases").string().c_str());
+  }
+
+ private:
+  // Decodes the case like a user would: the input file in the case folder, its parents found
+  // beside it, every source file written under an empty folder.
+  Status Decode(const fs::path& dir, const fs::path& out, VerifyReport* report) {
+    fs::remove_all(out);
+    fs::create_directories(out);
+    auto reader = ChainReader::Open((dir / "input.ckz").string());
+    if (!reader.ok()) return reader.status();
+    CKZ_RETURN_IF_ERROR(RestoreFilesInto(**reader, out.string(), "input.safetensors", {}));
+    auto r = VerifyChain(**reader);
+    if (!r.ok()) return r.status();
+    if (report) *report = *r;
+    return Status::Ok();
+  }
+
+  void CheckValid(const Case& c, const fs::path& dir) {
+    const fs::path out = scratch_ / c.name;
+    VerifyReport report;
+    MustOk(Decode(dir, out, &report), c.name + ": the reference decoder rejects a valid case");
+    const auto got = ListFiles(out);
+    Check(got == c.expected,
+          c.name + ": decoded files differ from the checkpoint files the case was made from");
+    for (const auto& [name, bytes] : c.files)
+      if (name != "input.ckz" && name.size() > 4 && name.substr(name.size() - 4) == ".ckz")
+        Must(ParseArchive(ByteSpan(bytes)), c.name + ": " + name + " is not valid");
+    fs::remove_all(out);
+  }
+
+  void CheckInvalid(const Case& c, const fs::path& dir) {
+    const fs::path out = scratch_ / c.name;
+    const Status s = Decode(dir, out, nullptr);
+    Check(!s.ok(), c.name + ": the reference decoder accepts an invalid case");
+    Check(s.code() == *c.error, c.name + ": expected " + ErrorCodeName(*c.error) + ", got " +
+                                    s.ToString());
+    Check(ListFiles(out).empty(), c.name + ": a rejected file left output behind");
+    fs::remove_all(out);
+  }
+
+  std::string Entry(const Case& c, const std::string& ind) const {
+    auto list = [](const std::vector<std::pair<std::string, const Bytes*>>& files,
+                   const std::string& in) {
+      std::string s = "[\n";
+      for (size_t i = 0; i < files.size(); ++i)
+        s += in + "    {\"path\": " + JsonStr(files[i].first) +
+             ", \"size\": " + std::to_string(files[i].second->size()) + ", \"sha256\": \"" +
+             Sha256Hex(*files[i].second) + "\"}" + (i + 1 < files.size() ? ",\n" : "\n");
+      return s + in + "  ]";
+    };
+    std::string e = ind + "{\n";
+    e += ind + "  \"name\": " + JsonStr(c.name) + ",\n";
+    e += ind + "  \"profile\": " + JsonStr(c.profile) + ",\n";
+    e += ind + "  \"kind\": " + JsonStr(c.error ? "invalid" : "valid") + ",\n";
+    e += ind + "  \"description\": " + JsonStr(c.description) + ",\n";
+    e += ind + "  \"features\": [";
+    for (size_t i = 0; i < c.features.size(); ++i)
+      e += (i ? ", " : "") + JsonStr(c.features[i]);
+    e += "],\n";
+    e += ind + "  \"input\": \"input.ckz\",\n";
+    std::vector<std::pair<std::string, const Bytes*>> files;
+    for (const auto& [name, bytes] : c.files) files.push_back({name, &bytes});
+    e += ind + "  \"files\": " + list(files, ind) + ",\n";
+    if (c.error) {
+      e += ind + "  \"expected_error\": " + JsonStr(ErrorCodeName(*c.error)) + ",\n";
+      e += ind + "  \"expected_error_code\": " + std::to_string(unsigned(*c.error)) + ",\n";
+      e += ind + "  \"rule\": " + JsonStr(c.rule) + "\n";
+    } else {
+      std::vector<std::pair<std::string, const Bytes*>> exp;
+      for (const auto& [path, bytes] : c.expected) exp.push_back({path, &bytes});
+      e += ind + "  \"expected\": " + list(exp, ind) + "\n";
+    }
+    return e + ind + "}";
+  }
+
+  fs::path root_, scratch_;
+  std::set<std::string> names_;
+  std::vector<std::string> entries_;
+  std::map<std::string, int> counts_;
+  uint64_t total_ = 0;
+};
+
+// Shorthands for making cases.
+Case Valid(const std::string& name, const std::string& profile, const std::string& description,
+           const Ckpt& ckpt, const Bytes& input, std::vector<std::string> features = {}) {
+  Case c;
+  c.name = name;
+  c.profile = profile;
+  c.description = description;
+  c.features = std::move(features);
+  c.files.push_back({"input.ckz", input});
+  c.expected = BuildSources(ckpt).outputs;
+  return c;
+}
+
+Case Invalid(const std::string& name, const std::string& profile, const std::string& rule,
+             ErrorCode error, const std::string& description, const Bytes& input,
+             std::vector<std::string> features = {}) {
+  Case c;
+  c.name = name;
+  c.profile = profile;
+  c.rule = rule;
+  c.error = error;
+  c.description = description;
+  c.features = std::move(features);
+  c.files.push_back({"input.ckz", input});
+  return c;
+}
+
+// ------------------------------------------------------------------------------------------
+// Checkpoints used by several cases.
+
+std::vector<T> EveryDtype(uint64_t seed) {
+  return {
+      MakeT("f64", DType::kF64, {3, 5}, seed + 1),  MakeT("f32", DType::kF32, {4, 6}, seed + 2),
+      MakeT("f16", DType::kF16, {7, 3}, seed + 3),  MakeT("bf16", DType::kBF16, {11}, seed + 4),
+      MakeT("i64", DType::kI64, {5}, seed + 5),     MakeT("i32", DType::kI32, {2, 2, 2}, seed + 6),
+      MakeT("i16", DType::kI16, {13}, seed + 7),    MakeT("i8", DType::kI8, {17}, seed + 8),
+      MakeT("u8", DType::kU8, {19}, seed + 9),      MakeT("bool", DType::kBool, {23}, seed + 10),
+  };
+}
+
+// The base of most invalid cases: "a" (F32[40], a Weight, three chunks of 64, 64 and 32 bytes)
+// and "b" (I64[4], one chunk), one safetensors file, all streams stored.
+Ckpt BaseCkpt() {
+  Ckpt c = Single({MakeT("a", DType::kF32, {40}, 11, Role::kWeight), MakeT("b", DType::kI64, {4}, 12)});
+  c.step = 100;
+  return c;
+}
+Bytes BaseFile(StreamCodec codec = StreamCodec::kStored, bool planes = false) {
+  return Encode(BaseCkpt(), Opt(codec, planes, 64)).bytes;
+}
+
+// A keyframe and a link predicted from it (XorRef, stored streams, 64-byte chunks), for the
+// chain rules. Files: input.ckz (the link) and parent-1.ckz.
+struct BaseChain {
+  Ckpt parent, child;
+  Encoded p, c;
+};
+BaseChain MakeBaseChain(Predictor predictor = Predictor::kXorRef) {
+  BaseChain b;
+  b.parent = BaseCkpt();
+  b.child = Next(b.parent, 5);
+  b.p = Encode(b.parent, Opt(StreamCodec::kStored, false, 64));
+  b.c = Encode(b.child, Opt(StreamCodec::kStored, false, 64, predictor),
+               LinkTo(b.p, b.parent, "parent-1.ckz", 1), &b.parent);
+  return b;
+}
+Case ChainInvalid(const std::string& name, const std::string& rule, ErrorCode error,
+                  const std::string& description, const Bytes& input, const Bytes& parent,
+                  std::vector<std::string> features = {}) {
+  Case c = Invalid(name, "full", rule, error, description, input, std::move(features));
+  c.files.push_back({"parent-1.ckz", parent});
+  return c;
+}
+
+// A chain written level by level: levels[0] is the keyframe, each next one a link to the one
+// before. Returns the encoded files, keyframe first.
+struct Level {
+  Ckpt ckpt;
+  EncodeOptions options;
+};
+std::vector<Encoded> WriteChain(const std::vector<Level>& levels,
+                                const std::vector<std::string>& names) {
+  std::vector<Encoded> out;
+  for (size_t i = 0; i < levels.size(); ++i) {
+    if (i == 0) {
+      out.push_back(Encode(levels[0].ckpt, levels[0].options));
+    } else {
+      out.push_back(Encode(levels[i].ckpt, levels[i].options,
+                           LinkTo(out[i - 1], levels[i - 1].ckpt, names[i - 1], uint32_t(i)),
+                           &levels[i - 1].ckpt));
+    }
+  }
+  return out;
+}
+
+// The case files of a chain: the last level is input.ckz, level n-1-k is parent-k.ckz.
+std::vector<std::string> ChainNames(size_t levels) {
+  std::vector<std::string> names(levels);
+  for (size_t i = 0; i < levels; ++i)
+    names[i] = i + 1 == levels ? "input.ckz" : "parent-" + std::to_string(levels - 1 - i) + ".ckz";
+  return names;
+}
+
+Case ChainCase(const std::string& name, const std::string& description,
+               const std::vector<Level>& levels, std::vector<std::string> features = {}) {
+  const auto names = ChainNames(levels.size());
+  const auto files = WriteChain(levels, names);
+  Case c = Valid(name, "full", description, levels.back().ckpt, files.back().bytes,
+                 std::move(features));
+  for (size_t i = levels.size() - 1; i-- > 0;) c.files.push_back({names[i], files[i].bytes});
+  return c;
+}
+
+// ------------------------------------------------------------------------------------------
+// Core profile: valid files.
+
+void CoreValid(Suite& s) {
+  {
+    // The worked example of WORKED_EXAMPLE.md: three F32 values with exact bit patterns.
+    Ckpt c = Single({FromElems("weight", DType::kF32, {3}, {0x3F800000, 0xC0000000, 0x3F000000})});
+    s.Add(Valid("core-smallest-f32-stored", "core",
+                "The smallest useful file: one F32 tensor 'weight' of shape [3] = [1.0, -2.0, 0.5], "
+                "one chunk with one stored stream, no byte planes, one safetensors source file. "
+                "conformance/WORKED_EXAMPLE.md annotates it byte by byte.",
+                c, Encode(c, Opt(StreamCodec::kStored, false)).bytes, {"worked-example"}));
+  }
+  struct Variant {
+    const char* name;
+    StreamCodec codec;
+    bool planes;
+    const char* what;
+  };
+  const Variant variants[] = {
+      {"core-every-dtype-stored", StreamCodec::kStored, false, "stored streams, no byte planes"},
+      {"core-every-dtype-zstd", StreamCodec::kZstd, false, "zstd streams, no byte planes"},
+      {"core-every-dtype-planes-stored", StreamCodec::kStored, true,
+       "stored streams, byte planes (one stream per byte of the element; a single stream for "
+       "the 1-byte dtypes)"},
+      {"core-every-dtype-planes-zstd", StreamCodec::kZstd, true,
+       "zstd streams, byte planes (one stream per byte of the element)"},
+  };
+  uint64_t seed = 100;
+  for (const Variant& v : variants) {
+    Ckpt c = Single(EveryDtype(seed += 20));
+    s.Add(Valid(v.name, "core",
+                std::string("One tensor of every dtype (F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL), "
+                            "1-d to 3-d, one chunk each; ") + v.what + ".",
+                c, Encode(c, Opt(v.codec, v.planes)).bytes));
+  }
+  {
+    Ckpt c = Single({MakeT("layer.weight", DType::kF32, {32, 32}, 201, Role::kWeight),
+                     MakeT("layer.bias", DType::kF32, {32}, 202, Role::kWeight)});
+    s.Add(Valid("core-f32-planes-zstd", "core",
+                "F32 weights with byte planes and zstd streams (the usual coding of a keyframe), "
+                "1000-byte chunks: 'layer.weight' (4096 bytes) has 5 chunks of 1000,1000,1000,1000,96 bytes.",
+                c, Encode(c, Opt(StreamCodec::kZstd, true, 1000)).bytes));
+  }
+  {
+    Ckpt c = Single({MakeT("scalar.f32", DType::kF32, {}, 301), MakeT("scalar.i64", DType::kI64, {}, 302),
+                     MakeT("scalar.bool", DType::kBool, {}, 303), MakeT("empty.f32", DType::kF32, {0}, 304),
+                     MakeT("empty.4x0", DType::kF16, {4, 0}, 305), MakeT("empty.0x3x2", DType::kI8, {0, 3, 2}, 306),
+                     MakeT("scalar.bf16", DType::kBF16, {}, 307), MakeT("ones", DType::kU8, {1, 1, 1}, 308)});
+    s.Add(Valid("core-empty-and-0d", "core",
+                "0-d tensors (shape [], one element), tensors with a zero dimension (no bytes, no "
+                "chunks) and a [1,1,1] tensor, in one safetensors file; byte planes, zstd.",
+                c, Encode(c, Opt(StreamCodec::kZstd, true)).bytes));
+  }
+  {
+    Ckpt c = Single({MakeT("huge.but.empty", DType::kF32, {uint64_t{1} << 40, uint64_t{1} << 40, 0}, 311),
+                     MakeT("x", DType::kF32, {2}, 312)});
+    s.Add(Valid("core-empty-with-huge-dims", "core",
+                "A tensor of shape [2^40, 2^40, 0]: its element count is 0, so its byte length is 0 "
+                "and it is valid (rule T3 is about the product, whatever the order of the factors: "
+                "a reader must not report ShapeOverflow because 2^40 x 2^40 overflows before the 0).",
+                c, Encode(c, Opt(StreamCodec::kStored, false)).bytes, {"shape:zero-dim-overflow-order"}));
+  }
+  {
+    Ckpt c = Single({MakeT("w", DType::kF32, {1000}, 401), MakeT("steps", DType::kI16, {301}, 402),
+                     MakeT("d", DType::kF64, {5}, 403)});
+    // chunk_bytes 60: whole elements -> F32 60 bytes (15 elements), I16 60, F64 56.
+    s.Add(Valid("core-many-chunks", "core",
+                "Tensors split into many small chunks (60-byte target, rounded down to whole "
+                "elements: F32 60 bytes = 67 chunks, I16 60 bytes = 11 chunks, F64 56 bytes = 1 "
+                "chunk of 40 bytes); stored streams, so chunk ends fall at every padding length.",
+                c, Encode(c, Opt(StreamCodec::kStored, false, 60)).bytes));
+    Ckpt d = Single({MakeT("w", DType::kF64, {5}, 411), MakeT("h", DType::kF16, {3}, 412),
+                     MakeT("b", DType::kBool, {4}, 413)});
+    s.Add(Valid("core-one-element-chunks", "core",
+                "Every chunk holds exactly one element (chunk size 1 byte, raised to one element); "
+                "byte planes with zstd streams.",
+                d, Encode(d, Opt(StreamCodec::kZstd, true, 1)).bytes));
+    Ckpt z = Single({MakeT("w", DType::kF32, {600}, 421), MakeT("i", DType::kI32, {300}, 422)});
+    s.Add(Valid("core-many-chunks-zstd-planes", "core",
+                "Tensors of many chunks (256-byte target) with byte planes and zstd streams.",
+                z, Encode(z, Opt(StreamCodec::kZstd, true, 256)).bytes));
+  }
+  {
+    Ckpt c;
+    c.tensors = {MakeT("lm_head.weight", DType::kF32, {4, 8}, 501, Role::kWeight),
+                 MakeT("embed.weight", DType::kF32, {8, 4}, 502, Role::kWeight),
+                 MakeT("layers.1.weight", DType::kF16, {4, 4}, 503, Role::kWeight),
+                 MakeT("layers.0.bias", DType::kBF16, {4}, 504, Role::kWeight),
+                 MakeT("layers.0.weight", DType::kF16, {4, 4}, 505, Role::kWeight),
+                 MakeT("position_ids", DType::kI64, {1, 6}, 506)};
+    SrcFile s1, s2, idx;
+    s1.path = "model-00001-of-00002.safetensors";
+    s1.tensors = {"embed.weight", "layers.0.bias", "layers.0.weight"};
+    s1.st_metadata = {{"format", "pt"}};
+    s2.path = "model-00002-of-00002.safetensors";
+    s2.tensors = {"layers.1.weight", "lm_head.weight", "position_ids"};
+    s2.st_metadata = {{"format", "pt"}};
+    idx.path = "model.safetensors.index.json";
+    idx.format = SourceFormat::kRaw;
+    idx.raw = Str(
+        "{\n  \"metadata\": {\n    \"total_size\": 504\n  },\n  \"weight_map\": {\n"
+        "    \"embed.weight\": \"model-00001-of-00002.safetensors\",\n"
+        "    \"layers.0.bias\": \"model-00001-of-00002.safetensors\",\n"
+        "    \"layers.0.weight\": \"model-00001-of-00002.safetensors\",\n"
+        "    \"layers.1.weight\": \"model-00002-of-00002.safetensors\",\n"
+        "    \"lm_head.weight\": \"model-00002-of-00002.safetensors\",\n"
+        "    \"position_ids\": \"model-00002-of-00002.safetensors\"\n  }\n}\n");
+    c.files = {idx, s1, s2};
+    s.Add(Valid("core-sharded-two-files", "core",
+                "A Hugging Face sharded checkpoint: two safetensors shards plus the raw "
+                "model.safetensors.index.json. The header's tensor order differs from the order "
+                "of the files and of each file's tensors: a file's bytes follow its own 'tensors' "
+                "list. Byte planes, zstd.",
+                c, Encode(c, Opt(StreamCodec::kZstd, true)).bytes, {"source:sharded"}));
+  }
+  {
+    Ckpt c;
+    c.tensors = {MakeT("a", DType::kF32, {5}, 601), MakeT("b", DType::kI32, {3}, 602),
+                 MakeT("c", DType::kU8, {7}, 603)};
+    SrcFile cfg, part, deep, empty, readme;
+    cfg.path = "config.json";
+    cfg.format = SourceFormat::kRaw;
+    cfg.raw = Str("{\"hidden_size\": 5, \"architectures\": [\"Toy\"]}\n");
+    part.path = "model/part.safetensors";
+    part.tensors = {"b", "a"};
+    deep.path = "model/deep/er/other.safetensors";
+    deep.tensors = {"c"};
+    empty.path = "empty.txt";
+    empty.format = SourceFormat::kRaw;
+    readme.path = "docs/README";
+    readme.format = SourceFormat::kRaw;
+    readme.raw = Str("raw bytes, kept verbatim:\r\n\x01\x02\xff\n");
+    c.files = {cfg, part, deep, empty, readme};
+    s.Add(Valid("core-nested-paths-and-raw-files", "core",
+                "Source files in nested folders (model/deep/er/...), raw files kept verbatim "
+                "(including CR LF and non-UTF-8 bytes) and an empty raw file (a 0-byte output "
+                "file). Stored streams.",
+                c, Encode(c, Opt(StreamCodec::kStored, false)).bytes, {"source:empty-file"}));
+  }
+  {
+    Ckpt c;
+    SrcFile cfg, st;
+    cfg.path = "config.json";
+    cfg.format = SourceFormat::kRaw;
+    cfg.raw = Str("{}\n");
+    st.path = "model.safetensors";
+    c.files = {cfg, st};
+    s.Add(Valid("core-no-tensors", "core",
+                "A checkpoint with no tensors: a raw config.json and a safetensors file holding no "
+                "tensor (its prolog is the whole file). The content id covers zero tensors.",
+                c, Encode(c, Opt(StreamCodec::kStored, false)).bytes, {"tensors:none"}));
+  }
+  {
+    Ckpt c = Single({MakeT("w", DType::kF32, {6}, 701, Role::kWeight)});
+    c.files[0].st_metadata = {{"format", "pt"}, {"note", "metadata \"quoted\" \\ and \xc3\xa9"}};
+    c.step = 1000;
+    double lr, nan;
+    const uint64_t lr_bits = 0x3F33A92A30553261ull, nan_bits = 0x7FF8000000000123ull;
+    std::memcpy(&lr, &lr_bits, 8);
+    std::memcpy(&nan, &nan_bits, 8);
+    c.metadata = {{"framework", std::string("pytorch 2.1")}, {"learning_rate", lr},
+                  {"epoch", int64_t{7}},                     {"offset", int64_t{-5}},
+                  {"rng_state", std::vector<uint8_t>{0, 1, 2, 254, 255}},
+                  {"resumed", true},                         {"nan_payload", nan},
+                  {"empty", std::string()}};
+    s.Add(Valid("core-metadata-every-type", "core",
+                "Header metadata of every value type (int, float with a NaN payload, string, "
+                "bytes, bool), a step, and safetensors __metadata__ in the prolog. Header metadata "
+                "does not change the decoded files.",
+                c, Encode(c, Opt(StreamCodec::kZstd, false)).bytes, {"metadata:every-type"}));
+  }
+  {
+    Ckpt c;
+    c.tensors = {MakeT("fc.weight", DType::kF32, {4, 3}, 801, Role::kWeight),
+                 MakeT("fc.bias", DType::kF32, {3}, 802, Role::kWeight),
+                 MakeT("fc.weight.exp_avg", DType::kF32, {4, 3}, 803, Role::kMoment1, 0),
+                 MakeT("fc.weight.exp_avg_sq", DType::kF32, {4, 3}, 804, Role::kMoment2, 0),
+                 MakeT("fc.bias.exp_avg", DType::kF32, {3}, 805, Role::kMoment1, 1),
+                 MakeT("fc.bias.exp_avg_sq", DType::kF32, {3}, 806, Role::kMoment2, 1),
+                 MakeT("other.momentum_buffer", DType::kF32, {2}, 807, Role::kMoment1, -1),
+                 MakeT("step", DType::kI64, {}, 808)};
+    SrcFile m, o;
+    m.path = "model.safetensors";
+    m.tensors = {"fc.bias", "fc.weight"};
+    o.path = "optimizer.safetensors";
+    o.tensors = {"fc.weight.exp_avg", "fc.weight.exp_avg_sq", "fc.bias.exp_avg",
+                 "fc.bias.exp_avg_sq", "other.momentum_buffer", "step"};
+    c.files = {m, o};
+    s.Add(Valid("core-roles-and-owners", "core",
+                "Weights, Adam moments owned by their weights (owner = index of the weight), a "
+                "moment of unknown owner (-1) and a scalar; model and optimizer in two files.",
+                c, Encode(c, Opt(StreamCodec::kZstd, true)).bytes));
+  }
+  {
+    Ckpt c;
+    const std::vector<std::string> names = {
+        "layer.0.weight", "Zeta", "alpha", "\xc3\xa9", "\xc3\xa4.bias", "\xe2\x82\xac",
+        "\xef\xbd\x9e", "\xf0\x9f\x98\x80", "quote\"back\\slash", "tab\there\nnewline",
+        "space name", "../not/a/path", "/also:fine"};
+    uint64_t k = 900;
+    for (const std::string& n : names) c.tensors.push_back(MakeT(n, DType::kF32, {2}, ++k));
+    SrcFile f;
+    f.path = "model.safetensors";
+    for (auto it = names.rbegin(); it != names.rend(); ++it) f.tensors.push_back(*it);
+    c.files = {f};
+    s.Add(Valid("core-unicode-and-odd-names", "core",
+                "Tensor names with 2-, 3- and 4-byte UTF-8 (U+00E9, U+20AC, U+FF5E, U+1F600), JSON "
+                "escapes, control characters, spaces, and path-like text (tensor names are not "
+                "paths). The content id sorts names by their UTF-8 bytes: U+FF5E (EF BD 9E) comes "
+                "before U+1F600 (F0 9F 98 80), unlike in UTF-16 order.",
+                c, Encode(c, Opt(StreamCodec::kStored, false)).bytes, {"names:unicode"}));
+  }
+  {
+    Ckpt c = Single({MakeT(std::string(4096, 'n'), DType::kF32, {2}, 951), MakeT("short", DType::kU8, {3}, 952)});
+    s.Add(Valid("core-name-4096-bytes", "core",
+                "A tensor name of exactly 4096 bytes, the longest allowed (rule N1).",
+                c, Encode(c, Opt(StreamCodec::kStored, false)).bytes, {"names:max-length"}));
+  }
+  {
+    Ckpt c = Single({
+        FromElems("f32", DType::kF32, {14},
+                  {0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001,
+                   0x7F800001, 0x7FBFFFFF, 0x00000001, 0x807FFFFF, 0x7F7FFFFF, 0x3F800000,
+                   0x7FC0DEAD, 0xFFFFFFFF}),
+        FromElems("f16", DType::kF16, {10},
+                  {0x0000, 0x8000, 0x7C00, 0xFC00, 0x7E00, 0xFE01, 0x7C01, 0x0001, 0x83FF, 0x7BFF}),
+        FromElems("bf16", DType::kBF16, {10},
+                  {0x0000, 0x8000, 0x7F80, 0xFF80, 0x7FC0, 0xFFC1, 0x7F81, 0x0001, 0x807F, 0x7F7F}),
+        FromElems("f64", DType::kF64, {9},
+                  {0x0ull, 0x8000000000000000ull, 0x7FF0000000000000ull, 0xFFF0000000000000ull,
+                   0x7FF8000000000000ull, 0x7FF0000000000001ull, 0x0000000000000001ull,
+                   0x7FEFFFFFFFFFFFFFull, 0xFFF8DEADBEEF0001ull}),
+    });
+    s.Add(Valid("core-special-floats", "core",
+                "Signed zeros, infinities, quiet and signalling NaNs with payloads, subnormals and "
+                "extremes of F32, F16, BF16 and F64: decoding handles bit patterns, never values. "
+                "Byte planes, zstd.",
+                c, Encode(c, Opt(StreamCodec::kZstd, true)).bytes, {"floats:special"}));
+  }
+  // Layouts other than the streaming writer's.
+  {
+    Ckpt c = Single({MakeT("a", DType::kF32, {40}, 1001), MakeT("b", DType::kI16, {50}, 1002),
+                     MakeT("c", DType::kU8, {9}, 1003)});
+    const Bytes file = Encode(c, Opt(StreamCodec::kZstd, false, 64)).bytes;
+    Model m = FromFile(file);
+    m.header_first = true;
+    s.Add(Valid("core-layout-header-first", "core",
+                "The header right after the preamble, the chunks after it (section 5: the order of "
+                "regions is free; readers must not assume the header is last).",
+                c, Assemble(m), {"layout:header-first"}));
+    Model r = FromFile(file);
+    r.reverse_chunks = true;
+    s.Add(Valid("core-layout-chunks-reversed", "core",
+                "Chunks stored in the reverse of their tensor and chunk order (the last chunk of "
+                "the last tensor first), the header last.",
+                c, Assemble(r), {"layout:chunks-reversed"}));
+  }
+  {
+    // Per-stream codec choice inside one chunk: planes 0 and 1 stored, planes 2 and 3 zstd.
+    Ckpt c = Single({MakeT("w", DType::kF32, {64}, 1101), MakeT("d", DType::kF64, {16}, 1102)});
+    Model m = FromFile(Encode(c, Opt(StreamCodec::kStored, true, 128)).bytes);
+    for (size_t t = 0; t < m.h.tensors.size(); ++t) {
+      const TensorInfo& ti = m.h.tensors[t];
+      const size_t w = DTypeSize(ti.dtype);
+      for (size_t k = 0; k < ti.chunks.size(); ++k) {
+        const ChunkInfo& ch = ti.chunks[k];
+        const auto planes = Planes(c.tensors[t].bytes.data() + ch.raw_offset, ch.raw_length, w);
+        std::vector<std::pair<StreamCodec, Bytes>> streams;
+        for (size_t p = 0; p < w; ++p) {
+          if ((p + k) % 2 == 0) streams.push_back({StreamCodec::kStored, planes[p]});
+          else streams.push_back({StreamCodec::kZstd, Zstd(planes[p])});
+        }
+        m.stored[t][k] = MakeChunk(streams);
+      }
+    }
+    s.Add(Valid("core-mixed-stream-codecs", "core",
+                "Byte-plane chunks whose streams use different codecs: in each chunk, stored and "
+                "zstd streams alternate (the codec is chosen per stream, section 7.1).",
+                c, Assemble(m), {"codec:mixed-in-chunk"}));
+  }
+  {
+    // zstd frames in the forms a writer may produce: with or without checksum, without the
+    // content size, raw and RLE blocks.
+    Ckpt c = Single({MakeT("w", DType::kF32, {96}, 1201), MakeT("constant", DType::kU8, {200}, 1202),
+                     MakeT("noise", DType::kU8, {150}, 1203)});
+    std::fill(c.tensors[1].bytes.begin(), c.tensors[1].bytes.end(), 7);
+    Rng r(1204);
+    for (uint8_t& b : c.tensors[2].bytes) b = uint8_t(r.Next());
+    Model m = FromFile(Encode(c, Opt(StreamCodec::kZstd, false, 128)).bytes);
+    auto data = [&](size_t t, size_t k) {
+      const ChunkInfo& ch = m.h.tensors[t].chunks[k];
+      return Bytes(c.tensors[t].bytes.begin() + long(ch.raw_offset),
+                   c.tensors[t].bytes.begin() + long(ch.raw_offset + ch.raw_length));
+    };
+    m.stored[0][0] = MakeChunk({{StreamCodec::kZstd, Zstd(data(0, 0), true, true)}});
+    m.stored[0][1] = MakeChunk({{StreamCodec::kZstd, Zstd(data(0, 1), false, false)}});
+    m.stored[0][2] = MakeChunk({{StreamCodec::kZstd, Zstd(data(0, 2), true, false)}});
+    s.Add(Valid("core-zstd-frame-variants", "core",
+                "zstd streams in every form section 7.2 allows: with a frame checksum (which must be "
+                "checked), without the frame content size, both; an RLE block (constant bytes) and "
+                "raw blocks (random bytes that zstd cannot shrink).",
+                c, Assemble(m), {"zstd:checksum", "zstd:no-content-size", "zstd:rle-block", "zstd:raw-block"}));
+  }
+  // Forward compatibility: what a 0.1 reader must accept.
+  {
+    Ckpt c = BaseCkpt();
+    const Bytes file = Encode(c, Opt(StreamCodec::kZstd, true, 64)).bytes;
+    Model o = FromFile(file);
+    o.optional = (uint64_t{1} << 0) | (uint64_t{1} << 17) | (uint64_t{1} << 63);
+    s.Add(Valid("valid-unknown-optional-feature", "core",
+                "Optional feature bits 0, 17 and 63 set, none of them defined in 0.1: a reader "
+                "MUST ignore unknown optional bits and decode the file (section 12).",
+                c, Assemble(o), {"feature-bits:optional"}));
+    Model v = FromFile(file);
+    v.minor = 7;
+    s.Add(Valid("valid-newer-minor-version", "core",
+                "Minor version 7 (a later 0.x): a reader MUST accept any minor version of its major "
+                "version (section 12).",
+                c, Assemble(v), {"version:minor"}));
+    Model r = FromFile(file);
+    r.reserved0 = 0xDEADBEEF;
+    r.reserved1 = 0x0123456789ABCDEFull;
+    s.Add(Valid("valid-nonzero-reserved-preamble-fields", "core",
+                "reserved0 and reserved1 of the preamble are not zero (the preamble CRC covers "
+                "them): readers ignore them (section 2).",
+                c, Assemble(r), {"preamble:reserved"}));
+    Model u = FromFile(file);
+    u.tweaks.unknown_fields = true;
+    s.Add(Valid("valid-unknown-header-fields", "core",
+                "Header and Tensor tables carry fields a later minor version might append (Header "
+                "field ids 7 and 12, Tensor field ids 8 and 9): readers ignore fields they do not know "
+                "(section 12, schema evolution).",
+                c, Assemble(u), {"schema:unknown-fields"}));
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Core profile: invalid files, one broken rule each (the first one in the order of section 9).
+
+void CoreInvalid(Suite& s) {
+  const Bytes base = BaseFile();
+  const Archive ba = Must(ParseArchive(ByteSpan(base)), "base");
+  const uint64_t hoff = ba.preamble.header_offset;
+  auto model = [&] { return FromFile(base); };
+
+  // ---- Preamble.
+  s.Add(Invalid("invalid-empty-file", "core", "P2", ErrorCode::kTruncated,
+                "A 0-byte file (the magic check of P1 passes vacuously on 0 bytes).", {}));
+  s.Add(Invalid("invalid-truncated-inside-magic", "core", "P2", ErrorCode::kTruncated,
+                "The first 5 bytes of a valid file: they agree with the magic, but the file is "
+                "shorter than the 64-byte preamble.",
+                Bytes(base.begin(), base.begin() + 5)));
+  s.Add(Invalid("invalid-truncated-preamble", "core", "P2", ErrorCode::kTruncated,
+                "The first 40 bytes of a valid file.", Bytes(base.begin(), base.begin() + 40)));
+  {
+    Bytes f = base;
+    f[3] = 'Q';
+    s.Add(Invalid("invalid-bad-magic", "core", "P1", ErrorCode::kBadMagic,
+                  "Magic byte 3 is 'Q' instead of 'Z': not a CKZ file.", f));
+    const Ckpt c = BaseCkpt();
+    s.Add(Invalid("invalid-safetensors-not-ckz", "core", "P1", ErrorCode::kBadMagic,
+                  "A safetensors file (the checkpoint of the base case) given as a CKZ file.",
+                  BuildSources(c).outputs.begin()->second));
+  }
+  {
+    Bytes f = base;
+    f.erase(f.begin() + 4);  // CR LF -> LF
+    s.Add(Invalid("invalid-text-mode-crlf", "core", "P1", ErrorCode::kTextModeCorruption,
+                  "CR LF in the magic turned into LF, as a text-mode transfer does (the file is one "
+                  "byte shorter): bytes 1..3 are still 'CKZ'.",
+                  f));
+    Bytes g;
+    for (uint8_t b : base) {
+      if (b == '\n') g.push_back('\r');
+      g.push_back(b);
+    }
+    s.Add(Invalid("invalid-text-mode-lf-to-crlf", "core", "P1", ErrorCode::kTextModeCorruption,
+                  "Every LF of a valid file turned into CR LF, as a Unix-to-DOS text transfer does.", g));
+    Bytes h = base;
+    h[0] &= 0x7F;
+    s.Add(Invalid("invalid-text-mode-7bit", "core", "P1", ErrorCode::kTextModeCorruption,
+                  "The high bit of magic byte 0 cleared, as a 7-bit channel does.", h));
+  }
+  {
+    Model m = model();
+    m.major = 1;
+    s.Add(Invalid("invalid-unsupported-version", "core", "P3", ErrorCode::kUnsupportedVersion,
+                  "Major version 1 (checksums correct): a 0.x reader must refuse it.", Assemble(m)));
+  }
+  {
+    Bytes f = base;
+    f[preamble_offset::kReserved1 + 3] ^= 0x40;
+    s.Add(Invalid("invalid-preamble-checksum", "core", "P4", ErrorCode::kPreambleChecksum,
+                  "One bit of the reserved1 field changed without updating preamble_crc32c: "
+                  "reserved bytes are covered by the checksum.", f));
+  }
+  {
+    Model m = model();
+    m.required = uint64_t{1} << 1;
+    s.Add(Invalid("invalid-unknown-required-feature", "core", "P5",
+                  ErrorCode::kUnknownRequiredFeature,
+                  "Required feature bit 1, not defined in 0.1, is set.", Assemble(m),
+                  {"feature-bits:required"}));
+  }
+  {
+    Bytes f = base;
+    StoreLE64(f.data() + preamble_offset::kHeaderLength, (uint64_t{1} << 26) + 1);
+    testing::FixPreambleCrc(f);
+    s.Add(Invalid("invalid-header-too-large", "core", "P6", ErrorCode::kHeaderTooLarge,
+                  "header_length is 2^26 + 1 (also past the end of the file: P6 is checked before P7).", f));
+  }
+  {
+    Bytes f = base;
+    StoreLE64(f.data() + preamble_offset::kHeaderOffset, Align64(f.size()) + 64);
+    testing::FixPreambleCrc(f);
+    s.Add(Invalid("invalid-header-out-of-bounds", "core", "P7", ErrorCode::kHeaderOutOfBounds,
+                  "header_offset points past the end of the file.", f));
+    Bytes t(base.begin(), base.end() - 10);
+    s.Add(Invalid("invalid-truncated-header", "core", "P7", ErrorCode::kHeaderOutOfBounds,
+                  "The last 10 bytes of a valid file are missing: the header range ends past the end "
+                  "of the file.", t));
+    Bytes z = base;
+    StoreLE64(z.data() + preamble_offset::kHeaderOffset, 0);
+    testing::FixPreambleCrc(z);
+    s.Add(Invalid("invalid-header-overlaps-preamble", "core", "P7", ErrorCode::kHeaderOutOfBounds,
+                  "header_offset is 0 (a multiple of 64, but inside the preamble).", z));
+  }
+  {
+    Model m = model();
+    m.header_gap = 8;
+    s.Add(Invalid("invalid-header-misaligned", "core", "P8", ErrorCode::kMisaligned,
+                  "The header starts 8 bytes after a 64-byte boundary (its checksum is correct).",
+                  Assemble(m)));
+  }
+  // ---- Header.
+  {
+    Bytes f = base;
+    f[hoff + HeaderLength(f) - 6] ^= 0x01;
+    s.Add(Invalid("invalid-header-checksum", "core", "H1", ErrorCode::kHeaderChecksum,
+                  "One bit of the header changed without updating header_crc32c.", f));
+  }
+  {
+    Bytes f = base;
+    f[hoff + 7] = 'X';
+    testing::FixHeaderCrc(f);
+    s.Add(Invalid("invalid-header-identifier", "core", "H2", ErrorCode::kHeaderMalformed,
+                  "The FlatBuffers file identifier is 'CKZX' instead of 'CKZH' (checksums correct).", f));
+    Bytes g = base;
+    StoreLE32(g.data() + hoff, 0x7FFFFFF0);
+    testing::FixHeaderCrc(g);
+    s.Add(Invalid("invalid-header-not-flatbuffer", "core", "H3", ErrorCode::kHeaderMalformed,
+                  "The header's root offset points far outside the buffer: FlatBuffers verification "
+                  "fails (checksums correct).", g));
+    // A 4-byte header at the end of the payload.
+    Bytes h(base.begin(), base.begin() + long(hoff));
+    const uint8_t four[4] = {4, 0, 0, 0};
+    h.insert(h.end(), four, four + 4);
+    StoreLE64(h.data() + preamble_offset::kHeaderLength, 4);
+    testing::FixHeaderCrc(h);
+    s.Add(Invalid("invalid-header-shorter-than-8", "core", "H2", ErrorCode::kHeaderMalformed,
+                  "header_length is 4: too short to hold a root offset and the identifier.", h));
+  }
+  {
+    Model m = model();
+    m.tweaks.content_id_len = 31;
+    s.Add(Invalid("invalid-content-id-length", "core", "H4", ErrorCode::kFieldOutOfRange,
+                  "Header.content_id has 31 bytes instead of 32.", Assemble(m)));
+  }
+  {
+    Model m = model();
+    m.h.writer = "ckz \xff\xfe";
+    s.Add(Invalid("invalid-writer-not-utf8", "core", "H7", ErrorCode::kBadName,
+                  "Header.writer is not valid UTF-8.", Assemble(m)));
+  }
+  // ---- Tensors.
+  struct NameCase {
+    const char* name;
+    std::string value;
+    const char* what;
+  };
+  const NameCase names[] = {
+      {"invalid-tensor-name-overlong-utf8", std::string("b\xc0\x80", 3),
+       "a tensor name with an overlong UTF-8 encoding of NUL (C0 80)"},
+      {"invalid-tensor-name-surrogate", std::string("b\xed\xa0\x80", 4),
+       "a tensor name with a UTF-16 surrogate encoded in UTF-8 (ED A0 80)"},
+      {"invalid-tensor-name-above-u10ffff", std::string("b\xf4\x90\x80\x80", 5),
+       "a tensor name with a code point above U+10FFFF (F4 90 80 80)"},
+      {"invalid-tensor-name-empty", std::string(), "an empty tensor name"},
+      {"invalid-tensor-name-nul", std::string("b\0c", 3), "a tensor name containing a NUL byte"},
+      {"invalid-tensor-name-4097-bytes", std::string(4097, 'n'), "a tensor name of 4097 bytes"},
+  };
+  for (const NameCase& n : names) {
+    Model m = model();
+    m.h.tensors[1].name = n.value;
+    s.Add(Invalid(n.name, "core", "T1", ErrorCode::kBadName, std::string("Rule N1: ") + n.what + ".",
+                  Assemble(m)));
+  }
+  {
+    Model m = model();
+    m.h.tensors[1].dtype = static_cast<DType>(0);
+    s.Add(Invalid("invalid-dtype-zero", "core", "T2", ErrorCode::kFieldOutOfRange,
+                  "Tensor 'b' has dtype 0 (Invalid).", Assemble(m)));
+    Model n = model();
+    n.h.tensors[1].dtype = static_cast<DType>(11);
+    s.Add(Invalid("invalid-dtype-unknown", "core", "T2", ErrorCode::kFieldOutOfRange,
+                  "Tensor 'b' has dtype 11, not defined in 0.1.", Assemble(n)));
+  }
+  {
+    Model m = model();
+    m.h.tensors[1].shape = std::vector<uint64_t>(33, 1);
+    m.h.tensors[1].shape[0] = 4;
+    s.Add(Invalid("invalid-shape-33-dims", "core", "T3", ErrorCode::kShapeOverflow,
+                  "Tensor 'b' has 33 dimensions [4, 1, 1, ...] (byte length unchanged).", Assemble(m)));
+    Model n = model();
+    n.h.tensors[0].shape = {uint64_t{1} << 31, uint64_t{1} << 31};
+    s.Add(Invalid("invalid-shape-overflow", "core", "T3", ErrorCode::kShapeOverflow,
+                  "Tensor 'a' (F32) has shape [2^31, 2^31]: 2^62 elements of 4 bytes overflow 64 bits.",
+                  Assemble(n)));
+    Model o = model();
+    o.h.tensors[1].dtype = DType::kU8;
+    o.h.tensors[1].shape = {uint64_t{1} << 63};
+    s.Add(Invalid("invalid-shape-2-pow-63-bytes", "core", "T3", ErrorCode::kShapeOverflow,
+                  "Tensor 'b' is U8 of shape [2^63]: the byte length must be below 2^63.", Assemble(o)));
+  }
+  {
+    Model m = model();
+    m.h.tensors[1].role = static_cast<Role>(4);
+    s.Add(Invalid("invalid-role-out-of-range", "core", "T5", ErrorCode::kFieldOutOfRange,
+                  "Tensor 'b' has role 4, not defined in 0.1.", Assemble(m)));
+  }
+  // T8, per chunk.
+  {
+    Model m = model();
+    m.tweaks.chunk_reserved[{0, 1}] = 1;
+    s.Add(Invalid("invalid-chunk-reserved-nonzero", "core", "T8", ErrorCode::kNonzeroPadding,
+                  "Chunk 1 of tensor 'a' has reserved = 1.", Assemble(m)));
+  }
+  {
+    Model m = model();
+    m.edit = [](Archive& h) { h.tensors[0].chunks[2].raw_length = 0; };
+    s.Add(Invalid("invalid-chunk-raw-length-zero", "core", "T8", ErrorCode::kChunkLayout,
+                  "Chunk 2 of tensor 'a' has raw_length 0.", Assemble(m)));
+    Model n = model();
+    n.edit = [](Archive& h) {
+      h.tensors[0].chunks[0].raw_length = 62;
+      h.tensors[0].chunks[1].raw_length = 66;
+    };
+    s.Add(Invalid("invalid-chunk-partial-element", "core", "T8", ErrorCode::kChunkLayout,
+                  "Tensor 'a' (F32) has chunks of 62 and 66 bytes: they sum right but split elements.",
+                  Assemble(n)));
+    Model o = model();
+    o.edit = [](Archive& h) { h.tensors[0].chunks[1].stored_length = 0; };
+    s.Add(Invalid("invalid-chunk-stored-length-zero", "core", "T8", ErrorCode::kChunkLayout,
+                  "Chunk 1 of tensor 'a' has stored_length 0.", Assemble(o)));
+    Model p = model();
+    p.edit = [](Archive& h) { h.tensors[0].chunks[2].raw_length = 64; };
+    s.Add(Invalid("invalid-chunk-past-tensor-end", "core", "T8", ErrorCode::kChunkLayout,
+                  "The last chunk of tensor 'a' (160 bytes) claims 64 bytes at raw offset 128.",
+                  Assemble(p)));
+  }
+  {
+    // One U8 chunk of 2^26 + 1 bytes (zstd of zeros: a few KB).
+    Ckpt c = Single({MakeT("big", DType::kU8, {(uint64_t{1} << 26) + 1}, 0)});
+    std::fill(c.tensors[0].bytes.begin(), c.tensors[0].bytes.end(), 0);
+    Ckpt small = Single({MakeT("big", DType::kU8, {64}, 0)});
+    Model m = FromFile(Encode(small, Opt(StreamCodec::kZstd, false, 64)).bytes);
+    m.h.tensors[0].shape = c.tensors[0].shape;
+    m.h.files = BuildSources(c).infos;
+    m.h.tensors[0].chunks[0].raw_length = c.tensors[0].bytes.size();
+    m.h.tensors[0].chunks[0].crc32c = Crc32c(c.tensors[0].bytes.data(), c.tensors[0].bytes.size());
+    m.stored[0][0] = MakeChunk({{StreamCodec::kZstd, Zstd(c.tensors[0].bytes, false, true)}});
+    s.Add(Invalid("invalid-chunk-raw-length-too-large", "core", "T8", ErrorCode::kChunkLayout,
+                  "A U8 tensor of 2^26 + 1 bytes in one chunk: raw_length is at most 2^26 (the "
+                  "zstd stream would decode correctly to 64 MiB of zeros).", Assemble(m)));
+  }
+  {
+    Model m = model();
+    m.gap_before[{0, 1}] = 8;
+    s.Add(Invalid("invalid-chunk-misaligned", "core", "T8", ErrorCode::kMisaligned,
+                  "Chunk 1 of tensor 'a' starts 8 bytes after a 64-byte boundary.", Assemble(m)));
+    Model n = model();
+    n.edit = [](Archive& h) { h.tensors[1].chunks[0].offset = h.tensors[1].chunks[0].offset + 4096; };
+    s.Add(Invalid("invalid-chunk-out-of-file", "core", "T8", ErrorCode::kRangeOutOfFile,
+                  "The chunk of tensor 'b' starts past the end of the file.", Assemble(n)));
+    Model o = model();
+    o.edit = [](Archive& h) { h.tensors[1].chunks[0].stored_length = ~uint64_t{0} - 63; };
+    s.Add(Invalid("invalid-chunk-length-overflow", "core", "T8", ErrorCode::kRangeOutOfFile,
+                  "The chunk of tensor 'b' has stored_length 2^64 - 64: offset + stored_length "
+                  "overflows 64 bits (a reader must check without overflowing).", Assemble(o)));
+  }
+  {
+    Model m = model();
+    m.h.tensors[0].chunks.pop_back();
+    m.stored[0].pop_back();
+    s.Add(Invalid("invalid-chunks-do-not-cover", "core", "T9", ErrorCode::kChunkLayout,
+                  "Tensor 'a' (160 bytes) has only its first two chunks (128 bytes); the file has no "
+                  "other fault.", Assemble(m)));
+  }
+  {
+    Model m = model();
+    m.h.tensors[1].name = "a";
+    s.Add(Invalid("invalid-duplicate-tensor-name", "core", "T10", ErrorCode::kDuplicateName,
+                  "Two tensors named 'a'.", Assemble(m)));
+  }
+  // ---- Owners.
+  {
+    Ckpt c = Single({MakeT("w", DType::kF32, {4}, 1301, Role::kWeight),
+                     MakeT("w.exp_avg", DType::kF32, {4}, 1302, Role::kMoment1, 0),
+                     MakeT("x", DType::kF32, {2}, 1303, Role::kWeight)});
+    const Bytes f = Encode(c, Opt(StreamCodec::kStored, false)).bytes;
+    struct OwnerCase {
+      const char* name;
+      std::function<void(Archive&)> change;
+      const char* what;
+    };
+    const OwnerCase cases[] = {
+        {"invalid-owner-not-a-weight", [](Archive& h) { h.tensors[0].role = Role::kOther; },
+         "'w.exp_avg' (Moment1) is owned by 'w', whose role is Other"},
+        {"invalid-owner-shape-differs", [](Archive& h) { h.tensors[1].owner = 2; },
+         "'w.exp_avg' (shape [4]) is owned by 'x' (shape [2])"},
+        {"invalid-owner-out-of-range", [](Archive& h) { h.tensors[1].owner = 3; },
+         "'w.exp_avg' names owner 3 in a file of 3 tensors"},
+        {"invalid-owner-self", [](Archive& h) { h.tensors[1].owner = 1; },
+         "'w.exp_avg' names itself as its owner"},
+        {"invalid-owner-on-a-weight", [](Archive& h) { h.tensors[2].owner = 0; },
+         "the Weight 'x' has an owner: only Moment1 and Moment2 may"},
+    };
+    for (const OwnerCase& oc : cases) {
+      Model m = FromFile(f);
+      oc.change(m.h);
+      s.Add(Invalid(oc.name, "core", "O1", ErrorCode::kBadOwner, std::string("Rule O1: ") + oc.what + ".",
+                    Assemble(m)));
+    }
+  }
+  // ---- Source files.
+  {
+    const char* bad_paths[][2] = {{"../model.safetensors", "a path with a '..' component"},
+                                  {"/model.safetensors", "an absolute path"},
+                                  {"dir\\model.safetensors", "a path with a backslash"},
+                                  {"c:model.safetensors", "a path with a colon"},
+                                  {"dir//model.safetensors", "a path with an empty component"},
+                                  {"./model.safetensors", "a path with a '.' component"}};
+    const char* path_cases[] = {"invalid-source-path-dotdot", "invalid-source-path-absolute",
+                           "invalid-source-path-backslash", "invalid-source-path-colon",
+                           "invalid-source-path-empty-component", "invalid-source-path-dot"};
+    for (size_t i = 0; i < 6; ++i) {
+      Model m = model();
+      m.h.files[0].path = bad_paths[i][0];
+      s.Add(Invalid(path_cases[i], "core", "F1", ErrorCode::kBadName,
+                    std::string("Rule N2: the source file's path '") + bad_paths[i][0] + "' is " +
+                        bad_paths[i][1] + ".",
+                    Assemble(m)));
+    }
+  }
+  {
+    Model m = model();
+    m.h.files[0].format = static_cast<SourceFormat>(2);
+    s.Add(Invalid("invalid-source-format", "core", "F2", ErrorCode::kFieldOutOfRange,
+                  "The source file has format 2, not defined in 0.1.", Assemble(m)));
+    Model n = model();
+    n.h.files[0].format = SourceFormat::kRaw;
+    s.Add(Invalid("invalid-raw-file-lists-tensors", "core", "F3", ErrorCode::kFieldOutOfRange,
+                  "A Raw source file lists tensors.", Assemble(n)));
+    Model o = model();
+    o.h.files[0].tensors.push_back(2);
+    s.Add(Invalid("invalid-source-tensor-index", "core", "F4", ErrorCode::kFieldOutOfRange,
+                  "The source file lists tensor index 2 in a file of 2 tensors.", Assemble(o)));
+    Model p = model();
+    p.h.files[0].tensors = {0, 1, 0};
+    s.Add(Invalid("invalid-source-tensor-twice", "core", "F4", ErrorCode::kFieldOutOfRange,
+                  "The source file lists tensor 0 twice.", Assemble(p)));
+    Model q = model();
+    q.h.files[0].tensors = {0};
+    SourceFileInfo second = q.h.files[0];
+    second.tensors = {1};
+    second.prolog = {};
+    q.h.files.push_back(second);
+    s.Add(Invalid("invalid-duplicate-source-path", "core", "F5", ErrorCode::kDuplicateName,
+                  "Two source files with the same path.", Assemble(q)));
+    Model r = model();
+    r.h.files[0].tensors = {0};
+    s.Add(Invalid("invalid-tensor-in-no-file", "core", "F6", ErrorCode::kFieldOutOfRange,
+                  "Tensor 'b' belongs to no source file, while there are source files.", Assemble(r)));
+    Model t = model();
+    SourceFileInfo other = t.h.files[0];
+    other.path = "second.safetensors";
+    other.tensors = {0};
+    t.h.files.push_back(other);
+    s.Add(Invalid("invalid-tensor-in-two-files", "core", "F4", ErrorCode::kFieldOutOfRange,
+                  "Tensor 'a' is listed by two source files.", Assemble(t)));
+  }
+  // ---- Metadata.
+  {
+    auto with_meta = [&](std::vector<MetaEntry> meta) {
+      Model m = model();
+      m.h.metadata = std::move(meta);
+      return m;
+    };
+    Model a = with_meta({{"ok", int64_t{1}}, {"", int64_t{2}}});
+    s.Add(Invalid("invalid-metadata-key-empty", "core", "M1", ErrorCode::kBadName,
+                  "A metadata entry with an empty key (rule N1).", Assemble(a)));
+    Model b = with_meta({{"ok", int64_t{1}}, {"bad", int64_t{2}}});
+    b.tweaks.meta_type[1] = 0;
+    s.Add(Invalid("invalid-metadata-type-none", "core", "M2", ErrorCode::kFieldOutOfRange,
+                  "A metadata value of union type 0 (NONE) with a value table present.", Assemble(b)));
+    Model c = with_meta({{"ok", int64_t{1}}, {"future", int64_t{2}}});
+    c.tweaks.meta_type[1] = 6;
+    s.Add(Invalid("invalid-metadata-type-unknown", "core", "M2", ErrorCode::kFieldOutOfRange,
+                  "A metadata value of union type 6, not defined in 0.1.", Assemble(c)));
+    Model d = with_meta({{"text", std::string("caf\xe9")}});
+    s.Add(Invalid("invalid-metadata-string-not-utf8", "core", "M3", ErrorCode::kBadName,
+                  "A StringValue that is not UTF-8 (Latin-1 'caf\\xe9').", Assemble(d)));
+    Model e = with_meta({{"k", int64_t{1}}, {"k", std::string("again")}});
+    s.Add(Invalid("invalid-duplicate-metadata-key", "core", "M4", ErrorCode::kDuplicateName,
+                  "Two metadata entries with the key 'k'.", Assemble(e)));
+  }
+  // ---- Layout (section 5).
+  {
+    // "b2" is a copy of "a": a writer that deduplicates identical chunks by pointing both at the
+    // same bytes makes an invalid file (regions must not overlap).
+    Ckpt c = BaseCkpt();
+    T copy = c.tensors[0];
+    copy.name = "a2";
+    copy.role = Role::kOther;
+    c.tensors.push_back(copy);
+    c.files[0].tensors.push_back("a2");
+    Model m = FromFile(Encode(c, Opt(StreamCodec::kStored, false, 64)).bytes);
+    m.share_chunks[2] = 0;
+    s.Add(Invalid("invalid-overlapping-chunks", "core", "L1", ErrorCode::kRangeOverlap,
+                  "Tensor 'a2' is a copy of 'a', and its chunks point at the same bytes as those of "
+                  "'a' (deduplicated): regions must not overlap. Everything else is valid.",
+                  Assemble(m)));
+    Model n = model();
+    n.edit = [](Archive& h) { h.tensors[1].chunks[0].offset = 0; };
+    s.Add(Invalid("invalid-chunk-overlaps-preamble", "core", "L1", ErrorCode::kRangeOverlap,
+                  "The chunk of tensor 'b' claims offset 0, inside the preamble.", Assemble(n)));
+  }
+  {
+    Model m = model();
+    m.gap_before[{0, 2}] = 64;
+    s.Add(Invalid("invalid-gap-between-chunks", "core", "L2", ErrorCode::kUnexplainedBytes,
+                  "64 zero bytes more than alignment needs before chunk 2 of tensor 'a'.", Assemble(m)));
+    Bytes t = base;
+    t.push_back(0);
+    s.Add(Invalid("invalid-trailing-bytes", "core", "L4", ErrorCode::kUnexplainedBytes,
+                  "One zero byte after the header, at the end of the file.", t));
+  }
+  {
+    Bytes f = base;
+    const ChunkInfo& c = ba.tensors[0].chunks[0];
+    f[c.offset + c.stored_length + 3] = 0x01;
+    s.Add(Invalid("invalid-nonzero-padding", "core", "L3", ErrorCode::kNonzeroPadding,
+                  "A padding byte between two chunks is 0x01 (padding is not covered by any checksum).",
+                  f));
+  }
+  // ---- Chunk decoding (section 7).
+  {
+    Bytes f = base;
+    const ChunkInfo& c = ba.tensors[0].chunks[2];
+    f[c.offset + 5 + 9] ^= 0x04;
+    s.Add(Invalid("invalid-chunk-checksum", "core", "C5", ErrorCode::kChunkChecksum,
+                  "A bit of the last chunk of tensor 'a' flipped in its stored stream: the chunk "
+                  "decodes, but not to its CRC-32C. The first chunks are intact: a decoder must not "
+                  "leave a partial output file.", f));
+    Model m = model();
+    m.edit = [](Archive& h) { h.tensors[1].chunks[0].crc32c ^= 0x80000000u; };
+    s.Add(Invalid("invalid-chunk-crc-field", "core", "C5", ErrorCode::kChunkChecksum,
+                  "The header's crc32c of the chunk of tensor 'b' is wrong; the stored bytes are intact.",
+                  Assemble(m)));
+  }
+  {
+    Bytes f = base;
+    const ChunkInfo& c = ba.tensors[0].chunks[1];
+    f[c.offset] = 2;
+    s.Add(Invalid("invalid-stream-directory", "core", "C1", ErrorCode::kChunkMalformed,
+                  "Chunk 1 of tensor 'a' names stream codec 2, not defined in 0.1.", f));
+    Bytes g = base;
+    StoreLE32(g.data() + c.offset + 1, 65);
+    s.Add(Invalid("invalid-stream-directory-lengths", "core", "C1", ErrorCode::kChunkMalformed,
+                  "The stream directory of chunk 1 of tensor 'a' declares 65 stored bytes; the chunk "
+                  "holds 5 + 64.", g));
+  }
+  {
+    // A byte-plane chunk of an I64 tensor (8 streams: a 40-byte directory) of 12 stored bytes.
+    Model m = FromFile(BaseFile(StreamCodec::kStored, true));
+    m.stored[1][0] = Bytes(12, 0);
+    s.Add(Invalid("invalid-stream-directory-truncated", "core", "C1", ErrorCode::kChunkMalformed,
+                  "Tensor 'b' (I64, byte planes: 8 streams, a 40-byte directory) has a chunk of 12 "
+                  "stored bytes.", Assemble(m)));
+  }
+  {
+    Model m = model();
+    Bytes data = Bytes(m.stored[1][0].begin() + 5, m.stored[1][0].end());
+    data.push_back(0);
+    m.stored[1][0] = MakeChunk({{StreamCodec::kStored, data}});
+    s.Add(Invalid("invalid-stored-stream-wrong-length", "core", "C2", ErrorCode::kChunkDecodeFailed,
+                  "A stored stream of 33 bytes in a chunk of raw_length 32 (directory and "
+                  "stored_length agree with it).", Assemble(m)));
+  }
+  {
+    // zstd streams that break section 7.2, each in the chunk of tensor 'b' (raw 32 bytes).
+    const Ckpt c = BaseCkpt();
+    const Bytes raw = c.tensors[1].bytes;
+    auto zcase = [&](const std::string& name, const Bytes& stream, const std::string& what,
+                     std::vector<std::string> features = {}) {
+      Model m = FromFile(BaseFile(StreamCodec::kZstd));
+      m.stored[1][0] = MakeChunk({{StreamCodec::kZstd, stream}});
+      s.Add(Invalid(name, "core", "C2", ErrorCode::kChunkDecodeFailed, what, Assemble(m),
+                    std::move(features)));
+    };
+    Bytes trailing = Zstd(raw);
+    trailing.insert(trailing.end(), {0, 0, 0});
+    zcase("invalid-zstd-trailing-bytes", trailing,
+          "A zstd stream followed by 3 zero bytes: a stream is exactly one frame and nothing else.");
+    Bytes two = Zstd(raw.data(), 16);
+    const Bytes second = Zstd(raw.data() + 16, 16);
+    two.insert(two.end(), second.begin(), second.end());
+    zcase("invalid-zstd-two-frames", two,
+          "Two zstd frames of 16 bytes each: together they decode to the right 32 bytes, but a "
+          "stream is exactly one frame.");
+    Bytes skip = {0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, 'C', 'K', 'Z', '!'};
+    const Bytes frame = Zstd(raw);
+    skip.insert(skip.end(), frame.begin(), frame.end());
+    zcase("invalid-zstd-skippable-frame", skip,
+          "A skippable frame (4 bytes of user data) before the zstd frame: not allowed.");
+    Bytes fcs = Zstd(raw);
+    Check(fcs[4] == 0x20, "expected a single-segment frame with a 1-byte content size");
+    fcs[5] = uint8_t(raw.size() + 1);
+    zcase("invalid-zstd-content-size-mismatch", fcs,
+          "The zstd frame header declares 33 bytes of content; the chunk's stream is 32 bytes "
+          "(and the frame's blocks do decode to 32).");
+    zcase("invalid-zstd-short-output", Zstd(raw.data(), 28, false, false),
+          "A zstd frame without a content size that decodes to 28 bytes; the stream must be 32.");
+    Bytes sum = Zstd(raw, true, true);
+    sum.back() ^= 0x01;
+    zcase("invalid-zstd-bad-checksum", sum,
+          "A zstd frame with a frame checksum that does not match (the decoded bytes themselves "
+          "are right, so the chunk CRC would pass): the frame checksum MUST be checked.");
+    Bytes window = Zstd(raw, false, false);
+    Check((window[4] & 0x20) == 0, "expected a frame with a window descriptor");
+    window[5] = 18 << 3;  // Window_Log = 10 + 18 = 28
+    zcase("invalid-zstd-window-too-large", window,
+          "A zstd frame whose window descriptor asks for a 2^28-byte window (more than 2^27); "
+          "its blocks decode correctly to the 32 bytes.");
+    zcase("invalid-zstd-garbage", raw,
+          "A stream marked zstd whose bytes are the raw tensor bytes: not a zstd frame.");
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Full profile: chains and predictors.
+
+Ckpt ChainBase(uint64_t seed) {
+  Ckpt c = Single({MakeT("w", DType::kF32, {16, 16}, seed + 1, Role::kWeight),
+                   MakeT("b", DType::kF32, {16}, seed + 2, Role::kWeight),
+                   MakeT("h", DType::kF16, {8, 8}, seed + 3, Role::kWeight),
+                   MakeT("n", DType::kI64, {}, seed + 4)});
+  c.step = 1000;
+  return c;
+}
+
+// Bit patterns at the edges of the wrapping arithmetic of SubRef: (child, parent) pairs.
+std::pair<T, T> WrapPair(const std::string& name, DType dtype, uint64_t seed) {
+  const size_t w = DTypeSize(dtype);
+  const uint64_t top = Mask(w), half = uint64_t{1} << (8 * w - 1);
+  std::vector<std::pair<uint64_t, uint64_t>> pairs = {
+      {0, top}, {top, 0}, {half, half - 1}, {half - 1, half}, {0, half}, {half, 0},
+      {1, top}, {top, 1}, {5, 5},           {top, top},       {0, 0},    {half, top}};
+  if (dtype == DType::kBool) pairs = {{0, 1}, {1, 0}, {1, 1}, {0, 0}};
+  Rng r(seed);
+  while (pairs.size() < 20) {
+    const uint64_t x = dtype == DType::kBool ? r.Next() & 1 : r.Next() & top;
+    const uint64_t y = dtype == DType::kBool ? r.Next() & 1 : r.Next() & top;
+    pairs.push_back({x, y});
+  }
+  std::vector<uint64_t> xs, rs;
+  for (const auto& [x, y] : pairs) {
+    xs.push_back(x);
+    rs.push_back(y);
+  }
+  return {FromElems(name, dtype, {xs.size()}, xs), FromElems(name, dtype, {rs.size()}, rs)};
+}
+
+void FullValid(Suite& s) {
+  {
+    Ckpt p = ChainBase(2000);
+    s.Add(ChainCase("full-chain-xor-depth1",
+                    "A link of depth 1 (input.ckz) predicted from its keyframe (parent-1.ckz) with "
+                    "XorRef; byte planes, zstd streams, 256-byte chunks.",
+                    {{p, Opt(StreamCodec::kZstd, true, 256)},
+                     {Next(p, 1), Opt(StreamCodec::kZstd, true, 256, Predictor::kXorRef)}}));
+    Ckpt q = ChainBase(2100);
+    s.Add(ChainCase("full-chain-sub-depth1",
+                    "A link of depth 1 predicted with SubRef (zigzag of the wrapping integer "
+                    "difference of the bit patterns); stored streams, no byte planes, 256-byte chunks.",
+                    {{q, Opt(StreamCodec::kStored, false, 256)},
+                     {Next(q, 2), Opt(StreamCodec::kStored, false, 256, Predictor::kSubRef)}}));
+  }
+  {
+    Ckpt p = Single(EveryDtype(2200));
+    s.Add(ChainCase("full-chain-xor-every-dtype",
+                    "XorRef on every dtype; byte planes, stored streams, 24-byte chunks.",
+                    {{p, Opt(StreamCodec::kZstd, false, 24)},
+                     {Next(p, 3), Opt(StreamCodec::kStored, true, 24, Predictor::kXorRef)}}));
+  }
+  {
+    Ckpt child, parent;
+    const std::pair<const char*, DType> dts[] = {
+        {"f64", DType::kF64}, {"f32", DType::kF32}, {"f16", DType::kF16}, {"bf16", DType::kBF16},
+        {"i64", DType::kI64}, {"i32", DType::kI32}, {"i16", DType::kI16}, {"i8", DType::kI8},
+        {"u8", DType::kU8},   {"bool", DType::kBool}};
+    uint64_t seed = 2300;
+    for (const auto& [name, dt] : dts) {
+      auto [x, r] = WrapPair(name, dt, ++seed);
+      child.tensors.push_back(x);
+      parent.tensors.push_back(r);
+    }
+    SrcFile f;
+    f.path = "model.safetensors";
+    for (const T& t : child.tensors) f.tensors.push_back(t.name);
+    child.files = parent.files = {f};
+    s.Add(ChainCase("full-chain-sub-wraparound",
+                    "SubRef on every dtype with element pairs at the edges of the wrapping "
+                    "arithmetic (0 vs all-ones, 2^(8w-1) vs 2^(8w-1)-1, ...): the difference and the "
+                    "zigzag are mod 2^(8w). No byte planes, zstd streams, 32-byte chunks.",
+                    {{parent, Opt(StreamCodec::kStored, false, 32)},
+                     {child, Opt(StreamCodec::kZstd, false, 32, Predictor::kSubRef)}},
+                    {"predictor:wraparound"}));
+  }
+  {
+    Ckpt k = ChainBase(2400);
+    Ckpt l1 = Next(k, 4), l2 = Next(l1, 5), l3 = Next(l2, 6);
+    s.Add(ChainCase("full-chain-sub-depth3",
+                    "A chain of depth 3: input.ckz -> parent-1.ckz -> parent-2.ckz -> parent-3.ckz "
+                    "(the keyframe), every link SubRef with byte planes and zstd, 256-byte chunks. "
+                    "Decoding input.ckz needs the decoded bytes of every level.",
+                    {{k, Opt(StreamCodec::kZstd, true, 256)},
+                     {l1, Opt(StreamCodec::kZstd, true, 256, Predictor::kSubRef)},
+                     {l2, Opt(StreamCodec::kZstd, true, 256, Predictor::kSubRef)},
+                     {l3, Opt(StreamCodec::kZstd, true, 256, Predictor::kSubRef)}}));
+    Ckpt m = ChainBase(2450);
+    Ckpt m1 = Next(m, 7), m2 = Next(m1, 8), m3 = Next(m2, 9);
+    s.Add(ChainCase("full-chain-mixed-depth3",
+                    "A chain of depth 3 whose levels use different tools and chunk sizes: keyframe "
+                    "(planes, zstd, 200-byte chunks), then XorRef (planes, stored, 96), SubRef (no "
+                    "planes, zstd, 160), XorRef (planes, zstd, 64). Chunk boundaries of the levels "
+                    "do not line up.",
+                    {{m, Opt(StreamCodec::kZstd, true, 200)},
+                     {m1, Opt(StreamCodec::kStored, true, 96, Predictor::kXorRef)},
+                     {m2, Opt(StreamCodec::kZstd, false, 160, Predictor::kSubRef)},
+                     {m3, Opt(StreamCodec::kZstd, true, 64, Predictor::kXorRef)}}));
+  }
+  {
+    Ckpt k = Single({MakeT("w", DType::kF32, {600}, 2501, Role::kWeight), MakeT("s", DType::kI16, {333}, 2502)});
+    Ckpt l1 = Next(k, 10), l2 = Next(l1, 11);
+    s.Add(ChainCase("full-chain-misaligned-chunks",
+                    "Parent and child chunk boundaries disagree (section 10.2): keyframe chunks of "
+                    "1000 bytes, the depth-1 link 384 bytes, the depth-2 link 572 bytes (572 for F32, "
+                    "572 for I16): each child chunk needs reference bytes that span two parent chunks.",
+                    {{k, Opt(StreamCodec::kStored, false, 1000)},
+                     {l1, Opt(StreamCodec::kStored, false, 384, Predictor::kSubRef)},
+                     {l2, Opt(StreamCodec::kZstd, false, 572, Predictor::kXorRef)}}));
+  }
+  {
+    // Partial prediction: predicted, unpredicted, new in the child, gone from the child.
+    Ckpt p = Single({MakeT("w", DType::kF32, {32}, 2601, Role::kWeight), MakeT("b", DType::kF32, {8}, 2602),
+                     MakeT("gone", DType::kI32, {4}, 2603), MakeT("s", DType::kF32, {}, 2604),
+                     MakeT("e", DType::kF32, {0, 4}, 2605)});
+    Ckpt c = Next(p, 12);
+    c.tensors.erase(c.tensors.begin() + 2);
+    c.tensors[1].predict = false;
+    c.tensors.push_back(MakeT("new", DType::kF32, {6}, 2606));
+    c.files[0].tensors = {"w", "b", "s", "e", "new"};
+    s.Add(ChainCase("full-chain-partial-prediction",
+                    "A link in which 'w' and the 0-d 's' are predicted (XorRef), 'b' is in the parent "
+                    "but not predicted (predictor None), 'new' is not in the parent, 'gone' is only "
+                    "in the parent, and the empty 'e' has no chunks. Only predicted tensors need "
+                    "the parent's bytes.",
+                    {{p, Opt(StreamCodec::kStored, true, 64)},
+                     {c, Opt(StreamCodec::kZstd, true, 64, Predictor::kXorRef)}},
+                    {"predictor:partial"}));
+  }
+  {
+    // Keyframe K0, links L1 and L2, a new keyframe K3, then the input L4 linked to K3.
+    Ckpt k0 = ChainBase(2700);
+    Ckpt l1 = Next(k0, 13), l2 = Next(l1, 14), k3 = Next(l2, 15), l4 = Next(k3, 16);
+    const EncodeOptions kf = Opt(StreamCodec::kZstd, true, 256);
+    const EncodeOptions ln = Opt(StreamCodec::kZstd, true, 256, Predictor::kXorRef);
+    const auto old = WriteChain({{k0, kf}, {l1, ln}, {l2, ln}}, {"step-0.ckz", "step-1.ckz", "step-2.ckz"});
+    const auto now = WriteChain({{k3, kf}, {l4, ln}}, {"parent-1.ckz", "input.ckz"});
+    Case c = Valid("full-chain-after-new-keyframe", "full",
+                   "A history folder: step-0.ckz (keyframe), step-1.ckz and step-2.ckz (links), "
+                   "parent-1.ckz (a new keyframe, step 3) and input.ckz (step 4, a link of depth 1 "
+                   "to parent-1.ckz). Only parent-1.ckz is needed; the others are other checkpoints "
+                   "of the same tensors and must not be used.",
+                   l4, now[1].bytes, {"chain:keyframe-interval"});
+    c.files.push_back({"parent-1.ckz", now[0].bytes});
+    c.files.push_back({"step-0.ckz", old[0].bytes});
+    c.files.push_back({"step-1.ckz", old[1].bytes});
+    c.files.push_back({"step-2.ckz", old[2].bytes});
+    s.Add(c);
+  }
+  {
+    Ckpt p = ChainBase(2800);
+    Ckpt n = Next(p, 17);
+    const Encoded pe = Encode(p, Opt(StreamCodec::kZstd, true, 256));
+    const Encoded ce = Encode(n, Opt(StreamCodec::kZstd, true, 256, Predictor::kXorRef),
+                              LinkTo(pe, p, "checkpoint-1000.ckz", 1), &p);
+    Case c = Valid("full-chain-stale-path-hint", "full",
+                   "The link's path_hint names 'checkpoint-1000.ckz', which does not exist: the "
+                   "parent is found by its content id as parent-1.ckz.",
+                   n, ce.bytes, {"chain:path-hint-stale"});
+    c.files.push_back({"parent-1.ckz", pe.bytes});
+    s.Add(c);
+    // A decoy under the hinted name: same tensor names and shapes, other values.
+    Ckpt decoy = ChainBase(2850);
+    Case d = Valid("full-chain-decoy-at-path-hint", "full",
+                   "The link's path_hint names 'checkpoint-1000.ckz', and a file of that name "
+                   "exists, with the same tensor names and shapes but another content id. The real "
+                   "parent is parent-1.ckz: parents are found by content id, never by name alone.",
+                   n, ce.bytes, {"chain:path-hint-decoy"});
+    d.files.push_back({"parent-1.ckz", pe.bytes});
+    d.files.push_back({"checkpoint-1000.ckz", Encode(decoy, Opt(StreamCodec::kZstd, true, 256)).bytes});
+    s.Add(d);
+  }
+}
+
+void FullInvalid(Suite& s) {
+  const BaseChain bc = MakeBaseChain();
+  {
+    s.Add(Invalid("invalid-missing-parent", "full", "R1", ErrorCode::kParentNotFound,
+                  "A link whose parent is not in the folder (no .ckz file has its content id).",
+                  bc.c.bytes));
+    const Encoded other = Encode(Next(bc.parent, 40), Opt(StreamCodec::kStored, false, 64));
+    s.Add(ChainInvalid("invalid-wrong-parent", "R1", ErrorCode::kParentNotFound,
+                       "parent-1.ckz, the file named by the link's path_hint, is a valid keyframe "
+                       "of the same tensors but with another content id; no file has the right "
+                       "one. (A decoder given that file explicitly as the parent reports "
+                       "WrongParent instead.)",
+                       bc.c.bytes, other.bytes));
+  }
+  {
+    Ckpt k = BaseCkpt(), l1 = Next(k, 41), l2 = Next(l1, 42);
+    const auto files = WriteChain({{k, Opt(StreamCodec::kStored, false, 64)},
+                                   {l1, Opt(StreamCodec::kStored, false, 64, Predictor::kXorRef)},
+                                   {l2, Opt(StreamCodec::kStored, false, 64, Predictor::kXorRef)}},
+                                  ChainNames(3));
+    Case c = Invalid("invalid-missing-grandparent", "full", "R1", ErrorCode::kParentNotFound,
+                     "A link of depth 2 whose parent (parent-1.ckz, depth 1) is present but whose "
+                     "grandparent keyframe is missing.",
+                     files[2].bytes);
+    c.files.push_back({"parent-1.ckz", files[1].bytes});
+    s.Add(c);
+  }
+  {
+    Model m = FromFile(bc.c.bytes);
+    m.h.link->depth = 2;
+    s.Add(ChainInvalid("invalid-chain-depth-mismatch", "R2", ErrorCode::kBadChain,
+                       "The link claims depth 2, but its parent (found by content id) is a keyframe "
+                       "(depth 0).", Assemble(m), bc.p.bytes));
+    // Two files naming each other as parent, both claiming depth 1.
+    Model x = FromFile(bc.c.bytes), y = FromFile(bc.c.bytes);
+    x.h.content_id.fill(0xAA);
+    y.h.content_id.fill(0xBB);
+    x.h.link->parent_content_id = y.h.content_id;
+    y.h.link->parent_content_id = x.h.content_id;
+    s.Add(ChainInvalid("invalid-chain-cycle", "R2", ErrorCode::kBadChain,
+                       "input.ckz (content id AA..AA) names parent-1.ckz (content id BB..BB) as its "
+                       "parent and parent-1.ckz names input.ckz; both claim depth 1. Checking the "
+                       "parent's depth before following it stops the loop.",
+                       Assemble(x), Assemble(y)));
+  }
+  {
+    // Parents lacking the predicted tensor, or having it with another shape or dtype.
+    auto mismatch = [&](const std::string& name, const std::string& what,
+                        const std::function<void(Ckpt&)> change) {
+      Ckpt parent = bc.parent;
+      change(parent);
+      const Encoded pe = Encode(parent, Opt(StreamCodec::kStored, false, 64));
+      const Encoded ce = Encode(bc.child, Opt(StreamCodec::kStored, false, 64, Predictor::kXorRef),
+                                LinkTo(pe, parent, "parent-1.ckz", 1), &parent);
+      Model m = FromFile(ce.bytes);
+      Check(m.h.tensors[0].predictor == Predictor::kXorRef || name == "invalid-reference-missing-tensor",
+            name + ": 'a' is predicted");
+      if (name == "invalid-reference-missing-tensor") {
+        // Written against the intact parent, then pointed at one without 'a'.
+        m = FromFile(bc.c.bytes);
+        m.h.link->parent_content_id = pe.id;
+      }
+      s.Add(ChainInvalid(name, "R3", ErrorCode::kReferenceMismatch, what, Assemble(m), pe.bytes));
+    };
+    mismatch("invalid-reference-missing-tensor",
+             "Tensor 'a' is predicted (XorRef), but the parent has no tensor 'a'.", [](Ckpt& p) {
+               p.tensors[0].name = "a_renamed";
+               p.files[0].tensors[0] = "a_renamed";
+             });
+    mismatch("invalid-reference-shape-mismatch",
+             "Tensor 'a' (F32 [40]) is predicted from the parent's 'a', which is F32 [8, 5]: same "
+             "byte length, other shape.",
+             [](Ckpt& p) { p.tensors[0].shape = {8, 5}; });
+    mismatch("invalid-reference-dtype-mismatch",
+             "Tensor 'a' (F32 [40]) is predicted from the parent's 'a', which is I32 [40]: same "
+             "byte length, other dtype.",
+             [](Ckpt& p) { p.tensors[0].dtype = DType::kI32; });
+  }
+  {
+    Model m = FromFile(bc.c.bytes);
+    m.h.tensors[0].predictor = static_cast<Predictor>(3);
+    s.Add(ChainInvalid("invalid-predictor-out-of-range", "T6", ErrorCode::kFieldOutOfRange,
+                       "Tensor 'a' of a link has predictor 3, not defined in 0.1.", Assemble(m), bc.p.bytes));
+    Model k = FromFile(BaseFile());
+    k.h.tensors[0].predictor = Predictor::kXorRef;
+    s.Add(Invalid("invalid-predictor-without-link", "full", "T7", ErrorCode::kBadLink,
+                  "A keyframe (no link, feature bit 0 clear) whose tensor 'a' has predictor XorRef.",
+                  Assemble(k)));
+  }
+  {
+    Model m = FromFile(bc.c.bytes);
+    m.required = 0;
+    s.Add(ChainInvalid("invalid-link-without-feature-bit", "H5", ErrorCode::kBadLink,
+                       "A link whose required feature bit 0 (reference-chain) is clear.", Assemble(m),
+                       bc.p.bytes));
+    Model k = FromFile(BaseFile());
+    k.required = 1;
+    s.Add(Invalid("invalid-feature-bit-without-link", "full", "H5", ErrorCode::kBadLink,
+                  "A keyframe (no link) with required feature bit 0 (reference-chain) set.", Assemble(k)));
+    Model d = FromFile(bc.c.bytes);
+    d.h.link->depth = 0;
+    s.Add(ChainInvalid("invalid-link-depth-zero", "H6", ErrorCode::kBadLink,
+                       "A link with depth 0 (a link is at least 1 away from its keyframe).",
+                       Assemble(d), bc.p.bytes));
+    Model p = FromFile(bc.c.bytes);
+    p.tweaks.parent_id_len = 33;
+    s.Add(ChainInvalid("invalid-link-parent-id-length", "H6", ErrorCode::kFieldOutOfRange,
+                       "link.parent_content_id has 33 bytes instead of 32.", Assemble(p), bc.p.bytes));
+    Model h = FromFile(bc.c.bytes);
+    h.h.link->path_hint = "../parent-1.ckz";
+    s.Add(ChainInvalid("invalid-link-path-hint-not-relative", "H6", ErrorCode::kBadName,
+                       "link.path_hint is '../parent-1.ckz', which breaks rule N2.", Assemble(h),
+                       bc.p.bytes));
+  }
+  {
+    // A payload fault found only through the chain: the parent's chunk is damaged.
+    Bytes parent = bc.p.bytes;
+    const Archive pa = Must(ParseArchive(ByteSpan(parent)), "parent");
+    parent[pa.tensors[0].chunks[1].offset + 5 + 17] ^= 0x10;
+    s.Add(ChainInvalid("invalid-parent-chunk-checksum", "C5", ErrorCode::kChunkChecksum,
+                       "input.ckz is intact, but a stored byte of a chunk of its parent (whose "
+                       "tensor 'a' input.ckz predicts from) is damaged: decoding through the chain "
+                       "fails the parent chunk's CRC-32C.",
+                       bc.c.bytes, parent));
+    Bytes child = bc.c.bytes;
+    const Archive ca = Must(ParseArchive(ByteSpan(child)), "child");
+    child[ca.tensors[0].chunks[0].offset + 5 + 2] ^= 0x01;
+    s.Add(ChainInvalid("invalid-predicted-chunk-checksum", "C5", ErrorCode::kChunkChecksum,
+                       "A stored byte of a predicted (XorRef) chunk of input.ckz is damaged: after "
+                       "the predictor is undone, the chunk fails its CRC-32C.",
+                       child, bc.p.bytes));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    fprintf(stderr,
+            "usage: make_vectors <conformance folder>\n"
+            "Rebuilds <folder>/cases/ and <folder>/manifest.json (deleting what was there).\n");
+    return 2;
+  }
+  const fs::path root = argv[1];
+  if (!fs::is_directory(root)) Die(root.string() + " is not a folder");
+  Suite suite(root);
+  CoreValid(suite);
+  CoreInvalid(suite);
+  FullValid(suite);
+  FullInvalid(suite);
+  suite.Finish();
+  return 0;
+}
