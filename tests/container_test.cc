@@ -216,6 +216,13 @@ TEST_F(Corruption, Truncation) {
   }
 }
 
+TEST(Parse, EmptyAndNullInputs) {
+  EXPECT_EQ(ParseArchive(ByteSpan()).status().code(), ErrorCode::kTruncated);
+  EXPECT_EQ(ParsePreamble(ByteSpan(), 0).status().code(), ErrorCode::kTruncated);
+  const uint8_t one = 'x';
+  EXPECT_EQ(ParseArchive(ByteSpan(&one, 1)).status().code(), ErrorCode::kBadMagic);
+}
+
 TEST_F(Corruption, Magic) {
   auto f = file_;
   f[1] = 'X';
@@ -360,7 +367,7 @@ TEST_F(Corruption, TrailingBytesAndPadding) {
   auto f = file_;
   f.insert(f.end(), 64, 0);
   EXPECT_EQ(Parse(f), ErrorCode::kUnexplainedBytes);
-  // The first chunk of "a" is 5 + 512 stored bytes: 43 padding bytes follow it.
+  // The first chunk of "a" is a stream directory plus 512 stored bytes; padding follows it.
   const ChunkInfo& c = archive_.tensors[0].chunks[0];
   auto p = file_;
   p[c.offset + c.stored_length] = 1;

@@ -28,6 +28,7 @@ inline constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 26;    // 64 MiB
 inline constexpr uint64_t kMaxChunkRawBytes = uint64_t{1} << 26;  // 64 MiB
 inline constexpr size_t kMaxNdim = 32;
 inline constexpr size_t kMaxNameBytes = 4096;
+inline constexpr uint32_t kMaxHeaderTables = uint32_t{1} << 22;  // FlatBuffers tables
 // Required feature bits (preamble offset 16).
 inline constexpr uint64_t kFeatureReferenceChain = uint64_t{1} << 0;
 inline constexpr uint64_t kKnownRequiredFeatures = kFeatureReferenceChain;

@@ -66,10 +66,17 @@ Status DecodeZstd(ZSTD_DCtx* dctx, ByteSpan src, MutableByteSpan dst, const std:
   return Status::Ok();
 }
 
+Status CheckIndexes(const Archive& archive, size_t tensor, size_t chunk) {
+  if (tensor >= archive.tensors.size() || chunk >= archive.tensors[tensor].chunks.size())
+    return Status(ErrorCode::kInvalidArgument, "tensor or chunk index out of range");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size_t tensor,
                                                     size_t chunk_index) {
+  CKZ_RETURN_IF_ERROR(CheckIndexes(archive, tensor, chunk_index));
   const TensorInfo& t = archive.tensors[tensor];
   const ChunkInfo& chunk = t.chunks[chunk_index];
   const size_t streams = StreamCount(t.byte_planes, DTypeSize(t.dtype));
@@ -106,6 +113,7 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
 
 Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_index,
                             ByteSpan reference, MutableByteSpan out) {
+  CKZ_RETURN_IF_ERROR(CheckIndexes(archive, tensor, chunk_index));
   const TensorInfo& t = archive.tensors[tensor];
   const ChunkInfo& chunk = t.chunks[chunk_index];
   if (out.size != chunk.raw_length)

@@ -53,6 +53,16 @@ Status ParseLink(const fb::Link* link, LinkInfo* out) {
   return Status::Ok();
 }
 
+// FlatBuffers 2.0.8's verifier checks only the 4-byte alignment of a vector's length, so
+// vectors of 8-byte elements are checked here (the buffer itself is 8-aligned).
+template <typename V>
+Status CheckElementsAligned(const V* v, const std::string& field) {
+  if (v && v->size() > 0 && reinterpret_cast<uintptr_t>(v->Data()) % 8 != 0)
+    return Status(ErrorCode::kHeaderMalformed,
+                  field + ": elements are not 8-byte aligned in the header");
+  return Status::Ok();
+}
+
 Status ParseTensor(const fb::Tensor* t, size_t index, bool has_link, const Limits& limits,
                    uint64_t file_size, TensorInfo* out) {
   std::string field = "tensors[" + std::to_string(index) + "]";
@@ -64,6 +74,8 @@ Status ParseTensor(const fb::Tensor* t, size_t index, bool has_link, const Limit
   if (dtype == 0 || dtype > kMaxDType)
     return OutOfRange(field + ".dtype", dtype, "the dtypes 1..10");
   out->dtype = static_cast<DType>(dtype);
+  CKZ_RETURN_IF_ERROR(CheckElementsAligned(t->shape(), field + ".shape"));
+  CKZ_RETURN_IF_ERROR(CheckElementsAligned(t->chunks(), field + ".chunks"));
   if (t->shape()) out->shape.assign(t->shape()->begin(), t->shape()->end());
   CKZ_RETURN_IF_ERROR(
       ShapeBytes(out->shape, out->dtype, field + ".shape", &out->num_elements, &out->byte_length));
@@ -287,7 +299,11 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
                   "header is " + std::to_string(p.header_length) +
                       " bytes, above this reader's limit of " +
                       std::to_string(limits.max_header_bytes));
-  const uint8_t* hdr = file.data + p.header_offset;
+  // Verify and read a private copy: 8-aligned whatever the caller's buffer, and immune to the
+  // file changing under a memory mapping between verification and reading.
+  std::vector<uint64_t> aligned_header(p.header_length / 8 + 1);
+  std::memcpy(aligned_header.data(), file.data + p.header_offset, p.header_length);
+  const uint8_t* hdr = reinterpret_cast<const uint8_t*>(aligned_header.data());
   const uint32_t crc = Crc32c(hdr, p.header_length);
   if (crc != p.header_crc32c)
     return Status(ErrorCode::kHeaderChecksum,
@@ -299,7 +315,7 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
                       " lacks the FlatBuffers file identifier \"CKZH\" at its bytes 4..7");
   flatbuffers::Verifier::Options vopts;
   vopts.max_depth = 16;
-  vopts.max_tables = 1u << 24;
+  vopts.max_tables = kMaxHeaderTables;
   flatbuffers::Verifier verifier(hdr, size_t(p.header_length), vopts);
   if (!fb::VerifyHeaderBuffer(verifier))
     return Status(ErrorCode::kHeaderMalformed,
@@ -326,10 +342,11 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
     a.writer = h->writer()->str();
   }
 
+  // Vectors grow as their entries validate: a crafted header can list one table millions of
+  // times, and sizing from the declared count would allocate before the first check.
   if (const auto* tensors = h->tensors()) {
-    a.tensors.resize(tensors->size());
-    a.index_by_name.reserve(tensors->size());
     for (uint32_t i = 0; i < tensors->size(); ++i) {
+      a.tensors.emplace_back();
       CKZ_RETURN_IF_ERROR(
           ParseTensor(tensors->Get(i), i, has_link, limits, file.size, &a.tensors[i]));
       if (!a.index_by_name.emplace(a.tensors[i].name, i).second)
@@ -343,8 +360,8 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
   if (const auto* files = h->files()) {
     std::vector<int> tensor_file(a.tensors.size(), -1);
     std::unordered_set<std::string> paths;
-    a.files.resize(files->size());
     for (uint32_t i = 0; i < files->size(); ++i) {
+      a.files.emplace_back();
       CKZ_RETURN_IF_ERROR(
           ParseSourceFile(files->Get(i), i, a.tensors.size(), &tensor_file, &a.files[i]));
       if (!paths.insert(a.files[i].path).second)
@@ -362,8 +379,8 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
 
   if (const auto* metadata = h->metadata()) {
     std::unordered_set<std::string> keys;
-    a.metadata.resize(metadata->size());
     for (uint32_t i = 0; i < metadata->size(); ++i) {
+      a.metadata.emplace_back();
       CKZ_RETURN_IF_ERROR(ParseMetadata(metadata->Get(i), i, &a.metadata[i]));
       if (!keys.insert(a.metadata[i].key).second)
         return Status(ErrorCode::kDuplicateName, "metadata[" + std::to_string(i) + "].key " +

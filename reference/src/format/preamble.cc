@@ -34,7 +34,7 @@ void EncodePreamble(const Preamble& p, uint8_t out[kPreambleSize]) {
 Result<Preamble> ParsePreamble(ByteSpan bytes, uint64_t file_size) {
   namespace o = preamble_offset;
   const size_t have = std::min<size_t>(bytes.size, sizeof kMagic);
-  if (std::memcmp(bytes.data, kMagic, have) != 0) {
+  if (have > 0 && std::memcmp(bytes.data, kMagic, have) != 0) {
     if (bytes.size >= 4 && std::memcmp(bytes.data + 1, "CKZ", 3) == 0)
       return Status(ErrorCode::kTextModeCorruption,
                     "magic at offset 0 is damaged the way a text-mode or 7-bit transfer damages "

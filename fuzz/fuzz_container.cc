@@ -1,0 +1,513 @@
+// Untrusted surface: a whole .ckz file. The preamble parser, the header parser and its semantic
+// validation (spec section 9), the stream directories and the chunk decoder.
+//
+// Besides "no crash, no hang, no sanitizer report", every answer must keep what the API promises:
+//  - an error has a known, non-OK code from the set that stage may return, and a message;
+//  - ParsePreamble on the first 64 bytes agrees with ParseArchive on the whole file;
+//  - a parsed archive re-checks, independently of the parser, as valid: enums in range, shapes
+//    without overflow and under the limit, chunks aligned, inside the file, covering the tensor
+//    in order in whole elements, no two regions overlapping, every other byte zero padding,
+//    owners, source files and metadata consistent;
+//  - a stream directory that reads has one stream per byte plane (or one), back to back,
+//    filling the chunk exactly; a chunk whose directory fails never decodes;
+//  - a successful decode holds bytes whose per-chunk CRC-32C matches the header, and a second
+//    decode through another path (chunk by chunk, into another buffer) gives the same bytes, and
+//    so does a decode of a sub-range (on two threads); a failed decode fails the same way again.
+// Predicted tensors are decoded against deterministic pseudo-random reference bytes, a function
+// of (tensor name, byte offset) only, so every path sees the same reference. Every input is
+// also tried with its header and preamble CRC-32C recomputed, so that mutations of the header
+// reach the FlatBuffers verifier and the semantic pass. See fuzz/README.md.
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "ckz/archive.h"
+#include "ckz/decoder.h"
+#include "ckz/status.h"
+#include "ckz/types.h"
+#include "common/bytes.h"
+#include "common/crc32c.h"
+#include "common/utf8.h"
+#include "format/chunk_layout.h"
+#include "format/preamble.h"
+#include "format/rules.h"
+
+namespace {
+
+#define FUZZ_CHECK(cond)                                                                \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
+      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
+      std::fflush(stderr);                                                              \
+      __builtin_trap();                                                                 \
+    }                                                                                   \
+  } while (0)
+
+using ckz::ErrorCode;
+
+// Tight limits keep every input fast: a tensor decodes to at most 4 MiB.
+constexpr uint64_t kMaxTensorBytes = uint64_t{4} << 20;
+constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 20;
+// Decoded bytes per input, over all tensors and all decode paths. A tensor that does not fit
+// in what is left is decoded chunk by chunk while chunks fit.
+constexpr uint64_t kDecodeBudget = uint64_t{24} << 20;
+
+bool KnownCode(ErrorCode code) {
+  return code != ErrorCode::kOk && std::strcmp(ckz::ErrorCodeName(code), "Unknown") != 0;
+}
+
+bool CodeIn(ErrorCode code, const std::vector<ErrorCode>& allowed) {
+  return std::find(allowed.begin(), allowed.end(), code) != allowed.end();
+}
+
+// An error is well formed: a known code, one this stage may return, and a message.
+void CheckError(const ckz::Status& s, bool allowed) {
+  FUZZ_CHECK(!s.ok());
+  FUZZ_CHECK(KnownCode(s.code()));
+  FUZZ_CHECK(allowed);
+  FUZZ_CHECK(!s.message().empty());
+  FUZZ_CHECK(!s.ToString().empty());
+}
+void CheckError(const ckz::Status& s, const std::vector<ErrorCode>& allowed) {
+  CheckError(s, CodeIn(s.code(), allowed));
+}
+
+// Codes the preamble parser may return.
+const std::vector<ErrorCode> kPreambleCodes = {
+    ErrorCode::kTruncated,         ErrorCode::kBadMagic,
+    ErrorCode::kTextModeCorruption, ErrorCode::kUnsupportedVersion,
+    ErrorCode::kUnknownRequiredFeature, ErrorCode::kPreambleChecksum,
+    ErrorCode::kHeaderOutOfBounds, ErrorCode::kHeaderTooLarge,
+    ErrorCode::kMisaligned};
+
+// Codes ParseArchive may return: the container's, and the reader's limit.
+bool IsContainerCode(ErrorCode code) {
+  const auto v = static_cast<uint16_t>(code);
+  return code == ErrorCode::kLimitExceeded || (v >= 10 && v <= 31);
+}
+
+// Codes decoding may return: payload errors (our ReferenceSource never fails).
+const std::vector<ErrorCode> kDecodeCodes = {
+    ErrorCode::kChunkMalformed, ErrorCode::kChunkDecodeFailed, ErrorCode::kChunkChecksum};
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+uint64_t HashBytes(const void* p, size_t n, uint64_t seed) {
+  uint64_t h = seed ^ 0xCBF29CE484222325ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 0x100000001B3ull;
+  return SplitMix64(h);
+}
+
+// The parent's bytes: byte p of tensor `name` is a function of (name, p) alone.
+void FillReference(const std::string& name, uint64_t offset, uint8_t* out, size_t n) {
+  const uint64_t seed = HashBytes(name.data(), name.size(), 0x5EED);
+  for (size_t i = 0; i < n;) {
+    const uint64_t pos = offset + i;
+    const uint64_t word = SplitMix64(seed ^ (pos >> 3));
+    for (uint64_t b = pos & 7; b < 8 && i < n; ++b, ++i) out[i] = uint8_t(word >> (8 * b));
+  }
+}
+
+class FuzzReference final : public ckz::ReferenceSource {
+ public:
+  explicit FuzzReference(const ckz::Archive& a) : archive_(a) {}
+  ckz::Status ReadReference(const ckz::TensorInfo& t, uint64_t offset,
+                            ckz::MutableByteSpan out) override {
+    // The decoder asks only for predicted tensors of this archive, one whole chunk at a time.
+    FUZZ_CHECK(t.predictor != ckz::Predictor::kNone);
+    FUZZ_CHECK(!archive_.tensors.empty() && &t >= &archive_.tensors.front() &&
+               &t <= &archive_.tensors.back());
+    FUZZ_CHECK(offset <= t.byte_length && out.size <= t.byte_length - offset);
+    bool whole_chunk = false;
+    for (const ckz::ChunkInfo& c : t.chunks)
+      whole_chunk |= c.raw_offset == offset && c.raw_length == out.size;
+    FUZZ_CHECK(whole_chunk);
+    FillReference(t.name, offset, out.data, out.size);
+    return ckz::Status::Ok();
+  }
+
+ private:
+  const ckz::Archive& archive_;
+};
+
+void CheckPreambleFields(const ckz::Preamble& p, const uint8_t* bytes, uint64_t file_size) {
+  namespace o = ckz::preamble_offset;
+  FUZZ_CHECK(std::memcmp(bytes, ckz::kMagic, sizeof ckz::kMagic) == 0);
+  FUZZ_CHECK(ckz::Crc32c(bytes, o::kPreambleCrc) == ckz::LoadLE32(bytes + o::kPreambleCrc));
+  FUZZ_CHECK(p.major == ckz::kFormatMajor);
+  FUZZ_CHECK(p.minor == ckz::LoadLE16(bytes + o::kMinor));
+  FUZZ_CHECK((p.required_features & ~ckz::kKnownRequiredFeatures) == 0);
+  FUZZ_CHECK(p.optional_features == ckz::LoadLE64(bytes + o::kOptionalFeatures));
+  FUZZ_CHECK(p.header_offset == ckz::LoadLE64(bytes + o::kHeaderOffset));
+  FUZZ_CHECK(p.header_length == ckz::LoadLE64(bytes + o::kHeaderLength));
+  FUZZ_CHECK(p.header_crc32c == ckz::LoadLE32(bytes + o::kHeaderCrc));
+  FUZZ_CHECK(p.header_length <= ckz::kMaxHeaderBytes);
+  FUZZ_CHECK(p.header_offset >= ckz::kPreambleSize && p.header_offset % ckz::kAlignment == 0);
+  FUZZ_CHECK(p.header_offset <= file_size && p.header_length <= file_size - p.header_offset);
+}
+
+bool SamePreamble(const ckz::Preamble& a, const ckz::Preamble& b) {
+  return a.major == b.major && a.minor == b.minor && a.required_features == b.required_features &&
+         a.optional_features == b.optional_features && a.header_offset == b.header_offset &&
+         a.header_length == b.header_length && a.header_crc32c == b.header_crc32c;
+}
+
+// Re-checks a parsed archive against the rules of spec section 9, without the parser's code.
+void CheckArchive(const ckz::Archive& a, ckz::ByteSpan file) {
+  FUZZ_CHECK(a.file.data == file.data && a.file.size == file.size);
+  CheckPreambleFields(a.preamble, file.data, file.size);
+  FUZZ_CHECK(a.preamble.header_length <= kMaxHeaderBytes);
+  FUZZ_CHECK(a.preamble.header_length >= 8);
+  FUZZ_CHECK(std::memcmp(file.data + a.preamble.header_offset + 4, "CKZH", 4) == 0);
+  FUZZ_CHECK(ckz::Crc32c(file.data + a.preamble.header_offset, a.preamble.header_length) ==
+             a.preamble.header_crc32c);
+  const bool chain = (a.preamble.required_features & ckz::kFeatureReferenceChain) != 0;
+  FUZZ_CHECK(a.link.has_value() == chain);
+  if (a.link) {
+    FUZZ_CHECK(a.link->depth >= 1);
+    if (!a.link->path_hint.empty())
+      FUZZ_CHECK(ckz::CheckRelativePath(a.link->path_hint, "hint").ok());
+  }
+  FUZZ_CHECK(ckz::IsValidUtf8(a.writer));
+
+  struct Region {
+    uint64_t offset, length;
+  };
+  std::vector<Region> regions = {{0, ckz::kPreambleSize},
+                                 {a.preamble.header_offset, a.preamble.header_length}};
+  FUZZ_CHECK(a.index_by_name.size() == a.tensors.size());
+  uint64_t total_raw = 0;
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    const ckz::TensorInfo& t = a.tensors[i];
+    FUZZ_CHECK(ckz::CheckName(t.name, "name").ok());
+    FUZZ_CHECK(a.FindTensor(t.name) == i);
+    const auto dtype = static_cast<uint8_t>(t.dtype);
+    FUZZ_CHECK(dtype >= 1 && dtype <= ckz::kMaxDType);
+    FUZZ_CHECK(static_cast<uint8_t>(t.role) <= ckz::kMaxRole);
+    FUZZ_CHECK(static_cast<uint8_t>(t.predictor) <= ckz::kMaxPredictor);
+    FUZZ_CHECK(t.predictor == ckz::Predictor::kNone || a.link.has_value());
+    FUZZ_CHECK(t.shape.size() <= ckz::kMaxNdim);
+    const uint64_t width = ckz::DTypeSize(t.dtype);
+    FUZZ_CHECK(width == 1 || width == 2 || width == 4 || width == 8);
+    unsigned __int128 elements = 1;
+    for (uint64_t d : t.shape) {
+      elements *= d;
+      if (elements > (unsigned __int128)1 << 64) elements = (unsigned __int128)1 << 64;
+    }
+    FUZZ_CHECK(elements == t.num_elements);
+    FUZZ_CHECK((unsigned __int128)t.num_elements * width == t.byte_length);
+    FUZZ_CHECK(t.byte_length <= kMaxTensorBytes);
+    total_raw += t.byte_length;
+
+    // Owners: a moment of another, same-shape weight.
+    if (t.owner != -1) {
+      FUZZ_CHECK(t.owner >= 0 && size_t(t.owner) < a.tensors.size() && size_t(t.owner) != i);
+      FUZZ_CHECK(t.role == ckz::Role::kMoment1 || t.role == ckz::Role::kMoment2);
+      FUZZ_CHECK(a.tensors[size_t(t.owner)].role == ckz::Role::kWeight);
+      FUZZ_CHECK(a.tensors[size_t(t.owner)].shape == t.shape);
+    }
+
+    uint64_t raw = 0, stored = 0;
+    for (const ckz::ChunkInfo& c : t.chunks) {
+      FUZZ_CHECK(c.offset % ckz::kAlignment == 0);
+      FUZZ_CHECK(c.stored_length >= 1);
+      FUZZ_CHECK(c.offset <= file.size && c.stored_length <= file.size - c.offset);
+      FUZZ_CHECK(c.raw_length >= 1 && c.raw_length <= ckz::kMaxChunkRawBytes);
+      FUZZ_CHECK(c.raw_length % width == 0);
+      FUZZ_CHECK(c.raw_offset == raw);
+      raw += c.raw_length;
+      FUZZ_CHECK(raw <= t.byte_length);
+      stored += c.stored_length;
+      regions.push_back({c.offset, c.stored_length});
+    }
+    FUZZ_CHECK(raw == t.byte_length);
+    FUZZ_CHECK(stored == t.stored_length);
+    FUZZ_CHECK(t.chunks.empty() == (t.byte_length == 0));
+  }
+  FUZZ_CHECK(a.TotalRawBytes() == total_raw);
+
+  // Layout: regions do not overlap; each gap is the zero padding up to a 64-byte boundary;
+  // nothing follows the last region.
+  std::sort(regions.begin(), regions.end(),
+            [](const Region& x, const Region& y) { return x.offset < y.offset; });
+  FUZZ_CHECK(regions[0].offset == 0);
+  for (size_t i = 1; i < regions.size(); ++i) {
+    const uint64_t prev_end = regions[i - 1].offset + regions[i - 1].length;
+    FUZZ_CHECK(regions[i].offset >= prev_end);
+    FUZZ_CHECK(regions[i].offset - prev_end < ckz::kAlignment);
+    for (uint64_t p = prev_end; p < regions[i].offset; ++p) FUZZ_CHECK(file.data[p] == 0);
+  }
+  FUZZ_CHECK(regions.back().offset + regions.back().length == file.size);
+
+  // Source files: valid unique paths; tensors listed at most once, all of them when any file
+  // is present, none by a raw file.
+  std::unordered_set<std::string> paths;
+  std::vector<int> listed(a.tensors.size(), 0);
+  for (const ckz::SourceFileInfo& f : a.files) {
+    FUZZ_CHECK(ckz::CheckRelativePath(f.path, "path").ok());
+    FUZZ_CHECK(paths.insert(f.path).second);
+    FUZZ_CHECK(static_cast<uint8_t>(f.format) <= ckz::kMaxSourceFormat);
+    FUZZ_CHECK(f.format != ckz::SourceFormat::kRaw || f.tensors.empty());
+    for (uint32_t t : f.tensors) {
+      FUZZ_CHECK(t < a.tensors.size());
+      FUZZ_CHECK(++listed[t] == 1);
+    }
+  }
+  if (!a.files.empty())
+    for (int n : listed) FUZZ_CHECK(n == 1);
+
+  // Metadata: valid unique keys, UTF-8 strings.
+  std::unordered_set<std::string> keys;
+  for (const ckz::MetaEntry& e : a.metadata) {
+    FUZZ_CHECK(ckz::CheckName(e.key, "key").ok());
+    FUZZ_CHECK(keys.insert(e.key).second);
+    FUZZ_CHECK(a.FindMetadata(e.key) == &e);
+    if (const auto* s = std::get_if<std::string>(&e.value)) FUZZ_CHECK(ckz::IsValidUtf8(*s));
+  }
+}
+
+// Checks one chunk's stream directory; returns whether it reads.
+bool CheckStreamDirectory(const ckz::Archive& a, size_t t, size_t c) {
+  const ckz::TensorInfo& tensor = a.tensors[t];
+  const ckz::ChunkInfo& chunk = tensor.chunks[c];
+  ckz::Result<std::vector<ckz::StreamInfo>> dir = ckz::ReadStreamDirectory(a, t, c);
+  if (!dir.ok()) {
+    CheckError(dir.status(), {ErrorCode::kChunkMalformed});
+    return false;
+  }
+  const size_t count = ckz::StreamCount(tensor.byte_planes, ckz::DTypeSize(tensor.dtype));
+  FUZZ_CHECK(dir->size() == count);
+  uint64_t pos = chunk.offset + count * ckz::kStreamEntryBytes;
+  uint64_t raw = 0;
+  for (const ckz::StreamInfo& s : *dir) {
+    FUZZ_CHECK(static_cast<uint8_t>(s.codec) <= ckz::kMaxStreamCodec);
+    FUZZ_CHECK(s.offset == pos);
+    pos += s.stored_length;
+    FUZZ_CHECK(pos <= chunk.offset + chunk.stored_length);
+    FUZZ_CHECK(s.raw_length == chunk.raw_length / count);
+    raw += s.raw_length;
+  }
+  FUZZ_CHECK(pos == chunk.offset + chunk.stored_length);
+  FUZZ_CHECK(raw == chunk.raw_length);
+  return true;
+}
+
+// Decodes chunk `c` of tensor `t` on its own into a fresh buffer.
+ckz::Status DecodeChunk(ckz::ChunkDecoder& decoder, const ckz::Archive& a, size_t t, size_t c,
+                        std::vector<uint8_t>* out) {
+  const ckz::TensorInfo& tensor = a.tensors[t];
+  const ckz::ChunkInfo& chunk = tensor.chunks[c];
+  std::vector<uint8_t> ref;
+  if (tensor.predictor != ckz::Predictor::kNone) {
+    ref.resize(chunk.raw_length);
+    FillReference(tensor.name, chunk.raw_offset, ref.data(), ref.size());
+  }
+  out->assign(chunk.raw_length, 0xA5);
+  return decoder.Decode(a, t, c, ckz::ByteSpan(ref), ckz::MutableByteSpan(*out));
+}
+
+void CheckTensor(const ckz::Archive& a, size_t t, uint64_t seed, uint64_t* budget) {
+  const ckz::TensorInfo& tensor = a.tensors[t];
+  std::vector<bool> directory_ok(tensor.chunks.size());
+  for (size_t c = 0; c < tensor.chunks.size(); ++c) directory_ok[c] = CheckStreamDirectory(a, t, c);
+
+  FuzzReference reference(a);
+  ckz::ChunkDecoder decoder;
+  std::vector<uint8_t> piece;
+
+  if (tensor.byte_length * 2 > *budget) {
+    // Too big for what is left: chunks on their own while they fit.
+    for (size_t c = 0; c < tensor.chunks.size(); ++c) {
+      const ckz::ChunkInfo& chunk = tensor.chunks[c];
+      if (chunk.raw_length > *budget) break;
+      *budget -= chunk.raw_length;
+      const ckz::Status s = DecodeChunk(decoder, a, t, c, &piece);
+      if (s.ok()) {
+        FUZZ_CHECK(directory_ok[c]);
+        FUZZ_CHECK(ckz::Crc32c(piece.data(), piece.size()) == chunk.crc32c);
+      } else {
+        CheckError(s, kDecodeCodes);
+        FUZZ_CHECK(directory_ok[c] || s.code() == ErrorCode::kChunkMalformed);
+      }
+    }
+    return;
+  }
+  *budget -= tensor.byte_length * 2;
+
+  // 1. The whole tensor through DecodeTensorRange.
+  std::vector<uint8_t> whole(tensor.byte_length, 0x5A);
+  const ckz::Status s = ckz::DecodeTensorRange(a, t, 0, ckz::MutableByteSpan(whole), &reference);
+
+  // 2. Chunk by chunk into other buffers: the same bytes, or the same first failure.
+  ckz::Status first_failure;
+  for (size_t c = 0; c < tensor.chunks.size(); ++c) {
+    const ckz::ChunkInfo& chunk = tensor.chunks[c];
+    const ckz::Status cs = DecodeChunk(decoder, a, t, c, &piece);
+    if (cs.ok()) {
+      FUZZ_CHECK(directory_ok[c]);
+      FUZZ_CHECK(ckz::Crc32c(piece.data(), piece.size()) == chunk.crc32c);
+      if (s.ok()) FUZZ_CHECK(std::memcmp(piece.data(), whole.data() + chunk.raw_offset,
+                                         chunk.raw_length) == 0);
+    } else {
+      CheckError(cs, kDecodeCodes);
+      if (!directory_ok[c]) FUZZ_CHECK(cs.code() == ErrorCode::kChunkMalformed);
+      if (first_failure.ok()) first_failure = cs;
+    }
+  }
+  if (s.ok()) {
+    FUZZ_CHECK(first_failure.ok());
+    for (const ckz::ChunkInfo& chunk : tensor.chunks)
+      FUZZ_CHECK(ckz::Crc32c(whole.data() + chunk.raw_offset, chunk.raw_length) ==
+                 chunk.crc32c);
+  } else {
+    CheckError(s, kDecodeCodes);
+    FUZZ_CHECK(!first_failure.ok());
+    FUZZ_CHECK(s.code() == first_failure.code());
+    FUZZ_CHECK(s.message() == first_failure.message());
+  }
+
+  // 3. A sub-range, on two threads when it spans chunks: the same bytes as the whole.
+  if (s.ok() && tensor.byte_length > 0) {
+    const uint64_t r = SplitMix64(seed ^ t);
+    const uint64_t begin = r % tensor.byte_length;
+    const uint64_t length = (r >> 32) % (tensor.byte_length - begin + 1);
+    std::vector<uint8_t> part(length, 0xC3);
+    ckz::DecodeOptions options;
+    options.threads = 2;
+    const ckz::Status ps =
+        ckz::DecodeTensorRange(a, t, begin, ckz::MutableByteSpan(part), &reference, options);
+    FUZZ_CHECK(ps.ok());
+    FUZZ_CHECK(length == 0 || std::memcmp(part.data(), whole.data() + begin, length) == 0);
+  }
+  // A predicted chunk without its reference bytes, and an output of the wrong size, are
+  // refused before anything is decoded.
+  if (!tensor.chunks.empty()) {
+    const ckz::ChunkInfo& chunk = tensor.chunks[0];
+    std::vector<uint8_t> out(chunk.raw_length + 1);
+    CheckError(decoder.Decode(a, t, 0, ckz::ByteSpan(),
+                              ckz::MutableByteSpan(out.data(), chunk.raw_length + 1)),
+               {ErrorCode::kInvalidArgument});
+    if (tensor.predictor != ckz::Predictor::kNone)
+      CheckError(decoder.Decode(a, t, 0, ckz::ByteSpan(out.data(), chunk.raw_length - 1),
+                                ckz::MutableByteSpan(out.data(), chunk.raw_length)),
+                 {ErrorCode::kReferenceRequired});
+  }
+  // Out-of-range requests are refused, not read.
+  uint8_t one = 0;
+  const ckz::Status oob =
+      ckz::DecodeTensorRange(a, t, tensor.byte_length, ckz::MutableByteSpan(&one, 1), &reference);
+  CheckError(oob, {ErrorCode::kInvalidArgument});
+  if (tensor.predictor != ckz::Predictor::kNone && tensor.byte_length > 0) {
+    std::vector<uint8_t> out(std::min<uint64_t>(tensor.byte_length, 64));
+    CheckError(ckz::DecodeTensorRange(a, t, 0, ckz::MutableByteSpan(out), nullptr),
+               {ErrorCode::kReferenceRequired});
+  }
+}
+
+void CheckPreambleAlone(const uint8_t* data, size_t size) {
+  const ckz::ByteSpan first(data, std::min<size_t>(size, ckz::kPreambleSize));
+  // Against the real file size, and against a file size taken from the input (huge values
+  // and values near the header range test the overflow checks).
+  uint64_t sizes[2] = {size, size};
+  if (size >= ckz::kPreambleSize + 8) sizes[1] = ckz::LoadLE64(data + ckz::kPreambleSize);
+  for (uint64_t file_size : sizes) {
+    ckz::Result<ckz::Preamble> p = ckz::ParsePreamble(first, file_size);
+    if (p.ok()) {
+      FUZZ_CHECK(first.size == ckz::kPreambleSize && file_size >= ckz::kPreambleSize);
+      CheckPreambleFields(*p, data, file_size);
+    } else {
+      CheckError(p.status(), kPreambleCodes);
+    }
+  }
+}
+
+// Mutations rarely keep the checksums right, and a wrong header CRC-32C stops the parse before
+// the FlatBuffers verifier and the semantic pass. So each input is also tried with the header
+// and preamble checksums recomputed (when the preamble's header range lies inside the input).
+std::vector<uint8_t> WithChecksumsFixed(const uint8_t* data, size_t size) {
+  namespace o = ckz::preamble_offset;
+  if (size < ckz::kPreambleSize) return {};
+  std::vector<uint8_t> f(data, data + size);
+  const uint64_t offset = ckz::LoadLE64(f.data() + o::kHeaderOffset);
+  const uint64_t length = ckz::LoadLE64(f.data() + o::kHeaderLength);
+  if (offset <= size && length <= size - offset)
+    ckz::StoreLE32(f.data() + o::kHeaderCrc, ckz::Crc32c(f.data() + offset, size_t(length)));
+  ckz::StoreLE32(f.data() + o::kPreambleCrc, ckz::Crc32c(f.data(), o::kPreambleCrc));
+  return f;
+}
+
+void CheckFile(const uint8_t* data, size_t size) {
+  const ckz::ByteSpan file(data, size);
+
+  CheckPreambleAlone(data, size);
+
+  ckz::Limits limits;
+  limits.max_header_bytes = kMaxHeaderBytes;
+  limits.max_tensor_bytes = kMaxTensorBytes;
+  ckz::Result<ckz::Archive> parsed = ckz::ParseArchive(file, limits);
+
+  // The preamble alone decides the same way as the whole parse, as far as it goes.
+  ckz::Result<ckz::Preamble> preamble =
+      ckz::ParsePreamble(ckz::ByteSpan(data, std::min<size_t>(size, ckz::kPreambleSize)), size);
+  if (!preamble.ok()) {
+    FUZZ_CHECK(!parsed.ok());
+    FUZZ_CHECK(parsed.status().code() == preamble.status().code());
+  }
+  if (!parsed.ok()) {
+    CheckError(parsed.status(), IsContainerCode(parsed.status().code()));
+    return;
+  }
+  FUZZ_CHECK(preamble.ok());
+  const ckz::Archive& a = *parsed;
+  FUZZ_CHECK(SamePreamble(a.preamble, *preamble));
+  CheckArchive(a, file);
+
+  // A parse is a pure function of the bytes: a second one over a copy agrees.
+  std::vector<uint8_t> copy(data, data + size);
+  ckz::Result<ckz::Archive> again = ckz::ParseArchive(ckz::ByteSpan(copy), limits);
+  FUZZ_CHECK(again.ok());
+  FUZZ_CHECK(again->tensors.size() == a.tensors.size() && again->content_id == a.content_id &&
+             again->metadata.size() == a.metadata.size() && again->files.size() == a.files.size());
+  // The same file under a lower tensor limit fails with kLimitExceeded exactly when a tensor
+  // is above it.
+  uint64_t largest = 0;
+  for (const ckz::TensorInfo& t : a.tensors) largest = std::max(largest, t.byte_length);
+  if (largest > 0) {
+    ckz::Limits lower = limits;
+    lower.max_tensor_bytes = largest - 1;
+    ckz::Result<ckz::Archive> limited = ckz::ParseArchive(file, lower);
+    FUZZ_CHECK(!limited.ok() && limited.status().code() == ErrorCode::kLimitExceeded);
+  }
+
+  // ... and under a lower header limit with kHeaderTooLarge.
+  ckz::Limits small_header = limits;
+  small_header.max_header_bytes = a.preamble.header_length - 1;
+  ckz::Result<ckz::Archive> too_large = ckz::ParseArchive(file, small_header);
+  FUZZ_CHECK(!too_large.ok() && too_large.status().code() == ErrorCode::kHeaderTooLarge);
+
+  const uint64_t seed = HashBytes(data, std::min<size_t>(size, 256), size);
+  uint64_t budget = kDecodeBudget;
+  for (size_t t = 0; t < a.tensors.size(); ++t) CheckTensor(a, t, seed, &budget);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // libFuzzer never passes null, but a replay of an empty file may.
+  static const uint8_t kEmpty[1] = {0};
+  if (data == nullptr) data = kEmpty;
+  CheckFile(data, size);
+  const std::vector<uint8_t> fixed = WithChecksumsFixed(data, size);
+  if (!fixed.empty() && std::memcmp(fixed.data(), data, size) != 0)
+    CheckFile(fixed.data(), fixed.size());
+  return 0;
+}
