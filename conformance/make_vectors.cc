@@ -47,10 +47,10 @@
 #include "ckz/status.h"
 #include "ckz/types.h"
 #include "ckz/writer.h"
-#include "ckz_generated.h"
 #include "common/bytes.h"
 #include "common/crc32c.h"
 #include "common/sha256.h"
+#include "format/header_build.h"
 #include "file_surgery.h"
 #include "format/preamble.h"
 
@@ -377,119 +377,7 @@ LinkInfo LinkTo(const Encoded& parent, const Ckpt& parent_ckpt, const std::strin
 // ------------------------------------------------------------------------------------------
 // Files taken apart and assembled again (for invalid files and unusual valid layouts).
 
-struct Tweaks {
-  std::optional<size_t> content_id_len;   // write this many bytes of content_id
-  std::optional<size_t> parent_id_len;    // and of link.parent_content_id
-  std::map<std::pair<size_t, size_t>, uint32_t> chunk_reserved;  // (tensor, chunk) -> value
-  std::map<size_t, uint8_t> meta_type;    // metadata index -> union type written
-  bool unknown_fields = false;            // fields a newer minor version might add
-};
-
-// The header FlatBuffer, built exactly as the reference writer builds it (format/
-// header_build.cc; checked byte for byte by FromFile), plus the tweaks.
-Bytes BuildHeaderX(const Archive& a, const Tweaks& tw) {
-  flatbuffers::FlatBufferBuilder b(1 << 16);
-  std::vector<flatbuffers::Offset<fb::Tensor>> tensors;
-  for (size_t ti = 0; ti < a.tensors.size(); ++ti) {
-    const TensorInfo& t = a.tensors[ti];
-    std::vector<fb::Chunk> chunks;
-    for (size_t ci = 0; ci < t.chunks.size(); ++ci) {
-      const ChunkInfo& c = t.chunks[ci];
-      auto r = tw.chunk_reserved.find({ti, ci});
-      chunks.emplace_back(c.offset, c.stored_length, c.raw_length, c.crc32c,
-                          r == tw.chunk_reserved.end() ? 0u : r->second);
-    }
-    auto name = b.CreateString(t.name);
-    auto shape = b.CreateVector(t.shape);
-    auto chunk_vec = b.CreateVectorOfStructs(chunks);
-    flatbuffers::Offset<flatbuffers::String> extra;
-    if (tw.unknown_fields) extra = b.CreateString("a field of a future minor version");
-    fb::TensorBuilder tb(b);
-    tb.add_name(name);
-    tb.add_dtype(static_cast<fb::DType>(t.dtype));
-    tb.add_shape(shape);
-    tb.add_role(static_cast<fb::Role>(t.role));
-    tb.add_owner(t.owner);
-    tb.add_predictor(static_cast<fb::Predictor>(t.predictor));
-    tb.add_byte_planes(t.byte_planes);
-    tb.add_chunks(chunk_vec);
-    if (tw.unknown_fields) {
-      tb.fbb_.AddElement<uint32_t>(flatbuffers::FieldIndexToOffset(8), 0xC0FFEE, 0);
-      tb.fbb_.AddOffset(flatbuffers::FieldIndexToOffset(9), extra);
-    }
-    tensors.push_back(tb.Finish());
-  }
-  auto tensor_vec = b.CreateVector(tensors);
-
-  std::vector<flatbuffers::Offset<fb::SourceFile>> files;
-  for (const SourceFileInfo& f : a.files)
-    files.push_back(fb::CreateSourceFile(b, b.CreateString(f.path),
-                                         static_cast<fb::SourceFormat>(f.format),
-                                         b.CreateVector(f.prolog), b.CreateVector(f.tensors)));
-  auto file_vec = b.CreateVector(files);
-
-  std::vector<flatbuffers::Offset<fb::MetaEntry>> meta;
-  for (size_t i = 0; i < a.metadata.size(); ++i) {
-    const MetaEntry& e = a.metadata[i];
-    auto key = b.CreateString(e.key);
-    flatbuffers::Offset<void> value;
-    fb::MetaValue type = fb::MetaValue::NONE;
-    if (const auto* v = std::get_if<int64_t>(&e.value)) {
-      value = fb::CreateIntValue(b, *v).Union();
-      type = fb::MetaValue::IntValue;
-    } else if (const auto* d = std::get_if<double>(&e.value)) {
-      value = fb::CreateFloatValue(b, *d).Union();
-      type = fb::MetaValue::FloatValue;
-    } else if (const auto* s = std::get_if<std::string>(&e.value)) {
-      value = fb::CreateStringValue(b, b.CreateString(*s)).Union();
-      type = fb::MetaValue::StringValue;
-    } else if (const auto* v = std::get_if<std::vector<uint8_t>>(&e.value)) {
-      value = fb::CreateBytesValue(b, b.CreateVector(*v)).Union();
-      type = fb::MetaValue::BytesValue;
-    } else {
-      value = fb::CreateBoolValue(b, std::get<bool>(e.value)).Union();
-      type = fb::MetaValue::BoolValue;
-    }
-    auto t = tw.meta_type.find(i);
-    if (t != tw.meta_type.end()) type = static_cast<fb::MetaValue>(t->second);
-    meta.push_back(fb::CreateMetaEntry(b, key, type, value));
-  }
-  auto meta_vec = b.CreateVector(meta);
-
-  flatbuffers::Offset<fb::Link> link;
-  if (a.link) {
-    Bytes pid(a.link->parent_content_id.begin(), a.link->parent_content_id.end());
-    pid.resize(tw.parent_id_len.value_or(32), 0xEE);
-    auto parent = b.CreateVector(pid.data(), pid.size());
-    auto hint = a.link->path_hint.empty() ? 0 : b.CreateString(a.link->path_hint);
-    fb::LinkBuilder lb(b);
-    lb.add_parent_content_id(parent);
-    if (a.link->parent_step) lb.add_parent_step(*a.link->parent_step);
-    if (!hint.IsNull()) lb.add_path_hint(hint);
-    lb.add_depth(a.link->depth);
-    link = lb.Finish();
-  }
-  Bytes id(a.content_id.begin(), a.content_id.end());
-  id.resize(tw.content_id_len.value_or(32), 0xEE);
-  auto cid = b.CreateVector(id.data(), id.size());
-  auto writer = b.CreateString(a.writer);
-  flatbuffers::Offset<flatbuffers::String> extra;
-  if (tw.unknown_fields) extra = b.CreateString("another field of a future minor version");
-  fb::HeaderBuilder hb(b);
-  hb.add_content_id(cid);
-  if (a.step) hb.add_step(*a.step);
-  if (a.link) hb.add_link(link);
-  hb.add_tensors(tensor_vec);
-  hb.add_files(file_vec);
-  hb.add_metadata(meta_vec);
-  hb.add_writer(writer);
-  if (tw.unknown_fields) {
-    hb.fbb_.AddElement<uint64_t>(flatbuffers::FieldIndexToOffset(7), 0x0123456789ABCDEFull, 0);
-    hb.fbb_.AddOffset(flatbuffers::FieldIndexToOffset(12), extra);
-  }
-  fb::FinishHeaderBuffer(b, hb.Finish());
-  return Bytes(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
-}
+using Tweaks = HeaderDeviations;
 
 struct Model {
   uint16_t major = 0, minor = 1;
@@ -528,7 +416,7 @@ Model FromFile(const Bytes& file) {
   a.file = ByteSpan();
   m.h = std::move(a);
   Check(Assemble(m) == file, "FromFile: reassembling an unchanged file gives other bytes "
-                             "(BuildHeaderX differs from the reference header builder?)");
+                             "(the header builder or the layout changed?)");
   return m;
 }
 
@@ -548,7 +436,7 @@ Bytes Assemble(const Model& m) {
     return offset;
   };
   // Chunks are structs of fixed size: the header's length does not depend on their offsets.
-  const size_t header_len = BuildHeaderX(h, m.tweaks).size();
+  const size_t header_len = BuildHeader(h, &m.tweaks).size();
   uint64_t header_offset = 0;
   if (m.header_first) header_offset = place(Bytes(header_len, 0), m.header_gap);
   for (const auto& [t, c] : order) {
@@ -568,7 +456,7 @@ Bytes Assemble(const Model& m) {
     file.resize(header_offset, 0);
   }
   if (m.edit) m.edit(h);
-  const Bytes hdr = BuildHeaderX(h, m.tweaks);
+  const Bytes hdr = BuildHeader(h, &m.tweaks);
   if (m.header_first) {
     Check(hdr.size() == header_len, "Assemble: header length changed");
     std::copy(hdr.begin(), hdr.end(), file.begin() + long(header_offset));
@@ -771,7 +659,7 @@ class Suite {
     m += "  \"generator\": \"conformance/make_vectors.cc\",\n";
     m += "  \"profiles\": {\n";
     m += "    \"core\": " + JsonStr("container, stored and zstd streams, byte planes; keyframes only") + ",\n";
-    m += "    \"full\": " + JsonStr("everything in format 0.1: core plus reference chains and predictors") + "\n";
+    m += "    \"full\": " + JsonStr("everything in format 0.2: core plus reference chains and predictors") + "\n";
     m += "  },\n";
     m += "  \"cases\": [\n";
     for (size_t i = 0; i < entries_.size(); ++i)
@@ -1287,14 +1175,14 @@ void CoreValid(Suite& s) {
                 "raw blocks (random bytes that zstd cannot shrink).",
                 c, Assemble(m), {"zstd:checksum", "zstd:no-content-size", "zstd:rle-block", "zstd:raw-block"}));
   }
-  // Forward compatibility: what a 0.1 reader must accept.
+  // Forward compatibility: what a reader of this version must accept.
   {
     Ckpt c = BaseCkpt();
     const Bytes file = Encode(c, Opt(StreamCodec::kZstd, true, 64)).bytes;
     Model o = FromFile(file);
     o.optional = (uint64_t{1} << 0) | (uint64_t{1} << 17) | (uint64_t{1} << 63);
     s.Add(Valid("valid-unknown-optional-feature", "core",
-                "Optional feature bits 0, 17 and 63 set, none of them defined in 0.1: a reader "
+                "Optional feature bits 0, 17 and 63 set, none of them defined in 0.2: a reader "
                 "MUST ignore unknown optional bits and decode the file (section 12).",
                 c, Assemble(o), {"feature-bits:optional"}));
     Model v = FromFile(file);
@@ -1385,7 +1273,7 @@ void CoreInvalid(Suite& s) {
     m.required = uint64_t{1} << 1;
     s.Add(Invalid("invalid-unknown-required-feature", "core", "P5",
                   ErrorCode::kUnknownRequiredFeature,
-                  "Required feature bit 1, not defined in 0.1, is set.", Assemble(m),
+                  "Required feature bit 1, not defined in 0.2, is set.", Assemble(m),
                   {"feature-bits:required"}));
   }
   {
@@ -1448,7 +1336,7 @@ void CoreInvalid(Suite& s) {
   }
   {
     Model m = model();
-    m.tweaks.content_id_len = 31;
+    m.tweaks.content_id_bytes = 31;
     s.Add(Invalid("invalid-content-id-length", "core", "H4", ErrorCode::kFieldOutOfRange,
                   "Header.content_id has 31 bytes instead of 32.", Assemble(m)));
   }
@@ -1489,7 +1377,7 @@ void CoreInvalid(Suite& s) {
     Model n = model();
     n.h.tensors[1].dtype = static_cast<DType>(11);
     s.Add(Invalid("invalid-dtype-unknown", "core", "T2", ErrorCode::kFieldOutOfRange,
-                  "Tensor 'b' has dtype 11, not defined in 0.1.", Assemble(n)));
+                  "Tensor 'b' has dtype 11, not defined in 0.2.", Assemble(n)));
   }
   {
     Model m = model();
@@ -1512,7 +1400,7 @@ void CoreInvalid(Suite& s) {
     Model m = model();
     m.h.tensors[1].role = static_cast<Role>(4);
     s.Add(Invalid("invalid-role-out-of-range", "core", "T5", ErrorCode::kFieldOutOfRange,
-                  "Tensor 'b' has role 4, not defined in 0.1.", Assemble(m)));
+                  "Tensor 'b' has role 4, not defined in 0.2.", Assemble(m)));
   }
   // T8, per chunk.
   {
@@ -1640,9 +1528,10 @@ void CoreInvalid(Suite& s) {
   }
   {
     Model m = model();
-    m.h.files[0].format = static_cast<SourceFormat>(2);
+    m.h.files[0].format = static_cast<SourceFormat>(kMaxSourceFormat + 1);
     s.Add(Invalid("invalid-source-format", "core", "F2", ErrorCode::kFieldOutOfRange,
-                  "The source file has format 2, not defined in 0.1.", Assemble(m)));
+                  "The source file has a format value no version defines (0..2 are).",
+                  Assemble(m)));
     Model n = model();
     n.h.files[0].format = SourceFormat::kRaw;
     s.Add(Invalid("invalid-raw-file-lists-tensors", "core", "F3", ErrorCode::kFieldOutOfRange,
@@ -1661,11 +1550,11 @@ void CoreInvalid(Suite& s) {
     second.tensors = {1};
     second.prolog = {};
     q.h.files.push_back(second);
-    s.Add(Invalid("invalid-duplicate-source-path", "core", "F5", ErrorCode::kDuplicateName,
+    s.Add(Invalid("invalid-duplicate-source-path", "core", "F7", ErrorCode::kDuplicateName,
                   "Two source files with the same path.", Assemble(q)));
     Model r = model();
     r.h.files[0].tensors = {0};
-    s.Add(Invalid("invalid-tensor-in-no-file", "core", "F6", ErrorCode::kFieldOutOfRange,
+    s.Add(Invalid("invalid-tensor-in-no-file", "core", "F8", ErrorCode::kFieldOutOfRange,
                   "Tensor 'b' belongs to no source file, while there are source files.", Assemble(r)));
     Model t = model();
     SourceFileInfo other = t.h.files[0];
@@ -1692,7 +1581,7 @@ void CoreInvalid(Suite& s) {
     Model c = with_meta({{"ok", int64_t{1}}, {"future", int64_t{2}}});
     c.tweaks.meta_type[1] = 6;
     s.Add(Invalid("invalid-metadata-type-unknown", "core", "M2", ErrorCode::kFieldOutOfRange,
-                  "A metadata value of union type 6, not defined in 0.1.", Assemble(c)));
+                  "A metadata value of union type 6, not defined in 0.2.", Assemble(c)));
     Model d = with_meta({{"text", std::string("caf\xe9")}});
     s.Add(Invalid("invalid-metadata-string-not-utf8", "core", "M3", ErrorCode::kBadName,
                   "A StringValue that is not UTF-8 (Latin-1 'caf\\xe9').", Assemble(d)));
@@ -1759,7 +1648,7 @@ void CoreInvalid(Suite& s) {
     const ChunkInfo& c = ba.tensors[0].chunks[1];
     f[c.offset] = 2;
     s.Add(Invalid("invalid-stream-directory", "core", "C1", ErrorCode::kChunkMalformed,
-                  "Chunk 1 of tensor 'a' names stream codec 2, not defined in 0.1.", f));
+                  "Chunk 1 of tensor 'a' names stream codec 2, not defined in 0.2.", f));
     Bytes g = base;
     StoreLE32(g.data() + c.offset + 1, 65);
     s.Add(Invalid("invalid-stream-directory-lengths", "core", "C1", ErrorCode::kChunkMalformed,
@@ -2093,7 +1982,7 @@ void FullInvalid(Suite& s) {
     Model m = FromFile(bc.c.bytes);
     m.h.tensors[0].predictor = static_cast<Predictor>(3);
     s.Add(ChainInvalid("invalid-predictor-out-of-range", "T6", ErrorCode::kFieldOutOfRange,
-                       "Tensor 'a' of a link has predictor 3, not defined in 0.1.", Assemble(m), bc.p.bytes));
+                       "Tensor 'a' of a link has predictor 3, not defined in 0.2.", Assemble(m), bc.p.bytes));
     Model k = FromFile(BaseFile());
     k.h.tensors[0].predictor = Predictor::kXorRef;
     s.Add(Invalid("invalid-predictor-without-link", "full", "T7", ErrorCode::kBadLink,
@@ -2116,7 +2005,7 @@ void FullInvalid(Suite& s) {
                        "A link with depth 0 (a link is at least 1 away from its keyframe).",
                        Assemble(d), bc.p.bytes));
     Model p = FromFile(bc.c.bytes);
-    p.tweaks.parent_id_len = 33;
+    p.tweaks.parent_id_bytes = 33;
     s.Add(ChainInvalid("invalid-link-parent-id-length", "H6", ErrorCode::kFieldOutOfRange,
                        "link.parent_content_id has 33 bytes instead of 32.", Assemble(p), bc.p.bytes));
     Model h = FromFile(bc.c.bytes);

@@ -21,7 +21,7 @@ namespace ckz {
 
 // Format constants (spec/ckz.md, sections 2-4).
 inline constexpr uint16_t kFormatMajor = 0;
-inline constexpr uint16_t kFormatMinor = 1;
+inline constexpr uint16_t kFormatMinor = 2;
 inline constexpr size_t kPreambleSize = 64;
 inline constexpr uint64_t kAlignment = 64;
 inline constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 26;    // 64 MiB
@@ -86,11 +86,20 @@ struct MetaEntry {
   MetaValue value;
 };
 
+struct Crc32Patch {
+  uint64_t prolog_offset = 0;
+  uint32_t tensor = 0;  // position in SourceFileInfo::tensors
+};
+
 struct SourceFileInfo {
   std::string path;
   SourceFormat format = SourceFormat::kRaw;
   std::vector<uint8_t> prolog;
   std::vector<uint32_t> tensors;  // indices into Archive::tensors, in output order
+  // splits[i]: prolog bytes written before tensors[i] (non-decreasing). Empty: the whole
+  // prolog comes first.
+  std::vector<uint64_t> splits{};
+  std::vector<Crc32Patch> crc32_patches{};
 };
 
 // A validated .ckz file. It refers to, but does not own, the file bytes it was parsed from:

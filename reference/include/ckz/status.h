@@ -62,6 +62,12 @@ enum class ErrorCode : uint16_t {
   kUnsupportedDtype = 82,
   kUnsupportedInput = 83,     // input kind not recognised
   kShardIndexMalformed = 84,  // model.safetensors.index.json inconsistent with its shards
+  kZipMalformed = 85,         // a .pt zip archive is damaged
+  kZipChecksum = 86,          // a zip entry fails its CRC-32
+  kPickleMalformed = 87,      // invalid or unsupported pickle stream
+  kPickleGlobalNotAllowed = 88,  // a pickle asks for a global outside the whitelist
+  kTorchLegacyFormat = 89,    // a pre-1.6 (non-zip) torch.save file
+  kTorchStorageMismatch = 90, // a storage missing, shorter than its tensors need, or mis-sized
 };
 
 // "kChunkChecksum" -> "ChunkChecksum". Stable, used in messages and --json output.

@@ -73,8 +73,8 @@ enum class StreamCodec : uint8_t { kStored = 0, kZstd = 1 };
 constexpr uint8_t kMaxStreamCodec = 1;
 const char* StreamCodecName(StreamCodec codec);  // "stored", "zstd"
 
-enum class SourceFormat : uint8_t { kRaw = 0, kSafetensors = 1 };
-constexpr uint8_t kMaxSourceFormat = 1;
+enum class SourceFormat : uint8_t { kRaw = 0, kSafetensors = 1, kTorchZip = 2 };
+constexpr uint8_t kMaxSourceFormat = 2;
 const char* SourceFormatName(SourceFormat format);
 
 // Identity of a decoded checkpoint: SHA-256 over its tensors (spec 6).

@@ -1,5 +1,6 @@
 // CRC-32C (Castagnoli, reflected polynomial 0x82F63B78, init and final xor 0xFFFFFFFF), the
-// checksum of chunks, header and preamble (spec 3.2). Check value: "123456789" -> 0xE3069283.
+// checksum of chunks, header and preamble (spec 3.1). Check value: "123456789" -> 0xE3069283.
+// The zip CRC-32 (ckz/torch.h, ZipCrc32) shares the implementation.
 #ifndef CKZ_COMMON_CRC32C_H_
 #define CKZ_COMMON_CRC32C_H_
 

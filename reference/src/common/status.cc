@@ -47,6 +47,12 @@ const char* ErrorCodeName(ErrorCode code) {
     CKZ_NAME(UnsupportedDtype)
     CKZ_NAME(UnsupportedInput)
     CKZ_NAME(ShardIndexMalformed)
+    CKZ_NAME(ZipMalformed)
+    CKZ_NAME(ZipChecksum)
+    CKZ_NAME(PickleMalformed)
+    CKZ_NAME(PickleGlobalNotAllowed)
+    CKZ_NAME(TorchLegacyFormat)
+    CKZ_NAME(TorchStorageMismatch)
 #undef CKZ_NAME
   }
   return "Unknown";

@@ -76,6 +76,7 @@ const char* SourceFormatName(SourceFormat format) {
   switch (format) {
     case SourceFormat::kRaw: return "raw";
     case SourceFormat::kSafetensors: return "safetensors";
+    case SourceFormat::kTorchZip: return "torch-zip";
   }
   return "invalid";
 }

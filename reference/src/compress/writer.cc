@@ -194,6 +194,9 @@ Result<ContentId> Writer::Finish() {
                                    " that is missing, already listed, or in a raw file"));
         listed[t] = true;
       }
+      CKZ_RETURN_IF_ERROR(w.Fail(CheckSourceFilePieces(f.prolog, f.tensors.size(), f.splits,
+                                                       f.crc32_patches,
+                                                       "source file '" + f.path + "'")));
     }
     for (size_t t = 0; t < listed.size(); ++t)
       if (!w.files.empty() && !listed[t])

@@ -208,7 +208,7 @@ Status ParseSourceFile(const fb::SourceFile* f, size_t index, size_t tensor_coun
   CKZ_RETURN_IF_ERROR(CheckRelativePath(f->path()->string_view(), field + ".path"));
   out->path = f->path()->str();
   const auto format = static_cast<uint8_t>(f->format());
-  if (format > kMaxSourceFormat) return OutOfRange(field + ".format", format, "the formats 0..1");
+  if (format > kMaxSourceFormat) return OutOfRange(field + ".format", format, "the formats 0..2");
   out->format = static_cast<SourceFormat>(format);
   if (f->prolog()) out->prolog.assign(f->prolog()->begin(), f->prolog()->end());
   if (f->tensors()) {
@@ -227,6 +227,22 @@ Status ParseSourceFile(const fb::SourceFile* f, size_t index, size_t tensor_coun
       out->tensors.push_back(t);
     }
   }
+  if (f->splits()) {
+    CKZ_RETURN_IF_ERROR(CheckElementsAligned(f->splits(), field + ".splits"));
+    out->splits.assign(f->splits()->begin(), f->splits()->end());
+  }
+  if (const auto* patches = f->crc32_patches()) {
+    CKZ_RETURN_IF_ERROR(CheckElementsAligned(patches, field + ".crc32_patches"));
+    for (uint32_t i = 0; i < patches->size(); ++i) {
+      const fb::Crc32Patch* p = patches->Get(i);
+      if (p->reserved() != 0)
+        return Status(ErrorCode::kNonzeroPadding, field + ".crc32_patches[" + std::to_string(i) +
+                                                      "].reserved is not 0");
+      out->crc32_patches.push_back({p->prolog_offset(), p->tensor()});
+    }
+  }
+  CKZ_RETURN_IF_ERROR(CheckSourceFilePieces(out->prolog, out->tensors.size(), out->splits,
+                                            out->crc32_patches, field + " " + Quote(out->path)));
   return Status::Ok();
 }
 

@@ -1,12 +1,18 @@
 #include "format/header_build.h"
 
+#include <algorithm>
+
 #include "ckz_generated.h"
 
 namespace ckz {
 namespace {
 
+// Field ids far above the schema's, standing for fields a future minor version might add.
+constexpr int kFutureScalarId = 40;
+constexpr int kFutureStringId = 41;
+
 flatbuffers::Offset<fb::MetaEntry> BuildMeta(flatbuffers::FlatBufferBuilder& b,
-                                             const MetaEntry& e) {
+                                             const MetaEntry& e, int type_override) {
   auto key = b.CreateString(e.key);
   flatbuffers::Offset<void> value;
   fb::MetaValue type = fb::MetaValue::NONE;
@@ -29,18 +35,32 @@ flatbuffers::Offset<fb::MetaEntry> BuildMeta(flatbuffers::FlatBufferBuilder& b,
     value = fb::CreateBoolValue(b, std::get<bool>(e.value)).Union();
     type = fb::MetaValue::BoolValue;
   }
+  if (type_override >= 0) type = static_cast<fb::MetaValue>(type_override);
   return fb::CreateMetaEntry(b, key, type, value);
 }
 
+std::vector<uint8_t> IdBytes(const ContentId& id, std::optional<size_t> length) {
+  std::vector<uint8_t> bytes(id.begin(), id.end());
+  bytes.resize(length.value_or(id.size()), 0xEE);
+  return bytes;
+}
+
 flatbuffers::Offset<fb::Tensor> BuildTensor(flatbuffers::FlatBufferBuilder& b,
-                                            const TensorInfo& t) {
+                                            const TensorInfo& t, size_t index,
+                                            const HeaderDeviations& dev) {
   std::vector<fb::Chunk> chunks;
   chunks.reserve(t.chunks.size());
-  for (const ChunkInfo& c : t.chunks)
-    chunks.emplace_back(c.offset, c.stored_length, c.raw_length, c.crc32c, 0);
+  for (size_t c = 0; c < t.chunks.size(); ++c) {
+    const ChunkInfo& ch = t.chunks[c];
+    auto reserved = dev.chunk_reserved.find({index, c});
+    chunks.emplace_back(ch.offset, ch.stored_length, ch.raw_length, ch.crc32c,
+                        reserved == dev.chunk_reserved.end() ? 0u : reserved->second);
+  }
   auto name = b.CreateString(t.name);
   auto shape = b.CreateVector(t.shape);
   auto chunk_vec = b.CreateVectorOfStructs(chunks);
+  flatbuffers::Offset<flatbuffers::String> future;
+  if (dev.unknown_fields) future = b.CreateString("a field of a future minor version");
   fb::TensorBuilder tb(b);
   tb.add_name(name);
   tb.add_dtype(static_cast<fb::DType>(t.dtype));
@@ -50,32 +70,58 @@ flatbuffers::Offset<fb::Tensor> BuildTensor(flatbuffers::FlatBufferBuilder& b,
   tb.add_predictor(static_cast<fb::Predictor>(t.predictor));
   tb.add_byte_planes(t.byte_planes);
   tb.add_chunks(chunk_vec);
+  if (dev.unknown_fields) {
+    b.AddElement<uint32_t>(flatbuffers::FieldIndexToOffset(kFutureScalarId), 0xC0FFEE, 0);
+    b.AddOffset(flatbuffers::FieldIndexToOffset(kFutureStringId), future);
+  }
   return tb.Finish();
 }
 
 }  // namespace
 
-std::vector<uint8_t> BuildHeader(const Archive& a) {
+std::vector<uint8_t> BuildHeader(const Archive& a, const HeaderDeviations* deviations) {
+  static const HeaderDeviations kNone;
+  const HeaderDeviations& dev = deviations ? *deviations : kNone;
   flatbuffers::FlatBufferBuilder b(1 << 16);
   std::vector<flatbuffers::Offset<fb::Tensor>> tensors;
   tensors.reserve(a.tensors.size());
-  for (const TensorInfo& t : a.tensors) tensors.push_back(BuildTensor(b, t));
+  for (size_t i = 0; i < a.tensors.size(); ++i)
+    tensors.push_back(BuildTensor(b, a.tensors[i], i, dev));
   auto tensor_vec = b.CreateVector(tensors);
 
   std::vector<flatbuffers::Offset<fb::SourceFile>> files;
-  for (const SourceFileInfo& f : a.files)
-    files.push_back(fb::CreateSourceFile(b, b.CreateString(f.path),
-                                         static_cast<fb::SourceFormat>(f.format),
-                                         b.CreateVector(f.prolog), b.CreateVector(f.tensors)));
+  for (const SourceFileInfo& f : a.files) {
+    // Splits that only say "all of the prolog first" are the default: leave them out.
+    const bool plain = std::all_of(f.splits.begin(), f.splits.end(),
+                                   [&](uint64_t s) { return s == f.prolog.size(); });
+    std::vector<fb::Crc32Patch> patches;
+    for (const Crc32Patch& p : f.crc32_patches) patches.emplace_back(p.prolog_offset, p.tensor, 0);
+    auto path = b.CreateString(f.path);
+    auto prolog = b.CreateVector(f.prolog);
+    auto tensors = b.CreateVector(f.tensors);
+    auto splits = plain ? 0 : b.CreateVector(f.splits);
+    auto patch_vec = patches.empty() ? 0 : b.CreateVectorOfStructs(patches);
+    fb::SourceFileBuilder fbld(b);
+    fbld.add_path(path);
+    fbld.add_format(static_cast<fb::SourceFormat>(f.format));
+    fbld.add_prolog(prolog);
+    fbld.add_tensors(tensors);
+    if (!plain) fbld.add_splits(splits);
+    if (!patches.empty()) fbld.add_crc32_patches(patch_vec);
+    files.push_back(fbld.Finish());
+  }
   auto file_vec = b.CreateVector(files);
 
   std::vector<flatbuffers::Offset<fb::MetaEntry>> meta;
-  for (const MetaEntry& e : a.metadata) meta.push_back(BuildMeta(b, e));
+  for (size_t i = 0; i < a.metadata.size(); ++i) {
+    auto type = dev.meta_type.find(i);
+    meta.push_back(BuildMeta(b, a.metadata[i], type == dev.meta_type.end() ? -1 : type->second));
+  }
   auto meta_vec = b.CreateVector(meta);
 
   flatbuffers::Offset<fb::Link> link;
   if (a.link) {
-    auto parent = b.CreateVector(a.link->parent_content_id.data(), a.link->parent_content_id.size());
+    auto parent = b.CreateVector(IdBytes(a.link->parent_content_id, dev.parent_id_bytes));
     auto hint = a.link->path_hint.empty() ? 0 : b.CreateString(a.link->path_hint);
     fb::LinkBuilder lb(b);
     lb.add_parent_content_id(parent);
@@ -84,8 +130,10 @@ std::vector<uint8_t> BuildHeader(const Archive& a) {
     lb.add_depth(a.link->depth);
     link = lb.Finish();
   }
-  auto cid = b.CreateVector(a.content_id.data(), a.content_id.size());
+  auto cid = b.CreateVector(IdBytes(a.content_id, dev.content_id_bytes));
   auto writer = b.CreateString(a.writer);
+  flatbuffers::Offset<flatbuffers::String> future;
+  if (dev.unknown_fields) future = b.CreateString("another field of a future minor version");
   fb::HeaderBuilder hb(b);
   hb.add_content_id(cid);
   if (a.step) hb.add_step(*a.step);
@@ -94,6 +142,10 @@ std::vector<uint8_t> BuildHeader(const Archive& a) {
   hb.add_files(file_vec);
   hb.add_metadata(meta_vec);
   hb.add_writer(writer);
+  if (dev.unknown_fields) {
+    b.AddElement<uint64_t>(flatbuffers::FieldIndexToOffset(kFutureScalarId), 0x0123456789ABCDEF, 0);
+    b.AddOffset(flatbuffers::FieldIndexToOffset(kFutureStringId), future);
+  }
   fb::FinishHeaderBuffer(b, hb.Finish());
   return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
 }

@@ -4,16 +4,29 @@
 #define CKZ_FORMAT_HEADER_BUILD_H_
 
 #include <cstdint>
+#include <map>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include "ckz/archive.h"
 
 namespace ckz {
 
+// Deliberate departures from a valid header, for the tools that make invalid test files
+// (conformance vectors, fuzz seeds). Never used when writing real files.
+struct HeaderDeviations {
+  std::optional<size_t> content_id_bytes;  // write this many content_id bytes (0xEE-padded)
+  std::optional<size_t> parent_id_bytes;   // the same for link.parent_content_id
+  std::map<std::pair<size_t, size_t>, uint32_t> chunk_reserved;  // (tensor, chunk) -> value
+  std::map<size_t, uint8_t> meta_type;     // metadata index -> union type written
+  bool unknown_fields = false;             // add fields a future minor version might have
+};
+
 // Builds the header of `a` (content_id, step, link, tensors, files, metadata, writer; the
 // `file`, `preamble` and derived fields are ignored). Values are written as given, valid or
 // not: validation is the parser's job.
-std::vector<uint8_t> BuildHeader(const Archive& a);
+std::vector<uint8_t> BuildHeader(const Archive& a, const HeaderDeviations* deviations = nullptr);
 
 }  // namespace ckz
 

@@ -38,6 +38,35 @@ Status CheckRelativePath(std::string_view path, const std::string& field) {
   return Status::Ok();
 }
 
+Status CheckSourceFilePieces(const std::vector<uint8_t>& prolog, size_t tensor_count,
+                             const std::vector<uint64_t>& splits,
+                             const std::vector<Crc32Patch>& patches, const std::string& field) {
+  auto bad = [&](const std::string& what) {
+    return Status(ErrorCode::kFieldOutOfRange, field + ": " + what);
+  };
+  if (!splits.empty() && splits.size() != tensor_count)
+    return bad(std::to_string(splits.size()) + " splits for " + std::to_string(tensor_count) +
+               " tensors");
+  for (size_t i = 0; i < splits.size(); ++i) {
+    if (splits[i] > prolog.size())
+      return bad("splits[" + std::to_string(i) + "] = " + std::to_string(splits[i]) +
+                 " is past the " + std::to_string(prolog.size()) + "-byte prolog");
+    if (i > 0 && splits[i] < splits[i - 1])
+      return bad("splits[" + std::to_string(i) + "] is smaller than the split before it");
+  }
+  for (size_t i = 0; i < patches.size(); ++i) {
+    const Crc32Patch& p = patches[i];
+    const std::string name = "crc32_patches[" + std::to_string(i) + "]";
+    if (p.tensor >= tensor_count) return bad(name + ".tensor is not one of the file's tensors");
+    if (prolog.size() < 4 || p.prolog_offset > prolog.size() - 4)
+      return bad(name + ".prolog_offset " + std::to_string(p.prolog_offset) +
+                 " leaves no 4 bytes in the prolog");
+    if (i > 0 && p.prolog_offset < patches[i - 1].prolog_offset + 4)
+      return bad(name + " is not after the end of the patch before it");
+  }
+  return Status::Ok();
+}
+
 Status ShapeBytes(const std::vector<uint64_t>& shape, DType dtype, const std::string& field,
                   uint64_t* num_elements, uint64_t* byte_length) {
   if (shape.size() > kMaxNdim)

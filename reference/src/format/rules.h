@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ckz/archive.h"
 #include "ckz/status.h"
 #include "ckz/types.h"
 
@@ -19,6 +20,15 @@ Status CheckName(std::string_view name, const std::string& field);
 // Source-file paths: a relative path of '/'-separated components, none empty, "." or "..",
 // no backslash, NUL or ':'; 1..kMaxNameBytes bytes of valid UTF-8.
 Status CheckRelativePath(std::string_view path, const std::string& field);
+
+// The pieces of a source file (spec 8): `splits` (as many as tensors, non-decreasing, within
+// the prolog) and `crc32_patches` (each on 4 prolog bytes, in increasing order without
+// overlap, naming one of the file's tensors). kFieldOutOfRange naming `field`. An empty
+// `splits` stands for "all of the prolog first".
+Status CheckSourceFilePieces(const std::vector<uint8_t>& prolog, size_t tensor_count,
+                             const std::vector<uint64_t>& splits,
+                             const std::vector<Crc32Patch>& patches,
+                             const std::string& field);
 
 // Element count and byte length of a shape; kShapeOverflow past 2^63 bytes or kMaxNdim dims.
 Status ShapeBytes(const std::vector<uint64_t>& shape, DType dtype, const std::string& field,

@@ -9,6 +9,8 @@
 
 #include "ckz/checkpoint.h"
 #include "ckz/safetensors.h"
+#include "ckz/torch.h"
+#include "common/bytes.h"
 #include "common/parallel.h"
 
 namespace ckz {
@@ -31,38 +33,61 @@ bool Exists(const std::string& path) {
   return lstat(path.c_str(), &st) == 0;
 }
 
-// Streams the prolog and the tensors' decoded bytes into a new temporary file; the caller
-// commits it (or drops it, which removes it).
+// Streams a source file (spec 8) into a new temporary file: its prolog pieces and its tensors'
+// decoded bytes interleaved by `splits`, then the zip CRC-32 of patched tensors written over
+// their places. The caller commits the file (or drops it, which removes it).
 Result<std::unique_ptr<AtomicFileSink>> WriteUncommitted(ChainReader& reader,
-                                                        const std::vector<uint8_t>& prolog,
-                                                        const std::vector<uint32_t>& tensors,
+                                                        const SourceFileInfo& file,
                                                         const std::string& path,
                                                         const RestoreOptions& options,
                                                         uint64_t* done) {
   auto sink = AtomicFileSink::Create(path, options.overwrite);
   if (!sink.ok()) return sink.status();
-  CKZ_RETURN_IF_ERROR((*sink)->Write(ByteSpan(prolog)));
+  const Archive& a = reader.archive();
+  std::vector<bool> needs_crc(file.tensors.size(), false);
+  for (const Crc32Patch& p : file.crc32_patches) needs_crc[p.tensor] = true;
+  std::vector<uint32_t> crcs(file.tensors.size(), 0);
+
   const uint64_t window = uint64_t{16} << 20;
   std::vector<uint8_t> buffer;
-  for (uint32_t t : tensors) {
-    const TensorInfo& info = reader.archive().tensors[t];
+  uint64_t prolog_pos = 0;
+  for (size_t i = 0; i < file.tensors.size(); ++i) {
+    const uint64_t split = file.splits.empty() ? file.prolog.size() : file.splits[i];
+    CKZ_RETURN_IF_ERROR(
+        (*sink)->Write(ByteSpan(file.prolog.data() + prolog_pos, size_t(split - prolog_pos))));
+    prolog_pos = split;
+    const uint32_t t = file.tensors[i];
+    const TensorInfo& info = a.tensors[t];
     for (uint64_t pos = 0; pos < info.byte_length; pos += window) {
       const uint64_t n = std::min(window, info.byte_length - pos);
       buffer.resize(n);
       CKZ_RETURN_IF_ERROR(
           reader.ReadTensor(t, pos, MutableByteSpan(buffer.data(), n), options.threads));
       CKZ_RETURN_IF_ERROR((*sink)->Write(ByteSpan(buffer.data(), n)));
+      if (needs_crc[i]) crcs[i] = ZipCrc32(ByteSpan(buffer.data(), n), crcs[i]);
       *done += n;
       if (options.progress) options.progress(*done);
     }
   }
+  CKZ_RETURN_IF_ERROR((*sink)->Write(
+      ByteSpan(file.prolog.data() + prolog_pos, size_t(file.prolog.size() - prolog_pos))));
+
+  // A prolog byte at offset q lands after every tensor whose split is <= q.
+  for (const Crc32Patch& p : file.crc32_patches) {
+    uint64_t out = p.prolog_offset;
+    for (size_t i = 0; i < file.tensors.size(); ++i)
+      if ((file.splits.empty() ? file.prolog.size() : file.splits[i]) <= p.prolog_offset)
+        out += a.tensors[file.tensors[i]].byte_length;
+    uint8_t le[4];
+    StoreLE32(le, crcs[p.tensor]);
+    CKZ_RETURN_IF_ERROR((*sink)->WriteAt(out, ByteSpan(le, 4)));
+  }
   return sink;
 }
 
-Status WriteSourceFile(ChainReader& reader, const std::vector<uint8_t>& prolog,
-                       const std::vector<uint32_t>& tensors, const std::string& path,
+Status WriteSourceFile(ChainReader& reader, const SourceFileInfo& file, const std::string& path,
                        const RestoreOptions& options, uint64_t* done) {
-  auto sink = WriteUncommitted(reader, prolog, tensors, path, options, done);
+  auto sink = WriteUncommitted(reader, file, path, options, done);
   if (!sink.ok()) return sink.status();
   return (*sink)->Commit();
 }
@@ -138,8 +163,11 @@ Status WriteBareTensorSet(ChainReader& reader, const std::string& path,
   std::vector<std::pair<std::string, std::string>> metadata;
   for (const MetaEntry& e : a.metadata)
     if (const auto* s = std::get_if<std::string>(&e.value)) metadata.emplace_back(e.key, *s);
-  return WriteSourceFile(reader, BuildSafetensorsProlog(entries, metadata), order, path, options,
-                         done);
+  SourceFileInfo file;
+  file.format = SourceFormat::kSafetensors;
+  file.prolog = BuildSafetensorsProlog(entries, metadata);
+  file.tensors = std::move(order);
+  return WriteSourceFile(reader, file, path, options, done);
 }
 
 // Writes every file of the checkpoint under `dir`. All files are decoded into temporaries
@@ -153,7 +181,7 @@ Status WriteFilesUnder(ChainReader& reader, const std::string& dir, const std::s
   for (const SourceFileInfo& f : a.files) {
     const std::string path = dir + "/" + f.path;
     CKZ_RETURN_IF_ERROR(MakeDirs(path.substr(0, path.rfind('/'))));
-    auto sink = WriteUncommitted(reader, f.prolog, f.tensors, path, options, done);
+    auto sink = WriteUncommitted(reader, f, path, options, done);
     if (!sink.ok()) return sink.status();
     pending.push_back(std::move(sink).value());
   }
@@ -175,8 +203,7 @@ Status RestoreCheckpoint(ChainReader& reader, const std::string& out_path,
   uint64_t done = 0;
   if (a.files.empty()) return WriteBareTensorSet(reader, out_path, options, &done);
   if (a.files.size() == 1)
-    return WriteSourceFile(reader, a.files[0].prolog, a.files[0].tensors, out_path, options,
-                           &done);
+    return WriteSourceFile(reader, a.files[0], out_path, options, &done);
 
   // Several files: a folder. A new folder is filled under a temporary name and renamed into
   // place at the end, so it appears complete or not at all.

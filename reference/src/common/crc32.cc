@@ -1,5 +1,7 @@
 #include "common/crc32c.h"
 
+#include "ckz/torch.h"
+
 #include <array>
 #include <cstring>
 
@@ -11,33 +13,37 @@
 namespace ckz {
 namespace {
 
-constexpr uint32_t kPoly = 0x82F63B78u;
+constexpr uint32_t kCastagnoli = 0x82F63B78u;  // CRC-32C
+constexpr uint32_t kIsoHdlc = 0xEDB88320u;     // zip's CRC-32
 
-// Slicing-by-8 tables: table[k][b] is the CRC of byte b followed by k zero bytes.
-constexpr std::array<std::array<uint32_t, 256>, 8> MakeTables() {
-  std::array<std::array<uint32_t, 256>, 8> t{};
+using Tables = std::array<std::array<uint32_t, 256>, 8>;
+
+// Slicing-by-8 tables of a reflected CRC: table[k][b] is the CRC of byte b followed by k zero
+// bytes.
+constexpr Tables MakeTables(uint32_t poly) {
+  Tables t{};
   for (uint32_t b = 0; b < 256; ++b) {
     uint32_t c = b;
-    for (int i = 0; i < 8; ++i) c = (c >> 1) ^ ((c & 1) ? kPoly : 0);
+    for (int i = 0; i < 8; ++i) c = (c >> 1) ^ ((c & 1) ? poly : 0);
     t[0][b] = c;
   }
   for (int k = 1; k < 8; ++k)
     for (uint32_t b = 0; b < 256; ++b) t[k][b] = (t[k - 1][b] >> 8) ^ t[0][t[k - 1][b] & 0xFF];
   return t;
 }
-constexpr auto kTables = MakeTables();
+constexpr Tables kCastagnoliTables = MakeTables(kCastagnoli);
+constexpr Tables kIsoHdlcTables = MakeTables(kIsoHdlc);
 
-uint32_t Crc32cPortable(const uint8_t* p, size_t n, uint32_t c) {
+uint32_t CrcPortable(const Tables& t, const uint8_t* p, size_t n, uint32_t c) {
   while (n >= 8) {
     uint32_t lo = c ^ (uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 |
                        uint32_t(p[3]) << 24);
-    c = kTables[7][lo & 0xFF] ^ kTables[6][(lo >> 8) & 0xFF] ^ kTables[5][(lo >> 16) & 0xFF] ^
-        kTables[4][lo >> 24] ^ kTables[3][p[4]] ^ kTables[2][p[5]] ^ kTables[1][p[6]] ^
-        kTables[0][p[7]];
+    c = t[7][lo & 0xFF] ^ t[6][(lo >> 8) & 0xFF] ^ t[5][(lo >> 16) & 0xFF] ^ t[4][lo >> 24] ^
+        t[3][p[4]] ^ t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]];
     p += 8;
     n -= 8;
   }
-  while (n--) c = (c >> 8) ^ kTables[0][(c ^ *p++) & 0xFF];
+  while (n--) c = (c >> 8) ^ t[0][(c ^ *p++) & 0xFF];
   return c;
 }
 
@@ -69,7 +75,11 @@ uint32_t Crc32c(const uint8_t* data, size_t size, uint32_t crc) {
 #ifdef CKZ_HAVE_X86_CRC
   if (HaveSse42()) return ~Crc32cSse42(data, size, c);
 #endif
-  return ~Crc32cPortable(data, size, c);
+  return ~CrcPortable(kCastagnoliTables, data, size, c);
+}
+
+uint32_t ZipCrc32(ByteSpan bytes, uint32_t crc) {
+  return ~CrcPortable(kIsoHdlcTables, bytes.data, bytes.size, ~crc);
 }
 
 }  // namespace ckz
