@@ -51,6 +51,8 @@
 #include "common/crc32c.h"
 #include "common/sha256.h"
 #include "format/header_build.h"
+#include "ckz/torch.h"
+#include "source_assembly.h"
 #include "file_surgery.h"
 #include "format/preamble.h"
 
@@ -296,6 +298,23 @@ Sources BuildSources(const Ckpt& c) {
     if (f.format == SourceFormat::kRaw) {
       info.prolog = f.raw;
       out = f.raw;
+    } else if (f.format == SourceFormat::kTorchZip) {
+      // A torch.save state_dict (spec 8.2): the reference layout builder gives prolog, splits
+      // and CRC-32 patches; the expected file comes from spec 8.1's assembly.
+      std::vector<TorchTensorSpec> specs;
+      std::vector<uint32_t> indices;
+      for (const std::string& name : f.tensors) {
+        const size_t i = c.Index(name);
+        specs.push_back({name, c.tensors[i].dtype, c.tensors[i].shape});
+        indices.push_back(uint32_t(i));
+      }
+      const std::string archive = fs::path(f.path).stem().string();
+      info = Must(BuildTorchStateDictLayout(f.path, archive, specs, indices), f.path + ": layout");
+      out = testing::AssembleSourceFile(info, [&](size_t k) -> const Bytes& {
+        return c.tensors[info.tensors[k]].bytes;
+      });
+      auto parsed = Must(ParseTorchFile(ByteSpan(out)), f.path + ": not a torch.save file");
+      Check(parsed.pickle.storages.size() == f.tensors.size(), f.path + ": storage count");
     } else {
       std::vector<SafetensorsEntry> entries;
       for (const std::string& name : f.tensors) {
@@ -1025,6 +1044,22 @@ void CoreValid(Suite& s) {
                 c, Encode(c, Opt(StreamCodec::kStored, false)).bytes, {"tensors:none"}));
   }
   {
+    Ckpt c = Single({MakeT("fc.weight", DType::kF32, {4, 3}, 651, Role::kWeight),
+                     MakeT("fc.bias", DType::kF32, {4}, 652, Role::kWeight),
+                     MakeT("steps", DType::kI64, {}, 653), MakeT("half", DType::kF16, {5}, 654),
+                     MakeT("mask", DType::kBool, {3}, 655), MakeT("empty", DType::kF32, {0, 2}, 656)},
+                    "model.pt");
+    c.files[0].format = SourceFormat::kTorchZip;
+    s.Add(Valid("core-torch-zip", "core",
+                "A PyTorch torch.save file (format 0.2 TorchZip): the zip's bytes other than the "
+                "storages are the prolog; each storage's data goes in at its split; the zip "
+                "CRC-32 of each storage is written at its patches (data descriptor and central "
+                "directory; the local header for the empty storage). The output is the file "
+                "torch.save writes for this OrderedDict. Byte planes, zstd.",
+                c, Encode(c, Opt(StreamCodec::kZstd, true)).bytes,
+                {"source:torch-zip", "source:splits", "source:crc32-patches"}));
+  }
+  {
     Ckpt c = Single({MakeT("w", DType::kF32, {6}, 701, Role::kWeight)});
     c.files[0].st_metadata = {{"format", "pt"}, {"note", "metadata \"quoted\" \\ and \xc3\xa9"}};
     c.step = 1000;
@@ -1563,6 +1598,31 @@ void CoreInvalid(Suite& s) {
     t.h.files.push_back(other);
     s.Add(Invalid("invalid-tensor-in-two-files", "core", "F4", ErrorCode::kFieldOutOfRange,
                   "Tensor 'a' is listed by two source files.", Assemble(t)));
+    // Splits and CRC-32 patches (0.2), on a file with prolog "PROLOG--" and tensors a, b.
+    auto pieces = [&](std::vector<uint64_t> splits, std::vector<Crc32Patch> patches) {
+      Model m = model();
+      m.h.files[0].format = SourceFormat::kTorchZip;
+      m.h.files[0].prolog = Str("PROLOG--");
+      m.h.files[0].splits = std::move(splits);
+      m.h.files[0].crc32_patches = std::move(patches);
+      return m;
+    };
+    s.Add(Invalid("invalid-splits-count", "core", "F5", ErrorCode::kFieldOutOfRange,
+                  "Three splits for a file of two tensors.", Assemble(pieces({0, 2, 4}, {}))));
+    s.Add(Invalid("invalid-splits-decreasing", "core", "F5", ErrorCode::kFieldOutOfRange,
+                  "Splits 4 then 2: a tensor would go before the one listed ahead of it.",
+                  Assemble(pieces({4, 2}, {}))));
+    s.Add(Invalid("invalid-splits-past-prolog", "core", "F5", ErrorCode::kFieldOutOfRange,
+                  "A split of 9 in an 8-byte prolog.", Assemble(pieces({2, 9}, {}))));
+    s.Add(Invalid("invalid-crc32-patch-past-prolog", "core", "F6", ErrorCode::kFieldOutOfRange,
+                  "A CRC-32 patch at prolog offset 6: its 4 bytes run past the 8-byte prolog.",
+                  Assemble(pieces({0, 4}, {{6, 0}}))));
+    s.Add(Invalid("invalid-crc32-patches-overlap", "core", "F6", ErrorCode::kFieldOutOfRange,
+                  "CRC-32 patches at prolog offsets 0 and 2 overlap.",
+                  Assemble(pieces({8, 8}, {{0, 0}, {2, 1}}))));
+    s.Add(Invalid("invalid-crc32-patch-tensor", "core", "F6", ErrorCode::kFieldOutOfRange,
+                  "A CRC-32 patch names the file's tensor 2; it has tensors 0 and 1.",
+                  Assemble(pieces({8, 8}, {{0, 2}}))));
   }
   // ---- Metadata.
   {

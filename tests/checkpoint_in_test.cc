@@ -135,12 +135,38 @@ TEST_F(CheckpointInTest, FolderWithOneSafetensorsFile) {
   const std::vector<uint8_t> bytes = Safetensors({{"w", DType::kF32, {3}}});
   WriteFile(Path("ckpt/model.safetensors"), bytes);
   WriteText(Path("ckpt/config.json"), "{}");
+  // With the files beside it, the folder is the checkpoint: every file is restored.
   Result<InputCheckpoint> in = LoadCheckpoint(Path("ckpt"));
+  ASSERT_TRUE(in.ok()) << in.status().ToString();
+  EXPECT_EQ(in->kind, "folder");
+  ASSERT_EQ(in->files.size(), 2u);
+  EXPECT_EQ(in->files[0].path, "config.json");
+  EXPECT_EQ(in->files[0].format, SourceFormat::kRaw);
+  EXPECT_EQ(in->files[1].path, "model.safetensors");
+  ASSERT_EQ(in->tensors.size(), 1u);
+  // Alone in its folder, the file is the checkpoint.
+  WriteFile(Path("alone/model.safetensors"), bytes);
+  in = LoadCheckpoint(Path("alone"));
   ASSERT_TRUE(in.ok()) << in.status().ToString();
   EXPECT_EQ(in->kind, "safetensors");
   ASSERT_EQ(in->files.size(), 1u);
   EXPECT_EQ(in->files[0].path, "model.safetensors");
-  ASSERT_EQ(in->tensors.size(), 1u);
+}
+
+TEST_F(CheckpointInTest, SafetensorsWhoseLengthLooksLikeAPickle) {
+  // A JSON header of 0x180 bytes: the file starts with 0x80, like a pickle stream.
+  std::vector<uint8_t> bytes;
+  for (size_t pad = 0; pad < 400; ++pad) {
+    bytes = Safetensors({{"w", DType::kF32, {2}}}, {{"pad", std::string(pad, 'x')}});
+    if (bytes[0] == 0x80 && bytes[1] == 0x01) break;
+  }
+  ASSERT_EQ(bytes[0], 0x80);
+  for (const char* name : {"model.safetensors", "model.bin"}) {
+    WriteFile(Path(name), bytes);
+    Result<InputCheckpoint> in = LoadCheckpoint(Path(name));
+    ASSERT_TRUE(in.ok()) << name << ": " << in.status().ToString();
+    EXPECT_EQ(in->kind, "safetensors") << name;
+  }
 }
 
 TEST_F(CheckpointInTest, RefusedInputs) {
@@ -238,12 +264,17 @@ TEST_F(ShardedTest, AnyIndexJsonName) {
   Result<InputCheckpoint> in = LoadCheckpoint(Path("ckpt/custom.index.json"));
   ASSERT_TRUE(in.ok()) << in.status().ToString();
   EXPECT_EQ(in->files[0].path, "custom.index.json");
-  // Only *.safetensors.index.json counts in a folder: this one then holds one plain
-  // *.safetensors file (the other shard is in a subfolder), which is what is loaded.
+  // Only *.safetensors.index.json counts as a shard index in a folder: this one is then a
+  // folder of one checkpoint file and other files (the index kept verbatim, the shard in a
+  // subfolder too), all restored as they are.
   in = LoadCheckpoint(Path("ckpt"));
   ASSERT_TRUE(in.ok()) << in.status().ToString();
-  EXPECT_EQ(in->kind, "safetensors");
-  EXPECT_EQ(in->files[0].path, "model-00001-of-00002.safetensors");
+  EXPECT_EQ(in->kind, "folder");
+  ASSERT_EQ(in->files.size(), 3u);
+  EXPECT_EQ(in->files[0].path, "custom.index.json");
+  EXPECT_EQ(in->files[0].format, SourceFormat::kRaw);
+  EXPECT_EQ(in->files[1].path, "model-00001-of-00002.safetensors");
+  EXPECT_EQ(in->files[2].format, SourceFormat::kSafetensors);
 }
 
 TEST_F(ShardedTest, WeightMapMustAgreeWithTheShards) {
@@ -311,6 +342,8 @@ TEST_F(CheckpointInTest, RolesFromNames) {
                 {"f64", DType::kF64, {1}},
                 {"f16", DType::kF16, {1}},
                 {"u8", DType::kU8, {1}},
+                {"bn.running_mean", DType::kF32, {4}},
+                {"bn.running_var", DType::kF32, {4}},
             }));
   Result<InputCheckpoint> in = LoadCheckpoint(Path("m.safetensors"));
   ASSERT_TRUE(in.ok()) << in.status().ToString();
@@ -326,12 +359,15 @@ TEST_F(CheckpointInTest, RolesFromNames) {
   EXPECT_EQ(role("v"), Role::kWeight);
   EXPECT_EQ(role("v.momentum_buffer"), Role::kMoment1);
   EXPECT_EQ(owner("v.momentum_buffer"), int32_t(index["v"]));
-  for (const char* weight : {"x", "x.exp_avg", "orphan.exp_avg_sq", "ids.exp_avg", "mask",
-                             "w.exp_avg.exp_avg", "f64", "f16"}) {
+  for (const char* weight : {"x", "mask", "f64", "f16"}) {
     EXPECT_EQ(role(weight), Role::kWeight) << weight;
     EXPECT_EQ(owner(weight), -1) << weight;
   }
-  for (const char* other : {"ids", "mask.exp_avg", "step", "u8"}) {
+  // Optimizer state without its parameter, batch-norm statistics and non-floating tensors are
+  // not weights.
+  for (const char* other : {"x.exp_avg", "orphan.exp_avg_sq", "ids.exp_avg", "w.exp_avg.exp_avg",
+                            "bn.running_mean", "bn.running_var", "ids", "mask.exp_avg", "step",
+                            "u8"}) {
     EXPECT_EQ(role(other), Role::kOther) << other;
     EXPECT_EQ(owner(other), -1) << other;
   }

@@ -24,13 +24,17 @@ struct InputTensor {
 // A checkpoint read from disk, ready for the Writer: tensors in file order, the source files
 // that rebuild the original layout, metadata.
 struct InputCheckpoint {
-  std::string kind;  // "safetensors", "safetensors-sharded"
+  std::string kind;  // "safetensors", "safetensors-sharded", "torch", "folder"
   std::vector<InputTensor> tensors;
   std::vector<SourceFileInfo> files;  // tensor indices refer to `tensors`
   std::vector<MetaEntry> metadata;
   std::optional<int64_t> step;
   std::vector<MappedFile> mappings;
-  uint64_t TotalBytes() const;
+  // What the reader decided that a user should know (a file kept verbatim because it could not
+  // be read safely, an optimizer whose state could not be linked to parameters).
+  std::vector<std::string> notes;
+  uint64_t TotalBytes() const;      // tensor bytes
+  uint64_t TotalFileBytes() const;  // the input files' bytes (tensors, headers, other files)
 };
 
 // Accepts: a .safetensors file; a model.safetensors.index.json (or a folder holding one) with
@@ -61,6 +65,10 @@ struct RestoreOptions {
   bool overwrite = false;
   int threads = 1;
   std::function<void(uint64_t)> progress;  // decoded bytes so far
+  // Write the tensors as one file of this format (kSafetensors, or kTorchZip: a state_dict for
+  // torch.load) instead of the recorded files. Only for checkpoints of at most one file: other
+  // parts of a folder would be lost.
+  std::optional<SourceFormat> convert_to;
 };
 
 // Writes the decoded checkpoint of `reader`. One source file: `out_path` is that file. Several:

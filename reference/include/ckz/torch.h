@@ -134,9 +134,13 @@ Result<TorchFile> ParseTorchFile(ByteSpan file, bool check_crcs = true);
 // state_dict), each tensor contiguous with its own storage, in the format of SourceFile
 // (section 8 of the spec): the literal bytes (zip headers, the pickle, "version", the central
 // directory) as `prolog`, the prolog offset before each tensor's data in `splits`, and where
-// the zip CRC-32 of each tensor goes in `crc32_patches`. `tensors[i]` of the result is the
-// index given in `tensor_indices[i]`. Rebuilding the file from it (RestoreCheckpoint) gives
-// a file torch.load reads.
+// the zip CRC-32 of each tensor goes in `crc32_patches`. The storage of `tensors[k]` has
+// key "k" (entry "<archive_name>/data/k"); `tensor_indices[k]` is its CKZ index. The
+// result's `tensors` lists those indices in the zip's storage order, which is torch.save's:
+// keys sorted as strings ("0", "1", "10", "11", ..., "2", ...). Rebuilding the file from it
+// (RestoreCheckpoint) gives a file torch.load reads, byte-identical to
+// torch.save(OrderedDict(...)) of the same tensors (no state_dict `_metadata`).
+// Errors: kBadName, kDuplicateName, kShapeOverflow, kInvalidArgument.
 struct TorchTensorSpec {
   std::string name;
   DType dtype = DType::kInvalid;

@@ -3,11 +3,15 @@
 // verbatim; only tensor bytes go through the codec).
 #include <algorithm>
 #include <filesystem>
+#include <set>
 #include <string_view>
 #include <unordered_map>
 
 #include "ckz/checkpoint.h"
 #include "ckz/safetensors.h"
+#include "ckz/torch.h"
+#include "io/checkpoint_torch.h"
+#include "io/json.h"
 #include "common/bytes.h"
 #include "format/rules.h"
 
@@ -16,13 +20,29 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kAccepted[] =
-    "accepted: a .safetensors file, a *.index.json shard index, or a folder holding exactly "
-    "one *.safetensors.index.json or (without one) exactly one *.safetensors file";
-
 bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
+
+constexpr char kAccepted[] =
+    "accepted: a .safetensors file; a torch.save .pt/.pth/.bin file; a *.safetensors.index.json "
+    "shard index; a checkpoint folder (a shard index with its shards, a Hugging Face Trainer "
+    "checkpoint, or one checkpoint file with the files that go with it)";
+
+// Files whose name says they hold tensors.
+bool IsTensorFileName(std::string_view name) {
+  return EndsWith(name, ".safetensors") || EndsWith(name, ".pt") || EndsWith(name, ".pth") ||
+         EndsWith(name, ".bin") || EndsWith(name, ".ckpt");
+}
+
+// A zip's local header ("PK\3\4") or end record of an empty one: what torch.save writes.
+bool LooksLikeZip(ByteSpan bytes) {
+  return bytes.size >= 4 && bytes.data[0] == 'P' && bytes.data[1] == 'K' &&
+         ((bytes.data[2] == 3 && bytes.data[3] == 4) || (bytes.data[2] == 5 && bytes.data[3] == 6));
+}
+
+// A pickle (the pre-1.6 torch.save format starts with one).
+bool LooksLikePickle(ByteSpan bytes) { return bytes.size >= 2 && bytes.data[0] == 0x80; }
 
 std::string BaseName(const std::string& path) { return fs::path(path).filename().string(); }
 
@@ -84,8 +104,9 @@ void AddSafetensorsFile(const std::string& path_in_checkpoint, ByteSpan file,
 //    (moment1), or P + ".exp_avg_sq" (moment2), where a tensor named P exists in the
 //    checkpoint with the same shape, T and P both have a floating dtype, and P is not itself a
 //    moment by this rule. Its owner is the index of P, and P is a weight.
-//  - Otherwise T is a weight when its dtype is floating (F64 F32 F16 BF16), and other (owner
-//    -1) when it is not.
+//  - Otherwise T is a weight when its dtype is floating (F64 F32 F16 BF16) and its name is
+//    not that of optimizer state (P.exp_avg, ...) or of a batch-norm statistic (running_mean,
+//    running_var), and other (owner -1) when it is not.
 // ("P is not itself a moment" is decided first for shorter names, so the rule is well defined
 // for names like "a.exp_avg.exp_avg": "a.exp_avg" is a moment of "a", hence the longer name is
 // a weight.)
@@ -109,7 +130,7 @@ void AssignRoles(std::vector<InputTensor>* tensors) {
   });
   for (size_t i : order) {
     TensorSpec& t = (*tensors)[i].spec;
-    t.role = DTypeIsFloat(t.dtype) ? Role::kWeight : Role::kOther;
+    t.role = MayBeParameter(t.name, t.dtype) ? Role::kWeight : Role::kOther;
     t.owner = -1;
     if (!DTypeIsFloat(t.dtype)) continue;
     for (const Suffix& s : kSuffixes) {
@@ -125,18 +146,50 @@ void AssignRoles(std::vector<InputTensor>* tensors) {
   }
 }
 
-Status LoadSingle(const std::string& path, InputCheckpoint* out) {
+// Loads one file as source file `path_in_checkpoint`: safetensors, a torch.save file, or —
+// with `keep_verbatim` (files of a folder checkpoint) — a Raw file when it is neither, or when
+// it cannot be read safely (the reason goes to the notes).
+Status LoadFile(const std::string& path, const std::string& path_in_checkpoint,
+                bool keep_verbatim, InputCheckpoint* out, TorchRoleInputs* roles) {
   Result<MappedFile> file = MappedFile::Open(path);
   if (!file.ok()) return file.status();
   const ByteSpan bytes = file->bytes();
-  Result<SafetensorsHeader> header = ParseSafetensors(bytes);
-  if (!header.ok()) {
-    if (EndsWith(path, ".safetensors") || LooksLikeSafetensors(bytes))
-      return header.status().WithContext(path);
-    return Unsupported(path, "not a safetensors file (" + header.status().message() + ")");
+  auto keep_raw = [&](const std::string& why) {
+    SourceFileInfo info;
+    info.path = path_in_checkpoint;
+    info.format = SourceFormat::kRaw;
+    info.prolog.assign(bytes.begin(), bytes.end());
+    out->files.push_back(std::move(info));
+    if (!why.empty()) out->notes.push_back(path_in_checkpoint + ": kept verbatim (" + why + ")");
+    out->mappings.push_back(std::move(*file));
+    return Status::Ok();
+  };
+  // Safetensors first: its 8-byte length may well start with 0x80, like a pickle.
+  const bool safetensors = EndsWith(path, ".safetensors") || LooksLikeSafetensors(bytes);
+  if (!safetensors &&
+      (LooksLikeZip(bytes) || (IsTensorFileName(path) && LooksLikePickle(bytes)))) {
+    Result<TorchFile> torch = ParseTorchFile(bytes);
+    if (!torch.ok()) {
+      if (keep_verbatim) return keep_raw(torch.status().ToString());
+      return torch.status().WithContext(path);
+    }
+    // Inside a folder, a .pt's tensors are named after the file: "optimizer.pt:state/0/exp_avg".
+    AddTorchFile(path_in_checkpoint, keep_verbatim ? path_in_checkpoint + ":" : "", bytes, *torch,
+                 out, roles);
+    if (out->kind.empty()) out->kind = "torch";
+  } else {
+    Result<SafetensorsHeader> header = ParseSafetensors(bytes);
+    if (!header.ok()) {
+      if (safetensors) return header.status().WithContext(path);
+      if (keep_verbatim) return keep_raw("");
+      return Unsupported(path, "neither a safetensors nor a torch.save file (" +
+                                   header.status().message() + ")");
+    }
+    const size_t first = out->tensors.size();
+    AddSafetensorsFile(path_in_checkpoint, bytes, *header, out);
+    AddSafetensorsCandidates(path_in_checkpoint, first, out, roles);
+    if (out->kind.empty()) out->kind = "safetensors";
   }
-  out->kind = "safetensors";
-  AddSafetensorsFile(BaseName(path), bytes, *header, out);
   out->mappings.push_back(std::move(*file));
   return Status::Ok();
 }
@@ -189,29 +242,83 @@ Status LoadSharded(const std::string& index_path, InputCheckpoint* out) {
   return Status::Ok();
 }
 
-Status LoadFolder(const std::string& path, InputCheckpoint* out) {
-  std::vector<std::string> indexes, files;
+// A folder is a checkpoint when it holds a shard index, or a Hugging Face Trainer checkpoint
+// (trainer_state.json or optimizer.pt), or exactly one tensor file (with or without other
+// files). Several tensor files and neither of those: a history, not one checkpoint.
+Status LoadFolder(const std::string& path, InputCheckpoint* out, TorchRoleInputs* roles) {
+  std::vector<std::string> files;  // relative paths, sorted
   std::error_code ec;
-  for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
-    std::error_code type_ec;
-    if (!it->is_regular_file(type_ec)) continue;
+  for (fs::recursive_directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (EndsWith(name, ".safetensors.index.json"))
-      indexes.push_back(it->path().string());
-    else if (EndsWith(name, ".safetensors"))
-      files.push_back(it->path().string());
+    std::error_code type_ec;
+    if (name[0] == '.') {
+      if (it->is_directory(type_ec)) it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_regular_file(type_ec) && !EndsWith(name, ".ckz"))
+      files.push_back(fs::relative(it->path(), path).generic_string());
   }
   if (ec) return Status(ErrorCode::kIoError, path + ": cannot list the folder: " + ec.message());
-  if (indexes.size() == 1) return LoadSharded(indexes[0], out);
+  std::sort(files.begin(), files.end());
+
+  // What the folder is, from its own files (not its sub-folders': a history's checkpoint-N
+  // folders each look like a checkpoint).
+  std::vector<std::string> indexes;
+  size_t tensor_files = 0;
+  bool trainer = false;
+  for (const std::string& f : files) {
+    if (f.find('/') != std::string::npos) continue;
+    const std::string name = f;
+    if (EndsWith(name, ".safetensors.index.json")) indexes.push_back(f);
+    if (IsTensorFileName(name)) ++tensor_files;
+    if (name == "trainer_state.json" || name == "optimizer.pt" || name == "optimizer.bin")
+      trainer = true;
+  }
   if (indexes.size() > 1)
     return Unsupported(path, "the folder holds " + std::to_string(indexes.size()) +
                                  " *.safetensors.index.json files");
-  if (files.size() == 1) return LoadSingle(files[0], out);
-  return Unsupported(path, "the folder holds " + std::to_string(files.size()) +
-                               " *.safetensors files and no index");
+  if (indexes.empty() && !trainer) {
+    if (tensor_files == 0) return Unsupported(path, "the folder holds no checkpoint file");
+    if (tensor_files > 1)
+      return Unsupported(path, "the folder holds " + std::to_string(tensor_files) +
+                                   " checkpoint files and no shard index or Trainer state: a "
+                                   "history of checkpoints ('ckz compress FOLDER -o OUTDIR' "
+                                   "chains them), not one checkpoint");
+    if (files.size() == 1) return LoadFile(path + "/" + files[0], files[0], false, out, roles);
+  }
+
+  // A folder checkpoint: every file, each restored under its own name.
+  std::set<std::string> in_shards;
+  if (!indexes.empty()) {
+    CKZ_RETURN_IF_ERROR(LoadSharded(path + "/" + indexes[0], out));
+    const std::string base = fs::path(indexes[0]).parent_path().generic_string();
+    for (const SourceFileInfo& f : out->files)
+      in_shards.insert(base.empty() ? f.path : base + "/" + f.path);
+    for (SourceFileInfo& f : out->files) f.path = base.empty() ? f.path : base + "/" + f.path;
+  }
+  for (const std::string& f : files) {
+    if (in_shards.count(f)) continue;
+    CKZ_RETURN_IF_ERROR(LoadFile(path + "/" + f, f, true, out, roles));
+    out->kind = "folder";
+    if (f == "trainer_state.json") {
+      // A Trainer checkpoint's step: trainer_state.json's "global_step".
+      const ByteSpan json = out->mappings.back().bytes();
+      Result<JsonValue> state = ParseJson(json);
+      const JsonValue* step = state.ok() ? state->Find("global_step") : nullptr;
+      if (step && step->AsUint64() && *step->AsUint64() <= uint64_t(INT64_MAX))
+        out->step = int64_t(*step->AsUint64());
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace
+
+uint64_t InputCheckpoint::TotalFileBytes() const {
+  uint64_t total = 0;
+  for (const MappedFile& m : mappings) total += m.bytes().size;
+  return total;
+}
 
 uint64_t InputCheckpoint::TotalBytes() const {
   uint64_t total = 0;
@@ -226,17 +333,19 @@ Result<InputCheckpoint> LoadCheckpoint(const std::string& path) {
     return Status(ErrorCode::kIoError,
                   path + ": cannot open: " + (ec ? ec.message() : "no such file or folder"));
   InputCheckpoint out;
+  TorchRoleInputs roles;
   Status status;
   if (fs::is_directory(st))
-    status = LoadFolder(path, &out);
+    status = LoadFolder(path, &out, &roles);
   else if (!fs::is_regular_file(st))
     status = Unsupported(path, "not a regular file or folder");
   else if (EndsWith(path, ".index.json"))
     status = LoadSharded(path, &out);
   else
-    status = LoadSingle(path, &out);
+    status = LoadFile(path, BaseName(path), false, &out, &roles);
   if (!status.ok()) return status;
   AssignRoles(&out.tensors);
+  ApplyTorchRoles(roles, &out);
   return out;
 }
 

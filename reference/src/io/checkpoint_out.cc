@@ -16,6 +16,8 @@
 namespace ckz {
 namespace {
 
+namespace fs = std::filesystem;
+
 std::string BaseName(const std::string& path) {
   const size_t slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -170,6 +172,34 @@ Status WriteBareTensorSet(ChainReader& reader, const std::string& path,
   return WriteSourceFile(reader, file, path, options, done);
 }
 
+// The whole checkpoint as one file of `format` (safetensors, or a torch.load-able state_dict).
+Status WriteConverted(ChainReader& reader, const std::string& path, SourceFormat format,
+                      const RestoreOptions& options) {
+  const Archive& a = reader.archive();
+  if (a.files.size() > 1)
+    return Status(ErrorCode::kUnsupported,
+                  "the checkpoint has " + std::to_string(a.files.size()) +
+                      " files; converting it into one file would drop all but its tensors");
+  uint64_t done = 0;
+  if (format == SourceFormat::kSafetensors) return WriteBareTensorSet(reader, path, options, &done);
+  if (format != SourceFormat::kTorchZip)
+    return Status(ErrorCode::kInvalidArgument, "can only convert to safetensors or torch files");
+  std::vector<TorchTensorSpec> specs;
+  std::vector<uint32_t> indices;
+  for (uint32_t t = 0; t < a.tensors.size(); ++t) {
+    specs.push_back({a.tensors[t].name, a.tensors[t].dtype, a.tensors[t].shape});
+    indices.push_back(t);
+  }
+  // torch.save names the archive folder after the file (PyTorch 1.13) or "archive" (later).
+  std::string archive = fs::path(path).stem().string();
+  for (char& c : archive)
+    if (!isalnum(uint8_t(c)) && c != '_' && c != '-' && c != '.') c = '_';
+  if (archive.empty()) archive = "archive";
+  auto layout = BuildTorchStateDictLayout(fs::path(path).filename().string(), archive, specs, indices);
+  if (!layout.ok()) return layout.status();
+  return WriteSourceFile(reader, *layout, path, options, &done);
+}
+
 // Writes every file of the checkpoint under `dir`. All files are decoded into temporaries
 // first and renamed into place only when every one succeeded: a failure leaves none of them.
 Status WriteFilesUnder(ChainReader& reader, const std::string& dir, const std::string& bare_name,
@@ -201,6 +231,7 @@ Status RestoreCheckpoint(ChainReader& reader, const std::string& out_path,
                          const RestoreOptions& options) {
   const Archive& a = reader.archive();
   uint64_t done = 0;
+  if (options.convert_to) return WriteConverted(reader, out_path, *options.convert_to, options);
   if (a.files.empty()) return WriteBareTensorSet(reader, out_path, options, &done);
   if (a.files.size() == 1)
     return WriteSourceFile(reader, a.files[0], out_path, options, &done);
