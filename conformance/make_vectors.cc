@@ -678,7 +678,7 @@ class Suite {
     m += "  \"generator\": \"conformance/make_vectors.cc\",\n";
     m += "  \"profiles\": {\n";
     m += "    \"core\": " + JsonStr("container, stored and zstd streams, byte planes; keyframes only") + ",\n";
-    m += "    \"full\": " + JsonStr("everything in format 0.2: core plus reference chains and predictors") + "\n";
+    m += "    \"full\": " + JsonStr("everything in format 0.3: core plus reference chains, predictors and quantized tensors") + "\n";
     m += "  },\n";
     m += "  \"cases\": [\n";
     for (size_t i = 0; i < entries_.size(); ++i)
@@ -1217,7 +1217,7 @@ void CoreValid(Suite& s) {
     Model o = FromFile(file);
     o.optional = (uint64_t{1} << 0) | (uint64_t{1} << 17) | (uint64_t{1} << 63);
     s.Add(Valid("valid-unknown-optional-feature", "core",
-                "Optional feature bits 0, 17 and 63 set, none of them defined in 0.2: a reader "
+                "Optional feature bits 0, 17 and 63 set, none of them defined in 0.3: a reader "
                 "MUST ignore unknown optional bits and decode the file (section 12).",
                 c, Assemble(o), {"feature-bits:optional"}));
     Model v = FromFile(file);
@@ -1305,10 +1305,10 @@ void CoreInvalid(Suite& s) {
   }
   {
     Model m = model();
-    m.required = uint64_t{1} << 1;
+    m.required = uint64_t{1} << 61;  // far above the bits a version assigns
     s.Add(Invalid("invalid-unknown-required-feature", "core", "P5",
                   ErrorCode::kUnknownRequiredFeature,
-                  "Required feature bit 1, not defined in 0.2, is set.", Assemble(m),
+                  "Required feature bit 61, which no version defines, is set.", Assemble(m),
                   {"feature-bits:required"}));
   }
   {
@@ -1412,7 +1412,7 @@ void CoreInvalid(Suite& s) {
     Model n = model();
     n.h.tensors[1].dtype = static_cast<DType>(11);
     s.Add(Invalid("invalid-dtype-unknown", "core", "T2", ErrorCode::kFieldOutOfRange,
-                  "Tensor 'b' has dtype 11, not defined in 0.2.", Assemble(n)));
+                  "Tensor 'b' has dtype 11, not defined in 0.3.", Assemble(n)));
   }
   {
     Model m = model();
@@ -1435,7 +1435,7 @@ void CoreInvalid(Suite& s) {
     Model m = model();
     m.h.tensors[1].role = static_cast<Role>(4);
     s.Add(Invalid("invalid-role-out-of-range", "core", "T5", ErrorCode::kFieldOutOfRange,
-                  "Tensor 'b' has role 4, not defined in 0.2.", Assemble(m)));
+                  "Tensor 'b' has role 4, not defined in 0.3.", Assemble(m)));
   }
   // T8, per chunk.
   {
@@ -1641,7 +1641,7 @@ void CoreInvalid(Suite& s) {
     Model c = with_meta({{"ok", int64_t{1}}, {"future", int64_t{2}}});
     c.tweaks.meta_type[1] = 6;
     s.Add(Invalid("invalid-metadata-type-unknown", "core", "M2", ErrorCode::kFieldOutOfRange,
-                  "A metadata value of union type 6, not defined in 0.2.", Assemble(c)));
+                  "A metadata value of union type 6, not defined in 0.3.", Assemble(c)));
     Model d = with_meta({{"text", std::string("caf\xe9")}});
     s.Add(Invalid("invalid-metadata-string-not-utf8", "core", "M3", ErrorCode::kBadName,
                   "A StringValue that is not UTF-8 (Latin-1 'caf\\xe9').", Assemble(d)));
@@ -1708,7 +1708,7 @@ void CoreInvalid(Suite& s) {
     const ChunkInfo& c = ba.tensors[0].chunks[1];
     f[c.offset] = 2;
     s.Add(Invalid("invalid-stream-directory", "core", "C1", ErrorCode::kChunkMalformed,
-                  "Chunk 1 of tensor 'a' names stream codec 2, not defined in 0.2.", f));
+                  "Chunk 1 of tensor 'a' names stream codec 2, not defined in 0.3.", f));
     Bytes g = base;
     StoreLE32(g.data() + c.offset + 1, 65);
     s.Add(Invalid("invalid-stream-directory-lengths", "core", "C1", ErrorCode::kChunkMalformed,
@@ -2042,7 +2042,7 @@ void FullInvalid(Suite& s) {
     Model m = FromFile(bc.c.bytes);
     m.h.tensors[0].predictor = static_cast<Predictor>(3);
     s.Add(ChainInvalid("invalid-predictor-out-of-range", "T6", ErrorCode::kFieldOutOfRange,
-                       "Tensor 'a' of a link has predictor 3, not defined in 0.2.", Assemble(m), bc.p.bytes));
+                       "Tensor 'a' of a link has predictor 3, not defined in 0.3.", Assemble(m), bc.p.bytes));
     Model k = FromFile(BaseFile());
     k.h.tensors[0].predictor = Predictor::kXorRef;
     s.Add(Invalid("invalid-predictor-without-link", "full", "T7", ErrorCode::kBadLink,

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -403,6 +404,38 @@ TEST(TorchFixtures, OtherZipLayoutsReadTheSame) {
     ASSERT_EQ(f->pickle.tensors.size(), reference->pickle.tensors.size());
     for (size_t k = 0; k < f->pickle.tensors.size(); ++k)
       EXPECT_EQ(f->pickle.tensors[k].shape, reference->pickle.tensors[k].shape);
+  }
+}
+
+// adam.pt as Python's zipfile rewrote it (make_fixtures.py): once with a "byteorder" entry and
+// an archive comment, once streamed with data descriptors and zip64 extras. Every storage must
+// read as the same bytes as torch's own file, and the archive name must follow the rewrite.
+TEST(TorchFixtures, PythonZipfileRewritesReadLikeTorchsOwn) {
+  const std::vector<uint8_t> original = ReadFile(FixtureDir() / "adam.pt");
+  Result<TorchFile> reference = ParseTorchFile(ByteSpan(original));
+  ASSERT_TRUE(reference.ok()) << reference.status().ToString();
+  for (const char* name : {"adam_pyzip", "adam_pyzip64"}) {
+    SCOPED_TRACE(name);
+    const std::vector<uint8_t> file = ReadFile(FixtureDir() / (std::string(name) + ".pt"));
+    Result<TorchFile> f = ParseTorchFile(ByteSpan(file));
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    EXPECT_EQ(f->archive_name, name);
+    CheckCrcOffsets(ByteSpan(file), f->zip);
+    ASSERT_EQ(f->storage_entries.size(), reference->storage_entries.size());
+    for (size_t k = 0; k < f->storage_entries.size(); ++k) {
+      const ZipEntry& a = *reference->storage_entries[k];
+      const ZipEntry& b = *f->storage_entries[k];
+      ASSERT_EQ(a.size, b.size) << k;
+      EXPECT_EQ(0, std::memcmp(original.data() + a.data_offset, file.data() + b.data_offset,
+                               a.size))
+          << "storage " << k;
+      EXPECT_EQ(a.crc32, b.crc32) << k;
+    }
+    ASSERT_EQ(f->pickle.tensors.size(), reference->pickle.tensors.size());
+    for (size_t k = 0; k < f->pickle.tensors.size(); ++k) {
+      EXPECT_EQ(f->pickle.tensors[k].shape, reference->pickle.tensors[k].shape);
+      EXPECT_EQ(f->pickle.tensors[k].stride, reference->pickle.tensors[k].stride);
+    }
   }
 }
 

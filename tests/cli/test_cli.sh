@@ -40,13 +40,13 @@ expect 0 "verify" -- "$bin/ckz" verify a.safetensors.ckz
 contains out.txt "OK" "verify prints OK"
 
 # Chains with --ref, keyframe interval, parents found beside the file.
-expect 0 "compress b as a link of a" -- "$bin/ckz" compress -q b.safetensors --ref a.safetensors.ckz
-expect 0 "compress c as a link of b" -- "$bin/ckz" compress -q c.safetensors --ref b.safetensors.ckz
+expect 0 "compress b as a link of a" -- "$bin/ckz" compress -q --lossless b.safetensors --ref a.safetensors.ckz
+expect 0 "compress c as a link of b" -- "$bin/ckz" compress -q --lossless c.safetensors --ref b.safetensors.ckz
 "$bin/ckzinfo" --json c.safetensors.ckz > info.json
 contains info.json '"depth": 2' "c is at depth 2"
 python3 -c "import json; d=json.load(open('info.json')); assert d['link']['path_hint']=='b.safetensors.ckz'; assert d['step']==20" \
   && echo "ok: ckzinfo --json parses" || { echo "FAIL: ckzinfo --json"; failures=$((failures + 1)); }
-expect 0 "keyframe interval 2 turns c into a keyframe" -- "$bin/ckz" compress -q -f c.safetensors --ref b.safetensors.ckz --keyframe-interval 2 -o c-key.ckz
+expect 0 "keyframe interval 2 turns c into a keyframe" -- "$bin/ckz" compress -q -f --lossless c.safetensors --ref b.safetensors.ckz --keyframe-interval 2 -o c-key.ckz
 "$bin/ckzinfo" --json c-key.ckz > key.json
 contains key.json '"link": null' "c-key.ckz is a keyframe"
 expect 0 "decompress through the chain" -- "$bin/ckz" decompress -q c.safetensors.ckz -o c2.safetensors
@@ -61,10 +61,27 @@ expect 4 "decompress with an explicit wrong parent" -- "$bin/ckz" decompress -q 
 contains err.txt "WrongParent" "wrong parent is named"
 expect 0 "decompress with the explicit right parent" -- "$bin/ckz" decompress -q -f moved/c.safetensors.ckz --ref b.safetensors.ckz -o c3.safetensors
 mkdir hist && cp a.safetensors hist/step_0.safetensors && cp b.safetensors hist/step_10.safetensors && cp c.safetensors hist/step_2.safetensors
-expect 0 "compress a history folder" -- "$bin/ckz" compress hist -o hist.ckz --keyframe-interval 3
+expect 0 "compress a history folder" -- "$bin/ckz" compress --lossless hist -o hist.ckz --keyframe-interval 3
 contains out.txt "3 checkpoints" "history summary line"
 "$bin/ckzinfo" --json hist.ckz/step_10.safetensors.ckz > h.json
 contains h.json '"path_hint": "step_2.safetensors.ckz"' "history in natural order (step_2 before step_10)"
+
+# Lossy by default for links (ExCP), lossless on request.
+expect 0 "lossy link by default" -- "$bin/ckz" compress b.safetensors --ref a.safetensors.ckz -o lossy.ckz
+contains out.txt "lossy: ExCP" "summary says lossy"
+"$bin/ckzinfo" --json lossy.ckz > lossy.json
+contains lossy.json '"lossless": false' "ckzinfo --json says lossy"
+"$bin/ckzinfo" lossy.ckz > lossy.txt
+contains lossy.txt "LOSSY" "ckzinfo says LOSSY"
+contains lossy.txt "excp residual" "weights are residual codebooks"
+expect 0 "verify a lossy link" -- "$bin/ckz" verify lossy.ckz
+expect 0 "decompress a lossy link" -- "$bin/ckz" decompress -q lossy.ckz -o lossy.safetensors
+cmp -s lossy.safetensors b.safetensors && { echo "FAIL: lossy output identical to the input"; failures=$((failures + 1)); } || echo "ok: lossy output differs from the input"
+expect 1 "--lossless with ExCP options" -- "$bin/ckz" compress --lossless --bits 3 b.safetensors --ref a.safetensors.ckz -o x.ckz
+expect 1 "--bits out of range" -- "$bin/ckz" compress --bits 9 b.safetensors --ref a.safetensors.ckz -o x.ckz
+expect 0 "packed index coding" -- "$bin/ckz" compress -q -f --entropy packed b.safetensors --ref a.safetensors.ckz -o packed.ckz
+"$bin/ckzinfo" packed.ckz > packed.txt
+contains packed.txt "packedx" "packed streams used"
 
 # Damaged files.
 cp a.safetensors.ckz bad.ckz

@@ -50,7 +50,7 @@ class TorchInterop(unittest.TestCase):
             if name.endswith(".safetensors"):
                 shutil.copy(os.path.join(hist, name), st_dir)
         out = os.path.join(self.tmp, "ckz")
-        ckz("compress", "-q", st_dir, "-o", out, "--keyframe-interval", "2")
+        ckz("compress", "-q", "--lossless", st_dir, "-o", out, "--keyframe-interval", "2")
         ckz("verify", "-q", *sorted(os.path.join(out, f) for f in os.listdir(out)))
         steps = sorted(f[:-len(".safetensors")] for f in os.listdir(st_dir))
         self.assertEqual(len(steps), 3)

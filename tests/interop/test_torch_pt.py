@@ -81,7 +81,7 @@ class TorchFiles(unittest.TestCase):
                 hist = self.history(model, "pt")
                 pts = sorted(f for f in os.listdir(hist) if f.endswith(".pt"))
                 out = os.path.join(self.tmp, model + "-ckz")
-                r = ckz("compress", hist, "-o", out, "--keyframe-interval", "2")
+                r = ckz("compress", "--lossless", hist, "-o", out, "--keyframe-interval", "2")
                 self.assertNotIn("note:", r.stderr)  # roles were linked: nothing to report
                 ckz("verify", "-q", *[os.path.join(out, p + ".ckz") for p in pts])
                 for p in pts:
@@ -90,6 +90,37 @@ class TorchFiles(unittest.TestCase):
                     with open(os.path.join(hist, p), "rb") as a, open(restored, "rb") as b:
                         self.assertEqual(a.read(), b.read(), "%s not byte-identical" % p)
                     assert_same(self, torch.load(os.path.join(hist, p)), torch.load(restored))
+
+    def test_lossy_chain_loads_and_keeps_every_non_moment_field(self):
+        hist = self.history("chargpt", "pt", steps=6, every=2)
+        pts = sorted(f for f in os.listdir(hist) if f.endswith(".pt"))
+        out = os.path.join(self.tmp, "lossy")
+        r = ckz("compress", hist, "-o", out)
+        self.assertIn("lossy: ExCP", r.stdout)
+        ckz("verify", "-q", *[os.path.join(out, p + ".ckz") for p in pts])
+        parent = torch.load(os.path.join(hist, pts[0]))  # the keyframe: lossless
+        for p in pts[1:]:  # the links
+            restored = os.path.join(self.tmp, "lossy-" + p)
+            ckz("decompress", "-q", os.path.join(out, p + ".ckz"), "-o", restored)
+            a, b = torch.load(os.path.join(hist, p)), torch.load(restored)
+            self.assertEqual(list(a), list(b))
+            # Everything outside the moments and weights is exact, from this checkpoint.
+            self.assertEqual(a["step"], b["step"])
+            self.assertEqual(a["config"], b["config"])
+            self.assertEqual(a["optimizer"]["param_groups"], b["optimizer"]["param_groups"])
+            if "scheduler" in a:
+                self.assertEqual(a["scheduler"], b["scheduler"])
+            for pid, st in a["optimizer"]["state"].items():
+                self.assertTrue(torch.equal(st["step"], b["optimizer"]["state"][pid]["step"]))
+            # A closed loop does not drift: a link's error is at most its step from the
+            # decoded parent (pruning drops part of the step, quantization stays within it).
+            for k, v in a["model"].items():
+                w = b["model"][k]
+                self.assertEqual(w.shape, v.shape)
+                if v.is_floating_point():
+                    step = (v - parent["model"][k]).norm().item()
+                    self.assertLessEqual((v - w).norm().item(), step * 1.0001 + 1e-12, k)
+            parent = b
 
     def test_moments_are_linked_to_their_parameters(self):
         hist = self.history("cnn", "pt", steps=2, every=2)
@@ -159,7 +190,7 @@ class TorchFiles(unittest.TestCase):
             with open(os.path.join(ckpt, name), "rb") as a, open(os.path.join(restored, name), "rb") as b:
                 self.assertEqual(a.read(), b.read(), name)
         # A history of Trainer folders chains too.
-        r = ckz("compress", "-q", hist, "-o", os.path.join(self.tmp, "hist-ckz"))
+        r = ckz("compress", "-q", "--lossless", hist, "-o", os.path.join(self.tmp, "hist-ckz"))
         self.assertEqual(sorted(os.listdir(os.path.join(self.tmp, "hist-ckz"))),
                          ["checkpoint-2.ckz", "checkpoint-4.ckz"])
 

@@ -373,7 +373,11 @@ class CkzMethod final : public Method {
       : Method(delta ? "ckz lossless delta" : "ckz keyframe", h), delta_(delta), level_(level) {
     ids_.resize(h.size());
     if (delta_)
-      for (const auto& c : h) refs_.push_back(std::make_unique<InputReference>(c->input));
+      for (const auto& c : h) {
+        // Lossless: a checkpoint's decoded tensors are its input tensors.
+        refs_.push_back(std::make_unique<DecodedCheckpoint>());
+        for (const InputTensor& t : c->input.tensors) refs_.back()->AddView(t.spec, t.data);
+      }
   }
   bool multithreaded() const override { return true; }
 
@@ -448,7 +452,7 @@ class CkzMethod final : public Method {
   bool delta_;
   int level_;
   std::vector<ContentId> ids_;
-  std::vector<std::unique_ptr<InputReference>> refs_;
+  std::vector<std::unique_ptr<DecodedCheckpoint>> refs_;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -28,9 +28,12 @@ const char kUsage[] =
     "  ckz verify FILE.ckz...\n"
     "  ckz info FILE.ckz [--json] [--chunks]  (same as ckzinfo)\n"
     "\n"
-    "INPUT is a checkpoint: a .safetensors file, a model.safetensors.index.json (or a folder\n"
-    "holding one) with its shards, or a folder with one .safetensors file. A folder of several\n"
-    ".safetensors files is a history: its files are taken in natural name order.\n"
+    "INPUT is a checkpoint: a .safetensors file; a torch.save .pt/.pth/.bin file (read\n"
+    "without running pickle code); a model.safetensors.index.json with its shards; or a\n"
+    "checkpoint folder (a shard index, a Hugging Face Trainer checkpoint-N folder, or one\n"
+    "checkpoint file with the files beside it: every file is restored). A folder of several\n"
+    "checkpoint files (or of checkpoint-N folders) is a history: its members are taken in\n"
+    "natural name order and compressed as a chain.\n"
     "\n"
     "compress:\n"
     "  -o, --output PATH        output file (default INPUT.ckz); a folder for a history\n"
@@ -39,12 +42,19 @@ const char kUsage[] =
     "  --keyframe-interval N    at most N-1 links between self-contained keyframes, so any\n"
     "                           step restores with at most N decodes (default 10; 1 = all\n"
     "                           keyframes)\n"
-    "  --lossless               keep every tensor bit-exact (the only mode of format 0.1)\n"
+    "  --lossless               keep every tensor bit-exact. Without it, links are shrunk\n"
+    "                           the ExCP way (lossy): weight residuals pruned and quantized,\n"
+    "                           optimizer moments pruned jointly; keyframes stay lossless\n"
+    "  --alpha A, --beta B      ExCP pruning strengths (default 5e-5, 2)\n"
+    "  --bits N                 index width, 2^N-1 centres per tensor (default 4, 2..8)\n"
+    "  --entropy zstd|packed    coding of the indices (default: the smaller per chunk)\n"
+    "  --k-at-cap               prune weights with k = 2.5 (ExCP's cap) whatever mean(v)\n"
     "  -l, --level N            zstd level of the entropy stage (default 3)\n"
     "  --chunk-size BYTES       decoded bytes per chunk (default 1048576)\n"
     "decompress:\n"
     "  -o, --output PATH        output (default: FILE without .ckz); a folder when the\n"
-    "                           checkpoint has several files\n"
+    "                           checkpoint has several files. Naming another format than\n"
+    "                           the original (.safetensors, or .pt/.pth/.bin) converts it\n"
     "  --output-dir DIR         write the checkpoint's files under DIR with their own names\n"
     "  --ref PARENT.ckz         the parent of FILE (otherwise found by content id beside\n"
     "                           FILE, under its recorded name or any other)\n"
@@ -125,16 +135,27 @@ bool NaturalLess(const std::string& a, const std::string& b) {
   return a.size() - i < b.size() - j;
 }
 
-// The checkpoints of a history folder: its .safetensors files, in natural order.
-std::vector<std::string> HistoryFiles(const std::string& dir) {
-  std::vector<std::string> names;
+// The checkpoints of a history folder, in natural order: its checkpoint files (all of one
+// kind: .safetensors or .pt/.pth), or else its subfolders that are checkpoints (a Trainer's
+// checkpoint-N folders). Empty, with `problem` set, when it is neither.
+std::vector<std::string> HistoryMembers(const std::string& dir, std::string* problem) {
+  std::vector<std::string> safetensors, torch, folders;
   if (DIR* d = opendir(dir.c_str())) {
     while (dirent* e = readdir(d)) {
-      std::string name = e->d_name;
-      if (name[0] != '.' && EndsWith(name, ".safetensors")) names.push_back(name);
+      const std::string name = e->d_name;
+      if (name[0] == '.') continue;
+      if (EndsWith(name, ".safetensors")) safetensors.push_back(name);
+      else if (EndsWith(name, ".pt") || EndsWith(name, ".pth")) torch.push_back(name);
+      else if (IsDir(dir + "/" + name) && LoadCheckpoint(dir + "/" + name).ok()) folders.push_back(name);
     }
     closedir(d);
   }
+  if (!safetensors.empty() && !torch.empty()) {
+    *problem = dir + " holds both .safetensors and .pt checkpoints: name the files to compress "
+                     "(e.g. " + dir + "/*.pt)";
+    return {};
+  }
+  std::vector<std::string> names = !safetensors.empty() ? safetensors : !torch.empty() ? torch : folders;
   std::sort(names.begin(), names.end(), NaturalLess);
   for (std::string& n : names) n = dir + "/" + n;
   return names;
@@ -146,19 +167,23 @@ struct CompressResult {
   double seconds = 0;
   uint32_t depth = 0;
   std::optional<int64_t> step;
+  WriteReport report;
 };
 
 // Compresses `input` to `output`. With a `parent_path` the output is a link of that file's
-// chain (or a keyframe when the chain is `keyframe_interval` long). `previous`, when given, is
-// the parent's input checkpoint: in lossless mode its bytes are the parent's decoded bytes, so
-// the parent chain need not be decoded.
+// chain (or a keyframe when the chain is `keyframe_interval` long), predicted from the parent's
+// decoded tensors: `previous` when given (a history keeps what it just wrote), else decoded
+// from the parent's chain. `decoded` receives what decoders will get from `output`.
 Status CompressOne(const std::string& input, const std::string& output,
-                   const std::string& parent_path, const InputCheckpoint* previous,
-                   uint64_t keyframe_interval, const EncodeOptions& encode, const Common& common,
-                   InputCheckpoint* loaded, CompressResult* result) {
+                   const std::string& parent_path, DecodedCheckpoint* previous,
+                   uint64_t keyframe_interval, const EncodeOptions& encode,
+                   const WriteOptions& write, const Common& common, DecodedCheckpoint* decoded,
+                   CompressResult* result) {
   const auto start = std::chrono::steady_clock::now();
   auto in = LoadCheckpoint(input);
   if (!in.ok()) return in.status().WithContext(input);
+  if (!common.quiet)
+    for (const std::string& note : in->notes) fprintf(stderr, "ckz: note: %s\n", note.c_str());
   std::unique_ptr<ChainReader> parent;
   if (!parent_path.empty()) {
     ChainOptions chain;
@@ -175,36 +200,42 @@ Status CompressOne(const std::string& input, const std::string& output,
   options.progress = [&](uint64_t done) { progress.Update(done); };
   Writer writer(std::move(sink).value(), options);
   writer.SetWriterName(std::string("ckz ") + CKZ_VERSION);
-  std::unique_ptr<InputReference> in_memory;
   ReferenceSource* reference = nullptr;
   if (parent) {
     writer.SetLink(LinkTo(*parent));
     result->depth = LinkTo(*parent).depth;
-    if (previous) {
-      in_memory = std::make_unique<InputReference>(*previous);
-      reference = in_memory.get();
-    } else {
-      reference = parent.get();
-    }
+    reference = previous ? static_cast<ReferenceSource*>(previous) : parent.get();
   }
-  CKZ_RETURN_IF_ERROR(WriteCheckpoint(*in, reference, &writer));
+  CKZ_RETURN_IF_ERROR(WriteCheckpoint(*in, reference, &writer, write, decoded, &result->report));
   auto id = writer.Finish();
   if (!id.ok()) return id.status();
   progress.Finish();
+  if (common.verbose)
+    for (const std::string& why : result->report.lossless)
+      fprintf(stderr, "ckz: kept lossless: %s\n", why.c_str());
   struct stat st;
   stat(output.c_str(), &st);
-  result->raw = in->TotalBytes();
+  result->raw = in->TotalFileBytes();
   result->stored = uint64_t(st.st_size);
   result->step = in->step;
   result->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (loaded) *loaded = std::move(in).value();
+  if (decoded) decoded->KeepAlive(std::move(in).value());  // its views point into the input
   return Status::Ok();
 }
 
 void PrintCompressed(const std::string& input, const std::string& output,
-                     const CompressResult& r) {
-  printf("%s => %s: %s -> %s (%s, lossless, %s), %.2f s, %s/s\n", input.c_str(), output.c_str(),
+                     const CompressResult& r, const WriteOptions& write) {
+  std::string mode = "lossless";
+  if (r.report.quantized > 0) {
+    const ExcpOptions& e = *write.excp;
+    char buf[160];
+    snprintf(buf, sizeof buf, "lossy: ExCP alpha=%g beta=%g bits=%u%s, %zu tensors shrunk",
+             e.alpha, e.beta, e.bits, e.k_at_cap ? " k=2.5" : "", r.report.quantized);
+    mode = buf;
+  }
+  printf("%s => %s: %s -> %s (%s, %s, %s), %.2f s, %s/s\n", input.c_str(), output.c_str(),
          HumanBytes(r.raw).c_str(), HumanBytes(r.stored).c_str(), Ratio(r.raw, r.stored).c_str(),
+         mode.c_str(),
          r.depth ? ("link depth " + std::to_string(r.depth)).c_str() : "keyframe", r.seconds,
          HumanBytes(r.seconds > 0 ? uint64_t(double(r.raw) / r.seconds) : 0).c_str());
 }
@@ -215,7 +246,12 @@ int Compress(Args& args, const Common& common) {
   const auto level = args.Value({"-l", "--level"});
   const auto chunk = args.Value({"--chunk-size"});
   const auto interval_text = args.Value({"--keyframe-interval"});
-  args.Flag({"--lossless"});  // format 0.1 is lossless only
+  const bool lossless = args.Flag({"--lossless"});
+  const auto alpha = args.Value({"--alpha"});
+  const auto beta = args.Value({"--beta"});
+  const auto bits = args.Value({"--bits"});
+  const auto entropy = args.Value({"--entropy"});
+  const bool k_at_cap = args.Flag({"--k-at-cap"});
   std::vector<std::string> inputs = args.Positionals();
   if (!args.error().empty()) return Usage(args.error());
   if (inputs.empty()) return Usage("compress needs an input");
@@ -235,11 +271,33 @@ int Compress(Args& args, const Common& common) {
   uint64_t interval = 10;
   if (interval_text && (!ParseUint(*interval_text, &interval) || interval < 1))
     return Usage("--keyframe-interval must be >= 1");
+  WriteOptions write;
+  if (!lossless) {
+    ExcpOptions e;
+    if (alpha && !ParsePositive(*alpha, &e.alpha)) return Usage("--alpha needs a positive number");
+    if (beta && !ParsePositive(*beta, &e.beta)) return Usage("--beta needs a positive number");
+    if (bits && (!ParseUint(*bits, &v) || v < 2 || v > 8)) return Usage("--bits must be 2..8");
+    if (bits) e.bits = unsigned(v);
+    e.k_at_cap = k_at_cap;
+    write.excp = e;
+  } else if (alpha || beta || bits || k_at_cap) {
+    return Usage("--alpha, --beta, --bits and --k-at-cap shrink (lossy); not with --lossless");
+  }
+  if (entropy) {
+    if (*entropy == "zstd") encode.index_codec = StreamCodec::kZstd;
+    else if (*entropy == "packed") encode.index_codec = StreamCodec::kPacked;
+    else return Usage("--entropy is zstd or packed");
+  }
 
   // One folder that is not a checkpoint but holds several: a history.
-  if (inputs.size() == 1 && IsDir(inputs[0]) && !LoadCheckpoint(inputs[0]).ok()) {
-    std::vector<std::string> files = HistoryFiles(inputs[0]);
-    if (files.size() > 1) inputs = files;
+  if (inputs.size() == 1 && IsDir(inputs[0])) {
+    const auto single = LoadCheckpoint(inputs[0]);
+    if (!single.ok() && single.status().code() == ErrorCode::kUnsupportedInput) {
+      std::string problem;
+      std::vector<std::string> members = HistoryMembers(inputs[0], &problem);
+      if (!problem.empty()) return Fail(Status(ErrorCode::kUnsupportedInput, problem));
+      if (members.size() > 1) inputs = members;
+    }
   }
 
   if (inputs.size() == 1) {
@@ -247,10 +305,10 @@ int Compress(Args& args, const Common& common) {
     while (input.size() > 1 && input.back() == '/') input.pop_back();
     const std::string target = out ? *out : input + ".ckz";
     CompressResult r;
-    Status s = CompressOne(input, target, ref ? *ref : "", nullptr, interval, encode, common,
-                           nullptr, &r);
+    Status s = CompressOne(input, target, ref ? *ref : "", nullptr, interval, encode, write,
+                           common, nullptr, &r);
     if (!s.ok()) return Fail(s);
-    if (!common.quiet) PrintCompressed(input, target, r);
+    if (!common.quiet) PrintCompressed(input, target, r, write);
     if (common.verbose) return ExitCodeFor(PrintInfo(target, {}));
     return kExitOk;
   }
@@ -263,15 +321,16 @@ int Compress(Args& args, const Common& common) {
   uint64_t total_raw = 0, total_stored = 0;
   double total_seconds = 0;
   std::string previous;
-  InputCheckpoint previous_input, current_input;
+  DecodedCheckpoint previous_decoded, current_decoded;
   for (const std::string& input : inputs) {
     const std::string output = *out + "/" + BaseName(input) + ".ckz";
     CompressResult r;
-    Status s = CompressOne(input, output, previous, previous.empty() ? nullptr : &previous_input,
-                           interval, encode, common, &current_input, &r);
+    Status s = CompressOne(input, output, previous, previous.empty() ? nullptr : &previous_decoded,
+                           interval, encode, write, common, &current_decoded, &r);
     if (!s.ok()) return Fail(s);
-    previous_input = std::move(current_input);
-    if (!common.quiet) PrintCompressed(input, output, r);
+    previous_decoded = std::move(current_decoded);
+    current_decoded = DecodedCheckpoint();
+    if (!common.quiet) PrintCompressed(input, output, r, write);
     total_raw += r.raw;
     total_stored += r.stored;
     total_seconds += r.seconds;
@@ -282,6 +341,18 @@ int Compress(Args& args, const Common& common) {
            HumanBytes(total_raw).c_str(), HumanBytes(total_stored).c_str(),
            Ratio(total_raw, total_stored).c_str(), total_seconds);
   return kExitOk;
+}
+
+// -o naming another format than the checkpoint's one file (x.pt -> y.safetensors, or the
+// reverse) asks for a conversion.
+std::optional<SourceFormat> ConversionFor(const Archive& a, const std::string& output) {
+  std::optional<SourceFormat> wanted;
+  if (EndsWith(output, ".safetensors")) wanted = SourceFormat::kSafetensors;
+  if (EndsWith(output, ".pt") || EndsWith(output, ".pth") || EndsWith(output, ".bin"))
+    wanted = SourceFormat::kTorchZip;
+  const SourceFormat recorded = a.files.empty() ? SourceFormat::kSafetensors : a.files[0].format;
+  if (!wanted || (a.files.size() <= 1 && *wanted == recorded)) return std::nullopt;
+  return wanted;
 }
 
 int Decompress(Args& args, const Common& common) {
@@ -323,6 +394,7 @@ int Decompress(Args& args, const Common& common) {
     options.overwrite = common.force;
     options.threads = common.threads;
     options.progress = [&](uint64_t done) { progress.Update(done); };
+    if (out && !out_dir) options.convert_to = ConversionFor((*reader)->archive(), output);
     Status s = out_dir ? RestoreFilesInto(**reader, output, bare_name, options)
                        : RestoreCheckpoint(**reader, output, options);
     progress.Finish();

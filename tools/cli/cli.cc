@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace ckz::cli {
@@ -109,6 +111,14 @@ bool ParseUint(const std::string& text, uint64_t* out) {
     if (c < '0' || c > '9') return false;
     v = v * 10 + uint64_t(c - '0');
   }
+  *out = v;
+  return true;
+}
+
+bool ParsePositive(const std::string& text, double* out) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !(v > 0) || !std::isfinite(v)) return false;
   *out = v;
   return true;
 }

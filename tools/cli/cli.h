@@ -47,6 +47,7 @@ class Args {
 };
 
 bool ParseUint(const std::string& text, uint64_t* out);
+bool ParsePositive(const std::string& text, double* out);  // a finite number > 0
 // "1.23 MB" style (decimal units, like zstd).
 std::string HumanBytes(uint64_t bytes);
 std::string WithCommas(uint64_t n);

@@ -1,5 +1,6 @@
 // The `ckzinfo` report: what a file holds and how it is coded. Reads the header and the chunk
 // stream directories only; decodes nothing and needs no parent.
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <sstream>
@@ -30,10 +31,19 @@ std::string FeaturesText(uint64_t bits) {
   for (int b = 0; b < 64; ++b) {
     if (!(bits >> b & 1)) continue;
     if (!s.empty()) s += ", ";
-    s += (uint64_t{1} << b) == kFeatureReferenceChain ? "reference-chain"
-                                                      : "bit " + std::to_string(b);
+    const uint64_t bit = uint64_t{1} << b;
+    s += bit == kFeatureReferenceChain ? "reference-chain"
+         : bit == kFeatureQuantized    ? "quantized (lossy)"
+                                       : "bit " + std::to_string(b);
   }
   return s;
+}
+
+std::string Number(double d) {
+  std::ostringstream o;
+  o.precision(9);
+  o << d;
+  return o.str();
 }
 
 std::string MetaText(const MetaValue& v) {
@@ -49,6 +59,16 @@ std::string MetaText(const MetaValue& v) {
   return std::get<bool>(v) ? "true" : "false";
 }
 
+// "alpha=5e-05 beta=2 bits=4" from the excp.* metadata a lossy writer records.
+std::string ExcpText(const Archive& a) {
+  std::string s;
+  for (const char* key : {"excp.alpha", "excp.beta", "excp.bits", "excp.fallback_k"})
+    if (const MetaEntry* e = a.FindMetadata(key))
+      s += (s.empty() ? "" : " ") + std::string(key + 5) + "=" + MetaText(e->value);
+  if (a.FindMetadata("excp.k_at_cap")) s += " k=2.5 (at cap)";
+  return s.empty() ? "parameters not recorded" : s;
+}
+
 // Stream codecs used over all chunks of a tensor: {"zstd": 3, "stored": 1}.
 Result<std::map<std::string, uint64_t>> CodecCounts(const Archive& a, size_t t) {
   std::map<std::string, uint64_t> counts;
@@ -61,8 +81,21 @@ Result<std::map<std::string, uint64_t>> CodecCounts(const Archive& a, size_t t) 
 }
 
 std::string CodingText(const TensorInfo& t, const std::map<std::string, uint64_t>& counts) {
-  std::string s = t.predictor == Predictor::kNone ? "" : std::string(PredictorName(t.predictor)) + " ";
-  s += t.byte_planes ? "planes" : "bytes";
+  std::string s;
+  if (t.quantization) {
+    const QuantizationInfo& q = *t.quantization;
+    char buf[96];
+    snprintf(buf, sizeof buf, "excp %s %ub/%zuc", QuantKindName(q.kind), unsigned(q.bits),
+             q.codebook.size());
+    s = buf;
+    if (!std::isnan(q.prune_k)) {
+      snprintf(buf, sizeof buf, " k=%.3g", double(q.prune_k));
+      s += buf;
+    }
+  } else {
+    s = t.predictor == Predictor::kNone ? "" : std::string(PredictorName(t.predictor)) + " ";
+    s += t.byte_planes ? "planes" : "bytes";
+  }
   for (const auto& [codec, n] : counts) s += " " + codec + "x" + std::to_string(n);
   return s;
 }
@@ -94,7 +127,15 @@ void PrintText(const std::string& path, const Archive& a, const InfoOptions& opt
   printf("tensors     %zu; %s decoded; %s stored in chunks; file %s (%s)\n", a.tensors.size(),
          HumanBytes(a.TotalRawBytes()).c_str(), HumanBytes(payload).c_str(),
          HumanBytes(a.file.size).c_str(), Ratio(a.TotalRawBytes(), a.file.size).c_str());
-  printf("coding      lossless (every tensor decodes bit-exactly)\n\n");
+  size_t lossy = 0;
+  for (const TensorInfo& t : a.tensors) lossy += t.quantization.has_value();
+  if (lossy == 0) {
+    printf("coding      lossless (every tensor decodes bit-exactly)\n\n");
+  } else {
+    printf("coding      LOSSY: %zu of %zu tensors shrunk the ExCP way (%s); the others are "
+           "bit-exact\n\n",
+           lossy, a.tensors.size(), ExcpText(a).c_str());
+  }
 
   size_t name_width = 4;
   for (const TensorInfo& t : a.tensors) name_width = std::max(name_width, t.name.size());
@@ -138,7 +179,9 @@ void PrintJson(const std::string& path, const Archive& a, const InfoOptions& opt
   o += "  \"optional_features\": " + std::to_string(a.preamble.optional_features) + ",\n";
   o += "  \"content_id\": \"" + ContentIdHex(a.content_id) + "\",\n";
   o += "  \"step\": " + (a.step ? std::to_string(*a.step) : "null") + ",\n";
-  o += "  \"lossless\": true,\n";
+  bool lossless = true;
+  for (const TensorInfo& t : a.tensors) lossless &= !t.quantization;
+  o += std::string("  \"lossless\": ") + (lossless ? "true" : "false") + ",\n";
   if (a.link) {
     o += "  \"link\": {\"parent_content_id\": \"" + ContentIdHex(a.link->parent_content_id) +
          "\", \"parent_step\": " +
@@ -174,7 +217,18 @@ void PrintJson(const std::string& path, const Archive& a, const InfoOptions& opt
          ", \"predictor\": \"" + PredictorName(t.predictor) +
          "\", \"byte_planes\": " + (t.byte_planes ? "true" : "false") +
          ", \"decoded_bytes\": " + std::to_string(t.byte_length) +
-         ", \"stored_bytes\": " + std::to_string(t.stored_length) + ", \"streams\": {";
+         ", \"stored_bytes\": " + std::to_string(t.stored_length) + ", \"quantization\": ";
+    if (t.quantization) {
+      const QuantizationInfo& q = *t.quantization;
+      o += std::string("{\"kind\": \"") + QuantKindName(q.kind) + "\", \"bits\": " +
+           std::to_string(q.bits) + ", \"centres\": " + std::to_string(q.codebook.size()) +
+           ", \"prune_k\": " + (std::isnan(q.prune_k) ? "null" : Number(q.prune_k)) +
+           ", \"prune_threshold\": " +
+           (std::isnan(q.prune_threshold) ? "null" : Number(q.prune_threshold)) + "}";
+    } else {
+      o += "null";
+    }
+    o += ", \"streams\": {";
     auto counts = CodecCounts(a, i);
     if (counts.ok()) {
       bool first = true;

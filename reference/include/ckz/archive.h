@@ -6,6 +6,7 @@
 #ifndef CKZ_ARCHIVE_H_
 #define CKZ_ARCHIVE_H_
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,7 +22,7 @@ namespace ckz {
 
 // Format constants (spec/ckz.md, sections 2-4).
 inline constexpr uint16_t kFormatMajor = 0;
-inline constexpr uint16_t kFormatMinor = 2;
+inline constexpr uint16_t kFormatMinor = 3;
 inline constexpr size_t kPreambleSize = 64;
 inline constexpr uint64_t kAlignment = 64;
 inline constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 26;    // 64 MiB
@@ -31,7 +32,9 @@ inline constexpr size_t kMaxNameBytes = 4096;
 inline constexpr uint32_t kMaxHeaderTables = uint32_t{1} << 22;  // FlatBuffers tables
 // Required feature bits (preamble offset 16).
 inline constexpr uint64_t kFeatureReferenceChain = uint64_t{1} << 0;
-inline constexpr uint64_t kKnownRequiredFeatures = kFeatureReferenceChain;
+inline constexpr uint64_t kFeatureQuantized = uint64_t{1} << 1;  // (0.3) lossy tensors
+inline constexpr uint64_t kKnownRequiredFeatures = kFeatureReferenceChain | kFeatureQuantized;
+inline constexpr uint8_t kMaxQuantBits = 8;
 
 // Reader-side limits, never looser than the format's own.
 struct Limits {
@@ -57,6 +60,15 @@ struct ChunkInfo {
   uint32_t crc32c = 0;
 };
 
+// (0.3) A quantized tensor: one index per element; index 0 is the pruned value.
+struct QuantizationInfo {
+  QuantKind kind = QuantKind::kInvalid;
+  uint8_t bits = 0;
+  std::vector<float> codebook;  // index i > 0 -> codebook[i - 1]
+  float prune_k = NAN;          // informative
+  float prune_threshold = NAN;  // informative
+};
+
 struct TensorInfo {
   std::string name;
   DType dtype = DType::kInvalid;
@@ -66,6 +78,13 @@ struct TensorInfo {
   Predictor predictor = Predictor::kNone;
   bool byte_planes = false;
   std::vector<ChunkInfo> chunks;
+  std::optional<QuantizationInfo> quantization;
+
+  // Decoding needs the parent's tensor of the same name (a predictor or a residual codebook).
+  bool NeedsReference() const {
+    return predictor != Predictor::kNone ||
+           (quantization && quantization->kind == QuantKind::kResidual);
+  }
 
   uint64_t num_elements = 1;  // product of shape (1 for 0-d)
   uint64_t byte_length = 0;   // num_elements * DTypeSize(dtype)

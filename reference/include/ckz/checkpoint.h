@@ -37,26 +37,65 @@ struct InputCheckpoint {
   uint64_t TotalFileBytes() const;  // the input files' bytes (tensors, headers, other files)
 };
 
-// Accepts: a .safetensors file; a model.safetensors.index.json (or a folder holding one) with
-// its shards. Roles come from names (spec/ckz.md, section 8.3).
+// Accepts: a .safetensors file; a torch.save .pt/.pth/.bin file; a model.safetensors.index.json
+// with its shards; a checkpoint folder (shard index, Trainer checkpoint, or one checkpoint file
+// with the files beside it). Roles come from names and optimizer state (spec 8.3); what the
+// reader decided that a user should know is in `notes`.
 Result<InputCheckpoint> LoadCheckpoint(const std::string& path);
 
-// Adds every tensor of `input` to `writer`, plus its files, metadata and step. With a
-// `reference` (the writer must have its link set), each tensor that the reference has with the
-// same name, dtype and shape is predicted from the reference's decoded bytes.
-Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference, Writer* writer);
+// ExCP shrinking of a link (lossy): see spec Appendix A and the ExCP paper.
+struct ExcpOptions {
+  double alpha = 5e-5;     // weight pruning: k = min(2.5, alpha / sqrt(mean(v)))
+  double beta = 2.0;       // momentum pruning: keep |m| > beta * mean|m|
+  unsigned bits = 4;       // index width: 2^bits - 1 centres per tensor
+  double fallback_k = 1.0; // k for a weight without a second moment (a model-only file)
+  bool k_at_cap = false;   // use k = 2.5 everywhere (the regime of late LLM training)
+};
 
-// An input checkpoint as the reference of the next one. In lossless coding a checkpoint's
-// decoded bytes are its input bytes, so a history can be chained without decoding anything.
-class InputReference : public ReferenceSource {
+struct WriteOptions {
+  std::optional<ExcpOptions> excp;  // set: the link's weights and moments are shrunk (lossy)
+};
+
+// What decoders reconstruct from a written checkpoint, tensor by tensor: the reference of the
+// next link of a chain (closed loop: predicting from these bytes, not the inputs, keeps the
+// error of lossy links from accumulating).
+class DecodedCheckpoint : public ReferenceSource {
  public:
-  explicit InputReference(const InputCheckpoint& input);
+  DecodedCheckpoint() = default;
+  DecodedCheckpoint(DecodedCheckpoint&&) = default;
+  DecodedCheckpoint& operator=(DecodedCheckpoint&&) = default;
+  // A tensor whose decoded bytes are `bytes` (kept alive by the caller, e.g. an input mapping).
+  void AddView(const TensorSpec& spec, ByteSpan bytes);
+  // A tensor whose decoded bytes differ from its input (a lossy tensor).
+  void AddOwned(const TensorSpec& spec, std::vector<uint8_t> bytes);
+  // Keeps `input`'s mappings alive for the views into them.
+  void KeepAlive(InputCheckpoint input);
   Status ReadReference(const TensorInfo& tensor, uint64_t offset, MutableByteSpan out) override;
 
  private:
-  const InputCheckpoint& input_;
-  std::map<std::string, size_t> index_;
+  struct Entry {
+    TensorSpec spec;
+    ByteSpan bytes;
+    std::vector<uint8_t> owned;
+  };
+  std::map<std::string, Entry> tensors_;
+  std::vector<InputCheckpoint> kept_;
 };
+
+// What WriteCheckpoint did to each tensor, for reports.
+struct WriteReport {
+  size_t quantized = 0;
+  std::vector<std::string> lossless;  // "name: why" for link tensors ExCP left bit-exact
+};
+
+// Adds every tensor of `input` to `writer`, plus its files, metadata and step. With a
+// `reference` (the writer must have its link set), each tensor that the reference has with the
+// same name, dtype and shape is predicted from the reference's decoded bytes — and, with
+// options.excp, weights and their optimizer moments are shrunk (spec 7.6). `decoded`, when
+// given, receives what decoders will reconstruct.
+Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference, Writer* writer,
+                       const WriteOptions& options = {}, DecodedCheckpoint* decoded = nullptr,
+                       WriteReport* report = nullptr);
 
 // The link a file written against `parent` carries (content id, step, file name, depth).
 LinkInfo LinkTo(const ChainReader& parent);

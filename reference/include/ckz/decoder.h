@@ -53,6 +53,8 @@ class ChunkDecoder {
                 MutableByteSpan out);
 
  private:
+  Status DecodeQuantized(const Archive& archive, size_t tensor, size_t chunk,
+                         const StreamInfo& stream, ByteSpan reference, MutableByteSpan out);
   struct Scratch;
   std::unique_ptr<Scratch> scratch_;
 };

@@ -48,6 +48,7 @@ enum class ErrorCode : uint16_t {
   kChunkDecodeFailed = 41,    // a stream does not decode to its declared size
   kChunkChecksum = 42,        // decoded bytes do not match the chunk's CRC-32C
   kContentIdMismatch = 43,    // decoded checkpoint does not hash to the declared id
+  kCodebookIndex = 44,        // a quantized tensor's index is beyond its codebook
 
   // Reference chains.
   kReferenceRequired = 60,    // decoding needs the parent checkpoint, none was supplied

@@ -68,10 +68,16 @@ enum class Predictor : uint8_t { kNone = 0, kXorRef = 1, kSubRef = 2 };
 constexpr uint8_t kMaxPredictor = 2;
 const char* PredictorName(Predictor predictor);  // "none", "xor", "sub"
 
-// Per-stream entropy codec, stored in each chunk's stream directory (spec 7.2).
-enum class StreamCodec : uint8_t { kStored = 0, kZstd = 1 };
-constexpr uint8_t kMaxStreamCodec = 1;
-const char* StreamCodecName(StreamCodec codec);  // "stored", "zstd"
+// Per-stream entropy codec, stored in each chunk's stream directory (spec 7.2). kPacked (0.3)
+// is for index streams of quantized tensors only.
+enum class StreamCodec : uint8_t { kStored = 0, kZstd = 1, kPacked = 2 };
+constexpr uint8_t kMaxStreamCodec = 2;
+const char* StreamCodecName(StreamCodec codec);  // "stored", "zstd", "packed"
+
+// How a quantized tensor's indices become values (spec 7.6).
+enum class QuantKind : uint8_t { kInvalid = 0, kResidual = 1, kDirect = 2 };
+constexpr uint8_t kMaxQuantKind = 2;
+const char* QuantKindName(QuantKind kind);  // "residual", "direct"
 
 enum class SourceFormat : uint8_t { kRaw = 0, kSafetensors = 1, kTorchZip = 2 };
 constexpr uint8_t kMaxSourceFormat = 2;

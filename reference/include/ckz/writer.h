@@ -46,6 +46,8 @@ struct EncodeOptions {
   std::optional<Predictor> force_predictor;
   std::optional<bool> force_byte_planes;
   std::optional<StreamCodec> force_codec;
+  // Index streams of quantized tensors: zstd, packed, or (unset) the smaller of the two.
+  std::optional<StreamCodec> index_codec;
   // Called from the writing thread with the number of input bytes encoded so far.
   std::function<void(uint64_t)> progress;
 };
@@ -76,6 +78,13 @@ class Writer {
   // Encodes and appends one tensor. `reference` is the parent's decoded bytes of the tensor of
   // the same name (same dtype and shape), or empty when it has none.
   Status AddTensor(const TensorSpec& spec, ByteSpan data, ByteSpan reference = {});
+
+  // Appends a quantized tensor (spec 7.6, lossy): one index per element in `indices` (each at
+  // most quant.codebook.size()); `reference` as above, needed for QuantKind::kResidual. Fills
+  // `decoded` (the tensor's byte length) with the values every decoder reconstructs: the
+  // reference of the next link in a chain.
+  Status AddQuantizedTensor(const TensorSpec& spec, const QuantizationInfo& quant,
+                            ByteSpan indices, ByteSpan reference, MutableByteSpan decoded);
 
   // Writes the header, patches the preamble and commits the sink. Returns the content id.
   Result<ContentId> Finish();

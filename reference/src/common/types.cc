@@ -68,6 +68,16 @@ const char* StreamCodecName(StreamCodec codec) {
   switch (codec) {
     case StreamCodec::kStored: return "stored";
     case StreamCodec::kZstd: return "zstd";
+    case StreamCodec::kPacked: return "packed";
+  }
+  return "invalid";
+}
+
+const char* QuantKindName(QuantKind kind) {
+  switch (kind) {
+    case QuantKind::kResidual: return "residual";
+    case QuantKind::kDirect: return "direct";
+    case QuantKind::kInvalid: break;
   }
   return "invalid";
 }

@@ -159,4 +159,57 @@ void ChunkEncoder::Encode(const TensorCoding& coding, size_t width, ByteSpan dat
   }
 }
 
+namespace {
+
+void PackIndices(ByteSpan indices, unsigned bits, std::vector<uint8_t>* out) {
+  out->assign(PackedBytes(indices.size, bits), 0);
+  uint64_t bit = 0;
+  for (size_t i = 0; i < indices.size; ++i, bit += bits) {
+    const uint32_t v = uint32_t(indices.data[i]) << (bit % 8);
+    (*out)[bit / 8] |= uint8_t(v);
+    if ((bit % 8) + bits > 8) (*out)[bit / 8 + 1] |= uint8_t(v >> 8);
+  }
+}
+
+}  // namespace
+
+void ChunkEncoder::EncodeIndices(ByteSpan indices, unsigned bits, const EncodeOptions& options,
+                                 std::vector<uint8_t>* out) {
+  Scratch& s = *scratch_;
+  // Candidates: packed, zstd of the index bytes; the smaller wins unless one is forced.
+  const StreamCodec forced = options.index_codec.value_or(StreamCodec::kStored);
+  const bool auto_choice = !options.index_codec.has_value();
+  std::vector<uint8_t> packed;
+  if (auto_choice || forced == StreamCodec::kPacked) PackIndices(indices, bits, &packed);
+  size_t zstd_size = 0;
+  if (auto_choice || forced == StreamCodec::kZstd) {
+    if (!s.cctx) s.cctx = ZSTD_createCCtx();
+    s.packed.resize(ZSTD_compressBound(indices.size));
+    ZSTD_CCtx_reset(s.cctx, ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_compressionLevel, options.zstd_level);
+    ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_contentSizeFlag, 1);
+    ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_checksumFlag, 0);
+    const size_t r =
+        ZSTD_compress2(s.cctx, s.packed.data(), s.packed.size(), indices.data, indices.size);
+    zstd_size = ZSTD_isError(r) ? SIZE_MAX : r;
+  }
+  StreamCodec codec = forced;
+  if (auto_choice) codec = zstd_size < packed.size() ? StreamCodec::kZstd : StreamCodec::kPacked;
+  if (codec == StreamCodec::kZstd && zstd_size == SIZE_MAX) codec = StreamCodec::kStored;
+
+  out->assign(kStreamEntryBytes, 0);
+  (*out)[0] = uint8_t(codec);
+  const uint8_t* data = indices.data;
+  size_t size = indices.size;
+  if (codec == StreamCodec::kZstd) {
+    data = s.packed.data();
+    size = zstd_size;
+  } else if (codec == StreamCodec::kPacked) {
+    data = packed.data();
+    size = packed.size();
+  }
+  StoreLE32(out->data() + 1, uint32_t(size));
+  out->insert(out->end(), data, data + size);
+}
+
 }  // namespace ckz

@@ -30,6 +30,9 @@ class ChunkEncoder {
   // Encodes `data` (one chunk; `reference` its co-located parent bytes or empty) into `out`.
   void Encode(const TensorCoding& coding, size_t width, ByteSpan data, ByteSpan reference,
               const EncodeOptions& options, std::vector<uint8_t>* out);
+  // A quantized chunk (spec 7.6): its single stream of `indices`, `bits` wide.
+  void EncodeIndices(ByteSpan indices, unsigned bits, const EncodeOptions& options,
+                     std::vector<uint8_t>* out);
 
  private:
   struct Scratch;

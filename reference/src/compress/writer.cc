@@ -4,6 +4,8 @@
 #include "ckz/writer.h"
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
 #include <cstring>
 #include <unordered_map>
 #include <unordered_set>
@@ -12,6 +14,7 @@
 #include "common/bytes.h"
 #include "common/crc32c.h"
 #include "common/parallel.h"
+#include "common/quantize.h"
 #include "compress/chunk_encoder.h"
 #include "format/header_build.h"
 #include "format/preamble.h"
@@ -67,6 +70,12 @@ struct Writer::Impl {
     if (error.ok()) error = s;
     return s;
   }
+
+  using EncodeChunkFn = std::function<void(uint64_t begin, uint64_t length, ChunkEncoder& encoder,
+                                           std::vector<uint8_t>* out, uint32_t* crc)>;
+  Status StartTensor(const TensorSpec& spec, uint64_t size, ByteSpan reference, TensorInfo* info);
+  Status AppendChunks(TensorInfo* info, const EncodeChunkFn& encode);
+  bool quantized = false;  // sets required feature bit 1
 };
 
 Writer::Writer(std::unique_ptr<OutputSink> sink, EncodeOptions options) : impl_(new Impl) {
@@ -85,81 +94,134 @@ void Writer::SetWriterName(std::string name) { impl_->writer_name = std::move(na
 void Writer::AddMetadata(MetaEntry entry) { impl_->metadata.push_back(std::move(entry)); }
 void Writer::AddSourceFile(SourceFileInfo file) { impl_->files.push_back(std::move(file)); }
 
+// Checks `spec` (and a data size of `size` bytes) as a reader would, and fills `info`.
+Status Writer::Impl::StartTensor(const TensorSpec& spec, uint64_t size, ByteSpan reference,
+                                 TensorInfo* info) {
+  if (!error.ok()) return error;
+  if (finished) return Status(ErrorCode::kInvalidArgument, "a tensor added after Finish");
+  const std::string field = "tensor '" + spec.name + "'";
+  CKZ_RETURN_IF_ERROR(Fail(CheckName(spec.name, "tensor name")));
+  if (names.count(spec.name))
+    return Fail(Status(ErrorCode::kDuplicateName, field + " was already added"));
+  if (uint8_t(spec.dtype) == 0 || uint8_t(spec.dtype) > kMaxDType)
+    return Fail(Status(ErrorCode::kFieldOutOfRange, field + ": invalid dtype"));
+  info->name = spec.name;
+  info->dtype = spec.dtype;
+  info->shape = spec.shape;
+  info->role = spec.role;
+  info->owner = spec.owner;
+  CKZ_RETURN_IF_ERROR(
+      Fail(ShapeBytes(info->shape, info->dtype, field, &info->num_elements, &info->byte_length)));
+  if (size != info->byte_length)
+    return Fail(Status(ErrorCode::kInvalidArgument,
+                       field + ": " + std::to_string(size) + " bytes given, shape needs " +
+                           std::to_string(info->byte_length)));
+  if (!reference.empty() && reference.size != size)
+    return Fail(Status(ErrorCode::kReferenceMismatch,
+                       field + ": reference has " + std::to_string(reference.size) +
+                           " bytes, the tensor " + std::to_string(size)));
+  return Status::Ok();
+}
+
+// Splits the tensor into chunks of whole elements, encodes a window of them in parallel with
+// `encode(begin, length, worker, &bytes, &crc)`, and appends them in order: the output never
+// depends on the thread count.
+Status Writer::Impl::AppendChunks(TensorInfo* info, const EncodeChunkFn& encode) {
+  const size_t width = DTypeSize(info->dtype);
+  const uint64_t size = info->byte_length;
+  const uint64_t chunk_raw = std::clamp<uint64_t>(options.chunk_bytes / width * width, width,
+                                                  kMaxChunkRawBytes / width * width);
+  const size_t chunk_count = size_t((size + chunk_raw - 1) / chunk_raw);
+  const int threads = options.threads;
+  if (encoders.size() < size_t(threads)) encoders.resize(size_t(threads));
+  const size_t window = size_t(threads) * 2;
+  std::vector<std::vector<uint8_t>> encoded(std::min(window, chunk_count));
+  std::vector<uint32_t> crcs(encoded.size());
+  for (size_t base = 0; base < chunk_count; base += window) {
+    const size_t n = std::min(window, chunk_count - base);
+    ParallelFor(n, threads, [&](size_t i, int worker) {
+      auto& encoder = encoders[size_t(worker)];
+      if (!encoder) encoder = std::make_unique<ChunkEncoder>();
+      const uint64_t begin = (base + i) * chunk_raw;
+      encode(begin, std::min<uint64_t>(chunk_raw, size - begin), *encoder, &encoded[i], &crcs[i]);
+    });
+    for (size_t i = 0; i < n; ++i) {
+      const uint64_t begin = (base + i) * chunk_raw;
+      CKZ_RETURN_IF_ERROR(Fail(PadTo64()));
+      ChunkInfo chunk;
+      chunk.offset = position;
+      chunk.stored_length = encoded[i].size();
+      chunk.raw_offset = begin;
+      chunk.raw_length = std::min<uint64_t>(chunk_raw, size - begin);
+      chunk.crc32c = crcs[i];
+      CKZ_RETURN_IF_ERROR(Fail(Append(ByteSpan(encoded[i]))));
+      info->stored_length += chunk.stored_length;
+      info->chunks.push_back(chunk);
+      bytes_in += chunk.raw_length;
+    }
+    if (options.progress) options.progress(bytes_in);
+  }
+  names.emplace(info->name, tensors.size());
+  tensors.push_back(std::move(*info));
+  return Status::Ok();
+}
+
 Status Writer::AddTensor(const TensorSpec& spec, ByteSpan data, ByteSpan reference) {
   Impl& w = *impl_;
-  if (!w.error.ok()) return w.error;
-  if (w.finished) return Status(ErrorCode::kInvalidArgument, "AddTensor after Finish");
-  const std::string field = "tensor '" + spec.name + "'";
-  CKZ_RETURN_IF_ERROR(w.Fail(CheckName(spec.name, "tensor name")));
-  if (w.names.count(spec.name))
-    return w.Fail(Status(ErrorCode::kDuplicateName, field + " was already added"));
-  if (uint8_t(spec.dtype) == 0 || uint8_t(spec.dtype) > kMaxDType)
-    return w.Fail(Status(ErrorCode::kFieldOutOfRange, field + ": invalid dtype"));
   TensorInfo info;
-  info.name = spec.name;
-  info.dtype = spec.dtype;
-  info.shape = spec.shape;
-  info.role = spec.role;
-  info.owner = spec.owner;
-  CKZ_RETURN_IF_ERROR(
-      w.Fail(ShapeBytes(info.shape, info.dtype, field, &info.num_elements, &info.byte_length)));
-  if (data.size != info.byte_length)
-    return w.Fail(Status(ErrorCode::kInvalidArgument,
-                         field + ": " + std::to_string(data.size) + " bytes given, shape needs " +
-                             std::to_string(info.byte_length)));
-  if (!reference.empty() && reference.size != data.size)
-    return w.Fail(Status(ErrorCode::kReferenceMismatch,
-                         field + ": reference has " + std::to_string(reference.size) +
-                             " bytes, the tensor " + std::to_string(data.size)));
+  CKZ_RETURN_IF_ERROR(w.StartTensor(spec, data.size, reference, &info));
   if (!w.link) reference = ByteSpan();  // only a link may predict
-
   const size_t width = DTypeSize(info.dtype);
   const TensorCoding coding = ChooseCoding(info.dtype, data, reference, w.options);
   info.predictor = coding.predictor;
   info.byte_planes = coding.byte_planes;
+  w.content_id.AddTensor(info.name, info.dtype, info.shape, TensorDigest(data, w.options.threads));
+  return w.AppendChunks(&info, [&](uint64_t begin, uint64_t len, ChunkEncoder& encoder,
+                                   std::vector<uint8_t>* out, uint32_t* crc) {
+    const ByteSpan ref =
+        coding.predictor == Predictor::kNone ? ByteSpan() : reference.subspan(begin, len);
+    encoder.Encode(coding, width, data.subspan(begin, len), ref, w.options, out);
+    *crc = Crc32c(data.data + begin, len);
+  });
+}
 
-  const uint64_t chunk_raw = std::clamp<uint64_t>(
-      w.options.chunk_bytes / width * width, width, kMaxChunkRawBytes / width * width);
-  const size_t chunk_count = size_t((data.size + chunk_raw - 1) / chunk_raw);
-  const int threads = w.options.threads;
-  if (w.encoders.size() < size_t(threads)) w.encoders.resize(size_t(threads));
-
-  w.content_id.AddTensor(info.name, info.dtype, info.shape, TensorDigest(data, threads));
-
-  // Encode a window of chunks in parallel, then append them in order.
-  const size_t window = size_t(threads) * 2;
-  std::vector<std::vector<uint8_t>> encoded(std::min(window, chunk_count));
-  for (size_t base = 0; base < chunk_count; base += window) {
-    const size_t n = std::min(window, chunk_count - base);
-    ParallelFor(n, threads, [&](size_t i, int worker) {
-      auto& encoder = w.encoders[size_t(worker)];
-      if (!encoder) encoder = std::make_unique<ChunkEncoder>();
-      const uint64_t begin = (base + i) * chunk_raw;
-      const uint64_t len = std::min<uint64_t>(chunk_raw, data.size - begin);
-      ByteSpan ref = info.predictor == Predictor::kNone ? ByteSpan()
-                                                         : reference.subspan(begin, len);
-      encoder->Encode(coding, width, data.subspan(begin, len), ref, w.options, &encoded[i]);
-    });
-    for (size_t i = 0; i < n; ++i) {
-      const uint64_t begin = (base + i) * chunk_raw;
-      const uint64_t len = std::min<uint64_t>(chunk_raw, data.size - begin);
-      CKZ_RETURN_IF_ERROR(w.Fail(w.PadTo64()));
-      ChunkInfo chunk;
-      chunk.offset = w.position;
-      chunk.stored_length = encoded[i].size();
-      chunk.raw_offset = begin;
-      chunk.raw_length = len;
-      chunk.crc32c = Crc32c(data.data + begin, len);
-      CKZ_RETURN_IF_ERROR(w.Fail(w.Append(ByteSpan(encoded[i]))));
-      info.stored_length += chunk.stored_length;
-      info.chunks.push_back(chunk);
-      w.bytes_in += len;
-    }
-    if (w.options.progress) w.options.progress(w.bytes_in);
-  }
-  w.names.emplace(info.name, w.tensors.size());
-  w.tensors.push_back(std::move(info));
-  return Status::Ok();
+Status Writer::AddQuantizedTensor(const TensorSpec& spec, const QuantizationInfo& quant,
+                                  ByteSpan indices, ByteSpan reference, MutableByteSpan decoded) {
+  Impl& w = *impl_;
+  TensorInfo info;
+  CKZ_RETURN_IF_ERROR(w.StartTensor(spec, decoded.size, reference, &info));
+  const std::string field = "tensor '" + spec.name + "'";
+  const size_t width = DTypeSize(info.dtype);
+  if (!DTypeIsFloat(info.dtype) || quant.bits == 0 || quant.bits > kMaxQuantBits ||
+      quant.codebook.empty() || quant.codebook.size() > (1u << quant.bits) - 1 ||
+      uint8_t(quant.kind) == 0 || uint8_t(quant.kind) > kMaxQuantKind)
+    return w.Fail(Status(ErrorCode::kFieldOutOfRange, field + ": invalid quantization"));
+  for (float c : quant.codebook)
+    if (!std::isfinite(c))
+      return w.Fail(Status(ErrorCode::kFieldOutOfRange, field + ": a centre is not finite"));
+  if (indices.size != info.num_elements)
+    return w.Fail(Status(ErrorCode::kInvalidArgument, field + ": one index per element needed"));
+  for (size_t i = 0; i < indices.size; ++i)
+    if (indices.data[i] > quant.codebook.size())
+      return w.Fail(Status(ErrorCode::kCodebookIndex, field + ": index beyond the codebook"));
+  if (quant.kind == QuantKind::kResidual && (!w.link || reference.size != decoded.size))
+    return w.Fail(Status(ErrorCode::kReferenceRequired,
+                         field + ": a residual codebook needs a link and the reference bytes"));
+  info.quantization = quant;
+  w.quantized = true;
+  Status status = w.AppendChunks(&info, [&](uint64_t begin, uint64_t len, ChunkEncoder& encoder,
+                                             std::vector<uint8_t>* out, uint32_t* crc) {
+    const uint64_t first = begin / width, count = len / width;
+    ReconstructQuantized(quant.kind, spec.dtype, quant.codebook, indices.data + first, count,
+                         quant.kind == QuantKind::kResidual ? reference.data + begin : nullptr,
+                         decoded.data + begin);
+    encoder.EncodeIndices(indices.subspan(first, count), quant.bits, w.options, out);
+    *crc = Crc32c(decoded.data + begin, len);
+  });
+  if (status.ok())
+    w.content_id.AddTensor(spec.name, spec.dtype, spec.shape,
+                           TensorDigest(ByteSpan(decoded), w.options.threads));
+  return status;
 }
 
 Result<ContentId> Writer::Finish() {
@@ -226,7 +288,7 @@ Result<ContentId> Writer::Finish() {
   Preamble p;
   p.major = kFormatMajor;
   p.minor = kFormatMinor;
-  p.required_features = w.link ? kFeatureReferenceChain : 0;
+  p.required_features = (w.link ? kFeatureReferenceChain : 0) | (w.quantized ? kFeatureQuantized : 0);
   p.header_offset = w.position;
   p.header_length = hdr.size();
   p.header_crc32c = Crc32c(hdr.data(), hdr.size());

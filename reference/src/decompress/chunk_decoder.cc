@@ -11,6 +11,7 @@
 #include "ckz/decoder.h"
 #include "common/bytes.h"
 #include "common/crc32c.h"
+#include "common/quantize.h"
 #include "common/transforms.h"
 #include "format/chunk_layout.h"
 
@@ -28,6 +29,31 @@ ChunkDecoder::~ChunkDecoder() = default;
 namespace {
 
 constexpr unsigned long long kMaxZstdWindow = 1ull << 27;  // spec 7.2
+
+// Spec 7.2, packed: index i is bits [i*n, i*n+n) of the stream, least significant bit first;
+// the unused high bits of the last byte are zero.
+Status UnpackIndices(ByteSpan src, unsigned bits, MutableByteSpan out, const std::string& where) {
+  if (src.size != PackedBytes(out.size, bits))
+    return Status(ErrorCode::kChunkDecodeFailed,
+                  where + ": packed index stream has " + std::to_string(src.size) + " bytes, " +
+                      std::to_string(PackedBytes(out.size, bits)) + " expected");
+  uint64_t acc = 0;
+  unsigned have = 0;
+  size_t in = 0;
+  const uint64_t mask = (uint64_t{1} << bits) - 1;
+  for (size_t i = 0; i < out.size; ++i) {
+    while (have < bits) {
+      acc |= uint64_t(src.data[in++]) << have;
+      have += 8;
+    }
+    out.data[i] = uint8_t(acc & mask);
+    acc >>= bits;
+    have -= bits;
+  }
+  if (acc != 0)
+    return Status(ErrorCode::kChunkDecodeFailed, where + ": packed stream's padding bits are not zero");
+  return Status::Ok();
+}
 
 std::string Where(const Archive& a, size_t t, size_t c) {
   const ChunkInfo& chunk = a.tensors[t].chunks[c];
@@ -79,7 +105,11 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
   CKZ_RETURN_IF_ERROR(CheckIndexes(archive, tensor, chunk_index));
   const TensorInfo& t = archive.tensors[tensor];
   const ChunkInfo& chunk = t.chunks[chunk_index];
-  const size_t streams = StreamCount(t.byte_planes, DTypeSize(t.dtype));
+  const size_t width = DTypeSize(t.dtype);
+  const size_t streams = StreamCount(t.byte_planes, width);
+  // A quantized chunk has one stream of one index byte per element (spec 7.6).
+  const uint64_t stream_raw =
+      t.quantization ? chunk.raw_length / width : chunk.raw_length / streams;
   const ByteSpan stored = archive.file.subspan(chunk.offset, chunk.stored_length);
   const size_t dir_bytes = streams * kStreamEntryBytes;
   if (stored.size < dir_bytes)
@@ -93,15 +123,16 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
     const uint8_t* entry = stored.data + s * kStreamEntryBytes;
     const uint64_t length = LoadLE32(entry + 1);
     const std::string where = Where(archive, tensor, chunk_index) + " stream " + std::to_string(s);
-    if (entry[0] > kMaxStreamCodec)
-      return Status(ErrorCode::kChunkMalformed, where + ": codec " + std::to_string(entry[0]) +
-                                                    " is not 0 (stored) or 1 (zstd)");
+    if (entry[0] > kMaxStreamCodec ||
+        (entry[0] == uint8_t(StreamCodec::kPacked) && !t.quantization))
+      return Status(ErrorCode::kChunkMalformed,
+                    where + ": codec " + std::to_string(entry[0]) + " is not 0 (stored), 1 (zstd)" +
+                        (t.quantization ? " or 2 (packed)" : " (2, packed, is for quantized tensors)"));
     if (length > stored.size - pos)
       return Status(ErrorCode::kChunkMalformed,
                     where + ": stored length " + std::to_string(length) +
                         " runs past the chunk's " + std::to_string(stored.size) + " bytes");
-    out[s] = {static_cast<StreamCodec>(entry[0]), chunk.offset + pos, length,
-              chunk.raw_length / streams};
+    out[s] = {static_cast<StreamCodec>(entry[0]), chunk.offset + pos, length, stream_raw};
     pos += length;
   }
   if (pos != stored.size)
@@ -111,6 +142,48 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
   return out;
 }
 
+Status ChunkDecoder::DecodeQuantized(const Archive& archive, size_t tensor, size_t chunk_index,
+                                     const StreamInfo& stream, ByteSpan reference,
+                                     MutableByteSpan out) {
+  const TensorInfo& t = archive.tensors[tensor];
+  const ChunkInfo& chunk = t.chunks[chunk_index];
+  const QuantizationInfo& q = *t.quantization;
+  const std::string where =
+      Where(archive, tensor, chunk_index) + " (" + std::to_string(q.bits) + "-bit indices)";
+  const uint64_t count = stream.raw_length;
+  std::vector<uint8_t>& indices = scratch_->streams;
+  indices.resize(count);
+  const ByteSpan src = archive.file.subspan(stream.offset, stream.stored_length);
+  switch (stream.codec) {
+    case StreamCodec::kStored:
+      if (src.size != count)
+        return Status(ErrorCode::kChunkDecodeFailed,
+                      where + ": stored index stream has " + std::to_string(src.size) +
+                          " bytes, " + std::to_string(count) + " expected");
+      std::memcpy(indices.data(), src.data, count);
+      break;
+    case StreamCodec::kZstd:
+      if (!scratch_->dctx) scratch_->dctx = ZSTD_createDCtx();
+      CKZ_RETURN_IF_ERROR(DecodeZstd(scratch_->dctx, src, MutableByteSpan(indices), where));
+      break;
+    case StreamCodec::kPacked:
+      CKZ_RETURN_IF_ERROR(UnpackIndices(src, q.bits, MutableByteSpan(indices), where));
+      break;
+  }
+  for (uint64_t i = 0; i < count; ++i)
+    if (indices[i] > q.codebook.size())
+      return Status(ErrorCode::kCodebookIndex,
+                    where + ": element " + std::to_string(chunk.raw_offset / DTypeSize(t.dtype) + i) +
+                        " has index " + std::to_string(indices[i]) + "; the codebook has " +
+                        std::to_string(q.codebook.size()) + " centres");
+  ReconstructQuantized(q.kind, t.dtype, q.codebook, indices.data(), count,
+                       q.kind == QuantKind::kResidual ? reference.data : nullptr, out.data);
+  if (Crc32c(out.data, out.size) != chunk.crc32c)
+    return Status(ErrorCode::kChunkChecksum,
+                  Where(archive, tensor, chunk_index) + ": decoded bytes fail their CRC-32C");
+  return Status::Ok();
+}
+
 Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_index,
                             ByteSpan reference, MutableByteSpan out) {
   CKZ_RETURN_IF_ERROR(CheckIndexes(archive, tensor, chunk_index));
@@ -118,7 +191,7 @@ Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_
   const ChunkInfo& chunk = t.chunks[chunk_index];
   if (out.size != chunk.raw_length)
     return Status(ErrorCode::kInvalidArgument, "output buffer size differs from raw_length");
-  const bool predicted = t.predictor != Predictor::kNone;
+  const bool predicted = t.NeedsReference();
   if (predicted && reference.size != chunk.raw_length)
     return Status(ErrorCode::kReferenceRequired,
                   Where(archive, tensor, chunk_index) + " is predicted (" +
@@ -127,6 +200,7 @@ Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_
 
   auto directory = ReadStreamDirectory(archive, tensor, chunk_index);
   if (!directory.ok()) return directory.status();
+  if (t.quantization) return DecodeQuantized(archive, tensor, chunk_index, (*directory)[0], reference, out);
   const size_t width = DTypeSize(t.dtype);
   // Only a transformed chunk needs a staging buffer; otherwise streams decode in place.
   const bool transformed = predicted || (t.byte_planes && width > 1);

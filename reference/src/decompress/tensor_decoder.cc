@@ -22,7 +22,7 @@ Status DecodeTensorRange(const Archive& archive, size_t tensor, uint64_t offset,
                       ") is outside tensor '" + t.name + "' of " +
                       std::to_string(t.byte_length) + " bytes");
   if (out.size == 0) return Status::Ok();
-  const bool predicted = t.predictor != Predictor::kNone;
+  const bool predicted = t.NeedsReference();
   if (predicted && reference == nullptr)
     return Status(ErrorCode::kReferenceRequired,
                   "tensor '" + t.name + "' is predicted from the parent checkpoint; decode it "

@@ -53,6 +53,48 @@ Status ParseLink(const fb::Link* link, LinkInfo* out) {
   return Status::Ok();
 }
 
+// Rules Q2..Q7 (spec 9): a quantization that a decoder can apply.
+Status ParseQuantization(const fb::Quantization* q, const std::string& field, bool has_link,
+                         TensorInfo* out) {
+  QuantizationInfo info;
+  const auto kind = static_cast<uint8_t>(q->kind());
+  if (kind == 0 || kind > kMaxQuantKind)
+    return OutOfRange(field + ".quantization.kind", kind, "the kinds 1..2");
+  info.kind = static_cast<QuantKind>(kind);
+  info.bits = q->bits();
+  if (info.bits == 0 || info.bits > kMaxQuantBits)
+    return OutOfRange(field + ".quantization.bits", info.bits, "1..8");
+  const uint32_t max_centres = (1u << info.bits) - 1;
+  const auto* codebook = q->codebook();
+  if (!codebook || codebook->size() == 0 || codebook->size() > max_centres)
+    return Status(ErrorCode::kFieldOutOfRange,
+                  field + ".quantization.codebook has " +
+                      std::to_string(codebook ? codebook->size() : 0) + " centres; " +
+                      std::to_string(info.bits) + "-bit indices allow 1.." +
+                      std::to_string(max_centres));
+  for (uint32_t i = 0; i < codebook->size(); ++i) {
+    const float c = codebook->Get(i);
+    if (!std::isfinite(c))
+      return Status(ErrorCode::kFieldOutOfRange,
+                    field + ".quantization.codebook[" + std::to_string(i) + "] is not finite");
+    info.codebook.push_back(c);
+  }
+  info.prune_k = q->prune_k();
+  info.prune_threshold = q->prune_threshold();
+  if (!DTypeIsFloat(out->dtype))
+    return Status(ErrorCode::kFieldOutOfRange,
+                  field + " is quantized but its dtype " + DTypeName(out->dtype) +
+                      " is not floating");
+  if (out->predictor != Predictor::kNone || out->byte_planes)
+    return Status(ErrorCode::kFieldOutOfRange,
+                  field + " is quantized: it has no predictor and no byte planes");
+  if (info.kind == QuantKind::kResidual && !has_link)
+    return Status(ErrorCode::kBadLink,
+                  field + " is quantized as a residual of a reference but the file has no link");
+  out->quantization = std::move(info);
+  return Status::Ok();
+}
+
 // FlatBuffers 2.0.8's verifier checks only the 4-byte alignment of a vector's length, so
 // vectors of 8-byte elements are checked here (the buffer itself is 8-aligned).
 template <typename V>
@@ -99,6 +141,8 @@ Status ParseTensor(const fb::Tensor* t, size_t index, bool has_link, const Limit
                                            PredictorName(out->predictor) +
                                            ") but the file has no link");
   out->byte_planes = t->byte_planes();
+  if (t->quantization())
+    CKZ_RETURN_IF_ERROR(ParseQuantization(t->quantization(), field, has_link, out));
 
   const size_t element = DTypeSize(out->dtype);
   uint64_t raw_offset = 0;
@@ -372,6 +416,17 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
     }
   }
   CKZ_RETURN_IF_ERROR(CheckOwners(a.tensors));
+  {
+    // Rule Q1: required feature bit 1 says whether any tensor is quantized.
+    bool quantized = false;
+    for (const TensorInfo& t : a.tensors) quantized |= t.quantization.has_value();
+    if (quantized != ((p.required_features & kFeatureQuantized) != 0))
+      return Status(ErrorCode::kFieldOutOfRange,
+                    quantized ? "a tensor is quantized but required feature bit 1 "
+                                "(quantized tensors) is clear"
+                              : "required feature bit 1 (quantized tensors) is set but no "
+                                "tensor is quantized");
+  }
 
   if (const auto* files = h->files()) {
     std::vector<int> tensor_file(a.tensors.size(), -1);

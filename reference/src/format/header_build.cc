@@ -59,6 +59,18 @@ flatbuffers::Offset<fb::Tensor> BuildTensor(flatbuffers::FlatBufferBuilder& b,
   auto name = b.CreateString(t.name);
   auto shape = b.CreateVector(t.shape);
   auto chunk_vec = b.CreateVectorOfStructs(chunks);
+  flatbuffers::Offset<fb::Quantization> quant;
+  if (t.quantization) {
+    const QuantizationInfo& q = *t.quantization;
+    auto codebook = b.CreateVector(q.codebook);
+    fb::QuantizationBuilder qb(b);
+    qb.add_kind(static_cast<fb::QuantKind>(q.kind));
+    qb.add_bits(q.bits);
+    qb.add_codebook(codebook);
+    qb.add_prune_k(q.prune_k);
+    qb.add_prune_threshold(q.prune_threshold);
+    quant = qb.Finish();
+  }
   flatbuffers::Offset<flatbuffers::String> future;
   if (dev.unknown_fields) future = b.CreateString("a field of a future minor version");
   fb::TensorBuilder tb(b);
@@ -70,6 +82,7 @@ flatbuffers::Offset<fb::Tensor> BuildTensor(flatbuffers::FlatBufferBuilder& b,
   tb.add_predictor(static_cast<fb::Predictor>(t.predictor));
   tb.add_byte_planes(t.byte_planes);
   tb.add_chunks(chunk_vec);
+  if (t.quantization) tb.add_quantization(quant);
   if (dev.unknown_fields) {
     b.AddElement<uint32_t>(flatbuffers::FieldIndexToOffset(kFutureScalarId), 0xC0FFEE, 0);
     b.AddOffset(flatbuffers::FieldIndexToOffset(kFutureStringId), future);

@@ -11,6 +11,7 @@
 #include "ckz/safetensors.h"
 #include "ckz/torch.h"
 #include "common/bytes.h"
+#include "compress/excp.h"
 #include "common/parallel.h"
 
 namespace ckz {
@@ -106,46 +107,143 @@ LinkInfo LinkTo(const ChainReader& parent) {
   return link;
 }
 
-InputReference::InputReference(const InputCheckpoint& input) : input_(input) {
-  for (size_t i = 0; i < input.tensors.size(); ++i) index_.emplace(input.tensors[i].spec.name, i);
+void DecodedCheckpoint::AddView(const TensorSpec& spec, ByteSpan bytes) {
+  tensors_[spec.name] = Entry{spec, bytes, {}};
 }
 
-Status InputReference::ReadReference(const TensorInfo& tensor, uint64_t offset,
-                                     MutableByteSpan out) {
-  auto it = index_.find(tensor.name);
-  if (it == index_.end())
+void DecodedCheckpoint::AddOwned(const TensorSpec& spec, std::vector<uint8_t> bytes) {
+  Entry& e = tensors_[spec.name];
+  e.spec = spec;
+  e.owned = std::move(bytes);
+  e.bytes = ByteSpan(e.owned);
+}
+
+void DecodedCheckpoint::KeepAlive(InputCheckpoint input) { kept_.push_back(std::move(input)); }
+
+Status DecodedCheckpoint::ReadReference(const TensorInfo& tensor, uint64_t offset,
+                                        MutableByteSpan out) {
+  auto it = tensors_.find(tensor.name);
+  if (it == tensors_.end())
     return Status(ErrorCode::kReferenceMismatch, "reference has no tensor '" + tensor.name + "'");
-  const InputTensor& t = input_.tensors[it->second];
-  if (t.spec.dtype != tensor.dtype || t.spec.shape != tensor.shape)
+  const Entry& e = it->second;
+  if (e.spec.dtype != tensor.dtype || e.spec.shape != tensor.shape)
     return Status(ErrorCode::kReferenceMismatch,
                   "reference tensor '" + tensor.name + "' has another dtype or shape");
-  if (offset > t.data.size || out.size > t.data.size - offset)
+  if (offset > e.bytes.size || out.size > e.bytes.size - offset)
     return Status(ErrorCode::kInvalidArgument, "reference range outside the tensor");
-  std::memcpy(out.data, t.data.data + offset, out.size);
+  std::memcpy(out.data, e.bytes.data + offset, out.size);
   return Status::Ok();
 }
 
-Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference, Writer* writer) {
+namespace {
+
+// The reference's bytes of `spec`, or an empty buffer when it has no such tensor.
+Status ReadWhole(ReferenceSource* reference, const TensorSpec& spec, uint64_t size,
+                 std::vector<uint8_t>* out) {
+  out->clear();
+  if (!reference) return Status::Ok();
+  TensorInfo wanted;
+  wanted.name = spec.name;
+  wanted.dtype = spec.dtype;
+  wanted.shape = spec.shape;
+  out->resize(size);
+  Status s = reference->ReadReference(wanted, 0, MutableByteSpan(*out));
+  if (s.code() == ErrorCode::kReferenceMismatch) {
+    out->clear();  // a tensor the parent lacks: not an error, just not predicted
+    return Status::Ok();
+  }
+  return s;
+}
+
+// ExCP decisions for a link: weights first (moments need their weight's kept elements, and a
+// file may hold moments before their weights).
+Status PlanShrinking(const InputCheckpoint& input, ReferenceSource* reference,
+                     const ExcpOptions& excp, std::vector<ShrinkResult>* plan, WriteReport* report) {
+  const std::vector<InputTensor>& t = input.tensors;
+  plan->assign(t.size(), ShrinkResult{});
+  std::vector<int> moment1(t.size(), -1), moment2(t.size(), -1);  // by owner
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (t[i].spec.owner < 0) continue;
+    if (t[i].spec.role == Role::kMoment1) moment1[size_t(t[i].spec.owner)] = int(i);
+    if (t[i].spec.role == Role::kMoment2) moment2[size_t(t[i].spec.owner)] = int(i);
+  }
+  std::vector<uint8_t> ref;
+  auto why = [&](size_t i, const std::string& reason) {
+    (*plan)[i].lossless_reason = reason;
+    report->lossless.push_back(t[i].spec.name + ": " + reason);
+  };
+  for (size_t i = 0; i < t.size(); ++i) {
+    const TensorSpec& spec = t[i].spec;
+    if (spec.role != Role::kWeight || !DTypeIsFloat(spec.dtype)) continue;
+    CKZ_RETURN_IF_ERROR(ReadWhole(reference, spec, t[i].data.size, &ref));
+    if (ref.empty()) {
+      why(i, "no tensor of its name, dtype and shape in the parent");
+      continue;
+    }
+    const int v = moment2[i];
+    (*plan)[i] = ShrinkWeight(spec.dtype, t[i].data, ByteSpan(ref),
+                              v >= 0 ? t[size_t(v)].spec.dtype : DType::kF32,
+                              v >= 0 ? t[size_t(v)].data : ByteSpan(), excp);
+    if (!(*plan)[i].quantized) why(i, (*plan)[i].lossless_reason);
+  }
+  for (size_t w = 0; w < t.size(); ++w) {
+    for (int m : {moment1[w], moment2[w]}) {
+      if (m < 0) continue;
+      const size_t mi = size_t(m);
+      if (!(*plan)[w].quantized) {
+        why(mi, "its weight '" + t[w].spec.name + "' is stored losslessly");
+        continue;
+      }
+      // m: kept where |m| > beta mean|m| and the weight's residual was kept; v: where m was.
+      const bool is_m = t[mi].spec.role == Role::kMoment1;
+      const int m1 = moment1[w];
+      const std::vector<uint8_t>& keep =
+          !is_m && m1 >= 0 && (*plan)[size_t(m1)].quantized ? (*plan)[size_t(m1)].indices
+                                                             : (*plan)[w].indices;
+      (*plan)[mi] = ShrinkMoment(t[mi].spec.dtype, t[mi].data, keep, is_m, excp);
+      if (!(*plan)[mi].quantized) why(mi, (*plan)[mi].lossless_reason);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference, Writer* writer,
+                       const WriteOptions& options, DecodedCheckpoint* decoded,
+                       WriteReport* report) {
+  WriteReport local_report;
+  if (!report) report = &local_report;
   if (input.step) writer->SetStep(*input.step);
   for (const MetaEntry& e : input.metadata) writer->AddMetadata(e);
   for (const SourceFileInfo& f : input.files) writer->AddSourceFile(f);
-  std::vector<uint8_t> buffer;
-  for (const InputTensor& t : input.tensors) {
-    ByteSpan ref;
-    if (reference) {
-      TensorInfo wanted;
-      wanted.name = t.spec.name;
-      wanted.dtype = t.spec.dtype;
-      wanted.shape = t.spec.shape;
-      buffer.resize(t.data.size);
-      Status s = reference->ReadReference(wanted, 0, MutableByteSpan(buffer));
-      if (s.ok()) {
-        ref = ByteSpan(buffer);
-      } else if (s.code() != ErrorCode::kReferenceMismatch) {
-        return s;  // a damaged parent is an error; a tensor the parent lacks is not
-      }
+
+  std::vector<ShrinkResult> plan;
+  if (options.excp && reference) {
+    CKZ_RETURN_IF_ERROR(PlanShrinking(input, reference, *options.excp, &plan, report));
+    const ExcpOptions& e = *options.excp;
+    writer->AddMetadata({"excp.alpha", e.alpha});
+    writer->AddMetadata({"excp.beta", e.beta});
+    writer->AddMetadata({"excp.bits", int64_t(e.bits)});
+    writer->AddMetadata({"excp.fallback_k", e.fallback_k});
+    if (e.k_at_cap) writer->AddMetadata({"excp.k_at_cap", true});
+  }
+  std::vector<uint8_t> ref;
+  for (size_t i = 0; i < input.tensors.size(); ++i) {
+    const InputTensor& t = input.tensors[i];
+    CKZ_RETURN_IF_ERROR(ReadWhole(reference, t.spec, t.data.size, &ref));
+    if (i < plan.size() && plan[i].quantized) {
+      std::vector<uint8_t> out(t.data.size);
+      CKZ_RETURN_IF_ERROR(writer->AddQuantizedTensor(t.spec, plan[i].quant,
+                                                     ByteSpan(plan[i].indices), ByteSpan(ref),
+                                                     MutableByteSpan(out)));
+      ++report->quantized;
+      plan[i] = ShrinkResult{};  // its indices are written: free them
+      if (decoded) decoded->AddOwned(t.spec, std::move(out));
+    } else {
+      CKZ_RETURN_IF_ERROR(writer->AddTensor(t.spec, t.data, ByteSpan(ref)));
+      if (decoded) decoded->AddView(t.spec, t.data);
     }
-    CKZ_RETURN_IF_ERROR(writer->AddTensor(t.spec, t.data, ref));
   }
   return Status::Ok();
 }
@@ -226,6 +324,7 @@ Status RestoreFilesInto(ChainReader& reader, const std::string& dir, const std::
   uint64_t done = 0;
   return WriteFilesUnder(reader, dir, bare_name, options, &done);
 }
+
 
 Status RestoreCheckpoint(ChainReader& reader, const std::string& out_path,
                          const RestoreOptions& options) {

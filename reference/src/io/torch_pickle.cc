@@ -7,11 +7,18 @@
 // it is an underflow), the memo maps an index to the very same object (so a dict filled after
 // it was memoized is seen filled), a dict key given twice keeps its first position and takes
 // the last value. Stricter than CPython: the stream must end right after STOP with exactly one
-// value on the stack, strings must be valid UTF-8, integers must fit in 64 bits, and the
+// value on the stack, strings must be valid UTF-8, integers must fit in 64 bits, dict keys
+// must be None, bool, int, float (not NaN), str, bytes or tuples of those, and the
 // object graph reachable from the root must be acyclic, nested at most limits.max_depth
 // containers deep and, expanded as a tree (a shared value counted once per path to it), have
 // at most limits.max_values values and at most 64 * limits.max_values bytes of tensor paths
 // (so that TensorPaths stays bounded).
+//
+// In the graph, a storage (BINPERSID) is a kObject whose text is its storage class
+// ("torch.FloatStorage") and whose items are the persistent id; a tensor view and a parameter
+// are kTensor values; the state BUILD gives an OrderedDict (a state_dict's _metadata) is
+// checked to be a dict and left out. Besides the globals ckz/torch.h lists, builtins.bytes()
+// (how protocol 2 writes b"") is accepted, with no arguments only.
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -223,7 +230,7 @@ ErrorCode LookupGlobal(std::string_view module, std::string_view name, GlobalInf
   return ErrorCode::kPickleGlobalNotAllowed;
 }
 
-// A dict key's identity under Python equality (1 == 1.0 == True), for the dict's key index.
+// Tuples nested deeper than this in a dict key are refused.
 constexpr int kMaxKeyDepth = 16;
 
 std::string IntText(int64_t v) { return std::to_string(v); }

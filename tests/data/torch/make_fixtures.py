@@ -153,6 +153,43 @@ def make_legacy_deterministic(path):
     assert torch.equal(torch.load(path)["w"], torch.ones(2))
 
 
+class _Unseekable(io.RawIOBase):
+    """A write-only stream without seek/tell, so zipfile streams entries with descriptors."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        self.data += b
+        return len(b)
+
+
+def rewrite_zip(source, name, streamed):
+    with zipfile.ZipFile(os.path.join(HERE, source)) as z:
+        entries = [(i.filename, z.read(i.filename)) for i in z.infolist()]
+    archive = name[:-3]
+    entries = [(archive + n[n.index("/"):], d) for n, d in entries]
+    if not streamed:
+        entries.insert(len(entries) - 1, (archive + "/byteorder", b"little"))
+    out = _Unseekable() if streamed else io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z:
+        for entry_name, data in entries:
+            info = zipfile.ZipInfo(entry_name, date_time=(1980, 1, 1, 0, 0, 0))
+            with z.open(info, "w", force_zip64=streamed) as f:
+                f.write(data)
+        if not streamed:
+            z.comment = b"rewritten by make_fixtures.py"
+    data = bytes(out.data) if streamed else out.getvalue()
+    path = os.path.join(HERE, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    assert os.path.getsize(path) < 16384
+    write_json(archive, read_back(path))
+
+
 def mlp():
     return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
 
@@ -247,6 +284,13 @@ def main():
     # Parameters (torch._utils._rebuild_parameter) and a tensor as the root.
     save("parameters", {"params": list(mlp().parameters())})
     save("tensor_root", torch.arange(5, dtype=torch.float64))
+
+    # The adam checkpoint rewritten by Python's zipfile, a zip writer other than torch's:
+    # without data descriptors, with a "byteorder" entry (as torch >= 2.1 writes) and an
+    # archive comment; and streamed (data descriptors) with zip64 extra fields and 8-byte
+    # descriptor sizes. torch itself reads both back for the sidecars.
+    rewrite_zip("adam.pt", "adam_pyzip.pt", streamed=False)
+    rewrite_zip("adam.pt", "adam_pyzip64.pt", streamed=True)
 
     # Refused: a numpy array inside (numpy global), and the legacy (pre-1.6) format.
     path = os.path.join(HERE, "numpy.pt")

@@ -1,0 +1,191 @@
+#include "common/quantize.h"
+
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define CKZ_HAVE_MXCSR 1
+#endif
+
+namespace ckz {
+namespace {
+
+constexpr uint32_t kF32QuietNaN = 0x7FC00000u;
+constexpr uint16_t kF16QuietNaN = 0x7E00u;
+constexpr uint16_t kBF16QuietNaN = 0x7FC0u;
+constexpr uint64_t kF64QuietNaN = 0x7FF8000000000000ull;
+
+uint32_t BitsOf(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  return b;
+}
+float FloatOf(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+uint64_t BitsOf(double d) {
+  uint64_t b;
+  std::memcpy(&b, &d, 8);
+  return b;
+}
+double DoubleOf(uint64_t b) {
+  double d;
+  std::memcpy(&d, &b, 8);
+  return d;
+}
+bool IsNaN32(uint32_t b) { return (b & 0x7F800000u) == 0x7F800000u && (b & 0x7FFFFFu); }
+bool IsNaN64(uint64_t b) {
+  return (b & 0x7FF0000000000000ull) == 0x7FF0000000000000ull && (b & 0xFFFFFFFFFFFFFull);
+}
+
+// The floating-point environment spec 7.6 assumes: round to nearest even, subnormals kept. A
+// host program may have set flush-to-zero (some ML runtimes do); restore it for our adds.
+class DefaultFloatEnvironment {
+ public:
+  DefaultFloatEnvironment() {
+#ifdef CKZ_HAVE_MXCSR
+    saved_ = _mm_getcsr();
+    _mm_setcsr(0x1F80);  // all exceptions masked, round to nearest, no FTZ, no DAZ
+#endif
+  }
+  ~DefaultFloatEnvironment() {
+#ifdef CKZ_HAVE_MXCSR
+    _mm_setcsr(saved_);
+#endif
+  }
+
+ private:
+  unsigned saved_ = 0;
+};
+
+// A binary32 value (bits) stored as `dtype`.
+void StoreF32As(DType dtype, uint32_t v, uint8_t* out) {
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(out, &v, 4);
+      return;
+    case DType::kF16: {
+      const uint16_t h = F32BitsToF16(v);
+      std::memcpy(out, &h, 2);
+      return;
+    }
+    case DType::kBF16: {
+      const uint16_t h = F32BitsToBF16(v);
+      std::memcpy(out, &h, 2);
+      return;
+    }
+    case DType::kF64: {
+      const uint64_t d = IsNaN32(v) ? (uint64_t(v >> 31) << 63) | kF64QuietNaN
+                                    : BitsOf(double(FloatOf(v)));
+      std::memcpy(out, &d, 8);
+      return;
+    }
+    default:
+      return;
+  }
+}
+
+// A `dtype` element widened to binary32 bits (exact for F32, F16, BF16).
+uint32_t LoadAsF32(DType dtype, const uint8_t* p) {
+  switch (dtype) {
+    case DType::kF16: {
+      uint16_t h;
+      std::memcpy(&h, p, 2);
+      return F16BitsToF32(h);
+    }
+    case DType::kBF16: {
+      uint16_t h;
+      std::memcpy(&h, p, 2);
+      return uint32_t(h) << 16;
+    }
+    default: {
+      uint32_t v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+  }
+}
+
+}  // namespace
+
+uint16_t F32BitsToF16(uint32_t x) {
+  const uint16_t sign = uint16_t((x >> 16) & 0x8000u);
+  const uint32_t e = (x >> 23) & 0xFFu;
+  uint32_t m = x & 0x7FFFFFu;
+  if (e == 0xFF) return m ? uint16_t(sign | kF16QuietNaN) : uint16_t(sign | 0x7C00u);
+  const int32_t exp = int32_t(e) - 127 + 15;
+  if (exp >= 0x1F) return uint16_t(sign | 0x7C00u);  // overflow: infinity
+  if (exp <= 0) {                                      // an f16 subnormal, or zero
+    if (exp < -10) return sign;
+    m |= 0x800000u;
+    const uint32_t shift = uint32_t(14 - exp);
+    const uint32_t half = 1u << (shift - 1), rem = m & ((1u << shift) - 1);
+    uint32_t q = m >> shift;
+    if (rem > half || (rem == half && (q & 1))) ++q;  // may become the smallest normal
+    return uint16_t(sign | q);
+  }
+  uint32_t q = (uint32_t(exp) << 10) | (m >> 13);
+  const uint32_t rem = m & 0x1FFFu;
+  if (rem > 0x1000u || (rem == 0x1000u && (q & 1))) ++q;  // a carry may reach infinity
+  return uint16_t(sign | q);
+}
+
+uint16_t F32BitsToBF16(uint32_t x) {
+  if (IsNaN32(x)) return uint16_t(((x >> 16) & 0x8000u) | kBF16QuietNaN);
+  return uint16_t((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
+}
+
+uint32_t F16BitsToF32(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  uint32_t e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+  if (e == 0x1F) return sign | 0x7F800000u | (m << 13);
+  if (e == 0) {
+    if (m == 0) return sign;
+    e = 127 - 15 + 1;  // normalise the subnormal
+    while (!(m & 0x400u)) {
+      m <<= 1;
+      --e;
+    }
+    return sign | (e << 23) | ((m & 0x3FFu) << 13);
+  }
+  return sign | ((e + 127 - 15) << 23) | (m << 13);
+}
+
+void ReconstructQuantized(QuantKind kind, DType dtype, const std::vector<float>& codebook,
+                          const uint8_t* indices, size_t count, const uint8_t* ref, uint8_t* out) {
+  const size_t w = DTypeSize(dtype);
+  DefaultFloatEnvironment env;
+  for (size_t i = 0; i < count; ++i) {
+    const uint8_t j = indices[i];
+    uint8_t* o = out + i * w;
+    if (kind == QuantKind::kDirect) {
+      if (j == 0)
+        std::memset(o, 0, w);  // +0.0
+      else
+        StoreF32As(dtype, BitsOf(codebook[j - 1]), o);
+      continue;
+    }
+    const uint8_t* r = ref + i * w;
+    if (j == 0) {  // pruned: the reference element, bit for bit
+      std::memcpy(o, r, w);
+      continue;
+    }
+    if (dtype == DType::kF64) {
+      uint64_t rb;
+      std::memcpy(&rb, r, 8);
+      const uint64_t s = IsNaN64(rb) ? (rb & (uint64_t{1} << 63)) | kF64QuietNaN
+                                     : BitsOf(DoubleOf(rb) + double(codebook[j - 1]));
+      std::memcpy(o, &s, 8);
+      continue;
+    }
+    const uint32_t rb = LoadAsF32(dtype, r);
+    // Centres are finite, so a NaN sum comes only from a NaN reference.
+    const uint32_t s = IsNaN32(rb) ? (rb & 0x80000000u) | kF32QuietNaN
+                                   : BitsOf(FloatOf(rb) + codebook[j - 1]);
+    StoreF32As(dtype, s, o);
+  }
+}
+
+}  // namespace ckz

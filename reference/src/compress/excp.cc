@@ -1,0 +1,204 @@
+#include "compress/excp.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/quantize.h"
+
+namespace ckz {
+namespace {
+
+constexpr double kMaxK = 2.5;  // ExCP caps the pruning multiplier
+constexpr size_t kMaxFitSamples = size_t{1} << 20;
+
+// Element i of a floating tensor, as a double (exact for every floating dtype).
+double Element(DType dtype, const uint8_t* p, size_t i) {
+  switch (dtype) {
+    case DType::kF64: {
+      double d;
+      std::memcpy(&d, p + 8 * i, 8);
+      return d;
+    }
+    case DType::kF32: {
+      float f;
+      std::memcpy(&f, p + 4 * i, 4);
+      return f;
+    }
+    case DType::kF16: {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      const uint32_t b = F16BitsToF32(h);
+      float f;
+      std::memcpy(&f, &b, 4);
+      return f;
+    }
+    case DType::kBF16: {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      const uint32_t b = uint32_t(h) << 16;
+      float f;
+      std::memcpy(&f, &b, 4);
+      return f;
+    }
+    default:
+      return 0;
+  }
+}
+
+// Quantizes `values[i]` for the kept elements (keep[i] != 0) into result->indices/codebook.
+void Quantize(const std::vector<float>& kept_values, const std::vector<size_t>& kept_at,
+              size_t count, unsigned bits, ShrinkResult* result) {
+  const size_t max_centres = (size_t{1} << bits) - 1;
+  std::vector<float> centres = KMeans1D(kept_values, max_centres);
+  if (centres.empty()) centres.push_back(0.0f);  // nothing kept: a one-entry codebook
+  result->indices.assign(count, 0);
+  // Nearest centre; a value exactly between two goes to the lower one.
+  for (size_t j = 0; j < kept_values.size(); ++j) {
+    const float v = kept_values[j];
+    size_t hi = size_t(std::lower_bound(centres.begin(), centres.end(), v) - centres.begin());
+    size_t best = hi;
+    if (hi == centres.size() || (hi > 0 && double(v) - centres[hi - 1] <= double(centres[hi]) - v))
+      best = hi - 1;
+    result->indices[kept_at[j]] = uint8_t(best + 1);
+  }
+  result->quant.bits = uint8_t(bits);
+  result->quant.codebook = std::move(centres);
+  result->quantized = true;
+}
+
+ShrinkResult Lossless(const std::string& why) {
+  ShrinkResult r;
+  r.lossless_reason = why;
+  return r;
+}
+
+}  // namespace
+
+std::vector<float> KMeans1D(const std::vector<float>& values, size_t k) {
+  std::vector<float> distinct = values;
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  if (distinct.size() <= k) return distinct;  // few values: keep them exactly
+
+  // Fit on a fixed-stride sample of the sorted values (all of them when there are few).
+  std::vector<float> sorted = values;
+  std::sort(sorted.begin(), sorted.end());
+  if (sorted.size() > kMaxFitSamples) {
+    std::vector<float> sample(kMaxFitSamples);
+    for (size_t i = 0; i < kMaxFitSamples; ++i)
+      sample[i] = sorted[i * sorted.size() / kMaxFitSamples];
+    sorted.swap(sample);
+  }
+  const size_t n = sorted.size();
+  std::vector<double> prefix(n + 1, 0.0);
+  for (size_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + sorted[i];
+
+  // Start at the quantiles; Lloyd iterations: a cluster is the run of sorted values between
+  // two midpoints, its centre their mean.
+  std::vector<double> centres(k);
+  for (size_t j = 0; j < k; ++j) centres[j] = sorted[(2 * j + 1) * n / (2 * k)];
+  std::vector<size_t> bounds(k + 1);
+  for (int iteration = 0; iteration < 100; ++iteration) {
+    bounds[0] = 0;
+    bounds[k] = n;
+    for (size_t j = 1; j < k; ++j) {
+      const double mid = (centres[j - 1] + centres[j]) / 2;
+      bounds[j] = size_t(std::upper_bound(sorted.begin(), sorted.end(), mid,
+                                          [](double m, float v) { return m < double(v); }) -
+                         sorted.begin());
+      bounds[j] = std::max(bounds[j], bounds[j - 1]);
+    }
+    bool changed = false;
+    for (size_t j = 0; j < k; ++j) {
+      if (bounds[j + 1] == bounds[j]) continue;  // an empty cluster keeps its centre
+      const double mean =
+          (prefix[bounds[j + 1]] - prefix[bounds[j]]) / double(bounds[j + 1] - bounds[j]);
+      if (mean != centres[j]) changed = true;
+      centres[j] = mean;
+    }
+    std::sort(centres.begin(), centres.end());
+    if (!changed) break;
+  }
+  std::vector<float> out;
+  for (double c : centres) out.push_back(float(c));
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+ShrinkResult ShrinkWeight(DType dtype, ByteSpan w, ByteSpan reference, DType v_dtype, ByteSpan v,
+                          const ExcpOptions& options) {
+  const size_t count = w.size / DTypeSize(dtype);
+  std::vector<float> residual(count);
+  for (size_t i = 0; i < count; ++i) {
+    const double x = Element(dtype, w.data, i), r = Element(dtype, reference.data, i);
+    // Computed as the decoder adds: in binary32 (binary64 for F64 tensors).
+    const double d = dtype == DType::kF64 ? x - r : double(float(x) - float(r));
+    if (!std::isfinite(x) || !std::isfinite(r) || !std::isfinite(float(d)))
+      return Lossless("NaN or infinity in the tensor or its reference");
+    residual[i] = float(d);
+  }
+
+  double k = options.fallback_k;
+  ShrinkResult result;
+  if (!v.empty()) {
+    const size_t vn = v.size / DTypeSize(v_dtype);
+    double sum = 0;
+    for (size_t i = 0; i < vn; ++i) sum += Element(v_dtype, v.data, i);
+    const double mean = vn ? sum / double(vn) : 0;
+    k = mean > 0 ? std::min(kMaxK, options.alpha / std::sqrt(mean)) : kMaxK;
+  }
+  if (options.k_at_cap) k = kMaxK;
+
+  std::vector<float> magnitude(count);
+  for (size_t i = 0; i < count; ++i) magnitude[i] = std::fabs(residual[i]);
+  float median = 0;
+  if (count > 0) {
+    std::nth_element(magnitude.begin(), magnitude.begin() + long(count / 2), magnitude.end());
+    median = magnitude[count / 2];
+  }
+  const double threshold = k * median;
+  std::vector<float> kept;
+  std::vector<size_t> kept_at;
+  for (size_t i = 0; i < count; ++i)
+    if (std::fabs(residual[i]) > threshold) {
+      kept.push_back(residual[i]);
+      kept_at.push_back(i);
+    }
+  result.quant.kind = QuantKind::kResidual;
+  result.quant.prune_k = float(k);
+  result.quant.prune_threshold = float(threshold);
+  Quantize(kept, kept_at, count, options.bits, &result);
+  return result;
+}
+
+ShrinkResult ShrinkMoment(DType dtype, ByteSpan m, const std::vector<uint8_t>& keep,
+                          bool threshold_by_magnitude, const ExcpOptions& options) {
+  const size_t count = m.size / DTypeSize(dtype);
+  std::vector<float> values(count);
+  double sum_abs = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const double x = Element(dtype, m.data, i);
+    if (!std::isfinite(x) || !std::isfinite(float(x)))
+      return Lossless("NaN or infinity in the tensor");
+    values[i] = float(x);
+    sum_abs += std::fabs(x);
+  }
+  const double threshold =
+      threshold_by_magnitude && count ? options.beta * sum_abs / double(count) : -1.0;
+  std::vector<float> kept;
+  std::vector<size_t> kept_at;
+  for (size_t i = 0; i < count; ++i)
+    if (keep[i] != 0 && std::fabs(values[i]) > threshold) {
+      kept.push_back(values[i]);
+      kept_at.push_back(i);
+    }
+  ShrinkResult result;
+  result.quant.kind = QuantKind::kDirect;
+  result.quant.prune_threshold = threshold_by_magnitude ? float(threshold) : NAN;
+  Quantize(kept, kept_at, count, options.bits, &result);
+  return result;
+}
+
+}  // namespace ckz

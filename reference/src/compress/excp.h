@@ -1,0 +1,43 @@
+// ExCP shrinking (encoder side, not normative): which elements of a link to keep and how to
+// quantize them, after ExCP's public code (Li et al., 2024):
+//  - weights: residual dW = W - W_ref against the decoded reference; prune |dW| <= k * median|dW|
+//    with k = min(2.5, alpha / sqrt(mean(v))), v the weight's Adam second moment;
+//  - moments m, v: kept where |m| > beta * mean|m| and the weight's residual was kept; v uses
+//    m's mask; stored directly, not as residuals;
+//  - kept values of each stream quantized by 1-D k-means to 2^bits - 1 centres (index 0 =
+//    pruned); streams with at most 2^bits - 1 distinct kept values keep them exactly.
+#ifndef CKZ_COMPRESS_EXCP_H_
+#define CKZ_COMPRESS_EXCP_H_
+
+#include <string>
+#include <vector>
+
+#include "ckz/archive.h"
+#include "ckz/checkpoint.h"
+
+namespace ckz {
+
+// The decision for one tensor: quantized (indices + codebook), or kept lossless and why.
+struct ShrinkResult {
+  bool quantized = false;
+  std::string lossless_reason;
+  QuantizationInfo quant;
+  std::vector<uint8_t> indices;  // one per element
+};
+
+// A weight against its decoded reference. `v` is its second moment in this checkpoint (same
+// element count, any floating dtype), or empty: then k = options.fallback_k.
+ShrinkResult ShrinkWeight(DType dtype, ByteSpan w, ByteSpan reference, DType v_dtype, ByteSpan v,
+                          const ExcpOptions& options);
+
+// A moment, kept where `keep[i]` is non-zero (the weight's, or for v the first moment's,
+// indices) and, when `threshold_by_magnitude`, where |m| > beta * mean|m|.
+ShrinkResult ShrinkMoment(DType dtype, ByteSpan m, const std::vector<uint8_t>& keep,
+                          bool threshold_by_magnitude, const ExcpOptions& options);
+
+// 1-D k-means: at most `k` sorted, distinct centres for `values` (deterministic).
+std::vector<float> KMeans1D(const std::vector<float>& values, size_t k);
+
+}  // namespace ckz
+
+#endif  // CKZ_COMPRESS_EXCP_H_
