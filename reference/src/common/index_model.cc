@@ -1,0 +1,129 @@
+#include "common/index_model.h"
+
+#include "common/range_coder.h"
+
+namespace ckz {
+namespace {
+
+// Spec 7.7.3: an index of a codebook with k centres reduced to one of `buckets` classes:
+// 0 for index 0 (pruned or absent), then the centres in ascending value order split into
+// buckets - 1 equal runs. Centres are sorted, so a class says "how negative / positive".
+inline uint32_t Bucket(uint32_t index, uint32_t k, uint32_t buckets) {
+  return index == 0 ? 0 : 1 + (index - 1) * (buckets - 1) / k;
+}
+
+constexpr uint32_t kSigContexts = 3 * 5 * 3;
+constexpr uint32_t kAuxBuckets = 4, kParentBuckets = 4, kLeftBuckets = 4;
+constexpr uint32_t kValueContexts = kAuxBuckets * kParentBuckets * kLeftBuckets;
+
+// Bits of the value j - 1 of a non-zero index j (0..K-1).
+inline unsigned ValueBits(uint32_t k) {
+  unsigned n = 0;
+  while ((uint32_t{1} << n) < k) ++n;
+  return n;
+}
+
+struct EncodeSide {
+  static constexpr bool kDecodes = false;
+  RangeEncoder rc;
+  int Code(BitModel& m, int bit) {
+    rc.Encode(m, bit);
+    return bit;
+  }
+};
+
+struct DecodeSide {
+  static constexpr bool kDecodes = true;
+  RangeDecoder rc;
+  int Code(BitModel& m, int) { return rc.Decode(m); }
+};
+
+// The one model both sides run. The encoder reads the indices from `idx`; the decoder writes
+// them to `out` (== idx) as it goes. Returns the element whose decoded index exceeds K, or
+// count when none did.
+template <class Side>
+size_t Run(Side& side, const IndexModelInputs& in, const uint8_t* idx, uint8_t* out, size_t count,
+           const IndexModelConfig& cfg) {
+  const uint32_t k = in.centres;
+  const unsigned nbits = ValueBits(k);
+  const size_t nodes = size_t{1} << nbits;
+  std::vector<BitModel> sig(kSigContexts);
+  std::vector<BitModel> val(kValueContexts * nodes);
+  const uint64_t row = in.row;
+  uint64_t col = row ? in.first % row : 0;
+  for (size_t i = 0; i < count; ++i) {
+    // Neighbours inside this chunk only, so chunks decode independently.
+    const bool has_left = i > 0 && (row == 0 || col != 0);
+    const bool has_up = row != 0 && i >= row;
+    const uint32_t left = has_left ? idx[i - 1] : 0;
+    uint32_t nbr = 0;
+    if (cfg.sig_neighbours >= 1) nbr += left != 0;
+    if (cfg.sig_neighbours >= 2 && has_up) {
+      nbr += idx[i - row] != 0;
+      if (col != 0 && i > row) nbr += idx[i - row - 1] != 0;  // inside the chunk too
+      if (col + 1 < row) nbr += idx[i - row + 1] != 0;
+    }
+    const uint32_t pc = in.parent && cfg.sig_parent ? 1 + (in.parent[i] != 0) : 0;
+    const uint32_t ac = in.aux && cfg.sig_aux ? 1 + (in.aux[i] != 0) : 0;
+    const uint32_t v = idx[i];  // the encoder's value; ignored by the decoder
+    const int nonzero = side.Code(sig[(pc * 5 + nbr) * 3 + ac], v != 0);
+    uint32_t j = 0;
+    if (nonzero) {
+      const uint32_t ab = in.aux && cfg.val_aux ? Bucket(in.aux[i], in.aux_centres, kAuxBuckets) : 0;
+      const uint32_t pb =
+          in.parent && cfg.val_parent ? Bucket(in.parent[i], in.parent_centres, kParentBuckets) : 0;
+      const uint32_t lb = cfg.val_left ? Bucket(left, k, kLeftBuckets) : 0;
+      BitModel* tree = &val[((ab * kParentBuckets + pb) * kLeftBuckets + lb) * nodes];
+      uint32_t node = 1;
+      for (unsigned b = nbits; b-- > 0;)
+        node = (node << 1) | uint32_t(side.Code(tree[node], int(((v - 1) >> b) & 1)));
+      j = node - uint32_t(nodes) + 1;
+      if (j > k) return i;
+    }
+    if constexpr (Side::kDecodes) out[i] = uint8_t(j);
+    if (row != 0 && ++col == row) col = 0;
+  }
+  return count;
+}
+
+}  // namespace
+
+int CmAuxTensor(const std::vector<CmTensorRole>& tensors, size_t t) {
+  const CmTensorRole& me = tensors[t];
+  if (!me.quantized || me.owner < 0 || size_t(me.owner) >= tensors.size()) return -1;
+  const size_t owner = size_t(me.owner);
+  const bool owner_ok = owner != t && tensors[owner].quantized;
+  if (me.role == Role::kMoment1) return owner_ok ? int(owner) : -1;
+  if (me.role != Role::kMoment2) return -1;
+  int sibling = -1;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const CmTensorRole& o = tensors[i];
+    if (i == t || !o.quantized || o.role != Role::kMoment1 || o.owner != me.owner) continue;
+    if (sibling >= 0) return owner_ok ? int(owner) : -1;  // two Moment1: ambiguous
+    sibling = int(i);
+  }
+  // A sibling Moment1's own aux is the owner, never this Moment2: no cycle.
+  if (sibling >= 0) return sibling;
+  return owner_ok ? int(owner) : -1;
+}
+
+void EncodeIndexStream(const IndexModelInputs& in, const uint8_t* indices, size_t count,
+                       std::vector<uint8_t>* out, const IndexModelConfig& config) {
+  EncodeSide side{RangeEncoder(out)};
+  Run(side, in, indices, nullptr, count, config);
+  side.rc.Finish();
+}
+
+IndexDecodeResult DecodeIndexStream(const IndexModelInputs& in, const uint8_t* src, size_t size,
+                                    uint8_t* out, size_t count, size_t* bad_element,
+                                    const IndexModelConfig& config) {
+  DecodeSide side{RangeDecoder(src, size)};
+  const size_t stop = Run(side, in, out, out, count, config);
+  if (stop != count) {
+    *bad_element = stop;
+    return IndexDecodeResult::kIndexTooLarge;
+  }
+  return side.rc.Finish() ? IndexDecodeResult::kOk : IndexDecodeResult::kBadStream;
+}
+
+}  // namespace ckz

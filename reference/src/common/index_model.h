@@ -1,0 +1,70 @@
+// The context model of the "cm" index-stream codec (spec 7.7): how a chunk's quantization
+// indices are turned into binary decisions and which adaptive BitModel codes each one.
+// Encoder and decoder run the same function (one code path), so their contexts cannot drift.
+#ifndef CKZ_COMMON_INDEX_MODEL_H_
+#define CKZ_COMMON_INDEX_MODEL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "ckz/types.h"
+
+namespace ckz {
+
+// Spec 7.7.2: what the aux-context rule looks at for each tensor of a file.
+struct CmTensorRole {
+  Role role = Role::kOther;
+  int32_t owner = -1;
+  bool quantized = false;
+};
+
+// The tensor whose indices are tensor t's aux context, or -1: for a quantized Moment1, its
+// owner when quantized; for a quantized Moment2, the only quantized Moment1 of the same owner,
+// else its owner when quantized. Never a tensor that itself uses t as aux (no cycles).
+int CmAuxTensor(const std::vector<CmTensorRole>& tensors, size_t t);
+
+// Everything the model of one chunk may look at besides its own, already coded, indices.
+struct IndexModelInputs {
+  uint32_t centres = 0;  // K: the chunk's indices are 0..K (K = codebook size, 1..255)
+  uint64_t first = 0;    // the chunk's first element, counted in the tensor
+  uint64_t row = 0;      // elements per row (the last dimension) of a >= 2-D tensor, else 0
+  // The parent link's indices of the tensor of the same name at the same elements (temporal
+  // context), or null when the parent's tensor is not quantized.
+  const uint8_t* parent = nullptr;
+  uint32_t parent_centres = 0;
+  // Indices of the related stream at the same elements (a Moment1's weight, a Moment2's
+  // Moment1), or null.
+  const uint8_t* aux = nullptr;
+  uint32_t aux_centres = 0;
+};
+
+// Which contexts are on. The format uses the default; other settings exist only so that the
+// measurement tool (tools/bench/cm_measure.cc) can show what each context is worth.
+struct IndexModelConfig {
+  bool sig_parent = true;
+  int sig_neighbours = 2;  // 0: none, 1: left only, 2: left, up-left, up, up-right
+  bool sig_aux = true;
+  bool val_parent = true;
+  bool val_aux = true;
+  bool val_left = true;
+};
+
+// Appends the coded stream of `count` indices (each <= in.centres) to `out`.
+void EncodeIndexStream(const IndexModelInputs& in, const uint8_t* indices, size_t count,
+                       std::vector<uint8_t>* out, const IndexModelConfig& config = {});
+
+enum class IndexDecodeResult {
+  kOk,
+  kIndexTooLarge,  // a decoded index exceeds K (*bad_element: the chunk's element)
+  kBadStream,      // the coder's final check failed: bytes left over or an impossible state
+};
+
+// Decodes `count` indices from `src` into `out`.
+IndexDecodeResult DecodeIndexStream(const IndexModelInputs& in, const uint8_t* src, size_t size,
+                                    uint8_t* out, size_t count, size_t* bad_element,
+                                    const IndexModelConfig& config = {});
+
+}  // namespace ckz
+
+#endif  // CKZ_COMMON_INDEX_MODEL_H_
