@@ -208,6 +208,9 @@ struct T {
   Role role = Role::kOther;
   int32_t owner = -1;
   bool predict = true;  // in a link: predicted from the parent's tensor of the same name
+  // A quantized tensor (spec 7.6): its indices; `bytes` then holds the reconstruction.
+  std::optional<QuantizationInfo> quant;
+  Bytes indices;
   TensorSpec Spec() const { return TensorSpec{name, dtype, shape, role, owner}; }
 };
 
@@ -375,6 +378,14 @@ Encoded Encode(const Ckpt& c, const EncodeOptions& options,
     if (link && parent && t.predict)
       if (const T* p = parent->Find(t.name))
         if (p->bytes.size() == t.bytes.size() && !p->bytes.empty()) ref = ByteSpan(p->bytes);
+    if (t.quant) {
+      Bytes decoded(t.bytes.size());
+      MustOk(w.AddQuantizedTensor(t.Spec(), *t.quant, ByteSpan(t.indices), ref,
+                                  MutableByteSpan(decoded)),
+             "AddQuantizedTensor '" + t.name + "'");
+      Check(decoded == t.bytes, "'" + t.name + "': the writer reconstructs other bytes");
+      continue;
+    }
     MustOk(w.AddTensor(t.Spec(), ByteSpan(t.bytes), ref), "AddTensor '" + t.name + "'");
   }
   Encoded e;
@@ -2096,6 +2107,267 @@ void FullInvalid(Suite& s) {
 
 }  // namespace
 
+
+// ------------------------------------------------------------------------------------------
+// Full profile: quantized tensors (spec 7.6).
+
+uint32_t F32Bits(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  return b;
+}
+float F32Of(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+
+// A codebook of `n` centres given as exact binary32 bit patterns: sorted, spread over
+// +-2^-7..2^-3 (integer arithmetic only, so every machine makes the same one).
+std::vector<float> Codebook(size_t n, uint64_t seed) {
+  Rng r(seed);
+  std::vector<float> c;
+  while (c.size() < n) {
+    const uint32_t sign = uint32_t(r.Next() & 1) << 31;
+    const uint32_t exponent = uint32_t(127 - 7 + r.Next() % 5) << 23;
+    const float x = F32Of(sign | exponent | uint32_t(r.Next() & 0x7FFFFF));
+    if (std::find(c.begin(), c.end(), x) == c.end()) c.push_back(x);
+  }
+  std::sort(c.begin(), c.end());
+  return c;
+}
+
+// Makes tensor `name` of `c` quantized: `kind`, `bits`, `centres` centres, indices drawn from
+// `seed` (about one in `zero_every` pruned; every index value used when the tensor is large
+// enough), and its bytes the reconstruction that decoders must produce: the writer's (spec
+// 7.6 is checked against independent arithmetic in tests/quantize_test.cc; here the suite's
+// decode check makes the reference decoder agree with it).
+void Quantize(Ckpt& c, const std::string& name, QuantKind kind, unsigned bits, size_t centres,
+              uint64_t seed, const Ckpt* parent, float scale = 1.0f, unsigned zero_every = 4) {
+  T& t = c.tensors[c.Index(name)];
+  QuantizationInfo q;
+  q.kind = kind;
+  q.bits = uint8_t(bits);
+  q.codebook = Codebook(centres, seed);
+  q.reference_scale = scale;
+  const uint64_t n = Elements(t.shape);
+  Rng r(seed + 7);
+  t.indices.resize(n);
+  for (uint64_t i = 0; i < n; ++i)
+    t.indices[i] = r.Next() % zero_every == 0 ? 0 : uint8_t(1 + (i * 7 + r.Next()) % centres);
+  ByteSpan ref;
+  if (kind == QuantKind::kResidual) {
+    Check(parent && parent->Find(name), name + ": a residual needs the parent's tensor");
+    ref = ByteSpan(parent->Find(name)->bytes);
+  }
+  // The reconstruction, from a scratch writer (a residual needs a link to be accepted).
+  auto sink = std::make_unique<MemorySink>();
+  Writer w(std::move(sink), Opt(StreamCodec::kStored, false));
+  if (kind == QuantKind::kResidual) {
+    LinkInfo l;
+    l.depth = 1;
+    w.SetLink(l);
+  }
+  Bytes decoded(t.bytes.size());
+  MustOk(w.AddQuantizedTensor(t.Spec(), q, ByteSpan(t.indices), ref, MutableByteSpan(decoded)),
+         "Quantize '" + name + "'");
+  t.bytes = std::move(decoded);
+  t.quant = std::move(q);
+}
+
+EncodeOptions IndexOpt(StreamCodec index_codec, uint64_t chunk = 1u << 20) {
+  EncodeOptions o = Opt(StreamCodec::kStored, false, chunk);
+  o.index_codec = index_codec;
+  return o;
+}
+
+// A keyframe with special values (NaN with payload, infinities, -0, subnormals) for residuals
+// to be added to, and a link of it with quantized tensors of every floating dtype.
+Ckpt QuantParent(uint64_t seed) {
+  Ckpt c = Single({MakeT("w32", DType::kF32, {24, 10}, seed + 1, Role::kWeight),
+                   MakeT("w16", DType::kF16, {9, 7}, seed + 2, Role::kWeight),
+                   MakeT("wbf", DType::kBF16, {50}, seed + 3, Role::kWeight),
+                   MakeT("w64", DType::kF64, {3, 11}, seed + 4, Role::kWeight),
+                   MakeT("m", DType::kF32, {24, 10}, seed + 5, Role::kMoment1, 0),
+                   MakeT("v", DType::kF32, {24, 10}, seed + 6, Role::kMoment2, 0),
+                   MakeT("n", DType::kI64, {}, seed + 7)});
+  c.step = 500;
+  // Special values at the start of w32, w16 and w64.
+  const uint32_t f32s[] = {0x7FA00001u, 0xFF800000u, 0x7F800000u, 0x80000000u, 0x00000001u,
+                           0x807FFFFFu, 0x7F7FFFFFu};
+  T& w32 = c.tensors[0];
+  for (size_t i = 0; i < 7; ++i) StoreElem(w32.bytes.data() + 4 * i, 4, f32s[i]);
+  const uint16_t f16s[] = {0x7D01, 0xFC00, 0x8000, 0x0001, 0x7BFF, 0x03FF};
+  for (size_t i = 0; i < 6; ++i) StoreElem(c.tensors[1].bytes.data() + 2 * i, 2, f16s[i]);
+  const uint64_t f64s[] = {0x7FF0000000000001ull, 0x8000000000000000ull, 0x0000000000000001ull};
+  for (size_t i = 0; i < 3; ++i) StoreElem(c.tensors[3].bytes.data() + 8 * i, 8, f64s[i]);
+  return c;
+}
+
+void QuantizedValid(Suite& s) {
+  {
+    Ckpt k = Single({MakeT("m", DType::kF32, {40}, 3001, Role::kMoment1),
+                     MakeT("h", DType::kBF16, {3, 9}, 3002),
+                     MakeT("d", DType::kF64, {5}, 3003)});
+    Quantize(k, "m", QuantKind::kDirect, 4, 15, 3011, nullptr);
+    Quantize(k, "h", QuantKind::kDirect, 2, 3, 3012, nullptr);
+    Quantize(k, "d", QuantKind::kDirect, 8, 200, 3013, nullptr, 1.0f, 2);
+    s.Add(Valid("full-quantized-direct-keyframe", "full",
+                "Direct quantization in a keyframe (no reference): F32 with 4-bit indices and 15 "
+                "centres, BF16 with 2-bit indices (3 centres, rounded into bf16), F64 with 8-bit "
+                "indices and 200 centres (widened exactly). Index 0 is +0.0. Packed index "
+                "streams, one chunk each.",
+                k, Encode(k, IndexOpt(StreamCodec::kPacked)).bytes, {"quant:direct"}));
+  }
+  {
+    Ckpt p = QuantParent(3100);
+    Ckpt l = Next(p, 3101);
+    l.step = 520;
+    Quantize(l, "w32", QuantKind::kResidual, 4, 15, 3111, &p);
+    Quantize(l, "w16", QuantKind::kResidual, 3, 7, 3112, &p);
+    Quantize(l, "wbf", QuantKind::kResidual, 1, 1, 3113, &p);
+    Quantize(l, "w64", QuantKind::kResidual, 5, 31, 3114, &p);
+    Quantize(l, "m", QuantKind::kDirect, 4, 15, 3115, nullptr);
+    Quantize(l, "v", QuantKind::kResidual, 4, 12, 3116, &p, F32Of(0x3FC00001u) /* ~1.5 */);
+    s.Add(ChainCase("full-quantized-residual-every-dtype",
+                    "A link whose weights are residual-quantized against the keyframe (parent-1.ckz): "
+                    "F32 (4-bit, special reference values: NaN with payload, infinities, -0, "
+                    "subnormals, the largest finite), F16 (3-bit, rounded into f16), BF16 (1-bit, one "
+                    "centre), F64 (5-bit, binary64 sums); 'm' Direct; 'v' a Residual with "
+                    "reference_scale 0x3FC00001 (pruned elements are reference × scale). The I64 "
+                    "'n' is coded losslessly. Packed indices in 40-byte chunks (so streams of odd "
+                    "lengths with zero padding bits).",
+                    {{p, Opt(StreamCodec::kStored, false, 40)},
+                     {l, IndexOpt(StreamCodec::kPacked, 40)}},
+                    {"quant:residual", "quant:direct", "quant:scale", "quant:special-reference"}));
+  }
+  {
+    // Depth 2: the second link's reference is the first link's reconstruction.
+    Ckpt p = QuantParent(3200);
+    Ckpt l1 = Next(p, 3201), l2;
+    Quantize(l1, "w32", QuantKind::kResidual, 4, 15, 3211, &p);
+    Quantize(l1, "w16", QuantKind::kResidual, 4, 15, 3212, &p);
+    l2 = Next(l1, 3202);
+    for (T& t : l2.tensors) t.quant.reset();
+    Quantize(l2, "w32", QuantKind::kResidual, 4, 15, 3221, &l1);
+    Quantize(l2, "w16", QuantKind::kResidual, 6, 40, 3222, &l1);
+    s.Add(ChainCase("full-quantized-chain-depth2",
+                    "Two quantized links: input.ckz -> parent-1.ckz (quantized) -> parent-2.ckz "
+                    "(keyframe). Each residual is added to the parent's DECODED tensor (the "
+                    "closed loop). zstd-compressed index streams, 64-byte chunks.",
+                    {{p, Opt(StreamCodec::kZstd, false, 64)},
+                     {l1, IndexOpt(StreamCodec::kZstd, 64)},
+                     {l2, IndexOpt(StreamCodec::kZstd, 64)}},
+                    {"quant:residual", "chain:depth2"}));
+  }
+}
+
+void QuantizedInvalid(Suite& s) {
+  Ckpt p = QuantParent(3300);
+  Ckpt l = Next(p, 3301);
+  Quantize(l, "w32", QuantKind::kResidual, 4, 15, 3311, &p);
+  Quantize(l, "m", QuantKind::kDirect, 4, 15, 3312, nullptr);
+  const Encoded parent = Encode(p, Opt(StreamCodec::kStored, false, 64));
+  const Encoded link = Encode(l, IndexOpt(StreamCodec::kPacked, 64),
+                              LinkTo(parent, p, "parent-1.ckz", 1), &p);
+  const size_t w32 = l.Index("w32"), m = l.Index("m");
+  auto header_case = [&](const std::string& name, const std::string& rule, ErrorCode error,
+                         const std::string& description, std::function<void(Archive&)> edit) {
+    Model x = FromFile(link.bytes);
+    x.edit = std::move(edit);
+    s.Add(ChainInvalid(name, rule, error, description, Assemble(x), parent.bytes));
+  };
+  header_case("invalid-quant-kind-zero", "Q2", ErrorCode::kFieldOutOfRange,
+              "'w32' has a quantization of kind 0 (Invalid).",
+              [&](Archive& a) { a.tensors[w32].quantization->kind = QuantKind(0); });
+  header_case("invalid-quant-kind-unknown", "Q2", ErrorCode::kFieldOutOfRange,
+              "'w32' has a quantization of kind 3 (not defined).",
+              [&](Archive& a) { a.tensors[w32].quantization->kind = QuantKind(3); });
+  header_case("invalid-quant-bits-zero", "Q3", ErrorCode::kFieldOutOfRange,
+              "'m' has 0-bit indices.", [&](Archive& a) { a.tensors[m].quantization->bits = 0; });
+  header_case("invalid-quant-bits-nine", "Q3", ErrorCode::kFieldOutOfRange,
+              "'m' has 9-bit indices.", [&](Archive& a) { a.tensors[m].quantization->bits = 9; });
+  header_case("invalid-quant-codebook-empty", "Q4", ErrorCode::kFieldOutOfRange,
+              "'m' has an empty codebook.",
+              [&](Archive& a) { a.tensors[m].quantization->codebook.clear(); });
+  header_case("invalid-quant-codebook-too-long", "Q4", ErrorCode::kFieldOutOfRange,
+              "'m' has 4-bit indices and 16 centres (at most 15 are addressable).",
+              [&](Archive& a) { a.tensors[m].quantization->codebook.push_back(0.5f); });
+  header_case("invalid-quant-codebook-nan", "Q4", ErrorCode::kFieldOutOfRange,
+              "A centre of 'w32' is a NaN.", [&](Archive& a) {
+                a.tensors[w32].quantization->codebook[3] = F32Of(0x7FC00000u);
+              });
+  header_case("invalid-quant-codebook-infinity", "Q4", ErrorCode::kFieldOutOfRange,
+              "A centre of 'w32' is +infinity.", [&](Archive& a) {
+                a.tensors[w32].quantization->codebook[0] = F32Of(0x7F800000u);
+              });
+  header_case("invalid-quant-integer-dtype", "Q5", ErrorCode::kFieldOutOfRange,
+              "The I64 scalar 'n' carries a quantization.", [&](Archive& a) {
+                a.tensors[l.Index("n")].quantization = a.tensors[m].quantization;
+              });
+  header_case("invalid-quant-with-predictor", "Q6", ErrorCode::kFieldOutOfRange,
+              "'w32' is quantized and also names the XorRef predictor.",
+              [&](Archive& a) { a.tensors[w32].predictor = Predictor::kXorRef; });
+  header_case("invalid-quant-with-byte-planes", "Q6", ErrorCode::kFieldOutOfRange,
+              "'m' is quantized and also has byte planes.",
+              [&](Archive& a) { a.tensors[m].byte_planes = true; });
+  header_case("invalid-quant-scale-zero", "Q8", ErrorCode::kFieldOutOfRange,
+              "'w32' has reference_scale 0.",
+              [&](Archive& a) { a.tensors[w32].quantization->reference_scale = 0.0f; });
+  header_case("invalid-quant-scale-negative", "Q8", ErrorCode::kFieldOutOfRange,
+              "'w32' has reference_scale -1.",
+              [&](Archive& a) { a.tensors[w32].quantization->reference_scale = -1.0f; });
+  header_case("invalid-quant-scale-nan", "Q8", ErrorCode::kFieldOutOfRange,
+              "'w32' has a NaN reference_scale.", [&](Archive& a) {
+                a.tensors[w32].quantization->reference_scale = F32Of(0x7FC00000u);
+              });
+  header_case("invalid-quant-direct-scaled", "Q8", ErrorCode::kFieldOutOfRange,
+              "'m' is Direct with reference_scale 2 (a Direct quantization has no reference).",
+              [&](Archive& a) { a.tensors[m].quantization->reference_scale = 2.0f; });
+  {
+    // A residual in a keyframe: the link removed (and the reference-chain feature bit).
+    Model x = FromFile(link.bytes);
+    x.required &= ~uint64_t{1};
+    x.edit = [](Archive& a) { a.link.reset(); };
+    s.Add(Invalid("invalid-quant-residual-in-keyframe", "full", "Q7", ErrorCode::kBadLink,
+                  "A keyframe (no link) with a Residual tensor 'w32': there is no reference.",
+                  Assemble(x)));
+  }
+  {
+    // Index values past the codebook: 'm' keeps 4-bit indices but its codebook is cut to 3
+    // centres, so indices 4..15 in its stream point past it.
+    Model x = FromFile(link.bytes);
+    x.edit = [&](Archive& a) { a.tensors[m].quantization->codebook.resize(3); };
+    s.Add(ChainInvalid("invalid-quant-index-beyond-codebook", "C6", ErrorCode::kCodebookIndex,
+                       "'m' has 15-value indices in its stream but only 3 centres: an index of 4 "
+                       "or more must be rejected (not clamped, not read past the codebook).",
+                       Assemble(x), parent.bytes));
+  }
+  {
+    // A packed stream with a non-zero padding bit: the last byte of the first chunk of 'm' has
+    // its high nibble unused when the chunk holds an odd number of indices.
+    Ckpt lo = l;
+    T& t = lo.tensors[m];
+    t.shape = {23};
+    t.owner = -1;  // no longer the shape of its weight
+    t.role = Role::kOther;
+    t.bytes.resize(23 * 4);
+    t.indices.resize(23);
+    lo.files[0].tensors = {};
+    for (const T& u : lo.tensors) lo.files[0].tensors.push_back(u.name);
+    const Encoded odd = Encode(lo, IndexOpt(StreamCodec::kPacked, 1u << 20),
+                               LinkTo(parent, p, "parent-1.ckz", 1), &p);
+    Model x = FromFile(odd.bytes);
+    Bytes& chunk = x.stored[m][0];
+    Check(chunk[0] == uint8_t(StreamCodec::kPacked), "packed stream expected");
+    chunk.back() |= 0x80;
+    s.Add(ChainInvalid("invalid-quant-packed-padding", "C2", ErrorCode::kChunkDecodeFailed,
+                       "'m' has 23 4-bit indices, packed into 12 bytes; the unused high nibble of "
+                       "the last byte has a bit set.",
+                       Assemble(x), parent.bytes));
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     fprintf(stderr,
@@ -2110,6 +2382,8 @@ int main(int argc, char** argv) {
   CoreInvalid(suite);
   FullValid(suite);
   FullInvalid(suite);
+  QuantizedValid(suite);
+  QuantizedInvalid(suite);
   suite.Finish();
   return 0;
 }

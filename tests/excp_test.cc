@@ -101,7 +101,7 @@ TEST(Shrink, MomentsKeepOnlyWhereTheWeightAndTheMagnitudeAllow) {
   std::vector<uint8_t> weight_keep(1000, 0);
   for (size_t i = 0; i < 1000; i += 2) weight_keep[i] = 1;
   ExcpOptions o;
-  const ShrinkResult r = ShrinkMoment(DType::kF32, ByteSpan(AsBytes(m)), weight_keep, true, o);
+  const ShrinkResult r = ShrinkMoment(DType::kF32, ByteSpan(AsBytes(m)), weight_keep, true, ByteSpan(), o);
   ASSERT_TRUE(r.quantized);
   EXPECT_EQ(r.quant.kind, QuantKind::kDirect);
   double mean_abs = 0;
@@ -111,9 +111,49 @@ TEST(Shrink, MomentsKeepOnlyWhereTheWeightAndTheMagnitudeAllow) {
     EXPECT_EQ(r.indices[i] != 0, weight_keep[i] && std::fabs(m[i]) > 2.0 * mean_abs) << i;
   // v follows m's mask exactly (no magnitude test of its own).
   std::vector<float> v(1000, 0.5f);
-  const ShrinkResult rv = ShrinkMoment(DType::kF32, ByteSpan(AsBytes(v)), r.indices, false, o);
+  const ShrinkResult rv = ShrinkMoment(DType::kF32, ByteSpan(AsBytes(v)), r.indices, false, ByteSpan(), o);
   for (size_t i = 0; i < 1000; ++i) EXPECT_EQ(rv.indices[i] != 0, r.indices[i] != 0);
   EXPECT_EQ(rv.quant.codebook, std::vector<float>{0.5f});
+}
+
+// v against its decoded reference: a residual, same mask as m; pruned elements keep the scaled
+// reference (the scale keeps their sum) and no reconstruction is negative, even where the best
+// centre would make it so.
+TEST(Shrink, SecondMomentResidualKeepsReferenceAndStaysNonNegative) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(0.f, 1.f);
+  std::vector<float> v(4000), ref(4000);
+  std::vector<uint8_t> keep(4000, 0);
+  for (size_t i = 0; i < v.size(); ++i) {
+    ref[i] = u(rng) < 0.5f ? 1e-9f * u(rng) : u(rng);  // tiny and large references
+    v[i] = std::max(0.f, ref[i] + (u(rng) - 0.6f));     // large changes both ways
+    keep[i] = i % 3 != 0;
+  }
+  ExcpOptions o;
+  o.bits = 2;  // 3 centres: coarse, so nearest centres often overshoot below zero
+  const ShrinkResult r = ShrinkMoment(DType::kF32, ByteSpan(AsBytes(v)), keep, false,
+                                      ByteSpan(AsBytes(ref)), o);
+  ASSERT_TRUE(r.quantized);
+  EXPECT_EQ(r.quant.kind, QuantKind::kResidual);
+  size_t moved = 0;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!keep[i]) {
+      EXPECT_EQ(r.indices[i], 0) << i;
+      continue;
+    }
+    const float base = ref[i] * r.quant.reference_scale;
+    const float out = r.indices[i] ? base + r.quant.codebook[r.indices[i] - 1u] : base;
+    EXPECT_GE(out, 0.f) << i;
+    moved += r.indices[i] != 0;
+  }
+  EXPECT_GT(moved, v.size() / 3);
+  double sum = 0, sum_ref = 0;
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!keep[i]) {
+      sum += v[i];
+      sum_ref += ref[i];
+    }
+  EXPECT_NEAR(r.quant.reference_scale, sum / sum_ref, 1e-6 * sum / sum_ref);
 }
 
 // ---- Quantized tensors in files ----
@@ -157,11 +197,14 @@ TEST(QuantizedFile, DecodesToTheWritersReconstructionWithEveryCodec) {
   for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kF64})
     for (QuantKind kind : {QuantKind::kResidual, QuantKind::kDirect})
       for (auto codec : {std::optional<StreamCodec>(), std::optional(StreamCodec::kZstd),
-                         std::optional(StreamCodec::kPacked), std::optional(StreamCodec::kStored)}) {
+                         std::optional(StreamCodec::kPacked), std::optional(StreamCodec::kStored),
+                         std::optional(StreamCodec::kCm)}) {
         const Quantized q = WriteQuantized(dtype, kind, codec, 200);
         auto a = ParseArchive(ByteSpan(q.file));
         ASSERT_TRUE(a.ok()) << a.status().ToString();
-        EXPECT_EQ(a->preamble.required_features, kFeatureReferenceChain | kFeatureQuantized);
+        // Bit 2 when the automatic choice (or the forced codec) is cm.
+        EXPECT_EQ(a->preamble.required_features & ~kFeatureContextModel,
+                  kFeatureReferenceChain | kFeatureQuantized);
         ASSERT_TRUE(a->tensors[0].quantization);
         TestTensor ref = q.tensor;
         ref.bytes = q.reference;

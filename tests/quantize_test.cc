@@ -90,12 +90,23 @@ TEST(Quantize, F32ToBF16RoundsToNearestEven) {
   EXPECT_EQ(F32BitsToBF16(0x7FA00001u), 0x7FC0);  // NaN: canonical
 }
 
+QuantizationInfo Q(QuantKind kind, std::vector<float> codebook, float scale = 1.0f) {
+  QuantizationInfo q;
+  q.kind = kind;
+  q.bits = 4;
+  q.codebook = std::move(codebook);
+  q.reference_scale = scale;
+  return q;
+}
+
 TEST(Quantize, ResidualAndDirectReconstruction) {
   const std::vector<float> codebook = {-1.5f, 0.25f, F(0x00000003u) /* subnormal */, 3e38f};
+  const QuantizationInfo residual = Q(QuantKind::kResidual, codebook);
+  const QuantizationInfo direct = Q(QuantKind::kDirect, codebook);
   const uint8_t idx[] = {0, 1, 2, 3, 4, 4};
   const float ref[] = {F(0x7FA00001u) /* NaN */, 1.0f, 0.25f, F(0x00000005u), 3e38f, -1.0f};
   float out[6];
-  ReconstructQuantized(QuantKind::kResidual, DType::kF32, codebook, idx, 6,
+  ReconstructQuantized(residual, DType::kF32, idx, 6,
                        reinterpret_cast<const uint8_t*>(ref), reinterpret_cast<uint8_t*>(out));
   EXPECT_EQ(B(out[0]), 0x7FA00001u);  // index 0: the reference, bit for bit (even a NaN)
   EXPECT_EQ(out[1], -0.5f);
@@ -105,11 +116,11 @@ TEST(Quantize, ResidualAndDirectReconstruction) {
   EXPECT_EQ(out[5], 3e38f - 1.0f);
   const uint8_t nan_idx[] = {2};
   const float nan_ref[] = {F(0xFFA00001u)};
-  ReconstructQuantized(QuantKind::kResidual, DType::kF32, codebook, nan_idx, 1,
+  ReconstructQuantized(residual, DType::kF32, nan_idx, 1,
                        reinterpret_cast<const uint8_t*>(nan_ref), reinterpret_cast<uint8_t*>(out));
   EXPECT_EQ(B(out[0]), 0xFFC00000u);  // a NaN reference: canonical quiet NaN, sign kept
 
-  ReconstructQuantized(QuantKind::kDirect, DType::kF32, codebook, idx, 3, nullptr,
+  ReconstructQuantized(direct, DType::kF32, idx, 3, nullptr,
                        reinterpret_cast<uint8_t*>(out));
   EXPECT_EQ(B(out[0]), 0u);  // +0.0
   EXPECT_EQ(out[1], -1.5f);
@@ -120,16 +131,47 @@ TEST(Quantize, ResidualAndDirectReconstruction) {
   const uint8_t one[] = {2};
   uint16_t hout;
   const std::vector<float> tiny = {1e-4f, 0.00048828125f /* 2^-11: half an f16 ulp at 1 */};
-  ReconstructQuantized(QuantKind::kResidual, DType::kF16, tiny, one, 1,
+  ReconstructQuantized(Q(QuantKind::kResidual, tiny), DType::kF16, one, 1,
                        reinterpret_cast<const uint8_t*>(href), reinterpret_cast<uint8_t*>(&hout));
   EXPECT_EQ(hout, 0x3C00);  // 1 + half an ulp: a tie, rounds to even (1.0)
 
   // F64: binary64 addition.
   const double dref[] = {1.0};
   double dout;
-  ReconstructQuantized(QuantKind::kResidual, DType::kF64, tiny, one, 1,
+  ReconstructQuantized(Q(QuantKind::kResidual, tiny), DType::kF64, one, 1,
                        reinterpret_cast<const uint8_t*>(dref), reinterpret_cast<uint8_t*>(&dout));
   EXPECT_EQ(dout, 1.0 + 0.00048828125);
+}
+
+// A reference scale: pruned elements become binary32(r * s), kept ones binary32(r * s) + c
+// (two roundings, no fused multiply-add); a NaN reference still gives the canonical NaN.
+TEST(Quantize, ScaledResidualReconstruction) {
+  const float s = 0.1f;
+  const QuantizationInfo q = Q(QuantKind::kResidual, {1e-8f, 0.5f}, s);
+  const uint8_t idx[] = {0, 1, 2, 0, 0};
+  const float ref[] = {3.0f, 3.0f, F(0x00800000u) /* smallest normal */, F(0xFFA00001u), -0.0f};
+  float out[5];
+  ReconstructQuantized(q, DType::kF32, idx, 5, reinterpret_cast<const uint8_t*>(ref),
+                       reinterpret_cast<uint8_t*>(out));
+  volatile float product = 3.0f * s;  // rounded to binary32 before the add
+  EXPECT_EQ(out[0], float(product));
+  EXPECT_EQ(out[1], float(product) + 1e-8f);
+  EXPECT_EQ(out[2], F(0x00800000u) * s + 0.5f);
+  EXPECT_EQ(B(out[3]), 0xFFC00000u);
+  EXPECT_EQ(B(out[4]), 0x80000000u);  // -0 * 0.1 = -0
+
+  // F16: the product is rounded to binary32, the result once into f16; F64 in binary64.
+  const uint16_t href[] = {0x3C00};  // 1.0
+  const uint8_t zero[] = {0};
+  uint16_t hout;
+  ReconstructQuantized(q, DType::kF16, zero, 1, reinterpret_cast<const uint8_t*>(href),
+                       reinterpret_cast<uint8_t*>(&hout));
+  EXPECT_EQ(hout, 0x2E66);  // 0.1f = 0x3DCCCCCD, to f16 (round to nearest even)
+  const double dref[] = {3.0};
+  double dout;
+  ReconstructQuantized(q, DType::kF64, zero, 1, reinterpret_cast<const uint8_t*>(dref),
+                       reinterpret_cast<uint8_t*>(&dout));
+  EXPECT_EQ(dout, 3.0 * double(s));
 }
 
 }  // namespace

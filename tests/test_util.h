@@ -123,6 +123,12 @@ class MemoryReference : public ReferenceSource {
       }
     return Status(ErrorCode::kReferenceMismatch, "no reference for " + t.name);
   }
+  // A parent of plain values: no quantized tensors, so no indices for the cm contexts.
+  Status ReadReferenceIndices(const TensorInfo&, uint64_t, MutableByteSpan,
+                              uint32_t* centres) override {
+    *centres = 0;
+    return Status::Ok();
+  }
 
  private:
   const std::vector<TestTensor>& tensors_;

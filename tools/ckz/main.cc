@@ -18,8 +18,8 @@
 namespace ckz::cli {
 namespace {
 
+// The first line (name and format version) is printed by PrintUsage.
 const char kUsage[] =
-    "ckz - compress deep-learning training checkpoints (CKZ format 0.1)\n"
     "\n"
     "Usage:\n"
     "  ckz compress INPUT [-o OUT.ckz] [--ref PARENT.ckz]\n"
@@ -47,8 +47,11 @@ const char kUsage[] =
     "                           optimizer moments pruned jointly; keyframes stay lossless\n"
     "  --alpha A, --beta B      ExCP pruning strengths (default 5e-5, 2)\n"
     "  --bits N                 index width, 2^N-1 centres per tensor (default 4, 2..8)\n"
-    "  --entropy zstd|packed    coding of the indices (default: the smaller per chunk)\n"
+    "  --entropy zstd|packed|cm coding of the indices: zstd, packed bits, or the context-\n"
+    "                           model arithmetic coder (default: the smallest per chunk)\n"
     "  --k-at-cap               prune weights with k = 2.5 (ExCP's cap) whatever mean(v)\n"
+    "  --v-direct               store Adam's v as ExCP does: pruned elements become 0\n"
+    "                           (default: a residual, pruned elements keep the parent's v)\n"
     "  -l, --level N            zstd level of the entropy stage (default 3)\n"
     "  --chunk-size BYTES       decoded bytes per chunk (default 1048576)\n"
     "decompress:\n"
@@ -229,8 +232,9 @@ void PrintCompressed(const std::string& input, const std::string& output,
   if (r.report.quantized > 0) {
     const ExcpOptions& e = *write.excp;
     char buf[160];
-    snprintf(buf, sizeof buf, "lossy: ExCP alpha=%g beta=%g bits=%u%s, %zu tensors shrunk",
-             e.alpha, e.beta, e.bits, e.k_at_cap ? " k=2.5" : "", r.report.quantized);
+    snprintf(buf, sizeof buf, "lossy: ExCP alpha=%g beta=%g bits=%u%s%s, %zu tensors shrunk",
+             e.alpha, e.beta, e.bits, e.k_at_cap ? " k=2.5" : "",
+             e.v_residual ? "" : " v-direct", r.report.quantized);
     mode = buf;
   }
   printf("%s => %s: %s -> %s (%s, %s, %s), %.2f s, %s/s\n", input.c_str(), output.c_str(),
@@ -252,6 +256,7 @@ int Compress(Args& args, const Common& common) {
   const auto bits = args.Value({"--bits"});
   const auto entropy = args.Value({"--entropy"});
   const bool k_at_cap = args.Flag({"--k-at-cap"});
+  const bool v_direct = args.Flag({"--v-direct"});
   std::vector<std::string> inputs = args.Positionals();
   if (!args.error().empty()) return Usage(args.error());
   if (inputs.empty()) return Usage("compress needs an input");
@@ -279,14 +284,17 @@ int Compress(Args& args, const Common& common) {
     if (bits && (!ParseUint(*bits, &v) || v < 2 || v > 8)) return Usage("--bits must be 2..8");
     if (bits) e.bits = unsigned(v);
     e.k_at_cap = k_at_cap;
+    e.v_residual = !v_direct;
     write.excp = e;
-  } else if (alpha || beta || bits || k_at_cap) {
-    return Usage("--alpha, --beta, --bits and --k-at-cap shrink (lossy); not with --lossless");
+  } else if (alpha || beta || bits || k_at_cap || v_direct) {
+    return Usage("--alpha, --beta, --bits, --k-at-cap and --v-direct shrink (lossy); not with "
+                 "--lossless");
   }
   if (entropy) {
     if (*entropy == "zstd") encode.index_codec = StreamCodec::kZstd;
     else if (*entropy == "packed") encode.index_codec = StreamCodec::kPacked;
-    else return Usage("--entropy is zstd or packed");
+    else if (*entropy == "cm") encode.index_codec = StreamCodec::kCm;
+    else return Usage("--entropy is zstd, packed or cm");
   }
 
   // One folder that is not a checkpoint but holds several: a history.
@@ -455,16 +463,22 @@ int Info(Args& args) {
   return kExitOk;
 }
 
+void PrintUsage(FILE* out) {
+  fprintf(out, "ckz - compress deep-learning training checkpoints (CKZ format %u.%u)\n",
+          kFormatMajor, kFormatMinor);
+  fputs(kUsage, out);
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
   if (argc < 2) {
-    fputs(kUsage, stderr);
+    PrintUsage(stderr);
     return kExitUsage;
   }
   const std::string command = argv[1];
   if (command == "-h" || command == "--help" || command == "help") {
-    fputs(kUsage, stdout);
+    PrintUsage(stdout);
     fputs(kExitCodeHelp, stdout);
     return kExitOk;
   }
@@ -474,7 +488,7 @@ int Main(int argc, char** argv) {
   }
   Args args(argc, argv, 2);
   if (args.Flag({"-h", "--help"})) {
-    fputs(kUsage, stdout);
+    PrintUsage(stdout);
     fputs(kExitCodeHelp, stdout);
     return kExitOk;
   }

@@ -34,6 +34,7 @@ std::string FeaturesText(uint64_t bits) {
     const uint64_t bit = uint64_t{1} << b;
     s += bit == kFeatureReferenceChain ? "reference-chain"
          : bit == kFeatureQuantized    ? "quantized (lossy)"
+         : bit == kFeatureContextModel ? "context-model coding (cm)"
                                        : "bit " + std::to_string(b);
   }
   return s;
@@ -66,6 +67,8 @@ std::string ExcpText(const Archive& a) {
     if (const MetaEntry* e = a.FindMetadata(key))
       s += (s.empty() ? "" : " ") + std::string(key + 5) + "=" + MetaText(e->value);
   if (a.FindMetadata("excp.k_at_cap")) s += " k=2.5 (at cap)";
+  if (const MetaEntry* e = a.FindMetadata("excp.v_residual"))
+    s += MetaText(e->value) == "true" ? " v=residual" : " v=direct";
   return s.empty() ? "parameters not recorded" : s;
 }
 
@@ -90,6 +93,10 @@ std::string CodingText(const TensorInfo& t, const std::map<std::string, uint64_t
     s = buf;
     if (!std::isnan(q.prune_k)) {
       snprintf(buf, sizeof buf, " k=%.3g", double(q.prune_k));
+      s += buf;
+    }
+    if (q.reference_scale != 1.0f) {
+      snprintf(buf, sizeof buf, " scale=%.3g", double(q.reference_scale));
       s += buf;
     }
   } else {
@@ -224,7 +231,8 @@ void PrintJson(const std::string& path, const Archive& a, const InfoOptions& opt
            std::to_string(q.bits) + ", \"centres\": " + std::to_string(q.codebook.size()) +
            ", \"prune_k\": " + (std::isnan(q.prune_k) ? "null" : Number(q.prune_k)) +
            ", \"prune_threshold\": " +
-           (std::isnan(q.prune_threshold) ? "null" : Number(q.prune_threshold)) + "}";
+           (std::isnan(q.prune_threshold) ? "null" : Number(q.prune_threshold)) +
+           ", \"reference_scale\": " + Number(q.reference_scale) + "}";
     } else {
       o += "null";
     }

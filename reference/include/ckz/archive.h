@@ -22,7 +22,7 @@ namespace ckz {
 
 // Format constants (spec/ckz.md, sections 2-4).
 inline constexpr uint16_t kFormatMajor = 0;
-inline constexpr uint16_t kFormatMinor = 3;
+inline constexpr uint16_t kFormatMinor = 4;
 inline constexpr size_t kPreambleSize = 64;
 inline constexpr uint64_t kAlignment = 64;
 inline constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 26;    // 64 MiB
@@ -33,7 +33,10 @@ inline constexpr uint32_t kMaxHeaderTables = uint32_t{1} << 22;  // FlatBuffers 
 // Required feature bits (preamble offset 16).
 inline constexpr uint64_t kFeatureReferenceChain = uint64_t{1} << 0;
 inline constexpr uint64_t kFeatureQuantized = uint64_t{1} << 1;  // (0.3) lossy tensors
-inline constexpr uint64_t kKnownRequiredFeatures = kFeatureReferenceChain | kFeatureQuantized;
+// (0.4) some chunk uses the cm stream codec (spec 7.7): older readers reject the file upfront.
+inline constexpr uint64_t kFeatureContextModel = uint64_t{1} << 2;
+inline constexpr uint64_t kKnownRequiredFeatures =
+    kFeatureReferenceChain | kFeatureQuantized | kFeatureContextModel;
 inline constexpr uint8_t kMaxQuantBits = 8;
 
 // Reader-side limits, never looser than the format's own.
@@ -65,6 +68,9 @@ struct QuantizationInfo {
   QuantKind kind = QuantKind::kInvalid;
   uint8_t bits = 0;
   std::vector<float> codebook;  // index i > 0 -> codebook[i - 1]
+  // Residual only: pruned elements are reference * scale, kept ones reference * scale + centre
+  // (spec 7.6); exactly 1 means the reference itself. Finite and > 0.
+  float reference_scale = 1.0f;
   float prune_k = NAN;          // informative
   float prune_threshold = NAN;  // informative
 };

@@ -50,6 +50,10 @@ struct ExcpOptions {
   unsigned bits = 4;       // index width: 2^bits - 1 centres per tensor
   double fallback_k = 1.0; // k for a weight without a second moment (a model-only file)
   bool k_at_cap = false;   // use k = 2.5 everywhere (the regime of late LLM training)
+  // v (Adam's second moment) as a residual against the decoded parent's v, so that a pruned
+  // element keeps the parent's value; false: ExCP's own choice, pruned v becomes 0, which
+  // makes the resumed Adam take full-size sign steps there (docs/fidelity.md).
+  bool v_residual = true;
 };
 
 struct WriteOptions {
@@ -66,17 +70,23 @@ class DecodedCheckpoint : public ReferenceSource {
   DecodedCheckpoint& operator=(DecodedCheckpoint&&) = default;
   // A tensor whose decoded bytes are `bytes` (kept alive by the caller, e.g. an input mapping).
   void AddView(const TensorSpec& spec, ByteSpan bytes);
-  // A tensor whose decoded bytes differ from its input (a lossy tensor).
-  void AddOwned(const TensorSpec& spec, std::vector<uint8_t> bytes);
+  // A tensor whose decoded bytes differ from its input (a lossy tensor); `indices` and
+  // `centres` are its quantization indices and codebook size (the next link's cm contexts).
+  void AddOwned(const TensorSpec& spec, std::vector<uint8_t> bytes,
+                std::vector<uint8_t> indices = {}, uint32_t centres = 0);
   // Keeps `input`'s mappings alive for the views into them.
   void KeepAlive(InputCheckpoint input);
   Status ReadReference(const TensorInfo& tensor, uint64_t offset, MutableByteSpan out) override;
+  Status ReadReferenceIndices(const TensorInfo& tensor, uint64_t first, MutableByteSpan out,
+                              uint32_t* centres) override;
 
  private:
   struct Entry {
     TensorSpec spec;
     ByteSpan bytes;
     std::vector<uint8_t> owned;
+    std::vector<uint8_t> indices;  // a quantized tensor's, else empty
+    uint32_t centres = 0;
   };
   std::map<std::string, Entry> tensors_;
   std::vector<InputCheckpoint> kept_;

@@ -23,6 +23,14 @@ class ReferenceSource {
   // is predicted from (the parent tensor of the same name). Fails with kReferenceMismatch when
   // the parent has no such tensor or its dtype or shape differ.
   virtual Status ReadReference(const TensorInfo& tensor, uint64_t offset, MutableByteSpan out) = 0;
+
+  // (0.4, the cm codec's temporal context, spec 7.7.2) Fills `out` with the quantization
+  // indices of elements [first, first + out.size) of the parent's tensor of the same name and
+  // sets *centres to its codebook size; sets *centres = 0 (and leaves `out`) when the parent
+  // has no quantized tensor of that name, dtype and shape. The default cannot tell, and fails
+  // with kReferenceRequired.
+  virtual Status ReadReferenceIndices(const TensorInfo& tensor, uint64_t first,
+                                      MutableByteSpan out, uint32_t* centres);
 };
 
 // One entry of a chunk's stream directory (spec 7.2).
@@ -48,16 +56,30 @@ class ChunkDecoder {
 
   // Decodes chunk `chunk` of tensor `tensor` into `out` (exactly its raw_length bytes) and
   // checks its CRC-32C. `reference` must hold the co-located reference bytes (raw_length of
-  // them) when the tensor has a predictor, and is ignored otherwise.
+  // them) when the tensor has a predictor, and is ignored otherwise. `source` supplies the
+  // parent's indices to a cm-coded chunk of a link (spec 7.7); may be null otherwise.
   Status Decode(const Archive& archive, size_t tensor, size_t chunk, ByteSpan reference,
-                MutableByteSpan out);
+                MutableByteSpan out, ReferenceSource* source = nullptr);
+
+  // The quantization indices of a quantized tensor's chunk (its E elements), checked to be
+  // within the codebook; no reconstruction and no checksum (that needs the values).
+  Status DecodeIndices(const Archive& archive, size_t tensor, size_t chunk,
+                       ReferenceSource* source, MutableByteSpan indices);
 
  private:
   Status DecodeQuantized(const Archive& archive, size_t tensor, size_t chunk,
-                         const StreamInfo& stream, ByteSpan reference, MutableByteSpan out);
+                         const StreamInfo& stream, ByteSpan reference, MutableByteSpan out,
+                         ReferenceSource* source);
+  Status StreamIndices(const Archive& archive, size_t tensor, size_t chunk,
+                       const StreamInfo& stream, ReferenceSource* source, MutableByteSpan indices);
   struct Scratch;
   std::unique_ptr<Scratch> scratch_;
 };
+
+// The quantization indices of elements [first, first + out.size) of quantized tensor `tensor`
+// (the cm codec's contexts, spec 7.7.2). `reference` as for DecodeTensorRange.
+Status DecodeIndexRange(const Archive& archive, size_t tensor, uint64_t first,
+                        MutableByteSpan out, ReferenceSource* reference);
 
 struct DecodeOptions {
   int threads = 1;  // chunks decoded in parallel; the output never depends on it

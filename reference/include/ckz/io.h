@@ -110,6 +110,8 @@ class ChainReader : public ReferenceSource {
   Status ReadTensor(size_t index, uint64_t offset, MutableByteSpan out, int threads = 1);
 
   Status ReadReference(const TensorInfo& tensor, uint64_t offset, MutableByteSpan out) override;
+  Status ReadReferenceIndices(const TensorInfo& tensor, uint64_t first, MutableByteSpan out,
+                              uint32_t* centres) override;
 
  private:
   static Result<std::unique_ptr<ChainReader>> OpenWithIndex(const std::string& path,

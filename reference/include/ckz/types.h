@@ -69,10 +69,11 @@ constexpr uint8_t kMaxPredictor = 2;
 const char* PredictorName(Predictor predictor);  // "none", "xor", "sub"
 
 // Per-stream entropy codec, stored in each chunk's stream directory (spec 7.2). kPacked (0.3)
-// is for index streams of quantized tensors only.
-enum class StreamCodec : uint8_t { kStored = 0, kZstd = 1, kPacked = 2 };
-constexpr uint8_t kMaxStreamCodec = 2;
-const char* StreamCodecName(StreamCodec codec);  // "stored", "zstd", "packed"
+// and kCm (0.4, the context-model arithmetic coder, spec 7.7) are for index streams of
+// quantized tensors only.
+enum class StreamCodec : uint8_t { kStored = 0, kZstd = 1, kPacked = 2, kCm = 3 };
+constexpr uint8_t kMaxStreamCodec = 3;
+const char* StreamCodecName(StreamCodec codec);  // "stored", "zstd", "packed", "cm"
 
 // How a quantized tensor's indices become values (spec 7.6).
 enum class QuantKind : uint8_t { kInvalid = 0, kResidual = 1, kDirect = 2 };

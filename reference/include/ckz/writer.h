@@ -46,10 +46,21 @@ struct EncodeOptions {
   std::optional<Predictor> force_predictor;
   std::optional<bool> force_byte_planes;
   std::optional<StreamCodec> force_codec;
-  // Index streams of quantized tensors: zstd, packed, or (unset) the smaller of the two.
+  // Index streams of quantized tensors: zstd, packed, cm, or (unset) the smallest per chunk.
   std::optional<StreamCodec> index_codec;
   // Called from the writing thread with the number of input bytes encoded so far.
   std::function<void(uint64_t)> progress;
+};
+
+// (0.4) What the cm index codec's contexts see of a quantized tensor (spec 7.7.2), as whole-
+// tensor index arrays. The caller must pass exactly what a decoder will derive: `parent`, the
+// parent link's indices of the tensor of the same name (when the parent's tensor is quantized
+// with the same dtype and shape), and `aux`, the indices of the tensor CmAuxTensor names.
+struct IndexContexts {
+  ByteSpan parent;
+  uint32_t parent_centres = 0;  // 0: no parent indices
+  ByteSpan aux;
+  uint32_t aux_centres = 0;     // 0: no aux tensor
 };
 
 struct TensorSpec {
@@ -83,8 +94,11 @@ class Writer {
   // most quant.codebook.size()); `reference` as above, needed for QuantKind::kResidual. Fills
   // `decoded` (the tensor's byte length) with the values every decoder reconstructs: the
   // reference of the next link in a chain.
+  // `contexts` feed the cm codec (required when the file is a link or the tensor has an aux
+  // tensor, should cm be chosen).
   Status AddQuantizedTensor(const TensorSpec& spec, const QuantizationInfo& quant,
-                            ByteSpan indices, ByteSpan reference, MutableByteSpan decoded);
+                            ByteSpan indices, ByteSpan reference, MutableByteSpan decoded,
+                            const IndexContexts& contexts = {});
 
   // Writes the header, patches the preamble and commits the sink. Returns the content id.
   Result<ContentId> Finish();

@@ -153,14 +153,19 @@ uint32_t F16BitsToF32(uint16_t h) {
   return sign | ((e + 127 - 15) << 23) | (m << 13);
 }
 
-void ReconstructQuantized(QuantKind kind, DType dtype, const std::vector<float>& codebook,
-                          const uint8_t* indices, size_t count, const uint8_t* ref, uint8_t* out) {
+void ReconstructQuantized(const QuantizationInfo& q, DType dtype, const uint8_t* indices,
+                          size_t count, const uint8_t* ref, uint8_t* out) {
+  const std::vector<float>& codebook = q.codebook;
   const size_t w = DTypeSize(dtype);
+  // Scale 1 (bit pattern 0x3F800000) skips the multiplication: a pruned element is then its
+  // reference bit for bit, NaN payloads included.
+  const bool scaled = BitsOf(q.reference_scale) != 0x3F800000u;
+  const float scale = q.reference_scale;
   DefaultFloatEnvironment env;
   for (size_t i = 0; i < count; ++i) {
     const uint8_t j = indices[i];
     uint8_t* o = out + i * w;
-    if (kind == QuantKind::kDirect) {
+    if (q.kind == QuantKind::kDirect) {
       if (j == 0)
         std::memset(o, 0, w);  // +0.0
       else
@@ -168,23 +173,34 @@ void ReconstructQuantized(QuantKind kind, DType dtype, const std::vector<float>&
       continue;
     }
     const uint8_t* r = ref + i * w;
-    if (j == 0) {  // pruned: the reference element, bit for bit
+    if (j == 0 && !scaled) {  // pruned: the reference element, bit for bit
       std::memcpy(o, r, w);
       continue;
     }
     if (dtype == DType::kF64) {
       uint64_t rb;
       std::memcpy(&rb, r, 8);
-      const uint64_t s = IsNaN64(rb) ? (rb & (uint64_t{1} << 63)) | kF64QuietNaN
-                                     : BitsOf(DoubleOf(rb) + double(codebook[j - 1]));
+      if (IsNaN64(rb)) {
+        const uint64_t s = (rb & (uint64_t{1} << 63)) | kF64QuietNaN;
+        std::memcpy(o, &s, 8);
+        continue;
+      }
+      double b = DoubleOf(rb);
+      if (scaled) b = b * double(scale);
+      const uint64_t s = BitsOf(j == 0 ? b : b + double(codebook[j - 1]));
       std::memcpy(o, &s, 8);
       continue;
     }
     const uint32_t rb = LoadAsF32(dtype, r);
-    // Centres are finite, so a NaN sum comes only from a NaN reference.
-    const uint32_t s = IsNaN32(rb) ? (rb & 0x80000000u) | kF32QuietNaN
-                                   : BitsOf(FloatOf(rb) + codebook[j - 1]);
-    StoreF32As(dtype, s, o);
+    // Centres and the scale are finite and the scale > 0, so a NaN comes only from a NaN
+    // reference (an infinite reference stays infinite; adding a finite centre keeps it).
+    if (IsNaN32(rb)) {
+      StoreF32As(dtype, (rb & 0x80000000u) | kF32QuietNaN, o);
+      continue;
+    }
+    float b = FloatOf(rb);
+    if (scaled) b = b * scale;
+    StoreF32As(dtype, BitsOf(j == 0 ? b : b + codebook[j - 1]), o);
   }
 }
 

@@ -7,14 +7,15 @@
 #include <cstdint>
 #include <vector>
 
+#include "ckz/archive.h"
 #include "ckz/types.h"
 
 namespace ckz {
 
-// out[i] (a `dtype` element) from indices[i] (each <= codebook.size(), checked by the caller)
-// and, for kResidual, the reference element ref[i] (same dtype).
-void ReconstructQuantized(QuantKind kind, DType dtype, const std::vector<float>& codebook,
-                          const uint8_t* indices, size_t count, const uint8_t* ref, uint8_t* out);
+// out[i] (a `dtype` element) from indices[i] (each <= q.codebook.size(), checked by the
+// caller) and, for kResidual, the reference element ref[i] (same dtype).
+void ReconstructQuantized(const QuantizationInfo& q, DType dtype, const uint8_t* indices,
+                          size_t count, const uint8_t* ref, uint8_t* out);
 
 // IEEE conversions of spec 7.6: round to nearest, ties to even; NaN -> the canonical quiet NaN
 // of the target with the sign kept. Widening is exact.

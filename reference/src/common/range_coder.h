@@ -9,9 +9,6 @@
 #include <cstdint>
 #include <vector>
 
-#ifndef CKZ_CM_LIMIT
-#define CKZ_CM_LIMIT 30
-#endif
 namespace ckz {
 
 // Probability that the next bit is 0, in units of 2^-16, kept in [1, 65535] by the update.
@@ -30,9 +27,9 @@ struct BitModel {
       p = uint16_t(p + (((65536u - p) * r) >> 16));
     if (n < kLimit) ++n;
   }
-  static constexpr unsigned kLimit = CKZ_CM_LIMIT;
+  static constexpr unsigned kLimit = 30;  // spec 7.7.2; measured in docs/cm-coder.md
   // kStep[n] = floor(65536 / (n + 2)).
-  static const uint32_t kStep[128];
+  static const uint32_t kStep[128];  // entries past kLimit are unused
 };
 
 inline const uint32_t BitModel::kStep[128] = {

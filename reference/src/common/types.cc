@@ -69,6 +69,7 @@ const char* StreamCodecName(StreamCodec codec) {
     case StreamCodec::kStored: return "stored";
     case StreamCodec::kZstd: return "zstd";
     case StreamCodec::kPacked: return "packed";
+    case StreamCodec::kCm: return "cm";
   }
   return "invalid";
 }

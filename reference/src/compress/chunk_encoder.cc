@@ -173,16 +173,18 @@ void PackIndices(ByteSpan indices, unsigned bits, std::vector<uint8_t>* out) {
 
 }  // namespace
 
-void ChunkEncoder::EncodeIndices(ByteSpan indices, unsigned bits, const EncodeOptions& options,
-                                 std::vector<uint8_t>* out) {
+void ChunkEncoder::EncodeIndices(ByteSpan indices, unsigned bits, const IndexModelInputs& cm,
+                                 const EncodeOptions& options, std::vector<uint8_t>* out) {
   Scratch& s = *scratch_;
-  // Candidates: packed, zstd of the index bytes; the smaller wins unless one is forced.
-  const StreamCodec forced = options.index_codec.value_or(StreamCodec::kStored);
+  // Candidates: packed, zstd of the index bytes, cm; the smallest wins unless one is forced.
   const bool auto_choice = !options.index_codec.has_value();
-  std::vector<uint8_t> packed;
-  if (auto_choice || forced == StreamCodec::kPacked) PackIndices(indices, bits, &packed);
-  size_t zstd_size = 0;
-  if (auto_choice || forced == StreamCodec::kZstd) {
+  const StreamCodec forced = options.index_codec.value_or(StreamCodec::kStored);
+  auto wanted = [&](StreamCodec c) { return auto_choice || forced == c; };
+  std::vector<uint8_t> packed, coded;
+  if (wanted(StreamCodec::kPacked)) PackIndices(indices, bits, &packed);
+  if (wanted(StreamCodec::kCm)) EncodeIndexStream(cm, indices.data, indices.size, &coded);
+  size_t zstd_size = SIZE_MAX;
+  if (wanted(StreamCodec::kZstd)) {
     if (!s.cctx) s.cctx = ZSTD_createCCtx();
     s.packed.resize(ZSTD_compressBound(indices.size));
     ZSTD_CCtx_reset(s.cctx, ZSTD_reset_session_and_parameters);
@@ -191,10 +193,16 @@ void ChunkEncoder::EncodeIndices(ByteSpan indices, unsigned bits, const EncodeOp
     ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_checksumFlag, 0);
     const size_t r =
         ZSTD_compress2(s.cctx, s.packed.data(), s.packed.size(), indices.data, indices.size);
-    zstd_size = ZSTD_isError(r) ? SIZE_MAX : r;
+    if (!ZSTD_isError(r)) zstd_size = r;
   }
   StreamCodec codec = forced;
-  if (auto_choice) codec = zstd_size < packed.size() ? StreamCodec::kZstd : StreamCodec::kPacked;
+  if (auto_choice) {
+    // Ties go to the simpler codec: packed, then zstd, then cm.
+    codec = StreamCodec::kPacked;
+    size_t best = packed.size();
+    if (zstd_size < best) codec = StreamCodec::kZstd, best = zstd_size;
+    if (coded.size() < best) codec = StreamCodec::kCm;
+  }
   if (codec == StreamCodec::kZstd && zstd_size == SIZE_MAX) codec = StreamCodec::kStored;
 
   out->assign(kStreamEntryBytes, 0);
@@ -207,6 +215,9 @@ void ChunkEncoder::EncodeIndices(ByteSpan indices, unsigned bits, const EncodeOp
   } else if (codec == StreamCodec::kPacked) {
     data = packed.data();
     size = packed.size();
+  } else if (codec == StreamCodec::kCm) {
+    data = coded.data();
+    size = coded.size();
   }
   StoreLE32(out->data() + 1, uint32_t(size));
   out->insert(out->end(), data, data + size);

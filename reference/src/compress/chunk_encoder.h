@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ckz/types.h"
+#include "common/index_model.h"
 #include "ckz/writer.h"
 
 namespace ckz {
@@ -30,9 +31,10 @@ class ChunkEncoder {
   // Encodes `data` (one chunk; `reference` its co-located parent bytes or empty) into `out`.
   void Encode(const TensorCoding& coding, size_t width, ByteSpan data, ByteSpan reference,
               const EncodeOptions& options, std::vector<uint8_t>* out);
-  // A quantized chunk (spec 7.6): its single stream of `indices`, `bits` wide.
-  void EncodeIndices(ByteSpan indices, unsigned bits, const EncodeOptions& options,
-                     std::vector<uint8_t>* out);
+  // A quantized chunk (spec 7.6): its single stream of `indices`, `bits` wide; `cm` are the
+  // chunk's cm contexts (spec 7.7.2).
+  void EncodeIndices(ByteSpan indices, unsigned bits, const IndexModelInputs& cm,
+                     const EncodeOptions& options, std::vector<uint8_t>* out);
 
  private:
   struct Scratch;

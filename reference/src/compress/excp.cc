@@ -174,9 +174,12 @@ ShrinkResult ShrinkWeight(DType dtype, ByteSpan w, ByteSpan reference, DType v_d
 }
 
 ShrinkResult ShrinkMoment(DType dtype, ByteSpan m, const std::vector<uint8_t>& keep,
-                          bool threshold_by_magnitude, const ExcpOptions& options) {
+                          bool threshold_by_magnitude, ByteSpan reference,
+                          const ExcpOptions& options) {
   const size_t count = m.size / DTypeSize(dtype);
+  const bool residual = !reference.empty();
   std::vector<float> values(count);
+  std::vector<double> base(residual ? count : 0);
   double sum_abs = 0;
   for (size_t i = 0; i < count; ++i) {
     const double x = Element(dtype, m.data, i);
@@ -184,20 +187,68 @@ ShrinkResult ShrinkMoment(DType dtype, ByteSpan m, const std::vector<uint8_t>& k
       return Lossless("NaN or infinity in the tensor");
     values[i] = float(x);
     sum_abs += std::fabs(x);
+    if (residual) {
+      const double r = Element(dtype, reference.data, i);
+      if (!std::isfinite(r)) return Lossless("NaN or infinity in the tensor's reference");
+      base[i] = r;
+    }
+  }
+  float scale = 1.0f;
+  if (residual) {
+    // Pruned elements become reference * scale: the scale that keeps their sum, so that a v
+    // still growing (Adam's v is not bias-corrected) is not left behind at its old values.
+    double sum = 0, sum_ref = 0;
+    for (size_t i = 0; i < count; ++i)
+      if (keep[i] == 0) {
+        sum += values[i];
+        sum_ref += base[i];
+      }
+    if (sum > 0 && sum_ref > 0 && std::isfinite(float(sum / sum_ref)))
+      scale = float(sum / sum_ref);
+    for (size_t i = 0; i < count; ++i) {
+      // Computed as the decoder does: in binary32 (binary64 for F64 tensors).
+      const double b = dtype == DType::kF64 ? base[i] * double(scale)
+                                            : double(float(base[i]) * scale);
+      const double d = dtype == DType::kF64 ? values[i] - b : double(float(values[i]) - float(b));
+      if (!std::isfinite(float(d))) return Lossless("NaN or infinity in the tensor's reference");
+      base[i] = b;
+      values[i] = float(d);
+    }
   }
   const double threshold =
       threshold_by_magnitude && count ? options.beta * sum_abs / double(count) : -1.0;
   std::vector<float> kept;
   std::vector<size_t> kept_at;
   for (size_t i = 0; i < count; ++i)
-    if (keep[i] != 0 && std::fabs(values[i]) > threshold) {
+    if (keep[i] != 0 && (residual || std::fabs(values[i]) > threshold)) {
       kept.push_back(values[i]);
       kept_at.push_back(i);
     }
   ShrinkResult result;
-  result.quant.kind = QuantKind::kDirect;
+  result.quant.kind = residual ? QuantKind::kResidual : QuantKind::kDirect;
+  result.quant.reference_scale = scale;
   result.quant.prune_threshold = threshold_by_magnitude ? float(threshold) : NAN;
   Quantize(kept, kept_at, count, options.bits, &result);
+  if (residual) {
+    // A second moment must stay >= 0 (Adam takes its square root): where the scaled reference
+    // plus the centre would be negative, take the nearest centre that is not, else index 0.
+    const std::vector<float>& c = result.quant.codebook;
+    for (size_t j = 0; j < kept_at.size(); ++j) {
+      uint8_t& index = result.indices[kept_at[j]];
+      const double r = base[kept_at[j]];
+      auto sum = [&](size_t k) {
+        return dtype == DType::kF64 ? r + c[k] : double(float(r) + c[k]);
+      };
+      if (sum(index - 1u) >= 0) continue;
+      index = 0;
+      double best = 0;
+      for (size_t k = 0; k < c.size(); ++k)
+        if (sum(k) >= 0 && (index == 0 || std::fabs(c[k] - kept[j]) < best)) {
+          index = uint8_t(k + 1);
+          best = std::fabs(c[k] - kept[j]);
+        }
+    }
+  }
   return result;
 }
 

@@ -3,7 +3,9 @@
 //  - weights: residual dW = W - W_ref against the decoded reference; prune |dW| <= k * median|dW|
 //    with k = min(2.5, alpha / sqrt(mean(v))), v the weight's Adam second moment;
 //  - moments m, v: kept where |m| > beta * mean|m| and the weight's residual was kept; v uses
-//    m's mask; stored directly, not as residuals;
+//    m's mask; stored directly, not as residuals (ExCP), except that by default v is a
+//    residual against its decoded reference, so a pruned v keeps its reference's value
+//    instead of becoming 0 (ExcpOptions::v_residual; see spec Appendix A);
 //  - kept values of each stream quantized by 1-D k-means to 2^bits - 1 centres (index 0 =
 //    pruned); streams with at most 2^bits - 1 distinct kept values keep them exactly.
 #ifndef CKZ_COMPRESS_EXCP_H_
@@ -31,9 +33,12 @@ ShrinkResult ShrinkWeight(DType dtype, ByteSpan w, ByteSpan reference, DType v_d
                           const ExcpOptions& options);
 
 // A moment, kept where `keep[i]` is non-zero (the weight's, or for v the first moment's,
-// indices) and, when `threshold_by_magnitude`, where |m| > beta * mean|m|.
+// indices) and, when `threshold_by_magnitude` (and no reference), where |m| > beta * mean|m|.
+// With `reference` (its decoded bytes in the parent) it is quantized as a residual and no
+// reconstructed element is negative; without, directly (pruned elements become +0).
 ShrinkResult ShrinkMoment(DType dtype, ByteSpan m, const std::vector<uint8_t>& keep,
-                          bool threshold_by_magnitude, const ExcpOptions& options);
+                          bool threshold_by_magnitude, ByteSpan reference,
+                          const ExcpOptions& options);
 
 // 1-D k-means: at most `k` sorted, distinct centres for `values` (deterministic).
 std::vector<float> KMeans1D(const std::vector<float>& values, size_t k);

@@ -3,6 +3,7 @@
 // then the FlatBuffers header, then the real preamble patched over the placeholder.
 #include "ckz/writer.h"
 
+#include <atomic>
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -13,6 +14,7 @@
 #include "ckz/content_id.h"
 #include "common/bytes.h"
 #include "common/crc32c.h"
+#include "common/index_model.h"
 #include "common/parallel.h"
 #include "common/quantize.h"
 #include "compress/chunk_encoder.h"
@@ -76,6 +78,7 @@ struct Writer::Impl {
   Status StartTensor(const TensorSpec& spec, uint64_t size, ByteSpan reference, TensorInfo* info);
   Status AppendChunks(TensorInfo* info, const EncodeChunkFn& encode);
   bool quantized = false;  // sets required feature bit 1
+  std::atomic<bool> context_model{false};  // some chunk chose cm: required feature bit 2
 };
 
 Writer::Writer(std::unique_ptr<OutputSink> sink, EncodeOptions options) : impl_(new Impl) {
@@ -186,7 +189,8 @@ Status Writer::AddTensor(const TensorSpec& spec, ByteSpan data, ByteSpan referen
 }
 
 Status Writer::AddQuantizedTensor(const TensorSpec& spec, const QuantizationInfo& quant,
-                                  ByteSpan indices, ByteSpan reference, MutableByteSpan decoded) {
+                                  ByteSpan indices, ByteSpan reference, MutableByteSpan decoded,
+                                  const IndexContexts& contexts) {
   Impl& w = *impl_;
   TensorInfo info;
   CKZ_RETURN_IF_ERROR(w.StartTensor(spec, decoded.size, reference, &info));
@@ -207,15 +211,32 @@ Status Writer::AddQuantizedTensor(const TensorSpec& spec, const QuantizationInfo
   if (quant.kind == QuantKind::kResidual && (!w.link || reference.size != decoded.size))
     return w.Fail(Status(ErrorCode::kReferenceRequired,
                          field + ": a residual codebook needs a link and the reference bytes"));
+  if ((contexts.parent_centres != 0 && contexts.parent.size != indices.size) ||
+      (contexts.aux_centres != 0 && contexts.aux.size != indices.size))
+    return w.Fail(Status(ErrorCode::kInvalidArgument,
+                         field + ": cm context indices must cover the tensor"));
   info.quantization = quant;
   w.quantized = true;
   Status status = w.AppendChunks(&info, [&](uint64_t begin, uint64_t len, ChunkEncoder& encoder,
                                              std::vector<uint8_t>* out, uint32_t* crc) {
     const uint64_t first = begin / width, count = len / width;
-    ReconstructQuantized(quant.kind, spec.dtype, quant.codebook, indices.data + first, count,
+    ReconstructQuantized(quant, spec.dtype, indices.data + first, count,
                          quant.kind == QuantKind::kResidual ? reference.data + begin : nullptr,
                          decoded.data + begin);
-    encoder.EncodeIndices(indices.subspan(first, count), quant.bits, w.options, out);
+    IndexModelInputs cm;  // spec 7.7.2
+    cm.centres = uint32_t(quant.codebook.size());
+    cm.first = first;
+    cm.row = spec.shape.size() >= 2 ? spec.shape.back() : 0;
+    if (contexts.parent_centres != 0) {
+      cm.parent = contexts.parent.data + first;
+      cm.parent_centres = contexts.parent_centres;
+    }
+    if (contexts.aux_centres != 0) {
+      cm.aux = contexts.aux.data + first;
+      cm.aux_centres = contexts.aux_centres;
+    }
+    encoder.EncodeIndices(indices.subspan(first, count), quant.bits, cm, w.options, out);
+    if ((*out)[0] == uint8_t(StreamCodec::kCm)) w.context_model = true;
     *crc = Crc32c(decoded.data + begin, len);
   });
   if (status.ok())
@@ -288,7 +309,9 @@ Result<ContentId> Writer::Finish() {
   Preamble p;
   p.major = kFormatMajor;
   p.minor = kFormatMinor;
-  p.required_features = (w.link ? kFeatureReferenceChain : 0) | (w.quantized ? kFeatureQuantized : 0);
+  p.required_features = (w.link ? kFeatureReferenceChain : 0) |
+                        (w.quantized ? kFeatureQuantized : 0) |
+                        (w.context_model ? kFeatureContextModel : 0);
   p.header_offset = w.position;
   p.header_length = hdr.size();
   p.header_crc32c = Crc32c(hdr.data(), hdr.size());

@@ -4,6 +4,7 @@
 #define ZSTD_STATIC_LINKING_ONLY  // ZSTD_getFrameHeader: the frame's window size
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "ckz/decoder.h"
 #include "common/bytes.h"
 #include "common/crc32c.h"
+#include "common/index_model.h"
 #include "common/quantize.h"
 #include "common/transforms.h"
 #include "format/chunk_layout.h"
@@ -123,11 +125,15 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
     const uint8_t* entry = stored.data + s * kStreamEntryBytes;
     const uint64_t length = LoadLE32(entry + 1);
     const std::string where = Where(archive, tensor, chunk_index) + " stream " + std::to_string(s);
-    if (entry[0] > kMaxStreamCodec ||
-        (entry[0] == uint8_t(StreamCodec::kPacked) && !t.quantization))
+    if (entry[0] > kMaxStreamCodec || (entry[0] >= uint8_t(StreamCodec::kPacked) && !t.quantization))
       return Status(ErrorCode::kChunkMalformed,
                     where + ": codec " + std::to_string(entry[0]) + " is not 0 (stored), 1 (zstd)" +
-                        (t.quantization ? " or 2 (packed)" : " (2, packed, is for quantized tensors)"));
+                        (t.quantization ? ", 2 (packed) or 3 (cm)"
+                                        : " (2, packed, and 3, cm, are for quantized tensors)"));
+    if (entry[0] == uint8_t(StreamCodec::kCm) &&
+        (archive.preamble.required_features & kFeatureContextModel) == 0)
+      return Status(ErrorCode::kChunkMalformed,
+                    where + ": codec 3 (cm) in a file without required feature bit 2");
     if (length > stored.size - pos)
       return Status(ErrorCode::kChunkMalformed,
                     where + ": stored length " + std::to_string(length) +
@@ -142,17 +148,58 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
   return out;
 }
 
-Status ChunkDecoder::DecodeQuantized(const Archive& archive, size_t tensor, size_t chunk_index,
-                                     const StreamInfo& stream, ByteSpan reference,
-                                     MutableByteSpan out) {
+namespace {
+
+// Spec 7.7.2: the cm model's inputs for elements [first, first + count) of tensor t. Parent
+// and aux indices are decoded into `parent` and `aux`.
+Status CmInputs(const Archive& archive, size_t t, uint64_t first, uint64_t count,
+                ReferenceSource* source, std::vector<uint8_t>* parent, std::vector<uint8_t>* aux,
+                IndexModelInputs* in) {
+  const TensorInfo& info = archive.tensors[t];
+  in->centres = uint32_t(info.quantization->codebook.size());
+  in->first = first;
+  in->row = info.shape.size() >= 2 ? info.shape.back() : 0;
+  if (archive.link) {
+    if (source == nullptr)
+      return Status(ErrorCode::kReferenceRequired,
+                    "tensor '" + info.name + "' is coded with cm in a link: its contexts need "
+                    "the parent checkpoint's indices");
+    parent->resize(count);
+    uint32_t centres = 0;
+    CKZ_RETURN_IF_ERROR(source->ReadReferenceIndices(info, first, MutableByteSpan(*parent), &centres));
+    if (centres != 0) {
+      in->parent = parent->data();
+      in->parent_centres = centres;
+    }
+  }
+  std::vector<CmTensorRole> roles(archive.tensors.size());
+  for (size_t i = 0; i < roles.size(); ++i)
+    roles[i] = {archive.tensors[i].role, archive.tensors[i].owner,
+                archive.tensors[i].quantization.has_value()};
+  const int a = CmAuxTensor(roles, t);
+  if (a >= 0) {
+    aux->resize(count);
+    CKZ_RETURN_IF_ERROR(DecodeIndexRange(archive, size_t(a), first, MutableByteSpan(*aux), source));
+    in->aux = aux->data();
+    in->aux_centres = uint32_t(archive.tensors[size_t(a)].quantization->codebook.size());
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t chunk_index,
+                                   const StreamInfo& stream, ReferenceSource* source,
+                                   MutableByteSpan indices) {
   const TensorInfo& t = archive.tensors[tensor];
   const ChunkInfo& chunk = t.chunks[chunk_index];
   const QuantizationInfo& q = *t.quantization;
   const std::string where =
       Where(archive, tensor, chunk_index) + " (" + std::to_string(q.bits) + "-bit indices)";
   const uint64_t count = stream.raw_length;
-  std::vector<uint8_t>& indices = scratch_->streams;
-  indices.resize(count);
+  const uint64_t first = chunk.raw_offset / DTypeSize(t.dtype);
+  if (indices.size != count)
+    return Status(ErrorCode::kInvalidArgument, "index buffer size differs from the chunk's elements");
   const ByteSpan src = archive.file.subspan(stream.offset, stream.stored_length);
   switch (stream.codec) {
     case StreamCodec::kStored:
@@ -160,23 +207,68 @@ Status ChunkDecoder::DecodeQuantized(const Archive& archive, size_t tensor, size
         return Status(ErrorCode::kChunkDecodeFailed,
                       where + ": stored index stream has " + std::to_string(src.size) +
                           " bytes, " + std::to_string(count) + " expected");
-      std::memcpy(indices.data(), src.data, count);
+      std::memcpy(indices.data, src.data, count);
       break;
     case StreamCodec::kZstd:
       if (!scratch_->dctx) scratch_->dctx = ZSTD_createDCtx();
-      CKZ_RETURN_IF_ERROR(DecodeZstd(scratch_->dctx, src, MutableByteSpan(indices), where));
+      CKZ_RETURN_IF_ERROR(DecodeZstd(scratch_->dctx, src, indices, where));
       break;
     case StreamCodec::kPacked:
-      CKZ_RETURN_IF_ERROR(UnpackIndices(src, q.bits, MutableByteSpan(indices), where));
+      CKZ_RETURN_IF_ERROR(UnpackIndices(src, q.bits, indices, where));
       break;
+    case StreamCodec::kCm: {
+      IndexModelInputs in;
+      std::vector<uint8_t> parent, aux;
+      CKZ_RETURN_IF_ERROR(CmInputs(archive, tensor, first, count, source, &parent, &aux, &in));
+      size_t bad = 0;
+      switch (DecodeIndexStream(in, src.data, src.size, indices.data, count, &bad)) {
+        case IndexDecodeResult::kOk:
+          break;
+        case IndexDecodeResult::kIndexTooLarge:
+          return Status(ErrorCode::kCodebookIndex,
+                        where + ": cm stream decodes element " + std::to_string(first + bad) +
+                            " to an index beyond the codebook's " +
+                            std::to_string(q.codebook.size()) + " centres");
+        case IndexDecodeResult::kBadStream:
+          return Status(ErrorCode::kChunkDecodeFailed,
+                        where + ": cm stream of " + std::to_string(src.size) +
+                            " bytes does not end where its last index does (rule 7.7.1)");
+      }
+      break;
+    }
   }
   for (uint64_t i = 0; i < count; ++i)
-    if (indices[i] > q.codebook.size())
+    if (indices.data[i] > q.codebook.size())
       return Status(ErrorCode::kCodebookIndex,
-                    where + ": element " + std::to_string(chunk.raw_offset / DTypeSize(t.dtype) + i) +
-                        " has index " + std::to_string(indices[i]) + "; the codebook has " +
+                    where + ": element " + std::to_string(first + i) + " has index " +
+                        std::to_string(indices.data[i]) + "; the codebook has " +
                         std::to_string(q.codebook.size()) + " centres");
-  ReconstructQuantized(q.kind, t.dtype, q.codebook, indices.data(), count,
+  return Status::Ok();
+}
+
+Status ChunkDecoder::DecodeIndices(const Archive& archive, size_t tensor, size_t chunk_index,
+                                   ReferenceSource* source, MutableByteSpan indices) {
+  CKZ_RETURN_IF_ERROR(CheckIndexes(archive, tensor, chunk_index));
+  if (!archive.tensors[tensor].quantization)
+    return Status(ErrorCode::kInvalidArgument, "tensor '" + archive.tensors[tensor].name +
+                                                   "' is not quantized: it has no indices");
+  auto directory = ReadStreamDirectory(archive, tensor, chunk_index);
+  if (!directory.ok()) return directory.status();
+  return StreamIndices(archive, tensor, chunk_index, (*directory)[0], source, indices);
+}
+
+Status ChunkDecoder::DecodeQuantized(const Archive& archive, size_t tensor, size_t chunk_index,
+                                     const StreamInfo& stream, ByteSpan reference,
+                                     MutableByteSpan out, ReferenceSource* source) {
+  const TensorInfo& t = archive.tensors[tensor];
+  const ChunkInfo& chunk = t.chunks[chunk_index];
+  const QuantizationInfo& q = *t.quantization;
+  const uint64_t count = stream.raw_length;
+  std::vector<uint8_t>& indices = scratch_->streams;
+  indices.resize(count);
+  CKZ_RETURN_IF_ERROR(
+      StreamIndices(archive, tensor, chunk_index, stream, source, MutableByteSpan(indices)));
+  ReconstructQuantized(q, t.dtype, indices.data(), count,
                        q.kind == QuantKind::kResidual ? reference.data : nullptr, out.data);
   if (Crc32c(out.data, out.size) != chunk.crc32c)
     return Status(ErrorCode::kChunkChecksum,
@@ -184,8 +276,37 @@ Status ChunkDecoder::DecodeQuantized(const Archive& archive, size_t tensor, size
   return Status::Ok();
 }
 
+Status DecodeIndexRange(const Archive& archive, size_t tensor, uint64_t first,
+                        MutableByteSpan out, ReferenceSource* reference) {
+  if (tensor >= archive.tensors.size() || !archive.tensors[tensor].quantization)
+    return Status(ErrorCode::kInvalidArgument, "DecodeIndexRange: not a quantized tensor");
+  const TensorInfo& t = archive.tensors[tensor];
+  if (first > t.num_elements || out.size > t.num_elements - first)
+    return Status(ErrorCode::kInvalidArgument, "index range outside tensor '" + t.name + "'");
+  const uint64_t w = DTypeSize(t.dtype);
+  ChunkDecoder decoder;
+  std::vector<uint8_t> buf;
+  const uint64_t end = first + out.size;
+  for (size_t c = 0; c < t.chunks.size(); ++c) {
+    const uint64_t lo = t.chunks[c].raw_offset / w, n = t.chunks[c].raw_length / w;
+    if (lo + n <= first || lo >= end) continue;
+    buf.resize(n);
+    CKZ_RETURN_IF_ERROR(decoder.DecodeIndices(archive, tensor, c, reference, MutableByteSpan(buf)));
+    const uint64_t a = std::max(first, lo), b = std::min(end, lo + n);
+    std::memcpy(out.data + (a - first), buf.data() + (a - lo), b - a);
+  }
+  return Status::Ok();
+}
+
+Status ReferenceSource::ReadReferenceIndices(const TensorInfo& tensor, uint64_t, MutableByteSpan,
+                                             uint32_t*) {
+  return Status(ErrorCode::kReferenceRequired,
+                "tensor '" + tensor.name + "' needs the parent checkpoint's indices, which this "
+                "reference source does not supply");
+}
+
 Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_index,
-                            ByteSpan reference, MutableByteSpan out) {
+                            ByteSpan reference, MutableByteSpan out, ReferenceSource* source) {
   CKZ_RETURN_IF_ERROR(CheckIndexes(archive, tensor, chunk_index));
   const TensorInfo& t = archive.tensors[tensor];
   const ChunkInfo& chunk = t.chunks[chunk_index];
@@ -200,7 +321,8 @@ Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_
 
   auto directory = ReadStreamDirectory(archive, tensor, chunk_index);
   if (!directory.ok()) return directory.status();
-  if (t.quantization) return DecodeQuantized(archive, tensor, chunk_index, (*directory)[0], reference, out);
+  if (t.quantization)
+    return DecodeQuantized(archive, tensor, chunk_index, (*directory)[0], reference, out, source);
   const size_t width = DTypeSize(t.dtype);
   // Only a transformed chunk needs a staging buffer; otherwise streams decode in place.
   const bool transformed = predicted || (t.byte_planes && width > 1);

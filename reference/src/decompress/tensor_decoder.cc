@@ -62,12 +62,13 @@ Status DecodeTensorRange(const Archive& archive, size_t tensor, uint64_t offset,
     const uint64_t hi = std::min(end, chunk.raw_offset + chunk.raw_length);
     if (lo == chunk.raw_offset && hi == chunk.raw_offset + chunk.raw_length) {
       results[i] = decoder->Decode(archive, tensor, c, ref,
-                                   out.subspan(chunk.raw_offset - offset, chunk.raw_length));
+                                   out.subspan(chunk.raw_offset - offset, chunk.raw_length),
+                                   reference);
       return;
     }
     auto& buf = whole[size_t(worker)];
     buf.resize(chunk.raw_length);
-    results[i] = decoder->Decode(archive, tensor, c, ref, MutableByteSpan(buf));
+    results[i] = decoder->Decode(archive, tensor, c, ref, MutableByteSpan(buf), reference);
     if (results[i].ok())
       std::memcpy(out.data + (lo - offset), buf.data() + (lo - chunk.raw_offset), hi - lo);
   });

@@ -53,7 +53,7 @@ Status ParseLink(const fb::Link* link, LinkInfo* out) {
   return Status::Ok();
 }
 
-// Rules Q2..Q7 (spec 9): a quantization that a decoder can apply.
+// Rules Q2..Q8 (spec 9): a quantization that a decoder can apply.
 Status ParseQuantization(const fb::Quantization* q, const std::string& field, bool has_link,
                          TensorInfo* out) {
   QuantizationInfo info;
@@ -91,6 +91,12 @@ Status ParseQuantization(const fb::Quantization* q, const std::string& field, bo
   if (info.kind == QuantKind::kResidual && !has_link)
     return Status(ErrorCode::kBadLink,
                   field + " is quantized as a residual of a reference but the file has no link");
+  info.reference_scale = q->reference_scale();
+  if (!std::isfinite(info.reference_scale) || !(info.reference_scale > 0) ||
+      (info.kind == QuantKind::kDirect && info.reference_scale != 1.0f))
+    return Status(ErrorCode::kFieldOutOfRange,
+                  field + ".quantization.reference_scale must be finite and > 0 (exactly 1 for "
+                          "a Direct quantization)");
   out->quantization = std::move(info);
   return Status::Ok();
 }

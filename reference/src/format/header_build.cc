@@ -69,6 +69,7 @@ flatbuffers::Offset<fb::Tensor> BuildTensor(flatbuffers::FlatBufferBuilder& b,
     qb.add_codebook(codebook);
     qb.add_prune_k(q.prune_k);
     qb.add_prune_threshold(q.prune_threshold);
+    qb.add_reference_scale(q.reference_scale);
     quant = qb.Finish();
   }
   flatbuffers::Offset<flatbuffers::String> future;

@@ -171,6 +171,21 @@ Status ChainReader::ReadReference(const TensorInfo& tensor, uint64_t offset, Mut
   return ReadTensor(*index, offset, out, 1);
 }
 
+Status ChainReader::ReadReferenceIndices(const TensorInfo& tensor, uint64_t first,
+                                         MutableByteSpan out, uint32_t* centres) {
+  *centres = 0;
+  const auto index = archive().FindTensor(tensor.name);
+  if (!index) return Status::Ok();
+  const TensorInfo& mine = archive().tensors[*index];
+  // Spec 7.7.2: only a quantized parent tensor of the same dtype and shape gives indices.
+  if (mine.dtype != tensor.dtype || mine.shape != tensor.shape || !mine.quantization)
+    return Status::Ok();
+  Status s = DecodeIndexRange(archive(), *index, first, out, parent_.get());
+  if (!s.ok()) return s.WithContext(path_);
+  *centres = uint32_t(mine.quantization->codebook.size());
+  return Status::Ok();
+}
+
 Result<VerifyReport> VerifyChain(ChainReader& reader, int threads,
                                  const std::function<void(uint64_t)>& progress) {
   const Archive& a = reader.archive();

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "ckz/checkpoint.h"
+#include "common/index_model.h"
 #include "ckz/safetensors.h"
 #include "ckz/torch.h"
 #include "common/bytes.h"
@@ -108,14 +109,32 @@ LinkInfo LinkTo(const ChainReader& parent) {
 }
 
 void DecodedCheckpoint::AddView(const TensorSpec& spec, ByteSpan bytes) {
-  tensors_[spec.name] = Entry{spec, bytes, {}};
+  tensors_[spec.name] = Entry{spec, bytes, {}, {}, 0};
 }
 
-void DecodedCheckpoint::AddOwned(const TensorSpec& spec, std::vector<uint8_t> bytes) {
+void DecodedCheckpoint::AddOwned(const TensorSpec& spec, std::vector<uint8_t> bytes,
+                                 std::vector<uint8_t> indices, uint32_t centres) {
   Entry& e = tensors_[spec.name];
   e.spec = spec;
   e.owned = std::move(bytes);
   e.bytes = ByteSpan(e.owned);
+  e.indices = std::move(indices);
+  e.centres = e.indices.empty() ? 0 : centres;
+}
+
+Status DecodedCheckpoint::ReadReferenceIndices(const TensorInfo& tensor, uint64_t first,
+                                               MutableByteSpan out, uint32_t* centres) {
+  *centres = 0;
+  auto it = tensors_.find(tensor.name);
+  if (it == tensors_.end()) return Status::Ok();
+  const Entry& e = it->second;
+  if (e.spec.dtype != tensor.dtype || e.spec.shape != tensor.shape || e.centres == 0)
+    return Status::Ok();
+  if (first > e.indices.size() || out.size > e.indices.size() - first)
+    return Status(ErrorCode::kInvalidArgument, "reference index range outside the tensor");
+  std::memcpy(out.data, e.indices.data() + first, out.size);
+  *centres = e.centres;
+  return Status::Ok();
 }
 
 void DecodedCheckpoint::KeepAlive(InputCheckpoint input) { kept_.push_back(std::move(input)); }
@@ -200,7 +219,12 @@ Status PlanShrinking(const InputCheckpoint& input, ReferenceSource* reference,
       const std::vector<uint8_t>& keep =
           !is_m && m1 >= 0 && (*plan)[size_t(m1)].quantized ? (*plan)[size_t(m1)].indices
                                                              : (*plan)[w].indices;
-      (*plan)[mi] = ShrinkMoment(t[mi].spec.dtype, t[mi].data, keep, is_m, excp);
+      if (!is_m && excp.v_residual) {
+        CKZ_RETURN_IF_ERROR(ReadWhole(reference, t[mi].spec, t[mi].data.size, &ref));
+      } else {
+        ref.clear();
+      }
+      (*plan)[mi] = ShrinkMoment(t[mi].spec.dtype, t[mi].data, keep, is_m, ByteSpan(ref), excp);
       if (!(*plan)[mi].quantized) why(mi, (*plan)[mi].lossless_reason);
     }
   }
@@ -227,19 +251,41 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
     writer->AddMetadata({"excp.bits", int64_t(e.bits)});
     writer->AddMetadata({"excp.fallback_k", e.fallback_k});
     if (e.k_at_cap) writer->AddMetadata({"excp.k_at_cap", true});
+    writer->AddMetadata({"excp.v_residual", e.v_residual});
   }
-  std::vector<uint8_t> ref;
+  // The cm codec's aux contexts (spec 7.7.2), decided on the whole file as a decoder does.
+  std::vector<CmTensorRole> roles(input.tensors.size());
+  for (size_t i = 0; i < roles.size(); ++i)
+    roles[i] = {input.tensors[i].spec.role, input.tensors[i].spec.owner,
+                i < plan.size() && plan[i].quantized};
+  std::vector<uint8_t> ref, parent_indices;
   for (size_t i = 0; i < input.tensors.size(); ++i) {
     const InputTensor& t = input.tensors[i];
     CKZ_RETURN_IF_ERROR(ReadWhole(reference, t.spec, t.data.size, &ref));
     if (i < plan.size() && plan[i].quantized) {
+      IndexContexts contexts;
+      TensorInfo wanted;
+      wanted.name = t.spec.name;
+      wanted.dtype = t.spec.dtype;
+      wanted.shape = t.spec.shape;
+      parent_indices.resize(plan[i].indices.size());
+      CKZ_RETURN_IF_ERROR(reference->ReadReferenceIndices(
+          wanted, 0, MutableByteSpan(parent_indices), &contexts.parent_centres));
+      contexts.parent = ByteSpan(parent_indices);
+      const int aux = CmAuxTensor(roles, i);
+      if (aux >= 0) {
+        contexts.aux = ByteSpan(plan[size_t(aux)].indices);
+        contexts.aux_centres = uint32_t(plan[size_t(aux)].quant.codebook.size());
+      }
       std::vector<uint8_t> out(t.data.size);
       CKZ_RETURN_IF_ERROR(writer->AddQuantizedTensor(t.spec, plan[i].quant,
                                                      ByteSpan(plan[i].indices), ByteSpan(ref),
-                                                     MutableByteSpan(out)));
+                                                     MutableByteSpan(out), contexts));
       ++report->quantized;
-      plan[i] = ShrinkResult{};  // its indices are written: free them
-      if (decoded) decoded->AddOwned(t.spec, std::move(out));
+      // Indices stay in `plan` until the end: later moments use them as their aux context.
+      if (decoded)
+        decoded->AddOwned(t.spec, std::move(out), plan[i].indices,
+                          uint32_t(plan[i].quant.codebook.size()));
     } else {
       CKZ_RETURN_IF_ERROR(writer->AddTensor(t.spec, t.data, ByteSpan(ref)));
       if (decoded) decoded->AddView(t.spec, t.data);

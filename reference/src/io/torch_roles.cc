@@ -132,7 +132,10 @@ bool MapOptimizerRoles(const OptimizerState& optimizer, const std::vector<uint32
   count[0][0] = 1;
   size_t states = 1;
   for (size_t c = 0; c < nc; ++c) {
-    for (const auto& [state, n] : count[c]) {
+    for (const auto& entry : count[c]) {
+      // Not a structured binding: clang 14 cannot capture one in a lambda (C++20).
+      const uint64_t state = entry.first;
+      const uint8_t n = entry.second;
       auto add = [&](uint64_t next) {
         uint8_t& m = count[c + 1][next];
         m = uint8_t(std::min(2, m + n));
