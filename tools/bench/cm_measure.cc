@@ -13,6 +13,7 @@
 //              exactly as a decoder would have them; + 4 bytes per centre (our f32 codebooks).
 // --configs also sizes cm with single contexts switched off.
 #include <cstdio>
+#include <filesystem>
 #include <cstring>
 #include <map>
 #include <string>
@@ -108,6 +109,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   Totals total;
+  struct EndToEnd {
+    std::string file;
+    uint64_t raw, excp_xz, ckz;
+  };
+  std::vector<EndToEnd> ends;
   std::map<std::string, Stream> previous;  // the parent's indices, by tensor name
   ContentId previous_id{};
   std::printf("%-32s %10s %10s %10s %10s %8s\n", "file", "elements", "excp+xz", "file", "cm",
@@ -123,13 +129,31 @@ int main(int argc, char** argv) {
     std::vector<std::vector<uint8_t>> idx(a.tensors.size());
     std::vector<CmTensorRole> roles(a.tensors.size());
     std::vector<uint8_t> excp;
+    // End to end, as ExCP saves a link: its packed indices and fp16 centres, the tensors it
+    // does not shrink as they are, and the rest of the checkpoint (the pickle), then xz -9.
+    std::vector<uint8_t> excp_whole;
+    uint64_t raw_bytes = 0;
+    for (const SourceFileInfo& f : a.files) {
+      excp_whole.insert(excp_whole.end(), f.prolog.begin(), f.prolog.end());
+      raw_bytes += f.prolog.size();
+    }
     uint64_t file_bytes = 0, elements = 0;
     for (size_t t = 0; t < a.tensors.size(); ++t) {
       const TensorInfo& info = a.tensors[t];
       roles[t] = {info.role, info.owner, info.quantization.has_value()};
-      if (!info.quantization) continue;
+      raw_bytes += info.byte_length;
+      if (!info.quantization) {
+        std::vector<uint8_t> bytes(info.byte_length);
+        Status s = (*reader)->ReadTensor(t, 0, MutableByteSpan(bytes));
+        if (!s.ok()) {
+          std::fprintf(stderr, "%s: %s\n", name.c_str(), s.ToString().c_str());
+          return 1;
+        }
+        excp_whole.insert(excp_whole.end(), bytes.begin(), bytes.end());
+        continue;
+      }
       idx[t].resize(info.num_elements);
-      Status s = DecodeIndexRange(a, t, 0, MutableByteSpan(idx[t]), reader->get());
+      Status s = DecodeIndexRange(a, t, 0, MutableByteSpan(idx[t]), (*reader)->parent());
       if (!s.ok()) {
         std::fprintf(stderr, "%s: %s\n", name.c_str(), s.ToString().c_str());
         return 1;
@@ -151,8 +175,10 @@ int main(int argc, char** argv) {
       continue;
     }
     const bool parent_known = a.link && a.link->parent_content_id == previous_id;
-    std::vector<uint8_t> xz;
-    if (!bench::XzCompress(ByteSpan(excp), 9, &xz, &error)) {
+    excp_whole.insert(excp_whole.end(), excp.begin(), excp.end());
+    std::vector<uint8_t> xz, xz_whole;
+    if (!bench::XzCompress(ByteSpan(excp), 9, &xz, &error) ||
+        !bench::XzCompress(ByteSpan(excp_whole), 9, &xz_whole, &error)) {
       std::fprintf(stderr, "xz: %s\n", error.c_str());
       return 1;
     }
@@ -195,6 +221,9 @@ int main(int argc, char** argv) {
       cm_sizes[cfg_name] = bytes;
       total.cm[cfg_name] += bytes;
     }
+    std::error_code ec;
+    const uint64_t ckz_bytes = std::filesystem::file_size(name, ec);
+    ends.push_back({name, raw_bytes, xz_whole.size(), ckz_bytes});
     total.elements += elements;
     total.excp_xz += xz.size();
     total.file += file_bytes;
@@ -212,6 +241,26 @@ int main(int argc, char** argv) {
     std::printf("  %-16s %10llu bytes  %.3f bits/element  %.3fx smaller than ExCP+xz\n", n.c_str(),
                 (unsigned long long)b, 8.0 * double(b) / double(total.elements),
                 double(total.excp_xz) / double(b));
+  std::printf("\nend to end, per link: the restored checkpoint (raw) against ExCP's whole link "
+              "(packed indices + fp16 centres + unshrunk tensors + pickle, xz -9) and the .ckz "
+              "file\n");
+  std::printf("%-32s %12s %12s %12s %9s %9s\n", "file", "raw", "ExCP+xz", "ckz", "ExCP x",
+              "ckz x");
+  uint64_t sum_raw = 0, sum_excp = 0, sum_ckz = 0;
+  for (const EndToEnd& e : ends) {
+    std::printf("%-32s %12llu %12llu %12llu %8.2fx %8.2fx\n", e.file.c_str(),
+                (unsigned long long)e.raw, (unsigned long long)e.excp_xz,
+                (unsigned long long)e.ckz, double(e.raw) / double(e.excp_xz),
+                double(e.raw) / double(e.ckz));
+    sum_raw += e.raw;
+    sum_excp += e.excp_xz;
+    sum_ckz += e.ckz;
+  }
+  if (!ends.empty())
+    std::printf("%-32s %12llu %12llu %12llu %8.2fx %8.2fx\n", "all links",
+                (unsigned long long)sum_raw, (unsigned long long)sum_excp,
+                (unsigned long long)sum_ckz, double(sum_raw) / double(sum_excp),
+                double(sum_raw) / double(sum_ckz));
   std::printf("per stream (cm, default contexts):\n");
   for (const auto& [r, b] : total.cm_role)
     std::printf("  %-5s %10llu elements  cm %10llu bytes (%.3f bits/element)  packed %10llu\n",

@@ -103,7 +103,9 @@ class ChainReader : public ReferenceSource {
                                                    const ChainOptions& options = {});
   const Archive& archive() const { return file_->archive; }
   const std::string& path() const { return path_; }
+  // The parent link (null for a keyframe): the ReferenceSource of this file's own tensors.
   const ChainReader* parent() const { return parent_.get(); }
+  ChainReader* parent() { return parent_.get(); }
   size_t depth() const { return parent_ ? 1 + parent_->depth() : 0; }
 
   // Decodes bytes [offset, offset + out.size) of tensor `index` of this file.
