@@ -49,6 +49,8 @@
 #include "ckz/writer.h"
 #include "common/bytes.h"
 #include "common/crc32c.h"
+#include "common/index_model.h"
+#include "format/chunk_layout.h"
 #include "common/sha256.h"
 #include "format/header_build.h"
 #include "ckz/torch.h"
@@ -379,9 +381,25 @@ Encoded Encode(const Ckpt& c, const EncodeOptions& options,
       if (const T* p = parent->Find(t.name))
         if (p->bytes.size() == t.bytes.size() && !p->bytes.empty()) ref = ByteSpan(p->bytes);
     if (t.quant) {
+      // The cm codec's contexts (spec 7.7.2), as a decoder derives them; other index codecs
+      // ignore them.
+      IndexContexts cx;
+      if (link && parent)
+        if (const T* p = parent->Find(t.name))
+          if (p->quant && p->dtype == t.dtype && p->shape == t.shape) {
+            cx.parent = ByteSpan(p->indices);
+            cx.parent_centres = uint32_t(p->quant->codebook.size());
+          }
+      std::vector<CmTensorRole> roles;
+      for (const T& u : c.tensors) roles.push_back({u.role, u.owner, u.quant.has_value()});
+      const int aux = CmAuxTensor(roles, size_t(&t - c.tensors.data()));
+      if (aux >= 0) {
+        cx.aux = ByteSpan(c.tensors[size_t(aux)].indices);
+        cx.aux_centres = uint32_t(c.tensors[size_t(aux)].quant->codebook.size());
+      }
       Bytes decoded(t.bytes.size());
       MustOk(w.AddQuantizedTensor(t.Spec(), *t.quant, ByteSpan(t.indices), ref,
-                                  MutableByteSpan(decoded)),
+                                  MutableByteSpan(decoded), cx),
              "AddQuantizedTensor '" + t.name + "'");
       Check(decoded == t.bytes, "'" + t.name + "': the writer reconstructs other bytes");
       continue;
@@ -689,7 +707,7 @@ class Suite {
     m += "  \"generator\": \"conformance/make_vectors.cc\",\n";
     m += "  \"profiles\": {\n";
     m += "    \"core\": " + JsonStr("container, stored and zstd streams, byte planes; keyframes only") + ",\n";
-    m += "    \"full\": " + JsonStr("everything in format 0.3: core plus reference chains, predictors and quantized tensors") + "\n";
+    m += "    \"full\": " + JsonStr("everything in format 0.4: core plus reference chains, predictors, quantized tensors and cm index streams") + "\n";
     m += "  },\n";
     m += "  \"cases\": [\n";
     for (size_t i = 0; i < entries_.size(); ++i)
@@ -2142,19 +2160,30 @@ std::vector<float> Codebook(size_t n, uint64_t seed) {
 // enough), and its bytes the reconstruction that decoders must produce: the writer's (spec
 // 7.6 is checked against independent arithmetic in tests/quantize_test.cc; here the suite's
 // decode check makes the reference decoder agree with it).
+void QuantizeWith(Ckpt& c, const std::string& name, QuantKind kind, unsigned bits,
+                  size_t centres, uint64_t seed, const Ckpt* parent, float scale, Bytes indices);
+
 void Quantize(Ckpt& c, const std::string& name, QuantKind kind, unsigned bits, size_t centres,
               uint64_t seed, const Ckpt* parent, float scale = 1.0f, unsigned zero_every = 4) {
+  const uint64_t n = Elements(c.tensors[c.Index(name)].shape);
+  Rng r(seed + 7);
+  Bytes indices(n);
+  for (uint64_t i = 0; i < n; ++i)
+    indices[i] = r.Next() % zero_every == 0 ? 0 : uint8_t(1 + (i * 7 + r.Next()) % centres);
+  QuantizeWith(c, name, kind, bits, centres, seed, parent, scale, std::move(indices));
+}
+
+// The same with the indices given (codebook from `seed`).
+void QuantizeWith(Ckpt& c, const std::string& name, QuantKind kind, unsigned bits,
+                  size_t centres, uint64_t seed, const Ckpt* parent, float scale, Bytes indices) {
   T& t = c.tensors[c.Index(name)];
   QuantizationInfo q;
   q.kind = kind;
   q.bits = uint8_t(bits);
   q.codebook = Codebook(centres, seed);
   q.reference_scale = scale;
-  const uint64_t n = Elements(t.shape);
-  Rng r(seed + 7);
-  t.indices.resize(n);
-  for (uint64_t i = 0; i < n; ++i)
-    t.indices[i] = r.Next() % zero_every == 0 ? 0 : uint8_t(1 + (i * 7 + r.Next()) % centres);
+  Check(indices.size() == Elements(t.shape), name + ": one index per element");
+  t.indices = std::move(indices);
   ByteSpan ref;
   if (kind == QuantKind::kResidual) {
     Check(parent && parent->Find(name), name + ": a residual needs the parent's tensor");
@@ -2368,6 +2397,351 @@ void QuantizedInvalid(Suite& s) {
   }
 }
 
+// ------------------------------------------------------------------------------------------
+// Full profile: cm-coded index streams (spec 7.7).
+
+// Index patterns shaped like ExCP's (what the cm contexts are for): a weight's indices pruned
+// in whole rows now and then and elsewhere about one in four, values often repeating the left
+// neighbour's.
+Bytes WeightIndices(uint64_t n, uint64_t row, size_t centres, uint64_t seed) {
+  Rng r(seed);
+  Bytes out(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    const bool pruned_row = row != 0 && (i / row) % 5 == 3;
+    if (pruned_row || r.Below(4) == 0) continue;
+    const bool same = i > 0 && out[i - 1] != 0 && r.Below(2) == 0;
+    out[i] = same ? out[i - 1] : uint8_t(1 + r.Below(centres));
+  }
+  return out;
+}
+
+// Indices that follow `like` (with `like_centres` centres): non-zero only where `like` is
+// (kept with probability keep/8), plus one in `extra` of the other elements (0: none); values
+// mostly near like's rank, so the value contexts see related buckets.
+Bytes FollowIndices(const Bytes& like, size_t like_centres, size_t centres, uint64_t seed,
+                    unsigned keep = 7, unsigned extra = 16) {
+  Rng r(seed);
+  Bytes out(like.size());
+  for (size_t i = 0; i < like.size(); ++i) {
+    if (like[i] != 0 ? r.Below(8) >= keep : (extra == 0 || r.Below(extra) != 0)) continue;
+    // Mostly near like's rank; now and then anywhere (real moments are not that tidy).
+    const uint64_t rank = like[i] == 0 || r.Below(4) == 0 ? r.Below(centres)
+                                                           : (like[i] - 1) * centres / like_centres;
+    out[i] = uint8_t(1 + (rank + r.Below(3)) % centres);
+  }
+  return out;
+}
+
+// The contexts of spec 7.7.2 that the cm chunks of `file` use, computed here from the case's
+// own indices (independently of the library's model): SIG context numbers 0..44 into `sig`,
+// VAL contexts 0..63 into `val`.
+void CmContexts(const Ckpt& c, const Ckpt* parent, const Bytes& file, std::set<uint32_t>* sig,
+                std::set<uint32_t>* val) {
+  const Archive a = Must(ParseArchive(ByteSpan(file)), "CmContexts");
+  auto bucket = [](uint32_t j, uint32_t k) { return j == 0 ? 0u : 1 + (j - 1) * 3 / k; };
+  std::vector<CmTensorRole> roles;
+  for (const T& u : c.tensors) roles.push_back({u.role, u.owner, u.quant.has_value()});
+  for (size_t t = 0; t < a.tensors.size(); ++t) {
+    const TensorInfo& ti = a.tensors[t];
+    const T& mine = c.tensors[c.Index(ti.name)];
+    if (!ti.quantization) continue;
+    const uint32_t k = uint32_t(ti.quantization->codebook.size());
+    const T* p = parent ? parent->Find(ti.name) : nullptr;
+    if (p && !(p->quant && p->dtype == mine.dtype && p->shape == mine.shape)) p = nullptr;
+    const int ax = CmAuxTensor(roles, c.Index(ti.name));
+    const T* aux = ax >= 0 ? &c.tensors[size_t(ax)] : nullptr;
+    const uint64_t row = ti.shape.size() >= 2 ? ti.shape.back() : 0;
+    for (const ChunkInfo& ch : ti.chunks) {
+      if (file[ch.offset] != uint8_t(StreamCodec::kCm)) continue;
+      const uint64_t f = ch.raw_offset / DTypeSize(ti.dtype), e = ch.raw_length / DTypeSize(ti.dtype);
+      const uint8_t* j = mine.indices.data() + f;
+      for (uint64_t i = 0; i < e; ++i) {
+        const uint64_t col = row ? (f + i) % row : 0;
+        const bool has_left = i >= 1 && (row == 0 || col != 0);
+        uint32_t nbr = has_left && j[i - 1] != 0;
+        if (row && i >= row) nbr += j[i - row] != 0;
+        if (row && i >= row + 1 && col != 0) nbr += j[i - row - 1] != 0;
+        if (row && i >= row && col + 1 < row) nbr += j[i - row + 1] != 0;
+        const uint32_t pc = p ? 1 + (p->indices[f + i] != 0) : 0;
+        const uint32_t ac = aux ? 1 + (aux->indices[f + i] != 0) : 0;
+        sig->insert((pc * 5 + nbr) * 3 + ac);
+        if (j[i] == 0) continue;
+        const uint32_t ab = aux ? bucket(aux->indices[f + i], uint32_t(aux->quant->codebook.size())) : 0;
+        const uint32_t pb = p ? bucket(p->indices[f + i], uint32_t(p->quant->codebook.size())) : 0;
+        const uint32_t lb = has_left ? bucket(j[i - 1], k) : 0;
+        val->insert((ab * 4 + pb) * 4 + lb);
+      }
+    }
+  }
+}
+
+void CmValid(Suite& s) {
+  std::set<uint32_t> sig, val;
+  {
+    // A keyframe: Direct tensors only, so no parent; aux contexts from the moments.
+    Ckpt k = Single({MakeT("w", DType::kF32, {16, 12}, 4001, Role::kWeight),
+                     MakeT("m", DType::kF32, {16, 12}, 4002, Role::kMoment1, 0),
+                     MakeT("v", DType::kF32, {16, 12}, 4003, Role::kMoment2, 0),
+                     MakeT("b", DType::kBF16, {90}, 4004),
+                     MakeT("h", DType::kF16, {6, 11}, 4005),
+                     MakeT("e", DType::kF32, {20, 30}, 4006),
+                     MakeT("z", DType::kF32, {8, 8}, 4007),
+                     MakeT("col", DType::kF32, {40, 1}, 4008)});
+    QuantizeWith(k, "w", QuantKind::kDirect, 4, 15, 4011, nullptr, 1.0f,
+                 WeightIndices(192, 12, 15, 4021));
+    const Bytes& wi = k.tensors[0].indices;
+    QuantizeWith(k, "m", QuantKind::kDirect, 4, 12, 4012, nullptr, 1.0f,
+                 FollowIndices(wi, 15, 12, 4022));
+    const Bytes& mi = k.tensors[1].indices;
+    QuantizeWith(k, "v", QuantKind::kDirect, 3, 7, 4013, nullptr, 1.0f,
+                 FollowIndices(mi, 12, 7, 4023, 8, 0));
+    QuantizeWith(k, "b", QuantKind::kDirect, 1, 1, 4014, nullptr, 1.0f,
+                 WeightIndices(90, 0, 1, 4024));
+    QuantizeWith(k, "h", QuantKind::kDirect, 2, 3, 4015, nullptr, 1.0f,
+                 WeightIndices(66, 11, 3, 4025));
+    QuantizeWith(k, "e", QuantKind::kDirect, 8, 255, 4016, nullptr, 1.0f,
+                 WeightIndices(600, 30, 255, 4026));
+    QuantizeWith(k, "z", QuantKind::kDirect, 4, 15, 4017, nullptr, 1.0f, Bytes(64, 0));
+    QuantizeWith(k, "col", QuantKind::kDirect, 2, 2, 4018, nullptr, 1.0f,
+                 WeightIndices(40, 1, 2, 4028));
+    const Bytes file = Encode(k, IndexOpt(StreamCodec::kCm, 200)).bytes;
+    CmContexts(k, nullptr, file, &sig, &val);
+    s.Add(Valid("full-cm-keyframe", "full",
+                "cm-coded index streams (spec 7.7) in a keyframe, 200-byte chunks: Direct 'w' "
+                "(Weight, 15 centres, rows of 12: chunks start mid-row, so the up/up-left/"
+                "up-right neighbours of a chunk's first row are absent), 'm' (Moment1: aux = "
+                "'w', non-zero only where 'w' is, with a few exceptions), 'v' (Moment2: aux = "
+                "'m', non-zero exactly where 'm' is); 'b' 1-D BF16 with 1-bit indices (one "
+                "centre: no value bits), 'h' F16 with 2-bit indices (3 centres), 'e' 8-bit "
+                "indices (255 centres, 8 value bits), 'z' all pruned (each cm stream is empty), "
+                "'col' of shape [40, 1] (rows of one element: never a left neighbour).",
+                k, file, {"codec:cm", "quant:direct", "cm:aux", "cm:mid-row", "cm:empty-stream"}));
+  }
+  {
+    // A link to an unquantized keyframe: residual weights, moments with every aux rule.
+    Ckpt p = Single({MakeT("w", DType::kF32, {16, 12}, 4101, Role::kWeight),
+                     MakeT("m", DType::kF32, {16, 12}, 4102, Role::kMoment1, 0),
+                     MakeT("v", DType::kF32, {16, 12}, 4103, Role::kMoment2, 0),
+                     MakeT("w2", DType::kF16, {9, 7}, 4104, Role::kWeight),
+                     MakeT("m2", DType::kF16, {9, 7}, 4105, Role::kMoment1, 3),
+                     MakeT("v2", DType::kF16, {9, 7}, 4106, Role::kMoment2, 3),
+                     MakeT("w3", DType::kF32, {6, 8}, 4107, Role::kWeight),
+                     MakeT("m3a", DType::kF32, {6, 8}, 4108, Role::kMoment1, 6),
+                     MakeT("m3b", DType::kF32, {6, 8}, 4109, Role::kMoment1, 6),
+                     MakeT("v3", DType::kF32, {6, 8}, 4110, Role::kMoment2, 6),
+                     MakeT("w5", DType::kF32, {5, 9}, 4111, Role::kWeight),
+                     MakeT("m5", DType::kF32, {5, 9}, 4112, Role::kMoment1, 10),
+                     MakeT("v5", DType::kF32, {5, 9}, 4113, Role::kMoment2, 10)});
+    p.step = 1000;
+    Ckpt l = Next(p, 4120);
+    QuantizeWith(l, "w", QuantKind::kResidual, 4, 15, 4121, &p, 1.0f,
+                 WeightIndices(192, 12, 15, 4131));
+    QuantizeWith(l, "m", QuantKind::kDirect, 4, 15, 4122, nullptr, 1.0f,
+                 FollowIndices(l.tensors[0].indices, 15, 15, 4132));
+    QuantizeWith(l, "v", QuantKind::kResidual, 4, 12, 4123, &p, F32Of(0x3FC00001u),
+                 FollowIndices(l.tensors[1].indices, 15, 12, 4133, 8, 0));
+    QuantizeWith(l, "w2", QuantKind::kResidual, 3, 7, 4124, &p, 1.0f,
+                 WeightIndices(63, 7, 7, 4134));
+    QuantizeWith(l, "v2", QuantKind::kDirect, 3, 5, 4125, nullptr, 1.0f,
+                 FollowIndices(l.tensors[3].indices, 7, 5, 4135));
+    QuantizeWith(l, "w3", QuantKind::kResidual, 2, 3, 4126, &p, 1.0f,
+                 WeightIndices(48, 8, 3, 4136));
+    QuantizeWith(l, "m3a", QuantKind::kDirect, 4, 9, 4127, nullptr, 1.0f,
+                 FollowIndices(l.tensors[6].indices, 3, 9, 4137));
+    QuantizeWith(l, "m3b", QuantKind::kDirect, 4, 10, 4128, nullptr, 1.0f,
+                 FollowIndices(l.tensors[6].indices, 3, 10, 4138));
+    QuantizeWith(l, "v3", QuantKind::kDirect, 4, 11, 4129, nullptr, 1.0f,
+                 FollowIndices(l.tensors[6].indices, 3, 11, 4139));
+    QuantizeWith(l, "m5", QuantKind::kDirect, 4, 13, 4130, nullptr, 1.0f,
+                 WeightIndices(45, 9, 13, 4140));
+    QuantizeWith(l, "v5", QuantKind::kDirect, 4, 14, 4141, nullptr, 1.0f,
+                 FollowIndices(l.tensors[11].indices, 13, 14, 4142, 8, 0));
+    const std::vector<Level> levels = {{p, Opt(StreamCodec::kStored, false)},
+                                       {l, IndexOpt(StreamCodec::kCm, 200)}};
+    CmContexts(l, &p, WriteChain(levels, ChainNames(2)).back().bytes, &sig, &val);
+    s.Add(ChainCase("full-cm-link-moments",
+                    "A link (cm-coded, 200-byte chunks) to an unquantized keyframe "
+                    "(parent-1.ckz): no parent indices, yet the parent file is needed. 'w' "
+                    "Residual; 'm' (Moment1) has aux 'w'; 'v' (Moment2, Residual with "
+                    "reference_scale 0x3FC00001) has aux 'm'. 'v2' has aux 'w2', its owner, as "
+                    "its Moment1 'm2' is not quantized. 'w3' has two quantized Moment1 ('m3a', "
+                    "'m3b', aux 'w3'), so 'v3' has aux 'w3'. 'w5' is not quantized: 'm5' has no "
+                    "aux and 'v5' has aux 'm5'. Aux codebooks differ in size from the tensor's.",
+                    levels, {"codec:cm", "quant:residual", "cm:aux", "cm:aux-owner-fallback"}));
+  }
+  {
+    // Depth 2: the first link's indices are the second link's temporal context.
+    Ckpt p = Single({MakeT("w", DType::kF32, {16, 12}, 4201, Role::kWeight),
+                     MakeT("m", DType::kF32, {16, 12}, 4202, Role::kMoment1, 0),
+                     MakeT("v", DType::kF32, {16, 12}, 4203, Role::kMoment2, 0),
+                     MakeT("s", DType::kF32, {6, 8}, 4204),
+                     MakeT("u", DType::kF32, {7, 5}, 4205),
+                     MakeT("g", DType::kF32, {30, 12}, 4206, Role::kWeight),
+                     MakeT("gm", DType::kF32, {30, 12}, 4207, Role::kMoment1, 5)});
+    Ckpt l1 = Next(p, 4210);
+    // 'g' and its moment: indices unrelated to each other and to the parent's (every
+    // combination of aux, parent and left buckets occurs).
+    QuantizeWith(l1, "g", QuantKind::kResidual, 4, 15, 4215, &p, 1.0f,
+                 WeightIndices(360, 12, 15, 4225));
+    QuantizeWith(l1, "gm", QuantKind::kDirect, 4, 14, 4216, nullptr, 1.0f,
+                 WeightIndices(360, 12, 14, 4226));
+    QuantizeWith(l1, "w", QuantKind::kResidual, 4, 15, 4211, &p, 1.0f,
+                 WeightIndices(192, 12, 15, 4221));
+    QuantizeWith(l1, "m", QuantKind::kDirect, 4, 15, 4212, nullptr, 1.0f,
+                 FollowIndices(l1.tensors[0].indices, 15, 15, 4222));
+    QuantizeWith(l1, "v", QuantKind::kDirect, 4, 12, 4213, nullptr, 1.0f,
+                 FollowIndices(l1.tensors[1].indices, 15, 12, 4223, 8, 0));
+    QuantizeWith(l1, "s", QuantKind::kDirect, 3, 6, 4214, nullptr, 1.0f,
+                 WeightIndices(48, 8, 6, 4224));
+    Ckpt l2 = Next(l1, 4230);
+    for (T& t : l2.tensors) t.quant.reset();
+    // The temporal context: l2's weight indices follow l1's (another codebook size).
+    QuantizeWith(l2, "w", QuantKind::kResidual, 5, 24, 4231, &l1, 1.0f,
+                 FollowIndices(l1.tensors[0].indices, 15, 24, 4241, 6, 6));
+    QuantizeWith(l2, "m", QuantKind::kDirect, 4, 15, 4232, nullptr, 1.0f,
+                 FollowIndices(l2.tensors[0].indices, 24, 15, 4242, 8, 3));
+    QuantizeWith(l2, "v", QuantKind::kResidual, 3, 7, 4233, &l1, 1.0f,
+                 FollowIndices(l2.tensors[1].indices, 15, 7, 4243, 8, 0));
+    QuantizeWith(l2, "g", QuantKind::kResidual, 4, 13, 4236, &l1, 1.0f,
+                 WeightIndices(360, 12, 13, 4246));
+    QuantizeWith(l2, "gm", QuantKind::kDirect, 4, 15, 4237, nullptr, 1.0f,
+                 WeightIndices(360, 12, 15, 4247));
+    // 's' changes shape: no parent indices (spec 7.7.2 wants the same dtype and shape).
+    l2.tensors[3].shape = {8, 6};
+    l2.tensors[3].predict = false;
+    QuantizeWith(l2, "s", QuantKind::kDirect, 3, 6, 4234, nullptr, 1.0f,
+                 WeightIndices(48, 6, 6, 4244));
+    // 'u' is quantized in l2 only: its parent tensor has no indices.
+    QuantizeWith(l2, "u", QuantKind::kResidual, 2, 3, 4235, &l1, 1.0f,
+                 WeightIndices(35, 5, 3, 4245));
+    const std::vector<Level> levels = {{p, Opt(StreamCodec::kStored, false)},
+                                       {l1, IndexOpt(StreamCodec::kCm, 200)},
+                                       {l2, IndexOpt(StreamCodec::kCm, 152)}};
+    CmContexts(l1, &p, WriteChain(levels, ChainNames(3))[1].bytes, &sig, &val);
+    CmContexts(l2, &l1, WriteChain(levels, ChainNames(3))[2].bytes, &sig, &val);
+    s.Add(ChainCase("full-cm-chain-depth2",
+                    "input.ckz -> parent-1.ckz -> parent-2.ckz (keyframe), both links cm-coded "
+                    "(200- and 152-byte chunks, so the chunks of the two links do not line up). "
+                    "input.ckz's 'w', 'm' and 'v' have parent indices: the decoded indices of "
+                    "parent-1.ckz's tensors of the same name (element by element, across "
+                    "parent-1's chunk boundaries; codebooks of other sizes), which a decoder "
+                    "must decode (with their own aux contexts) first. 's' has another shape "
+                    "than parent-1's 's' and 'u' is not quantized in parent-1: neither has "
+                    "parent indices. 'g' and its Moment1 'gm' have indices unrelated to each other "
+                    "and to parent-1's.",
+                    levels, {"codec:cm", "quant:residual", "cm:parent", "cm:aux", "chain:depth2"}));
+  }
+  // Every context of spec 7.7.2 is used by some cm chunk above.
+  for (uint32_t x = 0; x < 45; ++x)
+    Check(sig.count(x) == 1, "no cm case uses SIG context " + std::to_string(x) + " (pc " +
+                                 std::to_string(x / 15) + ", nbr " + std::to_string(x / 3 % 5) +
+                                 ", ac " + std::to_string(x % 3) + ")");
+  for (uint32_t x = 0; x < 64; ++x)
+    Check(val.count(x) == 1, "no cm case uses VAL context " + std::to_string(x));
+}
+
+// Replaces stream 0 of a one-stream chunk (its directory length too).
+void SetStream(Bytes& chunk, const Bytes& stream) {
+  chunk.resize(kStreamEntryBytes);
+  StoreLE32(chunk.data() + 1, uint32_t(stream.size()));
+  chunk.insert(chunk.end(), stream.begin(), stream.end());
+}
+
+void CmInvalid(Suite& s) {
+  // A keyframe: 'w' (16 centres: every 4-bit value is a valid index, so damage cannot end in
+  // CodebookIndex), 'c' (4 centres, first index 4), 'n' lossless.
+  Ckpt k = Single({MakeT("w", DType::kF32, {16, 12}, 4301, Role::kWeight),
+                   MakeT("c", DType::kF32, {30}, 4302), MakeT("n", DType::kI64, {3}, 4303)});
+  QuantizeWith(k, "w", QuantKind::kDirect, 5, 16, 4311, nullptr, 1.0f,
+               WeightIndices(192, 12, 16, 4321));
+  Bytes ci = WeightIndices(30, 0, 4, 4322);
+  ci[0] = 4;
+  QuantizeWith(k, "c", QuantKind::kDirect, 3, 4, 4312, nullptr, 1.0f, ci);
+  const Bytes file = Encode(k, IndexOpt(StreamCodec::kCm)).bytes;
+  const Model base = FromFile(file);
+  const Bytes& wchunk = base.stored[0][0];
+  Check(wchunk[0] == uint8_t(StreamCodec::kCm), "cm stream expected");
+  const Bytes stream(wchunk.begin() + kStreamEntryBytes, wchunk.end());
+  auto with_stream = [&](const Bytes& st) {
+    Model x = base;
+    SetStream(x.stored[0][0], st);
+    return Assemble(x);
+  };
+  {
+    Bytes st(stream.begin(), stream.begin() + long(stream.size() / 2));
+    s.Add(Invalid("invalid-cm-truncated", "full", "C5", ErrorCode::kChunkChecksum,
+                  "The cm stream of 'w' cut to half its bytes (the directory length with it). A "
+                  "decoder reads zeros past the end (7.7.1) and so decodes other indices: the "
+                  "chunk's CRC-32C does not match.",
+                  with_stream(st), {"codec:cm"}));
+  }
+  {
+    Bytes st = stream;
+    st[st.size() / 2] ^= 0x55;
+    s.Add(Invalid("invalid-cm-corrupted", "full", "C5", ErrorCode::kChunkChecksum,
+                  "A byte in the middle of the cm stream of 'w' changed: it decodes (every 4-bit "
+                  "value is an index of its 16 centres) to other indices, and the chunk's "
+                  "CRC-32C does not match.",
+                  with_stream(st), {"codec:cm"}));
+  }
+  {
+    // The decoder consumes the stream plus the zero bytes the encoder dropped: find that count
+    // (zeros up to it keep the stream valid), then put one byte after it.
+    IndexModelInputs in;
+    in.centres = 16;
+    in.row = 12;
+    Bytes out(192);
+    size_t bad = 0;
+    Bytes st = stream;
+    auto valid = [&](const Bytes& b) {
+      return DecodeIndexStream(in, b.data(), b.size(), out.data(), out.size(), &bad) ==
+                 IndexDecodeResult::kOk && out == k.tensors[0].indices;
+    };
+    Check(valid(st), "cm stream of 'w' decodes");
+    for (Bytes next = st; next.push_back(0), valid(next);) st = next;
+    Check(st.size() > stream.size(), "the encoder dropped trailing zeros");
+    st.push_back(0x01);
+    s.Add(Invalid("invalid-cm-trailing-bytes", "full", "C2", ErrorCode::kChunkDecodeFailed,
+                  "The cm stream of 'w' padded with " + std::to_string(st.size() - 1 - stream.size()) +
+                      " zero bytes (still valid: the decoder reads exactly these after the "
+                      "stored bytes) and then one byte 0x01 that the decoder never reads: "
+                      "length > consumed at finish (7.7.1).",
+                  with_stream(st), {"codec:cm"}));
+  }
+  {
+    Bytes st = stream;
+    for (size_t i = 0; i < 4; ++i) st[i] = 0xFF;
+    s.Add(Invalid("invalid-cm-code-not-below-range", "full", "C2", ErrorCode::kChunkDecodeFailed,
+                  "The cm stream of 'w' starts with four 0xFF bytes: code = 0xFFFFFFFF is not "
+                  "below range = 0xFFFFFFFF (no encoder writes that), so finish fails (7.7.1).",
+                  with_stream(st), {"codec:cm"}));
+  }
+  {
+    Model x = base;
+    x.required &= ~kFeatureContextModel;
+    s.Add(Invalid("invalid-cm-without-feature-bit", "full", "C1", ErrorCode::kChunkMalformed,
+                  "cm streams in a file whose preamble does not set required feature bit 2.",
+                  Assemble(x), {"codec:cm"}));
+  }
+  {
+    Model x = base;
+    Check(x.stored[2][0][0] == uint8_t(StreamCodec::kStored), "'n' stored");
+    x.stored[2][0][0] = uint8_t(StreamCodec::kCm);
+    s.Add(Invalid("invalid-cm-lossless-tensor", "full", "C1", ErrorCode::kChunkMalformed,
+                  "The stream of the lossless I64 tensor 'n' is marked cm (3): cm codes "
+                  "quantized tensors only.",
+                  Assemble(x), {"codec:cm"}));
+  }
+  {
+    Model x = base;
+    x.edit = [](Archive& a) { a.tensors[1].quantization->codebook.resize(3); };
+    s.Add(Invalid("invalid-cm-index-beyond-codebook", "full", "C6", ErrorCode::kCodebookIndex,
+                  "'c' (3-bit indices) has its codebook cut from 4 centres to 3 (still 2 value "
+                  "bits): its cm stream's first index decodes to 4 > K (7.7.2), element 0.",
+                  Assemble(x), {"codec:cm"}));
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     fprintf(stderr,
@@ -2384,6 +2758,8 @@ int main(int argc, char** argv) {
   FullInvalid(suite);
   QuantizedValid(suite);
   QuantizedInvalid(suite);
+  CmValid(suite);
+  CmInvalid(suite);
   suite.Finish();
   return 0;
 }
