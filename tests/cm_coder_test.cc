@@ -169,7 +169,9 @@ TEST(IndexModel, TruncatedAndCorruptedStreamsStayInBounds) {
     broken[rng() % broken.size()] ^= uint8_t(1 + rng() % 255);
     const auto r =
         DecodeIndexStream(c.in, broken.data(), broken.size(), back.data(), back.size(), &bad);
-    if (r == IndexDecodeResult::kIndexTooLarge) EXPECT_LT(bad, back.size());
+    if (r == IndexDecodeResult::kIndexTooLarge) {
+      EXPECT_LT(bad, back.size());
+    }
   }
 }
 
