@@ -9,11 +9,12 @@
 // themselves. CKZ_SWEEP_CASES=all sweeps every valid case instead.
 //
 // Which bits of input.ckz: every bit of the preamble, of the header and of the padding; every
-// bit of the first and last 64 bytes of each chunk; and an evenly strided sample of the other
-// chunk bits (the stride is chosen so that at most CKZ_SWEEP_BUDGET chunk-middle flips are made
-// per file, default 4000; the stride is kept odd so the flipped bit position rotates). For
-// chains, the direct parent file is swept too: an odd-strided sample of the same flips, at most
-// a quarter of the budget (each of them is a full decode from disk).
+// bit of the first and last 64 bytes of each chunk, and an evenly strided sample of the other
+// chunk bits — at most CKZ_SWEEP_BUDGET chunk flips per file (default 6000): the chunk edges
+// take up to three quarters of it (strided too when there are more edge bits than that), the
+// middles the rest; samples are evenly spaced, so that the flipped bit position rotates. For
+// chains, the direct parent file is swept too: an evenly spaced sample of the same flips, at most
+// an eighth of the budget (each of them is a full decode from disk).
 //
 // How a file is decoded: as `ckz decompress --output-dir` does — ChainReader::Open on the file
 // in a folder holding the case's other .ckz files (parents found by content id, decoys), every
@@ -24,9 +25,10 @@
 // Everything else is written to a scratch folder (on /dev/shm when there is one) and decoded.
 // On an error, the output folder must hold no file (conformance: no partial output).
 //
-// Environment: CKZ_SWEEP_BUDGET (chunk-middle flips per file), CKZ_SWEEP_HEADER_STRIDE (flip
+// Environment: CKZ_SWEEP_BUDGET (chunk flips per file), CKZ_SWEEP_HEADER_STRIDE (flip
 // every k-th header/preamble/padding bit, default 1: all), CKZ_SWEEP_CASES=all,
-// CKZ_CONFORMANCE_DIR (another copy of conformance/).
+// CKZ_CONFORMANCE_DIR (another copy of conformance/), CKZ_SWEEP_DEBUG=1 (print every flip that
+// decodes identically), CKZ_SWEEP_KEEP=1 (keep the scratch folder).
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -525,8 +527,22 @@ struct Flip {
   char region;   // 'p'reamble, 'h'eader, 'z' padding, 'c'hunk edge, 'm' chunk middle
 };
 
-// The bits of `a`'s file to flip (see the file comment).
-std::vector<Flip> ChooseFlips(const Archive& a, uint64_t middle_budget, uint64_t structure_stride) {
+// `bits`, or when there are more than `budget` of them, `budget` evenly spaced ones. The
+// spacing is kept off whole even numbers, so the bit position within a byte rotates.
+void AddStrided(const std::vector<uint64_t>& bits, uint64_t budget, char region,
+                std::vector<Flip>* out) {
+  const uint64_t n = bits.size();
+  if (n <= budget) {
+    for (uint64_t b : bits) out->push_back({b, region});
+    return;
+  }
+  if (n % budget == 0 && (n / budget) % 2 == 0) --budget;
+  for (uint64_t k = 0; k < budget; ++k) out->push_back({bits[k * n / budget], region});
+}
+
+// The bits of `a`'s file to flip (see the file comment): at most `chunk_budget` of them in
+// chunks, where the chunk edges get up to three quarters.
+std::vector<Flip> ChooseFlips(const Archive& a, uint64_t chunk_budget, uint64_t structure_stride) {
   const uint64_t n = a.file.size;
   std::vector<char> region(n, 'z');
   for (uint64_t i = 0; i < std::min<uint64_t>(kPreambleSize, n); ++i) region[i] = 'p';
@@ -536,22 +552,22 @@ std::vector<Flip> ChooseFlips(const Archive& a, uint64_t middle_budget, uint64_t
       for (uint64_t i = 0; i < c.stored_length; ++i)
         region[c.offset + i] = (i < 64 || i + 64 >= c.stored_length) ? 'c' : 'm';
   std::vector<Flip> flips;
-  std::vector<uint64_t> middle;
+  std::vector<uint64_t> edges, middles;
   uint64_t structure_index = 0;
   for (uint64_t byte = 0; byte < n; ++byte)
     for (uint64_t bit = 0; bit < 8; ++bit) {
       const uint64_t b = byte * 8 + bit;
-      if (region[byte] == 'm') {
-        middle.push_back(b);
-      } else if (region[byte] == 'c' || structure_index++ % structure_stride == 0) {
+      if (region[byte] == 'c') {
+        edges.push_back(b);
+      } else if (region[byte] == 'm') {
+        middles.push_back(b);
+      } else if (structure_index++ % structure_stride == 0) {
         flips.push_back({b, region[byte]});
       }
     }
-  uint64_t stride = middle_budget == 0 ? middle.size() + 1
-                                       : std::max<uint64_t>(1, (middle.size() + middle_budget - 1) /
-                                                                   middle_budget);
-  if (stride > 1 && stride % 2 == 0) ++stride;  // odd: the bit position rotates
-  for (uint64_t i = 0; i < middle.size(); i += stride) flips.push_back({middle[i], 'm'});
+  const size_t before = flips.size();
+  AddStrided(edges, chunk_budget - chunk_budget / 4, 'c', &flips);
+  AddStrided(middles, chunk_budget - (flips.size() - before), 'm', &flips);
   return flips;
 }
 
@@ -716,12 +732,23 @@ TEST(CorruptionSweep, SelectionCoversEveryToolTag) {
 }
 
 TEST(CorruptionSweep, EveryFlipIsAnErrorOrTheSameDecode) {
-  const uint64_t budget = EnvOr("CKZ_SWEEP_BUDGET", 4000);
+  const uint64_t budget = EnvOr("CKZ_SWEEP_BUDGET", 6000);
   const uint64_t structure_stride = std::max<uint64_t>(1, EnvOr("CKZ_SWEEP_HEADER_STRIDE", 1));
   std::vector<Case> chosen = SelectCases(LoadValidCases());
   ASSERT_FALSE(chosen.empty());
   const fs::path scratch = MakeScratch();
   ASSERT_FALSE(scratch.empty());
+  // Removed however the test ends (a failed ASSERT returns early), unless CKZ_SWEEP_KEEP is set.
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code ec;
+      if (std::getenv("CKZ_SWEEP_KEEP"))
+        std::printf("[sweep] scratch folder kept: %s\n", dir.c_str());
+      else
+        fs::remove_all(dir, ec);
+    }
+  } cleanup{scratch};
   for (Case& c : SynthCases(scratch / "synthetic")) chosen.push_back(std::move(c));
   for (Case& c : ExcpCases(scratch / "excp")) chosen.push_back(std::move(c));
 
@@ -745,11 +772,11 @@ TEST(CorruptionSweep, EveryFlipIsAnErrorOrTheSameDecode) {
       auto a = sweep.ParseOriginal(sweep.parent_name());
       ASSERT_TRUE(a.ok()) << a.status().ToString();
       Tally t;
+      // Each parent flip is a full decode from disk: an eighth of the budget, all regions.
       const std::vector<Flip> all = ChooseFlips(*a, budget, structure_stride);
-      uint64_t stride = std::max<uint64_t>(1, (all.size() + budget / 4 - 1) / std::max<uint64_t>(1, budget / 4));
-      if (stride > 1 && stride % 2 == 0) ++stride;
+      const uint64_t n = all.size(), parent_budget = std::min<uint64_t>(n, std::max<uint64_t>(1, budget / 8));
       std::vector<Flip> flips;
-      for (size_t i = 0; i < all.size(); i += stride) flips.push_back(all[i]);
+      for (uint64_t k = 0; k < parent_budget; ++k) flips.push_back(all[k * n / parent_budget]);
       sweep.Run(sweep.parent_name(), flips, false, &t);
       parts.emplace_back(sweep.parent_name(), std::move(t));
     }
@@ -775,11 +802,6 @@ TEST(CorruptionSweep, EveryFlipIsAnErrorOrTheSameDecode) {
       for (const auto& [code, count] : t.errors) total.errors[code] += count;
     }
   }
-  std::error_code ec;
-  if (std::getenv("CKZ_SWEEP_KEEP"))
-    std::printf("[sweep] scratch folder kept: %s\n", scratch.c_str());
-  else
-    fs::remove_all(scratch, ec);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("[sweep] TOTAL %zu cases, %llu flips: identical %llu, silent-wrong %llu, "
