@@ -50,6 +50,7 @@
 #include "common/bytes.h"
 #include "common/crc32c.h"
 #include "common/index_model.h"
+#include "common/quantize.h"
 #include "format/chunk_layout.h"
 #include "common/sha256.h"
 #include "format/header_build.h"
@@ -2129,17 +2130,6 @@ void FullInvalid(Suite& s) {
 // ------------------------------------------------------------------------------------------
 // Full profile: quantized tensors (spec 7.6).
 
-uint32_t F32Bits(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  return b;
-}
-float F32Of(uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, 4);
-  return f;
-}
-
 // A codebook of `n` centres given as exact binary32 bit patterns: sorted, spread over
 // +-2^-7..2^-3 (integer arithmetic only, so every machine makes the same one).
 std::vector<float> Codebook(size_t n, uint64_t seed) {
@@ -2148,7 +2138,7 @@ std::vector<float> Codebook(size_t n, uint64_t seed) {
   while (c.size() < n) {
     const uint32_t sign = uint32_t(r.Next() & 1) << 31;
     const uint32_t exponent = uint32_t(127 - 7 + r.Next() % 5) << 23;
-    const float x = F32Of(sign | exponent | uint32_t(r.Next() & 0x7FFFFF));
+    const float x = F32FromBits(sign | exponent | uint32_t(r.Next() & 0x7FFFFF));
     if (std::find(c.begin(), c.end(), x) == c.end()) c.push_back(x);
   }
   std::sort(c.begin(), c.end());
@@ -2257,7 +2247,7 @@ void QuantizedValid(Suite& s) {
     Quantize(l, "wbf", QuantKind::kResidual, 1, 1, 3113, &p);
     Quantize(l, "w64", QuantKind::kResidual, 5, 31, 3114, &p);
     Quantize(l, "m", QuantKind::kDirect, 4, 15, 3115, nullptr);
-    Quantize(l, "v", QuantKind::kResidual, 4, 12, 3116, &p, F32Of(0x3FC00001u) /* ~1.5 */);
+    Quantize(l, "v", QuantKind::kResidual, 4, 12, 3116, &p, F32FromBits(0x3FC00001u) /* ~1.5 */);
     s.Add(ChainCase("full-quantized-residual-every-dtype",
                     "A link whose weights are residual-quantized against the keyframe (parent-1.ckz): "
                     "F32 (4-bit, special reference values: NaN with payload, infinities, -0, "
@@ -2324,11 +2314,11 @@ void QuantizedInvalid(Suite& s) {
               [&](Archive& a) { a.tensors[m].quantization->codebook.push_back(0.5f); });
   header_case("invalid-quant-codebook-nan", "Q4", ErrorCode::kFieldOutOfRange,
               "A centre of 'w32' is a NaN.", [&](Archive& a) {
-                a.tensors[w32].quantization->codebook[3] = F32Of(0x7FC00000u);
+                a.tensors[w32].quantization->codebook[3] = F32FromBits(0x7FC00000u);
               });
   header_case("invalid-quant-codebook-infinity", "Q4", ErrorCode::kFieldOutOfRange,
               "A centre of 'w32' is +infinity.", [&](Archive& a) {
-                a.tensors[w32].quantization->codebook[0] = F32Of(0x7F800000u);
+                a.tensors[w32].quantization->codebook[0] = F32FromBits(0x7F800000u);
               });
   header_case("invalid-quant-integer-dtype", "Q5", ErrorCode::kFieldOutOfRange,
               "The I64 scalar 'n' carries a quantization.", [&](Archive& a) {
@@ -2348,7 +2338,7 @@ void QuantizedInvalid(Suite& s) {
               [&](Archive& a) { a.tensors[w32].quantization->reference_scale = -1.0f; });
   header_case("invalid-quant-scale-nan", "Q8", ErrorCode::kFieldOutOfRange,
               "'w32' has a NaN reference_scale.", [&](Archive& a) {
-                a.tensors[w32].quantization->reference_scale = F32Of(0x7FC00000u);
+                a.tensors[w32].quantization->reference_scale = F32FromBits(0x7FC00000u);
               });
   header_case("invalid-quant-direct-scaled", "Q8", ErrorCode::kFieldOutOfRange,
               "'m' is Direct with reference_scale 2 (a Direct quantization has no reference).",
@@ -2538,7 +2528,7 @@ void CmValid(Suite& s) {
                  WeightIndices(192, 12, 15, 4131));
     QuantizeWith(l, "m", QuantKind::kDirect, 4, 15, 4122, nullptr, 1.0f,
                  FollowIndices(l.tensors[0].indices, 15, 15, 4132));
-    QuantizeWith(l, "v", QuantKind::kResidual, 4, 12, 4123, &p, F32Of(0x3FC00001u),
+    QuantizeWith(l, "v", QuantKind::kResidual, 4, 12, 4123, &p, F32FromBits(0x3FC00001u),
                  FollowIndices(l.tensors[1].indices, 15, 12, 4133, 8, 0));
     QuantizeWith(l, "w2", QuantKind::kResidual, 3, 7, 4124, &p, 1.0f,
                  WeightIndices(63, 7, 7, 4134));

@@ -11,16 +11,9 @@
 namespace ckz {
 namespace {
 
-float F(uint32_t bits) {
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-uint32_t B(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  return b;
-}
+// Short names for the many bit patterns below.
+float F(uint32_t bits) { return F32FromBits(bits); }
+uint32_t B(float f) { return F32Bits(f); }
 
 // The nearest representable value among `candidates` (16-bit patterns) to `x`, ties to the one
 // with an even last bit: round-to-nearest-even by exhaustive comparison.

@@ -121,17 +121,6 @@ std::string Format(const char* fmt, ...) {
   return out;
 }
 
-std::string HumanBytes(uint64_t bytes) {
-  static const char* kUnits[] = {"B", "KB", "MB", "GB", "TB"};
-  double v = double(bytes);
-  int u = 0;
-  while (v >= 1000 && u < 4) {
-    v /= 1000;
-    ++u;
-  }
-  return u == 0 ? Format("%.0f %s", v, kUnits[u]) : Format("%.2f %s", v, kUnits[u]);
-}
-
 Table::Table(std::vector<std::string> header, std::vector<bool> right_aligned)
     : header_(std::move(header)), right_(std::move(right_aligned)) {
   right_.resize(header_.size(), true);

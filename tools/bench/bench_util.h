@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "cli.h"
+
 namespace ckz::bench {
 
 // "step_20" < "step_100": runs of digits compare by value, the rest byte by byte.
@@ -37,7 +39,7 @@ double BestOf(int repeat, F&& f) {
 }
 
 std::string Format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-std::string HumanBytes(uint64_t bytes);  // decimal units: "12.35 MB"
+using cli::HumanBytes;  // decimal units: "12.35 MB"
 
 // A table printed either with aligned columns or as a GitHub markdown table.
 class Table {

@@ -15,26 +15,6 @@ constexpr uint16_t kF16QuietNaN = 0x7E00u;
 constexpr uint16_t kBF16QuietNaN = 0x7FC0u;
 constexpr uint64_t kF64QuietNaN = 0x7FF8000000000000ull;
 
-uint32_t BitsOf(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  return b;
-}
-float FloatOf(uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, 4);
-  return f;
-}
-uint64_t BitsOf(double d) {
-  uint64_t b;
-  std::memcpy(&b, &d, 8);
-  return b;
-}
-double DoubleOf(uint64_t b) {
-  double d;
-  std::memcpy(&d, &b, 8);
-  return d;
-}
 bool IsNaN32(uint32_t b) { return (b & 0x7F800000u) == 0x7F800000u && (b & 0x7FFFFFu); }
 bool IsNaN64(uint64_t b) {
   return (b & 0x7FF0000000000000ull) == 0x7FF0000000000000ull && (b & 0xFFFFFFFFFFFFFull);
@@ -78,7 +58,7 @@ void StoreF32As(DType dtype, uint32_t v, uint8_t* out) {
     }
     case DType::kF64: {
       const uint64_t d = IsNaN32(v) ? (uint64_t(v >> 31) << 63) | kF64QuietNaN
-                                    : BitsOf(double(FloatOf(v)));
+                                    : F64Bits(double(F32FromBits(v)));
       std::memcpy(out, &d, 8);
       return;
     }
@@ -153,13 +133,29 @@ uint32_t F16BitsToF32(uint16_t h) {
   return sign | ((e + 127 - 15) << 23) | (m << 13);
 }
 
+double FloatElement(DType dtype, const uint8_t* p, size_t i) {
+  switch (dtype) {
+    case DType::kF64: {
+      uint64_t b;
+      std::memcpy(&b, p + 8 * i, 8);
+      return F64FromBits(b);
+    }
+    case DType::kF32:
+    case DType::kF16:
+    case DType::kBF16:
+      return F32FromBits(LoadAsF32(dtype, p + DTypeSize(dtype) * i));
+    default:
+      return 0;
+  }
+}
+
 void ReconstructQuantized(const QuantizationInfo& q, DType dtype, const uint8_t* indices,
                           size_t count, const uint8_t* ref, uint8_t* out) {
   const std::vector<float>& codebook = q.codebook;
   const size_t w = DTypeSize(dtype);
   // Scale 1 (bit pattern 0x3F800000) skips the multiplication: a pruned element is then its
   // reference bit for bit, NaN payloads included.
-  const bool scaled = BitsOf(q.reference_scale) != 0x3F800000u;
+  const bool scaled = F32Bits(q.reference_scale) != 0x3F800000u;
   const float scale = q.reference_scale;
   DefaultFloatEnvironment env;
   for (size_t i = 0; i < count; ++i) {
@@ -169,7 +165,7 @@ void ReconstructQuantized(const QuantizationInfo& q, DType dtype, const uint8_t*
       if (j == 0)
         std::memset(o, 0, w);  // +0.0
       else
-        StoreF32As(dtype, BitsOf(codebook[j - 1]), o);
+        StoreF32As(dtype, F32Bits(codebook[j - 1]), o);
       continue;
     }
     const uint8_t* r = ref + i * w;
@@ -185,9 +181,9 @@ void ReconstructQuantized(const QuantizationInfo& q, DType dtype, const uint8_t*
         std::memcpy(o, &s, 8);
         continue;
       }
-      double b = DoubleOf(rb);
+      double b = F64FromBits(rb);
       if (scaled) b = b * double(scale);
-      const uint64_t s = BitsOf(j == 0 ? b : b + double(codebook[j - 1]));
+      const uint64_t s = F64Bits(j == 0 ? b : b + double(codebook[j - 1]));
       std::memcpy(o, &s, 8);
       continue;
     }
@@ -198,9 +194,9 @@ void ReconstructQuantized(const QuantizationInfo& q, DType dtype, const uint8_t*
       StoreF32As(dtype, (rb & 0x80000000u) | kF32QuietNaN, o);
       continue;
     }
-    float b = FloatOf(rb);
+    float b = F32FromBits(rb);
     if (scaled) b = b * scale;
-    StoreF32As(dtype, BitsOf(j == 0 ? b : b + codebook[j - 1]), o);
+    StoreF32As(dtype, F32Bits(j == 0 ? b : b + codebook[j - 1]), o);
   }
 }
 

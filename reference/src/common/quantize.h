@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "ckz/archive.h"
@@ -22,6 +23,31 @@ void ReconstructQuantized(const QuantizationInfo& q, DType dtype, const uint8_t*
 uint16_t F32BitsToF16(uint32_t f32);
 uint16_t F32BitsToBF16(uint32_t f32);
 uint32_t F16BitsToF32(uint16_t f16);
+
+// IEEE bit patterns and back (memcpy: no aliasing, no conversion).
+inline uint32_t F32Bits(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  return b;
+}
+inline float F32FromBits(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+inline uint64_t F64Bits(double d) {
+  uint64_t b;
+  std::memcpy(&b, &d, 8);
+  return b;
+}
+inline double F64FromBits(uint64_t b) {
+  double d;
+  std::memcpy(&d, &b, 8);
+  return d;
+}
+
+// Element i of a floating tensor (F64, F32, F16, BF16) as a double: exact for every one.
+double FloatElement(DType dtype, const uint8_t* p, size_t i);
 
 }  // namespace ckz
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "common/quantize.h"
 
@@ -11,40 +10,6 @@ namespace {
 
 constexpr double kMaxK = 2.5;  // ExCP caps the pruning multiplier
 constexpr size_t kMaxFitSamples = size_t{1} << 20;
-
-// Element i of a floating tensor, as a double (exact for every floating dtype).
-double Element(DType dtype, const uint8_t* p, size_t i) {
-  switch (dtype) {
-    case DType::kF64: {
-      double d;
-      std::memcpy(&d, p + 8 * i, 8);
-      return d;
-    }
-    case DType::kF32: {
-      float f;
-      std::memcpy(&f, p + 4 * i, 4);
-      return f;
-    }
-    case DType::kF16: {
-      uint16_t h;
-      std::memcpy(&h, p + 2 * i, 2);
-      const uint32_t b = F16BitsToF32(h);
-      float f;
-      std::memcpy(&f, &b, 4);
-      return f;
-    }
-    case DType::kBF16: {
-      uint16_t h;
-      std::memcpy(&h, p + 2 * i, 2);
-      const uint32_t b = uint32_t(h) << 16;
-      float f;
-      std::memcpy(&f, &b, 4);
-      return f;
-    }
-    default:
-      return 0;
-  }
-}
 
 // Quantizes `values[i]` for the kept elements (keep[i] != 0) into result->indices/codebook.
 void Quantize(const std::vector<float>& kept_values, const std::vector<size_t>& kept_at,
@@ -132,7 +97,7 @@ ShrinkResult ShrinkWeight(DType dtype, ByteSpan w, ByteSpan reference, DType v_d
   const size_t count = w.size / DTypeSize(dtype);
   std::vector<float> residual(count);
   for (size_t i = 0; i < count; ++i) {
-    const double x = Element(dtype, w.data, i), r = Element(dtype, reference.data, i);
+    const double x = FloatElement(dtype, w.data, i), r = FloatElement(dtype, reference.data, i);
     // Computed as the decoder adds: in binary32 (binary64 for F64 tensors).
     const double d = dtype == DType::kF64 ? x - r : double(float(x) - float(r));
     if (!std::isfinite(x) || !std::isfinite(r) || !std::isfinite(float(d)))
@@ -145,7 +110,7 @@ ShrinkResult ShrinkWeight(DType dtype, ByteSpan w, ByteSpan reference, DType v_d
   if (!v.empty()) {
     const size_t vn = v.size / DTypeSize(v_dtype);
     double sum = 0;
-    for (size_t i = 0; i < vn; ++i) sum += Element(v_dtype, v.data, i);
+    for (size_t i = 0; i < vn; ++i) sum += FloatElement(v_dtype, v.data, i);
     const double mean = vn ? sum / double(vn) : 0;
     k = mean > 0 ? std::min(kMaxK, options.alpha / std::sqrt(mean)) : kMaxK;
   }
@@ -182,13 +147,13 @@ ShrinkResult ShrinkMoment(DType dtype, ByteSpan m, const std::vector<uint8_t>& k
   std::vector<double> base(residual ? count : 0);
   double sum_abs = 0;
   for (size_t i = 0; i < count; ++i) {
-    const double x = Element(dtype, m.data, i);
+    const double x = FloatElement(dtype, m.data, i);
     if (!std::isfinite(x) || !std::isfinite(float(x)))
       return Lossless("NaN or infinity in the tensor");
     values[i] = float(x);
     sum_abs += std::fabs(x);
     if (residual) {
-      const double r = Element(dtype, reference.data, i);
+      const double r = FloatElement(dtype, reference.data, i);
       if (!std::isfinite(r)) return Lossless("NaN or infinity in the tensor's reference");
       base[i] = r;
     }
