@@ -10,6 +10,8 @@
 //    owners, source files and metadata consistent;
 //  - a stream directory that reads has one stream per byte plane (or one), back to back,
 //    filling the chunk exactly; a chunk whose directory fails never decodes;
+//  - a coded prolog (spec 8.4) decodes to its declared length and CRC-32C or fails with
+//    PrologDecodeFailed, the same way twice; a ZstdParent prolog's history is kPrologHistory;
 //  - a successful decode holds bytes whose per-chunk CRC-32C matches the header, and a second
 //    decode through another path (chunk by chunk, into another buffer) gives the same bytes, and
 //    so does a decode of a sub-range (on two threads); a failed decode fails the same way again.
@@ -89,6 +91,11 @@ bool IsContainerCode(ErrorCode code) {
   const auto v = static_cast<uint16_t>(code);
   return code == ErrorCode::kLimitExceeded || (v >= 10 && v <= 31);
 }
+
+// The parent prolog every ZstdParent prolog is decoded against (make_container_corpus codes its
+// seed against the same bytes, so the success path is reachable).
+constexpr char kPrologHistory[] = "CKZ fuzz parent prolog: {\"step\": 100, \"files\": [\"model.pt\"]}";
+constexpr uint64_t kMaxPrologBytes = uint64_t{1} << 20;  // the harness's reader limit
 
 // Codes decoding may return: payload errors (our ReferenceSource never fails).
 const std::vector<ErrorCode> kDecodeCodes = {
@@ -252,6 +259,7 @@ void CheckArchive(const ckz::Archive& a, ckz::ByteSpan file) {
   // is present, none by a raw file.
   std::unordered_set<std::string> paths;
   std::vector<int> listed(a.tensors.size(), 0);
+  bool coded = false;
   for (const ckz::SourceFileInfo& f : a.files) {
     FUZZ_CHECK(ckz::CheckRelativePath(f.path, "path").ok());
     FUZZ_CHECK(paths.insert(f.path).second);
@@ -261,7 +269,17 @@ void CheckArchive(const ckz::Archive& a, ckz::ByteSpan file) {
       FUZZ_CHECK(t < a.tensors.size());
       FUZZ_CHECK(++listed[t] == 1);
     }
+    FUZZ_CHECK(static_cast<uint8_t>(f.prolog_codec) <= ckz::kMaxPrologCodec);
+    if (f.prolog_codec == ckz::PrologCodec::kStored) {
+      FUZZ_CHECK(f.prolog_coded.empty() && f.prolog_length == 0 && f.prolog_crc32c == 0);
+    } else {
+      FUZZ_CHECK(!f.prolog_coded.empty() && f.prolog.empty());
+      FUZZ_CHECK(f.prolog_length >= 1 && f.prolog_length <= kMaxPrologBytes);
+      FUZZ_CHECK(f.prolog_codec != ckz::PrologCodec::kZstdParent || a.link.has_value());
+      coded = true;
+    }
   }
+  FUZZ_CHECK(coded == ((a.preamble.required_features & ckz::kFeatureCodedProlog) != 0));
   if (!a.files.empty())
     for (int n : listed) FUZZ_CHECK(n == 1);
 
@@ -453,6 +471,7 @@ void CheckFile(const uint8_t* data, size_t size) {
   ckz::Limits limits;
   limits.max_header_bytes = kMaxHeaderBytes;
   limits.max_tensor_bytes = kMaxTensorBytes;
+  limits.max_prolog_bytes = kMaxPrologBytes;
   ckz::Result<ckz::Archive> parsed = ckz::ParseArchive(file, limits);
 
   // The preamble alone decides the same way as the whole parse, as far as it goes.
@@ -493,6 +512,23 @@ void CheckFile(const uint8_t* data, size_t size) {
   small_header.max_header_bytes = a.preamble.header_length - 1;
   ckz::Result<ckz::Archive> too_large = ckz::ParseArchive(file, small_header);
   FUZZ_CHECK(!too_large.ok() && too_large.status().code() == ErrorCode::kHeaderTooLarge);
+
+  // Coded prologs: a pure function of the frame (and history), checked to length and CRC.
+  for (const ckz::SourceFileInfo& f : a.files) {
+    if (f.prolog_codec == ckz::PrologCodec::kStored) continue;
+    const ckz::ByteSpan history(reinterpret_cast<const uint8_t*>(kPrologHistory),
+                                sizeof kPrologHistory - 1);
+    ckz::SourceFileInfo first = f, second = f;
+    const ckz::Status s1 = ckz::DecodeProlog(&first, history);
+    const ckz::Status s2 = ckz::DecodeProlog(&second, history);
+    FUZZ_CHECK(s1.code() == s2.code());
+    if (!s1.ok()) {
+      CheckError(s1, {ErrorCode::kPrologDecodeFailed});
+      continue;
+    }
+    FUZZ_CHECK(first.prolog.size() == f.prolog_length && first.prolog == second.prolog);
+    FUZZ_CHECK(ckz::Crc32c(first.prolog.data(), first.prolog.size()) == f.prolog_crc32c);
+  }
 
   const uint64_t seed = HashBytes(data, std::min<size_t>(size, 256), size);
   uint64_t budget = kDecodeBudget;

@@ -113,6 +113,7 @@ struct FileSpec {
   std::vector<MetaEntry> metadata;
   std::vector<SourceFileInfo> files;
   std::string writer;
+  std::vector<uint8_t> parent_prolog;  // the history of ZstdParent prologs (file 0 of a parent)
 };
 
 [[noreturn]] void Die(const std::string& what) {
@@ -128,7 +129,7 @@ std::vector<uint8_t> Write(const FileSpec& f) {
   if (f.step) w.SetStep(*f.step);
   if (!f.writer.empty()) w.SetWriterName(f.writer);
   for (const MetaEntry& e : f.metadata) w.AddMetadata(e);
-  for (const SourceFileInfo& s : f.files) w.AddSourceFile(s);
+  for (const SourceFileInfo& s : f.files) w.AddSourceFile(s, ByteSpan(f.parent_prolog), 0);
   for (const Tensor& t : f.tensors) {
     const Status s = w.AddTensor(t.spec, ByteSpan(t.bytes), ByteSpan(t.reference));
     if (!s.ok()) Die("AddTensor: " + s.ToString());
@@ -291,6 +292,20 @@ void MakeValid(Corpus& corpus) {
     const std::string config = "{\"hidden\": 3}\n";
     f.files.push_back({"sub/config.json", SourceFormat::kRaw, {config.begin(), config.end()}, {}});
     corpus.Valid("source_files", f);
+    f.options.prolog_codec = PrologCodec::kZstd;
+    corpus.Valid("source_files_zstd_prolog", f);
+    // A link whose prologs are coded against the fuzz harness's parent prolog.
+    static const char kHistory[] =  // fuzz_container.cc's kPrologHistory
+        "CKZ fuzz parent prolog: {\"step\": 100, \"files\": [\"model.pt\"]}";
+    f.parent_prolog.assign(kHistory, kHistory + sizeof kHistory - 1);
+    f.files[1].prolog.insert(f.files[1].prolog.end(), f.parent_prolog.begin(),
+                             f.parent_prolog.end());
+    f.options.prolog_codec = PrologCodec::kZstdParent;
+    LinkInfo link;
+    link.depth = 1;
+    link.parent_content_id.fill(0x11);
+    f.link = link;
+    corpus.Valid("source_files_zstd_parent_prolog", f);
   }
 
   // Links: every predictor x byte planes x stream codec, over an f32 tensor in two chunks, an

@@ -177,7 +177,7 @@ void CheckStructure(const SourceFileInfo& f, const std::vector<TorchTensorSpec>&
   EXPECT_EQ(f.format, SourceFormat::kTorchZip);
   ASSERT_EQ(f.tensors.size(), specs.size());
   ASSERT_EQ(f.splits.size(), specs.size());
-  EXPECT_TRUE(CheckSourceFilePieces(f.prolog, f.tensors.size(), f.splits, f.crc32_patches, "f")
+  EXPECT_TRUE(CheckSourceFilePieces(f.prolog.size(), f.tensors.size(), f.splits, f.crc32_patches, "f")
                   .ok());
   // Storage keys are the positions in `specs`; the zip holds them sorted as strings.
   std::vector<std::string> keys;

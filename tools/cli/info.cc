@@ -35,6 +35,7 @@ std::string FeaturesText(uint64_t bits) {
     s += bit == kFeatureReferenceChain ? "reference-chain"
          : bit == kFeatureQuantized    ? "quantized (lossy)"
          : bit == kFeatureContextModel ? "context-model coding (cm)"
+         : bit == kFeatureCodedProlog  ? "coded prologs"
                                        : "bit " + std::to_string(b);
   }
   return s;
@@ -124,9 +125,14 @@ void PrintText(const std::string& path, const Archive& a, const InfoOptions& opt
     printf("link        none (keyframe: decodes on its own)\n");
   }
   if (!a.writer.empty()) printf("writer      %s\n", a.writer.c_str());
-  for (const SourceFileInfo& f : a.files)
-    printf("source      %s (%s, %zu tensors, %zu-byte prolog)\n", f.path.c_str(),
-           SourceFormatName(f.format), f.tensors.size(), f.prolog.size());
+  for (const SourceFileInfo& f : a.files) {
+    printf("source      %s (%s, %zu tensors, %llu-byte prolog", f.path.c_str(),
+           SourceFormatName(f.format), f.tensors.size(),
+           static_cast<unsigned long long>(f.PrologLength()));
+    if (f.prolog_codec != PrologCodec::kStored)
+      printf(", %s-coded in %zu bytes", PrologCodecName(f.prolog_codec), f.prolog_coded.size());
+    printf(")\n");
+  }
   for (const MetaEntry& e : a.metadata)
     printf("metadata    %s = %s\n", e.key.c_str(), MetaText(e.value).c_str());
   uint64_t payload = 0;
@@ -204,7 +210,10 @@ void PrintJson(const std::string& path, const Archive& a, const InfoOptions& opt
   for (size_t i = 0; i < a.files.size(); ++i) {
     const SourceFileInfo& f = a.files[i];
     o += std::string(i ? ", " : "") + "{\"path\": " + JsonQuote(f.path) + ", \"format\": \"" +
-         SourceFormatName(f.format) + "\", \"prolog_bytes\": " + std::to_string(f.prolog.size()) +
+         SourceFormatName(f.format) + "\", \"prolog_bytes\": " + std::to_string(f.PrologLength()) +
+         ", \"prolog_codec\": \"" + PrologCodecName(f.prolog_codec) + "\", \"prolog_stored_bytes\": " +
+         std::to_string(f.prolog_codec == PrologCodec::kStored ? f.prolog.size()
+                                                               : f.prolog_coded.size()) +
          ", \"tensors\": " + std::to_string(f.tensors.size()) + "}";
   }
   o += "],\n  \"metadata\": {";

@@ -22,7 +22,7 @@ namespace ckz {
 
 // Format constants (spec/ckz.md, sections 2-4).
 inline constexpr uint16_t kFormatMajor = 0;
-inline constexpr uint16_t kFormatMinor = 4;
+inline constexpr uint16_t kFormatMinor = 5;
 inline constexpr size_t kPreambleSize = 64;
 inline constexpr uint64_t kAlignment = 64;
 inline constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 26;    // 64 MiB
@@ -35,14 +35,20 @@ inline constexpr uint64_t kFeatureReferenceChain = uint64_t{1} << 0;
 inline constexpr uint64_t kFeatureQuantized = uint64_t{1} << 1;  // (0.3) lossy tensors
 // (0.4) some chunk uses the cm stream codec (spec 7.7): older readers reject the file upfront.
 inline constexpr uint64_t kFeatureContextModel = uint64_t{1} << 2;
+// (0.5) some source file's prolog is zstd-coded (spec 8.4): an older reader would take the
+// coded bytes for the prolog.
+inline constexpr uint64_t kFeatureCodedProlog = uint64_t{1} << 3;
 inline constexpr uint64_t kKnownRequiredFeatures =
-    kFeatureReferenceChain | kFeatureQuantized | kFeatureContextModel;
+    kFeatureReferenceChain | kFeatureQuantized | kFeatureContextModel | kFeatureCodedProlog;
+// (0.5) Decoded length of a coded prolog, at most (spec 13).
+inline constexpr uint64_t kMaxPrologBytes = uint64_t{1} << 30;
 inline constexpr uint8_t kMaxQuantBits = 8;
 
 // Reader-side limits, never looser than the format's own.
 struct Limits {
   uint64_t max_header_bytes = kMaxHeaderBytes;
   uint64_t max_tensor_bytes = uint64_t{1} << 62;
+  uint64_t max_prolog_bytes = kMaxPrologBytes;  // decoded length of a coded prolog
 };
 
 struct Preamble {
@@ -119,12 +125,25 @@ struct Crc32Patch {
 struct SourceFileInfo {
   std::string path;
   SourceFormat format = SourceFormat::kRaw;
+  // The decoded prolog. ParseArchive fills it only for a stored prolog; a coded one (0.5, spec
+  // 8.4) is in `prolog_coded` until DecodeProlog runs (ChainReader::Open decodes every one).
   std::vector<uint8_t> prolog;
   std::vector<uint32_t> tensors;  // indices into Archive::tensors, in output order
   // splits[i]: prolog bytes written before tensors[i] (non-decreasing). Empty: the whole
   // prolog comes first.
   std::vector<uint64_t> splits{};
   std::vector<Crc32Patch> crc32_patches{};
+  PrologCodec prolog_codec = PrologCodec::kStored;
+  std::vector<uint8_t> prolog_coded{};  // the zstd frame, as stored in the header
+  uint64_t prolog_length = 0;           // coded prologs: the decoded length
+  uint32_t prolog_crc32c = 0;           // coded prologs: CRC-32C of the decoded prolog
+  uint32_t prolog_parent_file = 0;      // ZstdParent: index in the parent's files
+
+  // The decoded prolog's length, whether or not it has been decoded yet.
+  uint64_t PrologLength() const {
+    return prolog_codec == PrologCodec::kStored ? prolog.size() : prolog_length;
+  }
+  bool PrologDecoded() const { return prolog_codec == PrologCodec::kStored || !prolog.empty(); }
 };
 
 // A validated .ckz file. It refers to, but does not own, the file bytes it was parsed from:

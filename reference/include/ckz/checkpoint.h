@@ -74,11 +74,15 @@ class DecodedCheckpoint : public ReferenceSource {
   // `centres` are its quantization indices and codebook size (the next link's cm contexts).
   void AddOwned(const TensorSpec& spec, std::vector<uint8_t> bytes,
                 std::vector<uint8_t> indices = {}, uint32_t centres = 0);
+  // (0.5) A source file as decoders will see it (its prolog is the history of the next link's
+  // coded prologs, spec 8.4).
+  void AddFile(SourceFileInfo file);
   // Keeps `input`'s mappings alive for the views into them.
   void KeepAlive(InputCheckpoint input);
   Status ReadReference(const TensorInfo& tensor, uint64_t offset, MutableByteSpan out) override;
   Status ReadReferenceIndices(const TensorInfo& tensor, uint64_t first, MutableByteSpan out,
                               uint32_t* centres) override;
+  const std::vector<SourceFileInfo>* ReferenceFiles() override;
 
  private:
   struct Entry {
@@ -89,6 +93,7 @@ class DecodedCheckpoint : public ReferenceSource {
     uint32_t centres = 0;
   };
   std::map<std::string, Entry> tensors_;
+  std::vector<SourceFileInfo> files_;
   std::vector<InputCheckpoint> kept_;
 };
 

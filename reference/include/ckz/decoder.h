@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "ckz/archive.h"
@@ -31,6 +32,10 @@ class ReferenceSource {
   // with kReferenceRequired.
   virtual Status ReadReferenceIndices(const TensorInfo& tensor, uint64_t first,
                                       MutableByteSpan out, uint32_t* centres);
+
+  // (0.5, spec 8.4) The parent's source files with their decoded prologs, or null (the
+  // default) when they are unknown.
+  virtual const std::vector<SourceFileInfo>* ReferenceFiles();
 };
 
 // One entry of a chunk's stream directory (spec 7.2).
@@ -80,6 +85,12 @@ class ChunkDecoder {
 // (the cm codec's contexts, spec 7.7.2). `reference` as for DecodeTensorRange.
 Status DecodeIndexRange(const Archive& archive, size_t tensor, uint64_t first,
                         MutableByteSpan out, ReferenceSource* reference);
+
+// (0.5, spec 8.4) Decodes a coded prolog (file->prolog_coded) into file->prolog and checks its
+// length and CRC-32C (kPrologDecodeFailed). `parent_prolog` is the history of a ZstdParent
+// prolog: the decoded prolog of the parent's files[file->prolog_parent_file]. A stored prolog
+// is left as it is.
+Status DecodeProlog(SourceFileInfo* file, ByteSpan parent_prolog);
 
 struct DecodeOptions {
   int threads = 1;  // chunks decoded in parallel; the output never depends on it

@@ -114,8 +114,11 @@ class ChainReader : public ReferenceSource {
   Status ReadReference(const TensorInfo& tensor, uint64_t offset, MutableByteSpan out) override;
   Status ReadReferenceIndices(const TensorInfo& tensor, uint64_t first, MutableByteSpan out,
                               uint32_t* centres) override;
+  const std::vector<SourceFileInfo>* ReferenceFiles() override;
 
  private:
+  // Decodes every coded prolog of the file (spec 8.4), the parent being open already.
+  Status DecodeProlog();
   static Result<std::unique_ptr<ChainReader>> OpenWithIndex(const std::string& path,
                                                             const ChainOptions& options,
                                                             ParentIndex* index);

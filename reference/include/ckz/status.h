@@ -49,6 +49,7 @@ enum class ErrorCode : uint16_t {
   kChunkChecksum = 42,        // decoded bytes do not match the chunk's CRC-32C
   kContentIdMismatch = 43,    // decoded checkpoint does not hash to the declared id
   kCodebookIndex = 44,        // a quantized tensor's index is beyond its codebook
+  kPrologDecodeFailed = 45,   // (0.5) a coded prolog does not decode to its length and CRC
 
   // Reference chains.
   kReferenceRequired = 60,    // decoding needs the parent checkpoint, none was supplied

@@ -84,6 +84,12 @@ enum class SourceFormat : uint8_t { kRaw = 0, kSafetensors = 1, kTorchZip = 2 };
 constexpr uint8_t kMaxSourceFormat = 2;
 const char* SourceFormatName(SourceFormat format);
 
+// (0.5) How a source file's prolog is stored in the header (spec 8.4): verbatim, as one zstd
+// frame, or as one zstd frame whose history is a prolog of the parent link.
+enum class PrologCodec : uint8_t { kStored = 0, kZstd = 1, kZstdParent = 2 };
+constexpr uint8_t kMaxPrologCodec = 2;
+const char* PrologCodecName(PrologCodec codec);  // "stored", "zstd", "zstd-parent"
+
 // Identity of a decoded checkpoint: SHA-256 over its tensors (spec 6).
 using ContentId = std::array<uint8_t, 32>;
 std::string ContentIdHex(const ContentId& id);

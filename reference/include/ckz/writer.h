@@ -48,6 +48,8 @@ struct EncodeOptions {
   std::optional<StreamCodec> force_codec;
   // Index streams of quantized tensors: zstd, packed, cm, or (unset) the smallest per chunk.
   std::optional<StreamCodec> index_codec;
+  // (0.5) Prologs: stored, zstd, zstd against the parent's prolog, or (unset) the smallest.
+  std::optional<PrologCodec> prolog_codec;
   // Called from the writing thread with the number of input bytes encoded so far.
   std::function<void(uint64_t)> progress;
 };
@@ -71,6 +73,12 @@ struct TensorSpec {
   int32_t owner = -1;
 };
 
+// What the writer does to every prolog before coding it (spec 8.1): the 4 bytes under each
+// CRC-32 patch become 0 (decoders overwrite them anyway), so the prolog no longer depends on
+// the tensors' values and codes better against the parent's. Patches outside the prolog are
+// left for the writer's checks to report.
+void ClearCrc32PatchBytes(SourceFileInfo* file);
+
 class Writer {
  public:
   Writer(std::unique_ptr<OutputSink> sink, EncodeOptions options);
@@ -83,8 +91,11 @@ class Writer {
   void SetLink(const LinkInfo& link);
   void SetWriterName(std::string name);
   void AddMetadata(MetaEntry entry);
-  // Source files refer to tensors by their index (the order of AddTensor calls).
-  void AddSourceFile(SourceFileInfo file);
+  // Source files refer to tensors by their index (the order of AddTensor calls). The prolog's
+  // CRC-32 patch bytes are cleared (ClearCrc32PatchBytes) and the prolog is coded (spec 8.4);
+  // `parent_prolog`, when given, is the decoded prolog of the parent's files[parent_file], the
+  // history it may be coded against.
+  void AddSourceFile(SourceFileInfo file, ByteSpan parent_prolog = {}, uint32_t parent_file = 0);
 
   // Encodes and appends one tensor. `reference` is the parent's decoded bytes of the tensor of
   // the same name (same dtype and shape), or empty when it has none.

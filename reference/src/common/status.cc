@@ -38,6 +38,7 @@ const char* ErrorCodeName(ErrorCode code) {
     CKZ_NAME(ChunkChecksum)
     CKZ_NAME(ContentIdMismatch)
     CKZ_NAME(CodebookIndex)
+    CKZ_NAME(PrologDecodeFailed)
     CKZ_NAME(ReferenceRequired)
     CKZ_NAME(ParentNotFound)
     CKZ_NAME(WrongParent)

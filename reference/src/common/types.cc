@@ -92,6 +92,15 @@ const char* SourceFormatName(SourceFormat format) {
   return "invalid";
 }
 
+const char* PrologCodecName(PrologCodec codec) {
+  switch (codec) {
+    case PrologCodec::kStored: return "stored";
+    case PrologCodec::kZstd: return "zstd";
+    case PrologCodec::kZstdParent: return "zstd-parent";
+  }
+  return "invalid";
+}
+
 std::string ContentIdHex(const ContentId& id) {
   static const char kHex[] = "0123456789abcdef";
   std::string out;

@@ -18,6 +18,7 @@
 #include "common/parallel.h"
 #include "common/quantize.h"
 #include "compress/chunk_encoder.h"
+#include "compress/prolog_encoder.h"
 #include "format/header_build.h"
 #include "format/preamble.h"
 #include "format/rules.h"
@@ -79,6 +80,7 @@ struct Writer::Impl {
   Status AppendChunks(TensorInfo* info, const EncodeChunkFn& encode);
   bool quantized = false;  // sets required feature bit 1
   std::atomic<bool> context_model{false};  // some chunk chose cm: required feature bit 2
+  bool coded_prolog = false;               // required feature bit 3
 };
 
 Writer::Writer(std::unique_ptr<OutputSink> sink, EncodeOptions options) : impl_(new Impl) {
@@ -95,7 +97,19 @@ void Writer::SetStep(int64_t step) { impl_->step = step; }
 void Writer::SetLink(const LinkInfo& link) { impl_->link = link; }
 void Writer::SetWriterName(std::string name) { impl_->writer_name = std::move(name); }
 void Writer::AddMetadata(MetaEntry entry) { impl_->metadata.push_back(std::move(entry)); }
-void Writer::AddSourceFile(SourceFileInfo file) { impl_->files.push_back(std::move(file)); }
+void ClearCrc32PatchBytes(SourceFileInfo* file) {
+  for (const Crc32Patch& p : file->crc32_patches)
+    if (file->prolog.size() >= 4 && p.prolog_offset <= file->prolog.size() - 4)
+      std::fill_n(file->prolog.begin() + ptrdiff_t(p.prolog_offset), 4, uint8_t{0});
+}
+
+void Writer::AddSourceFile(SourceFileInfo file, ByteSpan parent_prolog, uint32_t parent_file) {
+  ClearCrc32PatchBytes(&file);
+  if (!impl_->Fail(EncodeProlog(&file, parent_prolog, impl_->options.prolog_codec)).ok()) return;
+  if (file.prolog_codec == PrologCodec::kZstdParent) file.prolog_parent_file = parent_file;
+  impl_->coded_prolog |= file.prolog_codec != PrologCodec::kStored;
+  impl_->files.push_back(std::move(file));
+}
 
 // Checks `spec` (and a data size of `size` bytes) as a reader would, and fills `info`.
 Status Writer::Impl::StartTensor(const TensorSpec& spec, uint64_t size, ByteSpan reference,
@@ -277,7 +291,11 @@ Result<ContentId> Writer::Finish() {
                                    " that is missing, already listed, or in a raw file"));
         listed[t] = true;
       }
-      CKZ_RETURN_IF_ERROR(w.Fail(CheckSourceFilePieces(f.prolog, f.tensors.size(), f.splits,
+      if (f.prolog_codec == PrologCodec::kZstdParent && !w.link)
+        return w.Fail(Status(ErrorCode::kInvalidArgument,
+                             "source file '" + f.path + "': prolog coded against a parent, but "
+                             "the file is not a link"));
+      CKZ_RETURN_IF_ERROR(w.Fail(CheckSourceFilePieces(f.PrologLength(), f.tensors.size(), f.splits,
                                                        f.crc32_patches,
                                                        "source file '" + f.path + "'")));
     }
@@ -311,7 +329,8 @@ Result<ContentId> Writer::Finish() {
   p.minor = kFormatMinor;
   p.required_features = (w.link ? kFeatureReferenceChain : 0) |
                         (w.quantized ? kFeatureQuantized : 0) |
-                        (w.context_model ? kFeatureContextModel : 0);
+                        (w.context_model ? kFeatureContextModel : 0) |
+                        (w.coded_prolog ? kFeatureCodedProlog : 0);
   p.header_offset = w.position;
   p.header_length = hdr.size();
   p.header_crc32c = Crc32c(hdr.data(), hdr.size());

@@ -1,7 +1,6 @@
 // Pure chunk decoding (spec 7): stream directory, per-stream entropy decoding, inverse
 // transforms, CRC-32C. Reads only inside the chunk's stored range; every length is checked
 // before it is used.
-#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_getFrameHeader: the frame's window size
 #include <zstd.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 #include "common/crc32c.h"
 #include "common/index_model.h"
 #include "common/quantize.h"
+#include "common/zstd_frame.h"
 #include "common/transforms.h"
 #include "format/chunk_layout.h"
 
@@ -64,33 +64,8 @@ std::string Where(const Archive& a, size_t t, size_t c) {
 }
 
 Status DecodeZstd(ZSTD_DCtx* dctx, ByteSpan src, MutableByteSpan dst, const std::string& where) {
-  const size_t frame = ZSTD_findFrameCompressedSize(src.data, src.size);
-  if (ZSTD_isError(frame) || frame != src.size)
-    return Status(ErrorCode::kChunkDecodeFailed,
-                  where + ": not exactly one zstd frame" +
-                      (ZSTD_isError(frame) ? std::string(" (") + ZSTD_getErrorName(frame) + ")"
-                                           : ""));
-  ZSTD_frameHeader header;
-  if (ZSTD_getFrameHeader(&header, src.data, src.size) != 0 || header.frameType != ZSTD_frame)
-    return Status(ErrorCode::kChunkDecodeFailed, where + ": no zstd frame header");
-  if (header.frameContentSize != ZSTD_CONTENTSIZE_UNKNOWN && header.frameContentSize != dst.size)
-    return Status(ErrorCode::kChunkDecodeFailed,
-                  where + ": zstd frame declares " + std::to_string(header.frameContentSize) +
-                      " bytes, " + std::to_string(dst.size) + " expected");
-  if (header.windowSize > kMaxZstdWindow)
-    return Status(ErrorCode::kChunkDecodeFailed,
-                  where + ": zstd window of " + std::to_string(header.windowSize) +
-                      " bytes exceeds the format's 2^27");
-  if (header.dictID != 0)
-    return Status(ErrorCode::kChunkDecodeFailed, where + ": zstd frame needs a dictionary");
-  const size_t got = ZSTD_decompressDCtx(dctx, dst.data, dst.size, src.data, src.size);
-  if (ZSTD_isError(got))
-    return Status(ErrorCode::kChunkDecodeFailed,
-                  where + ": zstd: " + ZSTD_getErrorName(got));
-  if (got != dst.size)
-    return Status(ErrorCode::kChunkDecodeFailed, where + ": zstd frame decodes to " +
-                                                     std::to_string(got) + " bytes, " +
-                                                     std::to_string(dst.size) + " expected");
+  const std::string error = DecodeZstdFrame(dctx, src, dst, {}, kMaxZstdWindow);
+  if (!error.empty()) return Status(ErrorCode::kChunkDecodeFailed, where + ": " + error);
   return Status::Ok();
 }
 

@@ -252,15 +252,56 @@ Status ParseMetadata(const fb::MetaEntry* e, size_t index, MetaEntry* out) {
   return Status::Ok();
 }
 
-Status ParseSourceFile(const fb::SourceFile* f, size_t index, size_t tensor_count,
-                       std::vector<int>* tensor_file, SourceFileInfo* out) {
+// Rules F9 and F10 (0.5): a coded prolog is a non-empty frame with a decoded length in
+// 1..kMaxPrologBytes (and the reader's limit), nothing coded-only is set on a stored prolog;
+// then ZstdParent only in a link. The frame itself is decoded later (DecodeProlog).
+Status ParsePrologCoding(const fb::SourceFile* f, const std::string& field, bool has_link,
+                         const Limits& limits, SourceFileInfo* out) {
+  const auto codec = static_cast<uint8_t>(f->prolog_codec());
+  if (codec > kMaxPrologCodec)
+    return OutOfRange(field + ".prolog_codec", codec, "the prolog codecs 0..2");
+  out->prolog_codec = static_cast<PrologCodec>(codec);
+  if (out->prolog_codec == PrologCodec::kStored) {
+    if (f->prolog_raw_length() != 0 || f->prolog_crc32c() != 0 || f->prolog_parent_file() != 0)
+      return Status(ErrorCode::kFieldOutOfRange,
+                    field + " has a stored prolog but a prolog_raw_length, prolog_crc32c or "
+                            "prolog_parent_file");
+    if (f->prolog()) out->prolog.assign(f->prolog()->begin(), f->prolog()->end());
+    return Status::Ok();
+  }
+  if (out->prolog_codec == PrologCodec::kZstd && f->prolog_parent_file() != 0)
+    return Status(ErrorCode::kFieldOutOfRange,
+                  field + ".prolog_parent_file is set but the prolog codec is Zstd (1)");
+  if (f->prolog_raw_length() == 0 || f->prolog_raw_length() > kMaxPrologBytes)
+    return OutOfRange(field + ".prolog_raw_length", f->prolog_raw_length(),
+                      "1 .. 2^30 for a coded prolog");
+  if (f->prolog_raw_length() > limits.max_prolog_bytes)
+    return Status(ErrorCode::kLimitExceeded,
+                  field + ".prolog_raw_length " + std::to_string(f->prolog_raw_length()) +
+                      " is above this reader's limit of " +
+                      std::to_string(limits.max_prolog_bytes) + " bytes");
+  if (!f->prolog() || f->prolog()->size() == 0)
+    return Status(ErrorCode::kFieldOutOfRange, field + " has a coded prolog with no bytes");
+  if (out->prolog_codec == PrologCodec::kZstdParent && !has_link)
+    return Status(ErrorCode::kBadLink,
+                  field + ".prolog_codec is ZstdParent (2) but the file is not a link");
+  out->prolog_coded.assign(f->prolog()->begin(), f->prolog()->end());
+  out->prolog_length = f->prolog_raw_length();
+  out->prolog_crc32c = f->prolog_crc32c();
+  out->prolog_parent_file = f->prolog_parent_file();
+  return Status::Ok();
+}
+
+Status ParseSourceFile(const fb::SourceFile* f, size_t index, size_t tensor_count, bool has_link,
+                       const Limits& limits, std::vector<int>* tensor_file,
+                       SourceFileInfo* out) {
   const std::string field = "files[" + std::to_string(index) + "]";
   CKZ_RETURN_IF_ERROR(CheckRelativePath(f->path()->string_view(), field + ".path"));
   out->path = f->path()->str();
   const auto format = static_cast<uint8_t>(f->format());
   if (format > kMaxSourceFormat) return OutOfRange(field + ".format", format, "the formats 0..2");
   out->format = static_cast<SourceFormat>(format);
-  if (f->prolog()) out->prolog.assign(f->prolog()->begin(), f->prolog()->end());
+  CKZ_RETURN_IF_ERROR(ParsePrologCoding(f, field, has_link, limits, out));
   if (f->tensors()) {
     if (out->format == SourceFormat::kRaw && f->tensors()->size() > 0)
       return Status(ErrorCode::kFieldOutOfRange,
@@ -291,7 +332,7 @@ Status ParseSourceFile(const fb::SourceFile* f, size_t index, size_t tensor_coun
       out->crc32_patches.push_back({p->prolog_offset(), p->tensor()});
     }
   }
-  CKZ_RETURN_IF_ERROR(CheckSourceFilePieces(out->prolog, out->tensors.size(), out->splits,
+  CKZ_RETURN_IF_ERROR(CheckSourceFilePieces(out->PrologLength(), out->tensors.size(), out->splits,
                                             out->crc32_patches, field + " " + Quote(out->path)));
   return Status::Ok();
 }
@@ -440,7 +481,8 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
     for (uint32_t i = 0; i < files->size(); ++i) {
       a.files.emplace_back();
       CKZ_RETURN_IF_ERROR(
-          ParseSourceFile(files->Get(i), i, a.tensors.size(), &tensor_file, &a.files[i]));
+          ParseSourceFile(files->Get(i), i, a.tensors.size(), has_link, limits, &tensor_file,
+                          &a.files[i]));
       if (!paths.insert(a.files[i].path).second)
         return Status(ErrorCode::kDuplicateName, "files[" + std::to_string(i) + "].path " +
                                                      Quote(a.files[i].path) +
@@ -452,6 +494,18 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
         return Status(ErrorCode::kFieldOutOfRange,
                       "tensors[" + std::to_string(t) + "] " + Quote(a.tensors[t].name) +
                           " belongs to none of the source files");
+  }
+
+  {
+    // Rule F11: required feature bit 3 says whether any prolog is coded.
+    bool coded = false;
+    for (const SourceFileInfo& f : a.files) coded |= f.prolog_codec != PrologCodec::kStored;
+    if (coded != ((p.required_features & kFeatureCodedProlog) != 0))
+      return Status(ErrorCode::kFieldOutOfRange,
+                    coded ? "a prolog is coded but required feature bit 3 (coded prologs) is "
+                            "clear"
+                          : "required feature bit 3 (coded prologs) is set but no prolog is "
+                            "coded");
   }
 
   if (const auto* metadata = h->metadata()) {

@@ -107,11 +107,12 @@ std::vector<uint8_t> BuildHeader(const Archive& a, const HeaderDeviations* devia
   for (const SourceFileInfo& f : a.files) {
     // Splits that only say "all of the prolog first" are the default: leave them out.
     const bool plain = std::all_of(f.splits.begin(), f.splits.end(),
-                                   [&](uint64_t s) { return s == f.prolog.size(); });
+                                   [&](uint64_t s) { return s == f.PrologLength(); });
     std::vector<fb::Crc32Patch> patches;
     for (const Crc32Patch& p : f.crc32_patches) patches.emplace_back(p.prolog_offset, p.tensor, 0);
     auto path = b.CreateString(f.path);
-    auto prolog = b.CreateVector(f.prolog);
+    const bool coded = f.prolog_codec != PrologCodec::kStored;
+    auto prolog = b.CreateVector(coded ? f.prolog_coded : f.prolog);
     auto tensors = b.CreateVector(f.tensors);
     auto splits = plain ? 0 : b.CreateVector(f.splits);
     auto patch_vec = patches.empty() ? 0 : b.CreateVectorOfStructs(patches);
@@ -122,6 +123,11 @@ std::vector<uint8_t> BuildHeader(const Archive& a, const HeaderDeviations* devia
     fbld.add_tensors(tensors);
     if (!plain) fbld.add_splits(splits);
     if (!patches.empty()) fbld.add_crc32_patches(patch_vec);
+    // Zero values are FlatBuffers defaults and not written: a stored prolog has none of these.
+    fbld.add_prolog_codec(static_cast<fb::PrologCodec>(f.prolog_codec));
+    fbld.add_prolog_raw_length(f.prolog_length);
+    fbld.add_prolog_crc32c(f.prolog_crc32c);
+    fbld.add_prolog_parent_file(f.prolog_parent_file);
     files.push_back(fbld.Finish());
   }
   auto file_vec = b.CreateVector(files);

@@ -38,7 +38,7 @@ Status CheckRelativePath(std::string_view path, const std::string& field) {
   return Status::Ok();
 }
 
-Status CheckSourceFilePieces(const std::vector<uint8_t>& prolog, size_t tensor_count,
+Status CheckSourceFilePieces(uint64_t prolog_length, size_t tensor_count,
                              const std::vector<uint64_t>& splits,
                              const std::vector<Crc32Patch>& patches, const std::string& field) {
   auto bad = [&](const std::string& what) {
@@ -48,9 +48,9 @@ Status CheckSourceFilePieces(const std::vector<uint8_t>& prolog, size_t tensor_c
     return bad(std::to_string(splits.size()) + " splits for " + std::to_string(tensor_count) +
                " tensors");
   for (size_t i = 0; i < splits.size(); ++i) {
-    if (splits[i] > prolog.size())
+    if (splits[i] > prolog_length)
       return bad("splits[" + std::to_string(i) + "] = " + std::to_string(splits[i]) +
-                 " is past the " + std::to_string(prolog.size()) + "-byte prolog");
+                 " is past the " + std::to_string(prolog_length) + "-byte prolog");
     if (i > 0 && splits[i] < splits[i - 1])
       return bad("splits[" + std::to_string(i) + "] is smaller than the split before it");
   }
@@ -58,7 +58,7 @@ Status CheckSourceFilePieces(const std::vector<uint8_t>& prolog, size_t tensor_c
     const Crc32Patch& p = patches[i];
     const std::string name = "crc32_patches[" + std::to_string(i) + "]";
     if (p.tensor >= tensor_count) return bad(name + ".tensor is not one of the file's tensors");
-    if (prolog.size() < 4 || p.prolog_offset > prolog.size() - 4)
+    if (prolog_length < 4 || p.prolog_offset > prolog_length - 4)
       return bad(name + ".prolog_offset " + std::to_string(p.prolog_offset) +
                  " leaves no 4 bytes in the prolog");
     if (i > 0 && p.prolog_offset < patches[i - 1].prolog_offset + 4)

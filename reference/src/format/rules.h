@@ -22,10 +22,10 @@ Status CheckName(std::string_view name, const std::string& field);
 Status CheckRelativePath(std::string_view path, const std::string& field);
 
 // The pieces of a source file (spec 8): `splits` (as many as tensors, non-decreasing, within
-// the prolog) and `crc32_patches` (each on 4 prolog bytes, in increasing order without
+// the prolog of `prolog_length` bytes, decoded) and `crc32_patches` (each on 4 prolog bytes, in increasing order without
 // overlap, naming one of the file's tensors). kFieldOutOfRange naming `field`. An empty
 // `splits` stands for "all of the prolog first".
-Status CheckSourceFilePieces(const std::vector<uint8_t>& prolog, size_t tensor_count,
+Status CheckSourceFilePieces(uint64_t prolog_length, size_t tensor_count,
                              const std::vector<uint64_t>& splits,
                              const std::vector<Crc32Patch>& patches,
                              const std::string& field);

@@ -93,7 +93,10 @@ Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::strin
     reader->file_ = std::move(file).value();
   }
   const Archive& a = reader->file_->archive;
-  if (!a.link) return reader;
+  if (!a.link) {
+    CKZ_RETURN_IF_ERROR(reader->DecodeProlog());
+    return reader;
+  }
   const LinkInfo& link = *a.link;
 
   std::string parent_path;
@@ -148,8 +151,32 @@ Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::strin
   auto parent = OpenWithIndex(parent_path, parent_options, index);
   if (!parent.ok()) return parent.status();
   reader->parent_ = std::move(parent).value();
+  CKZ_RETURN_IF_ERROR(reader->DecodeProlog());
   return reader;
 }
+
+Status ChainReader::DecodeProlog() {
+  for (SourceFileInfo& f : file_->archive.files) {
+    if (f.prolog_codec == PrologCodec::kStored) continue;
+    ByteSpan history;
+    if (f.prolog_codec == PrologCodec::kZstdParent) {
+      const std::vector<SourceFileInfo>* parent_files =
+          parent_ ? parent_->ReferenceFiles() : nullptr;
+      if (!parent_files || f.prolog_parent_file >= parent_files->size())
+        return Status(ErrorCode::kReferenceMismatch,
+                      path_ + ": source file '" + f.path + "' has its prolog coded against the "
+                      "parent's files[" + std::to_string(f.prolog_parent_file) + "], but the "
+                      "parent has " + std::to_string(parent_files ? parent_files->size() : 0) +
+                      " files");
+      history = ByteSpan((*parent_files)[f.prolog_parent_file].prolog);
+    }
+    Status s = ckz::DecodeProlog(&f, history);
+    if (!s.ok()) return s.WithContext(path_);
+  }
+  return Status::Ok();
+}
+
+const std::vector<SourceFileInfo>* ChainReader::ReferenceFiles() { return &archive().files; }
 
 Status ChainReader::ReadTensor(size_t index, uint64_t offset, MutableByteSpan out, int threads) {
   DecodeOptions options;

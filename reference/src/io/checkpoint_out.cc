@@ -139,6 +139,10 @@ Status DecodedCheckpoint::ReadReferenceIndices(const TensorInfo& tensor, uint64_
 
 void DecodedCheckpoint::KeepAlive(InputCheckpoint input) { kept_.push_back(std::move(input)); }
 
+void DecodedCheckpoint::AddFile(SourceFileInfo file) { files_.push_back(std::move(file)); }
+
+const std::vector<SourceFileInfo>* DecodedCheckpoint::ReferenceFiles() { return &files_; }
+
 Status DecodedCheckpoint::ReadReference(const TensorInfo& tensor, uint64_t offset,
                                         MutableByteSpan out) {
   auto it = tensors_.find(tensor.name);
@@ -233,6 +237,22 @@ Status PlanShrinking(const InputCheckpoint& input, ReferenceSource* reference,
 
 }  // namespace
 
+namespace {
+
+// The parent's file whose prolog best predicts `file` (the `index`-th file of its checkpoint):
+// the one of the same path, else the one at the same position when it has the same format (a
+// history of single files: step_100.pt after step_80.pt).
+std::optional<uint32_t> MatchingParentFile(const SourceFileInfo& file, size_t index,
+                                           const std::vector<SourceFileInfo>& parent_files) {
+  for (size_t j = 0; j < parent_files.size(); ++j)
+    if (parent_files[j].path == file.path) return uint32_t(j);
+  if (index < parent_files.size() && parent_files[index].format == file.format)
+    return uint32_t(index);
+  return std::nullopt;
+}
+
+}  // namespace
+
 Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference, Writer* writer,
                        const WriteOptions& options, DecodedCheckpoint* decoded,
                        WriteReport* report) {
@@ -240,7 +260,22 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
   if (!report) report = &local_report;
   if (input.step) writer->SetStep(*input.step);
   for (const MetaEntry& e : input.metadata) writer->AddMetadata(e);
-  for (const SourceFileInfo& f : input.files) writer->AddSourceFile(f);
+  const std::vector<SourceFileInfo>* parent_files = reference ? reference->ReferenceFiles()
+                                                              : nullptr;
+  for (size_t i = 0; i < input.files.size(); ++i) {
+    const SourceFileInfo& f = input.files[i];
+    const std::optional<uint32_t> match =
+        parent_files ? MatchingParentFile(f, i, *parent_files) : std::nullopt;
+    if (match)
+      writer->AddSourceFile(f, ByteSpan((*parent_files)[*match].prolog), *match);
+    else
+      writer->AddSourceFile(f);
+    if (decoded) {
+      SourceFileInfo as_written = f;
+      ClearCrc32PatchBytes(&as_written);
+      decoded->AddFile(std::move(as_written));
+    }
+  }
 
   std::vector<ShrinkResult> plan;
   if (options.excp && reference) {

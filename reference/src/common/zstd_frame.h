@@ -1,0 +1,25 @@
+// The zstd frame rules shared by chunk streams (spec 7.2) and coded prologs (spec 8.4): exactly
+// one frame, no dictionary id, a declared content size (if any) equal to the expected size, a
+// bounded window. One checked decoder so both surfaces reject the same things.
+#ifndef CKZ_COMMON_ZSTD_FRAME_H_
+#define CKZ_COMMON_ZSTD_FRAME_H_
+
+#include <zstd.h>
+
+#include <cstdint>
+#include <string>
+
+#include "ckz/types.h"
+
+namespace ckz {
+
+// Decodes the single zstd frame `src` into exactly `dst.size` bytes. `history` (may be empty)
+// is a raw-content dictionary: bytes that precede the frame's output and that its matches may
+// copy from (RFC 8878, "Dictionary Format", raw content). Returns "" on success, else what is
+// wrong (for the caller's error message).
+std::string DecodeZstdFrame(ZSTD_DCtx* dctx, ByteSpan src, MutableByteSpan dst, ByteSpan history,
+                            uint64_t max_window);
+
+}  // namespace ckz
+
+#endif  // CKZ_COMMON_ZSTD_FRAME_H_
