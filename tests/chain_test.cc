@@ -7,6 +7,7 @@
 
 #include "ckz/checkpoint.h"
 #include "ckz/content_id.h"
+#include "ckz/decoder.h"
 #include "ckz/io.h"
 #include "file_surgery.h"
 #include "test_util.h"
@@ -209,6 +210,31 @@ TEST_F(Chain, VerifyCatchesAWrongDeclaredContentId) {
   auto r = ChainReader::Open(dir_ + "/liar.ckz");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(VerifyChain(**r).status().code(), ErrorCode::kContentIdMismatch);
+}
+
+TEST(IndexCacheTest, KeepsChunksWithinItsBudgetOldestOut) {
+  Archive a, b;
+  const uint8_t bytes_a[1] = {0}, bytes_b[1] = {0};
+  a.file = ByteSpan(bytes_a, 1);
+  b.file = ByteSpan(bytes_b, 1);  // another archive: other keys
+  IndexCache cache(10);
+  const std::vector<uint8_t> four = {1, 2, 3, 4}, six = {5, 6, 7, 8, 9, 10};
+  cache.Insert(a, 0, 0, ByteSpan(four));
+  cache.Insert(a, 0, 1, ByteSpan(six));
+  std::vector<uint8_t> out(4);
+  ASSERT_TRUE(cache.Lookup(a, 0, 0, MutableByteSpan(out)));
+  EXPECT_EQ(out, four);
+  EXPECT_FALSE(cache.Lookup(b, 0, 0, MutableByteSpan(out)));
+  std::vector<uint8_t> wrong_size(5);
+  EXPECT_FALSE(cache.Lookup(a, 0, 0, MutableByteSpan(wrong_size)));
+  cache.Insert(b, 0, 0, ByteSpan(four));  // 14 > 10: the oldest entry goes
+  EXPECT_FALSE(cache.Lookup(a, 0, 0, MutableByteSpan(out)));
+  std::vector<uint8_t> out6(6);
+  ASSERT_TRUE(cache.Lookup(a, 0, 1, MutableByteSpan(out6)));
+  EXPECT_EQ(out6, six);
+  cache.Insert(a, 1, 0, ByteSpan(std::vector<uint8_t>(11, 1)));  // above the budget: not kept
+  std::vector<uint8_t> out11(11);
+  EXPECT_FALSE(cache.Lookup(a, 1, 0, MutableByteSpan(out11)));
 }
 
 TEST(AtomicFile, NothingAppearsUntilCommitAndNothingRemainsOnAbort) {

@@ -51,6 +51,29 @@ struct StreamInfo {
 Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size_t tensor,
                                                     size_t chunk);
 
+// A bounded, thread-safe cache of decoded quantization indices, one entry per chunk. The cm
+// codec's contexts (spec 7.7.2) make a chunk's indices depend on the parent's indices of the
+// same tensor and on the aux tensor's indices: without a cache, restoring a link of depth d
+// decodes the deepest indices O(d^2) times and more (the reference reader's restore of a
+// depth-9 link went from 11.8 s to well under a second with one). Entries name an archive by
+// the address of its file bytes and its header checksum: a cache must not outlive the
+// archives it has seen. Least recently inserted entries go first when over budget.
+class IndexCache {
+ public:
+  explicit IndexCache(uint64_t budget_bytes = uint64_t{256} << 20);
+  ~IndexCache();
+  IndexCache(const IndexCache&) = delete;
+  IndexCache& operator=(const IndexCache&) = delete;
+
+  // Copies the cached indices of the chunk into `out` (its exact size); false if not cached.
+  bool Lookup(const Archive& archive, size_t tensor, size_t chunk, MutableByteSpan out);
+  void Insert(const Archive& archive, size_t tensor, size_t chunk, ByteSpan indices);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // Decodes single chunks. Holds reusable scratch (a zstd context, buffers): one per thread.
 class ChunkDecoder {
  public:
@@ -71,6 +94,10 @@ class ChunkDecoder {
   Status DecodeIndices(const Archive& archive, size_t tensor, size_t chunk,
                        ReferenceSource* source, MutableByteSpan indices);
 
+  // Decoded cm indices (this archive's, and the aux tensors' it reads) go through `cache`
+  // (may be null: none). Never changes what is decoded.
+  void set_index_cache(IndexCache* cache) { index_cache_ = cache; }
+
  private:
   Status DecodeQuantized(const Archive& archive, size_t tensor, size_t chunk,
                          const StreamInfo& stream, ByteSpan reference, MutableByteSpan out,
@@ -79,12 +106,14 @@ class ChunkDecoder {
                        const StreamInfo& stream, ReferenceSource* source, MutableByteSpan indices);
   struct Scratch;
   std::unique_ptr<Scratch> scratch_;
+  IndexCache* index_cache_ = nullptr;
 };
 
 // The quantization indices of elements [first, first + out.size) of quantized tensor `tensor`
 // (the cm codec's contexts, spec 7.7.2). `reference` as for DecodeTensorRange.
 Status DecodeIndexRange(const Archive& archive, size_t tensor, uint64_t first,
-                        MutableByteSpan out, ReferenceSource* reference);
+                        MutableByteSpan out, ReferenceSource* reference,
+                        IndexCache* cache = nullptr);
 
 // (0.5, spec 8.4) Decodes a coded prolog (file->prolog_coded) into file->prolog and checks its
 // length and CRC-32C (kPrologDecodeFailed). `parent_prolog` is the history of a ZstdParent
@@ -94,6 +123,7 @@ Status DecodeProlog(SourceFileInfo* file, ByteSpan parent_prolog);
 
 struct DecodeOptions {
   int threads = 1;  // chunks decoded in parallel; the output never depends on it
+  IndexCache* index_cache = nullptr;  // see IndexCache; the output never depends on it
 };
 
 // Decodes bytes [offset, offset + out.size) of a tensor. Only the chunks overlapping the range

@@ -119,12 +119,13 @@ class ChainReader : public ReferenceSource {
  private:
   // Decodes every coded prolog of the file (spec 8.4), the parent being open already.
   Status DecodeProlog();
-  static Result<std::unique_ptr<ChainReader>> OpenWithIndex(const std::string& path,
-                                                            const ChainOptions& options,
-                                                            ParentIndex* index);
+  static Result<std::unique_ptr<ChainReader>> OpenWithIndex(
+      const std::string& path, const ChainOptions& options, ParentIndex* index,
+      std::shared_ptr<IndexCache> cache);
   std::string path_;
   std::unique_ptr<CkzFile> file_;
   std::unique_ptr<ChainReader> parent_;
+  std::shared_ptr<IndexCache> index_cache_;  // shared by every level of the chain
 };
 
 // Decodes every tensor (checking each chunk's CRC-32C) and recomputes the content id.

@@ -128,8 +128,8 @@ namespace {
 // Spec 7.7.2: the cm model's inputs for elements [first, first + count) of tensor t. Parent
 // and aux indices are decoded into `parent` and `aux`.
 Status CmInputs(const Archive& archive, size_t t, uint64_t first, uint64_t count,
-                ReferenceSource* source, std::vector<uint8_t>* parent, std::vector<uint8_t>* aux,
-                IndexModelInputs* in) {
+                ReferenceSource* source, IndexCache* cache, std::vector<uint8_t>* parent,
+                std::vector<uint8_t>* aux, IndexModelInputs* in) {
   const TensorInfo& info = archive.tensors[t];
   in->centres = uint32_t(info.quantization->codebook.size());
   in->first = first;
@@ -154,7 +154,8 @@ Status CmInputs(const Archive& archive, size_t t, uint64_t first, uint64_t count
   const int a = CmAuxTensor(roles, t);
   if (a >= 0) {
     aux->resize(count);
-    CKZ_RETURN_IF_ERROR(DecodeIndexRange(archive, size_t(a), first, MutableByteSpan(*aux), source));
+    CKZ_RETURN_IF_ERROR(
+        DecodeIndexRange(archive, size_t(a), first, MutableByteSpan(*aux), source, cache));
     in->aux = aux->data();
     in->aux_centres = uint32_t(archive.tensors[size_t(a)].quantization->codebook.size());
   }
@@ -192,9 +193,13 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
       CKZ_RETURN_IF_ERROR(UnpackIndices(src, q.bits, indices, where));
       break;
     case StreamCodec::kCm: {
+      // Only cm indices are worth caching: they cost a chain of other decodes.
+      if (index_cache_ && index_cache_->Lookup(archive, tensor, chunk_index, indices))
+        return Status::Ok();
       IndexModelInputs in;
       std::vector<uint8_t> parent, aux;
-      CKZ_RETURN_IF_ERROR(CmInputs(archive, tensor, first, count, source, &parent, &aux, &in));
+      CKZ_RETURN_IF_ERROR(
+          CmInputs(archive, tensor, first, count, source, index_cache_, &parent, &aux, &in));
       size_t bad = 0;
       switch (DecodeIndexStream(in, src.data, src.size, indices.data, count, &bad)) {
         case IndexDecodeResult::kOk:
@@ -218,6 +223,8 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
                     where + ": element " + std::to_string(first + i) + " has index " +
                         std::to_string(indices.data[i]) + "; the codebook has " +
                         std::to_string(q.codebook.size()) + " centres");
+  if (index_cache_ && stream.codec == StreamCodec::kCm)
+    index_cache_->Insert(archive, tensor, chunk_index, ByteSpan(indices.data, indices.size));
   return Status::Ok();
 }
 
@@ -252,7 +259,7 @@ Status ChunkDecoder::DecodeQuantized(const Archive& archive, size_t tensor, size
 }
 
 Status DecodeIndexRange(const Archive& archive, size_t tensor, uint64_t first,
-                        MutableByteSpan out, ReferenceSource* reference) {
+                        MutableByteSpan out, ReferenceSource* reference, IndexCache* cache) {
   if (tensor >= archive.tensors.size() || !archive.tensors[tensor].quantization)
     return Status(ErrorCode::kInvalidArgument, "DecodeIndexRange: not a quantized tensor");
   const TensorInfo& t = archive.tensors[tensor];
@@ -260,6 +267,7 @@ Status DecodeIndexRange(const Archive& archive, size_t tensor, uint64_t first,
     return Status(ErrorCode::kInvalidArgument, "index range outside tensor '" + t.name + "'");
   const uint64_t w = DTypeSize(t.dtype);
   ChunkDecoder decoder;
+  decoder.set_index_cache(cache);
   std::vector<uint8_t> buf;
   const uint64_t end = first + out.size;
   for (size_t c = 0; c < t.chunks.size(); ++c) {

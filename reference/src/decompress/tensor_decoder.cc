@@ -45,7 +45,10 @@ Status DecodeTensorRange(const Archive& archive, size_t tensor, uint64_t offset,
     const size_t c = begin_chunk + i;
     const ChunkInfo& chunk = t.chunks[c];
     auto& decoder = decoders[size_t(worker)];
-    if (!decoder) decoder = std::make_unique<ChunkDecoder>();
+    if (!decoder) {
+      decoder = std::make_unique<ChunkDecoder>();
+      decoder->set_index_cache(options.index_cache);
+    }
     ByteSpan ref;
     if (predicted) {
       auto& buf = refs[size_t(worker)];

@@ -79,14 +79,16 @@ std::string ParentIndex::Find(const std::string& dir, const ContentId& id) {
 Result<std::unique_ptr<ChainReader>> ChainReader::Open(const std::string& path,
                                                        const ChainOptions& options) {
   ParentIndex index(options.limits);
-  return OpenWithIndex(path, options, &index);
+  return OpenWithIndex(path, options, &index, std::make_shared<IndexCache>());
 }
 
 Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::string& path,
                                                                 const ChainOptions& options,
-                                                                ParentIndex* index) {
+                                                                ParentIndex* index,
+                                                                std::shared_ptr<IndexCache> cache) {
   std::unique_ptr<ChainReader> reader(new ChainReader);
   reader->path_ = path;
+  reader->index_cache_ = cache;
   {
     auto file = OpenCkzFile(path, options.limits);
     if (!file.ok()) return file.status();
@@ -148,7 +150,7 @@ Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::strin
   if (std::find(parent_options.search_dirs.begin(), parent_options.search_dirs.end(), dir) ==
       parent_options.search_dirs.end())
     parent_options.search_dirs.push_back(dir);
-  auto parent = OpenWithIndex(parent_path, parent_options, index);
+  auto parent = OpenWithIndex(parent_path, parent_options, index, cache);
   if (!parent.ok()) return parent.status();
   reader->parent_ = std::move(parent).value();
   CKZ_RETURN_IF_ERROR(reader->DecodeProlog());
@@ -181,6 +183,7 @@ const std::vector<SourceFileInfo>* ChainReader::ReferenceFiles() { return &archi
 Status ChainReader::ReadTensor(size_t index, uint64_t offset, MutableByteSpan out, int threads) {
   DecodeOptions options;
   options.threads = threads;
+  options.index_cache = index_cache_.get();
   Status s = DecodeTensorRange(archive(), index, offset, out, parent_.get(), options);
   return s.ok() ? s : s.WithContext(path_);
 }
@@ -207,7 +210,7 @@ Status ChainReader::ReadReferenceIndices(const TensorInfo& tensor, uint64_t firs
   // Spec 7.7.2: only a quantized parent tensor of the same dtype and shape gives indices.
   if (mine.dtype != tensor.dtype || mine.shape != tensor.shape || !mine.quantization)
     return Status::Ok();
-  Status s = DecodeIndexRange(archive(), *index, first, out, parent_.get());
+  Status s = DecodeIndexRange(archive(), *index, first, out, parent_.get(), index_cache_.get());
   if (!s.ok()) return s.WithContext(path_);
   *centres = uint32_t(mine.quantization->codebook.size());
   return Status::Ok();
