@@ -10,6 +10,7 @@
 // first; each encode and decode is timed alone (best of --repeat runs, steady_clock) and every
 // decode is checked bit-exact against the input. Uses only the public API of libckz.
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -56,6 +58,8 @@ const char kUsage[] =
     "  --markdown            print the tables as markdown\n"
     "  --per-checkpoint      also print the ratio of every checkpoint\n"
     "  --skip-baselines      only the ckz rows (for profiling our codec; no comparisons)\n"
+    "  --lossy               also the default lossy chain (ExCP shrinking + cm), checked\n"
+    "                        against the reconstruction its encoder reports\n"
     "  -h, --help            this help\n"
     "\n"
     "Exit codes: 0 success, 1 bad command line, 2 unreadable input, 3 a codec failed or a\n"
@@ -78,6 +82,7 @@ struct Options {
   bool markdown = false;
   bool per_checkpoint = false;
   bool skip_baselines = false;
+  bool lossy = false;
   std::vector<std::string> inputs;
 };
 
@@ -118,6 +123,10 @@ Options ParseOptions(int argc, char** argv) {
     }
     if (a == "--skip-baselines") {
       o.skip_baselines = true;
+      continue;
+    }
+    if (a == "--lossy") {
+      o.lossy = true;
       continue;
     }
     // Options with a value: "--x V", "--x=V", "-T4".
@@ -251,12 +260,24 @@ class Method {
                       Buffers* out) = 0;
   // Stored bytes of each tensor of checkpoint k (payload only), or empty if not per tensor.
   virtual std::vector<uint64_t> TensorStored(size_t /*k*/, const Buffers& /*blob*/) { return {}; }
+  // What decoding checkpoint k must give, byte for byte: its files or tensors, or (a lossy
+  // method) what its encoder says every decoder reconstructs. Valid after Encode(k).
+  virtual std::vector<ByteSpan> Expected(size_t k) const;
 
  protected:
   const Checkpoint& ck(size_t k) const { return *h_[k]; }
   std::string name_;
   const History& h_;
 };
+
+std::vector<ByteSpan> Method::Expected(size_t k) const {
+  std::vector<ByteSpan> out;
+  if (whole_files())
+    for (const auto& f : ck(k).files) out.emplace_back(f);
+  else
+    for (const InputTensor& t : ck(k).input.tensors) out.push_back(t.data);
+  return out;
+}
 
 class WholeFileZstd final : public Method {
  public:
@@ -367,6 +388,40 @@ class DecodedReference final : public ReferenceSource {
   std::map<std::string, size_t> index_;
 };
 
+// Decodes every tensor of `a` into `out` on `threads` threads, one chunk per work item, so that
+// a checkpoint of many small tensors (one chunk each) uses every core too. The first error
+// wins; the output never depends on the thread count.
+Status DecodeAll(const Archive& a, ReferenceSource* reference, IndexCache* cache, int threads,
+                 Buffers* out) {
+  struct Item {
+    size_t tensor;
+    uint64_t offset, length;
+  };
+  std::vector<Item> items;
+  for (size_t i = 0; i < a.tensors.size(); ++i)
+    for (const ChunkInfo& c : a.tensors[i].chunks) items.push_back({i, c.raw_offset, c.raw_length});
+  DecodeOptions options;
+  options.index_cache = cache;
+  std::vector<Status> results(items.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t j = next++; j < items.size(); j = next++) {
+      const Item& it = items[j];
+      results[j] = DecodeTensorRange(
+          a, it.tensor, it.offset,
+          MutableByteSpan((*out)[it.tensor].data() + it.offset, size_t(it.length)), reference,
+          options);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+  for (const Status& s : results)
+    if (!s.ok()) return s;
+  return Status::Ok();
+}
+
 class CkzMethod final : public Method {
  public:
   CkzMethod(const History& h, bool delta, int level)
@@ -425,18 +480,13 @@ class CkzMethod final : public Method {
                               ContentIdHex(ids_[k - 1]));
       reference.emplace(ck(k - 1).input, *prev);
     }
-    DecodeOptions options;
-    options.threads = threads;
-    for (size_t i = 0; i < a.tensors.size(); ++i) {
-      std::vector<uint8_t>& o = (*out)[i];
-      if (a.tensors[i].byte_length != o.size())
+    for (size_t i = 0; i < a.tensors.size(); ++i)
+      if (a.tensors[i].byte_length != (*out)[i].size())
         Die(kExitFailure, name_ + ": tensor '" + a.tensors[i].name + "' has " +
                               std::to_string(a.tensors[i].byte_length) + " bytes, expected " +
-                              std::to_string(o.size()));
-      Status s = DecodeTensorRange(a, i, 0, MutableByteSpan(o), reference ? &*reference : nullptr,
-                                   options);
-      if (!s.ok()) Die(kExitFailure, name_ + ": " + ck(k).path + ": " + s.ToString());
-    }
+                              std::to_string((*out)[i].size()));
+    Status s = DecodeAll(a, reference ? &*reference : nullptr, nullptr, threads, out);
+    if (!s.ok()) Die(kExitFailure, name_ + ": " + ck(k).path + ": " + s.ToString());
   }
 
   std::vector<uint64_t> TensorStored(size_t k, const Buffers& blob) override {
@@ -453,6 +503,96 @@ class CkzMethod final : public Method {
   int level_;
   std::vector<ContentId> ids_;
   std::vector<std::unique_ptr<DecodedCheckpoint>> refs_;
+};
+
+// The default of `ckz compress` for a history: one chain (keyframe first), links shrunk the ExCP
+// way against the decoded parent (closed loop) with cm-coded indices. A link decodes against
+// what the encoder says decoders reconstruct of its parent (values and indices), as a chain
+// reader does once it has decoded the parent; the decode must give the encoder's
+// reconstruction bit for bit.
+class CkzLossyMethod final : public Method {
+ public:
+  CkzLossyMethod(const History& h, int level)
+      : Method("ckz lossy chain (ExCP + cm)", h), level_(level), ids_(h.size()),
+        decoded_(h.size()), expected_(h.size()) {}
+  bool multithreaded() const override { return true; }
+
+  void Encode(size_t k, int threads, Buffers* blob) override {
+    auto sink = std::make_unique<MemorySink>();
+    MemorySink* memory = sink.get();
+    EncodeOptions options;
+    options.threads = threads;
+    options.zstd_level = level_;
+    Writer writer(std::move(sink), options);
+    WriteOptions write;
+    ReferenceSource* reference = nullptr;
+    if (k > 0) {
+      LinkInfo link;
+      link.parent_content_id = ids_[k - 1];
+      link.parent_step = ck(k - 1).input.step;
+      link.path_hint = std::filesystem::path(ck(k - 1).label).stem().string() + ".ckz";
+      link.depth = uint32_t(k);
+      writer.SetLink(link);
+      reference = decoded_[k - 1].get();
+      write.excp = ExcpOptions{};
+    }
+    auto decoded = std::make_unique<DecodedCheckpoint>();
+    Status s = WriteCheckpoint(ck(k).input, reference, &writer, write, decoded.get());
+    if (!s.ok()) Die(kExitFailure, name_ + ": " + ck(k).path + ": " + s.ToString());
+    Result<ContentId> id = writer.Finish();
+    if (!id.ok()) Die(kExitFailure, name_ + ": " + ck(k).path + ": " + id.status().ToString());
+    ids_[k] = *id;
+    blob->resize(1);
+    (*blob)[0] = std::move(memory->bytes());
+    // What decoders must get: the reconstruction, read back tensor by tensor.
+    Buffers& e = expected_[k];
+    e.clear();
+    for (const InputTensor& t : ck(k).input.tensors) {
+      TensorInfo info;
+      info.name = t.spec.name;
+      info.dtype = t.spec.dtype;
+      info.shape = t.spec.shape;
+      e.emplace_back(t.data.size);
+      s = decoded->ReadReference(info, 0, MutableByteSpan(e.back()));
+      if (!s.ok()) Die(kExitFailure, name_ + ": " + ck(k).path + ": " + s.ToString());
+    }
+    decoded_[k] = std::move(decoded);
+  }
+
+  std::vector<ByteSpan> Expected(size_t k) const override {
+    std::vector<ByteSpan> out;
+    for (const auto& b : expected_[k]) out.emplace_back(b);
+    return out;
+  }
+
+  void Decode(size_t k, const Buffers& blob, int threads, const Buffers* /*prev*/,
+              Buffers* out) override {
+    Result<Archive> archive = ParseArchive(ByteSpan(blob[0]));
+    if (!archive.ok())
+      Die(kExitFailure, name_ + ": " + ck(k).path + ": " + archive.status().ToString());
+    const Archive& a = *archive;
+    if (a.tensors.size() != out->size())
+      Die(kExitFailure, name_ + ": " + ck(k).path + ": tensor count differs");
+    IndexCache cache;  // the link's own aux indices (a v chunk reads m's and W's)
+    ReferenceSource* reference = k > 0 ? decoded_[k - 1].get() : nullptr;
+    Status s = DecodeAll(a, reference, &cache, threads, out);
+    if (!s.ok()) Die(kExitFailure, name_ + ": " + ck(k).path + ": " + s.ToString());
+  }
+
+  std::vector<uint64_t> TensorStored(size_t k, const Buffers& blob) override {
+    Result<Archive> archive = ParseArchive(ByteSpan(blob[0]));
+    if (!archive.ok())
+      Die(kExitFailure, name_ + ": " + ck(k).path + ": " + archive.status().ToString());
+    std::vector<uint64_t> out;
+    for (const TensorInfo& t : archive->tensors) out.push_back(t.stored_length);
+    return out;
+  }
+
+ private:
+  int level_;
+  std::vector<ContentId> ids_;
+  std::vector<std::unique_ptr<DecodedCheckpoint>> decoded_;
+  std::vector<Buffers> expected_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -472,14 +612,6 @@ struct RowResult {
   bool has_multi = false;
 };
 
-std::vector<ByteSpan> Expected(const Checkpoint& c, bool whole_files) {
-  std::vector<ByteSpan> out;
-  if (whole_files)
-    for (const auto& f : c.files) out.emplace_back(f);
-  else
-    for (const InputTensor& t : c.input.tensors) out.push_back(t.data);
-  return out;
-}
 
 void CheckBitExact(const Method& m, const Checkpoint& c, const std::vector<ByteSpan>& expected,
                    const Buffers& decoded, int threads) {
@@ -522,7 +654,7 @@ RowResult Run(Method& m, const History& h, const Options& o) {
     }
     Buffers prev, out;
     for (size_t k = 0; k < h.size(); ++k) {
-      const std::vector<ByteSpan> expected = Expected(*h[k], m.whole_files());
+      const std::vector<ByteSpan> expected = m.Expected(k);
       out.resize(expected.size());
       for (size_t i = 0; i < expected.size(); ++i) out[i].resize(expected[i].size);
       times.decode_s +=
@@ -595,8 +727,10 @@ int Main(int argc, char** argv) {
   }
   methods.push_back(std::make_unique<CkzMethod>(h, /*delta=*/false, o.level));
   methods.push_back(std::make_unique<CkzMethod>(h, /*delta=*/true, o.level));
+  if (o.lossy) methods.push_back(std::make_unique<CkzLossyMethod>(h, o.level));
   std::vector<RowResult> rows;
   for (auto& m : methods) rows.push_back(Run(*m, h, o));
+
   // Without the baselines, the comparisons below are made against an empty row (and say so).
   RowResult no_shuffle;
   no_shuffle.name = "byte-shuffle + zstd -19";
@@ -604,8 +738,9 @@ int Main(int argc, char** argv) {
   no_shuffle.stored_per_ckpt.assign(h.size(), 0);
   no_shuffle.tensor_stored.assign(h.size(), {});
   const RowResult& shuffle = o.skip_baselines ? no_shuffle : rows[2];
-  const RowResult& keyframe = rows[rows.size() - 2];
-  const RowResult& delta = rows[rows.size() - 1];
+  const size_t lossless_rows = rows.size() - (o.lossy ? 1 : 0);  // the lossy row comes last
+  const RowResult& keyframe = rows[lossless_rows - 2];
+  const RowResult& delta = rows[lossless_rows - 1];
 
   // Header.
   const std::string date = LocalDateTime(), cpu = CpuModel();
