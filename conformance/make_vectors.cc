@@ -2088,6 +2088,25 @@ void FullInvalid(Suite& s) {
              [](Ckpt& p) { p.tensors[0].dtype = DType::kI32; });
   }
   {
+    // R3 holds for a tensor without elements too (it has no chunk to fetch a reference for).
+    Ckpt parent = BaseCkpt(), child;
+    parent.tensors.push_back(MakeT("e", DType::kF32, {0, 4}, 0));
+    parent.files[0].tensors.push_back("e");
+    child = Next(parent, 7);
+    child.tensors[2].shape = {0, 3};
+    const Encoded pe = Encode(parent, Opt(StreamCodec::kStored, false, 64));
+    const Encoded ce = Encode(child, Opt(StreamCodec::kStored, false, 64, Predictor::kXorRef),
+                              LinkTo(pe, parent, "parent-1.ckz", 1), &parent);
+    Model m = FromFile(ce.bytes);
+    m.h.tensors[2].predictor = Predictor::kXorRef;
+    s.Add(ChainInvalid("invalid-reference-shape-mismatch-empty", "R3",
+                       ErrorCode::kReferenceMismatch,
+                       "Tensor 'e' (F32 [0, 3], no elements, no chunks) is predicted (XorRef) from "
+                       "the parent's 'e', which is F32 [0, 4]: rule R3 applies to a tensor "
+                       "without elements too.",
+                       Assemble(m), pe.bytes));
+  }
+  {
     Model m = FromFile(bc.c.bytes);
     m.h.tensors[0].predictor = static_cast<Predictor>(3);
     s.Add(ChainInvalid("invalid-predictor-out-of-range", "T6", ErrorCode::kFieldOutOfRange,
@@ -2918,6 +2937,29 @@ void PrologInvalid(Suite& s) {
   link_case("invalid-prolog-parent-file-out-of-range", "R4", ErrorCode::kReferenceMismatch,
             "files[0]'s ZstdParent prolog names prolog_parent_file 2; the parent has 2 files.",
             [](Model& m) { m.h.files[0].prolog_parent_file = 2; });
+  link_case("invalid-prolog-parent-window", "C7", ErrorCode::kPrologDecodeFailed,
+            "files[0]'s ZstdParent frame (no content size, a 1 KiB window) decodes with libzstd, "
+            "but its Window_Size is below prolog_raw_length: RFC 8878 would cut its history "
+            "off after the first window of output, so spec 8.4 rejects it.",
+            [&](Model& m) {
+              SourceFileInfo mine = BuildSources(pc.l).infos[0];
+              SourceFileInfo history = BuildSources(pc.k).infos[0];
+              ClearCrc32PatchBytes(&mine);
+              ClearCrc32PatchBytes(&history);
+              Check(mine.prolog.size() > 1024, "prolog-parent-window: prolog too short");
+              ZSTD_CCtx* c = ZSTD_createCCtx();
+              ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, 19);
+              ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
+              ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, 10);
+              ZSTD_CCtx_refPrefix(c, history.prolog.data(), history.prolog.size());
+              Bytes frame(ZSTD_compressBound(mine.prolog.size()));
+              const size_t n = ZSTD_compress2(c, frame.data(), frame.size(), mine.prolog.data(),
+                                              mine.prolog.size());
+              ZSTD_freeCCtx(c);
+              Check(!ZSTD_isError(n), "prolog-parent-window: zstd failed");
+              frame.resize(n);
+              m.h.files[0].prolog_coded = frame;
+            });
   link_case("invalid-prolog-parent-wrong-history", "C7", ErrorCode::kPrologDecodeFailed,
             "files[0]'s ZstdParent prolog names prolog_parent_file 1 (the parent's JSON file) "
             "instead of 0 (the state dict it was coded against): decoding with that history "

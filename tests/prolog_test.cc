@@ -183,5 +183,28 @@ TEST(PrologChain, LinkCodesAgainstTheParentsPrologsAndRestoresExactly) {
   fs::remove_all(dir);
 }
 
+// Spec 8: paths that clash as files (one a folder of another) fail the restore and leave
+// nothing behind.
+TEST(RestoreFiles, PathsThatClashLeaveNoFileBehind) {
+  const std::string dir = FreshDir("path_clash");
+  const std::string path = dir + "/clash.ckz";
+  {
+    auto sink = AtomicFileSink::Create(path, true);
+    ASSERT_TRUE(sink.ok());
+    Writer w(std::move(sink).value(), {});
+    w.AddSourceFile(RawFile("config.json", "{}"));
+    w.AddSourceFile(RawFile("notes.txt", "a file"));
+    w.AddSourceFile(RawFile("notes.txt/inner", "and a folder"));
+    ASSERT_TRUE(w.Finish().ok());
+  }
+  auto reader = ChainReader::Open(path);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  const std::string out = dir + "/out";
+  EXPECT_EQ(RestoreFilesInto(**reader, out, "x.safetensors", {}).code(), ErrorCode::kIoError);
+  EXPECT_FALSE(fs::exists(out + "/config.json"));
+  EXPECT_FALSE(fs::exists(out + "/notes.txt"));
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace ckz::testing

@@ -15,8 +15,10 @@ namespace ckz {
 
 // Decodes the single zstd frame `src` into exactly `dst.size` bytes. `history` (may be empty)
 // is a raw-content dictionary: bytes that precede the frame's output and that its matches may
-// copy from (RFC 8878, "Dictionary Format", raw content). Returns "" on success, else what is
-// wrong (for the caller's error message).
+// copy from (RFC 8878, "Dictionary Format", raw content); the frame's window must then cover
+// all of `dst`, so the history stays reachable to the end (RFC 8878 allows reaching into a
+// dictionary only while the output is within the window; libzstd does not check that). Returns
+// "" on success, else what is wrong (for the caller's error message).
 std::string DecodeZstdFrame(ZSTD_DCtx* dctx, ByteSpan src, MutableByteSpan dst, ByteSpan history,
                             uint64_t max_window);
 

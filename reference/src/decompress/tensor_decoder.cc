@@ -21,12 +21,16 @@ Status DecodeTensorRange(const Archive& archive, size_t tensor, uint64_t offset,
                   "range [" + std::to_string(offset) + ", +" + std::to_string(out.size) +
                       ") is outside tensor '" + t.name + "' of " +
                       std::to_string(t.byte_length) + " bytes");
-  if (out.size == 0) return Status::Ok();
   const bool predicted = t.NeedsReference();
   if (predicted && reference == nullptr)
     return Status(ErrorCode::kReferenceRequired,
                   "tensor '" + t.name + "' is predicted from the parent checkpoint; decode it "
                   "through its chain (the parent file is needed)");
+  // Rule R3 holds for a tensor without elements too: it has no chunk to ask for its reference,
+  // so ask for none of the reference's bytes, which checks its name, dtype and shape.
+  if (predicted && t.byte_length == 0)
+    CKZ_RETURN_IF_ERROR(reference->ReadReference(t, 0, MutableByteSpan()));
+  if (out.size == 0) return Status::Ok();
 
   const uint64_t end = offset + out.size;
   auto first = std::upper_bound(t.chunks.begin(), t.chunks.end(), offset,

@@ -153,6 +153,13 @@ Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::strin
   auto parent = OpenWithIndex(parent_path, parent_options, index, cache);
   if (!parent.ok()) return parent.status();
   reader->parent_ = std::move(parent).value();
+  // Rule R3 for tensors without elements: no chunk of theirs is ever decoded, so check their
+  // reference here (a non-empty tensor's is checked when its chunks are).
+  for (const TensorInfo& t : a.tensors)
+    if (t.NeedsReference() && t.byte_length == 0) {
+      Status s = reader->parent_->ReadReference(t, 0, MutableByteSpan());
+      if (!s.ok()) return s.WithContext(path);
+    }
   CKZ_RETURN_IF_ERROR(reader->DecodeProlog());
   return reader;
 }

@@ -1,6 +1,7 @@
 // Checkpoint-level glue: feeding an input checkpoint to the Writer, and rebuilding the original
 // files from a decoded chain.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -154,7 +155,7 @@ Status DecodedCheckpoint::ReadReference(const TensorInfo& tensor, uint64_t offse
                   "reference tensor '" + tensor.name + "' has another dtype or shape");
   if (offset > e.bytes.size || out.size > e.bytes.size - offset)
     return Status(ErrorCode::kInvalidArgument, "reference range outside the tensor");
-  std::memcpy(out.data, e.bytes.data + offset, out.size);
+  if (out.size > 0) std::memcpy(out.data, e.bytes.data + offset, out.size);
   return Status::Ok();
 }
 
@@ -386,6 +387,14 @@ Status WriteFilesUnder(ChainReader& reader, const std::string& dir, const std::s
   const Archive& a = reader.archive();
   CKZ_RETURN_IF_ERROR(MakeDirs(dir));
   if (a.files.empty()) return WriteBareTensorSet(reader, dir + "/" + bare_name, options, done);
+  // Spec 8: distinct paths may still clash as files (one a folder of another). Refuse before
+  // writing anything, so no file appears.
+  for (const SourceFileInfo& f : a.files)
+    for (const SourceFileInfo& g : a.files)
+      if (g.path.size() > f.path.size() && g.path.compare(0, f.path.size(), f.path) == 0 &&
+          g.path[f.path.size()] == '/')
+        return Status(ErrorCode::kIoError, "cannot restore both '" + f.path + "' and '" + g.path +
+                                               "': the first would have to be a folder");
   std::vector<std::unique_ptr<AtomicFileSink>> pending;
   for (const SourceFileInfo& f : a.files) {
     const std::string path = dir + "/" + f.path;
@@ -394,7 +403,18 @@ Status WriteFilesUnder(ChainReader& reader, const std::string& dir, const std::s
     if (!sink.ok()) return sink.status();
     pending.push_back(std::move(sink).value());
   }
-  for (auto& sink : pending) CKZ_RETURN_IF_ERROR(sink->Commit());
+  // All or nothing: if one file cannot be put in place, remove those this call created.
+  std::vector<std::string> created;
+  for (size_t i = 0; i < pending.size(); ++i) {
+    const std::string path = dir + "/" + a.files[i].path;
+    const bool existed = Exists(path);
+    Status s = pending[i]->Commit();
+    if (!s.ok()) {
+      for (const std::string& c : created) unlink(c.c_str());
+      return s;
+    }
+    if (!existed) created.push_back(path);
+  }
   return Status::Ok();
 }
 
