@@ -76,6 +76,7 @@ struct Totals {
   uint64_t elements = 0, excp_xz = 0, file = 0, packed = 0;
   std::map<std::string, uint64_t> cm;               // by config name
   std::map<std::string, uint64_t> cm_role, packed_role, elements_role;  // default config
+  std::map<std::string, uint64_t> excp_xz_role;  // each stream's packing + centres, xz -9 alone
 };
 
 }  // namespace
@@ -129,6 +130,7 @@ int main(int argc, char** argv) {
     std::vector<std::vector<uint8_t>> idx(a.tensors.size());
     std::vector<CmTensorRole> roles(a.tensors.size());
     std::vector<uint8_t> excp;
+    std::map<std::string, std::vector<uint8_t>> excp_role;  // the same, one stream kind each
     // End to end, as ExCP saves a link: its packed indices and fp16 centres, the tensors it
     // does not shrink as they are, and the rest of the checkpoint (the pickle), then xz -9.
     std::vector<uint8_t> excp_whole;
@@ -158,12 +160,15 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "%s: %s\n", name.c_str(), s.ToString().c_str());
         return 1;
       }
+      const size_t start = excp.size();
       ExcpPack(idx[t], info.quantization->bits, &excp);
       for (float c : info.quantization->codebook) {
         const uint16_t h = ToF16(c);
         excp.push_back(uint8_t(h));
         excp.push_back(uint8_t(h >> 8));
       }
+      std::vector<uint8_t>& role_bytes = excp_role[RoleShort(info.role)];
+      role_bytes.insert(role_bytes.end(), excp.begin() + long(start), excp.end());
       for (const ChunkInfo& c : info.chunks) file_bytes += c.stored_length - 5;
       file_bytes += 4 * info.quantization->codebook.size();
       elements += info.num_elements;
@@ -181,6 +186,14 @@ int main(int argc, char** argv) {
         !bench::XzCompress(ByteSpan(excp_whole), 9, &xz_whole, &error)) {
       std::fprintf(stderr, "xz: %s\n", error.c_str());
       return 1;
+    }
+    for (const auto& [role, bytes] : excp_role) {
+      std::vector<uint8_t> role_xz;
+      if (!bench::XzCompress(ByteSpan(bytes), 9, &role_xz, &error)) {
+        std::fprintf(stderr, "xz: %s\n", error.c_str());
+        return 1;
+      }
+      total.excp_xz_role[role] += role_xz.size();
     }
     std::map<std::string, uint64_t> cm_sizes;
     for (const auto& [cfg_name, cfg] : cfgs) {
@@ -261,11 +274,14 @@ int main(int argc, char** argv) {
                 (unsigned long long)sum_raw, (unsigned long long)sum_excp,
                 (unsigned long long)sum_ckz, double(sum_raw) / double(sum_excp),
                 double(sum_raw) / double(sum_ckz));
-  std::printf("per stream (cm, default contexts):\n");
+  std::printf("per stream (cm, default contexts; ExCP packing + xz -9 of each stream kind alone):\n");
   for (const auto& [r, b] : total.cm_role)
-    std::printf("  %-5s %10llu elements  cm %10llu bytes (%.3f bits/element)  packed %10llu\n",
+    std::printf("  %-5s %10llu elements  cm %10llu bytes (%.3f bits/element)  packed %10llu  "
+                "ExCP+xz %10llu  cm %.3fx smaller\n",
                 r.c_str(), (unsigned long long)total.elements_role[r], (unsigned long long)b,
                 8.0 * double(b) / double(total.elements_role[r]),
-                (unsigned long long)total.packed_role[r]);
+                (unsigned long long)total.packed_role[r],
+                (unsigned long long)total.excp_xz_role[r],
+                double(total.excp_xz_role[r]) / double(b));
   return 0;
 }
