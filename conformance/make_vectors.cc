@@ -376,19 +376,16 @@ Encoded Encode(const Ckpt& c, const EncodeOptions& options,
   if (c.step) w.SetStep(*c.step);
   if (link) w.SetLink(*link);
   for (const MetaEntry& e : c.metadata) w.AddMetadata(e);
-  // A ZstdParent prolog's history: the parent's file of the same path, else the one at the same
-  // position (what the reference writer picks), with its patch bytes cleared as written.
+  // A ZstdParent prolog's history: the parent's file the reference writer picks, with its patch
+  // bytes cleared as written.
   std::vector<SourceFileInfo> parent_files;
   if (link && parent) parent_files = BuildSources(*parent).infos;
   for (SourceFileInfo& f : parent_files) ClearCrc32PatchBytes(&f);
   const std::vector<SourceFileInfo> files = BuildSources(c).infos;
   for (size_t i = 0; i < files.size(); ++i) {
-    std::optional<size_t> match;
-    for (size_t j = 0; j < parent_files.size() && !match; ++j)
-      if (parent_files[j].path == files[i].path) match = j;
-    if (!match && i < parent_files.size()) match = i;
+    const std::optional<uint32_t> match = MatchingParentFile(files[i], i, parent_files);
     if (match && options.prolog_codec == PrologCodec::kZstdParent)
-      w.AddSourceFile(files[i], ByteSpan(parent_files[*match].prolog), uint32_t(*match));
+      w.AddSourceFile(files[i], ByteSpan(parent_files[*match].prolog), *match);
     else
       w.AddSourceFile(files[i]);
   }

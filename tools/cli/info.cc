@@ -131,6 +131,8 @@ void PrintText(const std::string& path, const Archive& a, const InfoOptions& opt
            static_cast<unsigned long long>(f.PrologLength()));
     if (f.prolog_codec != PrologCodec::kStored)
       printf(", %s-coded in %zu bytes", PrologCodecName(f.prolog_codec), f.prolog_coded.size());
+    if (f.prolog_codec == PrologCodec::kZstdParent)
+      printf(" against the parent's files[%u]", f.prolog_parent_file);
     printf(")\n");
   }
   for (const MetaEntry& e : a.metadata)
@@ -214,6 +216,9 @@ void PrintJson(const std::string& path, const Archive& a, const InfoOptions& opt
          ", \"prolog_codec\": \"" + PrologCodecName(f.prolog_codec) + "\", \"prolog_stored_bytes\": " +
          std::to_string(f.prolog_codec == PrologCodec::kStored ? f.prolog.size()
                                                                : f.prolog_coded.size()) +
+         (f.prolog_codec == PrologCodec::kZstdParent
+              ? ", \"prolog_parent_file\": " + std::to_string(f.prolog_parent_file)
+              : std::string()) +
          ", \"tensors\": " + std::to_string(f.tensors.size()) + "}";
   }
   o += "],\n  \"metadata\": {";

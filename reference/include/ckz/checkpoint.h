@@ -112,6 +112,13 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
                        const WriteOptions& options = {}, DecodedCheckpoint* decoded = nullptr,
                        WriteReport* report = nullptr);
 
+// (0.5) The parent's file whose prolog the prolog of `file`, the `index`-th file of its
+// checkpoint, is coded against (spec 8.4): the one of the same path, else the one at the same
+// position when it has the same format (a history of single files: step_100.pt after
+// step_80.pt), else the first of the same format; nullopt when none has it.
+std::optional<uint32_t> MatchingParentFile(const SourceFileInfo& file, size_t index,
+                                           const std::vector<SourceFileInfo>& parent_files);
+
 // The link a file written against `parent` carries (content id, step, file name, depth).
 LinkInfo LinkTo(const ChainReader& parent);
 

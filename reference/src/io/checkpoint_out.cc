@@ -238,21 +238,16 @@ Status PlanShrinking(const InputCheckpoint& input, ReferenceSource* reference,
 
 }  // namespace
 
-namespace {
-
-// The parent's file whose prolog best predicts `file` (the `index`-th file of its checkpoint):
-// the one of the same path, else the one at the same position when it has the same format (a
-// history of single files: step_100.pt after step_80.pt).
 std::optional<uint32_t> MatchingParentFile(const SourceFileInfo& file, size_t index,
                                            const std::vector<SourceFileInfo>& parent_files) {
   for (size_t j = 0; j < parent_files.size(); ++j)
     if (parent_files[j].path == file.path) return uint32_t(j);
   if (index < parent_files.size() && parent_files[index].format == file.format)
     return uint32_t(index);
+  for (size_t j = 0; j < parent_files.size(); ++j)
+    if (parent_files[j].format == file.format) return uint32_t(j);
   return std::nullopt;
 }
-
-}  // namespace
 
 Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference, Writer* writer,
                        const WriteOptions& options, DecodedCheckpoint* decoded,
