@@ -28,16 +28,9 @@
 #include <vector>
 
 #include "common/index_model.h"
+#include "fuzz_check.h"
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                                \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      __builtin_trap();                                                                 \
-    }                                                                                   \
-  } while (0)
 
 using ckz::IndexDecodeResult;
 using ckz::IndexModelInputs;

@@ -37,17 +37,9 @@
 #include "format/chunk_layout.h"
 #include "format/preamble.h"
 #include "format/rules.h"
+#include "fuzz_check.h"
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                                \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::fflush(stderr);                                                              \
-      __builtin_trap();                                                                 \
-    }                                                                                   \
-  } while (0)
 
 using ckz::ErrorCode;
 

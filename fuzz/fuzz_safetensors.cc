@@ -19,16 +19,9 @@
 #include "ckz/safetensors.h"
 #include "common/bytes.h"
 #include "format/rules.h"
+#include "fuzz_check.h"
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                                \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                     \
-    }                                                                                   \
-  } while (0)
 
 void CheckSafetensors(ckz::ByteSpan file) {
   ckz::Result<ckz::SafetensorsHeader> parsed = ckz::ParseSafetensors(file);

@@ -22,16 +22,9 @@
 #include "ckz/torch.h"
 #include "common/bytes.h"
 #include "io/torch_internal.h"
+#include "fuzz_check.h"
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                                \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      __builtin_trap();                                                                 \
-    }                                                                                   \
-  } while (0)
 
 using ckz::ErrorCode;
 

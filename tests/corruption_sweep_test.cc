@@ -269,6 +269,17 @@ Status WriteSynth(const fs::path& path, const fs::path& parent, std::optional<St
   return id.ok() ? Status::Ok() : id.status();
 }
 
+// A case of our own over a chain written into `dir`: `files` from the keyframe to the input.
+Case ChainCase(const fs::path& dir, const std::string& name, std::vector<std::string> files) {
+  Case c;
+  c.name = name;
+  c.input = files.back();
+  c.files = std::move(files);
+  c.dir = dir;
+  c.synthetic = true;
+  return c;
+}
+
 // Two cases over the chain k0 <- q1 (packed) <- q2 (zstd), written into `dir`.
 std::vector<Case> SynthCases(const fs::path& dir) {
   fs::create_directories(dir);
@@ -277,18 +288,8 @@ std::vector<Case> SynthCases(const fs::path& dir) {
   if (s.ok()) s = WriteSynth(dir / "q2.ckz", dir / "q1.ckz", StreamCodec::kZstd, 3);
   EXPECT_TRUE(s.ok()) << s.ToString();
   if (!s.ok()) return {};
-  std::vector<Case> out(2);
-  out[0].name = "synthetic-quantized-packed";
-  out[0].input = "q1.ckz";
-  out[0].files = {"k0.ckz", "q1.ckz"};
-  out[1].name = "synthetic-quantized-zstd";
-  out[1].input = "q2.ckz";
-  out[1].files = {"k0.ckz", "q1.ckz", "q2.ckz"};
-  for (Case& c : out) {
-    c.dir = dir;
-    c.synthetic = true;
-  }
-  return out;
+  return {ChainCase(dir, "synthetic-quantized-packed", {"k0.ckz", "q1.ckz"}),
+          ChainCase(dir, "synthetic-quantized-zstd", {"k0.ckz", "q1.ckz", "q2.ckz"})};
 }
 
 
@@ -400,18 +401,8 @@ std::vector<Case> ExcpCases(const fs::path& dir) {
   EXPECT_TRUE(s.ok()) << s.ToString();
   EXPECT_GT(quantized, 0u) << "ExCP left every tensor lossless";
   if (!s.ok()) return {};
-  std::vector<Case> out(2);
-  out[0].name = "synthetic-excp-cm";
-  out[0].input = "e1.ckz";
-  out[0].files = {"e0.ckz", "e1.ckz"};
-  out[1].name = "synthetic-excp-cm-depth2";
-  out[1].input = "e2.ckz";
-  out[1].files = {"e0.ckz", "e1.ckz", "e2.ckz"};
-  for (Case& c : out) {
-    c.dir = dir;
-    c.synthetic = true;
-  }
-  return out;
+  return {ChainCase(dir, "synthetic-excp-cm", {"e0.ckz", "e1.ckz"}),
+          ChainCase(dir, "synthetic-excp-cm-depth2", {"e0.ckz", "e1.ckz", "e2.ckz"})};
 }
 
 // ---- a decoded checkpoint, everything a user gets from it ----

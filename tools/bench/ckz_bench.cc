@@ -422,16 +422,27 @@ Status DecodeAll(const Archive& a, ReferenceSource* reference, IndexCache* cache
   return Status::Ok();
 }
 
+// Our three modes. Keyframes: every checkpoint alone. Lossless delta: one chain, each link
+// predicted from its parent, decoded against the previous decode's output. Lossy (the default of
+// `ckz compress` for a history): links shrunk the ExCP way against the decoded parent (closed
+// loop) with cm-coded indices; a link decodes against what the encoder says decoders
+// reconstruct of its parent (values and indices), as a chain reader does once it has decoded
+// the parent, and must give the encoder's reconstruction bit for bit.
+enum class CkzMode { kKeyframe, kLosslessDelta, kLossy };
+
 class CkzMethod final : public Method {
  public:
-  CkzMethod(const History& h, bool delta, int level)
-      : Method(delta ? "ckz lossless delta" : "ckz keyframe", h), delta_(delta), level_(level) {
-    ids_.resize(h.size());
-    if (delta_)
-      for (const auto& c : h) {
+  CkzMethod(const History& h, CkzMode mode, int level)
+      : Method(mode == CkzMode::kKeyframe        ? "ckz keyframe"
+               : mode == CkzMode::kLosslessDelta ? "ckz lossless delta"
+                                                 : "ckz lossy chain (ExCP + cm)",
+               h),
+        mode_(mode), level_(level), ids_(h.size()), refs_(h.size()), expected_(h.size()) {
+    if (mode_ == CkzMode::kLosslessDelta)
+      for (size_t k = 0; k < h.size(); ++k) {
         // Lossless: a checkpoint's decoded tensors are its input tensors.
-        refs_.push_back(std::make_unique<DecodedCheckpoint>());
-        for (const InputTensor& t : c->input.tensors) refs_.back()->AddView(t.spec, t.data);
+        refs_[k] = std::make_unique<DecodedCheckpoint>();
+        for (const InputTensor& t : h[k]->input.tensors) refs_[k]->AddView(t.spec, t.data);
       }
   }
   bool multithreaded() const override { return true; }
@@ -444,7 +455,8 @@ class CkzMethod final : public Method {
     options.zstd_level = level_;
     Writer writer(std::move(sink), options);
     ReferenceSource* reference = nullptr;
-    if (delta_ && k > 0) {
+    WriteOptions write;
+    if (mode_ != CkzMode::kKeyframe && k > 0) {
       LinkInfo link;
       link.parent_content_id = ids_[k - 1];
       link.parent_step = ck(k - 1).input.step;
@@ -452,91 +464,10 @@ class CkzMethod final : public Method {
       link.depth = uint32_t(k);  // a chain from the first checkpoint (the keyframe, depth 0)
       writer.SetLink(link);
       reference = refs_[k - 1].get();
+      if (mode_ == CkzMode::kLossy) write.excp = ExcpOptions{};
     }
-    Status s = WriteCheckpoint(ck(k).input, reference, &writer);
-    if (!s.ok()) Die(kExitFailure, name_ + ": " + ck(k).path + ": " + s.ToString());
-    Result<ContentId> id = writer.Finish();
-    if (!id.ok()) Die(kExitFailure, name_ + ": " + ck(k).path + ": " + id.status().ToString());
-    ids_[k] = *id;
-    blob->resize(1);
-    (*blob)[0] = std::move(memory->bytes());
-  }
-
-  void Decode(size_t k, const Buffers& blob, int threads, const Buffers* prev,
-              Buffers* out) override {
-    Result<Archive> archive = ParseArchive(ByteSpan(blob[0]));
-    if (!archive.ok())
-      Die(kExitFailure, name_ + ": " + ck(k).path + ": " + archive.status().ToString());
-    const Archive& a = *archive;
-    if (a.tensors.size() != out->size())
-      Die(kExitFailure, name_ + ": " + ck(k).path + ": " + std::to_string(a.tensors.size()) +
-                            " tensors decoded, " + std::to_string(out->size()) + " expected");
-    std::optional<DecodedReference> reference;
-    if (a.link) {
-      if (k == 0 || prev == nullptr) Die(kExitFailure, name_ + ": first checkpoint is a link");
-      if (a.link->parent_content_id != ids_[k - 1])
-        Die(kExitFailure, name_ + ": " + ck(k).path + ": link names parent " +
-                              ContentIdHex(a.link->parent_content_id) + ", expected " +
-                              ContentIdHex(ids_[k - 1]));
-      reference.emplace(ck(k - 1).input, *prev);
-    }
-    for (size_t i = 0; i < a.tensors.size(); ++i)
-      if (a.tensors[i].byte_length != (*out)[i].size())
-        Die(kExitFailure, name_ + ": tensor '" + a.tensors[i].name + "' has " +
-                              std::to_string(a.tensors[i].byte_length) + " bytes, expected " +
-                              std::to_string((*out)[i].size()));
-    Status s = DecodeAll(a, reference ? &*reference : nullptr, nullptr, threads, out);
-    if (!s.ok()) Die(kExitFailure, name_ + ": " + ck(k).path + ": " + s.ToString());
-  }
-
-  std::vector<uint64_t> TensorStored(size_t k, const Buffers& blob) override {
-    Result<Archive> archive = ParseArchive(ByteSpan(blob[0]));
-    if (!archive.ok())
-      Die(kExitFailure, name_ + ": " + ck(k).path + ": " + archive.status().ToString());
-    std::vector<uint64_t> out;
-    for (const TensorInfo& t : archive->tensors) out.push_back(t.stored_length);
-    return out;
-  }
-
- private:
-  bool delta_;
-  int level_;
-  std::vector<ContentId> ids_;
-  std::vector<std::unique_ptr<DecodedCheckpoint>> refs_;
-};
-
-// The default of `ckz compress` for a history: one chain (keyframe first), links shrunk the ExCP
-// way against the decoded parent (closed loop) with cm-coded indices. A link decodes against
-// what the encoder says decoders reconstruct of its parent (values and indices), as a chain
-// reader does once it has decoded the parent; the decode must give the encoder's
-// reconstruction bit for bit.
-class CkzLossyMethod final : public Method {
- public:
-  CkzLossyMethod(const History& h, int level)
-      : Method("ckz lossy chain (ExCP + cm)", h), level_(level), ids_(h.size()),
-        decoded_(h.size()), expected_(h.size()) {}
-  bool multithreaded() const override { return true; }
-
-  void Encode(size_t k, int threads, Buffers* blob) override {
-    auto sink = std::make_unique<MemorySink>();
-    MemorySink* memory = sink.get();
-    EncodeOptions options;
-    options.threads = threads;
-    options.zstd_level = level_;
-    Writer writer(std::move(sink), options);
-    WriteOptions write;
-    ReferenceSource* reference = nullptr;
-    if (k > 0) {
-      LinkInfo link;
-      link.parent_content_id = ids_[k - 1];
-      link.parent_step = ck(k - 1).input.step;
-      link.path_hint = std::filesystem::path(ck(k - 1).label).stem().string() + ".ckz";
-      link.depth = uint32_t(k);
-      writer.SetLink(link);
-      reference = decoded_[k - 1].get();
-      write.excp = ExcpOptions{};
-    }
-    auto decoded = std::make_unique<DecodedCheckpoint>();
+    std::unique_ptr<DecodedCheckpoint> decoded;
+    if (mode_ == CkzMode::kLossy) decoded = std::make_unique<DecodedCheckpoint>();
     Status s = WriteCheckpoint(ck(k).input, reference, &writer, write, decoded.get());
     if (!s.ok()) Die(kExitFailure, name_ + ": " + ck(k).path + ": " + s.ToString());
     Result<ContentId> id = writer.Finish();
@@ -544,6 +475,7 @@ class CkzLossyMethod final : public Method {
     ids_[k] = *id;
     blob->resize(1);
     (*blob)[0] = std::move(memory->bytes());
+    if (!decoded) return;
     // What decoders must get: the reconstruction, read back tensor by tensor.
     Buffers& e = expected_[k];
     e.clear();
@@ -556,25 +488,47 @@ class CkzLossyMethod final : public Method {
       s = decoded->ReadReference(info, 0, MutableByteSpan(e.back()));
       if (!s.ok()) Die(kExitFailure, name_ + ": " + ck(k).path + ": " + s.ToString());
     }
-    decoded_[k] = std::move(decoded);
+    refs_[k] = std::move(decoded);
   }
 
   std::vector<ByteSpan> Expected(size_t k) const override {
+    if (mode_ != CkzMode::kLossy) return Method::Expected(k);
     std::vector<ByteSpan> out;
     for (const auto& b : expected_[k]) out.emplace_back(b);
     return out;
   }
 
-  void Decode(size_t k, const Buffers& blob, int threads, const Buffers* /*prev*/,
+  void Decode(size_t k, const Buffers& blob, int threads, const Buffers* prev,
               Buffers* out) override {
     Result<Archive> archive = ParseArchive(ByteSpan(blob[0]));
     if (!archive.ok())
       Die(kExitFailure, name_ + ": " + ck(k).path + ": " + archive.status().ToString());
     const Archive& a = *archive;
     if (a.tensors.size() != out->size())
-      Die(kExitFailure, name_ + ": " + ck(k).path + ": tensor count differs");
+      Die(kExitFailure, name_ + ": " + ck(k).path + ": " + std::to_string(a.tensors.size()) +
+                            " tensors decoded, " + std::to_string(out->size()) + " expected");
+    for (size_t i = 0; i < a.tensors.size(); ++i)
+      if (a.tensors[i].byte_length != (*out)[i].size())
+        Die(kExitFailure, name_ + ": tensor '" + a.tensors[i].name + "' has " +
+                              std::to_string(a.tensors[i].byte_length) + " bytes, expected " +
+                              std::to_string((*out)[i].size()));
+    std::optional<DecodedReference> previous;
+    ReferenceSource* reference = nullptr;
+    if (a.link) {
+      if (k == 0 || prev == nullptr) Die(kExitFailure, name_ + ": first checkpoint is a link");
+      if (a.link->parent_content_id != ids_[k - 1])
+        Die(kExitFailure, name_ + ": " + ck(k).path + ": link names parent " +
+                              ContentIdHex(a.link->parent_content_id) + ", expected " +
+                              ContentIdHex(ids_[k - 1]));
+      // Lossy links need the parent's indices too (cm contexts): the encoder's reconstruction.
+      if (mode_ == CkzMode::kLossy) {
+        reference = refs_[k - 1].get();
+      } else {
+        previous.emplace(ck(k - 1).input, *prev);
+        reference = &*previous;
+      }
+    }
     IndexCache cache;  // the link's own aux indices (a v chunk reads m's and W's)
-    ReferenceSource* reference = k > 0 ? decoded_[k - 1].get() : nullptr;
     Status s = DecodeAll(a, reference, &cache, threads, out);
     if (!s.ok()) Die(kExitFailure, name_ + ": " + ck(k).path + ": " + s.ToString());
   }
@@ -589,10 +543,13 @@ class CkzLossyMethod final : public Method {
   }
 
  private:
+  CkzMode mode_;
   int level_;
   std::vector<ContentId> ids_;
-  std::vector<std::unique_ptr<DecodedCheckpoint>> decoded_;
-  std::vector<Buffers> expected_;
+  // refs_[k]: what decoders reconstruct of checkpoint k, the reference of link k + 1 (lossless
+  // delta: the inputs; lossy: filled by Encode).
+  std::vector<std::unique_ptr<DecodedCheckpoint>> refs_;
+  std::vector<Buffers> expected_;  // lossy: refs_[k]'s bytes, what Decode(k) must give
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -725,9 +682,9 @@ int Main(int argc, char** argv) {
     methods.push_back(std::make_unique<WholeFileXz>(h));
     methods.push_back(std::make_unique<ShuffleZstd>(h));
   }
-  methods.push_back(std::make_unique<CkzMethod>(h, /*delta=*/false, o.level));
-  methods.push_back(std::make_unique<CkzMethod>(h, /*delta=*/true, o.level));
-  if (o.lossy) methods.push_back(std::make_unique<CkzLossyMethod>(h, o.level));
+  methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kKeyframe, o.level));
+  methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLosslessDelta, o.level));
+  if (o.lossy) methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLossy, o.level));
   std::vector<RowResult> rows;
   for (auto& m : methods) rows.push_back(Run(*m, h, o));
 
