@@ -108,6 +108,40 @@ TEST_F(Chain, RangesCrossMisalignedChunksOfParentAndChild) {
   }
 }
 
+TEST_F(Chain, StreamTensorsHandsOverEveryTensorInOrderAndInPieces) {
+  auto r = ChainReader::Open(Path(4));
+  ASSERT_TRUE(r.ok());
+  // w is 24000 bytes, b 120, n 8: with a 200-byte window, b and n share a batch and w comes in
+  // 200-byte pieces; tensors may come in any order, repeated.
+  const std::vector<uint32_t> order = {1, 2, 0, 1};
+  for (uint64_t window : {200u, 100000u}) {
+    for (int threads : {1, 3}) {
+      std::vector<std::vector<uint8_t>> got(order.size());
+      Status s = StreamTensors(**r, order, window, threads,
+                               [&](size_t i, uint64_t offset, ByteSpan bytes) {
+                                 EXPECT_EQ(offset, got[i].size()) << "pieces out of order";
+                                 EXPECT_LE(bytes.size, window);
+                                 got[i].insert(got[i].end(), bytes.begin(), bytes.end());
+                                 return Status::Ok();
+                               });
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      for (size_t i = 0; i < order.size(); ++i)
+        EXPECT_EQ(got[i], history_[4][order[i]].bytes) << "window " << window << " #" << i;
+    }
+  }
+  // The visitor's error stops the walk and is returned.
+  size_t calls = 0;
+  Status s = StreamTensors(**r, order, 200, 1, [&](size_t, uint64_t, ByteSpan) {
+    ++calls;
+    return Status(ErrorCode::kIoError, "disk full");
+  });
+  EXPECT_EQ(s.code(), ErrorCode::kIoError);
+  EXPECT_EQ(calls, 1u);
+  EXPECT_EQ(StreamTensors(**r, {7}, 200, 1, [](size_t, uint64_t, ByteSpan) { return Status::Ok(); })
+                .code(),
+            ErrorCode::kInvalidArgument);
+}
+
 TEST_F(Chain, ParentFoundByContentIdWhateverItsName) {
   fs::rename(Path(3), dir_ + "/renamed.ckz");  // the path hint no longer leads to it
   auto r = ChainReader::Open(Path(4));

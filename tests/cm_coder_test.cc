@@ -279,6 +279,35 @@ TEST(CmFile, ChainOfLinksDecodesExactly) {
       EXPECT_EQ(DecodeTensorRange(*a, t, 0, MutableByteSpan(out), nullptr).code(),
                 ErrorCode::kReferenceRequired);
     }
+    // All tensors at once, tensor 1 only as a slice: the same bytes on 1 and 3 threads, and
+    // the moments' chunks decoded after the weight's (waves), so every chunk's indices are
+    // decoded once: one cache miss per chunk decoded, whatever the thread count.
+    const uint64_t slice_offset = 999, slice_length = 1234;  // chunks 0..2 of tensor 1
+    size_t cm_chunks = 0;
+    for (const TensorInfo& t : a->tensors) cm_chunks += t.chunks.size();
+    for (int threads : {1, 3}) {
+      std::vector<std::vector<uint8_t>> outs;
+      std::vector<TensorRange> ranges;
+      for (const TensorInfo& t : a->tensors) outs.emplace_back(t.byte_length);
+      outs[1].resize(slice_length);
+      for (size_t t = 0; t < a->tensors.size(); ++t)
+        ranges.push_back({t, t == 1 ? slice_offset : 0, MutableByteSpan(outs[t])});
+      IndexCache cache;
+      DecodeOptions decode;
+      decode.threads = threads;
+      decode.index_cache = &cache;
+      Status s = DecodeTensorRanges(*a, ranges, &parent, decode);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      for (size_t t = 0; t < a->tensors.size(); ++t) {
+        std::vector<uint8_t> want(a->tensors[t].byte_length);
+        ASSERT_TRUE(next.ReadReference(a->tensors[t], 0, MutableByteSpan(want)).ok());
+        const uint64_t from = t == 1 ? slice_offset : 0;
+        EXPECT_TRUE(std::equal(outs[t].begin(), outs[t].end(), want.begin() + from))
+            << threads << " threads, tensor " << a->tensors[t].name;
+      }
+      // Tensor 2's contexts read all of tensor 1's indices: every chunk is decoded, once.
+      EXPECT_EQ(cache.stats().lookups - cache.stats().hits, cm_chunks) << threads << " threads";
+    }
     // A corrupted coded chunk gives a decoding or checksum error, never wrong bytes.
     std::vector<uint8_t> broken = mem->bytes();
     const ChunkInfo& c = a->tensors[0].chunks[1];
@@ -290,6 +319,20 @@ TEST(CmFile, ChainOfLinksDecodesExactly) {
     EXPECT_TRUE(code == ErrorCode::kChunkChecksum || code == ErrorCode::kChunkDecodeFailed ||
                 code == ErrorCode::kCodebookIndex)
         << ErrorCodeName(code);
+    // Decoding the whole link reports the same error whatever the thread count.
+    std::string first_error;
+    for (int threads : {1, 2, 4}) {
+      std::vector<std::vector<uint8_t>> outs;
+      std::vector<TensorRange> ranges;
+      for (const TensorInfo& t : b->tensors) outs.emplace_back(t.byte_length);
+      for (size_t t = 0; t < b->tensors.size(); ++t) ranges.push_back({t, 0, MutableByteSpan(outs[t])});
+      DecodeOptions decode;
+      decode.threads = threads;
+      const Status s = DecodeTensorRanges(*b, ranges, &parent, decode);
+      EXPECT_FALSE(s.ok());
+      if (threads == 1) first_error = s.ToString();
+      EXPECT_EQ(s.ToString(), first_error) << threads << " threads";
+    }
     parent = std::move(next);
   }
 }

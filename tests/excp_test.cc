@@ -217,6 +217,39 @@ TEST(QuantizedFile, DecodesToTheWritersReconstructionWithEveryCodec) {
       }
 }
 
+TEST(QuantizedFile, DefaultChunksAreEqualAndSmallerForQuantizedTensors) {
+  // By default a tensor is split into as few equal chunks as 1 MiB (lossless) or 256 KiB
+  // (quantized) allow; the last is shorter by less than an element per chunk.
+  const uint64_t lossless_elements = 300001, quantized_elements = 100000;
+  auto sink = std::make_unique<MemorySink>();
+  MemorySink* mem = sink.get();
+  Writer w(std::move(sink), EncodeOptions{});
+  LinkInfo link;
+  link.depth = 1;
+  w.SetLink(link);
+  const std::vector<uint8_t> plain = RandomTensorBytes(DType::kF32, lossless_elements, 3);
+  ASSERT_TRUE(w.AddTensor({"plain", DType::kF32, {lossless_elements}}, ByteSpan(plain)).ok());
+  QuantizationInfo info;
+  info.kind = QuantKind::kDirect;
+  info.bits = 2;
+  info.codebook = {-1.f, 1.f};
+  std::vector<uint8_t> indices(quantized_elements), decoded(quantized_elements * 4);
+  for (size_t i = 0; i < indices.size(); ++i) indices[i] = uint8_t(i % 3);
+  ASSERT_TRUE(w.AddQuantizedTensor({"q", DType::kF32, {quantized_elements}}, info,
+                                   ByteSpan(indices), ByteSpan(), MutableByteSpan(decoded))
+                  .ok());
+  ASSERT_TRUE(w.Finish().ok());
+  auto a = ParseArchive(ByteSpan(mem->bytes()));
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  auto lengths = [&](size_t t) {
+    std::vector<uint64_t> out;
+    for (const ChunkInfo& c : a->tensors[t].chunks) out.push_back(c.raw_length);
+    return out;
+  };
+  EXPECT_EQ(lengths(0), (std::vector<uint64_t>{600004, 600000}));
+  EXPECT_EQ(lengths(1), (std::vector<uint64_t>{200000, 200000}));
+}
+
 TEST(QuantizedFile, RulesAndDecodingErrors) {
   const Quantized q = WriteQuantized(DType::kF32, QuantKind::kResidual, StreamCodec::kStored);
   const Archive base = ParseArchive(ByteSpan(q.file)).value();

@@ -388,38 +388,17 @@ class DecodedReference final : public ReferenceSource {
   std::map<std::string, size_t> index_;
 };
 
-// Decodes every tensor of `a` into `out` on `threads` threads, one chunk per work item, so that
-// a checkpoint of many small tensors (one chunk each) uses every core too. The first error
-// wins; the output never depends on the thread count.
+// Decodes every tensor of `a` into `out` the way the library restores a checkpoint: all
+// chunks of all tensors share the `threads` workers (DecodeTensorRanges).
 Status DecodeAll(const Archive& a, ReferenceSource* reference, IndexCache* cache, int threads,
                  Buffers* out) {
-  struct Item {
-    size_t tensor;
-    uint64_t offset, length;
-  };
-  std::vector<Item> items;
+  std::vector<TensorRange> ranges;
   for (size_t i = 0; i < a.tensors.size(); ++i)
-    for (const ChunkInfo& c : a.tensors[i].chunks) items.push_back({i, c.raw_offset, c.raw_length});
+    ranges.push_back({i, 0, MutableByteSpan((*out)[i])});
   DecodeOptions options;
+  options.threads = threads;
   options.index_cache = cache;
-  std::vector<Status> results(items.size());
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t j = next++; j < items.size(); j = next++) {
-      const Item& it = items[j];
-      results[j] = DecodeTensorRange(
-          a, it.tensor, it.offset,
-          MutableByteSpan((*out)[it.tensor].data() + it.offset, size_t(it.length)), reference,
-          options);
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-  work();
-  for (std::thread& t : pool) t.join();
-  for (const Status& s : results)
-    if (!s.ok()) return s;
-  return Status::Ok();
+  return DecodeTensorRanges(a, ranges, reference, options);
 }
 
 // Our three modes. Keyframes: every checkpoint alone. Lossless delta: one chain, each link

@@ -53,7 +53,8 @@ const char kUsage[] =
     "  --v-direct               store Adam's v as ExCP does: pruned elements become 0\n"
     "                           (default: a residual, pruned elements keep the parent's v)\n"
     "  -l, --level N            zstd level of the entropy stage (default 3)\n"
-    "  --chunk-size BYTES       decoded bytes per chunk (default 1048576)\n"
+    "  --chunk-size BYTES       decoded bytes per chunk (default: each tensor in equal chunks\n"
+    "                           of at most 1048576 bytes, 262144 for lossy-coded tensors)\n"
     "decompress:\n"
     "  -o, --output PATH        output (default: FILE without .ckz); a folder when the\n"
     "                           checkpoint has several files. Naming another format than\n"
@@ -325,7 +326,7 @@ int Compress(Args& args, const Common& common) {
   if (!out) return Usage("compressing several inputs needs -o OUTDIR");
   if (ref) return Usage("--ref applies to a single input; a history chains itself");
   if (!IsDir(*out) && mkdir(out->c_str(), 0755) != 0)
-    return Fail(Status(ErrorCode::kIoError, *out + ": cannot create folder"));
+    return Fail(Status(ErrorCode::kIoError, *out + ": cannot create folder: " + std::strerror(errno)));
   uint64_t total_raw = 0, total_stored = 0;
   double total_seconds = 0;
   std::string previous;

@@ -69,6 +69,14 @@ class IndexCache {
   bool Lookup(const Archive& archive, size_t tensor, size_t chunk, MutableByteSpan out);
   void Insert(const Archive& archive, size_t tensor, size_t chunk, ByteSpan indices);
 
+  // Lookups so far and how many found their entry: a decode that asks for each chunk's
+  // indices once (before decoding them) misses once per chunk.
+  struct Stats {
+    uint64_t lookups = 0;
+    uint64_t hits = 0;
+  };
+  Stats stats() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
@@ -131,6 +139,22 @@ struct DecodeOptions {
 Status DecodeTensorRange(const Archive& archive, size_t tensor, uint64_t offset,
                          MutableByteSpan out, ReferenceSource* reference,
                          const DecodeOptions& options = {});
+
+// Bytes [offset, offset + out.size) of tensor `tensor`, to be written into `out`.
+struct TensorRange {
+  size_t tensor = 0;
+  uint64_t offset = 0;
+  MutableByteSpan out;
+};
+
+// Decodes several ranges at once: the chunks of all of them share the `options.threads`
+// workers, so a checkpoint of many one-chunk tensors decodes on every core too. Tensors whose
+// cm contexts read another tensor's indices (spec 7.7.2: a moment reads its weight's) are
+// decoded after it, in waves, through the index cache (a temporary one if none is given), so
+// no indices are decoded twice. Errors are those of DecodeTensorRange; when several chunks
+// fail, the one reported does not depend on the thread count.
+Status DecodeTensorRanges(const Archive& archive, const std::vector<TensorRange>& ranges,
+                          ReferenceSource* reference, const DecodeOptions& options = {});
 
 }  // namespace ckz
 

@@ -110,6 +110,9 @@ class ChainReader : public ReferenceSource {
 
   // Decodes bytes [offset, offset + out.size) of tensor `index` of this file.
   Status ReadTensor(size_t index, uint64_t offset, MutableByteSpan out, int threads = 1);
+  // Decodes several ranges of this file's tensors, their chunks sharing `threads` workers
+  // (DecodeTensorRanges).
+  Status ReadTensors(const std::vector<TensorRange>& ranges, int threads = 1);
 
   Status ReadReference(const TensorInfo& tensor, uint64_t offset, MutableByteSpan out) override;
   Status ReadReferenceIndices(const TensorInfo& tensor, uint64_t first, MutableByteSpan out,
@@ -127,6 +130,15 @@ class ChainReader : public ReferenceSource {
   std::unique_ptr<ChainReader> parent_;
   std::shared_ptr<IndexCache> index_cache_;  // shared by every level of the chain
 };
+
+// Decodes tensors order[0], order[1], ... of `reader` and hands their bytes to `visit` in that
+// order, piece by piece: visit(i, offset, bytes) gets bytes [offset, offset + bytes.size) of
+// tensor order[i], every tensor at least once (an empty one with no bytes). Tensors of at most
+// `window` bytes are decoded together, in batches of at most `window` bytes whose chunks share
+// the `threads` workers; larger ones in `window`-sized pieces. Memory: `window` bytes.
+Status StreamTensors(ChainReader& reader, const std::vector<uint32_t>& order, uint64_t window,
+                     int threads,
+                     const std::function<Status(size_t i, uint64_t offset, ByteSpan bytes)>& visit);
 
 // Decodes every tensor (checking each chunk's CRC-32C) and recomputes the content id.
 // kContentIdMismatch if it differs from the header's.

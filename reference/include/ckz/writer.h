@@ -40,7 +40,12 @@ class MemorySink final : public OutputSink {
 
 struct EncodeOptions {
   int threads = 1;                    // the output never depends on it
-  uint64_t chunk_bytes = 1u << 20;    // target raw bytes per chunk (whole elements)
+  // Raw bytes per chunk (rounded down to whole elements; the last chunk of a tensor holds the
+  // rest), or 0: automatic, each tensor split into as few equal chunks as 1 MiB (lossless
+  // tensors) or 256 KiB (quantized ones) allows. Quantized indices decode several times slower
+  // per byte, so their smaller chunks keep every decoding thread busy on models whose few large
+  // tensors hold most of the bytes (cost: ~0.5 % of a lossy link, docs/benchmark.md).
+  uint64_t chunk_bytes = 0;
   int zstd_level = 3;
   // Encoder choices are normally automatic; these force one (tests, conformance vectors).
   std::optional<Predictor> force_predictor;

@@ -24,6 +24,13 @@
 #include "format/rules.h"
 
 namespace ckz {
+namespace {
+
+// EncodeOptions::chunk_bytes = 0 (see there).
+constexpr uint64_t kDefaultChunkBytes = uint64_t{1} << 20;
+constexpr uint64_t kDefaultQuantizedChunkBytes = uint64_t{1} << 18;
+
+}  // namespace
 
 Status MemorySink::Write(ByteSpan bytes) {
   bytes_.insert(bytes_.end(), bytes.begin(), bytes.end());
@@ -146,8 +153,18 @@ Status Writer::Impl::StartTensor(const TensorSpec& spec, uint64_t size, ByteSpan
 Status Writer::Impl::AppendChunks(TensorInfo* info, const EncodeChunkFn& encode) {
   const size_t width = DTypeSize(info->dtype);
   const uint64_t size = info->byte_length;
-  const uint64_t chunk_raw = std::clamp<uint64_t>(options.chunk_bytes / width * width, width,
-                                                  kMaxChunkRawBytes / width * width);
+  // An explicit chunk size is taken as it is (the last chunk holds the rest). By default, as
+  // few chunks as the default size allows, of equal size in whole elements (the last may be
+  // shorter by less than an element per chunk), so that decoding threads finish together.
+  const uint64_t asked = options.chunk_bytes ? options.chunk_bytes
+                         : info->quantization ? kDefaultQuantizedChunkBytes
+                                              : kDefaultChunkBytes;
+  uint64_t chunk_raw = std::clamp<uint64_t>(asked / width * width, width,
+                                            kMaxChunkRawBytes / width * width);
+  if (options.chunk_bytes == 0 && size > 0) {
+    const uint64_t count = (size + chunk_raw - 1) / chunk_raw;
+    chunk_raw = (size / width + count - 1) / count * width;
+  }
   const size_t chunk_count = size_t((size + chunk_raw - 1) / chunk_raw);
   const int threads = options.threads;
   if (encoders.size() < size_t(threads)) encoders.resize(size_t(threads));

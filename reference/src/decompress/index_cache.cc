@@ -14,7 +14,8 @@ struct IndexCache::Impl {
   using Key = std::tuple<const uint8_t*, uint32_t, size_t, size_t>;
   uint64_t budget = 0;
   uint64_t used = 0;
-  std::mutex mutex;
+  mutable std::mutex mutex;
+  Stats stats;
   std::map<Key, std::vector<uint8_t>> entries;
   std::deque<Key> order;  // insertion order, oldest first
 
@@ -28,10 +29,17 @@ IndexCache::~IndexCache() = default;
 
 bool IndexCache::Lookup(const Archive& archive, size_t tensor, size_t chunk, MutableByteSpan out) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
+  ++impl_->stats.lookups;
   const auto it = impl_->entries.find(Impl::KeyOf(archive, tensor, chunk));
   if (it == impl_->entries.end() || it->second.size() != out.size) return false;
   std::copy(it->second.begin(), it->second.end(), out.data);
+  ++impl_->stats.hits;
   return true;
+}
+
+IndexCache::Stats IndexCache::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->stats;
 }
 
 void IndexCache::Insert(const Archive& archive, size_t tensor, size_t chunk, ByteSpan indices) {

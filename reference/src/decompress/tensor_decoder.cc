@@ -1,24 +1,40 @@
-// Range decoding over chunks: finds the chunks a byte range touches, fetches their reference
-// bytes when predicted, decodes them (in parallel when asked) and copies the wanted slice.
+// Range decoding over chunks: finds the chunks the requested byte ranges touch, fetches their
+// reference bytes when predicted, decodes them (in parallel when asked) and copies the wanted
+// slices.
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstring>
-#include <memory>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "ckz/decoder.h"
-#include "common/parallel.h"
+#include "common/index_model.h"
 
 namespace ckz {
+namespace {
 
-Status DecodeTensorRange(const Archive& archive, size_t tensor, uint64_t offset,
-                         MutableByteSpan out, ReferenceSource* reference,
-                         const DecodeOptions& options) {
-  if (tensor >= archive.tensors.size())
+// One chunk to decode: chunk `chunk` of ranges[range].tensor.
+struct ChunkWork {
+  size_t range = 0;
+  size_t chunk = 0;
+  uint64_t raw_length = 0;
+};
+
+// Checks a range and the reference it needs; appends the chunks it touches to `work`.
+Status PlanRange(const Archive& archive, const TensorRange& r, size_t range_index,
+                 ReferenceSource* reference, std::vector<ChunkWork>* work) {
+  if (r.tensor >= archive.tensors.size())
     return Status(ErrorCode::kInvalidArgument, "tensor index out of range");
-  const TensorInfo& t = archive.tensors[tensor];
-  if (offset > t.byte_length || out.size > t.byte_length - offset)
+  const TensorInfo& t = archive.tensors[r.tensor];
+  if (r.offset > t.byte_length || r.out.size > t.byte_length - r.offset)
     return Status(ErrorCode::kInvalidArgument,
-                  "range [" + std::to_string(offset) + ", +" + std::to_string(out.size) +
+                  "range [" + std::to_string(r.offset) + ", +" + std::to_string(r.out.size) +
                       ") is outside tensor '" + t.name + "' of " +
                       std::to_string(t.byte_length) + " bytes");
   const bool predicted = t.NeedsReference();
@@ -30,58 +46,192 @@ Status DecodeTensorRange(const Archive& archive, size_t tensor, uint64_t offset,
   // so ask for none of the reference's bytes, which checks its name, dtype and shape.
   if (predicted && t.byte_length == 0)
     CKZ_RETURN_IF_ERROR(reference->ReadReference(t, 0, MutableByteSpan()));
-  if (out.size == 0) return Status::Ok();
-
-  const uint64_t end = offset + out.size;
-  auto first = std::upper_bound(t.chunks.begin(), t.chunks.end(), offset,
+  if (r.out.size == 0) return Status::Ok();
+  const uint64_t end = r.offset + r.out.size;
+  auto first = std::upper_bound(t.chunks.begin(), t.chunks.end(), r.offset,
                                 [](uint64_t v, const ChunkInfo& c) { return v < c.raw_offset; });
-  const size_t begin_chunk = size_t(first - t.chunks.begin()) - 1;
-  size_t end_chunk = begin_chunk;
-  while (end_chunk < t.chunks.size() && t.chunks[end_chunk].raw_offset < end) ++end_chunk;
-
-  const int threads = std::max(1, options.threads);
-  const size_t workers = size_t(threads);
-  std::vector<std::unique_ptr<ChunkDecoder>> decoders(workers);
-  std::vector<std::vector<uint8_t>> whole(workers), refs(workers);
-  std::vector<Status> results(end_chunk - begin_chunk);
-
-  ParallelFor(end_chunk - begin_chunk, threads, [&](size_t i, int worker) {
-    const size_t c = begin_chunk + i;
-    const ChunkInfo& chunk = t.chunks[c];
-    auto& decoder = decoders[size_t(worker)];
-    if (!decoder) {
-      decoder = std::make_unique<ChunkDecoder>();
-      decoder->set_index_cache(options.index_cache);
-    }
-    ByteSpan ref;
-    if (predicted) {
-      auto& buf = refs[size_t(worker)];
-      buf.resize(chunk.raw_length);
-      Status s = reference->ReadReference(t, chunk.raw_offset, MutableByteSpan(buf));
-      if (!s.ok()) {
-        results[i] = s;
-        return;
-      }
-      ref = ByteSpan(buf);
-    }
-    // Decode straight into `out` when the chunk lies wholly inside the range.
-    const uint64_t lo = std::max(offset, chunk.raw_offset);
-    const uint64_t hi = std::min(end, chunk.raw_offset + chunk.raw_length);
-    if (lo == chunk.raw_offset && hi == chunk.raw_offset + chunk.raw_length) {
-      results[i] = decoder->Decode(archive, tensor, c, ref,
-                                   out.subspan(chunk.raw_offset - offset, chunk.raw_length),
-                                   reference);
-      return;
-    }
-    auto& buf = whole[size_t(worker)];
-    buf.resize(chunk.raw_length);
-    results[i] = decoder->Decode(archive, tensor, c, ref, MutableByteSpan(buf), reference);
-    if (results[i].ok())
-      std::memcpy(out.data + (lo - offset), buf.data() + (lo - chunk.raw_offset), hi - lo);
-  });
-  for (Status& s : results)
-    if (!s.ok()) return s;
+  for (size_t c = size_t(first - t.chunks.begin()) - 1;
+       c < t.chunks.size() && t.chunks[c].raw_offset < end; ++c)
+    work->push_back({range_index, c, t.chunks[c].raw_length});
   return Status::Ok();
+}
+
+// Decodes chunk `chunk` of r.tensor and copies the part of it inside the range into r.out.
+Status DecodeChunkInto(const Archive& archive, const TensorRange& r, size_t chunk_index,
+                       ReferenceSource* reference, ChunkDecoder& decoder,
+                       std::vector<uint8_t>* whole, std::vector<uint8_t>* ref_bytes) {
+  const TensorInfo& t = archive.tensors[r.tensor];
+  const ChunkInfo& chunk = t.chunks[chunk_index];
+  ByteSpan ref;
+  if (t.NeedsReference()) {
+    ref_bytes->resize(chunk.raw_length);
+    CKZ_RETURN_IF_ERROR(reference->ReadReference(t, chunk.raw_offset, MutableByteSpan(*ref_bytes)));
+    ref = ByteSpan(*ref_bytes);
+  }
+  // Decode straight into the output when the chunk lies wholly inside the range.
+  const uint64_t end = r.offset + r.out.size;
+  const uint64_t lo = std::max(r.offset, chunk.raw_offset);
+  const uint64_t hi = std::min(end, chunk.raw_offset + chunk.raw_length);
+  if (lo == chunk.raw_offset && hi == chunk.raw_offset + chunk.raw_length)
+    return decoder.Decode(archive, r.tensor, chunk_index, ref,
+                          r.out.subspan(chunk.raw_offset - r.offset, chunk.raw_length), reference);
+  whole->resize(chunk.raw_length);
+  CKZ_RETURN_IF_ERROR(
+      decoder.Decode(archive, r.tensor, chunk_index, ref, MutableByteSpan(*whole), reference));
+  std::memcpy(r.out.data + (lo - r.offset), whole->data() + (lo - chunk.raw_offset), hi - lo);
+  return Status::Ok();
+}
+
+// The aux tensor (spec 7.7.2) of each tensor, -1 if none, and its wave: 0 without an aux
+// tensor, else one more than its aux tensor's (Weight 0, Moment1 1, Moment2 2).
+struct AuxGraph {
+  std::vector<int> aux;
+  std::vector<uint32_t> wave;
+};
+
+AuxGraph AuxTensors(const Archive& archive) {
+  std::vector<CmTensorRole> roles(archive.tensors.size());
+  for (size_t i = 0; i < roles.size(); ++i)
+    roles[i] = {archive.tensors[i].role, archive.tensors[i].owner,
+                archive.tensors[i].quantization.has_value()};
+  AuxGraph g{std::vector<int>(roles.size()), std::vector<uint32_t>(roles.size(), 0)};
+  for (size_t t = 0; t < roles.size(); ++t) g.aux[t] = CmAuxTensor(roles, t);
+  // Aux chains are short and acyclic (7.7.2); the bound only guards.
+  for (size_t t = 0; t < roles.size(); ++t)
+    for (int a = g.aux[t]; a >= 0 && g.wave[t] < roles.size(); a = g.aux[size_t(a)]) ++g.wave[t];
+  return g;
+}
+
+// Element range [first, end) of a chunk.
+std::pair<uint64_t, uint64_t> Elements(const TensorInfo& t, size_t chunk) {
+  const uint64_t width = DTypeSize(t.dtype);
+  const ChunkInfo& c = t.chunks[chunk];
+  return {c.raw_offset / width, (c.raw_offset + c.raw_length) / width};
+}
+
+// Hands out chunk work in a fixed priority order (the `work` order), each item only once the
+// items it depends on are done, to `threads` workers. A cm chunk reads the indices of its aux
+// tensor at the same elements (spec 7.7.2: a moment reads its weight's): when those chunks are
+// decoded by the same call, the chunk waits for them and finds their indices in the index
+// cache, so no indices are decoded twice and no worker idles at a barrier.
+class Scheduler {
+ public:
+  Scheduler(const Archive& archive, const std::vector<TensorRange>& ranges,
+            const std::vector<ChunkWork>& work, const AuxGraph& graph)
+      : waiting_(work.size(), 0), dependents_(work.size()) {
+    const std::vector<int>& aux = graph.aux;
+    std::map<size_t, std::vector<size_t>> by_tensor;  // tensor -> its work items
+    for (size_t i = 0; i < work.size(); ++i) by_tensor[ranges[work[i].range].tensor].push_back(i);
+    for (size_t i = 0; i < work.size(); ++i) {
+      const size_t t = ranges[work[i].range].tensor;
+      // Only towards a lower wave: even a malformed aux relation can never make a cycle here.
+      const bool lower = aux[t] >= 0 && graph.wave[size_t(aux[t])] < graph.wave[t];
+      const auto deps = lower ? by_tensor.find(size_t(aux[t])) : by_tensor.end();
+      if (deps == by_tensor.end()) continue;
+      const auto [first, end] = Elements(archive.tensors[t], work[i].chunk);
+      const TensorInfo& a = archive.tensors[size_t(aux[t])];
+      for (size_t j : deps->second) {
+        const auto [a_first, a_end] = Elements(a, work[j].chunk);
+        if (a_first < end && first < a_end) {
+          dependents_[j].push_back(i);
+          ++waiting_[i];
+        }
+      }
+    }
+    for (size_t i = 0; i < work.size(); ++i)
+      if (waiting_[i] == 0) ready_.insert(i);
+  }
+
+  // The next item to run, or nullopt when all are handed out.
+  std::optional<size_t> Take() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return !ready_.empty() || handed_ == waiting_.size(); });
+    if (ready_.empty()) return std::nullopt;
+    const size_t i = *ready_.begin();
+    ready_.erase(ready_.begin());
+    ++handed_;
+    return i;
+  }
+
+  void Done(size_t i) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t d : dependents_[i])
+      if (--waiting_[d] == 0) ready_.insert(d);
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<size_t> waiting_;                 // unfinished items each item depends on
+  std::vector<std::vector<size_t>> dependents_;
+  std::set<size_t> ready_;                      // runnable, lowest (highest priority) first
+  size_t handed_ = 0;
+};
+
+}  // namespace
+
+Status DecodeTensorRanges(const Archive& archive, const std::vector<TensorRange>& ranges,
+                          ReferenceSource* reference, const DecodeOptions& options) {
+  std::vector<ChunkWork> work;
+  for (size_t r = 0; r < ranges.size(); ++r)
+    CKZ_RETURN_IF_ERROR(PlanRange(archive, ranges[r], r, reference, &work));
+  if (work.empty()) return Status::Ok();
+  // The cache carries aux indices from chunk to chunk even if the caller gave none.
+  std::optional<IndexCache> local_cache;
+  IndexCache* cache = options.index_cache;
+  if (cache == nullptr && ranges.size() > 1) cache = &local_cache.emplace();
+  // Priority: by wave (the chunks others wait for first), then the largest chunks first, so
+  // the last ones to finish are short.
+  const AuxGraph graph = AuxTensors(archive);
+  std::stable_sort(work.begin(), work.end(), [&](const ChunkWork& a, const ChunkWork& b) {
+    const uint32_t wa = graph.wave[ranges[a.range].tensor], wb = graph.wave[ranges[b.range].tensor];
+    if (wa != wb) return wa < wb;
+    return a.raw_length > b.raw_length;
+  });
+  Scheduler scheduler(archive, ranges, work, graph);
+
+  const size_t workers = std::min(work.size(), size_t(std::max(1, options.threads)));
+  std::vector<Status> results(work.size());
+  // The error reported is that of the first failing chunk in (range, chunk) order, whatever the
+  // thread count: chunks after the first failure seen so far are skipped, those before it run.
+  std::atomic<size_t> first_failure{SIZE_MAX};  // a work index
+  auto before = [&](size_t i, size_t j) {
+    return work[i].range < work[j].range ||
+           (work[i].range == work[j].range && work[i].chunk < work[j].chunk);
+  };
+  std::mutex failure_mutex;
+  auto worker = [&] {
+    ChunkDecoder decoder;
+    decoder.set_index_cache(cache);
+    std::vector<uint8_t> whole, ref;
+    while (const std::optional<size_t> next = scheduler.Take()) {
+      const size_t i = *next;
+      const size_t failed = first_failure.load();
+      if (failed == SIZE_MAX || before(i, failed)) {
+        results[i] = DecodeChunkInto(archive, ranges[work[i].range], work[i].chunk, reference,
+                                     decoder, &whole, &ref);
+        if (!results[i].ok()) {
+          std::lock_guard<std::mutex> lock(failure_mutex);
+          const size_t f = first_failure.load();
+          if (f == SIZE_MAX || before(i, f)) first_failure = i;
+        }
+      }
+      scheduler.Done(i);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (size_t w = 1; w < workers; ++w) pool.emplace_back(worker);
+  worker();
+  for (std::thread& t : pool) t.join();
+  const size_t failed = first_failure.load();
+  return failed == SIZE_MAX ? Status::Ok() : results[failed];
+}
+
+Status DecodeTensorRange(const Archive& archive, size_t tensor, uint64_t offset,
+                         MutableByteSpan out, ReferenceSource* reference,
+                         const DecodeOptions& options) {
+  return DecodeTensorRanges(archive, {TensorRange{tensor, offset, out}}, reference, options);
 }
 
 }  // namespace ckz

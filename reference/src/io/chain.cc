@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "ckz/content_id.h"
 #include "ckz/io.h"
@@ -195,6 +196,14 @@ Status ChainReader::ReadTensor(size_t index, uint64_t offset, MutableByteSpan ou
   return s.ok() ? s : s.WithContext(path_);
 }
 
+Status ChainReader::ReadTensors(const std::vector<TensorRange>& ranges, int threads) {
+  DecodeOptions options;
+  options.threads = threads;
+  options.index_cache = index_cache_.get();
+  Status s = DecodeTensorRanges(archive(), ranges, parent_.get(), options);
+  return s.ok() ? s : s.WithContext(path_);
+}
+
 Status ChainReader::ReadReference(const TensorInfo& tensor, uint64_t offset, MutableByteSpan out) {
   const auto index = archive().FindTensor(tensor.name);
   if (!index)
@@ -223,6 +232,50 @@ Status ChainReader::ReadReferenceIndices(const TensorInfo& tensor, uint64_t firs
   return Status::Ok();
 }
 
+Status StreamTensors(ChainReader& reader, const std::vector<uint32_t>& order, uint64_t window,
+                     int threads,
+                     const std::function<Status(size_t i, uint64_t offset, ByteSpan bytes)>& visit) {
+  const Archive& a = reader.archive();
+  for (uint32_t t : order)
+    if (t >= a.tensors.size()) return Status(ErrorCode::kInvalidArgument, "tensor index out of range");
+  window = std::max<uint64_t>(window, 1);
+  uint64_t total = 0;
+  for (uint32_t t : order) total += a.tensors[t].byte_length;
+  std::vector<uint8_t> buffer(size_t(std::min(window, total)));
+  std::vector<TensorRange> batch;
+  size_t batch_first = 0;  // order index of batch[0]
+  auto flush = [&]() -> Status {
+    if (batch.empty()) return Status::Ok();
+    CKZ_RETURN_IF_ERROR(reader.ReadTensors(batch, threads));
+    for (size_t k = 0; k < batch.size(); ++k)
+      CKZ_RETURN_IF_ERROR(visit(batch_first + k, 0, ByteSpan(batch[k].out.data, batch[k].out.size)));
+    batch.clear();
+    return Status::Ok();
+  };
+  uint64_t used = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    const uint64_t length = a.tensors[order[i]].byte_length;
+    if (length > window) {
+      CKZ_RETURN_IF_ERROR(flush());
+      for (uint64_t pos = 0; pos < length; pos += window) {
+        const uint64_t n = std::min(window, length - pos);
+        CKZ_RETURN_IF_ERROR(
+            reader.ReadTensor(order[i], pos, MutableByteSpan(buffer.data(), size_t(n)), threads));
+        CKZ_RETURN_IF_ERROR(visit(i, pos, ByteSpan(buffer.data(), size_t(n))));
+      }
+      continue;
+    }
+    if (used + length > window) {
+      CKZ_RETURN_IF_ERROR(flush());
+      used = 0;
+    }
+    if (batch.empty()) batch_first = i;
+    batch.push_back({order[i], 0, MutableByteSpan(buffer.data() + used, size_t(length))});
+    used += length;
+  }
+  return flush();
+}
+
 Result<VerifyReport> VerifyChain(ChainReader& reader, int threads,
                                  const std::function<void(uint64_t)>& progress) {
   const Archive& a = reader.archive();
@@ -230,22 +283,27 @@ Result<VerifyReport> VerifyChain(ChainReader& reader, int threads,
   ContentIdBuilder cid;
   // Decode in windows so memory stays bounded whatever the tensor size.
   constexpr uint64_t kWindow = uint64_t{64} << 20;
-  std::vector<uint8_t> buffer;
-  for (size_t t = 0; t < a.tensors.size(); ++t) {
+  std::vector<uint32_t> order(a.tensors.size());
+  for (uint32_t t = 0; t < order.size(); ++t) order[t] = t;
+  std::optional<TensorDigester> digester;
+  auto finish = [&](size_t t) {
     const TensorInfo& info = a.tensors[t];
-    TensorDigester digester;
-    for (uint64_t pos = 0; pos < info.byte_length; pos += kWindow) {
-      const uint64_t n = std::min(kWindow, info.byte_length - pos);
-      buffer.resize(n);
-      CKZ_RETURN_IF_ERROR(reader.ReadTensor(t, pos, MutableByteSpan(buffer.data(), n), threads));
-      digester.Update(ByteSpan(buffer.data(), n));
-      report.raw_bytes += n;
-      if (progress) progress(report.raw_bytes);
-    }
-    cid.AddTensor(info.name, info.dtype, info.shape, digester.Finish());
+    cid.AddTensor(info.name, info.dtype, info.shape, digester->Finish());
     report.chunks += info.chunks.size();
     ++report.tensors;
-  }
+  };
+  CKZ_RETURN_IF_ERROR(StreamTensors(reader, order, kWindow, threads,
+                                    [&](size_t t, uint64_t offset, ByteSpan bytes) {
+                                      if (offset == 0) {
+                                        if (digester) finish(t - 1);
+                                        digester.emplace();
+                                      }
+                                      digester->Update(bytes);
+                                      report.raw_bytes += bytes.size;
+                                      if (progress) progress(report.raw_bytes);
+                                      return Status::Ok();
+                                    }));
+  if (digester) finish(a.tensors.size() - 1);
   report.computed = cid.Finish();
   if (report.computed != a.content_id)
     return Status(ErrorCode::kContentIdMismatch,

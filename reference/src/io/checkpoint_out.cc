@@ -53,27 +53,24 @@ Result<std::unique_ptr<AtomicFileSink>> WriteUncommitted(ChainReader& reader,
   for (const Crc32Patch& p : file.crc32_patches) needs_crc[p.tensor] = true;
   std::vector<uint32_t> crcs(file.tensors.size(), 0);
 
+  // Each tensor's bytes follow the prolog up to its split.
   const uint64_t window = uint64_t{16} << 20;
-  std::vector<uint8_t> buffer;
   uint64_t prolog_pos = 0;
-  for (size_t i = 0; i < file.tensors.size(); ++i) {
-    const uint64_t split = file.splits.empty() ? file.prolog.size() : file.splits[i];
-    CKZ_RETURN_IF_ERROR(
-        (*sink)->Write(ByteSpan(file.prolog.data() + prolog_pos, size_t(split - prolog_pos))));
-    prolog_pos = split;
-    const uint32_t t = file.tensors[i];
-    const TensorInfo& info = a.tensors[t];
-    for (uint64_t pos = 0; pos < info.byte_length; pos += window) {
-      const uint64_t n = std::min(window, info.byte_length - pos);
-      buffer.resize(n);
-      CKZ_RETURN_IF_ERROR(
-          reader.ReadTensor(t, pos, MutableByteSpan(buffer.data(), n), options.threads));
-      CKZ_RETURN_IF_ERROR((*sink)->Write(ByteSpan(buffer.data(), n)));
-      if (needs_crc[i]) crcs[i] = ZipCrc32(ByteSpan(buffer.data(), n), crcs[i]);
-      *done += n;
-      if (options.progress) options.progress(*done);
-    }
-  }
+  CKZ_RETURN_IF_ERROR(StreamTensors(
+      reader, file.tensors, window, options.threads,
+      [&](size_t i, uint64_t offset, ByteSpan bytes) -> Status {
+        if (offset == 0) {
+          const uint64_t split = file.splits.empty() ? file.prolog.size() : file.splits[i];
+          CKZ_RETURN_IF_ERROR((*sink)->Write(
+              ByteSpan(file.prolog.data() + prolog_pos, size_t(split - prolog_pos))));
+          prolog_pos = split;
+        }
+        CKZ_RETURN_IF_ERROR((*sink)->Write(bytes));
+        if (needs_crc[i]) crcs[i] = ZipCrc32(bytes, crcs[i]);
+        *done += bytes.size;
+        if (options.progress) options.progress(*done);
+        return Status::Ok();
+      }));
   CKZ_RETURN_IF_ERROR((*sink)->Write(
       ByteSpan(file.prolog.data() + prolog_pos, size_t(file.prolog.size() - prolog_pos))));
 
