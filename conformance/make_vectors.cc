@@ -1826,6 +1826,31 @@ void CoreInvalid(Suite& s) {
     zcase("invalid-zstd-garbage", raw,
           "A stream marked zstd whose bytes are the raw tensor bytes: not a zstd frame.");
   }
+  {
+    // Spec 7.2: Window_Size >= the stream's decoded length. A 4 KiB tensor in one chunk, its
+    // zstd frame without a content size and with a 1 KiB window (libzstd decodes it anyway).
+    const Ckpt c = Single({MakeT("big", DType::kF32, {32, 32}, 41)});
+    Model m = FromFile(Encode(c, Opt(StreamCodec::kZstd, false, 4096)).bytes);
+    const Bytes& raw = c.tensors[0].bytes;
+    ZSTD_CCtx* z = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, 3);
+    ZSTD_CCtx_setParameter(z, ZSTD_c_contentSizeFlag, 0);
+    ZSTD_CCtx_setParameter(z, ZSTD_c_windowLog, 10);
+    Bytes frame(ZSTD_compressBound(raw.size()));
+    const size_t n = ZSTD_compress2(z, frame.data(), frame.size(), raw.data(), raw.size());
+    ZSTD_freeCCtx(z);
+    Check(!ZSTD_isError(n), "zstd-window-smaller-than-output: zstd failed");
+    frame.resize(n);
+    Check((frame[4] & 0x20) == 0 && frame[5] == 0, "expected a 1 KiB window descriptor");
+    m.stored[0][0] = MakeChunk({{StreamCodec::kZstd, frame}});
+    s.Add(Invalid("invalid-zstd-window-smaller-than-output", "core", "C2",
+                  ErrorCode::kChunkDecodeFailed,
+                  "Tensor 'big' (4096 bytes, one chunk) is one zstd frame without a content size "
+                  "whose window descriptor gives Window_Size 1024: spec 7.2 requires a window at "
+                  "least as large as the stream's 4096 decoded bytes (libzstd's one-shot decoder "
+                  "would accept it).",
+                  Assemble(m)));
+  }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -2897,6 +2922,29 @@ void PrologInvalid(Suite& s) {
            "files[1]'s zstd frame names dictionary 7 (a coded prolog never uses a dictionary "
            "id; its only history is the parent's prolog, for ZstdParent).",
            [](Model& m) { m.h.files[1].prolog_coded = WithDictionaryId(m.h.files[1].prolog_coded, 7); });
+  key_case("invalid-prolog-zstd-window", "C7", ErrorCode::kPrologDecodeFailed,
+           "files[0]'s prolog re-coded as a zstd frame without a content size and with a 1 KiB "
+           "window: libzstd decodes it, but spec 8.4 (as 7.2) requires Window_Size >= "
+           "prolog_raw_length.",
+           [](Model& m) {
+             SourceFileInfo& f = m.h.files[0];
+             Bytes prolog(f.prolog_length);
+             Check(ZSTD_decompress(prolog.data(), prolog.size(), f.prolog_coded.data(),
+                                   f.prolog_coded.size()) == prolog.size(),
+                   "prolog-zstd-window: the prolog does not decode");
+             Check(prolog.size() > 1024, "prolog-zstd-window: prolog too short");
+             ZSTD_CCtx* c = ZSTD_createCCtx();
+             ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, 19);
+             ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
+             ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, 10);
+             Bytes frame(ZSTD_compressBound(prolog.size()));
+             const size_t n =
+                 ZSTD_compress2(c, frame.data(), frame.size(), prolog.data(), prolog.size());
+             ZSTD_freeCCtx(c);
+             Check(!ZSTD_isError(n), "prolog-zstd-window: zstd failed");
+             frame.resize(n);
+             f.prolog_coded = frame;
+           });
   key_case("invalid-prolog-codec", "F9", ErrorCode::kFieldOutOfRange,
            "files[0].prolog_codec is 3 (only 0..2 exist).",
            [](Model& m) { m.h.files[0].prolog_codec = static_cast<PrologCodec>(3); });

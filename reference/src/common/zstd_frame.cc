@@ -19,10 +19,11 @@ std::string DecodeZstdFrame(ZSTD_DCtx* dctx, ByteSpan src, MutableByteSpan dst, 
     return "zstd window of " + std::to_string(header.windowSize) + " bytes exceeds the format's " +
            std::to_string(max_window);
   if (header.dictID != 0) return "zstd frame names a dictionary";
-  if (history.size > 0 && header.windowSize < dst.size)
+  if (header.windowSize < dst.size)
     return "zstd window of " + std::to_string(header.windowSize) + " bytes is smaller than the " +
-           std::to_string(dst.size) + " bytes it decodes to, so its history would not stay "
-           "reachable";
+           std::to_string(dst.size) + " bytes it decodes to" +
+           (history.size > 0 ? ", so its history would not stay reachable"
+                             : " (RFC 8878 would limit its offsets to the window)");
   ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters);
   if (history.size > 0) {
     const size_t r = ZSTD_DCtx_refPrefix(dctx, history.data, history.size);

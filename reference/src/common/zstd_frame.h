@@ -13,12 +13,13 @@
 
 namespace ckz {
 
-// Decodes the single zstd frame `src` into exactly `dst.size` bytes. `history` (may be empty)
-// is a raw-content dictionary: bytes that precede the frame's output and that its matches may
-// copy from (RFC 8878, "Dictionary Format", raw content); the frame's window must then cover
-// all of `dst`, so the history stays reachable to the end (RFC 8878 allows reaching into a
-// dictionary only while the output is within the window; libzstd does not check that). Returns
-// "" on success, else what is wrong (for the caller's error message).
+// Decodes the single zstd frame `src` into exactly `dst.size` bytes. The frame's window must
+// cover all of `dst` (spec 7.2, 8.4): RFC 8878 limits offsets to the window, which libzstd's
+// one-shot decoder does not check, so with a smaller window it would accept frames a streaming
+// decoder rejects. `history` (may be empty) is a raw-content dictionary: bytes that precede
+// the frame's output and that its matches may copy from (RFC 8878, "Dictionary Format", raw
+// content); the window rule keeps it reachable to the end. Returns "" on success, else what is
+// wrong (for the caller's error message).
 std::string DecodeZstdFrame(ZSTD_DCtx* dctx, ByteSpan src, MutableByteSpan dst, ByteSpan history,
                             uint64_t max_window);
 
