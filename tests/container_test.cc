@@ -206,6 +206,41 @@ TEST_F(Corruption, RebuildOfTheUnchangedArchiveIsValid) {
   EXPECT_EQ(ParseRebuilt(archive_), ErrorCode::kOk);
 }
 
+// Spec 9: with several faults, the first rule in the spec's order is reported.
+TEST_F(Corruption, TheFirstBrokenRuleInSpecOrderIsReported) {
+  Archive a = archive_;
+  SourceFileInfo f;
+  f.path = "model.pt";
+  f.format = SourceFormat::kTorchZip;
+  f.prolog.assign(100, 0);
+  f.tensors = {0, 1};
+  f.splits = {10, 20};
+  f.crc32_patches = {{30, 0}, {40, 1}};
+  a.files = {f};
+  ASSERT_EQ(ParseRebuilt(a), ErrorCode::kOk);
+
+  // F5 (splits) before F6 (a patch's reserved field).
+  Archive two = a;
+  two.files[0].splits = {20, 10};
+  HeaderDeviations reserved;
+  reserved.patch_reserved[{0, 1}] = 7;
+  EXPECT_EQ(Parse(Rebuild(a, ByteSpan(file_), &reserved)), ErrorCode::kNonzeroPadding);
+  EXPECT_EQ(Parse(Rebuild(two, ByteSpan(file_), &reserved)), ErrorCode::kFieldOutOfRange);
+  // Within F6, patch by patch: patch 0's range before patch 1's reserved field.
+  two = a;
+  two.files[0].crc32_patches[0].prolog_offset = 98;
+  EXPECT_EQ(Parse(Rebuild(two, ByteSpan(file_), &reserved)), ErrorCode::kFieldOutOfRange);
+
+  // H3 (8-byte elements aligned) before T1 (a tensor's name).
+  HeaderDeviations misaligned;
+  misaligned.misaligned_splits_file = 0;
+  EXPECT_EQ(Parse(Rebuild(a, ByteSpan(file_), &misaligned)), ErrorCode::kHeaderMalformed);
+  two = a;
+  two.tensors[0].name = "";
+  EXPECT_EQ(ParseRebuilt(two), ErrorCode::kBadName);
+  EXPECT_EQ(Parse(Rebuild(two, ByteSpan(file_), &misaligned)), ErrorCode::kHeaderMalformed);
+}
+
 TEST_F(Corruption, Truncation) {
   for (size_t keep : {size_t(0), size_t(5), size_t(40), size_t(64), size_t(100),
                       file_.size() - 1}) {

@@ -9,8 +9,9 @@
 
 namespace ckz::testing {
 
-std::vector<uint8_t> Rebuild(const Archive& a, ByteSpan original) {
-  const std::vector<uint8_t> header = BuildHeader(a);
+std::vector<uint8_t> Rebuild(const Archive& a, ByteSpan original,
+                             const HeaderDeviations* deviations) {
+  const std::vector<uint8_t> header = BuildHeader(a, deviations);
   const uint64_t payload_end = std::min<uint64_t>(a.preamble.header_offset, original.size);
   std::vector<uint8_t> file(original.data, original.data + payload_end);
   file.resize(a.preamble.header_offset, 0);

@@ -8,13 +8,16 @@
 #include <vector>
 
 #include "ckz/archive.h"
+#include "format/header_build.h"
 
 namespace ckz::testing {
 
 // A file with `a`'s header (rebuilt from the structs, valid or not) placed at
 // a.preamble.header_offset after the original payload bytes [64, header_offset), and a
-// preamble from a.preamble with header length and both checksums recomputed.
-std::vector<uint8_t> Rebuild(const Archive& a, ByteSpan original);
+// preamble from a.preamble with header length and both checksums recomputed. `deviations`
+// break the header in ways the structs cannot express.
+std::vector<uint8_t> Rebuild(const Archive& a, ByteSpan original,
+                             const HeaderDeviations* deviations = nullptr);
 
 // Rewrites the preamble checksum after a hand edit of bytes 0..59.
 void FixPreambleCrc(std::vector<uint8_t>& file);

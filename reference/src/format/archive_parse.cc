@@ -111,6 +111,25 @@ Status CheckElementsAligned(const V* v, const std::string& field) {
   return Status::Ok();
 }
 
+// Rule H3's alignment half, for every vector of 8-byte elements, before any T or F rule.
+Status CheckVectorsAligned(const fb::Header* h) {
+  if (const auto* tensors = h->tensors())
+    for (uint32_t i = 0; i < tensors->size(); ++i) {
+      const fb::Tensor* t = tensors->Get(i);
+      const std::string field = "tensors[" + std::to_string(i) + "]";
+      CKZ_RETURN_IF_ERROR(CheckElementsAligned(t->shape(), field + ".shape"));
+      CKZ_RETURN_IF_ERROR(CheckElementsAligned(t->chunks(), field + ".chunks"));
+    }
+  if (const auto* files = h->files())
+    for (uint32_t i = 0; i < files->size(); ++i) {
+      const fb::SourceFile* f = files->Get(i);
+      const std::string field = "files[" + std::to_string(i) + "]";
+      CKZ_RETURN_IF_ERROR(CheckElementsAligned(f->splits(), field + ".splits"));
+      CKZ_RETURN_IF_ERROR(CheckElementsAligned(f->crc32_patches(), field + ".crc32_patches"));
+    }
+  return Status::Ok();
+}
+
 Status ParseTensor(const fb::Tensor* t, size_t index, bool has_link, const Limits& limits,
                    uint64_t file_size, TensorInfo* out) {
   std::string field = "tensors[" + std::to_string(index) + "]";
@@ -122,8 +141,6 @@ Status ParseTensor(const fb::Tensor* t, size_t index, bool has_link, const Limit
   if (dtype == 0 || dtype > kMaxDType)
     return OutOfRange(field + ".dtype", dtype, "the dtypes 1..10");
   out->dtype = static_cast<DType>(dtype);
-  CKZ_RETURN_IF_ERROR(CheckElementsAligned(t->shape(), field + ".shape"));
-  CKZ_RETURN_IF_ERROR(CheckElementsAligned(t->chunks(), field + ".chunks"));
   if (t->shape()) out->shape.assign(t->shape()->begin(), t->shape()->end());
   CKZ_RETURN_IF_ERROR(
       ShapeBytes(out->shape, out->dtype, field + ".shape", &out->num_elements, &out->byte_length));
@@ -318,22 +335,21 @@ Status ParseSourceFile(const fb::SourceFile* f, size_t index, size_t tensor_coun
       out->tensors.push_back(t);
     }
   }
-  if (f->splits()) {
-    CKZ_RETURN_IF_ERROR(CheckElementsAligned(f->splits(), field + ".splits"));
-    out->splits.assign(f->splits()->begin(), f->splits()->end());
-  }
+  // Rule F5, then F6 patch by patch, each patch's `reserved` first.
+  const std::string named = field + " " + Quote(out->path);
+  if (f->splits()) out->splits.assign(f->splits()->begin(), f->splits()->end());
+  CKZ_RETURN_IF_ERROR(CheckSplits(out->PrologLength(), out->tensors.size(), out->splits, named));
   if (const auto* patches = f->crc32_patches()) {
-    CKZ_RETURN_IF_ERROR(CheckElementsAligned(patches, field + ".crc32_patches"));
     for (uint32_t i = 0; i < patches->size(); ++i) {
       const fb::Crc32Patch* p = patches->Get(i);
       if (p->reserved() != 0)
         return Status(ErrorCode::kNonzeroPadding, field + ".crc32_patches[" + std::to_string(i) +
                                                       "].reserved is not 0");
       out->crc32_patches.push_back({p->prolog_offset(), p->tensor()});
+      CKZ_RETURN_IF_ERROR(CheckCrc32Patch(out->PrologLength(), out->tensors.size(),
+                                          out->crc32_patches, i, named));
     }
   }
-  CKZ_RETURN_IF_ERROR(CheckSourceFilePieces(out->PrologLength(), out->tensors.size(), out->splits,
-                                            out->crc32_patches, field + " " + Quote(out->path)));
   return Status::Ok();
 }
 
@@ -429,6 +445,7 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
                   "header at offset " + std::to_string(p.header_offset) +
                       " is not a valid FlatBuffers Header table");
   const fb::Header* h = fb::GetHeader(hdr);
+  CKZ_RETURN_IF_ERROR(CheckVectorsAligned(h));
 
   CKZ_RETURN_IF_ERROR(ReadContentId(h->content_id(), "content_id", &a.content_id));
   if (h->step().has_value()) a.step = *h->step();

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ckz_generated.h"
+#include "common/bytes.h"
 
 namespace ckz {
 namespace {
@@ -104,12 +105,17 @@ std::vector<uint8_t> BuildHeader(const Archive& a, const HeaderDeviations* devia
   auto tensor_vec = b.CreateVector(tensors);
 
   std::vector<flatbuffers::Offset<fb::SourceFile>> files;
-  for (const SourceFileInfo& f : a.files) {
+  for (size_t fi = 0; fi < a.files.size(); ++fi) {
+    const SourceFileInfo& f = a.files[fi];
     // Splits that only say "all of the prolog first" are the default: leave them out.
     const bool plain = std::all_of(f.splits.begin(), f.splits.end(),
                                    [&](uint64_t s) { return s == f.PrologLength(); });
     std::vector<fb::Crc32Patch> patches;
-    for (const Crc32Patch& p : f.crc32_patches) patches.emplace_back(p.prolog_offset, p.tensor, 0);
+    for (size_t i = 0; i < f.crc32_patches.size(); ++i) {
+      const auto reserved = dev.patch_reserved.find({fi, i});
+      patches.emplace_back(f.crc32_patches[i].prolog_offset, f.crc32_patches[i].tensor,
+                           reserved == dev.patch_reserved.end() ? 0u : reserved->second);
+    }
     auto path = b.CreateString(f.path);
     const bool coded = f.prolog_codec != PrologCodec::kStored;
     auto prolog = b.CreateVector(coded ? f.prolog_coded : f.prolog);
@@ -167,7 +173,28 @@ std::vector<uint8_t> BuildHeader(const Archive& a, const HeaderDeviations* devia
     b.AddOffset(flatbuffers::FieldIndexToOffset(kFutureStringId), future);
   }
   fb::FinishHeaderBuffer(b, hb.Finish());
-  return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+  std::vector<uint8_t> out(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+  if (dev.misaligned_splits_file) {
+    // Append a copy of the vector (length at an 8-aligned offset, so its 8-byte elements start
+    // 4 bytes off) and point the table's field at it.
+    const fb::SourceFile* f = fb::GetHeader(out.data())->files()->Get(uint32_t(*dev.misaligned_splits_file));
+    const auto* splits = f->splits();
+    if (splits == nullptr) return out;  // nothing to misalign
+    // The field's place: the table's vtable (at the table minus its soffset) holds, at byte
+    // VT_SPLITS, the field's offset in the table.
+    const size_t table = size_t(reinterpret_cast<const uint8_t*>(f) - out.data());
+    const size_t vtable = size_t(int64_t(table) - int32_t(LoadLE32(out.data() + table)));
+    const size_t field = table + LoadLE16(out.data() + vtable + fb::SourceFile::VT_SPLITS);
+    std::vector<uint64_t> values(splits->begin(), splits->end());
+    out.resize((out.size() + 7) / 8 * 8, 0);
+    const size_t at = out.size();
+    out.resize(at + 4 + 8 * values.size());
+    StoreLE32(out.data() + at, uint32_t(values.size()));
+    for (size_t i = 0; i < values.size(); ++i) StoreLE64(out.data() + at + 4 + 8 * i, values[i]);
+    out.resize((out.size() + 7) / 8 * 8, 0);
+    StoreLE32(out.data() + field, uint32_t(at - field));
+  }
+  return out;
 }
 
 }  // namespace ckz

@@ -20,6 +20,10 @@ struct HeaderDeviations {
   std::optional<size_t> parent_id_bytes;   // the same for link.parent_content_id
   std::map<std::pair<size_t, size_t>, uint32_t> chunk_reserved;  // (tensor, chunk) -> value
   std::map<size_t, uint8_t> meta_type;     // metadata index -> union type written
+  std::map<std::pair<size_t, size_t>, uint32_t> patch_reserved;  // (file, patch) -> value
+  // Move this file's `splits` vector to the end of the buffer with its elements 4 bytes off
+  // their 8-byte alignment (FlatBuffers' verifier accepts that; rule H3 does not).
+  std::optional<size_t> misaligned_splits_file;
   bool unknown_fields = false;             // add fields a future minor version might have
 };
 

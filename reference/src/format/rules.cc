@@ -38,9 +38,8 @@ Status CheckRelativePath(std::string_view path, const std::string& field) {
   return Status::Ok();
 }
 
-Status CheckSourceFilePieces(uint64_t prolog_length, size_t tensor_count,
-                             const std::vector<uint64_t>& splits,
-                             const std::vector<Crc32Patch>& patches, const std::string& field) {
+Status CheckSplits(uint64_t prolog_length, size_t tensor_count,
+                   const std::vector<uint64_t>& splits, const std::string& field) {
   auto bad = [&](const std::string& what) {
     return Status(ErrorCode::kFieldOutOfRange, field + ": " + what);
   };
@@ -54,16 +53,29 @@ Status CheckSourceFilePieces(uint64_t prolog_length, size_t tensor_count,
     if (i > 0 && splits[i] < splits[i - 1])
       return bad("splits[" + std::to_string(i) + "] is smaller than the split before it");
   }
-  for (size_t i = 0; i < patches.size(); ++i) {
-    const Crc32Patch& p = patches[i];
-    const std::string name = "crc32_patches[" + std::to_string(i) + "]";
-    if (p.tensor >= tensor_count) return bad(name + ".tensor is not one of the file's tensors");
-    if (prolog_length < 4 || p.prolog_offset > prolog_length - 4)
-      return bad(name + ".prolog_offset " + std::to_string(p.prolog_offset) +
-                 " leaves no 4 bytes in the prolog");
-    if (i > 0 && p.prolog_offset < patches[i - 1].prolog_offset + 4)
-      return bad(name + " is not after the end of the patch before it");
-  }
+  return Status::Ok();
+}
+
+Status CheckCrc32Patch(uint64_t prolog_length, size_t tensor_count,
+                       const std::vector<Crc32Patch>& patches, size_t i, const std::string& field) {
+  const Crc32Patch& p = patches[i];
+  const std::string name = field + ": crc32_patches[" + std::to_string(i) + "]";
+  auto bad = [&](const std::string& what) { return Status(ErrorCode::kFieldOutOfRange, name + what); };
+  if (p.tensor >= tensor_count) return bad(".tensor is not one of the file's tensors");
+  if (prolog_length < 4 || p.prolog_offset > prolog_length - 4)
+    return bad(".prolog_offset " + std::to_string(p.prolog_offset) +
+               " leaves no 4 bytes in the prolog");
+  if (i > 0 && p.prolog_offset < patches[i - 1].prolog_offset + 4)
+    return bad(" is not after the end of the patch before it");
+  return Status::Ok();
+}
+
+Status CheckSourceFilePieces(uint64_t prolog_length, size_t tensor_count,
+                             const std::vector<uint64_t>& splits,
+                             const std::vector<Crc32Patch>& patches, const std::string& field) {
+  CKZ_RETURN_IF_ERROR(CheckSplits(prolog_length, tensor_count, splits, field));
+  for (size_t i = 0; i < patches.size(); ++i)
+    CKZ_RETURN_IF_ERROR(CheckCrc32Patch(prolog_length, tensor_count, patches, i, field));
   return Status::Ok();
 }
 
