@@ -41,14 +41,17 @@ ShrinkResult Lossless(const std::string& why) {
 }  // namespace
 
 std::vector<float> KMeans1D(const std::vector<float>& values, size_t k) {
-  std::vector<float> distinct = values;
-  std::sort(distinct.begin(), distinct.end());
-  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-  if (distinct.size() <= k) return distinct;  // few values: keep them exactly
-
-  // Fit on a fixed-stride sample of the sorted values (all of them when there are few).
   std::vector<float> sorted = values;
   std::sort(sorted.begin(), sorted.end());
+  size_t distinct = 0;
+  for (size_t i = 0; i < sorted.size() && distinct <= k; ++i)
+    distinct += i == 0 || sorted[i] != sorted[i - 1];
+  if (distinct <= k) {  // few values: keep them exactly
+    sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+    return sorted;
+  }
+
+  // Fit on a fixed-stride sample of the sorted values (all of them when there are few).
   if (sorted.size() > kMaxFitSamples) {
     std::vector<float> sample(kMaxFitSamples);
     for (size_t i = 0; i < kMaxFitSamples; ++i)
