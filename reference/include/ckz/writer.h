@@ -91,6 +91,8 @@ class Writer {
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
 
+  const EncodeOptions& options() const;
+
   void SetStep(int64_t step);
   // Makes the file a link of a chain. Tensors added with a reference are then predicted.
   void SetLink(const LinkInfo& link);

@@ -90,6 +90,8 @@ struct Writer::Impl {
   bool coded_prolog = false;               // required feature bit 3
 };
 
+const EncodeOptions& Writer::options() const { return impl_->options; }
+
 Writer::Writer(std::unique_ptr<OutputSink> sink, EncodeOptions options) : impl_(new Impl) {
   impl_->sink = std::move(sink);
   impl_->options = std::move(options);

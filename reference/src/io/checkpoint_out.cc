@@ -177,9 +177,11 @@ Status ReadWhole(ReferenceSource* reference, const TensorSpec& spec, uint64_t si
 }
 
 // ExCP decisions for a link: weights first (moments need their weight's kept elements, and a
-// file may hold moments before their weights).
+// file may hold moments before their weights), each stage on `threads` threads. The plan and
+// the report's order never depend on the thread count.
 Status PlanShrinking(const InputCheckpoint& input, ReferenceSource* reference,
-                     const ExcpOptions& excp, std::vector<ShrinkResult>* plan, WriteReport* report) {
+                     const ExcpOptions& excp, int threads, std::vector<ShrinkResult>* plan,
+                     WriteReport* report) {
   const std::vector<InputTensor>& t = input.tensors;
   plan->assign(t.size(), ShrinkResult{});
   std::vector<int> moment1(t.size(), -1), moment2(t.size(), -1);  // by owner
@@ -188,31 +190,48 @@ Status PlanShrinking(const InputCheckpoint& input, ReferenceSource* reference,
     if (t[i].spec.role == Role::kMoment1) moment1[size_t(t[i].spec.owner)] = int(i);
     if (t[i].spec.role == Role::kMoment2) moment2[size_t(t[i].spec.owner)] = int(i);
   }
-  std::vector<uint8_t> ref;
-  auto why = [&](size_t i, const std::string& reason) {
-    (*plan)[i].lossless_reason = reason;
-    report->lossless.push_back(t[i].spec.name + ": " + reason);
+  std::vector<size_t> weights;
+  for (size_t i = 0; i < t.size(); ++i)
+    if (t[i].spec.role == Role::kWeight && DTypeIsFloat(t[i].spec.dtype)) weights.push_back(i);
+  std::vector<Status> results(t.size());
+  auto first_error = [&]() {
+    for (const Status& s : results)
+      if (!s.ok()) return s;
+    return Status::Ok();
   };
-  for (size_t i = 0; i < t.size(); ++i) {
+  auto note = [&](size_t i) {
+    if (!(*plan)[i].quantized) report->lossless.push_back(t[i].spec.name + ": " + (*plan)[i].lossless_reason);
+  };
+
+  ParallelFor(weights.size(), threads, [&](size_t k, int) {
+    const size_t i = weights[k];
     const TensorSpec& spec = t[i].spec;
-    if (spec.role != Role::kWeight || !DTypeIsFloat(spec.dtype)) continue;
-    CKZ_RETURN_IF_ERROR(ReadWhole(reference, spec, t[i].data.size, &ref));
+    std::vector<uint8_t> ref;
+    results[i] = ReadWhole(reference, spec, t[i].data.size, &ref);
+    if (!results[i].ok()) return;
     if (ref.empty()) {
-      why(i, "no tensor of its name, dtype and shape in the parent");
-      continue;
+      (*plan)[i].lossless_reason = "no tensor of its name, dtype and shape in the parent";
+      return;
     }
     const int v = moment2[i];
     (*plan)[i] = ShrinkWeight(spec.dtype, t[i].data, ByteSpan(ref),
                               v >= 0 ? t[size_t(v)].spec.dtype : DType::kF32,
                               v >= 0 ? t[size_t(v)].data : ByteSpan(), excp);
-    if (!(*plan)[i].quantized) why(i, (*plan)[i].lossless_reason);
-  }
-  for (size_t w = 0; w < t.size(); ++w) {
+  });
+  CKZ_RETURN_IF_ERROR(first_error());
+  for (size_t i : weights) note(i);
+
+  std::vector<size_t> owners;  // tensors with optimizer moments, whatever their role
+  for (size_t w = 0; w < t.size(); ++w)
+    if (moment1[w] >= 0 || moment2[w] >= 0) owners.push_back(w);
+  ParallelFor(owners.size(), threads, [&](size_t k, int) {
+    const size_t w = owners[k];
+    std::vector<uint8_t> ref;
     for (int m : {moment1[w], moment2[w]}) {
       if (m < 0) continue;
       const size_t mi = size_t(m);
       if (!(*plan)[w].quantized) {
-        why(mi, "its weight '" + t[w].spec.name + "' is stored losslessly");
+        (*plan)[mi].lossless_reason = "its weight '" + t[w].spec.name + "' is stored losslessly";
         continue;
       }
       // m: kept where |m| > beta mean|m| and the weight's residual was kept; v: where m was.
@@ -221,15 +240,18 @@ Status PlanShrinking(const InputCheckpoint& input, ReferenceSource* reference,
       const std::vector<uint8_t>& keep =
           !is_m && m1 >= 0 && (*plan)[size_t(m1)].quantized ? (*plan)[size_t(m1)].indices
                                                              : (*plan)[w].indices;
+      ref.clear();
       if (!is_m && excp.v_residual) {
-        CKZ_RETURN_IF_ERROR(ReadWhole(reference, t[mi].spec, t[mi].data.size, &ref));
-      } else {
-        ref.clear();
+        results[mi] = ReadWhole(reference, t[mi].spec, t[mi].data.size, &ref);
+        if (!results[mi].ok()) return;
       }
       (*plan)[mi] = ShrinkMoment(t[mi].spec.dtype, t[mi].data, keep, is_m, ByteSpan(ref), excp);
-      if (!(*plan)[mi].quantized) why(mi, (*plan)[mi].lossless_reason);
     }
-  }
+  });
+  CKZ_RETURN_IF_ERROR(first_error());
+  for (size_t w : owners)
+    for (int m : {moment1[w], moment2[w]})
+      if (m >= 0) note(size_t(m));
   return Status::Ok();
 }
 
@@ -272,7 +294,8 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
 
   std::vector<ShrinkResult> plan;
   if (options.excp && reference) {
-    CKZ_RETURN_IF_ERROR(PlanShrinking(input, reference, *options.excp, &plan, report));
+    CKZ_RETURN_IF_ERROR(PlanShrinking(input, reference, *options.excp, writer->options().threads,
+                                      &plan, report));
     const ExcpOptions& e = *options.excp;
     writer->AddMetadata({"excp.alpha", e.alpha});
     writer->AddMetadata({"excp.beta", e.beta});
