@@ -2759,11 +2759,24 @@ void CmInvalid(Suite& s) {
                   with_stream(st), {"codec:cm"}));
   }
   {
-    Bytes st = stream;
-    for (size_t i = 0; i < 4; ++i) st[i] = 0xFF;
+    // Exactly four 0xFF bytes: code = range from init to the end (every bit decodes as 1, so
+    // every index is 16, valid with 16 centres), and length 4 <= consumed: only finish's
+    // code < range fails. (Overwriting the first bytes of a longer stream would not do: code
+    // drops back below range after a few hundred bits.)
+    const Bytes st(4, 0xFF);
+    IndexModelInputs in;
+    in.centres = 16;
+    in.row = 12;
+    Bytes out(192);
+    size_t bad = 0;
+    Check(DecodeIndexStream(in, st.data(), st.size(), out.data(), out.size(), &bad) ==
+              IndexDecodeResult::kBadStream,
+          "code-not-below-range: the stream must fail at finish");
     s.Add(Invalid("invalid-cm-code-not-below-range", "full", "C2", ErrorCode::kChunkDecodeFailed,
-                  "The cm stream of 'w' starts with four 0xFF bytes: code = 0xFFFFFFFF is not "
-                  "below range = 0xFFFFFFFF (no encoder writes that), so finish fails (7.7.1).",
+                  "The cm stream of 'w' is the 4 bytes FF FF FF FF: code = 0xFFFFFFFF equals "
+                  "range = 0xFFFFFFFF after init and stays equal to it, every bit decodes as 1 "
+                  "(every index 16, valid with 16 centres), and length 4 <= consumed, so only "
+                  "finish's code < range fails (7.7.1; no encoder writes that).",
                   with_stream(st), {"codec:cm"}));
   }
   {

@@ -5,7 +5,7 @@
 namespace ckz {
 namespace {
 
-// Spec 7.7.3: an index of a codebook with k centres reduced to one of `buckets` classes:
+// Spec 7.7.2: an index of a codebook with k centres reduced to one of `buckets` classes:
 // 0 for index 0 (pruned or absent), then the centres in ascending value order split into
 // buckets - 1 equal runs. Centres are sorted, so a class says "how negative / positive".
 inline uint32_t Bucket(uint32_t index, uint32_t k, uint32_t buckets) {
