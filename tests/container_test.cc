@@ -177,6 +177,50 @@ TEST(Writer, RefusesWhatAReaderWouldReject) {
   EXPECT_EQ(w4.Finish().status().code(), ErrorCode::kBadOwner);  // owner is not a weight
 }
 
+TEST(Writer, BatchesWriteTheSameBytesOnAnyThreadCount) {
+  // Small tensors (one chunk each), a multi-chunk one, an empty one, and a link's predicted ones.
+  std::vector<TestTensor> tensors;
+  for (int i = 0; i < 9; ++i)
+    tensors.push_back(MakeTensor("t" + std::to_string(i), DType::kF32, {uint64_t(50 + 7 * i)}, i));
+  tensors.push_back(MakeTensor("big", DType::kBF16, {300, 40}, 20));
+  tensors.push_back(MakeTensor("empty", DType::kF32, {0, 3}, 21));
+  std::vector<std::vector<uint8_t>> refs;  // the parent's bytes: one byte off each tensor's
+  for (const TestTensor& t : tensors) {
+    refs.push_back(t.bytes);
+    if (!refs.back().empty()) refs.back()[0] ^= 1;
+  }
+  auto write = [&](bool batch, int threads) {
+    EncodeOptions o;
+    o.threads = threads;
+    o.chunk_bytes = 4096;
+    auto sink = std::make_unique<MemorySink>();
+    MemorySink* mem = sink.get();
+    Writer w(std::move(sink), o);
+    LinkInfo link;
+    link.depth = 1;
+    w.SetLink(link);
+    if (batch) w.BeginBatch();
+    for (size_t i = 0; i < tensors.size(); ++i)
+      EXPECT_TRUE(w.AddTensor(tensors[i].spec, ByteSpan(tensors[i].bytes), ByteSpan(refs[i])).ok());
+    if (batch) EXPECT_TRUE(w.EndBatch().ok());
+    EXPECT_TRUE(w.Finish().ok());
+    return mem->bytes();
+  };
+  const std::vector<uint8_t> one = write(false, 1);
+  auto a = ParseArchive(ByteSpan(one));
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->tensors.size(), tensors.size());
+  EXPECT_GT(a->tensors[9].chunks.size(), 1u);
+  for (bool batch : {false, true})
+    for (int threads : {1, 2, 5}) EXPECT_EQ(write(batch, threads), one) << batch << " " << threads;
+  // A name used twice inside one batch is refused at once.
+  Writer w(std::make_unique<MemorySink>(), {});
+  std::vector<uint8_t> eight(8);
+  w.BeginBatch();
+  ASSERT_TRUE(w.AddTensor({"a", DType::kF32, {2}}, ByteSpan(eight)).ok());
+  EXPECT_EQ(w.AddTensor({"a", DType::kF32, {2}}, ByteSpan(eight)).code(), ErrorCode::kDuplicateName);
+}
+
 // ---- One handcrafted file per validation rule. ----
 
 class Corruption : public ::testing::Test {

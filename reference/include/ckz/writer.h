@@ -118,6 +118,14 @@ class Writer {
                             ByteSpan indices, ByteSpan reference, MutableByteSpan decoded,
                             const IndexContexts& contexts = {});
 
+  // Batches: between BeginBatch() and EndBatch(), AddTensor and AddQuantizedTensor check their
+  // arguments and queue the tensor; EndBatch (or Finish) encodes the chunks of all queued
+  // tensors together on the `threads` workers and appends them in order, so many small tensors
+  // encode in parallel too. Until then every span passed must stay valid, and a quantized
+  // tensor's `decoded` is filled only then. The output does not depend on batching.
+  void BeginBatch();
+  Status EndBatch();
+
   // Writes the header, patches the preamble and commits the sink. Returns the content id.
   Result<ContentId> Finish();
 

@@ -83,8 +83,23 @@ struct Writer::Impl {
 
   using EncodeChunkFn = std::function<void(uint64_t begin, uint64_t length, ChunkEncoder& encoder,
                                            std::vector<uint8_t>* out, uint32_t* crc)>;
+  // A tensor whose arguments are checked and whose chunks are still to be encoded.
+  struct Pending {
+    TensorInfo info;
+    // Once, before its chunks (may be empty); then each chunk; then, in tensor order, `done`.
+    std::function<void(TensorInfo& info, int threads)> prepare;
+    EncodeChunkFn encode;
+    std::function<void(const TensorInfo& info, int threads)> done;
+    uint64_t chunk_raw = 0;
+    size_t chunk_count = 0;
+    size_t chunks_done = 0;
+  };
   Status StartTensor(const TensorSpec& spec, uint64_t size, ByteSpan reference, TensorInfo* info);
-  Status AppendChunks(TensorInfo* info, const EncodeChunkFn& encode);
+  Status Queue(Pending pending);
+  Status Flush();
+  void Layout(Pending* p) const;
+  std::vector<Pending> pending;
+  bool batching = false;
   bool quantized = false;  // sets required feature bit 1
   std::atomic<bool> context_model{false};  // some chunk chose cm: required feature bit 2
   bool coded_prolog = false;               // required feature bit 3
@@ -146,86 +161,149 @@ Status Writer::Impl::StartTensor(const TensorSpec& spec, uint64_t size, ByteSpan
     return Fail(Status(ErrorCode::kReferenceMismatch,
                        field + ": reference has " + std::to_string(reference.size) +
                            " bytes, the tensor " + std::to_string(size)));
+  names.emplace(spec.name, tensors.size() + pending.size());  // its index once appended
   return Status::Ok();
 }
 
-// Splits the tensor into chunks of whole elements, encodes a window of them in parallel with
-// `encode(begin, length, worker, &bytes, &crc)`, and appends them in order: the output never
-// depends on the thread count.
-Status Writer::Impl::AppendChunks(TensorInfo* info, const EncodeChunkFn& encode) {
-  const size_t width = DTypeSize(info->dtype);
-  const uint64_t size = info->byte_length;
-  // An explicit chunk size is taken as it is (the last chunk holds the rest). By default, as
-  // few chunks as the default size allows, of equal size in whole elements (the last may be
-  // shorter by less than an element per chunk), so that decoding threads finish together.
+// The tensor's chunks: whole elements. An explicit chunk size is taken as it is (the last chunk
+// holds the rest). By default, as few chunks as the default size allows, of equal size in whole
+// elements (the last may be shorter by less than an element per chunk), so that decoding
+// threads finish together.
+void Writer::Impl::Layout(Pending* p) const {
+  const TensorInfo& info = p->info;
+  const size_t width = DTypeSize(info.dtype);
+  const uint64_t size = info.byte_length;
   const uint64_t asked = options.chunk_bytes ? options.chunk_bytes
-                         : info->quantization ? kDefaultQuantizedChunkBytes
-                                              : kDefaultChunkBytes;
+                         : info.quantization ? kDefaultQuantizedChunkBytes
+                                             : kDefaultChunkBytes;
   uint64_t chunk_raw = std::clamp<uint64_t>(asked / width * width, width,
                                             kMaxChunkRawBytes / width * width);
   if (options.chunk_bytes == 0 && size > 0) {
     const uint64_t count = (size + chunk_raw - 1) / chunk_raw;
     chunk_raw = (size / width + count - 1) / count * width;
   }
-  const size_t chunk_count = size_t((size + chunk_raw - 1) / chunk_raw);
+  p->chunk_raw = chunk_raw;
+  p->chunk_count = size_t((size + chunk_raw - 1) / chunk_raw);
+}
+
+Status Writer::Impl::Queue(Pending p) {
+  pending.push_back(std::move(p));
+  return batching ? Status::Ok() : Flush();
+}
+
+// Encodes the chunks of every pending tensor, a window of them at a time on the `threads`
+// workers (chunks of several tensors share a window), and appends them in order: the output
+// never depends on the thread count or on batching.
+Status Writer::Impl::Flush() {
+  std::vector<Pending> batch;
+  batch.swap(pending);
+  if (batch.empty() || !error.ok()) return error;
   const int threads = options.threads;
+  // One tensor gets every thread; several get one each.
+  if (batch.size() == 1) {
+    if (batch[0].prepare) batch[0].prepare(batch[0].info, threads);
+  } else {
+    ParallelFor(batch.size(), threads, [&](size_t k, int) {
+      if (batch[k].prepare) batch[k].prepare(batch[k].info, 1);
+    });
+  }
+  struct Job {
+    size_t tensor, chunk;
+  };
+  std::vector<Job> jobs;
+  for (size_t k = 0; k < batch.size(); ++k) {
+    Layout(&batch[k]);
+    for (size_t c = 0; c < batch[k].chunk_count; ++c) jobs.push_back({k, c});
+  }
   if (encoders.size() < size_t(threads)) encoders.resize(size_t(threads));
-  const size_t window = size_t(threads) * 2;
-  std::vector<std::vector<uint8_t>> encoded(std::min(window, chunk_count));
+  const size_t window = size_t(threads) * 4;
+  std::vector<std::vector<uint8_t>> encoded(std::min(window, jobs.size()));
   std::vector<uint32_t> crcs(encoded.size());
-  for (size_t base = 0; base < chunk_count; base += window) {
-    const size_t n = std::min(window, chunk_count - base);
+  size_t next = 0;  // the first tensor of the batch not yet appended to `tensors`
+  auto finish_complete = [&] {
+    for (; next < batch.size() && batch[next].chunks_done == batch[next].chunk_count; ++next) {
+      if (batch[next].done) batch[next].done(batch[next].info, threads);
+      tensors.push_back(std::move(batch[next].info));
+    }
+  };
+  finish_complete();
+  for (size_t base = 0; base < jobs.size(); base += window) {
+    const size_t n = std::min(window, jobs.size() - base);
     ParallelFor(n, threads, [&](size_t i, int worker) {
       auto& encoder = encoders[size_t(worker)];
       if (!encoder) encoder = std::make_unique<ChunkEncoder>();
-      const uint64_t begin = (base + i) * chunk_raw;
-      encode(begin, std::min<uint64_t>(chunk_raw, size - begin), *encoder, &encoded[i], &crcs[i]);
+      const Pending& p = batch[jobs[base + i].tensor];
+      const uint64_t begin = jobs[base + i].chunk * p.chunk_raw;
+      p.encode(begin, std::min<uint64_t>(p.chunk_raw, p.info.byte_length - begin), *encoder,
+               &encoded[i], &crcs[i]);
     });
     for (size_t i = 0; i < n; ++i) {
-      const uint64_t begin = (base + i) * chunk_raw;
+      Pending& p = batch[jobs[base + i].tensor];
+      const uint64_t begin = jobs[base + i].chunk * p.chunk_raw;
       CKZ_RETURN_IF_ERROR(Fail(PadTo64()));
       ChunkInfo chunk;
       chunk.offset = position;
       chunk.stored_length = encoded[i].size();
       chunk.raw_offset = begin;
-      chunk.raw_length = std::min<uint64_t>(chunk_raw, size - begin);
+      chunk.raw_length = std::min<uint64_t>(p.chunk_raw, p.info.byte_length - begin);
       chunk.crc32c = crcs[i];
       CKZ_RETURN_IF_ERROR(Fail(Append(ByteSpan(encoded[i]))));
-      info->stored_length += chunk.stored_length;
-      info->chunks.push_back(chunk);
+      p.info.stored_length += chunk.stored_length;
+      p.info.chunks.push_back(chunk);
+      ++p.chunks_done;
       bytes_in += chunk.raw_length;
     }
+    finish_complete();
     if (options.progress) options.progress(bytes_in);
   }
-  names.emplace(info->name, tensors.size());
-  tensors.push_back(std::move(*info));
   return Status::Ok();
+}
+
+void Writer::BeginBatch() { impl_->batching = true; }
+
+Status Writer::EndBatch() {
+  impl_->batching = false;
+  return impl_->Flush();
 }
 
 Status Writer::AddTensor(const TensorSpec& spec, ByteSpan data, ByteSpan reference) {
   Impl& w = *impl_;
-  TensorInfo info;
-  CKZ_RETURN_IF_ERROR(w.StartTensor(spec, data.size, reference, &info));
+  Impl::Pending p;
+  CKZ_RETURN_IF_ERROR(w.StartTensor(spec, data.size, reference, &p.info));
   if (!w.link) reference = ByteSpan();  // only a link may predict
-  const size_t width = DTypeSize(info.dtype);
-  const TensorCoding coding = ChooseCoding(info.dtype, data, reference, w.options);
-  info.predictor = coding.predictor;
-  info.byte_planes = coding.byte_planes;
-  w.content_id.AddTensor(info.name, info.dtype, info.shape, TensorDigest(data, w.options.threads));
-  return w.AppendChunks(&info, [&](uint64_t begin, uint64_t len, ChunkEncoder& encoder,
-                                   std::vector<uint8_t>* out, uint32_t* crc) {
+  const size_t width = DTypeSize(p.info.dtype);
+  struct Chosen {
+    TensorCoding coding;
+    Digest digest{};
+  };
+  auto chosen = std::make_shared<Chosen>();
+  p.prepare = [&w, chosen, data, reference](TensorInfo& info, int threads) {
+    chosen->coding = ChooseCoding(info.dtype, data, reference, w.options);
+    info.predictor = chosen->coding.predictor;
+    info.byte_planes = chosen->coding.byte_planes;
+    chosen->digest = TensorDigest(data, threads);
+  };
+  p.encode = [&w, chosen, data, reference, width](uint64_t begin, uint64_t len,
+                                                  ChunkEncoder& encoder, std::vector<uint8_t>* out,
+                                                  uint32_t* crc) {
+    const TensorCoding& coding = chosen->coding;
     const ByteSpan ref =
         coding.predictor == Predictor::kNone ? ByteSpan() : reference.subspan(begin, len);
     encoder.Encode(coding, width, data.subspan(begin, len), ref, w.options, out);
     *crc = Crc32c(data.data + begin, len);
-  });
+  };
+  p.done = [&w, chosen](const TensorInfo& info, int) {
+    w.content_id.AddTensor(info.name, info.dtype, info.shape, chosen->digest);
+  };
+  return w.Queue(std::move(p));
 }
 
 Status Writer::AddQuantizedTensor(const TensorSpec& spec, const QuantizationInfo& quant,
                                   ByteSpan indices, ByteSpan reference, MutableByteSpan decoded,
                                   const IndexContexts& contexts) {
   Impl& w = *impl_;
-  TensorInfo info;
+  Impl::Pending p;
+  TensorInfo& info = p.info;
   CKZ_RETURN_IF_ERROR(w.StartTensor(spec, decoded.size, reference, &info));
   const std::string field = "tensor '" + spec.name + "'";
   const size_t width = DTypeSize(info.dtype);
@@ -248,18 +326,21 @@ Status Writer::AddQuantizedTensor(const TensorSpec& spec, const QuantizationInfo
       (contexts.aux_centres != 0 && contexts.aux.size != indices.size))
     return w.Fail(Status(ErrorCode::kInvalidArgument,
                          field + ": cm context indices must cover the tensor"));
-  info.quantization = quant;
+  p.info.quantization = quant;
   w.quantized = true;
-  Status status = w.AppendChunks(&info, [&](uint64_t begin, uint64_t len, ChunkEncoder& encoder,
-                                             std::vector<uint8_t>* out, uint32_t* crc) {
+  const std::vector<uint64_t> shape = spec.shape;
+  const DType dtype = spec.dtype;
+  p.encode = [&w, quant, dtype, shape, width, indices, reference, decoded, contexts](
+                 uint64_t begin, uint64_t len, ChunkEncoder& encoder, std::vector<uint8_t>* out,
+                 uint32_t* crc) {
     const uint64_t first = begin / width, count = len / width;
-    ReconstructQuantized(quant, spec.dtype, indices.data + first, count,
+    ReconstructQuantized(quant, dtype, indices.data + first, count,
                          quant.kind == QuantKind::kResidual ? reference.data + begin : nullptr,
                          decoded.data + begin);
     IndexModelInputs cm;  // spec 7.7.2
     cm.centres = uint32_t(quant.codebook.size());
     cm.first = first;
-    cm.row = spec.shape.size() >= 2 ? spec.shape.back() : 0;
+    cm.row = shape.size() >= 2 ? shape.back() : 0;
     if (contexts.parent_centres != 0) {
       cm.parent = contexts.parent.data + first;
       cm.parent_centres = contexts.parent_centres;
@@ -271,15 +352,18 @@ Status Writer::AddQuantizedTensor(const TensorSpec& spec, const QuantizationInfo
     encoder.EncodeIndices(indices.subspan(first, count), quant.bits, cm, w.options, out);
     if ((*out)[0] == uint8_t(StreamCodec::kCm)) w.context_model = true;
     *crc = Crc32c(decoded.data + begin, len);
-  });
-  if (status.ok())
-    w.content_id.AddTensor(spec.name, spec.dtype, spec.shape,
-                           TensorDigest(ByteSpan(decoded), w.options.threads));
-  return status;
+  };
+  p.done = [&w, decoded](const TensorInfo& info, int threads) {
+    w.content_id.AddTensor(info.name, info.dtype, info.shape,
+                           TensorDigest(ByteSpan(decoded), threads));
+  };
+  return w.Queue(std::move(p));
 }
 
 Result<ContentId> Writer::Finish() {
   Impl& w = *impl_;
+  w.batching = false;
+  CKZ_RETURN_IF_ERROR(w.Flush());  // an unfinished batch
   if (!w.error.ok()) return w.error;
   if (w.finished) return Status(ErrorCode::kInvalidArgument, "Finish called twice");
   w.finished = true;

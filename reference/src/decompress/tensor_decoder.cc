@@ -118,24 +118,17 @@ class Scheduler {
  public:
   Scheduler(const Archive& archive, const std::vector<TensorRange>& ranges,
             const std::vector<ChunkWork>& work, const AuxGraph& graph)
-      : waiting_(work.size(), 0), dependents_(work.size()) {
-    const std::vector<int>& aux = graph.aux;
-    std::map<size_t, std::vector<size_t>> by_tensor;  // tensor -> its work items
-    for (size_t i = 0; i < work.size(); ++i) by_tensor[ranges[work[i].range].tensor].push_back(i);
+      : archive_(archive), graph_(graph), waiting_(work.size(), 0), dependents_(work.size()) {
+    for (size_t i = 0; i < work.size(); ++i)
+      item_of_.emplace(std::make_pair(ranges[work[i].range].tensor, work[i].chunk), i);
     for (size_t i = 0; i < work.size(); ++i) {
       const size_t t = ranges[work[i].range].tensor;
-      // Only towards a lower wave: even a malformed aux relation can never make a cycle here.
-      const bool lower = aux[t] >= 0 && graph.wave[size_t(aux[t])] < graph.wave[t];
-      const auto deps = lower ? by_tensor.find(size_t(aux[t])) : by_tensor.end();
-      if (deps == by_tensor.end()) continue;
       const auto [first, end] = Elements(archive.tensors[t], work[i].chunk);
-      const TensorInfo& a = archive.tensors[size_t(aux[t])];
-      for (size_t j : deps->second) {
-        const auto [a_first, a_end] = Elements(a, work[j].chunk);
-        if (a_first < end && first < a_end) {
-          dependents_[j].push_back(i);
-          ++waiting_[i];
-        }
+      std::set<size_t> deps;
+      AuxDependencies(t, first, end, &deps);
+      for (size_t j : deps) {
+        dependents_[j].push_back(i);
+        ++waiting_[i];
       }
     }
     for (size_t i = 0; i < work.size(); ++i)
@@ -161,6 +154,33 @@ class Scheduler {
   }
 
  private:
+  // The items that elements [first, end) of tensor t wait for: the chunks of t's aux tensor
+  // holding those elements, when they are items; a chunk that is not one gets decoded on
+  // demand, which needs its own aux tensor's indices: then those chunks, and so on down the
+  // chain. Only towards a lower wave: even a malformed aux relation never makes a cycle.
+  void AuxDependencies(size_t t, uint64_t first, uint64_t end, std::set<size_t>* deps) const {
+    const int a = graph_.aux[t];
+    if (a < 0 || graph_.wave[size_t(a)] >= graph_.wave[t]) return;
+    const TensorInfo& at = archive_.tensors[size_t(a)];
+    const uint64_t width = DTypeSize(at.dtype);
+    auto c = std::upper_bound(at.chunks.begin(), at.chunks.end(), first * width,
+                              [](uint64_t v, const ChunkInfo& ch) { return v < ch.raw_offset; });
+    if (c != at.chunks.begin()) --c;
+    for (; c != at.chunks.end() && c->raw_offset < end * width; ++c) {
+      const size_t chunk = size_t(c - at.chunks.begin());
+      const auto item = item_of_.find({size_t(a), chunk});
+      if (item != item_of_.end()) {
+        deps->insert(item->second);
+      } else {
+        const auto [a_first, a_end] = Elements(at, chunk);
+        AuxDependencies(size_t(a), a_first, a_end, deps);
+      }
+    }
+  }
+
+  const Archive& archive_;
+  const AuxGraph& graph_;
+  std::map<std::pair<size_t, size_t>, size_t> item_of_;  // (tensor, chunk) -> first work item
   std::mutex mutex_;
   std::condition_variable changed_;
   std::vector<size_t> waiting_;                 // unfinished items each item depends on

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 
 #include "ckz/checkpoint.h"
@@ -309,39 +310,67 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
   for (size_t i = 0; i < roles.size(); ++i)
     roles[i] = {input.tensors[i].spec.role, input.tensors[i].spec.owner,
                 i < plan.size() && plan[i].quantized};
-  std::vector<uint8_t> ref, parent_indices;
+  // Tensors go to the writer in batches of about kBatchBytes, so that the chunks of many small
+  // tensors encode in parallel; the buffers the writer reads stay alive until each batch ends.
+  constexpr uint64_t kBatchBytes = uint64_t{64} << 20;
+  struct Kept {
+    size_t tensor = 0;
+    bool quantized = false;
+    std::vector<uint8_t> ref, parent_indices, out;
+  };
+  std::deque<Kept> batch;
+  uint64_t batch_bytes = 0;
+  auto end_batch = [&]() -> Status {
+    CKZ_RETURN_IF_ERROR(writer->EndBatch());
+    for (Kept& k : batch) {
+      const size_t i = k.tensor;
+      if (decoded && k.quantized)
+        decoded->AddOwned(input.tensors[i].spec, std::move(k.out), plan[i].indices,
+                          uint32_t(plan[i].quant.codebook.size()));
+    }
+    batch.clear();
+    batch_bytes = 0;
+    return Status::Ok();
+  };
+  writer->BeginBatch();
   for (size_t i = 0; i < input.tensors.size(); ++i) {
     const InputTensor& t = input.tensors[i];
-    CKZ_RETURN_IF_ERROR(ReadWhole(reference, t.spec, t.data.size, &ref));
+    if (batch_bytes > 0 && batch_bytes + t.data.size > kBatchBytes) {
+      CKZ_RETURN_IF_ERROR(end_batch());
+      writer->BeginBatch();
+    }
+    batch_bytes += t.data.size;
+    Kept& k = batch.emplace_back();
+    k.tensor = i;
+    CKZ_RETURN_IF_ERROR(ReadWhole(reference, t.spec, t.data.size, &k.ref));
     if (i < plan.size() && plan[i].quantized) {
       IndexContexts contexts;
       TensorInfo wanted;
       wanted.name = t.spec.name;
       wanted.dtype = t.spec.dtype;
       wanted.shape = t.spec.shape;
-      parent_indices.resize(plan[i].indices.size());
+      k.parent_indices.resize(plan[i].indices.size());
       CKZ_RETURN_IF_ERROR(reference->ReadReferenceIndices(
-          wanted, 0, MutableByteSpan(parent_indices), &contexts.parent_centres));
-      contexts.parent = ByteSpan(parent_indices);
+          wanted, 0, MutableByteSpan(k.parent_indices), &contexts.parent_centres));
+      contexts.parent = ByteSpan(k.parent_indices);
       const int aux = CmAuxTensor(roles, i);
       if (aux >= 0) {
         contexts.aux = ByteSpan(plan[size_t(aux)].indices);
         contexts.aux_centres = uint32_t(plan[size_t(aux)].quant.codebook.size());
       }
-      std::vector<uint8_t> out(t.data.size);
-      CKZ_RETURN_IF_ERROR(writer->AddQuantizedTensor(t.spec, plan[i].quant,
-                                                     ByteSpan(plan[i].indices), ByteSpan(ref),
-                                                     MutableByteSpan(out), contexts));
-      ++report->quantized;
+      k.quantized = true;
+      k.out.resize(t.data.size);
       // Indices stay in `plan` until the end: later moments use them as their aux context.
-      if (decoded)
-        decoded->AddOwned(t.spec, std::move(out), plan[i].indices,
-                          uint32_t(plan[i].quant.codebook.size()));
+      CKZ_RETURN_IF_ERROR(writer->AddQuantizedTensor(t.spec, plan[i].quant,
+                                                     ByteSpan(plan[i].indices), ByteSpan(k.ref),
+                                                     MutableByteSpan(k.out), contexts));
+      ++report->quantized;
     } else {
-      CKZ_RETURN_IF_ERROR(writer->AddTensor(t.spec, t.data, ByteSpan(ref)));
+      CKZ_RETURN_IF_ERROR(writer->AddTensor(t.spec, t.data, ByteSpan(k.ref)));
       if (decoded) decoded->AddView(t.spec, t.data);
     }
   }
+  CKZ_RETURN_IF_ERROR(end_batch());
   return Status::Ok();
 }
 
