@@ -1669,6 +1669,33 @@ void CoreInvalid(Suite& s) {
     s.Add(Invalid("invalid-crc32-patch-tensor", "core", "F6", ErrorCode::kFieldOutOfRange,
                   "A CRC-32 patch names the file's tensor 2; it has tensors 0 and 1.",
                   Assemble(pieces({8, 8}, {{0, 2}}))));
+    // Rule H3's alignment of 8-byte elements (section 4.1), which FlatBuffers 2.0.8's verifier
+    // does not check: found by fuzz_container (fuzz/README.md, crash-misaligned-*).
+    auto misaligned = [&](Model m, VectorField field, size_t index) {
+      m.tweaks.misaligned = MisalignedVector{field, index};
+      return Assemble(m);
+    };
+    const std::string moved =
+        " vector is moved to the end of the header with its length prefix at a multiple of 8 "
+        "from the buffer's start, so its elements start 4 bytes off their 8-byte alignment; "
+        "FlatBuffers 2.0's own verifier accepts that, rule H3 (section 4.1) does not.";
+    s.Add(Invalid("invalid-misaligned-shape-vector", "core", "H3", ErrorCode::kHeaderMalformed,
+                  "tensors[0].shape (u64 elements):" + moved,
+                  misaligned(model(), VectorField::kShape, 0)));
+    s.Add(Invalid("invalid-misaligned-chunks-vector", "core", "H3", ErrorCode::kHeaderMalformed,
+                  "tensors[0].chunks (32-byte structs aligned to 8):" + moved,
+                  misaligned(model(), VectorField::kChunks, 0)));
+    s.Add(Invalid("invalid-misaligned-splits-vector", "core", "H3", ErrorCode::kHeaderMalformed,
+                  "files[0].splits (u64 elements) of a TorchZip file with prolog \"PROLOG--\" "
+                  "and splits 2, 4:" + moved,
+                  misaligned(pieces({2, 4}, {{4, 1}}), VectorField::kSplits, 0)));
+    s.Add(Invalid("invalid-misaligned-crc32-patches-vector", "core", "H3",
+                  ErrorCode::kHeaderMalformed,
+                  "files[0].crc32_patches (16-byte structs aligned to 8) of the same file, one "
+                  "patch at prolog offset 4 for tensor 1:" + moved,
+                  misaligned(pieces({2, 4}, {{4, 1}}), VectorField::kCrc32Patches, 0)));
+    Check(ParseArchive(ByteSpan(Assemble(pieces({2, 4}, {{4, 1}})))).ok(),
+          "misaligned vectors: the file before the move must be valid");
   }
   // ---- Metadata.
   {

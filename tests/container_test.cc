@@ -277,7 +277,7 @@ TEST_F(Corruption, TheFirstBrokenRuleInSpecOrderIsReported) {
 
   // H3 (8-byte elements aligned) before T1 (a tensor's name).
   HeaderDeviations misaligned;
-  misaligned.misaligned_splits_file = 0;
+  misaligned.misaligned = MisalignedVector{VectorField::kSplits, 0};
   EXPECT_EQ(Parse(Rebuild(a, ByteSpan(file_), &misaligned)), ErrorCode::kHeaderMalformed);
   two = a;
   two.tensors[0].name = "";

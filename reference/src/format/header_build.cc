@@ -174,23 +174,44 @@ std::vector<uint8_t> BuildHeader(const Archive& a, const HeaderDeviations* devia
   }
   fb::FinishHeaderBuffer(b, hb.Finish());
   std::vector<uint8_t> out(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
-  if (dev.misaligned_splits_file) {
-    // Append a copy of the vector (length at an 8-aligned offset, so its 8-byte elements start
-    // 4 bytes off) and point the table's field at it.
-    const fb::SourceFile* f = fb::GetHeader(out.data())->files()->Get(uint32_t(*dev.misaligned_splits_file));
-    const auto* splits = f->splits();
-    if (splits == nullptr) return out;  // nothing to misalign
-    // The field's place: the table's vtable (at the table minus its soffset) holds, at byte
-    // VT_SPLITS, the field's offset in the table.
-    const size_t table = size_t(reinterpret_cast<const uint8_t*>(f) - out.data());
+  if (dev.misaligned) {
+    // Append a copy of the vector (its length at an 8-aligned offset, so its 8-byte-aligned
+    // elements start 4 bytes off) and point the table's field at it. The field's place: the
+    // table's vtable (at the table minus its soffset) holds, at byte `slot`, the field's offset
+    // in the table (0: absent).
+    const fb::Header* h = fb::GetHeader(out.data());
+    const MisalignedVector& m = *dev.misaligned;
+    const void* table_ptr = nullptr;
+    const uint8_t* data = nullptr;
+    size_t count = 0, element = 0, slot = 0;
+    auto take = [&](const void* table, const auto* v, size_t vt) {
+      table_ptr = table;
+      if (v == nullptr) return;
+      data = reinterpret_cast<const uint8_t*>(v->Data());
+      count = v->size();
+      element = sizeof(*v->Data());
+      slot = vt;
+    };
+    const bool is_tensor = m.field == VectorField::kShape || m.field == VectorField::kChunks;
+    if (is_tensor && h->tensors() && m.index < h->tensors()->size()) {
+      const fb::Tensor* t = h->tensors()->Get(uint32_t(m.index));
+      if (m.field == VectorField::kShape) take(t, t->shape(), fb::Tensor::VT_SHAPE);
+      else take(t, t->chunks(), fb::Tensor::VT_CHUNKS);
+    } else if (!is_tensor && h->files() && m.index < h->files()->size()) {
+      const fb::SourceFile* f = h->files()->Get(uint32_t(m.index));
+      if (m.field == VectorField::kSplits) take(f, f->splits(), fb::SourceFile::VT_SPLITS);
+      else take(f, f->crc32_patches(), fb::SourceFile::VT_CRC32_PATCHES);
+    }
+    if (data == nullptr || count == 0) return out;  // nothing to misalign
+    const std::vector<uint8_t> elements(data, data + count * element);
+    const size_t table = size_t(reinterpret_cast<const uint8_t*>(table_ptr) - out.data());
     const size_t vtable = size_t(int64_t(table) - int32_t(LoadLE32(out.data() + table)));
-    const size_t field = table + LoadLE16(out.data() + vtable + fb::SourceFile::VT_SPLITS);
-    std::vector<uint64_t> values(splits->begin(), splits->end());
+    const size_t field = table + LoadLE16(out.data() + vtable + slot);
     out.resize((out.size() + 7) / 8 * 8, 0);
     const size_t at = out.size();
-    out.resize(at + 4 + 8 * values.size());
-    StoreLE32(out.data() + at, uint32_t(values.size()));
-    for (size_t i = 0; i < values.size(); ++i) StoreLE64(out.data() + at + 4 + 8 * i, values[i]);
+    out.resize(at + 4);
+    StoreLE32(out.data() + at, uint32_t(count));
+    out.insert(out.end(), elements.begin(), elements.end());
     out.resize((out.size() + 7) / 8 * 8, 0);
     StoreLE32(out.data() + field, uint32_t(at - field));
   }

@@ -13,6 +13,14 @@
 
 namespace ckz {
 
+// The vectors of 8-byte-aligned elements: tensors[index].shape or .chunks, files[index].splits
+// or .crc32_patches.
+enum class VectorField { kShape, kChunks, kSplits, kCrc32Patches };
+struct MisalignedVector {
+  VectorField field = VectorField::kShape;
+  size_t index = 0;
+};
+
 // Deliberate departures from a valid header, for the tools that make invalid test files
 // (conformance vectors, fuzz seeds). Never used when writing real files.
 struct HeaderDeviations {
@@ -21,9 +29,9 @@ struct HeaderDeviations {
   std::map<std::pair<size_t, size_t>, uint32_t> chunk_reserved;  // (tensor, chunk) -> value
   std::map<size_t, uint8_t> meta_type;     // metadata index -> union type written
   std::map<std::pair<size_t, size_t>, uint32_t> patch_reserved;  // (file, patch) -> value
-  // Move this file's `splits` vector to the end of the buffer with its elements 4 bytes off
-  // their 8-byte alignment (FlatBuffers' verifier accepts that; rule H3 does not).
-  std::optional<size_t> misaligned_splits_file;
+  // Move one vector of 8-byte-aligned elements to the end of the buffer with its elements 4
+  // bytes off their alignment (FlatBuffers 2.0.8's verifier accepts that; rule H3 does not).
+  std::optional<MisalignedVector> misaligned;
   bool unknown_fields = false;             // add fields a future minor version might have
 };
 
