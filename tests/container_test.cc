@@ -202,7 +202,9 @@ TEST(Writer, BatchesWriteTheSameBytesOnAnyThreadCount) {
     if (batch) w.BeginBatch();
     for (size_t i = 0; i < tensors.size(); ++i)
       EXPECT_TRUE(w.AddTensor(tensors[i].spec, ByteSpan(tensors[i].bytes), ByteSpan(refs[i])).ok());
-    if (batch) EXPECT_TRUE(w.EndBatch().ok());
+    if (batch) {
+      EXPECT_TRUE(w.EndBatch().ok());
+    }
     EXPECT_TRUE(w.Finish().ok());
     return mem->bytes();
   };
