@@ -82,23 +82,38 @@ Status DecodeChunkInto(const Archive& archive, const TensorRange& r, size_t chun
   return Status::Ok();
 }
 
-// The aux tensor (spec 7.7.2) of each tensor, -1 if none, and its wave: 0 without an aux
-// tensor, else one more than its aux tensor's (Weight 0, Moment1 1, Moment2 2).
+// The aux tensor (spec 7.7.2) of each requested tensor and of the tensors down its aux chain,
+// -1 if none, and its wave: 0 without an aux tensor, else one more than its aux tensor's
+// (Weight 0, Moment1 1, Moment2 2). Other tensors are left at -1 and 0. A single tensor's
+// ranges need none of it (its chunks never wait for each other): that is the common call, once
+// per chunk of a parent read through a chain, so it costs nothing there.
 struct AuxGraph {
   std::vector<int> aux;
   std::vector<uint32_t> wave;
 };
 
-AuxGraph AuxTensors(const Archive& archive) {
-  std::vector<CmTensorRole> roles(archive.tensors.size());
-  for (size_t i = 0; i < roles.size(); ++i)
+AuxGraph AuxTensors(const Archive& archive, const std::vector<TensorRange>& ranges) {
+  const size_t n = archive.tensors.size();
+  AuxGraph g{std::vector<int>(n, -1), std::vector<uint32_t>(n, 0)};
+  bool several = false;
+  for (const TensorRange& r : ranges) several |= r.tensor != ranges.front().tensor;
+  if (!several) return g;
+  std::vector<CmTensorRole> roles(n);
+  for (size_t i = 0; i < n; ++i)
     roles[i] = {archive.tensors[i].role, archive.tensors[i].owner,
                 archive.tensors[i].quantization.has_value()};
-  AuxGraph g{std::vector<int>(roles.size()), std::vector<uint32_t>(roles.size(), 0)};
-  for (size_t t = 0; t < roles.size(); ++t) g.aux[t] = CmAuxTensor(roles, t);
-  // Aux chains are short and acyclic (7.7.2); the bound only guards.
-  for (size_t t = 0; t < roles.size(); ++t)
-    for (int a = g.aux[t]; a >= 0 && g.wave[t] < roles.size(); a = g.aux[size_t(a)]) ++g.wave[t];
+  std::vector<bool> known(n, false);
+  for (const TensorRange& r : ranges)
+    // Aux chains are short and acyclic (7.7.2); the bound only guards.
+    for (size_t t = r.tensor, steps = 0; !known[t] && steps < n; ++steps) {
+      known[t] = true;
+      g.aux[t] = CmAuxTensor(roles, t);
+      if (g.aux[t] < 0) break;
+      t = size_t(g.aux[t]);
+    }
+  for (size_t t = 0; t < n; ++t)
+    if (known[t])
+      for (int a = g.aux[t]; a >= 0 && g.wave[t] < n; a = g.aux[size_t(a)]) ++g.wave[t];
   return g;
 }
 
@@ -203,7 +218,7 @@ Status DecodeTensorRanges(const Archive& archive, const std::vector<TensorRange>
   if (cache == nullptr && ranges.size() > 1) cache = &local_cache.emplace();
   // Priority: by wave (the chunks others wait for first), then the largest chunks first, so
   // the last ones to finish are short.
-  const AuxGraph graph = AuxTensors(archive);
+  const AuxGraph graph = AuxTensors(archive, ranges);
   std::stable_sort(work.begin(), work.end(), [&](const ChunkWork& a, const ChunkWork& b) {
     const uint32_t wa = graph.wave[ranges[a.range].tensor], wb = graph.wave[ranges[b.range].tensor];
     if (wa != wb) return wa < wb;
