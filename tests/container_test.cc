@@ -215,6 +215,15 @@ TEST(Writer, BatchesWriteTheSameBytesOnAnyThreadCount) {
   EXPECT_GT(a->tensors[9].chunks.size(), 1u);
   for (bool batch : {false, true})
     for (int threads : {1, 2, 5}) EXPECT_EQ(write(batch, threads), one) << batch << " " << threads;
+  // An aborted batch fails the writer: nothing queued is encoded later.
+  {
+    Writer w(std::make_unique<MemorySink>(), {});
+    std::vector<uint8_t> gone(8);
+    w.BeginBatch();
+    ASSERT_TRUE(w.AddTensor({"a", DType::kF32, {2}}, ByteSpan(gone)).ok());
+    w.AbortBatch(Status(ErrorCode::kIoError, "the input went away"));
+    EXPECT_EQ(w.Finish().status().code(), ErrorCode::kIoError);
+  }
   // A name used twice inside one batch is refused at once.
   Writer w(std::make_unique<MemorySink>(), {});
   std::vector<uint8_t> eight(8);

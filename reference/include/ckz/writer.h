@@ -125,6 +125,9 @@ class Writer {
   // tensor's `decoded` is filled only then. The output does not depend on batching.
   void BeginBatch();
   Status EndBatch();
+  // Drops the queued tensors (their buffers are going away) and fails the writer with `why`:
+  // the file would miss them.
+  void AbortBatch(Status why);
 
   // Writes the header, patches the preamble and commits the sink. Returns the content id.
   Result<ContentId> Finish();

@@ -266,6 +266,12 @@ Status Writer::EndBatch() {
   return impl_->Flush();
 }
 
+void Writer::AbortBatch(Status why) {
+  impl_->pending.clear();
+  impl_->batching = false;
+  (void)impl_->Fail(why.ok() ? Status(ErrorCode::kInvalidArgument, "batch aborted") : why);
+}
+
 Status Writer::AddTensor(const TensorSpec& spec, ByteSpan data, ByteSpan reference) {
   Impl& w = *impl_;
   Impl::Pending p;

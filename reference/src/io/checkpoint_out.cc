@@ -332,46 +332,52 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
     batch_bytes = 0;
     return Status::Ok();
   };
-  writer->BeginBatch();
-  for (size_t i = 0; i < input.tensors.size(); ++i) {
-    const InputTensor& t = input.tensors[i];
-    if (batch_bytes > 0 && batch_bytes + t.data.size > kBatchBytes) {
-      CKZ_RETURN_IF_ERROR(end_batch());
-      writer->BeginBatch();
-    }
-    batch_bytes += t.data.size;
-    Kept& k = batch.emplace_back();
-    k.tensor = i;
-    CKZ_RETURN_IF_ERROR(ReadWhole(reference, t.spec, t.data.size, &k.ref));
-    if (i < plan.size() && plan[i].quantized) {
-      IndexContexts contexts;
-      TensorInfo wanted;
-      wanted.name = t.spec.name;
-      wanted.dtype = t.spec.dtype;
-      wanted.shape = t.spec.shape;
-      k.parent_indices.resize(plan[i].indices.size());
-      CKZ_RETURN_IF_ERROR(reference->ReadReferenceIndices(
-          wanted, 0, MutableByteSpan(k.parent_indices), &contexts.parent_centres));
-      contexts.parent = ByteSpan(k.parent_indices);
-      const int aux = CmAuxTensor(roles, i);
-      if (aux >= 0) {
-        contexts.aux = ByteSpan(plan[size_t(aux)].indices);
-        contexts.aux_centres = uint32_t(plan[size_t(aux)].quant.codebook.size());
+  auto add_all = [&]() -> Status {
+    writer->BeginBatch();
+    for (size_t i = 0; i < input.tensors.size(); ++i) {
+      const InputTensor& t = input.tensors[i];
+      if (batch_bytes > 0 && batch_bytes + t.data.size > kBatchBytes) {
+        CKZ_RETURN_IF_ERROR(end_batch());
+        writer->BeginBatch();
       }
-      k.quantized = true;
-      k.out.resize(t.data.size);
-      // Indices stay in `plan` until the end: later moments use them as their aux context.
-      CKZ_RETURN_IF_ERROR(writer->AddQuantizedTensor(t.spec, plan[i].quant,
-                                                     ByteSpan(plan[i].indices), ByteSpan(k.ref),
-                                                     MutableByteSpan(k.out), contexts));
-      ++report->quantized;
-    } else {
-      CKZ_RETURN_IF_ERROR(writer->AddTensor(t.spec, t.data, ByteSpan(k.ref)));
-      if (decoded) decoded->AddView(t.spec, t.data);
+      batch_bytes += t.data.size;
+      Kept& k = batch.emplace_back();
+      k.tensor = i;
+      CKZ_RETURN_IF_ERROR(ReadWhole(reference, t.spec, t.data.size, &k.ref));
+      if (i < plan.size() && plan[i].quantized) {
+        IndexContexts contexts;
+        TensorInfo wanted;
+        wanted.name = t.spec.name;
+        wanted.dtype = t.spec.dtype;
+        wanted.shape = t.spec.shape;
+        k.parent_indices.resize(plan[i].indices.size());
+        CKZ_RETURN_IF_ERROR(reference->ReadReferenceIndices(
+            wanted, 0, MutableByteSpan(k.parent_indices), &contexts.parent_centres));
+        contexts.parent = ByteSpan(k.parent_indices);
+        const int aux = CmAuxTensor(roles, i);
+        if (aux >= 0) {
+          contexts.aux = ByteSpan(plan[size_t(aux)].indices);
+          contexts.aux_centres = uint32_t(plan[size_t(aux)].quant.codebook.size());
+        }
+        k.quantized = true;
+        k.out.resize(t.data.size);
+        // Indices stay in `plan` until the end: later moments use them as their aux context.
+        CKZ_RETURN_IF_ERROR(writer->AddQuantizedTensor(t.spec, plan[i].quant,
+                                                       ByteSpan(plan[i].indices), ByteSpan(k.ref),
+                                                       MutableByteSpan(k.out), contexts));
+        ++report->quantized;
+      } else {
+        CKZ_RETURN_IF_ERROR(writer->AddTensor(t.spec, t.data, ByteSpan(k.ref)));
+        if (decoded) decoded->AddView(t.spec, t.data);
+      }
     }
-  }
-  CKZ_RETURN_IF_ERROR(end_batch());
-  return Status::Ok();
+    return end_batch();
+  };
+  // A failure leaves queued tensors whose buffers are about to go: drop them (the writer then
+  // refuses to finish, as after any failure).
+  Status s = add_all();
+  if (!s.ok()) writer->AbortBatch(s);
+  return s;
 }
 
 namespace {
