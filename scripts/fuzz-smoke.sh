@@ -93,7 +93,7 @@ for target in "${targets[@]}"; do
   args=(-max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048
         -print_final_stats=1 -artifact_prefix="$artifacts/")
   dict="$ROOT/fuzz/dict/${target#fuzz_}.dict"
-  [[ -f "$dict" ]] && args+=(-dict="$dict")
+  if [[ -f "$dict" ]]; then args+=(-dict="$dict"); else dict=""; fi
   if [[ "$JOBS" -gt 1 ]]; then
     args+=(-jobs="$JOBS" -workers="$JOBS")
   fi
