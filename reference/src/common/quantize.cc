@@ -5,6 +5,9 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
 #define CKZ_HAVE_MXCSR 1
+#elif defined(__aarch64__)
+#include <cfenv>
+#define CKZ_HAVE_FPCR 1
 #endif
 
 namespace ckz {
@@ -25,19 +28,30 @@ bool IsNaN64(uint64_t b) {
 class DefaultFloatEnvironment {
  public:
   DefaultFloatEnvironment() {
-#ifdef CKZ_HAVE_MXCSR
+#if defined(CKZ_HAVE_MXCSR)
     saved_ = _mm_getcsr();
     _mm_setcsr(0x1F80);  // all exceptions masked, round to nearest, no FTZ, no DAZ
+#elif defined(CKZ_HAVE_FPCR)
+    // glibc's default AArch64 environment is FPCR = 0: round to nearest, no FZ or FZ16, IEEE
+    // NaN propagation (no DN), traps off.
+    std::fegetenv(&saved_);
+    std::fesetenv(FE_DFL_ENV);
 #endif
   }
   ~DefaultFloatEnvironment() {
-#ifdef CKZ_HAVE_MXCSR
+#if defined(CKZ_HAVE_MXCSR)
     _mm_setcsr(saved_);
+#elif defined(CKZ_HAVE_FPCR)
+    std::fesetenv(&saved_);
 #endif
   }
 
  private:
+#if defined(CKZ_HAVE_FPCR)
+  std::fenv_t saved_{};
+#else
   unsigned saved_ = 0;
+#endif
 };
 
 // A binary32 value (bits) stored as `dtype`.
