@@ -21,6 +21,8 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <cfenv>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -249,6 +251,9 @@ struct SrcFile {
   std::vector<std::string> tensors;  // safetensors: tensor names, in data order
   Bytes raw;                         // raw files: the whole file
   std::vector<std::pair<std::string, std::string>> st_metadata;  // safetensors "__metadata__"
+  // Given instead of built (any non-Raw format): prolog, splits and CRC-32 patches; its
+  // `tensors` is filled in from `tensors` above.
+  std::optional<SourceFileInfo> layout;
 };
 
 struct Ckpt {
@@ -304,6 +309,16 @@ Sources BuildSources(const Ckpt& c) {
     if (f.format == SourceFormat::kRaw) {
       info.prolog = f.raw;
       out = f.raw;
+    } else if (f.layout) {
+      std::vector<uint32_t> indices;
+      for (const std::string& name : f.tensors) indices.push_back(uint32_t(c.Index(name)));
+      info = *f.layout;
+      info.path = f.path;
+      info.format = f.format;
+      info.tensors = indices;
+      out = testing::AssembleSourceFile(info, [&](size_t k) -> const Bytes& {
+        return c.tensors[info.tensors[k]].bytes;
+      });
     } else if (f.format == SourceFormat::kTorchZip) {
       // A torch.save state_dict (spec 8.2): the reference layout builder gives prolog, splits
       // and CRC-32 patches; the expected file comes from spec 8.1's assembly.
@@ -1104,6 +1119,72 @@ void CoreValid(Suite& s) {
                 "torch.save writes for this OrderedDict. Byte planes, zstd.",
                 c, Encode(c, Opt(StreamCodec::kZstd, true)).bytes,
                 {"source:torch-zip", "source:splits", "source:crc32-patches"}));
+  }
+  {
+    // Spec 8.1: "a tensor whose split equals q comes before prolog byte q", for a CRC-32 patch
+    // at a split (q = 0) and at a run of three equal splits (q = 12), one tensor of it empty.
+    Ckpt c = Single({MakeT("a", DType::kF32, {3}, 661), MakeT("b", DType::kF16, {5}, 662),
+                     MakeT("c", DType::kBF16, {3}, 663), MakeT("e", DType::kF32, {0, 4}, 664),
+                     MakeT("d", DType::kI32, {2}, 665)},
+                    "patched.bin");
+    SourceFileInfo lay;
+    const std::string text = std::string(4, '\0') + "--mid1--" + std::string(4, '\0') +
+                             "mid2EEEEtail" + std::string(4, '\0');
+    lay.prolog.assign(text.begin(), text.end());
+    Check(lay.prolog.size() == 32, "patch-at-split prolog");
+    lay.splits = {0, 12, 12, 12, 32};
+    lay.crc32_patches = {{0, 1}, {12, 0}, {20, 3}, {28, 4}};
+    c.files[0].format = SourceFormat::kTorchZip;
+    c.files[0].layout = lay;
+    // Spec 8.1 here, independently of the library, with the patch placed after the tensors
+    // whose split is <= q (mode 0, the spec), only < q (1), or < q plus the first tensor of a
+    // run of splits equal to q (2).
+    auto assemble = [&](int mode) {
+      std::vector<const Bytes*> t;
+      for (const std::string& name : c.files[0].tensors) t.push_back(&c.Find(name)->bytes);
+      Bytes out;
+      uint64_t pos = 0;
+      for (size_t k = 0; k < t.size(); ++k) {
+        out.insert(out.end(), lay.prolog.begin() + pos, lay.prolog.begin() + lay.splits[k]);
+        out.insert(out.end(), t[k]->begin(), t[k]->end());
+        pos = lay.splits[k];
+      }
+      out.insert(out.end(), lay.prolog.begin() + pos, lay.prolog.end());
+      for (const Crc32Patch& patch : lay.crc32_patches) {
+        const uint64_t q = patch.prolog_offset;
+        uint64_t x = q;
+        bool first = true;
+        for (size_t j = 0; j < t.size(); ++j) {
+          const bool at = lay.splits[j] == q;
+          if (lay.splits[j] < q || (at && (mode == 0 || (mode == 2 && first))))
+            x += t[j]->size();
+          if (at) first = false;
+        }
+        StoreElem(out.data() + x, 4, ZipCrc32(ByteSpan(*t[patch.tensor])));
+      }
+      return out;
+    };
+    const Bytes spec = assemble(0);
+    Check(BuildSources(c).outputs.at("patched.bin") == spec,
+          "patch at a split: the file differs from spec 8.1's assembly");
+    Check(assemble(1) != spec, "patch at a split: placing tensors after byte q changes nothing");
+    Check(assemble(2) != spec, "patch at a split: only the run's first tensor changes nothing");
+    s.Add(Valid("core-crc32-patch-at-split", "core",
+                "Spec 8.1: a tensor whose split equals a CRC-32 patch's prolog_offset q comes "
+                "BEFORE prolog byte q, so the patch lands after it (X = q + the lengths of every "
+                "tensor with split <= q). One source file 'patched.bin' (format TorchZip as a "
+                "label only; the prolog is 32 bytes: 4 zero bytes, '--mid1--', 4 zero bytes, "
+                "'mid2EEEEtail', 4 zero bytes, not a zip), tensors a (F32 [3], split 0), b (F16 "
+                "[5], split 12), c (BF16 [3], split 12), e (F32 [0, 4], empty, split 12), d (I32 "
+                "[2], split 32 = the prolog's length). Patches: q = 0 with b's CRC-32 (at a's "
+                "split: written at file offset 12, after a's 12 bytes); q = 12 with a's CRC-32 "
+                "(at the run of equal splits of b, c, e: written after all three, at 12 + 12 + "
+                "10 + 6 = 40, not after b alone); q = 20 with e's (empty: 0x00000000 over 'EEEE'); "
+                "q = 28 with d's (just before d). The file is 32 + 12 + 10 + 6 + 0 + 8 = 68 "
+                "bytes. Stored streams.",
+                c, Encode(c, Opt(StreamCodec::kStored, false)).bytes,
+                {"source:splits", "source:crc32-patches", "source:crc32-patch-at-split",
+                 "shape:empty"}));
   }
   {
     Ckpt c = Single({MakeT("w", DType::kF32, {6}, 701, Role::kWeight)});
@@ -2250,14 +2331,24 @@ void Quantize(Ckpt& c, const std::string& name, QuantKind kind, unsigned bits, s
   QuantizeWith(c, name, kind, bits, centres, seed, parent, scale, std::move(indices));
 }
 
+// The same with the codebook given, in the order given (not necessarily sorted).
+void QuantizeCentres(Ckpt& c, const std::string& name, QuantKind kind, unsigned bits,
+                     std::vector<float> codebook, const Ckpt* parent, float scale, Bytes indices);
+
 // The same with the indices given (codebook from `seed`).
 void QuantizeWith(Ckpt& c, const std::string& name, QuantKind kind, unsigned bits,
                   size_t centres, uint64_t seed, const Ckpt* parent, float scale, Bytes indices) {
+  QuantizeCentres(c, name, kind, bits, Codebook(centres, seed), parent, scale,
+                  std::move(indices));
+}
+
+void QuantizeCentres(Ckpt& c, const std::string& name, QuantKind kind, unsigned bits,
+                     std::vector<float> codebook, const Ckpt* parent, float scale, Bytes indices) {
   T& t = c.tensors[c.Index(name)];
   QuantizationInfo q;
   q.kind = kind;
   q.bits = uint8_t(bits);
-  q.codebook = Codebook(centres, seed);
+  q.codebook = std::move(codebook);
   q.reference_scale = scale;
   Check(indices.size() == Elements(t.shape), name + ": one index per element");
   t.indices = std::move(indices);
@@ -2308,6 +2399,86 @@ Ckpt QuantParent(uint64_t seed) {
   const uint64_t f64s[] = {0x7FF0000000000001ull, 0x8000000000000000ull, 0x0000000000000001ull};
   for (size_t i = 0; i < 3; ++i) StoreElem(c.tensors[3].bytes.data() + 8 * i, 8, f64s[i]);
   return c;
+}
+
+// Spec 7.6's F16/BF16 rounding, written apart from the library for the double-rounding case:
+// `v` (any finite binary64 value) rounded once, to nearest, ties to even, into a float format
+// with `mant` fraction bits and smallest normal exponent `emin` (F16: 10, -14; BF16: 7, -126).
+// Magnitudes that round past the largest finite value give infinity.
+uint16_t RoundOnce(double v, int mant, int emin, int bias) {
+  Check(std::isfinite(v), "RoundOnce: not finite");
+  const uint16_t sign = std::signbit(v) ? uint16_t(0x8000) : uint16_t(0);
+  const double a = std::fabs(v);
+  if (a == 0) return sign;
+  int e = 0;
+  std::frexp(a, &e);
+  e -= 1;  // a in [2^e, 2^(e+1))
+  const int q = std::max(e, emin) - mant;              // the quantum: one unit in the last place
+  const double n = std::nearbyint(std::ldexp(a, -q));  // exact scaling; round to nearest even
+  Check(std::fegetround() == FE_TONEAREST, "RoundOnce: rounding mode");
+  uint64_t bits;
+  if (e < emin) bits = uint64_t(n);  // subnormal (n = 2^mant is the smallest normal)
+  else bits = (uint64_t(e + bias) << mant) + (uint64_t(n) - (uint64_t{1} << mant));
+  const uint64_t inf = ((uint64_t{1} << (15 - mant)) - 1) << mant;
+  return uint16_t(sign | std::min(bits, inf));
+}
+uint16_t RoundF16(double v) { return RoundOnce(v, 10, -14, 15); }
+uint16_t RoundBF16(double v) { return RoundOnce(v, 7, -126, 127); }
+double WidenF16(uint16_t h) {
+  const int e = (h >> 10) & 0x1F, f = h & 0x3FF;
+  Check(e != 0x1F, "WidenF16: not finite");
+  const double m = e == 0 ? std::ldexp(f, -24) : std::ldexp(1024 + f, e - 25);
+  return (h & 0x8000) ? -m : m;
+}
+double WidenBF16(uint16_t b) { return double(F32FromBits(uint32_t(b) << 16)); }
+// A binary32 centre given as an exact sum of powers of two; checked to be exact.
+float ExactF32(double v) {
+  const float f = float(v);
+  Check(double(f) == v, "ExactF32: not a binary32 value");
+  return f;
+}
+
+// For an F16/BF16/F64 Residual tensor `t` of `link` against `parent`: checks, with the
+// arithmetic above (not the library's), that `t.bytes` is spec 7.6 step 3/4 (round32 of a×g,
+// round32 of b + c, then rounded into the dtype), and returns how many elements a decoder
+// taking the binary64 path (a×g + c computed in binary64 and rounded once into F16/BF16, the
+// single rounding that 7.6 says is not the result) would get wrong.
+size_t DoubleRoundingMisses(const T& t, const Ckpt& parent) {
+  const T& r = *parent.Find(t.name);
+  const QuantizationInfo& q = *t.quant;
+  const size_t w = DTypeSize(t.dtype);
+  const float g = q.reference_scale;
+  size_t misses = 0;
+  for (size_t i = 0; i < t.indices.size(); ++i) {
+    const uint64_t ref = LoadElem(r.bytes.data() + i * w, w), got = LoadElem(t.bytes.data() + i * w, w);
+    const unsigned j = t.indices[i];
+    if (t.dtype == DType::kF64) {
+      double a;
+      std::memcpy(&a, &ref, 8);
+      const double b = g == 1.0f ? a : a * double(g);
+      const double x = j == 0 ? b : b + double(q.codebook[j - 1]);
+      uint64_t xb;
+      std::memcpy(&xb, &x, 8);
+      Check(xb == got, t.name + ": F64 reconstruction differs from spec 7.6 step 4");
+      continue;
+    }
+    const bool half = t.dtype == DType::kF16;
+    Check(half || t.dtype == DType::kBF16, t.name + ": F16, BF16 or F64 only");
+    if (g == 1.0f && j == 0) {
+      Check(ref == got, t.name + ": a pruned element is not its reference");
+      continue;
+    }
+    const double a64 = half ? WidenF16(uint16_t(ref)) : WidenBF16(uint16_t(ref));
+    const float a = float(a64);  // exact
+    const float b = g == 1.0f ? a : a * g;
+    const float s = j == 0 ? b : b + q.codebook[j - 1];
+    const uint16_t spec = half ? RoundF16(double(s)) : RoundBF16(double(s));
+    Check(spec == got, t.name + ": reconstruction differs from spec 7.6 step 3");
+    const double s64 = (g == 1.0f ? a64 : a64 * double(g)) + (j == 0 ? 0.0 : double(q.codebook[j - 1]));
+    const uint16_t once = half ? RoundF16(s64) : RoundBF16(s64);
+    misses += once != spec;
+  }
+  return misses;
 }
 
 void QuantizedValid(Suite& s) {
@@ -2365,6 +2536,105 @@ void QuantizedValid(Suite& s) {
                      {l1, IndexOpt(StreamCodec::kZstd, 64)},
                      {l2, IndexOpt(StreamCodec::kZstd, 64)}},
                     {"quant:residual"}));
+  }
+  {
+    // Spec 7.6 step 3's two roundings (round32, then into F16/BF16), told apart from one
+    // rounding of the exact value, plus reference_scale != 1 for F16, BF16 and F64.
+    const auto p2 = [](int e) { return std::ldexp(1.0, e); };
+    const float c16 = ExactF32(p2(-11) + p2(-34));             // 0x3A000001
+    const float c16d = ExactF32(p2(-11) - p2(-35));            // 0x39FFFFFF
+    const float c16s = ExactF32(p2(-11) - p2(-23) + p2(-35));  // 0x39FFF001
+    const float cbf = ExactF32(p2(-8) + p2(-30));              // 0x3B800002
+    const float cbfd = ExactF32(p2(-8) - p2(-32));             // 0x3B7FFFFF
+    const float cbfs = ExactF32(p2(-8) - p2(-23) + p2(-32));   // 0x3B7FFE01
+    const float g = F32FromBits(0x3FC00001u);                  // 1.5 + 2^-23
+    const float g64 = F32FromBits(0x3F8CCCCDu);                // ~1.1
+    Ckpt p = Single({MakeT("h", DType::kF16, {6, 8}, 3401, Role::kWeight),
+                     MakeT("hs", DType::kF16, {6, 8}, 3402, Role::kWeight),
+                     MakeT("b", DType::kBF16, {5, 8}, 3403, Role::kWeight),
+                     MakeT("bs", DType::kBF16, {5, 8}, 3404, Role::kMoment2),
+                     MakeT("ds", DType::kF64, {4, 5}, 3405, Role::kMoment2)});
+    p.step = 600;
+    auto set = [&](const std::string& name, std::vector<uint16_t> v) {
+      T& t = p.tensors[p.Index(name)];
+      for (size_t i = 0; i < v.size(); ++i) StoreElem(t.bytes.data() + 2 * i, 2, v[i]);
+    };
+    // References: +-1.0 and 1 + 2^-10 (F16), +-1.0 and 1 + 2^-7 (BF16).
+    set("h", {0x3C00, 0xBC00, 0x3C01, 0x3C00});
+    set("hs", {0x3C00, 0xBC00, 0x3C00});
+    set("b", {0x3F80, 0xBF80, 0x3F81, 0x3F80});
+    set("bs", {0x3F80, 0xBF80, 0x3F80});
+    Ckpt l = Next(p, 3406);
+    l.step = 620;
+    // Codebooks: seeded centres, then the constructed ones (unsorted as a whole); indices
+    // seeded, with the first elements pointing at the constructed centres.
+    auto indices = [](uint64_t n, size_t centres, uint64_t seed, std::vector<uint8_t> head) {
+      Rng r(seed);
+      Bytes ix(n);
+      for (uint64_t i = 0; i < n; ++i)
+        ix[i] = i < head.size() ? head[i] : uint8_t(r.Next() % (centres + 1));
+      return ix;
+    };
+    auto book = [](size_t n, uint64_t seed, std::vector<float> extra) {
+      std::vector<float> c = Codebook(n, seed);
+      c.insert(c.end(), extra.begin(), extra.end());
+      return c;
+    };
+    // h: 3 seeded + {c16, -c16, c16d} = 6 centres (indices 4, 5, 6), 3 bits, g = 1.
+    QuantizeCentres(l, "h", QuantKind::kResidual, 3, book(3, 3411, {c16, -c16, c16d}), &p, 1.0f,
+                    indices(48, 6, 3412, {4, 5, 6, 0}));
+    // hs: 4 seeded + {c16s, -c16s} (indices 5, 6), 3 bits, g = 0x3FC00001.
+    QuantizeCentres(l, "hs", QuantKind::kResidual, 3, book(4, 3413, {c16s, -c16s}), &p, g,
+                    indices(48, 6, 3414, {5, 6, 0}));
+    // b: 4 seeded + {cbf, -cbf, cbfd} (indices 5, 6, 7), 3 bits, g = 1.
+    QuantizeCentres(l, "b", QuantKind::kResidual, 3, book(4, 3415, {cbf, -cbf, cbfd}), &p, 1.0f,
+                    indices(40, 7, 3416, {5, 6, 7, 0}));
+    // bs: 9 seeded + {cbfs, -cbfs} (indices 10, 11), 4 bits, g = 0x3FC00001.
+    QuantizeCentres(l, "bs", QuantKind::kResidual, 4, book(9, 3417, {cbfs, -cbfs}), &p, g,
+                    indices(40, 11, 3418, {10, 11, 0}));
+    // ds: 11 seeded centres, 4 bits, g = 0x3F8CCCCD.
+    QuantizeCentres(l, "ds", QuantKind::kResidual, 4, Codebook(11, 3419), &p, g64,
+                    indices(20, 11, 3420, {0}));
+    // The generator's own arithmetic agrees with the writer's reconstruction, and a decoder
+    // that rounds once (the binary64 path) gets the constructed elements wrong: h's 0..2, hs's
+    // 0..1, b's 0..2, bs's 0..1.
+    const size_t mh = DoubleRoundingMisses(l.tensors[l.Index("h")], p);
+    const size_t mhs = DoubleRoundingMisses(l.tensors[l.Index("hs")], p);
+    const size_t mb = DoubleRoundingMisses(l.tensors[l.Index("b")], p);
+    const size_t mbs = DoubleRoundingMisses(l.tensors[l.Index("bs")], p);
+    DoubleRoundingMisses(l.tensors[l.Index("ds")], p);
+    Check(mh >= 3 && mhs >= 2 && mb >= 3 && mbs >= 2,
+          "double rounding: single rounding would give the same bytes (" + std::to_string(mh) +
+              ", " + std::to_string(mhs) + ", " + std::to_string(mb) + ", " +
+              std::to_string(mbs) + ")");
+    auto bits16 = [&](const std::string& name, size_t i) {
+      return Hex(l.tensors[l.Index(name)].bytes.data() + 2 * i, 2);
+    };
+    Check(bits16("h", 0) == "003c" && bits16("h", 1) == "00bc" && bits16("h", 2) == "023c" &&
+              bits16("hs", 0) == "003e" && bits16("b", 0) == "803f" && bits16("b", 2) == "823f" &&
+              bits16("bs", 0) == "c03f",
+          "double rounding: the constructed elements");
+    s.Add(ChainCase(
+        "full-quantized-residual-double-rounding-and-scales",
+        "Spec 7.6 step 3: s = round32(round32(a x g) + c), then s rounded a second time into F16 "
+        "or BF16 (ties to even); NOT the exact a x g + c rounded once. A link (input.ckz) of the "
+        "keyframe parent-1.ckz with five Residual tensors, packed indices. 'h' (F16, g = 1, "
+        "codebook of 6 unsorted centres): element 0 is reference 1.0 (0x3C00) + centre "
+        "2^-11 + 2^-34 (0x3A000001): round32 gives 1 + 2^-11, a tie, so F16 0x3C00 (single "
+        "rounding: 0x3C01); element 1 is its negative (0xBC00; single: 0xBC01); element 2 is "
+        "1 + 2^-10 (0x3C01) + (2^-11 - 2^-35) (0x39FFFFFF): round32 ties up to 1 + 3x2^-11, "
+        "so 0x3C02 (single: 0x3C01); element 3 is pruned (index 0, g = 1: the reference bit for "
+        "bit). 'hs' (F16, reference_scale 0x3FC00001 = 1.5 + 2^-23): 1.0 x g = 0x3FC00001, "
+        "+ (2^-11 - 2^-23 + 2^-35) (0x39FFF001) rounds in binary32 to the tie 1.5 + 2^-11, "
+        "so 0x3E00 (single: 0x3E01); element 1 its negative; element 2 pruned, so "
+        "round16(round32(1.0 x g)) = 0x3E00. 'b' (BF16, g = 1, 7 centres): 1.0 (0x3F80) + "
+        "(2^-8 + 2^-30) gives 0x3F80 (single: 0x3F81), its negative, and 1 + 2^-7 (0x3F81) + "
+        "(2^-8 - 2^-32) gives 0x3F82 (single: 0x3F81). 'bs' (BF16, g = 0x3FC00001, 11 "
+        "centres): 1.0 x g + (2^-8 - 2^-23 + 2^-32) gives 0x3FC0 (single: 0x3FC1), and its "
+        "negative. 'ds' (F64, g = 0x3F8CCCCD, 11 centres): round64(a x g) then round64(+ c). "
+        "The other elements have seeded references, centres and indices.",
+        {{p, Opt(StreamCodec::kStored, false)}, {l, IndexOpt(StreamCodec::kPacked)}},
+        {"quant:residual", "quant:scale", "quant:double-rounding"}));
   }
 }
 
