@@ -107,6 +107,13 @@ int CmAuxTensor(const std::vector<CmTensorRole>& tensors, size_t t) {
   return owner_ok ? int(owner) : -1;
 }
 
+std::vector<CmTensorRole> CmRoles(const std::vector<TensorInfo>& tensors) {
+  std::vector<CmTensorRole> roles(tensors.size());
+  for (size_t i = 0; i < roles.size(); ++i)
+    roles[i] = {tensors[i].role, tensors[i].owner, tensors[i].quantization.has_value()};
+  return roles;
+}
+
 void EncodeIndexStream(const IndexModelInputs& in, const uint8_t* indices, size_t count,
                        std::vector<uint8_t>* out, const IndexModelConfig& config) {
   EncodeSide side{RangeEncoder(out)};

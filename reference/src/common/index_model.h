@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "ckz/archive.h"
 #include "ckz/types.h"
 
 namespace ckz {
@@ -23,6 +24,9 @@ struct CmTensorRole {
 // owner when quantized; for a quantized Moment2, the only quantized Moment1 of the same owner,
 // else its owner when quantized. Never a tensor that itself uses t as aux (no cycles).
 int CmAuxTensor(const std::vector<CmTensorRole>& tensors, size_t t);
+
+// What the aux-context rule looks at, for every tensor of a parsed file.
+std::vector<CmTensorRole> CmRoles(const std::vector<TensorInfo>& tensors);
 
 // Everything the model of one chunk may look at besides its own, already coded, indices.
 struct IndexModelInputs {

@@ -147,11 +147,7 @@ Status CmInputs(const Archive& archive, size_t t, uint64_t first, uint64_t count
       in->parent_centres = centres;
     }
   }
-  std::vector<CmTensorRole> roles(archive.tensors.size());
-  for (size_t i = 0; i < roles.size(); ++i)
-    roles[i] = {archive.tensors[i].role, archive.tensors[i].owner,
-                archive.tensors[i].quantization.has_value()};
-  const int a = CmAuxTensor(roles, t);
+  const int a = CmAuxTensor(CmRoles(archive.tensors), t);
   if (a >= 0) {
     aux->resize(count);
     CKZ_RETURN_IF_ERROR(

@@ -2,7 +2,6 @@
 // reference bytes when predicted, decodes them (in parallel when asked) and copies the wanted
 // slices.
 #include <algorithm>
-#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -85,23 +84,22 @@ Status DecodeChunkInto(const Archive& archive, const TensorRange& r, size_t chun
 // The aux tensor (spec 7.7.2) of each requested tensor and of the tensors down its aux chain,
 // -1 if none, and its wave: 0 without an aux tensor, else one more than its aux tensor's
 // (Weight 0, Moment1 1, Moment2 2). Other tensors are left at -1 and 0. A single tensor's
-// ranges need none of it (its chunks never wait for each other): that is the common call, once
-// per chunk of a parent read through a chain, so it costs nothing there.
+// ranges need none of it (its chunks never wait for each other): the graph is then empty. That
+// is the common call, once per chunk of a parent read through a chain, so it costs nothing
+// there.
 struct AuxGraph {
   std::vector<int> aux;
   std::vector<uint32_t> wave;
+  uint32_t WaveOf(size_t t) const { return wave.empty() ? 0 : wave[t]; }
 };
 
 AuxGraph AuxTensors(const Archive& archive, const std::vector<TensorRange>& ranges) {
-  const size_t n = archive.tensors.size();
-  AuxGraph g{std::vector<int>(n, -1), std::vector<uint32_t>(n, 0)};
   bool several = false;
   for (const TensorRange& r : ranges) several |= r.tensor != ranges.front().tensor;
-  if (!several) return g;
-  std::vector<CmTensorRole> roles(n);
-  for (size_t i = 0; i < n; ++i)
-    roles[i] = {archive.tensors[i].role, archive.tensors[i].owner,
-                archive.tensors[i].quantization.has_value()};
+  if (!several) return {};
+  const size_t n = archive.tensors.size();
+  AuxGraph g{std::vector<int>(n, -1), std::vector<uint32_t>(n, 0)};
+  const std::vector<CmTensorRole> roles = CmRoles(archive.tensors);
   std::vector<bool> known(n, false);
   for (const TensorRange& r : ranges)
     // Aux chains are short and acyclic (7.7.2); the bound only guards.
@@ -134,9 +132,9 @@ class Scheduler {
   Scheduler(const Archive& archive, const std::vector<TensorRange>& ranges,
             const std::vector<ChunkWork>& work, const AuxGraph& graph)
       : archive_(archive), graph_(graph), waiting_(work.size(), 0), dependents_(work.size()) {
-    for (size_t i = 0; i < work.size(); ++i)
+    for (size_t i = 0; i < work.size() && !graph.aux.empty(); ++i)
       item_of_.emplace(std::make_pair(ranges[work[i].range].tensor, work[i].chunk), i);
-    for (size_t i = 0; i < work.size(); ++i) {
+    for (size_t i = 0; i < work.size() && !graph.aux.empty(); ++i) {
       const size_t t = ranges[work[i].range].tensor;
       const auto [first, end] = Elements(archive.tensors[t], work[i].chunk);
       std::set<size_t> deps;
@@ -220,7 +218,7 @@ Status DecodeTensorRanges(const Archive& archive, const std::vector<TensorRange>
   // the last ones to finish are short.
   const AuxGraph graph = AuxTensors(archive, ranges);
   std::stable_sort(work.begin(), work.end(), [&](const ChunkWork& a, const ChunkWork& b) {
-    const uint32_t wa = graph.wave[ranges[a.range].tensor], wb = graph.wave[ranges[b.range].tensor];
+    const uint32_t wa = graph.WaveOf(ranges[a.range].tensor), wb = graph.WaveOf(ranges[b.range].tensor);
     if (wa != wb) return wa < wb;
     return a.raw_length > b.raw_length;
   });
@@ -230,27 +228,31 @@ Status DecodeTensorRanges(const Archive& archive, const std::vector<TensorRange>
   std::vector<Status> results(work.size());
   // The error reported is that of the first failing chunk in (range, chunk) order, whatever the
   // thread count: chunks after the first failure seen so far are skipped, those before it run.
-  std::atomic<size_t> first_failure{SIZE_MAX};  // a work index
-  auto before = [&](size_t i, size_t j) {
-    return work[i].range < work[j].range ||
-           (work[i].range == work[j].range && work[i].chunk < work[j].chunk);
-  };
   std::mutex failure_mutex;
+  size_t first_failure = SIZE_MAX;  // a work index, guarded by failure_mutex
+  auto before_locked = [&](size_t i) {
+    const size_t f = first_failure;
+    return f == SIZE_MAX || work[i].range < work[f].range ||
+           (work[i].range == work[f].range && work[i].chunk < work[f].chunk);
+  };
+  auto before_failure = [&](size_t i) {
+    std::lock_guard<std::mutex> lock(failure_mutex);
+    return before_locked(i);
+  };
+  auto record_failure = [&](size_t i) {
+    std::lock_guard<std::mutex> lock(failure_mutex);
+    if (before_locked(i)) first_failure = i;
+  };
   auto worker = [&] {
     ChunkDecoder decoder;
     decoder.set_index_cache(cache);
     std::vector<uint8_t> whole, ref;
     while (const std::optional<size_t> next = scheduler.Take()) {
       const size_t i = *next;
-      const size_t failed = first_failure.load();
-      if (failed == SIZE_MAX || before(i, failed)) {
+      if (before_failure(i)) {
         results[i] = DecodeChunkInto(archive, ranges[work[i].range], work[i].chunk, reference,
                                      decoder, &whole, &ref);
-        if (!results[i].ok()) {
-          std::lock_guard<std::mutex> lock(failure_mutex);
-          const size_t f = first_failure.load();
-          if (f == SIZE_MAX || before(i, f)) first_failure = i;
-        }
+        if (!results[i].ok()) record_failure(i);
       }
       scheduler.Done(i);
     }
@@ -259,8 +261,7 @@ Status DecodeTensorRanges(const Archive& archive, const std::vector<TensorRange>
   for (size_t w = 1; w < workers; ++w) pool.emplace_back(worker);
   worker();
   for (std::thread& t : pool) t.join();
-  const size_t failed = first_failure.load();
-  return failed == SIZE_MAX ? Status::Ok() : results[failed];
+  return first_failure == SIZE_MAX ? Status::Ok() : results[first_failure];
 }
 
 Status DecodeTensorRange(const Archive& archive, size_t tensor, uint64_t offset,
