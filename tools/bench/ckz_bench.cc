@@ -5,8 +5,9 @@
 //   ckz_bench [options] FILE...             these checkpoints, in the order given
 //
 // Rows: zstd -19 and xz -9 of each whole file, byte-shuffle + zstd -19 per tensor (ZipNN
-// style), ckz keyframe (every checkpoint self-contained) and ckz lossless delta (checkpoint k a
-// link predicted from checkpoint k-1, the first a keyframe). Everything is loaded into memory
+// style), ckz keyframe (every checkpoint self-contained), ckz lossless delta (checkpoint k a
+// link predicted from checkpoint k-1, the first a keyframe) and the same without the cmf float
+// model (byte planes and zstd only). Everything is loaded into memory
 // first; each encode and decode is timed alone (best of --repeat runs, steady_clock) and every
 // decode is checked bit-exact against the input. Uses only the public API of libckz.
 #include <algorithm>
@@ -407,17 +408,20 @@ Status DecodeAll(const Archive& a, ReferenceSource* reference, IndexCache* cache
 // loop) with cm-coded indices; a link decodes against what the encoder says decoders
 // reconstruct of its parent (values and indices), as a chain reader does once it has decoded
 // the parent, and must give the encoder's reconstruction bit for bit.
-enum class CkzMode { kKeyframe, kLosslessDelta, kLossy };
+// kLosslessCmf is the lossless delta with the cmf float model (spec 7.8) where it codes a
+// sample of a tensor smaller (`ckz compress --lossless --entropy cm`).
+enum class CkzMode { kKeyframe, kLosslessDelta, kLosslessCmf, kLossy };
 
 class CkzMethod final : public Method {
  public:
   CkzMethod(const History& h, CkzMode mode, int level)
       : Method(mode == CkzMode::kKeyframe        ? "ckz keyframe"
                : mode == CkzMode::kLosslessDelta ? "ckz lossless delta"
+               : mode == CkzMode::kLosslessCmf   ? "ckz lossless delta + cmf"
                                                  : "ckz lossy chain (ExCP + cm)",
                h),
         mode_(mode), level_(level), ids_(h.size()), refs_(h.size()), expected_(h.size()) {
-    if (mode_ == CkzMode::kLosslessDelta)
+    if (mode_ == CkzMode::kLosslessDelta || mode_ == CkzMode::kLosslessCmf)
       for (size_t k = 0; k < h.size(); ++k) {
         // Lossless: a checkpoint's decoded tensors are its input tensors.
         refs_[k] = std::make_unique<DecodedCheckpoint>();
@@ -432,6 +436,7 @@ class CkzMethod final : public Method {
     EncodeOptions options;
     options.threads = threads;
     options.zstd_level = level_;
+    if (mode_ == CkzMode::kLosslessCmf) options.float_codec.reset();  // cmf where it wins
     Writer writer(std::move(sink), options);
     ReferenceSource* reference = nullptr;
     WriteOptions write;
@@ -663,6 +668,7 @@ int Main(int argc, char** argv) {
   }
   methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kKeyframe, o.level));
   methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLosslessDelta, o.level));
+  methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLosslessCmf, o.level));
   if (o.lossy) methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLossy, o.level));
   std::vector<RowResult> rows;
   for (auto& m : methods) rows.push_back(Run(*m, h, o));
@@ -675,8 +681,9 @@ int Main(int argc, char** argv) {
   no_shuffle.tensor_stored.assign(h.size(), {});
   const RowResult& shuffle = o.skip_baselines ? no_shuffle : rows[2];
   const size_t lossless_rows = rows.size() - (o.lossy ? 1 : 0);  // the lossy row comes last
-  const RowResult& keyframe = rows[lossless_rows - 2];
-  const RowResult& delta = rows[lossless_rows - 1];
+  const RowResult& keyframe = rows[lossless_rows - 3];
+  const RowResult& delta = rows[lossless_rows - 2];
+  const RowResult& delta_cmf = rows[lossless_rows - 1];
 
   // Header.
   const std::string date = LocalDateTime(), cpu = CpuModel();
@@ -726,6 +733,7 @@ int Main(int argc, char** argv) {
   const uint64_t links_delta = sum_from(delta.stored_per_ckpt);
   const uint64_t links_shuffle = sum_from(shuffle.stored_per_ckpt);
   const uint64_t links_keyframe = sum_from(keyframe.stored_per_ckpt);
+  const uint64_t links_cmf = sum_from(delta_cmf.stored_per_ckpt);
   auto smaller = [](uint64_t ours, uint64_t theirs) {
     return theirs ? 100.0 * (1.0 - double(ours) / double(theirs)) : 0.0;
   };
@@ -745,6 +753,10 @@ int Main(int argc, char** argv) {
         "keyframe): ratio %s (%s raw -> %s).\n",
         md, md, h.size() - first_link, h.size(), RatioText(links_raw, links_delta).c_str(),
         HumanBytes(links_raw).c_str(), HumanBytes(links_delta).c_str());
+  if (first_link != 0)
+    std::printf("%sckz lossless delta + cmf%s, links only: ratio %s (%s), %s ckz lossless delta.\n",
+                md, md, RatioText(links_raw, links_cmf).c_str(), HumanBytes(links_cmf).c_str(),
+                smaller_text(links_cmf, links_delta).c_str());
   if (shuffle.stored == 0)
     std::printf("No comparison with byte-shuffle + zstd -19: baselines skipped.\n\n");
   else
@@ -757,7 +769,7 @@ int Main(int argc, char** argv) {
 
   // Per-role breakdown over the links.
   std::map<Role, RoleStats> roles;
-  const RowResult* per_tensor_rows[] = {&shuffle, &keyframe, &delta};
+  const RowResult* per_tensor_rows[] = {&shuffle, &keyframe, &delta, &delta_cmf};
   for (size_t k = first_link; k < h.size(); ++k) {
     const auto& tensors = h[k]->input.tensors;
     for (size_t i = 0; i < tensors.size(); ++i) {
@@ -769,15 +781,15 @@ int Main(int argc, char** argv) {
     }
   }
   Table role_table({"Role (links only)", "Tensors", "Raw", "byte-shuffle + zstd -19",
-                    "ckz keyframe", "ckz lossless delta", "delta vs shuffle"},
-                   {false, true, true, true, true, true, true});
-  uint64_t payload[3] = {0, 0, 0};
+                    "ckz keyframe", "ckz lossless delta", "delta + cmf", "delta vs shuffle"},
+                   {false, true, true, true, true, true, true, true});
+  uint64_t payload[4] = {0, 0, 0, 0};
   for (Role role : kRoles) {
     auto it = roles.find(role);
     if (it == roles.end()) continue;
     const RoleStats& s = it->second;
     std::vector<std::string> row = {RoleName(role), std::to_string(s.tensors), HumanBytes(s.raw)};
-    for (int j = 0; j < 3; ++j) {
+    for (int j = 0; j < 4; ++j) {
       const uint64_t st =
           s.stored.count(per_tensor_rows[j]->name) ? s.stored.at(per_tensor_rows[j]->name) : 0;
       payload[j] += st;
@@ -789,10 +801,12 @@ int Main(int argc, char** argv) {
   }
   role_table.AddRow({"all tensor payload", "", HumanBytes(links_raw),
                      RatioText(links_raw, payload[0]), RatioText(links_raw, payload[1]),
-                     RatioText(links_raw, payload[2]), vs_text(payload[2], payload[0])});
+                     RatioText(links_raw, payload[2]), RatioText(links_raw, payload[3]),
+                     vs_text(payload[2], payload[0])});
   role_table.AddRow({"with container", "", HumanBytes(links_raw),
                      RatioText(links_raw, links_shuffle), RatioText(links_raw, links_keyframe),
-                     RatioText(links_raw, links_delta), vs_text(links_delta, links_shuffle)});
+                     RatioText(links_raw, links_delta), RatioText(links_raw, links_cmf),
+                     vs_text(links_delta, links_shuffle)});
   std::fputs(role_table.Render(o.markdown).c_str(), stdout);
 
   if (o.per_checkpoint) {

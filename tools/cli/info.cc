@@ -36,6 +36,7 @@ std::string FeaturesText(uint64_t bits) {
          : bit == kFeatureQuantized    ? "quantized (lossy)"
          : bit == kFeatureContextModel ? "context-model coding (cm)"
          : bit == kFeatureCodedProlog  ? "coded prologs"
+         : bit == kFeatureFloatModel   ? "context-model float coding (cmf)"
                                        : "bit " + std::to_string(b);
   }
   return s;

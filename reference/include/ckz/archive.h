@@ -22,7 +22,7 @@ namespace ckz {
 
 // Format constants (spec/ckz.md, sections 2-4).
 inline constexpr uint16_t kFormatMajor = 0;
-inline constexpr uint16_t kFormatMinor = 5;
+inline constexpr uint16_t kFormatMinor = 6;
 inline constexpr size_t kPreambleSize = 64;
 inline constexpr uint64_t kAlignment = 64;
 inline constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 26;    // 64 MiB
@@ -38,8 +38,11 @@ inline constexpr uint64_t kFeatureContextModel = uint64_t{1} << 2;
 // (0.5) some source file's prolog is zstd-coded (spec 8.4): an older reader would take the
 // coded bytes for the prolog.
 inline constexpr uint64_t kFeatureCodedProlog = uint64_t{1} << 3;
-inline constexpr uint64_t kKnownRequiredFeatures =
-    kFeatureReferenceChain | kFeatureQuantized | kFeatureContextModel | kFeatureCodedProlog;
+// (0.6) some chunk uses the cmf stream codec (spec 7.8).
+inline constexpr uint64_t kFeatureFloatModel = uint64_t{1} << 4;
+inline constexpr uint64_t kKnownRequiredFeatures = kFeatureReferenceChain | kFeatureQuantized |
+                                                   kFeatureContextModel | kFeatureCodedProlog |
+                                                   kFeatureFloatModel;
 // (0.5) Decoded length of a coded prolog, at most (spec 13).
 inline constexpr uint64_t kMaxPrologBytes = uint64_t{1} << 30;
 inline constexpr uint8_t kMaxQuantBits = 8;

@@ -112,6 +112,8 @@ class ChunkDecoder {
                          ReferenceSource* source);
   Status StreamIndices(const Archive& archive, size_t tensor, size_t chunk,
                        const StreamInfo& stream, ReferenceSource* source, MutableByteSpan indices);
+  Status DecodeFloats(const Archive& archive, size_t tensor, size_t chunk,
+                      const StreamInfo& stream, ByteSpan reference, MutableByteSpan out);
   struct Scratch;
   std::unique_ptr<Scratch> scratch_;
   IndexCache* index_cache_ = nullptr;

@@ -70,10 +70,11 @@ const char* PredictorName(Predictor predictor);  // "none", "xor", "sub"
 
 // Per-stream entropy codec, stored in each chunk's stream directory (spec 7.2). kPacked (0.3)
 // and kCm (0.4, the context-model arithmetic coder, spec 7.7) are for index streams of
-// quantized tensors only.
-enum class StreamCodec : uint8_t { kStored = 0, kZstd = 1, kPacked = 2, kCm = 3 };
-constexpr uint8_t kMaxStreamCodec = 3;
-const char* StreamCodecName(StreamCodec codec);  // "stored", "zstd", "packed", "cm"
+// quantized tensors only; kCmFloat (0.6, spec 7.8) for unquantized F32 tensors without byte
+// planes, whose values it codes against the reference.
+enum class StreamCodec : uint8_t { kStored = 0, kZstd = 1, kPacked = 2, kCm = 3, kCmFloat = 4 };
+constexpr uint8_t kMaxStreamCodec = 4;
+const char* StreamCodecName(StreamCodec codec);  // "stored", "zstd", "packed", "cm", "cmf"
 
 // How a quantized tensor's indices become values (spec 7.6).
 enum class QuantKind : uint8_t { kInvalid = 0, kResidual = 1, kDirect = 2 };

@@ -53,6 +53,11 @@ struct EncodeOptions {
   std::optional<StreamCodec> force_codec;
   // Index streams of quantized tensors: zstd, packed, cm, or (unset) the smallest per chunk.
   std::optional<StreamCodec> index_codec;
+  // (0.6) Values of unquantized F32 tensors: the byte-plane pipeline (kZstd, the default), the
+  // cmf context model (kCmFloat, spec 7.8), or (unset) cmf in links where it codes a sample of
+  // the tensor smaller than zstd does. cmf saves 2-4 % of a lossless link but decodes ~30x
+  // slower than zstd (docs/lossless-planes.md), so it is asked for, not the default.
+  std::optional<StreamCodec> float_codec = StreamCodec::kZstd;
   // (0.5) Prologs: stored, zstd, zstd against the parent's prolog, or (unset) the smallest.
   std::optional<PrologCodec> prolog_codec;
   // Called from the writing thread with the number of input bytes encoded so far.

@@ -1,4 +1,4 @@
-// The normative binary arithmetic coder of the "cm" stream codec (spec 7.7): a 32-bit range
+// The normative binary arithmetic coder of the "cm" and "cmf" stream codecs (spec 7.7, 7.8): a 32-bit range
 // coder with carry propagation (the LZMA construction) and adaptive 16-bit probabilities.
 // Integer-only; encoder and decoder perform the same range arithmetic, so any conforming
 // decoder reproduces the encoder's decisions bit for bit.
@@ -58,6 +58,19 @@ class RangeEncoder {
     while (range_ < kRangeTop) {
       range_ <<= 8;
       ShiftLow();
+    }
+  }
+
+  // The low `count` bits of `value`, most significant first, each at probability 1/2 (no
+  // model): bits that are close to random cost one bit each and no state.
+  void EncodeDirect(uint32_t value, unsigned count) {
+    while (count-- > 0) {
+      range_ >>= 1;
+      if ((value >> count) & 1) low_ += range_;
+      if (range_ < kRangeTop) {  // range_ >= 2^23 here: one shift restores it
+        range_ <<= 8;
+        ShiftLow();
+      }
     }
   }
 
@@ -121,6 +134,25 @@ class RangeDecoder {
       code_ = (code_ << 8) | NextByte();
     }
     return bit;
+  }
+
+  // Mirrors RangeEncoder::EncodeDirect.
+  uint32_t DecodeDirect(unsigned count) {
+    uint32_t value = 0;
+    while (count-- > 0) {
+      range_ >>= 1;
+      uint32_t bit = 0;
+      if (code_ >= range_) {
+        code_ -= range_;
+        bit = 1;
+      }
+      value = (value << 1) | bit;
+      if (range_ < kRangeTop) {
+        range_ <<= 8;
+        code_ = (code_ << 8) | NextByte();
+      }
+    }
+    return value;
   }
 
   // After the last symbol: a valid stream has code < range and no bytes beyond those the

@@ -70,6 +70,7 @@ const char* StreamCodecName(StreamCodec codec) {
     case StreamCodec::kZstd: return "zstd";
     case StreamCodec::kPacked: return "packed";
     case StreamCodec::kCm: return "cm";
+    case StreamCodec::kCmFloat: return "cmf";
   }
   return "invalid";
 }

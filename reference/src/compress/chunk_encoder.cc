@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/bytes.h"
+#include "common/float_model.h"
 #include "common/transforms.h"
 #include "format/chunk_layout.h"
 
@@ -55,9 +56,59 @@ double StreamsCost(const std::vector<uint8_t>& transformed, size_t streams) {
 
 }  // namespace
 
+namespace {
+
+// Exact zstd size of `src` at the options' level, as the chunk encoder would write it.
+size_t ZstdBytes(ZSTD_CCtx* cctx, const uint8_t* src, size_t n, int level,
+                 std::vector<uint8_t>* buf) {
+  buf->resize(ZSTD_compressBound(n));
+  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
+  const size_t r = ZSTD_compress2(cctx, buf->data(), buf->size(), src, n);
+  return ZSTD_isError(r) ? n : std::min(r, n);
+}
+
+// cmf against the byte-plane pipeline's `coding`, both coded for real on the sample (the
+// cmf model's gain, 2-5 % of a link, is below the order-0 estimate's error).
+bool FloatModelWins(const TensorCoding& coding, const std::vector<uint8_t>& sample,
+                    const std::vector<uint8_t>& sample_ref, int level) {
+  const size_t streams = StreamCount(coding.byte_planes, 4);
+  std::vector<uint8_t> transformed(sample.size()), buf;
+  ForwardTransform(coding.predictor, coding.byte_planes, 4, sample.data(),
+                   coding.predictor == Predictor::kNone ? nullptr : sample_ref.data(),
+                   sample.size(), transformed.data());
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  size_t planes = 0;
+  const size_t len = sample.size() / streams;
+  for (size_t s = 0; s < streams; ++s)
+    planes += ZstdBytes(cctx, transformed.data() + s * len, len, level, &buf);
+  ZSTD_freeCCtx(cctx);
+  std::vector<uint8_t> coded;
+  EncodeFloatStream(sample.data(), sample_ref.data(), sample.size() / 4, &coded);
+  return coded.size() + kStreamEntryBytes < planes + streams * kStreamEntryBytes;
+}
+
+}  // namespace
+
 TensorCoding ChooseCoding(DType dtype, ByteSpan data, ByteSpan reference,
                           const EncodeOptions& options) {
   const size_t width = DTypeSize(dtype);
+  // cmf: forced, or (float_codec unset) a candidate in links unless a codec or a plane split is
+  // forced.
+  const bool float_forced = dtype == DType::kF32 &&
+                            (options.float_codec == StreamCodec::kCmFloat ||
+                             options.force_codec == StreamCodec::kCmFloat);
+  const bool float_candidate = dtype == DType::kF32 && !reference.empty() &&
+                               !options.float_codec && !options.force_codec &&
+                               !options.force_byte_planes && data.size >= 4;
+  if (float_forced) {
+    TensorCoding c;
+    c.float_model = true;
+    if (!reference.empty()) c.predictor = options.force_predictor.value_or(Predictor::kSubRef);
+    return c;
+  }
   std::vector<Predictor> predictors = {Predictor::kNone};
   if (!reference.empty()) predictors = {Predictor::kXorRef, Predictor::kSubRef, Predictor::kNone};
   if (options.force_predictor)
@@ -65,7 +116,8 @@ TensorCoding ChooseCoding(DType dtype, ByteSpan data, ByteSpan reference,
   std::vector<bool> planes = {true, false};
   if (width == 1) planes = {false};
   if (options.force_byte_planes) planes = {*options.force_byte_planes};
-  if (predictors.size() * planes.size() == 1) return {predictors[0], planes[0]};
+  if (predictors.size() * planes.size() == 1 && !float_candidate)
+    return {predictors[0], planes[0]};
 
   // The sample: whole-element slices at evenly spaced places (all of a small tensor).
   std::vector<uint8_t> sample, sample_ref;
@@ -97,6 +149,12 @@ TensorCoding ChooseCoding(DType dtype, ByteSpan data, ByteSpan reference,
       }
     }
   }
+  if (float_candidate && FloatModelWins(best, sample, sample_ref, options.zstd_level)) {
+    TensorCoding c;
+    c.predictor = options.force_predictor.value_or(Predictor::kSubRef);
+    c.float_model = c.predictor != Predictor::kNone;
+    if (c.float_model) return c;
+  }
   return best;
 }
 
@@ -114,6 +172,15 @@ ChunkEncoder::~ChunkEncoder() = default;
 void ChunkEncoder::Encode(const TensorCoding& coding, size_t width, ByteSpan data,
                           ByteSpan reference, const EncodeOptions& options,
                           std::vector<uint8_t>* out) {
+  if (coding.float_model) {
+    // Spec 7.8: one cmf stream of the values, predicted by the reference when there is one.
+    out->assign(kStreamEntryBytes, 0);
+    (*out)[0] = uint8_t(StreamCodec::kCmFloat);
+    EncodeFloatStream(data.data, coding.predictor == Predictor::kNone ? nullptr : reference.data,
+                      data.size / 4, out);
+    StoreLE32(out->data() + 1, uint32_t(out->size() - kStreamEntryBytes));
+    return;
+  }
   Scratch& s = *scratch_;
   const size_t streams = StreamCount(coding.byte_planes, width);
   const size_t stream_raw = data.size / streams;

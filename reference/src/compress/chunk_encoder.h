@@ -16,10 +16,12 @@ namespace ckz {
 struct TensorCoding {
   Predictor predictor = Predictor::kNone;
   bool byte_planes = false;
+  bool float_model = false;  // chunks are one cmf stream (spec 7.8); then byte_planes is false
 };
 
 // Picks the (predictor, planes) pair whose streams have the lowest order-0 entropy on a
-// sample of the tensor. `reference` empty: only kNone is considered.
+// sample of the tensor, then, for an F32 tensor of a link, cmf instead when it codes the
+// sample smaller than zstd does. `reference` empty: only kNone is considered.
 TensorCoding ChooseCoding(DType dtype, ByteSpan data, ByteSpan reference,
                           const EncodeOptions& options);
 

@@ -102,6 +102,7 @@ struct Writer::Impl {
   bool batching = false;
   bool quantized = false;  // sets required feature bit 1
   std::atomic<bool> context_model{false};  // some chunk chose cm: required feature bit 2
+  std::atomic<bool> float_model{false};    // some chunk chose cmf: required feature bit 4
   bool coded_prolog = false;               // required feature bit 3
 };
 
@@ -296,6 +297,7 @@ Status Writer::AddTensor(const TensorSpec& spec, ByteSpan data, ByteSpan referen
     const ByteSpan ref =
         coding.predictor == Predictor::kNone ? ByteSpan() : reference.subspan(begin, len);
     encoder.Encode(coding, width, data.subspan(begin, len), ref, w.options, out);
+    if ((*out)[0] == uint8_t(StreamCodec::kCmFloat)) w.float_model = true;
     *crc = Crc32c(data.data + begin, len);
   };
   p.done = [&w, chosen](const TensorInfo& info, int) {
@@ -439,7 +441,8 @@ Result<ContentId> Writer::Finish() {
   p.required_features = (w.link ? kFeatureReferenceChain : 0) |
                         (w.quantized ? kFeatureQuantized : 0) |
                         (w.context_model ? kFeatureContextModel : 0) |
-                        (w.coded_prolog ? kFeatureCodedProlog : 0);
+                        (w.coded_prolog ? kFeatureCodedProlog : 0) |
+                        (w.float_model ? kFeatureFloatModel : 0);
   p.header_offset = w.position;
   p.header_length = hdr.size();
   p.header_crc32c = Crc32c(hdr.data(), hdr.size());

@@ -11,6 +11,7 @@
 #include "ckz/decoder.h"
 #include "common/bytes.h"
 #include "common/crc32c.h"
+#include "common/float_model.h"
 #include "common/index_model.h"
 #include "common/quantize.h"
 #include "common/zstd_frame.h"
@@ -100,15 +101,29 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
     const uint8_t* entry = stored.data + s * kStreamEntryBytes;
     const uint64_t length = LoadLE32(entry + 1);
     const std::string where = Where(archive, tensor, chunk_index) + " stream " + std::to_string(s);
-    if (entry[0] > kMaxStreamCodec || (entry[0] >= uint8_t(StreamCodec::kPacked) && !t.quantization))
+    // Spec 7.1: packed and cm code indices; cmf codes the values of an F32 tensor that has
+    // neither a quantization nor byte planes.
+    const bool float_ok = !t.quantization && t.dtype == DType::kF32 && !t.byte_planes;
+    const uint8_t codec = entry[0];
+    if (codec > kMaxStreamCodec ||
+        ((codec == uint8_t(StreamCodec::kPacked) || codec == uint8_t(StreamCodec::kCm)) &&
+         !t.quantization) ||
+        (codec == uint8_t(StreamCodec::kCmFloat) && !float_ok))
       return Status(ErrorCode::kChunkMalformed,
-                    where + ": codec " + std::to_string(entry[0]) + " is not 0 (stored), 1 (zstd)" +
+                    where + ": codec " + std::to_string(codec) + " is not 0 (stored), 1 (zstd)" +
                         (t.quantization ? ", 2 (packed) or 3 (cm)"
-                                        : " (2, packed, and 3, cm, are for quantized tensors)"));
-    if (entry[0] == uint8_t(StreamCodec::kCm) &&
+                         : float_ok     ? " or 4 (cmf) (2, packed, and 3, cm, are for quantized "
+                                          "tensors)"
+                                        : " (2 and 3 are for quantized tensors, 4 for F32 "
+                                          "tensors without byte planes)"));
+    if (codec == uint8_t(StreamCodec::kCm) &&
         (archive.preamble.required_features & kFeatureContextModel) == 0)
       return Status(ErrorCode::kChunkMalformed,
                     where + ": codec 3 (cm) in a file without required feature bit 2");
+    if (codec == uint8_t(StreamCodec::kCmFloat) &&
+        (archive.preamble.required_features & kFeatureFloatModel) == 0)
+      return Status(ErrorCode::kChunkMalformed,
+                    where + ": codec 4 (cmf) in a file without required feature bit 4");
     if (length > stored.size - pos)
       return Status(ErrorCode::kChunkMalformed,
                     where + ": stored length " + std::to_string(length) +
@@ -188,6 +203,8 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
     case StreamCodec::kPacked:
       CKZ_RETURN_IF_ERROR(UnpackIndices(src, q.bits, indices, where));
       break;
+    case StreamCodec::kCmFloat:  // ReadStreamDirectory refuses it in quantized tensors
+      return Status(ErrorCode::kChunkMalformed, where + ": codec 4 (cmf) codes values, not indices");
     case StreamCodec::kCm: {
       // Only cm indices are worth caching: they cost a chain of other decodes.
       if (index_cache_ && index_cache_->Lookup(archive, tensor, chunk_index, indices))
@@ -254,6 +271,35 @@ Status ChunkDecoder::DecodeQuantized(const Archive& archive, size_t tensor, size
   return Status::Ok();
 }
 
+// Spec 7.8: a cmf stream decodes straight to the chunk's values; no planes, no predictor step.
+Status ChunkDecoder::DecodeFloats(const Archive& archive, size_t tensor, size_t chunk_index,
+                                  const StreamInfo& stream, ByteSpan reference,
+                                  MutableByteSpan out) {
+  const ChunkInfo& chunk = archive.tensors[tensor].chunks[chunk_index];
+  const ByteSpan src = archive.file.subspan(stream.offset, stream.stored_length);
+  const size_t count = out.size / 4;
+  size_t bad = 0;
+  switch (DecodeFloatStream(src.data, src.size, reference.size ? reference.data : nullptr,
+                            out.data, count, &bad)) {
+    case FloatDecodeResult::kOk:
+      break;
+    case FloatDecodeResult::kBadSymbol:
+      return Status(ErrorCode::kChunkDecodeFailed,
+                    Where(archive, tensor, chunk_index) + ": cmf stream decodes element " +
+                        std::to_string(chunk.raw_offset / 4 + bad) +
+                        " to an invalid size class or exponent (rule 7.8)");
+    case FloatDecodeResult::kBadStream:
+      return Status(ErrorCode::kChunkDecodeFailed,
+                    Where(archive, tensor, chunk_index) + ": cmf stream of " +
+                        std::to_string(src.size) +
+                        " bytes does not end where its last value does (rule 7.7.1)");
+  }
+  if (Crc32c(out.data, out.size) != chunk.crc32c)
+    return Status(ErrorCode::kChunkChecksum,
+                  Where(archive, tensor, chunk_index) + ": decoded bytes fail their CRC-32C");
+  return Status::Ok();
+}
+
 Status DecodeIndexRange(const Archive& archive, size_t tensor, uint64_t first,
                         MutableByteSpan out, ReferenceSource* reference, IndexCache* cache) {
   if (tensor >= archive.tensors.size() || !archive.tensors[tensor].quantization)
@@ -303,6 +349,9 @@ Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_
   if (t.quantization)
     return DecodeQuantized(archive, tensor, chunk_index, (*directory)[0], reference, out, source);
   const size_t width = DTypeSize(t.dtype);
+  if ((*directory)[0].codec == StreamCodec::kCmFloat)
+    return DecodeFloats(archive, tensor, chunk_index, (*directory)[0],
+                        predicted ? reference : ByteSpan(), out);
   // Only a transformed chunk needs a staging buffer; otherwise streams decode in place.
   const bool transformed = predicted || (t.byte_planes && width > 1);
   uint8_t* staging = out.data;

@@ -1,0 +1,32 @@
+// The context model of the "cmf" stream codec (spec 7.8): binary32 values coded against a
+// prediction (the parent's co-located value, or 0). A value close to its prediction is coded
+// as the size class of the difference of their ordered bit patterns plus that difference's
+// bits; any other value (an "escape") as sign, exponent step and mantissa. Encoder and decoder
+// run the same function, so their contexts cannot drift.
+#ifndef CKZ_COMMON_FLOAT_MODEL_H_
+#define CKZ_COMMON_FLOAT_MODEL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace ckz {
+
+// Appends the coded stream of `count` binary32 values (`values`: 4·count little-endian bytes)
+// to `out`. `prediction` (same layout) may be null: every prediction is then +0.0.
+void EncodeFloatStream(const uint8_t* values, const uint8_t* prediction, size_t count,
+                       std::vector<uint8_t>* out);
+
+enum class FloatDecodeResult {
+  kOk,
+  kBadSymbol,  // a size class above 25, or an escape's exponent outside 0..255 (*bad_element)
+  kBadStream,  // the coder's final check failed: bytes left over or an impossible state
+};
+
+// Decodes `count` values from `src` into `out` (4·count bytes, little-endian).
+FloatDecodeResult DecodeFloatStream(const uint8_t* src, size_t size, const uint8_t* prediction,
+                                    uint8_t* out, size_t count, size_t* bad_element);
+
+}  // namespace ckz
+
+#endif  // CKZ_COMMON_FLOAT_MODEL_H_
