@@ -52,6 +52,8 @@
 #include "common/bytes.h"
 #include "common/crc32c.h"
 #include "common/float_model.h"
+#include "common/range_coder.h"
+#include "common/transforms.h"
 #include "common/index_model.h"
 #include "common/quantize.h"
 #include "format/chunk_layout.h"
@@ -3404,8 +3406,8 @@ void CmInvalid(Suite& s) {
 
 // (child, prediction) binary32 pairs that reach every part of the cmf model: every near class
 // 0..24 (both signs of the difference, across zero and power-of-two boundaries), escapes with
-// every exponent step length and sign flips, NaN payloads, infinities, subnormals, and keys
-// that wrap around 2^32.
+// every exponent step length and sign flips, NaN payloads, infinities, subnormals, and keys at
+// both ends of the key range (escapes: the reference encoder never wraps a near class).
 std::pair<T, T> CmfPair(const std::string& name, std::vector<uint64_t> shape, uint64_t seed) {
   const uint64_t n = Elements(shape);
   std::vector<uint64_t> xs, ps;
@@ -3472,21 +3474,97 @@ EncodeOptions CmfOpt(uint64_t chunk, Predictor predictor = Predictor::kSubRef) {
   return Opt(StreamCodec::kCmFloat, false, chunk, predictor);
 }
 
+// Element 0 of a cmf stream decodes the same decisions whatever its prediction (all states are
+// fresh), so streams for hand-made cases are found by decoding random bytes against a few
+// predictions. Returns the decoded bits of element 0 against `prediction`, or nullopt when
+// that fails.
+std::optional<uint32_t> CmfFirst(const Bytes& stream, uint32_t prediction) {
+  Bytes pred(4), out(4);
+  StoreLE32(pred.data(), prediction);
+  size_t bad = 0;
+  if (DecodeFloatStream(stream.data(), stream.size(), pred.data(), out.data(), 1, &bad) !=
+      FloatDecodeResult::kOk)
+    return std::nullopt;
+  return LoadLE32(out.data());
+}
+
+std::string Hex32(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08X", v);
+  return buf;
+}
+
+uint32_t CmfKey(uint32_t b) { return b >> 31 ? ~b : b | 0x80000000u; }
+
+// A stream of random bytes (4..7 of them) for which `accept` holds.
+Bytes CmfSearch(uint64_t seed, const std::function<bool(const Bytes&)>& accept,
+                const std::string& what) {
+  Rng r(seed);
+  for (int tries = 0; tries < 1000000; ++tries) {
+    Bytes st(4 + r.Next() % 4);
+    for (uint8_t& b : st) b = uint8_t(r.Next());
+    if (accept(st)) return st;
+  }
+  Die("no stream found: " + what);
+}
+
+// Hand-made cmf streams the reference encoder never writes but every decoder must read: a near
+// class whose key sum wraps around 2^32, and a tensor mixing cmf and stored chunks.
+void CmfHandMade(Suite& s) {
+  const uint32_t top = 0x7FFFFFFF;  // a NaN pattern: key 0xFFFFFFFF, the largest key
+  const Bytes wrap = CmfSearch(5031, [&](const Bytes& st) {
+    const auto mid = CmfFirst(st, 0x3F800000), hi = CmfFirst(st, top);
+    if (!mid || !hi) return false;
+    const int64_t d = int64_t(CmfKey(*mid)) - int64_t(CmfKey(0x3F800000));
+    return d > 0 && d < (int64_t{1} << 24) && CmfKey(*hi) == uint32_t(0xFFFFFFFFu + uint32_t(d));
+  }, "a wrapping near class");
+  const uint32_t wrapped = *CmfFirst(wrap, top);
+  Ckpt parent = Single({FromElems("w", DType::kF32, {1}, {top}),
+                        MakeT("m", DType::kF32, {16}, 5032)});
+  Ckpt child = Single({FromElems("w", DType::kF32, {1}, {wrapped}), Next(parent, 5033).tensors[1]});
+  const Encoded pe = Encode(parent, Opt(StreamCodec::kStored, false));
+  const Encoded ce = Encode(child, CmfOpt(32), LinkTo(pe, parent, "parent-1.ckz", 1), &parent);
+  Model m = FromFile(ce.bytes);
+  Check(m.stored[0].size() == 1 && m.stored[1].size() == 2, "cmf hand-made: chunk layout");
+  SetStream(m.stored[0][0], wrap);  // same decoded value, so the same CRC-32C
+  // Chunk 1 of 'm' (elements 8..15) as a stored stream of SubRef residuals (7.4).
+  Bytes z(32);
+  ForwardTransform(Predictor::kSubRef, false, 4, child.tensors[1].bytes.data() + 32,
+                   parent.tensors[1].bytes.data() + 32, 32, z.data());
+  Bytes& c1 = m.stored[1][1];
+  c1.assign(kStreamEntryBytes, 0);
+  c1[0] = uint8_t(StreamCodec::kStored);
+  SetStream(c1, z);
+  Case c = Valid("full-cmf-hand-made", "full",
+                 "A link whose cmf streams were made by hand (spec 7.8). 'w' is one element "
+                 "predicted by 0x7FFFFFFF (key 0xFFFFFFFF): its stream codes a near class with "
+                 "a positive difference, so key(p) + a wraps around 2^32 (to " +
+                     Hex32(wrapped) + "). 'm' has two chunks: chunk 0 is cmf, chunk 1 a "
+                 "stored stream of SubRef residuals (7.4): codecs are chosen per chunk.",
+                 child, Assemble(m), {"codec:cmf", "cmf:wrap", "cmf:mixed-chunks"});
+  c.files.push_back({"parent-1.ckz", pe.bytes});
+  s.Add(c);
+}
+
 void CmfValid(Suite& s) {
   {
     auto [x, p] = CmfPair("w", {12, 12}, 5001);
     Check(CmfClasses(x.bytes, p.bytes).size() == 26, "full-cmf-link: every size class");
-    Ckpt parent = Single({p, MakeT("n", DType::kI64, {3}, 5002)});
-    Ckpt child = Single({x, MakeT("n", DType::kI64, {3}, 5003)});
+    T u = MakeT("u", DType::kF32, {9}, 5004);
+    u.predict = false;
+    Ckpt parent = Single({p, MakeT("n", DType::kI64, {3}, 5002), MakeT("u", DType::kF32, {9}, 5005)});
+    Ckpt child = Single({x, MakeT("n", DType::kI64, {3}, 5003), u});
     s.Add(ChainCase("full-cmf-link",
                     "A lossless link whose F32 tensor 'w' [12, 12] is cmf-coded (spec 7.8) "
                     "against its parent's 'w' (predictor SubRef; 200-byte chunks, so chunks "
                     "start mid-row and each starts with fresh states). The pairs reach every size "
                     "class 0..24 in both directions, escapes with exponent steps of every length "
                     "both ways, sign flips, NaN payloads, infinities, subnormals, +-0 and keys "
-                    "that wrap around 2^32. The I64 tensor 'n' is stored (cmf is for F32 only).",
+                    "at both ends of the key range. 'u' is cmf-coded without a prediction "
+                    "(predictor None in a link: every prediction is +0.0, no parent tensor is "
+                    "read). The I64 tensor 'n' is stored (cmf is for F32 only).",
                     {{parent, Opt(StreamCodec::kStored, false)}, {child, CmfOpt(200)}},
-                    {"codec:cmf", "cmf:every-class", "cmf:escape", "cmf:wrap"}));
+                    {"codec:cmf", "cmf:every-class", "cmf:escape", "cmf:no-prediction"}));
   }
   {
     // Predictor None: every prediction is +0.0, so nearly everything is an escape.
@@ -3514,14 +3592,18 @@ void CmfValid(Suite& s) {
                      {l2, CmfOpt(64)}},
                     {"codec:cmf", "chain:depth2"}));
   }
+  CmfHandMade(s);
 }
 
 void CmfInvalid(Suite& s) {
   auto [x, p] = CmfPair("w", {12, 12}, 5101);
   StoreLE32(p.bytes.data(), 3);  // element 0: a subnormal prediction, unchanged
   StoreLE32(x.bytes.data(), 3);
-  Ckpt parent = Single({p, MakeT("h", DType::kF16, {8}, 5102)});
-  Ckpt child = Single({x, MakeT("h", DType::kF16, {8}, 5103)});
+  // 'z': element 0 predicted by the largest finite value (biased exponent 254).
+  Ckpt parent = Single({p, MakeT("h", DType::kF16, {8}, 5102),
+                        FromElems("z", DType::kF32, {4}, {0x7F7FFFFF, 1, 2, 3})});
+  Ckpt child = Single({x, MakeT("h", DType::kF16, {8}, 5103),
+                       FromElems("z", DType::kF32, {4}, {0x7F7FFFFF, 1, 2, 4})});
   const Encoded pe = Encode(parent, Opt(StreamCodec::kStored, false));
   const Encoded ce = Encode(child, CmfOpt(1u << 20), LinkTo(pe, parent, "parent-1.ckz", 1), &parent);
   const Model base = FromFile(ce.bytes);
@@ -3595,12 +3677,44 @@ void CmfInvalid(Suite& s) {
       size_t bad_all = 9;
       if (decodes(st, &bad_all) == FloatDecodeResult::kBadSymbol && bad_all == 0) found = st;
     }
-    Check(!found.empty(), "invalid-cmf-exponent-out-of-range: no stream found");
-    s.Add(ChainInvalid("invalid-cmf-exponent-out-of-range", "C2", ErrorCode::kChunkDecodeFailed,
+    Check(!found.empty(), "invalid-cmf-exponent-below-0: no stream found");
+    s.Add(ChainInvalid("invalid-cmf-exponent-below-0", "C2", ErrorCode::kChunkDecodeFailed,
                        "The cmf stream of 'w' replaced by 8 bytes whose element 0 is an escape "
                        "with an exponent step below the prediction's biased exponent (" +
                            std::to_string(ep) + "): e < 0 (7.8.3).",
                        with_stream(found), pe.bytes, {"codec:cmf"}));
+  }
+  {
+    // Above 255: element 0 of 'z' is an escape stepping up by >= 3 from exponent 254 (against
+    // exponent 128 it decodes to >= 131, beyond the near classes' reach of 130).
+    const Bytes st = CmfSearch(5121, [&](const Bytes& b) {
+      const auto mid = CmfFirst(b, 0x40000000);
+      return mid && ((*mid >> 23) & 0xFF) >= 131 && !CmfFirst(b, 0x7F7FFFFF);
+    }, "an escape above exponent 255");
+    Model m = base;
+    SetStream(m.stored[2][0], st);
+    s.Add(ChainInvalid("invalid-cmf-exponent-above-255", "C2", ErrorCode::kChunkDecodeFailed,
+                       "The cmf stream of 'z' replaced by " + std::to_string(st.size()) +
+                           " bytes whose element 0 is an escape stepping up by at least 3 from "
+                           "its prediction's biased exponent 254: e > 255 (7.8.3).",
+                       Assemble(m), pe.bytes, {"codec:cmf"}));
+  }
+  {
+    // Size classes 26..30 (not only 31): element 0's five tree decisions read fresh states.
+    const Bytes st = CmfSearch(5131, [&](const Bytes& b) {
+      RangeDecoder dec(b.data(), b.size());
+      BitModel fresh[5];
+      uint32_t cls = 0;
+      for (BitModel& state : fresh) cls = 2 * cls + uint32_t(dec.Decode(state));
+      size_t bad = 9;
+      return cls >= 26 && cls <= 30 && decodes(b, &bad) == FloatDecodeResult::kBadSymbol &&
+             bad == 0;
+    }, "a size class in 26..30");
+    s.Add(ChainInvalid("invalid-cmf-size-class-26-to-30", "C2", ErrorCode::kChunkDecodeFailed,
+                       "The cmf stream of 'w' replaced by " + std::to_string(st.size()) +
+                           " bytes whose element 0 has a size class in 26..30 (the 5-bit tree "
+                           "can give 26..31; all are invalid, 7.8.3).",
+                       with_stream(st), pe.bytes, {"codec:cmf"}));
   }
   {
     Bytes st = stream;
