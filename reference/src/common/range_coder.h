@@ -66,7 +66,7 @@ class RangeEncoder {
   void EncodeDirect(uint32_t value, unsigned count) {
     while (count-- > 0) {
       range_ >>= 1;
-      if ((value >> count) & 1) low_ += range_;
+      low_ += range_ & (0u - ((value >> count) & 1));  // branch-free: the bits are near random
       if (range_ < kRangeTop) {  // range_ >= 2^23 here: one shift restores it
         range_ <<= 8;
         ShiftLow();
@@ -141,11 +141,9 @@ class RangeDecoder {
     uint32_t value = 0;
     while (count-- > 0) {
       range_ >>= 1;
-      uint32_t bit = 0;
-      if (code_ >= range_) {
-        code_ -= range_;
-        bit = 1;
-      }
+      // Branch-free: these bits are close to random, so a branch would mispredict half the time.
+      const uint32_t bit = code_ >= range_;
+      code_ -= range_ & (0u - bit);
       value = (value << 1) | bit;
       if (range_ < kRangeTop) {
         range_ <<= 8;
