@@ -35,6 +35,19 @@ double EntropyBits(const uint8_t* p, size_t n) {
   return bits;
 }
 
+// One zstd frame of `n` bytes into `out`, as every chunk stream is written: deterministic
+// (single-threaded), content size in the header, no frame checksum (the chunk CRC covers the
+// decoded bytes). Returns the frame's size or a zstd error code.
+size_t ZstdFrame(ZSTD_CCtx* cctx, const uint8_t* src, size_t n, int level,
+                 std::vector<uint8_t>* out) {
+  out->resize(ZSTD_compressBound(n));
+  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
+  return ZSTD_compress2(cctx, out->data(), out->size(), src, n);
+}
+
 // Above this many bits per byte a stream is stored: zstd would not pay for its time.
 constexpr double kIncompressibleBitsPerByte = 7.97;
 // Bytes a stream costs besides its data: its directory entry, and a zstd frame's header.
@@ -54,22 +67,6 @@ double StreamsCost(const std::vector<uint8_t>& transformed, size_t streams) {
   return bytes;
 }
 
-}  // namespace
-
-namespace {
-
-// Exact zstd size of `src` at the options' level, as the chunk encoder would write it.
-size_t ZstdBytes(ZSTD_CCtx* cctx, const uint8_t* src, size_t n, int level,
-                 std::vector<uint8_t>* buf) {
-  buf->resize(ZSTD_compressBound(n));
-  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
-  const size_t r = ZSTD_compress2(cctx, buf->data(), buf->size(), src, n);
-  return ZSTD_isError(r) ? n : std::min(r, n);
-}
-
 // cmf against the byte-plane pipeline's `coding`, both coded for real on the sample (the
 // cmf model's gain, 2-5 % of a link, is below the order-0 estimate's error).
 bool FloatModelWins(const TensorCoding& coding, const std::vector<uint8_t>& sample,
@@ -82,8 +79,10 @@ bool FloatModelWins(const TensorCoding& coding, const std::vector<uint8_t>& samp
   ZSTD_CCtx* cctx = ZSTD_createCCtx();
   size_t planes = 0;
   const size_t len = sample.size() / streams;
-  for (size_t s = 0; s < streams; ++s)
-    planes += ZstdBytes(cctx, transformed.data() + s * len, len, level, &buf);
+  for (size_t s = 0; s < streams; ++s) {
+    const size_t r = ZstdFrame(cctx, transformed.data() + s * len, len, level, &buf);
+    planes += ZSTD_isError(r) ? len : std::min(r, len);  // else stored
+  }
   ZSTD_freeCCtx(cctx);
   std::vector<uint8_t> coded;
   EncodeFloatStream(sample.data(), sample_ref.data(), sample.size() / 4, &coded);
@@ -200,14 +199,7 @@ void ChunkEncoder::Encode(const TensorCoding& coding, size_t width, ByteSpan dat
                                   kIncompressibleBitsPerByte * double(stream_raw);
     if (try_zstd) {
       if (!s.cctx) s.cctx = ZSTD_createCCtx();
-      s.packed.resize(ZSTD_compressBound(stream_raw));
-      // Deterministic output: single-threaded zstd, content size written, no checksum (the
-      // chunk CRC covers the decoded bytes).
-      ZSTD_CCtx_reset(s.cctx, ZSTD_reset_session_and_parameters);
-      ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_compressionLevel, options.zstd_level);
-      ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_contentSizeFlag, 1);
-      ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_checksumFlag, 0);
-      const size_t r = ZSTD_compress2(s.cctx, s.packed.data(), s.packed.size(), src, stream_raw);
+      const size_t r = ZstdFrame(s.cctx, src, stream_raw, options.zstd_level, &s.packed);
       const bool forced = options.force_codec.has_value();
       if (!ZSTD_isError(r) && (r < stream_raw || forced)) {
         codec = StreamCodec::kZstd;
@@ -253,13 +245,8 @@ void ChunkEncoder::EncodeIndices(ByteSpan indices, unsigned bits, const IndexMod
   size_t zstd_size = SIZE_MAX;
   if (wanted(StreamCodec::kZstd)) {
     if (!s.cctx) s.cctx = ZSTD_createCCtx();
-    s.packed.resize(ZSTD_compressBound(indices.size));
-    ZSTD_CCtx_reset(s.cctx, ZSTD_reset_session_and_parameters);
-    ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_compressionLevel, options.zstd_level);
-    ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_contentSizeFlag, 1);
-    ZSTD_CCtx_setParameter(s.cctx, ZSTD_c_checksumFlag, 0);
     const size_t r =
-        ZSTD_compress2(s.cctx, s.packed.data(), s.packed.size(), indices.data, indices.size);
+        ZstdFrame(s.cctx, indices.data, indices.size, options.zstd_level, &s.packed);
     if (!ZSTD_isError(r)) zstd_size = r;
   }
   StreamCodec codec = forced;
