@@ -15,7 +15,8 @@
 #       tests/data/torch, and a small real training history (tools/history/make_history.py,
 #       MLP, 3 checkpoints as .pt, safetensors and Trainer folders) compressed as chains:
 #       lossy (default ExCP), lossy with 3-bit packed indices, lossy with cm-coded indices
-#       (where the CLI has --entropy cm), and --lossless; the -O3 builds also with -T 2; the
+#       (where the CLI has --entropy cm), --lossless, and --lossless --entropy cm (cmf-coded
+#       values, where the CLI has them); the -O3 builds also with -T 2; the
 #       last link of each chain is then decoded by every build.
 #
 # Build folders are kept (ninja and ccache make a second run fast).
@@ -192,6 +193,8 @@ fi
 modes=(lossy lossy-packed-3bit lossless)
 # The context-model coder of the indices, where this version has it.
 "$(ckz_of gcc-O0)" --help 2>&1 | grep -q -- '--entropy.*cm' && modes+=(lossy-cm)
+# The cmf context model of lossless F32 values (format 0.6), where this version has it.
+"$(ckz_of gcc-O0)" --help 2>&1 | grep -q 'cmf' && modes+=(lossless-cm)
 echo "== encode: chains of ${#pt[@]} checkpoints (.pt, safetensors, Trainer) x ${#modes[@]} modes (${modes[*]}), ${#runs[@]} runs each"
 nchains=0
 for layout in pt safetensors trainer; do
@@ -206,6 +209,7 @@ for layout in pt safetensors trainer; do
       lossy-packed-3bit) opts=(--entropy packed --bits 3) ;;
       lossy-cm) opts=(--entropy cm) ;;
       lossless) opts=(--lossless) ;;
+      lossless-cm) opts=(--lossless --entropy cm) ;;
     esac
     item="history-$layout-$mode"
     for r in "${runs[@]}"; do

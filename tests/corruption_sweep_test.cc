@@ -280,16 +280,68 @@ Case ChainCase(const fs::path& dir, const std::string& name, std::vector<std::st
   return c;
 }
 
-// Two cases over the chain k0 <- q1 (packed) <- q2 (zstd), written into `dir`.
+// A lossless link whose F32 tensor is cmf-coded (spec 7.8) against `parent`: its values moved
+// a training step (most near their reference, some sign flips and far jumps: escapes); the
+// other tensors are copied, zstd-coded as usual.
+Status WriteCmfLink(const fs::path& path, const fs::path& parent, uint32_t seed) {
+  auto r = ChainReader::Open(parent.string());
+  if (!r.ok()) return r.status();
+  std::unique_ptr<ChainReader> reader = std::move(r).value();
+  EncodeOptions options;
+  options.chunk_bytes = 512;
+  options.float_codec = StreamCodec::kCmFloat;
+  auto sink = AtomicFileSink::Create(path.string(), true);
+  if (!sink.ok()) return sink.status();
+  Writer writer(std::move(sink).value(), options);
+  writer.SetStep(seed);
+  writer.SetLink(LinkTo(*reader));
+  std::vector<SynthTensor> tensors = SynthTensors();
+  std::vector<SafetensorsEntry> entries;
+  SourceFileInfo file;
+  file.path = "model.safetensors";
+  file.format = SourceFormat::kSafetensors;
+  for (uint32_t i = 0; i < tensors.size(); ++i) {
+    entries.push_back({tensors[i].spec.name, tensors[i].spec.dtype, tensors[i].spec.shape, 0, 0});
+    file.tensors.push_back(i);
+  }
+  file.prolog = BuildSafetensorsProlog(entries, {});
+  writer.AddSourceFile(file);
+  uint32_t x = seed;
+  for (const SynthTensor& t : tensors) {
+    std::vector<uint8_t> ref(t.bytes.size());
+    CKZ_RETURN_IF_ERROR(reader->ReadTensor(*reader->archive().FindTensor(t.spec.name), 0,
+                                           MutableByteSpan(ref)));
+    std::vector<uint8_t> now = ref;
+    if (t.spec.dtype == DType::kF32)
+      for (size_t i = 0; i + 4 <= now.size(); i += 4) {
+        x = x * 1664525u + 1013904223u;
+        uint32_t v;
+        std::memcpy(&v, now.data() + i, 4);
+        if (x >> 29 == 0) v ^= 0x80000000u;                   // sign flip: an escape
+        else if (x >> 29 == 1) v = (v & 0x807FFFFFu) | (100u << 23);  // far: an escape
+        else v += (x >> 8) % 4096 - 2048;                     // a small step: a near class
+        std::memcpy(now.data() + i, &v, 4);
+      }
+    CKZ_RETURN_IF_ERROR(writer.AddTensor(t.spec, ByteSpan(now), ByteSpan(ref)));
+  }
+  auto id = writer.Finish();
+  return id.ok() ? Status::Ok() : id.status();
+}
+
+// Cases over the chain k0 <- q1 (packed) <- q2 (zstd), and k0 <- c1 <- c2 (lossless, cmf),
+// written into `dir`.
 std::vector<Case> SynthCases(const fs::path& dir) {
   fs::create_directories(dir);
   Status s = WriteSynth(dir / "k0.ckz", {}, std::nullopt, 1);
   if (s.ok()) s = WriteSynth(dir / "q1.ckz", dir / "k0.ckz", StreamCodec::kPacked, 2);
   if (s.ok()) s = WriteSynth(dir / "q2.ckz", dir / "q1.ckz", StreamCodec::kZstd, 3);
+  if (s.ok()) s = WriteCmfLink(dir / "c1.ckz", dir / "k0.ckz", 4);
+  if (s.ok()) s = WriteCmfLink(dir / "c2.ckz", dir / "c1.ckz", 5);
   EXPECT_TRUE(s.ok()) << s.ToString();
   if (!s.ok()) return {};
   return {ChainCase(dir, "synthetic-quantized-packed", {"k0.ckz", "q1.ckz"}),
-          ChainCase(dir, "synthetic-quantized-zstd", {"k0.ckz", "q1.ckz", "q2.ckz"})};
+          ChainCase(dir, "synthetic-quantized-zstd", {"k0.ckz", "q1.ckz", "q2.ckz"}),
+          ChainCase(dir, "synthetic-lossless-cmf", {"k0.ckz", "c1.ckz", "c2.ckz"})};
 }
 
 
