@@ -76,16 +76,23 @@ class TorchFiles(unittest.TestCase):
         return out
 
     def test_histories_restore_byte_identical_and_load_equal(self):
-        for model in ("mlp", "cnn", "chargpt"):
-            with self.subTest(model=model):
+        # Default lossless links (zstd byte planes), and with the cmf float model (format 0.6).
+        for model, entropy in (("mlp", ()), ("cnn", ()), ("chargpt", ()),
+                               ("cnn", ("--entropy", "cm")), ("chargpt", ("--entropy", "cm"))):
+            with self.subTest(model=model, entropy=entropy):
                 hist = self.history(model, "pt")
                 pts = sorted(f for f in os.listdir(hist) if f.endswith(".pt"))
-                out = os.path.join(self.tmp, model + "-ckz")
-                r = ckz("compress", "--lossless", hist, "-o", out, "--keyframe-interval", "2")
+                tag = model + ("-cm" if entropy else "")
+                out = os.path.join(self.tmp, tag + "-ckz")
+                r = ckz("compress", "--lossless", *entropy, hist, "-o", out,
+                        "--keyframe-interval", "2")
                 self.assertNotIn("note:", r.stderr)  # roles were linked: nothing to report
                 ckz("verify", "-q", *[os.path.join(out, p + ".ckz") for p in pts])
+                if entropy:  # some F32 tensor of the link is cmf-coded
+                    codecs = [t["streams"] for t in info(os.path.join(out, pts[1] + ".ckz"))["tensors"]]
+                    self.assertTrue(any("cmf" in c for c in codecs), codecs)
                 for p in pts:
-                    restored = os.path.join(self.tmp, "r-%s-%s" % (model, p))
+                    restored = os.path.join(self.tmp, "r-%s-%s" % (tag, p))
                     ckz("decompress", "-q", os.path.join(out, p + ".ckz"), "-o", restored)
                     with open(os.path.join(hist, p), "rb") as a, open(restored, "rb") as b:
                         self.assertEqual(a.read(), b.read(), "%s not byte-identical" % p)
