@@ -374,6 +374,7 @@ EncodeOptions Opt(StreamCodec codec, bool planes, uint64_t chunk = 1u << 20,
   o.force_byte_planes = planes;
   o.force_predictor = predictor;
   o.prolog_codec = PrologCodec::kStored;  // cases that code prologs ask for it
+  o.code_header = false;                  // cases that code the header ask for it (4.1)
   return o;
 }
 
@@ -475,9 +476,13 @@ struct Model {
   uint64_t header_gap = 0;
   std::map<size_t, size_t> share_chunks;  // tensor -> tensor whose chunk ranges it points at
   std::function<void(Archive&)> edit;     // last changes to the header, after the layout
+  // (0.6) The header region's bytes from the FlatBuffers buffer (a coded header, 4.1); unset:
+  // the buffer itself. `required` is not touched.
+  std::function<Bytes(const Bytes&)> code_header;
 };
 
 Bytes Assemble(const Model& m);
+Bytes WriterHeaderFrame(const Bytes& header);
 
 Model FromFile(const Bytes& file) {
   Archive a = Must(ParseArchive(ByteSpan(file)), "FromFile: not a valid file");
@@ -495,6 +500,7 @@ Model FromFile(const Bytes& file) {
                                file.begin() + long(c.offset + c.stored_length));
   a.file = ByteSpan();
   m.h = std::move(a);
+  if (m.required & kFeatureCodedHeader) m.code_header = WriterHeaderFrame;
   Check(Assemble(m) == file, "FromFile: reassembling an unchanged file gives other bytes "
                              "(the header builder or the layout changed?)");
   return m;
@@ -536,7 +542,11 @@ Bytes Assemble(const Model& m) {
     file.resize(header_offset, 0);
   }
   if (m.edit) m.edit(h);
-  const Bytes hdr = BuildHeader(h, &m.tweaks);
+  Bytes hdr = BuildHeader(h, &m.tweaks);
+  if (m.code_header) {
+    Check(!m.header_first, "Assemble: a coded header goes last");
+    hdr = m.code_header(hdr);
+  }
   if (m.header_first) {
     Check(hdr.size() == header_len, "Assemble: header length changed");
     std::copy(hdr.begin(), hdr.end(), file.begin() + long(header_offset));
@@ -580,6 +590,12 @@ Bytes Zstd(const uint8_t* p, size_t n, bool checksum = false, bool content_size 
 Bytes Zstd(const Bytes& b, bool checksum = false, bool content_size = true) {
   return Zstd(b.data(), b.size(), checksum, content_size);
 }
+
+// The reference writer's coded header (Appendix A): zstd level 19, content size, no checksum.
+Bytes WriterHeaderFrame(const Bytes& header) {
+  return Zstd(header.data(), header.size(), false, true, 19);
+}
+
 
 // A chunk's stored bytes: the stream directory, then the streams.
 Bytes MakeChunk(const std::vector<std::pair<StreamCodec, Bytes>>& streams) {
@@ -742,7 +758,7 @@ class Suite {
     m += "  \"generator\": \"conformance/make_vectors.cc\",\n";
     m += "  \"profiles\": {\n";
     m += "    \"core\": " + JsonStr("container, stored and zstd streams, byte planes, zstd-coded prologs; keyframes only") + ",\n";
-    m += "    \"full\": " + JsonStr("everything in format 0.6: core plus reference chains, predictors, quantized tensors, cm index streams, prologs coded against the parent's and cmf-coded float values") + "\n";
+    m += "    \"full\": " + JsonStr("everything in format 0.6: core plus reference chains, predictors, quantized tensors, cm index streams, prologs coded against the parent's, cmf-coded float values and coded headers") + "\n";
     m += "  },\n";
     m += "  \"cases\": [\n";
     for (size_t i = 0; i < entries_.size(); ++i)
@@ -3402,6 +3418,102 @@ void CmInvalid(Suite& s) {
 }
 
 // ------------------------------------------------------------------------------------------
+// Full profile: coded headers (0.6, spec 4.1, rule H8).
+
+void CodedHeader(Suite& s) {
+  Ckpt k = ChainBase(6001);
+  EncodeOptions o = Opt(StreamCodec::kZstd, true, 256);
+  o.code_header = true;
+  const Encoded e = Encode(k, o);
+  const Model base = FromFile(e.bytes);
+  Check(base.required & kFeatureCodedHeader, "full-coded-header: the writer must code it");
+  s.Add(Valid("full-coded-header", "full",
+              "A keyframe whose header is stored as one zstd frame (required feature bit 5, "
+              "spec 4.1): the frame declares its content size and decodes to the FlatBuffers "
+              "buffer; header_crc32c covers the coded bytes.",
+              k, e.bytes, {"header:coded"}));
+  auto frame = [](const Bytes& h) { return Zstd(h.data(), h.size(), false, true, 19); };
+  {
+    Model m = base;
+    m.code_header = nullptr;  // Assemble writes the buffer plain; bit 5 stays set
+    s.Add(Invalid("invalid-coded-header-plain", "full", "H8", ErrorCode::kHeaderMalformed,
+                  "Required feature bit 5 is set but the header region holds the plain "
+                  "FlatBuffers buffer, not a zstd frame (4.1).",
+                  Assemble(m), {"header:coded"}));
+  }
+  {
+    Model m = base;
+    m.required &= ~kFeatureCodedHeader;
+    m.code_header = frame;
+    s.Add(Invalid("invalid-coded-header-bit-clear", "core", "H2", ErrorCode::kHeaderMalformed,
+                  "The header is a zstd frame but required feature bit 5 is clear: the reader "
+                  "takes the bytes as a FlatBuffers buffer, whose bytes 4..7 are not CKZH.",
+                  Assemble(m), {"header:coded"}));
+  }
+  {
+    Model m = base;
+    m.code_header = [](const Bytes& h) { return Zstd(h.data(), h.size(), false, false, 19); };
+    s.Add(Invalid("invalid-coded-header-no-content-size", "full", "H8",
+                  ErrorCode::kHeaderMalformed,
+                  "The header's zstd frame does not declare its content size (4.1 requires it, "
+                  "so that the decoded size is checked before anything is allocated).",
+                  Assemble(m), {"header:coded"}));
+  }
+  {
+    Model m = base;
+    m.code_header = [&](const Bytes& h) {
+      Bytes f = frame(h);
+      f.push_back(0);
+      return f;
+    };
+    s.Add(Invalid("invalid-coded-header-trailing-byte", "full", "H8",
+                  ErrorCode::kHeaderMalformed,
+                  "One zero byte after the header's zstd frame: the header region must be "
+                  "exactly one frame (4.1).",
+                  Assemble(m), {"header:coded"}));
+  }
+  {
+    Model m = base;
+    m.code_header = [&](const Bytes& h) {
+      Bytes f = frame(h);
+      f.resize(f.size() - 2);
+      return f;
+    };
+    s.Add(Invalid("invalid-coded-header-truncated", "full", "H8", ErrorCode::kHeaderMalformed,
+                  "The header's zstd frame without its last two bytes (header_length and "
+                  "header_crc32c match the cut bytes): it does not decode (4.1).",
+                  Assemble(m), {"header:coded"}));
+  }
+  {
+    // Frame header only: single segment, an 8-byte Frame_Content_Size of 2^26 + 1, then one
+    // empty raw last block. The declared size fails before anything is decoded.
+    Model m = base;
+    m.code_header = [](const Bytes&) {
+      Bytes f = {0x28, 0xB5, 0x2F, 0xFD, 0xE0};
+      for (int i = 0; i < 8; ++i) f.push_back(uint8_t(((uint64_t{1} << 26) + 1) >> (8 * i)));
+      f.insert(f.end(), {0x01, 0x00, 0x00});
+      return f;
+    };
+    s.Add(Invalid("invalid-coded-header-too-large", "full", "H8", ErrorCode::kHeaderTooLarge,
+                  "The header's zstd frame declares a content size of 2^26 + 1 bytes, above the "
+                  "header limit (4.1, section 13); a reader refuses it before allocating.",
+                  Assemble(m), {"header:coded"}));
+  }
+  {
+    Model m = base;
+    m.code_header = [&](const Bytes& h) {
+      Bytes b = h;
+      b[4] = 'X';  // the file identifier
+      return frame(b);
+    };
+    s.Add(Invalid("invalid-coded-header-not-ckzh", "full", "H2", ErrorCode::kHeaderMalformed,
+                  "The header's zstd frame decodes, but to a buffer whose bytes 4..7 are not "
+                  "CKZH: H2 applies to the decoded bytes.",
+                  Assemble(m), {"header:coded"}));
+  }
+}
+
+// ------------------------------------------------------------------------------------------
 // Full profile: cmf-coded float values (spec 7.8).
 
 // (child, prediction) binary32 pairs that reach every part of the cmf model: every near class
@@ -4009,6 +4121,7 @@ int main(int argc, char** argv) {
   CmInvalid(suite);
   CmfValid(suite);
   CmfInvalid(suite);
+  CodedHeader(suite);
   PrologValid(suite);
   PrologInvalid(suite);
   suite.Finish();

@@ -166,8 +166,16 @@ void CheckArchive(const ckz::Archive& a, ckz::ByteSpan file) {
   FUZZ_CHECK(a.file.data == file.data && a.file.size == file.size);
   CheckPreambleFields(a.preamble, file.data, file.size);
   FUZZ_CHECK(a.preamble.header_length <= kMaxHeaderBytes);
-  FUZZ_CHECK(a.preamble.header_length >= 8);
-  FUZZ_CHECK(std::memcmp(file.data + a.preamble.header_offset + 4, "CKZH", 4) == 0);
+  if (a.preamble.required_features & ckz::kFeatureCodedHeader) {
+    // (0.6) One zstd frame that decodes to the FlatBuffers buffer (spec 4.1).
+    static const uint8_t kZstdMagic[4] = {0x28, 0xB5, 0x2F, 0xFD};
+    FUZZ_CHECK(a.preamble.header_length >= 4);
+    FUZZ_CHECK(std::memcmp(file.data + a.preamble.header_offset, kZstdMagic, 4) == 0);
+    FUZZ_CHECK(a.header_bytes >= 8 && a.header_bytes <= kMaxHeaderBytes);
+  } else {
+    FUZZ_CHECK(a.preamble.header_length >= 8 && a.header_bytes == a.preamble.header_length);
+    FUZZ_CHECK(std::memcmp(file.data + a.preamble.header_offset + 4, "CKZH", 4) == 0);
+  }
   FUZZ_CHECK(ckz::Crc32c(file.data + a.preamble.header_offset, a.preamble.header_length) ==
              a.preamble.header_crc32c);
   const bool chain = (a.preamble.required_features & ckz::kFeatureReferenceChain) != 0;

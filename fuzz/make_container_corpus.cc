@@ -106,6 +106,7 @@ Tensor NextStep(Tensor t, uint32_t seed) {
 }
 
 struct FileSpec {
+  FileSpec() { options.code_header = false; }  // plain headers: mutations reach FlatBuffers
   std::vector<Tensor> tensors;
   EncodeOptions options;
   std::optional<LinkInfo> link;
@@ -337,6 +338,8 @@ void MakeValid(Corpus& corpus) {
     f.link->path_hint = "run/step-2000.ckz";
     f.step = 3000;
     corpus.Valid("link_full_auto", f);
+    f.options.code_header = true;  // (0.6) the same, header stored as a zstd frame
+    corpus.Valid("link_full_auto_coded_header", f);
   }
 }
 

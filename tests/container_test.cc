@@ -1,6 +1,7 @@
 // The container end to end in memory: write, parse, decode; and one handcrafted corruption per
 // validation rule of spec section 9, each with its exact error code.
 #include <gtest/gtest.h>
+#include <zstd.h>
 
 #include "ckz/archive.h"
 #include "ckz/content_id.h"
@@ -240,6 +241,7 @@ class Corruption : public ::testing::Test {
     EncodeOptions o;
     o.chunk_bytes = 512;
     o.force_codec = StreamCodec::kStored;  // chunk boundaries and bytes are predictable
+    o.code_header = false;                 // header bytes at known places (CodedHeader: coded)
     tensors_ = {MakeTensor("a", DType::kF32, {300}, 1), MakeTensor("b", DType::kI64, {10}, 2)};
     tensors_[0].spec.role = Role::kWeight;
     file_ = WriteToMemory(tensors_, o);
@@ -382,6 +384,70 @@ TEST_F(Corruption, HeaderNotAFlatBuffer) {
   StoreLE32(g.data() + archive_.preamble.header_offset, 0x7FFFFFF0);  // root offset
   FixHeaderCrc(g);
   EXPECT_EQ(Parse(g), ErrorCode::kHeaderMalformed);
+}
+
+// (0.6, spec 4.1, rule H8) The header region holds one zstd frame when bit 5 is set.
+TEST_F(Corruption, CodedHeader) {
+  const uint64_t at = archive_.preamble.header_offset;
+  const std::vector<uint8_t> plain(file_.begin() + long(at),
+                                   file_.begin() + long(at + archive_.preamble.header_length));
+  // `header` placed as the header region, bit 5 as given, checksums fixed.
+  auto with_header = [&](const std::vector<uint8_t>& header, bool coded) {
+    std::vector<uint8_t> f(file_.begin(), file_.begin() + long(at));
+    f.insert(f.end(), header.begin(), header.end());
+    Preamble p = archive_.preamble;
+    p.header_length = header.size();
+    if (coded) p.required_features |= kFeatureCodedHeader;
+    EncodePreamble(p, f.data());
+    FixHeaderCrc(f);
+    return f;
+  };
+  auto zstd = [](const std::vector<uint8_t>& src, bool content_size) {
+    std::vector<uint8_t> out(ZSTD_compressBound(src.size()));
+    ZSTD_CCtx* c = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, content_size ? 1 : 0);
+    out.resize(ZSTD_compress2(c, out.data(), out.size(), src.data(), src.size()));
+    ZSTD_freeCCtx(c);
+    return out;
+  };
+  const std::vector<uint8_t> frame = zstd(plain, true);
+  auto ok = ParseArchive(ByteSpan(with_header(frame, true)));
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->header_bytes, plain.size());
+  EXPECT_EQ(ok->tensors.size(), archive_.tensors.size());
+  EXPECT_EQ(Parse(with_header(plain, true)), ErrorCode::kHeaderMalformed);   // not a frame
+  EXPECT_EQ(Parse(with_header(frame, false)), ErrorCode::kHeaderMalformed);  // bit 5 clear
+  EXPECT_EQ(Parse(with_header(zstd(plain, false), true)), ErrorCode::kHeaderMalformed);
+  std::vector<uint8_t> cut(frame.begin(), frame.end() - 3), longer = frame;
+  longer.push_back(0);
+  EXPECT_EQ(Parse(with_header(cut, true)), ErrorCode::kHeaderMalformed);
+  EXPECT_EQ(Parse(with_header(longer, true)), ErrorCode::kHeaderMalformed);
+  std::vector<uint8_t> junk = plain;
+  junk[4] = 'X';  // decodes, but not to a CKZH FlatBuffer
+  EXPECT_EQ(Parse(with_header(zstd(junk, true), true)), ErrorCode::kHeaderMalformed);
+  Limits small;
+  small.max_header_bytes = plain.size() - 1;  // the declared size is checked before decoding
+  const std::vector<uint8_t> f = with_header(frame, true);
+  EXPECT_EQ(ParseArchive(ByteSpan(f), small).status().code(), ErrorCode::kHeaderTooLarge);
+}
+
+TEST(Writer, CodesTheHeaderWhenThatIsSmaller) {
+  std::vector<TestTensor> many;
+  for (int i = 0; i < 40; ++i)
+    many.push_back(MakeTensor("layer." + std::to_string(i) + ".weight", DType::kF32, {8}, i));
+  for (bool code : {true, false}) {
+    EncodeOptions o;
+    o.code_header = code;
+    const std::vector<uint8_t> file = WriteToMemory(many, o);
+    auto a = ParseArchive(ByteSpan(file));
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    EXPECT_EQ((a->preamble.required_features & kFeatureCodedHeader) != 0, code);
+    if (code) {
+      EXPECT_LT(a->preamble.header_length, a->header_bytes);
+    } else {
+      EXPECT_EQ(a->preamble.header_length, a->header_bytes);
+    }
+  }
 }
 
 TEST_F(Corruption, EnumsAndFixedSizesOutOfRange) {

@@ -203,7 +203,7 @@ TEST(QuantizedFile, DecodesToTheWritersReconstructionWithEveryCodec) {
         auto a = ParseArchive(ByteSpan(q.file));
         ASSERT_TRUE(a.ok()) << a.status().ToString();
         // Bit 2 when the automatic choice (or the forced codec) is cm.
-        EXPECT_EQ(a->preamble.required_features & ~kFeatureContextModel,
+        EXPECT_EQ(a->preamble.required_features & ~(kFeatureContextModel | kFeatureCodedHeader),
                   kFeatureReferenceChain | kFeatureQuantized);
         ASSERT_TRUE(a->tensors[0].quantization);
         TestTensor ref = q.tensor;

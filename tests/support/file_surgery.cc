@@ -17,6 +17,7 @@ std::vector<uint8_t> Rebuild(const Archive& a, ByteSpan original,
   file.resize(a.preamble.header_offset, 0);
   file.insert(file.end(), header.begin(), header.end());
   Preamble p = a.preamble;
+  p.required_features &= ~kFeatureCodedHeader;  // the rebuilt header is a plain FlatBuffer
   p.header_length = header.size();
   p.header_crc32c = Crc32c(header.data(), header.size());
   EncodePreamble(p, file.data());

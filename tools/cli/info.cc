@@ -37,6 +37,7 @@ std::string FeaturesText(uint64_t bits) {
          : bit == kFeatureContextModel ? "context-model coding (cm)"
          : bit == kFeatureCodedProlog  ? "coded prologs"
          : bit == kFeatureFloatModel   ? "context-model float coding (cmf)"
+         : bit == kFeatureCodedHeader  ? "coded header"
                                        : "bit " + std::to_string(b);
   }
   return s;
@@ -126,6 +127,11 @@ void PrintText(const std::string& path, const Archive& a, const InfoOptions& opt
     printf("link        none (keyframe: decodes on its own)\n");
   }
   if (!a.writer.empty()) printf("writer      %s\n", a.writer.c_str());
+  if (a.preamble.required_features & kFeatureCodedHeader)
+    printf("header      %s bytes, zstd-coded in %s\n", WithCommas(a.header_bytes).c_str(),
+           WithCommas(a.preamble.header_length).c_str());
+  else
+    printf("header      %s bytes\n", WithCommas(a.header_bytes).c_str());
   for (const SourceFileInfo& f : a.files) {
     printf("source      %s (%s, %zu tensors, %llu-byte prolog", f.path.c_str(),
            SourceFormatName(f.format), f.tensors.size(),
@@ -208,6 +214,8 @@ void PrintJson(const std::string& path, const Archive& a, const InfoOptions& opt
     o += "  \"link\": null,\n";
   }
   o += "  \"writer\": " + JsonQuote(a.writer) + ",\n";
+  o += "  \"header_bytes\": " + std::to_string(a.header_bytes) + ",\n";
+  o += "  \"header_stored_bytes\": " + std::to_string(a.preamble.header_length) + ",\n";
   o += "  \"decoded_bytes\": " + std::to_string(a.TotalRawBytes()) + ",\n";
   o += "  \"files\": [";
   for (size_t i = 0; i < a.files.size(); ++i) {

@@ -40,9 +40,12 @@ inline constexpr uint64_t kFeatureContextModel = uint64_t{1} << 2;
 inline constexpr uint64_t kFeatureCodedProlog = uint64_t{1} << 3;
 // (0.6) some chunk uses the cmf stream codec (spec 7.8).
 inline constexpr uint64_t kFeatureFloatModel = uint64_t{1} << 4;
+// (0.6) the header is stored as one zstd frame (spec 4.1): an older reader would take the frame
+// for a FlatBuffers buffer.
+inline constexpr uint64_t kFeatureCodedHeader = uint64_t{1} << 5;
 inline constexpr uint64_t kKnownRequiredFeatures = kFeatureReferenceChain | kFeatureQuantized |
                                                    kFeatureContextModel | kFeatureCodedProlog |
-                                                   kFeatureFloatModel;
+                                                   kFeatureFloatModel | kFeatureCodedHeader;
 // (0.5) Decoded length of a coded prolog, at most (spec 13).
 inline constexpr uint64_t kMaxPrologBytes = uint64_t{1} << 30;
 inline constexpr uint8_t kMaxQuantBits = 8;
@@ -161,6 +164,9 @@ struct Archive {
   std::vector<SourceFileInfo> files;
   std::vector<MetaEntry> metadata;
   std::string writer;
+  // The FlatBuffers header's size: preamble.header_length, or (0.6) the decoded size of a
+  // zstd-coded header.
+  uint64_t header_bytes = 0;
 
   std::optional<size_t> FindTensor(std::string_view name) const;
   const MetaEntry* FindMetadata(std::string_view key) const;

@@ -55,9 +55,12 @@ struct EncodeOptions {
   std::optional<StreamCodec> index_codec;
   // (0.6) Values of unquantized F32 tensors: the byte-plane pipeline (kZstd, the default), the
   // cmf context model (kCmFloat, spec 7.8), or (unset) cmf in links where it codes a sample of
-  // the tensor smaller than zstd does. cmf saves 2-4 % of a lossless link but decodes ~30x
+  // the tensor smaller than zstd does. cmf saves 2-5 % of a lossless link but decodes ~20x
   // slower than zstd (docs/lossless-planes.md), so it is asked for, not the default.
   std::optional<StreamCodec> float_codec = StreamCodec::kZstd;
+  // (0.6) Store the header as one zstd frame when that is smaller (spec 4.1, required feature
+  // bit 5): 3-9 % of a default lossy link, 11-24 % in ExCP's paper regime (docs/benchmark.md).
+  bool code_header = true;
   // (0.5) Prologs: stored, zstd, zstd against the parent's prolog, or (unset) the smallest.
   std::optional<PrologCodec> prolog_codec;
   // Called from the writing thread with the number of input bytes encoded so far.

@@ -17,7 +17,9 @@ constexpr int kSmallPrologLevel = 19;
 constexpr size_t kSmallPrologBytes = size_t{8} << 20;
 constexpr int kLargePrologLevel = 9;
 
-Status CompressFrame(ByteSpan src, ByteSpan history, std::vector<uint8_t>* out) {
+}  // namespace
+
+Status CompressSmallFrame(ByteSpan src, ByteSpan history, std::vector<uint8_t>* out) {
   std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
   if (!cctx) return Status(ErrorCode::kIoError, "out of memory for a zstd context");
   ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel,
@@ -33,8 +35,6 @@ Status CompressFrame(ByteSpan src, ByteSpan history, std::vector<uint8_t>* out) 
   out->resize(n);
   return Status::Ok();
 }
-
-}  // namespace
 
 Status EncodeProlog(SourceFileInfo* file, ByteSpan parent_prolog,
                     std::optional<PrologCodec> force) {
@@ -58,7 +58,7 @@ Status EncodeProlog(SourceFileInfo* file, ByteSpan parent_prolog,
     if (force && *force != codec) continue;
     if (codec == PrologCodec::kZstdParent && parent_prolog.empty()) continue;
     std::vector<uint8_t> frame;
-    CKZ_RETURN_IF_ERROR(CompressFrame(
+    CKZ_RETURN_IF_ERROR(CompressSmallFrame(
         ByteSpan(prolog), codec == PrologCodec::kZstdParent ? parent_prolog : ByteSpan{}, &frame));
     if (best_codec == PrologCodec::kStored || frame.size() < best.size()) {
       best = std::move(frame);

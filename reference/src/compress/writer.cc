@@ -429,10 +429,19 @@ Result<ContentId> Writer::Finish() {
   header.files = std::move(w.files);
   header.metadata = std::move(w.metadata);
   header.writer = w.writer_name;
-  const std::vector<uint8_t> hdr = BuildHeader(header);
+  std::vector<uint8_t> hdr = BuildHeader(header);
   if (hdr.size() > kMaxHeaderBytes)
     return w.Fail(Status(ErrorCode::kHeaderTooLarge,
                          "header would be " + std::to_string(hdr.size()) + " bytes"));
+  bool coded_header = false;
+  if (w.options.code_header) {
+    std::vector<uint8_t> coded;
+    CKZ_RETURN_IF_ERROR(w.Fail(CompressSmallFrame(ByteSpan(hdr), ByteSpan(), &coded)));
+    if (coded.size() < hdr.size()) {
+      hdr.swap(coded);
+      coded_header = true;
+    }
+  }
 
   CKZ_RETURN_IF_ERROR(w.Fail(w.PadTo64()));
   Preamble p;
@@ -442,7 +451,8 @@ Result<ContentId> Writer::Finish() {
                         (w.quantized ? kFeatureQuantized : 0) |
                         (w.context_model ? kFeatureContextModel : 0) |
                         (w.coded_prolog ? kFeatureCodedProlog : 0) |
-                        (w.float_model ? kFeatureFloatModel : 0);
+                        (w.float_model ? kFeatureFloatModel : 0) |
+                        (coded_header ? kFeatureCodedHeader : 0);
   p.header_offset = w.position;
   p.header_length = hdr.size();
   p.header_crc32c = Crc32c(hdr.data(), hdr.size());

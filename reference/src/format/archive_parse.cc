@@ -1,6 +1,8 @@
 // ParseArchive: preamble, header checksum, FlatBuffers verification, then the semantic pass
 // of spec section 9 in its order. The FlatBuffers verifier only proves that reading the
 // buffer is memory-safe; everything the format means is checked here.
+#include <zstd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -11,6 +13,7 @@
 #include "common/bytes.h"
 #include "common/crc32c.h"
 #include "common/utf8.h"
+#include "common/zstd_frame.h"
 #include "format/rules.h"
 
 namespace ckz {
@@ -408,6 +411,40 @@ Status CheckLayout(const Archive& a) {
 
 }  // namespace
 
+namespace {
+
+constexpr uint64_t kMaxCodedHeaderWindow = uint64_t{1} << 27;  // spec 4.1, as for chunks (7.2)
+
+// Rule H8 (spec 4.1): a coded header is one zstd frame that declares its content size, at most
+// the reader's header limit, and decodes to exactly that many bytes (the FlatBuffers buffer,
+// into `*out`, 8-aligned).
+Status DecodeCodedHeader(ByteSpan stored, uint64_t offset, const Limits& limits,
+                         std::vector<uint64_t>* out, uint64_t* size) {
+  const std::string where = "header at offset " + std::to_string(offset);
+  const unsigned long long n = ZSTD_getFrameContentSize(stored.data, stored.size);
+  if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN)
+    return Status(ErrorCode::kHeaderMalformed,
+                  where + " is coded (required feature bit 5) but does not start with a zstd "
+                          "frame header that declares its content size");
+  if (n > limits.max_header_bytes)
+    return Status(ErrorCode::kHeaderTooLarge,
+                  where + " decodes to " + std::to_string(n) + " bytes, above this reader's "
+                          "limit of " + std::to_string(limits.max_header_bytes));
+  std::vector<uint64_t> decoded(size_t(n) / 8 + 1);
+  ZSTD_DCtx* dctx = ZSTD_createDCtx();
+  const std::string error =
+      DecodeZstdFrame(dctx, stored, MutableByteSpan(reinterpret_cast<uint8_t*>(decoded.data()), n),
+                      {}, kMaxCodedHeaderWindow);
+  ZSTD_freeDCtx(dctx);
+  if (!error.empty())
+    return Status(ErrorCode::kHeaderMalformed, where + " (zstd-coded): " + error);
+  out->swap(decoded);
+  *size = n;
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
   Archive a;
   a.file = file;
@@ -432,14 +469,20 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
     return Status(ErrorCode::kHeaderChecksum,
                   "header at offset " + std::to_string(p.header_offset) +
                       ": CRC-32C does not match preamble.header_crc32c");
-  if (p.header_length < 8 || !fb::HeaderBufferHasIdentifier(hdr))
+  a.header_bytes = p.header_length;
+  if (p.required_features & kFeatureCodedHeader) {
+    CKZ_RETURN_IF_ERROR(DecodeCodedHeader(ByteSpan(hdr, p.header_length), p.header_offset,
+                                          limits, &aligned_header, &a.header_bytes));
+    hdr = reinterpret_cast<const uint8_t*>(aligned_header.data());
+  }
+  if (a.header_bytes < 8 || !fb::HeaderBufferHasIdentifier(hdr))
     return Status(ErrorCode::kHeaderMalformed,
                   "header at offset " + std::to_string(p.header_offset) +
                       " lacks the FlatBuffers file identifier \"CKZH\" at its bytes 4..7");
   flatbuffers::Verifier::Options vopts;
   vopts.max_depth = 16;
   vopts.max_tables = kMaxHeaderTables;
-  flatbuffers::Verifier verifier(hdr, size_t(p.header_length), vopts);
+  flatbuffers::Verifier verifier(hdr, size_t(a.header_bytes), vopts);
   if (!fb::VerifyHeaderBuffer(verifier))
     return Status(ErrorCode::kHeaderMalformed,
                   "header at offset " + std::to_string(p.header_offset) +
