@@ -35,12 +35,14 @@ inline uint32_t ExponentClass(uint32_t prediction) {
   return (std::min<uint32_t>(std::max<uint32_t>(e, 95), 130) - 95) >> 2;
 }
 
+// The states of spec 7.8.3, by the spec's names: SIZE, SIGN, TOP, EFLIP, EMOVED, ENEG, ELEN,
+// EMANT.
 struct Models {
   BitModel size[kClasses * kExponentClasses][1u << kClassBits];
   BitModel sign[kMaxNearClass + 1];
   BitModel top[kMaxNearClass + 1][1u << kTopBits];
-  BitModel esc_sign[kExponentClasses];
-  BitModel esc_zero[kExponentClasses][2];
+  BitModel esc_flip[kExponentClasses];
+  BitModel esc_moved[kExponentClasses][2];
   BitModel esc_negative[kExponentClasses][2];
   BitModel esc_length[2][8][2];
   BitModel esc_mantissa[8][1u << kEscapeMantissaTop];
@@ -111,9 +113,9 @@ size_t Run(Side& side, const uint8_t* values, const uint8_t* prediction, uint8_t
       result = FromOrderedKey(negative ? key - a : key + a);  // mod 2^32
     } else if (cls == kEscape) {
       const uint32_t ep = (p >> 23) & 0xFF;
-      const uint32_t flip = side.Code(m.esc_sign[ec], (x ^ p) >> 31);
+      const uint32_t flip = side.Code(m.esc_flip[ec], (x ^ p) >> 31);
       const int32_t step = int32_t((x >> 23) & 0xFF) - int32_t(ep);
-      const uint32_t moved = side.Code(m.esc_zero[ec][flip], step != 0);
+      const uint32_t moved = side.Code(m.esc_moved[ec][flip], step != 0);
       int32_t de = 0;
       uint32_t negative = 0;
       if (moved) {
