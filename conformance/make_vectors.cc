@@ -3432,85 +3432,63 @@ void CodedHeader(Suite& s) {
               "spec 4.1): the frame declares its content size and decodes to the FlatBuffers "
               "buffer; header_crc32c covers the coded bytes.",
               k, e.bytes, {"header:coded"}));
-  auto frame = [](const Bytes& h) { return Zstd(h.data(), h.size(), false, true, 19); };
-  {
+  // An invalid case: `base` with its header region made by `coded` from the FlatBuffers buffer
+  // (null: the plain buffer), bit 5 as `bit5` says.
+  auto invalid = [&](const std::string& name, const std::string& profile, const std::string& rule,
+                     ErrorCode error, const std::string& description,
+                     std::function<Bytes(const Bytes&)> coded, bool bit5 = true) {
     Model m = base;
-    m.code_header = nullptr;  // Assemble writes the buffer plain; bit 5 stays set
-    s.Add(Invalid("invalid-coded-header-plain", "full", "H8", ErrorCode::kHeaderMalformed,
-                  "Required feature bit 5 is set but the header region holds the plain "
-                  "FlatBuffers buffer, not a zstd frame (4.1).",
-                  Assemble(m), {"header:coded"}));
-  }
-  {
-    Model m = base;
-    m.required &= ~kFeatureCodedHeader;
-    m.code_header = frame;
-    s.Add(Invalid("invalid-coded-header-bit-clear", "core", "H2", ErrorCode::kHeaderMalformed,
-                  "The header is a zstd frame but required feature bit 5 is clear: the reader "
-                  "takes the bytes as a FlatBuffers buffer, whose bytes 4..7 are not CKZH.",
-                  Assemble(m), {"header:coded"}));
-  }
-  {
-    Model m = base;
-    m.code_header = [](const Bytes& h) { return Zstd(h.data(), h.size(), false, false, 19); };
-    s.Add(Invalid("invalid-coded-header-no-content-size", "full", "H8",
-                  ErrorCode::kHeaderMalformed,
-                  "The header's zstd frame does not declare its content size (4.1 requires it, "
-                  "so that the decoded size is checked before anything is allocated).",
-                  Assemble(m), {"header:coded"}));
-  }
-  {
-    Model m = base;
-    m.code_header = [&](const Bytes& h) {
-      Bytes f = frame(h);
-      f.push_back(0);
-      return f;
-    };
-    s.Add(Invalid("invalid-coded-header-trailing-byte", "full", "H8",
-                  ErrorCode::kHeaderMalformed,
-                  "One zero byte after the header's zstd frame: the header region must be "
-                  "exactly one frame (4.1).",
-                  Assemble(m), {"header:coded"}));
-  }
-  {
-    Model m = base;
-    m.code_header = [&](const Bytes& h) {
-      Bytes f = frame(h);
-      f.resize(f.size() - 2);
-      return f;
-    };
-    s.Add(Invalid("invalid-coded-header-truncated", "full", "H8", ErrorCode::kHeaderMalformed,
-                  "The header's zstd frame without its last two bytes (header_length and "
-                  "header_crc32c match the cut bytes): it does not decode (4.1).",
-                  Assemble(m), {"header:coded"}));
-  }
-  {
-    // Frame header only: single segment, an 8-byte Frame_Content_Size of 2^26 + 1, then one
-    // empty raw last block. The declared size fails before anything is decoded.
-    Model m = base;
-    m.code_header = [](const Bytes&) {
-      Bytes f = {0x28, 0xB5, 0x2F, 0xFD, 0xE0};
-      for (int i = 0; i < 8; ++i) f.push_back(uint8_t(((uint64_t{1} << 26) + 1) >> (8 * i)));
-      f.insert(f.end(), {0x01, 0x00, 0x00});
-      return f;
-    };
-    s.Add(Invalid("invalid-coded-header-too-large", "full", "H8", ErrorCode::kHeaderTooLarge,
-                  "The header's zstd frame declares a content size of 2^26 + 1 bytes, above the "
-                  "header limit (4.1, section 13); a reader refuses it before allocating.",
-                  Assemble(m), {"header:coded"}));
-  }
-  {
-    Model m = base;
-    m.code_header = [&](const Bytes& h) {
-      Bytes b = h;
-      b[4] = 'X';  // the file identifier
-      return frame(b);
-    };
-    s.Add(Invalid("invalid-coded-header-not-ckzh", "full", "H2", ErrorCode::kHeaderMalformed,
-                  "The header's zstd frame decodes, but to a buffer whose bytes 4..7 are not "
-                  "CKZH: H2 applies to the decoded bytes.",
-                  Assemble(m), {"header:coded"}));
-  }
+    m.code_header = std::move(coded);
+    if (!bit5) m.required &= ~kFeatureCodedHeader;
+    s.Add(Invalid(name, profile, rule, error, description, Assemble(m), {"header:coded"}));
+  };
+  invalid("invalid-coded-header-plain", "full", "H8", ErrorCode::kHeaderMalformed,
+          "Required feature bit 5 is set but the header region holds the plain FlatBuffers "
+          "buffer, not a zstd frame (4.1).",
+          nullptr);
+  invalid("invalid-coded-header-bit-clear", "core", "H2", ErrorCode::kHeaderMalformed,
+          "The header is a zstd frame but required feature bit 5 is clear: the reader takes the "
+          "bytes as a FlatBuffers buffer, whose bytes 4..7 are not CKZH.",
+          WriterHeaderFrame, false);
+  invalid("invalid-coded-header-no-content-size", "full", "H8", ErrorCode::kHeaderMalformed,
+          "The header's zstd frame does not declare its content size (4.1 requires it, so that "
+          "the decoded size is checked before anything is allocated).",
+          [](const Bytes& h) { return Zstd(h.data(), h.size(), false, false, 19); });
+  invalid("invalid-coded-header-trailing-byte", "full", "H8", ErrorCode::kHeaderMalformed,
+          "One zero byte after the header's zstd frame: the header region must be exactly one "
+          "frame (4.1).",
+          [&](const Bytes& h) {
+            Bytes f = WriterHeaderFrame(h);
+            f.push_back(0);
+            return f;
+          });
+  invalid("invalid-coded-header-truncated", "full", "H8", ErrorCode::kHeaderMalformed,
+          "The header's zstd frame without its last two bytes (header_length and header_crc32c "
+          "match the cut bytes): it does not decode (4.1).",
+          [&](const Bytes& h) {
+            Bytes f = WriterHeaderFrame(h);
+            f.resize(f.size() - 2);
+            return f;
+          });
+  // Frame header only: single segment, an 8-byte Frame_Content_Size of 2^26 + 1, then one
+  // empty raw last block. The declared size fails before anything is decoded.
+  invalid("invalid-coded-header-too-large", "full", "H8", ErrorCode::kHeaderTooLarge,
+          "The header's zstd frame declares a content size of 2^26 + 1 bytes, above the header "
+          "limit (4.1, section 13); a reader refuses it before allocating.",
+          [](const Bytes&) {
+            Bytes f = {0x28, 0xB5, 0x2F, 0xFD, 0xE0};
+            for (int i = 0; i < 8; ++i) f.push_back(uint8_t(((uint64_t{1} << 26) + 1) >> (8 * i)));
+            f.insert(f.end(), {0x01, 0x00, 0x00});
+            return f;
+          });
+  invalid("invalid-coded-header-not-ckzh", "full", "H2", ErrorCode::kHeaderMalformed,
+          "The header's zstd frame decodes, but to a buffer whose bytes 4..7 are not CKZH: H2 "
+          "applies to the decoded bytes.",
+          [&](const Bytes& h) {
+            Bytes b = h;
+            b[4] = 'X';  // the file identifier
+            return WriterHeaderFrame(b);
+          });
 }
 
 // ------------------------------------------------------------------------------------------
@@ -3523,8 +3501,6 @@ void CodedHeader(Suite& s) {
 std::pair<T, T> CmfPair(const std::string& name, std::vector<uint64_t> shape, uint64_t seed) {
   const uint64_t n = Elements(shape);
   std::vector<uint64_t> xs, ps;
-  auto key = [](uint32_t b) { return b >> 31 ? ~b : b | 0x80000000u; };
-  auto unkey = [](uint32_t u) { return u >> 31 ? u & 0x7FFFFFFFu : ~u; };
   const uint32_t base[] = {0x3D4CCCCD, 0xBD4CCCCD, 0x3F800000, 0x00000000, 0x80000000,
                            0x00000003, 0x7F7FFFFF, 0xC2F6E979};
   for (uint32_t k = 0; k <= 24; ++k)  // near class k, both directions
@@ -3532,7 +3508,7 @@ std::pair<T, T> CmfPair(const std::string& name, std::vector<uint64_t> shape, ui
       const uint32_t p = base[(k + uint32_t(neg)) % 8];
       const uint32_t a = k == 0 ? 0 : (1u << (k - 1)) | (uint32_t(k * 2654435761u) & ((1u << (k - 1)) - 1));
       ps.push_back(p);
-      xs.push_back(unkey(neg ? key(p) - a : key(p) + a));
+      xs.push_back(FromOrderedKey(neg ? OrderedKey(p) - a : OrderedKey(p) + a));
     }
   const std::vector<std::pair<uint32_t, uint32_t>> specials = {
       {0x7FC00000, 0x3F800000}, {0xFFC12345, 0xBF800000}, {0x7F800001, 0x00000000},
@@ -3558,7 +3534,7 @@ std::pair<T, T> CmfPair(const std::string& name, std::vector<uint64_t> shape, ui
     const uint32_t pe = (p & 0x807FFFFF) | (uint32_t(100 + r.Next() % 30) << 23);
     const uint64_t kind = r.Next() % 8;
     uint32_t x = pe;
-    if (kind < 5) x = unkey(key(pe) + uint32_t(r.Next() % (1u << (4 + 3 * kind))) - (1u << (3 + 3 * kind)));
+    if (kind < 5) x = FromOrderedKey(OrderedKey(pe) + uint32_t(r.Next() % (1u << (4 + 3 * kind))) - (1u << (3 + 3 * kind)));
     if (kind == 5) x = pe ^ 0x80000000u;
     if (kind == 6) x = uint32_t(r.Next());
     ps.push_back(pe);
@@ -3571,9 +3547,8 @@ std::pair<T, T> CmfPair(const std::string& name, std::vector<uint64_t> shape, ui
 // The cmf size classes (0..25) the reference encoder uses for `x` against `p` (spec 7.8.3).
 std::set<uint32_t> CmfClasses(const Bytes& x, const Bytes& p) {
   std::set<uint32_t> out;
-  auto key = [](uint32_t b) { return b >> 31 ? ~b : b | 0x80000000u; };
   for (size_t i = 0; i + 4 <= x.size(); i += 4) {
-    const int64_t d = int64_t(key(LoadLE32(x.data() + i))) - int64_t(key(LoadLE32(p.data() + i)));
+    const int64_t d = int64_t(OrderedKey(LoadLE32(x.data() + i))) - int64_t(OrderedKey(LoadLE32(p.data() + i)));
     uint64_t a = uint64_t(d < 0 ? -d : d);
     uint32_t k = 0;
     while (a) ++k, a >>= 1;
@@ -3606,8 +3581,6 @@ std::string Hex32(uint32_t v) {
   return buf;
 }
 
-uint32_t CmfKey(uint32_t b) { return b >> 31 ? ~b : b | 0x80000000u; }
-
 // A stream of random bytes (4..7 of them) for which `accept` holds.
 Bytes CmfSearch(uint64_t seed, const std::function<bool(const Bytes&)>& accept,
                 const std::string& what) {
@@ -3627,8 +3600,8 @@ void CmfHandMade(Suite& s) {
   const Bytes wrap = CmfSearch(5031, [&](const Bytes& st) {
     const auto mid = CmfFirst(st, 0x3F800000), hi = CmfFirst(st, top);
     if (!mid || !hi) return false;
-    const int64_t d = int64_t(CmfKey(*mid)) - int64_t(CmfKey(0x3F800000));
-    return d > 0 && d < (int64_t{1} << 24) && CmfKey(*hi) == uint32_t(0xFFFFFFFFu + uint32_t(d));
+    const int64_t d = int64_t(OrderedKey(*mid)) - int64_t(OrderedKey(0x3F800000));
+    return d > 0 && d < (int64_t{1} << 24) && OrderedKey(*hi) == uint32_t(0xFFFFFFFFu + uint32_t(d));
   }, "a wrapping near class");
   const uint32_t wrapped = *CmfFirst(wrap, top);
   Ckpt parent = Single({FromElems("w", DType::kF32, {1}, {top}),

@@ -38,6 +38,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/bytes.h"
 #include "common/float_model.h"
 #include "fuzz_check.h"
 
@@ -49,16 +50,10 @@ using ckz::FloatDecodeResult;
 constexpr size_t kMaxCount = 4096;
 constexpr size_t kHeader = 5;
 
-uint32_t Le16(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8; }
-uint32_t Le32(const uint8_t* p) { return Le16(p) | Le16(p + 2) << 16; }
-void Put32(uint8_t* p, uint32_t v) {
-  for (int k = 0; k < 4; ++k) p[k] = uint8_t(v >> (8 * k));
-}
-
-// The codec's total order of bit patterns (-NaN .. -0, +0 .. +NaN), restated here so that the
-// harness can aim at near classes.
-uint32_t Key(uint32_t bits) { return bits >> 31 ? ~bits : bits | 0x80000000u; }
-uint32_t FromKey(uint32_t key) { return key >> 31 ? key & 0x7FFFFFFFu : ~key; }
+using ckz::FromOrderedKey;
+using ckz::LoadLE16;
+using ckz::LoadLE32;
+using ckz::OrderedKey;
 
 uint32_t Special(uint32_t which, uint32_t w) {
   static constexpr uint32_t kTable[] = {
@@ -86,14 +81,14 @@ uint32_t Perturb(uint32_t p, uint8_t sel, uint32_t w) {
     case 1: {  // a key difference of exactly `bits` bits, either sign, wrapping mod 2^32
       const uint32_t bits = param % 27;
       const uint32_t d = bits ? (w >> (32 - bits)) | 1u << (bits - 1) : 0;
-      return FromKey(w & 1 ? Key(p) - d : Key(p) + d);
+      return FromOrderedKey(w & 1 ? OrderedKey(p) - d : OrderedKey(p) + d);
     }
     case 2: return p ^ w;
     case 3: return Special(param, w);
     case 4: return w;
     case 5: {  // around the largest near difference (2^24 - 1) and the first escape
       const uint32_t d = (1u << 24) - 2 + (w & 3);
-      return FromKey(sel & 8 ? Key(p) - d : Key(p) + d);
+      return FromOrderedKey(sel & 8 ? OrderedKey(p) - d : OrderedKey(p) + d);
     }
     case 6: return ((p & 0xFF800000u) | (w & 0x7FFFFFu)) ^ flip;
     default: {  // an exponent step of -128..127, clamped to 0..255
@@ -132,9 +127,9 @@ bool Known(FloatDecodeResult r) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < kHeader) return 0;
   const bool has_prediction = data[0] & 1;
-  const size_t count = Le16(data + 1) % (kMaxCount + 1);
+  const size_t count = LoadLE16(data + 1) % (kMaxCount + 1);
   const size_t rest = size - kHeader;
-  const size_t length = Le16(data + 3) < rest ? Le16(data + 3) : rest;
+  const size_t length = LoadLE16(data + 3) < rest ? LoadLE16(data + 3) : rest;
   // The stream in its own allocation of exactly `length` bytes (ASan: no read past it).
   std::vector<uint8_t> stream(data + kHeader, data + kHeader + length);
   const uint8_t* ctx = data + kHeader + length;
@@ -187,10 +182,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The encoder on values of the same shape, derived from the prediction bytes.
   std::vector<uint8_t> values(4 * count);
   for (size_t i = 0; i < count; ++i) {
-    const uint32_t p = prediction ? Le32(prediction + 4 * i) : 0;
+    const uint32_t p = prediction ? LoadLE32(prediction + 4 * i) : 0;
     const uint32_t w = uint32_t(ctx_at(4 * i + 1)) | uint32_t(ctx_at(4 * i + 2)) << 8 |
                        uint32_t(ctx_at(4 * i + 3)) << 16 | uint32_t(ctx_at(4 * i + 4)) << 24;
-    Put32(values.data() + 4 * i, Perturb(p, ctx_at(4 * count + i), w));
+    ckz::StoreLE32(values.data() + 4 * i, Perturb(p, ctx_at(4 * count + i), w));
   }
   RoundTrip(values, prediction);
   return 0;

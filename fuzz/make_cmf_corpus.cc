@@ -48,8 +48,8 @@ float Float(uint32_t u) {
   std::memcpy(&f, &u, 4);
   return f;
 }
-uint32_t Key(uint32_t bits) { return bits >> 31 ? ~bits : bits | 0x80000000u; }
-uint32_t FromKey(uint32_t key) { return key >> 31 ? key & 0x7FFFFFFFu : ~key; }
+using ckz::FromOrderedKey;
+using ckz::OrderedKey;
 
 constexpr uint32_t kSpecials[] = {
     0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001,
@@ -169,19 +169,19 @@ int main(int argc, char** argv) {
   };
   auto ulps = [&](Rng& r, size_t, uint32_t* v, uint32_t* p) {
     *p = weight(r);
-    *v = FromKey(Key(*p) + r.Next() % 7 - 3);
+    *v = FromOrderedKey(OrderedKey(*p) + r.Next() % 7 - 3);
   };
   auto exact = [&](Rng& r, size_t, uint32_t* v, uint32_t* p) { *v = *p = weight(r); };
   auto every_class = [&](Rng& r, size_t i, uint32_t* v, uint32_t* p) {
     *p = weight(r);
     const uint32_t bits = uint32_t(i % 26);  // 0..24 near, 25 the first escape
     const uint32_t d = bits ? (r.Next() >> (32 - bits)) | 1u << (bits - 1) : 0;
-    *v = FromKey(r.Next() & 1 ? Key(*p) - d : Key(*p) + d);
+    *v = FromOrderedKey(r.Next() & 1 ? OrderedKey(*p) - d : OrderedKey(*p) + d);
   };
   auto boundary = [&](Rng& r, size_t, uint32_t* v, uint32_t* p) {
     *p = weight(r);
     const uint32_t d = (1u << 24) - 2 + r.Next() % 4;
-    *v = FromKey(r.Next() & 1 ? Key(*p) - d : Key(*p) + d);
+    *v = FromOrderedKey(r.Next() & 1 ? OrderedKey(*p) - d : OrderedKey(*p) + d);
   };
   auto far = [&](Rng& r, size_t, uint32_t* v, uint32_t* p) {
     *p = weight(r);
@@ -205,8 +205,8 @@ int main(int argc, char** argv) {
     *p = kSpecials[i % std::size(kSpecials)];
     const uint32_t k = r.Next() % 4;
     *v = k == 0   ? *p
-         : k == 1 ? FromKey(Key(*p) + 1)
-         : k == 2 ? FromKey(Key(*p) - 1 - r.Next() % 1000)
+         : k == 1 ? FromOrderedKey(OrderedKey(*p) + 1)
+         : k == 2 ? FromOrderedKey(OrderedKey(*p) - 1 - r.Next() % 1000)
                   : kSpecials[r.Next() % std::size(kSpecials)];
   };
   auto nan_payloads = [&](Rng& r, size_t, uint32_t* v, uint32_t* p) {
@@ -221,7 +221,7 @@ int main(int argc, char** argv) {
   auto extremes = [&](Rng& r, size_t, uint32_t* v, uint32_t* p) {
     // Around max finite and infinity.
     *p = (r.Next() & 0x80000000u) | (0x7F7FFFFFu - r.Next() % 16);
-    *v = FromKey(Key(*p) + r.Next() % 32 - 8);
+    *v = FromOrderedKey(OrderedKey(*p) + r.Next() % 32 - 8);
   };
   auto exponent_steps = [&](Rng& r, size_t, uint32_t* v, uint32_t* p) {
     *p = r.Next() & 0xBFFFFFFFu;
@@ -233,7 +233,7 @@ int main(int argc, char** argv) {
   auto exponent_classes = [&](Rng& r, size_t i, uint32_t* v, uint32_t* p) {
     // Predictions in every magnitude class (biased exponents 90..135), values near them.
     *p = (r.Next() & 0x807FFFFFu) | uint32_t(90 + i % 46) << 23;
-    *v = FromKey(Key(*p) + (r.Next() >> (8 + r.Next() % 24)));
+    *v = FromOrderedKey(OrderedKey(*p) + (r.Next() >> (8 + r.Next() % 24)));
   };
   auto one_escape = [&](Rng&, size_t, uint32_t* v, uint32_t* p) {
     *p = Bits(0.5f);

@@ -207,6 +207,20 @@ std::vector<SynthTensor> SynthTensors() {
   return out;
 }
 
+// The synthetic tensors as one safetensors file, in order.
+SourceFileInfo SynthSourceFile(const std::vector<SynthTensor>& tensors) {
+  std::vector<SafetensorsEntry> entries;
+  SourceFileInfo file;
+  file.path = "model.safetensors";
+  file.format = SourceFormat::kSafetensors;
+  for (uint32_t i = 0; i < tensors.size(); ++i) {
+    entries.push_back({tensors[i].spec.name, tensors[i].spec.dtype, tensors[i].spec.shape, 0, 0});
+    file.tensors.push_back(i);
+  }
+  file.prolog = BuildSafetensorsProlog(entries, {});
+  return file;
+}
+
 Status WriteSynth(const fs::path& path, const fs::path& parent, std::optional<StreamCodec> index_codec,
                   uint32_t seed) {
   std::vector<SynthTensor> tensors = SynthTensors();
@@ -225,16 +239,7 @@ Status WriteSynth(const fs::path& path, const fs::path& parent, std::optional<St
   writer.SetStep(seed);
   writer.AddMetadata({"note", std::string("corruption sweep")});
   if (reader) writer.SetLink(LinkTo(*reader));
-  std::vector<SafetensorsEntry> entries;
-  SourceFileInfo file;
-  file.path = "model.safetensors";
-  file.format = SourceFormat::kSafetensors;
-  for (uint32_t i = 0; i < tensors.size(); ++i) {
-    entries.push_back({tensors[i].spec.name, tensors[i].spec.dtype, tensors[i].spec.shape, 0, 0});
-    file.tensors.push_back(i);
-  }
-  file.prolog = BuildSafetensorsProlog(entries, {});
-  writer.AddSourceFile(file);
+  writer.AddSourceFile(SynthSourceFile(tensors));
   uint32_t x = seed;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const SynthTensor& t = tensors[i];
@@ -296,16 +301,7 @@ Status WriteCmfLink(const fs::path& path, const fs::path& parent, uint32_t seed)
   writer.SetStep(seed);
   writer.SetLink(LinkTo(*reader));
   std::vector<SynthTensor> tensors = SynthTensors();
-  std::vector<SafetensorsEntry> entries;
-  SourceFileInfo file;
-  file.path = "model.safetensors";
-  file.format = SourceFormat::kSafetensors;
-  for (uint32_t i = 0; i < tensors.size(); ++i) {
-    entries.push_back({tensors[i].spec.name, tensors[i].spec.dtype, tensors[i].spec.shape, 0, 0});
-    file.tensors.push_back(i);
-  }
-  file.prolog = BuildSafetensorsProlog(entries, {});
-  writer.AddSourceFile(file);
+  writer.AddSourceFile(SynthSourceFile(tensors));
   uint32_t x = seed;
   for (const SynthTensor& t : tensors) {
     std::vector<uint8_t> ref(t.bytes.size());

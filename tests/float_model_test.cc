@@ -19,6 +19,14 @@ namespace {
 
 using testing::PerturbF32;
 using testing::RandomTensorBytes;
+using testing::TestTensor;
+using testing::WriteToMemory;
+
+const LinkInfo kLink = [] {
+  LinkInfo link;
+  link.depth = 1;
+  return link;
+}();
 
 std::vector<uint8_t> Bytes(const std::vector<uint32_t>& bits) {
   std::vector<uint8_t> out(bits.size() * 4);
@@ -175,19 +183,13 @@ TEST(FloatModelFile, LosslessLinksDecodeExactly) {
     o.chunk_bytes = 4000;
     if (forced) o.float_codec = StreamCodec::kCmFloat;
     else o.float_codec.reset();  // cmf where it codes a sample smaller: here, everywhere
-    auto sink = std::make_unique<MemorySink>();
-    MemorySink* mem = sink.get();
-    Writer w(std::move(sink), o);
-    LinkInfo link;
-    link.depth = 1;
-    w.SetLink(link);
-    TensorSpec spec{"w", DType::kF32, {64, 50}, Role::kWeight, -1};
-    ASSERT_TRUE(w.AddTensor(spec, ByteSpan(child), ByteSpan(parent)).ok());
-    TensorSpec small{"i", DType::kI32, {7}, Role::kOther, -1};  // not F32: never cmf
     const std::vector<uint8_t> ints(28, 3);
-    ASSERT_TRUE(w.AddTensor(small, ByteSpan(ints), ByteSpan(ints)).ok());
-    ASSERT_TRUE(w.Finish().ok());
-    auto a = ParseArchive(ByteSpan(mem->bytes()));
+    const std::vector<TestTensor> tensors = {
+        {{"w", DType::kF32, {64, 50}, Role::kWeight, -1}, child},
+        {{"i", DType::kI32, {7}, Role::kOther, -1}, ints}};  // not F32: never cmf
+    const std::vector<std::vector<uint8_t>> refs = {parent, ints};
+    const std::vector<uint8_t> file = WriteToMemory(tensors, o, &kLink, &refs);
+    auto a = ParseArchive(ByteSpan(file));
     ASSERT_TRUE(a.ok()) << a.status().ToString();
     EXPECT_TRUE(a->preamble.required_features & kFeatureFloatModel);
     EXPECT_FALSE(a->tensors[0].byte_planes);
@@ -216,17 +218,10 @@ TEST(FloatModelFile, LosslessLinksDecodeExactly) {
 TEST(FloatModelFile, ZstdChoiceKeepsTheFeatureBitClear) {
   const std::vector<uint8_t> parent = RandomTensorBytes(DType::kF32, 1000, 1);
   const std::vector<uint8_t> child = PerturbF32(parent, 2, 1e-4f);
-  EncodeOptions o;  // the default: byte planes and zstd
-  auto sink = std::make_unique<MemorySink>();
-  MemorySink* mem = sink.get();
-  Writer w(std::move(sink), o);
-  LinkInfo link;
-  link.depth = 1;
-  w.SetLink(link);
-  TensorSpec spec{"w", DType::kF32, {1000}, Role::kWeight, -1};
-  ASSERT_TRUE(w.AddTensor(spec, ByteSpan(child), ByteSpan(parent)).ok());
-  ASSERT_TRUE(w.Finish().ok());
-  auto a = ParseArchive(ByteSpan(mem->bytes()));
+  const std::vector<TestTensor> tensors = {{{"w", DType::kF32, {1000}, Role::kWeight, -1}, child}};
+  const std::vector<std::vector<uint8_t>> refs = {parent};
+  const std::vector<uint8_t> file = WriteToMemory(tensors, {}, &kLink, &refs);  // the default
+  auto a = ParseArchive(ByteSpan(file));
   ASSERT_TRUE(a.ok());
   EXPECT_FALSE(a->preamble.required_features & kFeatureFloatModel);
 }

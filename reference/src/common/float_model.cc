@@ -18,11 +18,6 @@ constexpr uint32_t kExponentClasses = 9;
 constexpr uint32_t kTopBits = 2;           // modelled bits below a difference's leading one
 constexpr uint32_t kEscapeMantissaTop = 3;  // modelled high bits of an escape's mantissa
 
-// Binary32 bit patterns in the order of the values they encode (-NaN .. -0, +0 .. +NaN), so a
-// small change of a value is a small change of its key.
-inline uint32_t OrderedKey(uint32_t bits) { return bits >> 31 ? ~bits : bits | 0x80000000u; }
-inline uint32_t FromOrderedKey(uint32_t key) { return key >> 31 ? key & 0x7FFFFFFFu : ~key; }
-
 inline uint32_t BitLength(uint64_t v) {
   uint32_t n = 0;
   while (v != 0) ++n, v >>= 1;
@@ -121,7 +116,7 @@ size_t Run(Side& side, const uint8_t* values, const uint8_t* prediction, uint8_t
       if (moved) {
         negative = side.Code(m.esc_negative[ec][flip], step < 0);
         const uint32_t size = uint32_t(step < 0 ? -step : step);
-        const uint32_t length = BitLength(size);  // 1..8
+        const uint32_t length = Side::kDecodes ? 0 : BitLength(size);  // 1..8; encoder only
         uint32_t bl = 1;
         while (bl < 8 && side.Code(m.esc_length[negative][bl][flip], bl < length)) ++bl;
         const uint32_t low = side.Direct(size & ((1u << (bl - 1)) - 1), bl - 1);

@@ -12,6 +12,11 @@
 
 namespace ckz {
 
+// Spec 7.8.2's key and unkey: binary32 bit patterns in the order of the values they encode
+// (-NaN .. -0, +0 .. +NaN), so a small change of a value is a small change of its key.
+inline uint32_t OrderedKey(uint32_t bits) { return bits >> 31 ? ~bits : bits | 0x80000000u; }
+inline uint32_t FromOrderedKey(uint32_t key) { return key >> 31 ? key & 0x7FFFFFFFu : ~key; }
+
 // Appends the coded stream of `count` binary32 values (`values`: 4·count little-endian bytes)
 // to `out`. `prediction` (same layout) may be null: every prediction is then +0.0.
 void EncodeFloatStream(const uint8_t* values, const uint8_t* prediction, size_t count,

@@ -55,10 +55,7 @@ class RangeEncoder {
       range_ -= bound;
     }
     m.Update(bit);
-    while (range_ < kRangeTop) {
-      range_ <<= 8;
-      ShiftLow();
-    }
+    Normalize();
   }
 
   // The low `count` bits of `value`, most significant first, each at probability 1/2 (no
@@ -67,10 +64,7 @@ class RangeEncoder {
     while (count-- > 0) {
       range_ >>= 1;
       low_ += range_ & (0u - ((value >> count) & 1));  // branch-free: the bits are near random
-      if (range_ < kRangeTop) {  // range_ >= 2^23 here: one shift restores it
-        range_ <<= 8;
-        ShiftLow();
-      }
+      Normalize();  // range_ >= 2^23 here: at most one shift
     }
   }
 
@@ -84,6 +78,12 @@ class RangeEncoder {
   }
 
  private:
+  void Normalize() {
+    while (range_ < kRangeTop) {
+      range_ <<= 8;
+      ShiftLow();
+    }
+  }
   void ShiftLow() {
     if (uint32_t(low_) < 0xFF000000u || (low_ >> 32) != 0) {
       const uint8_t carry = uint8_t(low_ >> 32);
@@ -129,10 +129,7 @@ class RangeDecoder {
       bit = 1;
     }
     m.Update(bit);
-    while (range_ < kRangeTop) {
-      range_ <<= 8;
-      code_ = (code_ << 8) | NextByte();
-    }
+    Normalize();
     return bit;
   }
 
@@ -145,10 +142,7 @@ class RangeDecoder {
       const uint32_t bit = code_ >= range_;
       code_ -= range_ & (0u - bit);
       value = (value << 1) | bit;
-      if (range_ < kRangeTop) {
-        range_ <<= 8;
-        code_ = (code_ << 8) | NextByte();
-      }
+      Normalize();
     }
     return value;
   }
@@ -159,6 +153,12 @@ class RangeDecoder {
   uint64_t consumed() const { return consumed_; }
 
  private:
+  void Normalize() {
+    while (range_ < kRangeTop) {
+      range_ <<= 8;
+      code_ = (code_ << 8) | NextByte();
+    }
+  }
   uint32_t NextByte() { return consumed_ < size_ ? data_[consumed_++] : (++consumed_, 0u); }
 
   const uint8_t* data_;
