@@ -344,6 +344,15 @@ TEST_F(CheckpointInTest, RolesFromNames) {
                 {"u8", DType::kU8, {1}},
                 {"bn.running_mean", DType::kF32, {4}},
                 {"bn.running_var", DType::kF32, {4}},
+                // Other optimizers' state (RMSprop, Adagrad, Adadelta, Adamax).
+                {"r", DType::kF32, {7}},
+                {"r.square_avg", DType::kF32, {7}},
+                {"r.grad_avg", DType::kF32, {7}},
+                {"a", DType::kF32, {8}},
+                {"a.sum", DType::kF32, {8}},
+                {"d", DType::kF32, {9}},
+                {"d.acc_delta", DType::kF32, {9}},
+                {"d.exp_inf", DType::kF32, {9}},
             }));
   Result<InputCheckpoint> in = LoadCheckpoint(Path("m.safetensors"));
   ASSERT_TRUE(in.ok()) << in.status().ToString();
@@ -359,7 +368,18 @@ TEST_F(CheckpointInTest, RolesFromNames) {
   EXPECT_EQ(role("v"), Role::kWeight);
   EXPECT_EQ(role("v.momentum_buffer"), Role::kMoment1);
   EXPECT_EQ(owner("v.momentum_buffer"), int32_t(index["v"]));
-  for (const char* weight : {"x", "mask", "f64", "f16"}) {
+  EXPECT_EQ(role("r.square_avg"), Role::kMoment2);
+  EXPECT_EQ(owner("r.square_avg"), int32_t(index["r"]));
+  EXPECT_EQ(role("r.grad_avg"), Role::kMoment1);
+  EXPECT_EQ(role("a.sum"), Role::kMoment2);
+  EXPECT_EQ(owner("a.sum"), int32_t(index["a"]));
+  // Which optimizer made a moment (the lossy planner shrinks only Adam's).
+  auto key = [&](const std::string& name) { return in->tensors[index.at(name)].state_key; };
+  EXPECT_EQ(key("w.exp_avg_sq"), "exp_avg_sq");
+  EXPECT_EQ(key("r.square_avg"), "square_avg");
+  EXPECT_EQ(key("a.sum"), "sum");
+  EXPECT_EQ(key("w"), "");
+  for (const char* weight : {"x", "mask", "f64", "f16", "r", "a", "d"}) {
     EXPECT_EQ(role(weight), Role::kWeight) << weight;
     EXPECT_EQ(owner(weight), -1) << weight;
   }
@@ -367,7 +387,7 @@ TEST_F(CheckpointInTest, RolesFromNames) {
   // not weights.
   for (const char* other : {"x.exp_avg", "orphan.exp_avg_sq", "ids.exp_avg", "w.exp_avg.exp_avg",
                             "bn.running_mean", "bn.running_var", "ids", "mask.exp_avg", "step",
-                            "u8"}) {
+                            "u8", "d.acc_delta", "d.exp_inf"}) {
     EXPECT_EQ(role(other), Role::kOther) << other;
     EXPECT_EQ(owner(other), -1) << other;
   }

@@ -156,6 +156,69 @@ TEST(Shrink, SecondMomentResidualKeepsReferenceAndStaysNonNegative) {
   EXPECT_NEAR(r.quant.reference_scale, sum / sum_ref, 1e-6 * sum / sum_ref);
 }
 
+// ExCP's k needs Adam's v: a weight without one (SGD, RMSprop, Adagrad, weights only) stays
+// lossless with its moments unless fallback_k asks for the old fixed-k pruning.
+TEST(Plan, WeightsWithoutAdamsSecondMomentStayLosslessUnlessAsked) {
+  const uint64_t n = 2000;
+  std::vector<std::vector<uint8_t>> bytes;  // the inputs' buffers, never reallocated below
+  bytes.reserve(16);
+  InputCheckpoint in;
+  DecodedCheckpoint parent;
+  auto add = [&](const std::string& name, Role role, int32_t owner, const char* key,
+                 uint32_t seed) {
+    InputTensor t;
+    t.spec = {name, DType::kF32, {n}, role, owner};
+    t.state_key = key;
+    bytes.push_back(RandomTensorBytes(DType::kF32, n, seed));
+    if (role == Role::kMoment2)  // a second moment is positive
+      for (size_t i = 3; i < bytes.back().size(); i += 4) bytes.back()[i] &= 0x7F;
+    t.data = ByteSpan(bytes.back());
+    bytes.push_back(PerturbF32(bytes.back(), seed + 100, 0.05f));  // the parent's
+    parent.AddView(t.spec, ByteSpan(bytes.back()));
+    in.tensors.push_back(std::move(t));
+  };
+  add("adam", Role::kWeight, -1, "", 1);
+  add("adam.exp_avg", Role::kMoment1, 0, "exp_avg", 2);
+  add("adam.exp_avg_sq", Role::kMoment2, 0, "exp_avg_sq", 3);
+  add("sgd", Role::kWeight, -1, "", 4);
+  add("sgd.momentum_buffer", Role::kMoment1, 3, "momentum_buffer", 5);
+  add("rms", Role::kWeight, -1, "", 6);
+  add("rms.square_avg", Role::kMoment2, 5, "square_avg", 7);
+  add("plain", Role::kWeight, -1, "", 8);
+
+  auto plan = [&](const ExcpOptions& excp, WriteReport* report) {
+    auto sink = std::make_unique<MemorySink>();
+    MemorySink* mem = sink.get();
+    Writer writer(std::move(sink), EncodeOptions{});
+    LinkInfo link;
+    link.depth = 1;
+    writer.SetLink(link);
+    WriteOptions options;
+    options.excp = excp;
+    EXPECT_TRUE(WriteCheckpoint(in, &parent, &writer, options, nullptr, report).ok());
+    EXPECT_TRUE(writer.Finish().ok());
+    auto a = ParseArchive(ByteSpan(mem->bytes()));
+    EXPECT_TRUE(a.ok()) << a.status().ToString();
+    std::vector<bool> quantized;
+    for (const TensorInfo& t : a->tensors) quantized.push_back(t.quantization.has_value());
+    return std::make_pair(quantized, a->FindMetadata("excp.fallback_k") != nullptr);
+  };
+  WriteReport report;
+  auto [quantized, recorded] = plan(ExcpOptions{}, &report);
+  EXPECT_EQ(quantized, (std::vector<bool>{true, true, true, false, false, false, false, false}));
+  EXPECT_EQ(report.quantized, 3u);
+  EXPECT_EQ(report.without_adam_v, 3u);  // sgd, rms, plain
+  EXPECT_FALSE(recorded);
+
+  ExcpOptions fixed_k;
+  fixed_k.fallback_k = 1.0;
+  report = {};
+  std::tie(quantized, recorded) = plan(fixed_k, &report);
+  EXPECT_EQ(quantized, std::vector<bool>(8, true));
+  EXPECT_EQ(report.without_adam_v, 0u);
+  EXPECT_TRUE(recorded);
+}
+
 // ---- Quantized tensors in files ----
 
 struct Quantized {

@@ -156,6 +156,37 @@ class TorchFiles(unittest.TestCase):
             if t["name"].endswith("/step"):
                 self.assertEqual(t["role"], "other")
 
+    def test_other_optimizers_get_roles_and_stay_lossless_by_default(self):
+        # ExCP's pruning needs Adam's v: SGD, RMSprop and Adagrad checkpoints get their roles
+        # but their links stay bit-exact unless --fallback-k asks for fixed-k pruning.
+        roles = {"sgd": {"momentum_buffer": "moment1"},
+                 "rmsprop": {"square_avg": "moment2", "momentum_buffer": "moment1"},
+                 "adagrad": {"sum": "moment2"}}
+        for opt, keys in roles.items():
+            hist = self.history("mlp", "pt", steps=4, every=2,
+                                extra=("--optimizer", opt, "--lr", "0.05"))
+            pts = sorted(f for f in os.listdir(hist) if f.endswith(".pt"))
+            out = os.path.join(self.tmp, "ckz-" + opt)
+            r = ckz("compress", hist, "-o", out)
+            self.assertIn("6 weights without Adam's v kept lossless", r.stdout, opt)
+            link = os.path.join(out, pts[1] + ".ckz")
+            tensors = info(link)["tensors"]
+            by_name = {t["name"]: t for t in tensors}
+            for t in tensors:
+                self.assertIsNone(t["quantization"], t["name"])
+                key = t["name"].rsplit("/", 1)[-1]
+                if t["name"].startswith("optimizer/state/") and key in keys:
+                    self.assertEqual(t["role"], keys[key], t["name"])
+                    self.assertEqual(by_name[tensors[t["owner"]]["name"]]["role"], "weight")
+            restored = os.path.join(self.tmp, "restored-%s.pt" % opt)
+            ckz("decompress", "-q", link, "-o", restored)
+            with open(restored, "rb") as a, open(os.path.join(hist, pts[1]), "rb") as b:
+                self.assertEqual(a.read(), b.read(), opt)
+            # Asked for, the fixed k prunes them (and says so).
+            r = ckz("compress", "-f", hist, "-o", out, "--fallback-k", "1")
+            self.assertIn("fallback-k=1", r.stdout, opt)
+            self.assertTrue(any(t["quantization"] for t in info(link)["tensors"]), opt)
+
     def test_ambiguous_layout_is_reported_not_guessed(self):
         class Tricky(torch.nn.Module):
             def __init__(self):

@@ -54,6 +54,10 @@ const char kUsage[] =
     "                           sample of the tensor smaller (cm: 2-5 % smaller, decodes\n"
     "                           ~20x slower)\n"
     "  --k-at-cap               prune weights with k = 2.5 (ExCP's cap) whatever mean(v)\n"
+    "  --fallback-k K           also prune weights without Adam's second moment (SGD,\n"
+    "                           RMSprop, Adagrad, weights-only files) at K times the median\n"
+    "                           residual, with their moments. Unbounded damage (K = 1: +46 %%\n"
+    "                           val loss on an SGD history); default: keep them lossless\n"
     "  --v-direct               store Adam's v as ExCP does: pruned elements become 0\n"
     "                           (default: a residual, pruned elements keep the parent's v)\n"
     "  -l, --level N            zstd level of the entropy stage (default 3)\n"
@@ -236,12 +240,18 @@ void PrintCompressed(const std::string& input, const std::string& output,
   std::string mode = "lossless";
   if (r.report.quantized > 0) {
     const ExcpOptions& e = *write.excp;
-    char buf[160];
-    snprintf(buf, sizeof buf, "lossy: ExCP alpha=%g beta=%g bits=%u%s%s, %zu tensors shrunk",
+    char buf[200];
+    snprintf(buf, sizeof buf, "lossy: ExCP alpha=%g beta=%g bits=%u%s%s%s, %zu tensors shrunk",
              e.alpha, e.beta, e.bits, e.k_at_cap ? " k=2.5" : "",
-             e.v_residual ? "" : " v-direct", r.report.quantized);
+             e.v_residual ? "" : " v-direct",
+             e.fallback_k ? (" fallback-k=" + Number(*e.fallback_k)).c_str() : "",
+             r.report.quantized);
     mode = buf;
   }
+  // Weights a lossy run left exact, so that nobody takes "lossless" for an accident.
+  if (write.excp && r.report.without_adam_v > 0)
+    mode += ", " + std::to_string(r.report.without_adam_v) +
+            " weights without Adam's v kept lossless";
   printf("%s => %s: %s -> %s (%s, %s, %s), %.2f s, %s/s\n", input.c_str(), output.c_str(),
          HumanBytes(r.raw).c_str(), HumanBytes(r.stored).c_str(), Ratio(r.raw, r.stored).c_str(),
          mode.c_str(),
@@ -262,6 +272,7 @@ int Compress(Args& args, const Common& common) {
   const auto entropy = args.Value({"--entropy"});
   const bool k_at_cap = args.Flag({"--k-at-cap"});
   const bool v_direct = args.Flag({"--v-direct"});
+  const auto fallback_k = args.Value({"--fallback-k"});
   std::vector<std::string> inputs = args.Positionals();
   if (!args.error().empty()) return Usage(args.error());
   if (inputs.empty()) return Usage("compress needs an input");
@@ -290,10 +301,15 @@ int Compress(Args& args, const Common& common) {
     if (bits) e.bits = unsigned(v);
     e.k_at_cap = k_at_cap;
     e.v_residual = !v_direct;
+    if (fallback_k) {
+      double k = 0;
+      if (!ParsePositive(*fallback_k, &k)) return Usage("--fallback-k needs a positive number");
+      e.fallback_k = k;
+    }
     write.excp = e;
-  } else if (alpha || beta || bits || k_at_cap || v_direct) {
-    return Usage("--alpha, --beta, --bits, --k-at-cap and --v-direct shrink (lossy); not with "
-                 "--lossless");
+  } else if (alpha || beta || bits || k_at_cap || v_direct || fallback_k) {
+    return Usage("--alpha, --beta, --bits, --k-at-cap, --v-direct and --fallback-k shrink "
+                 "(lossy); not with --lossless");
   }
   if (entropy) {
     // Indices of lossy tensors; zstd and cm also pick the coding of lossless F32 values.

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <sstream>
 #include <cstdlib>
 #include <cstring>
 
@@ -140,6 +141,13 @@ std::string WithCommas(uint64_t n) {
   std::string s = std::to_string(n);
   for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(size_t(i), ",");
   return s;
+}
+
+std::string Number(double d) {
+  std::ostringstream o;
+  o.precision(9);
+  o << d;
+  return o.str();
 }
 
 std::string Ratio(uint64_t raw, uint64_t stored) {

@@ -52,6 +52,7 @@ bool ParsePositive(const std::string& text, double* out);  // a finite number > 
 std::string HumanBytes(uint64_t bytes);
 std::string WithCommas(uint64_t n);
 std::string Ratio(uint64_t raw, uint64_t stored);  // "12.34x"
+std::string Number(double d);                      // shortest text, up to 9 digits
 
 // A one-line progress bar on stderr, only when stderr is a terminal and not quiet.
 class Progress {

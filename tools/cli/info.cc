@@ -43,13 +43,6 @@ std::string FeaturesText(uint64_t bits) {
   return s;
 }
 
-std::string Number(double d) {
-  std::ostringstream o;
-  o.precision(9);
-  o << d;
-  return o.str();
-}
-
 std::string MetaText(const MetaValue& v) {
   if (const auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
   if (const auto* d = std::get_if<double>(&v)) {
@@ -72,6 +65,9 @@ std::string ExcpText(const Archive& a) {
   if (a.FindMetadata("excp.k_at_cap")) s += " k=2.5 (at cap)";
   if (const MetaEntry* e = a.FindMetadata("excp.v_residual"))
     s += MetaText(e->value) == "true" ? " v=residual" : " v=direct";
+  // Since 0.6's writers record fallback_k only when asked for one.
+  if (a.FindMetadata("excp.alpha") && !a.FindMetadata("excp.fallback_k"))
+    s += "; weights without Adam's v lossless";
   return s.empty() ? "parameters not recorded" : s;
 }
 

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 
-from ckzhistory.train import (DEFAULTS, FORMATS, MODELS, resume,  # noqa: E402
+from ckzhistory.train import (DEFAULTS, FORMATS, MODELS, OPTIMIZERS, resume,  # noqa: E402
                               run_from_scratch)
 
 torch.set_num_threads(1)  # explicitly 1: more threads are much slower on this machine
@@ -80,8 +80,10 @@ examples:
     g = p.add_argument_group("optimization")
     g.add_argument("--batch-size", type=int, help="batch size (mlp/cnn 64, chargpt 32)")
     g.add_argument("--lr", type=float, help="peak learning rate (mlp/cnn 1e-3, chargpt 3e-3)")
-    g.add_argument("--optimizer", choices=("adam", "adamw"),
-                   help="adam (default for mlp, cnn) or adamw (default for chargpt)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="adam (default for mlp, cnn), adamw (default for chargpt), sgd "
+                   "(Nesterov momentum 0.9), rmsprop (momentum 0.9), adagrad, adadelta, adamax, "
+                   "nadam or radam")
     g.add_argument("--weight-decay", type=float, help="weight decay (mlp/cnn 0, chargpt 0.1); "
                    "L2 for adam, decoupled for adamw")
     g.add_argument("--beta1", type=float, default=0.9, help="Adam beta1 (default 0.9)")

@@ -19,6 +19,10 @@ namespace ckz {
 struct InputTensor {
   TensorSpec spec;
   ByteSpan data;  // into one of InputCheckpoint::mappings
+  // The optimizer state key a reader found it under ("exp_avg_sq", "square_avg", "sum",
+  // "momentum_buffer", ...), or empty. The lossy planner takes a Moment2 for Adam's v when its
+  // key is "exp_avg_sq" or empty (a caller who sets the role says so).
+  std::string state_key;
 };
 
 // A checkpoint read from disk, ready for the Writer: tensors in file order, the source files
@@ -48,7 +52,11 @@ struct ExcpOptions {
   double alpha = 5e-5;     // weight pruning: k = min(2.5, alpha / sqrt(mean(v)))
   double beta = 2.0;       // momentum pruning: keep |m| > beta * mean|m|
   unsigned bits = 4;       // index width: 2^bits - 1 centres per tensor
-  double fallback_k = 1.0; // k for a weight without a second moment (a model-only file)
+  // k for a weight without Adam's second moment (SGD, RMSprop, Adagrad, a weights-only file).
+  // Unset (the default): such weights, and so their moments, stay lossless. ExCP's formula
+  // needs Adam's v, and a fixed k prunes half of a tensor's residuals or more whatever the
+  // damage (+46 % val loss on an SGD history, docs/fidelity.md).
+  std::optional<double> fallback_k;
   bool k_at_cap = false;   // use k = 2.5 everywhere (the regime of late LLM training)
   // v (Adam's second moment) as a residual against the decoded parent's v, so that a pruned
   // element keeps the parent's value; false: ExCP's own choice, pruned v becomes 0, which
@@ -101,6 +109,8 @@ class DecodedCheckpoint : public ReferenceSource {
 struct WriteReport {
   size_t quantized = 0;
   std::vector<std::string> lossless;  // "name: why" for link tensors ExCP left bit-exact
+  // Weights kept lossless because they have no Adam second moment (and no fallback_k).
+  size_t without_adam_v = 0;
 };
 
 // Adds every tensor of `input` to `writer`, plus its files, metadata and step. With a

@@ -108,7 +108,7 @@ ShrinkResult ShrinkWeight(DType dtype, ByteSpan w, ByteSpan reference, DType v_d
     residual[i] = float(d);
   }
 
-  double k = options.fallback_k;
+  double k = options.fallback_k.value_or(1.0);
   ShrinkResult result;
   if (!v.empty()) {
     const size_t vn = v.size / DTypeSize(v_dtype);

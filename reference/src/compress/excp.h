@@ -27,8 +27,8 @@ struct ShrinkResult {
   std::vector<uint8_t> indices;  // one per element
 };
 
-// A weight against its decoded reference. `v` is its second moment in this checkpoint (same
-// element count, any floating dtype), or empty: then k = options.fallback_k.
+// A weight against its decoded reference. `v` is its Adam second moment in this checkpoint
+// (same element count, any floating dtype), or empty: then k = options.fallback_k (1 unset).
 ShrinkResult ShrinkWeight(DType dtype, ByteSpan w, ByteSpan reference, DType v_dtype, ByteSpan v,
                           const ExcpOptions& options);
 

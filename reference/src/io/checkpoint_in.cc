@@ -12,6 +12,7 @@
 #include "ckz/torch.h"
 #include "io/checkpoint_torch.h"
 #include "io/json.h"
+#include "io/optimizer_keys.h"
 #include "common/bytes.h"
 #include "format/rules.h"
 
@@ -100,27 +101,19 @@ void AddSafetensorsFile(const std::string& path_in_checkpoint, ByteSpan file,
 }
 
 // Roles from names (spec/ckz.md, section 8.3). For each tensor T, in any order:
-//  - T is an optimizer moment when its name is P + ".exp_avg" or P + ".momentum_buffer"
-//    (moment1), or P + ".exp_avg_sq" (moment2), where a tensor named P exists in the
-//    checkpoint with the same shape, T and P both have a floating dtype, and P is not itself a
-//    moment by this rule. Its owner is the index of P, and P is a weight.
+//  - T is optimizer state of P when its name is P + "." + KEY, KEY a per-parameter state key
+//    of torch.optim (io/optimizer_keys.h: exp_avg, exp_avg_sq, momentum_buffer, square_avg,
+//    sum, ...), where a tensor named P exists in the checkpoint with the same shape, T and P
+//    both have a floating dtype, and P is a weight by this rule. T then takes KEY's role; a
+//    Moment1 or Moment2 is owned by P.
 //  - Otherwise T is a weight when its dtype is floating (F64 F32 F16 BF16) and its name is
-//    not that of optimizer state (P.exp_avg, ...) or of a batch-norm statistic (running_mean,
+//    not that of optimizer state (P.KEY) or of a batch-norm statistic (running_mean,
 //    running_var), and other (owner -1) when it is not.
-// ("P is not itself a moment" is decided first for shorter names, so the rule is well defined
-// for names like "a.exp_avg.exp_avg": "a.exp_avg" is a moment of "a", hence the longer name is
-// a weight.)
+// ("P is a weight" is decided first for shorter names, so the rule is well defined for names
+// like "a.exp_avg.exp_avg": "a.exp_avg" is a moment of "a", hence the longer name is a weight.)
 void AssignRoles(std::vector<InputTensor>* tensors) {
   std::unordered_map<std::string_view, size_t> by_name;
   for (size_t i = 0; i < tensors->size(); ++i) by_name.emplace((*tensors)[i].spec.name, i);
-
-  struct Suffix {
-    std::string_view text;
-    Role role;
-  };
-  static constexpr Suffix kSuffixes[] = {{".exp_avg", Role::kMoment1},
-                                         {".momentum_buffer", Role::kMoment1},
-                                         {".exp_avg_sq", Role::kMoment2}};
 
   // Shorter names first: a tensor's candidate owner is decided before the tensor itself.
   std::vector<size_t> order(tensors->size());
@@ -129,20 +122,22 @@ void AssignRoles(std::vector<InputTensor>* tensors) {
     return (*tensors)[a].spec.name.size() < (*tensors)[b].spec.name.size();
   });
   for (size_t i : order) {
-    TensorSpec& t = (*tensors)[i].spec;
+    InputTensor& input = (*tensors)[i];
+    TensorSpec& t = input.spec;
     t.role = MayBeParameter(t.name, t.dtype) ? Role::kWeight : Role::kOther;
     t.owner = -1;
-    if (!DTypeIsFloat(t.dtype)) continue;
-    for (const Suffix& s : kSuffixes) {
-      if (!EndsWith(t.name, s.text)) continue;
-      auto it = by_name.find(std::string_view(t.name).substr(0, t.name.size() - s.text.size()));
-      if (it == by_name.end()) continue;
-      const TensorSpec& p = (*tensors)[it->second].spec;
-      if (p.shape != t.shape || !DTypeIsFloat(p.dtype) || p.role != Role::kWeight) continue;
-      t.role = s.role;
-      t.owner = int32_t(it->second);
-      break;
-    }
+    const size_t dot = t.name.rfind('.');
+    if (!DTypeIsFloat(t.dtype) || dot == std::string::npos) continue;
+    const std::string_view key = std::string_view(t.name).substr(dot + 1);
+    const std::optional<Role> role = OptimizerStateRole(key);
+    if (!role) continue;
+    auto it = by_name.find(std::string_view(t.name).substr(0, dot));
+    if (it == by_name.end()) continue;
+    const TensorSpec& p = (*tensors)[it->second].spec;
+    if (p.shape != t.shape || !DTypeIsFloat(p.dtype) || p.role != Role::kWeight) continue;
+    t.role = *role;
+    t.owner = *role == Role::kOther ? -1 : int32_t(it->second);
+    input.state_key = std::string(key);
   }
 }
 

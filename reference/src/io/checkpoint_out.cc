@@ -15,6 +15,7 @@
 #include "ckz/torch.h"
 #include "common/bytes.h"
 #include "compress/excp.h"
+#include "io/optimizer_keys.h"
 #include "common/parallel.h"
 
 namespace ckz {
@@ -195,6 +196,7 @@ Status PlanShrinking(const InputCheckpoint& input, ReferenceSource* reference,
   for (size_t i = 0; i < t.size(); ++i)
     if (t[i].spec.role == Role::kWeight && DTypeIsFloat(t[i].spec.dtype)) weights.push_back(i);
   std::vector<Status> results(t.size());
+  std::vector<char> without_adam_v(t.size(), false);
   auto first_error = [&]() {
     for (const Status& s : results)
       if (!s.ok()) return s;
@@ -214,13 +216,27 @@ Status PlanShrinking(const InputCheckpoint& input, ReferenceSource* reference,
       (*plan)[i].lossless_reason = "no tensor of its name, dtype and shape in the parent";
       return;
     }
+    // ExCP's k = alpha / sqrt(mean(v)) is made for Adam's v; without one, a weight is pruned
+    // only with an explicit fallback_k (spec Appendix A).
     const int v = moment2[i];
+    const bool adam_v = v >= 0 && (t[size_t(v)].state_key.empty() ||
+                                   t[size_t(v)].state_key == kAdamSecondMoment);
+    if (!adam_v && !excp.fallback_k) {
+      (*plan)[i].lossless_reason =
+          v < 0 ? "no Adam second moment (a weights-only or SGD checkpoint)"
+                : "its second moment is '" + t[size_t(v)].state_key + "', not Adam's exp_avg_sq";
+      without_adam_v[i] = true;
+      return;
+    }
     (*plan)[i] = ShrinkWeight(spec.dtype, t[i].data, ByteSpan(ref),
-                              v >= 0 ? t[size_t(v)].spec.dtype : DType::kF32,
-                              v >= 0 ? t[size_t(v)].data : ByteSpan(), excp);
+                              adam_v ? t[size_t(v)].spec.dtype : DType::kF32,
+                              adam_v ? t[size_t(v)].data : ByteSpan(), excp);
   });
   CKZ_RETURN_IF_ERROR(first_error());
-  for (size_t i : weights) note(i);
+  for (size_t i : weights) {
+    note(i);
+    report->without_adam_v += without_adam_v[i];
+  }
 
   std::vector<size_t> owners;  // tensors with optimizer moments, whatever their role
   for (size_t w = 0; w < t.size(); ++w)
@@ -301,7 +317,7 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
     writer->AddMetadata({"excp.alpha", e.alpha});
     writer->AddMetadata({"excp.beta", e.beta});
     writer->AddMetadata({"excp.bits", int64_t(e.bits)});
-    writer->AddMetadata({"excp.fallback_k", e.fallback_k});
+    if (e.fallback_k) writer->AddMetadata({"excp.fallback_k", *e.fallback_k});
     if (e.k_at_cap) writer->AddMetadata({"excp.k_at_cap", true});
     writer->AddMetadata({"excp.v_residual", e.v_residual});
   }

@@ -1,5 +1,7 @@
 #include "io/checkpoint_torch.h"
 
+#include "io/optimizer_keys.h"
+
 #include <algorithm>
 #include <set>
 
@@ -23,17 +25,14 @@ std::string LastComponent(const std::string& path) {
   return cut == std::string::npos ? path : path.substr(cut + 1);
 }
 
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 }  // namespace
 
 bool MayBeParameter(const std::string& name, DType dtype) {
   const std::string last = LastComponent(name);
-  return DTypeIsFloat(dtype) && last != "running_mean" && last != "running_var" &&
-         !EndsWith(name, ".exp_avg") && !EndsWith(name, ".exp_avg_sq") &&
-         !EndsWith(name, ".momentum_buffer");
+  const size_t dot = name.rfind('.');
+  const bool state_name =
+      dot != std::string::npos && OptimizerStateRole(std::string_view(name).substr(dot + 1));
+  return DTypeIsFloat(dtype) && last != "running_mean" && last != "running_var" && !state_name;
 }
 
 void AddSafetensorsCandidates(const std::string& path_in_checkpoint, size_t first,

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "io/optimizer_keys.h"
+
 namespace ckz {
 namespace {
 
@@ -101,7 +103,7 @@ bool MapOptimizerRoles(const OptimizerState& optimizer, const std::vector<uint32
   std::vector<const std::vector<uint64_t>*> shape(np, nullptr);
   for (size_t i = 0; i < np; ++i)
     for (const auto& [key, t] : optimizer.params[i].tensors) {
-      if (key != "exp_avg" && key != "exp_avg_sq" && key != "momentum_buffer") continue;
+      if (!OptimizerStateRole(key)) continue;  // a scalar such as `step`
       if (shape[i] && *shape[i] != tensors[t].spec.shape)
         return note("the moments of parameter " + std::to_string(optimizer.params[i].id) +
                     " have different shapes");
@@ -176,11 +178,10 @@ bool MapOptimizerRoles(const OptimizerState& optimizer, const std::vector<uint32
     tensors[w].spec.role = Role::kWeight;
     tensors[w].spec.owner = -1;
     for (const auto& [key, t] : optimizer.params[i].tensors) {
-      Role role = Role::kOther;
-      if (key == "exp_avg" || key == "momentum_buffer") role = Role::kMoment1;
-      if (key == "exp_avg_sq") role = Role::kMoment2;
+      const Role role = OptimizerStateRole(key).value_or(Role::kOther);
       tensors[t].spec.role = role;
       tensors[t].spec.owner = role == Role::kOther ? -1 : int32_t(w);
+      tensors[t].state_key = key;
     }
   }
   *parameters = std::move(param_tensor);

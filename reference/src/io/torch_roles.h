@@ -42,9 +42,8 @@ std::vector<OptimizerState> FindOptimizers(const TorchPickle& pickle,
 // Sets roles and owners in `checkpoint` for `optimizer` against `candidates` (the input tensor
 // indices that may be model parameters, in model order). The match assigns each parameter a
 // candidate of its shape, injectively, keeping each param_group's order; it is used only when
-// it is the only one. exp_avg and
-// momentum_buffer become Moment1, exp_avg_sq Moment2, each owned by its parameter, which
-// becomes a Weight; `parameters` receives the matched candidates. Returns false (and appends a
+// it is the only one. Each state gets the role OptimizerStateRole gives its key (Moment1,
+// Moment2 owned by its parameter, which becomes a Weight; Other) and its key as state_key; `parameters` receives the matched candidates. Returns false (and appends a
 // note saying why) when no unique match exists.
 bool MapOptimizerRoles(const OptimizerState& optimizer, const std::vector<uint32_t>& candidates,
                        InputCheckpoint* checkpoint, std::vector<uint32_t>* parameters);

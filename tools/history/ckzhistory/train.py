@@ -35,6 +35,29 @@ DEFAULTS = {
 
 _DATA_CACHE = {}
 
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam",
+              "radam")
+
+
+def make_optimizer(c, groups):
+    """The torch.optim optimizer named by c["optimizer"], with the run's lr and decay; Adam's
+    betas/eps go to the Adam family, SGD gets Nesterov momentum 0.9, RMSprop momentum 0.9."""
+    name, lr, wd = c["optimizer"], c["lr"], c["weight_decay"]
+    o = torch.optim
+    if name in ("adam", "adamw", "adamax", "nadam", "radam"):
+        cls = {"adam": o.Adam, "adamw": o.AdamW, "adamax": o.Adamax, "nadam": o.NAdam,
+               "radam": o.RAdam}[name]
+        return cls(groups, lr=lr, betas=tuple(c["betas"]), eps=c["eps"], weight_decay=wd)
+    if name == "sgd":
+        return o.SGD(groups, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
+    if name == "rmsprop":
+        return o.RMSprop(groups, lr=lr, momentum=0.9, eps=c["eps"], weight_decay=wd)
+    if name == "adagrad":
+        return o.Adagrad(groups, lr=lr, eps=1e-10, weight_decay=wd)
+    if name == "adadelta":
+        return o.Adadelta(groups, lr=lr, eps=1e-6, weight_decay=wd)
+    raise ValueError("unknown optimizer %r" % name)
+
 
 def step_seed(seed, step):
     """Torch RNG seed used for optimizer step `step` (dropout); a pure function
@@ -113,9 +136,7 @@ class Run:
         else:
             groups_named = [named]
             groups = [{"params": [p for _, p in named]}]
-        cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[c["optimizer"]]
-        opt = cls(groups, lr=c["lr"], betas=tuple(c["betas"]), eps=c["eps"],
-                  weight_decay=c["weight_decay"])
+        opt = make_optimizer(c, groups)
         # Optimizer state ids are 0.. in param_groups order.
         names = [n for g in groups_named for n, _ in g]
         return opt, names
@@ -209,7 +230,7 @@ class Run:
         return rec
 
     # ------------------------------------------------------------------ save
-    def adam_state_by_name(self):
+    def state_by_name(self):
         """[(param name, state dict)] in param_groups order."""
         sd = self.optimizer.state_dict()
         ids = [i for g in sd["param_groups"] for i in g["params"]]
@@ -237,8 +258,8 @@ class Run:
               "epoch": repr(float(self.epoch())), "seed": str(c["seed"]),
               "config": json.dumps(c, sort_keys=True)}
         steps = set()
-        for _, st in self.adam_state_by_name():
-            if st is not None:
+        for _, st in self.state_by_name():
+            if st is not None and "step" in st:
                 steps.add(float(st["step"]))
         if len(steps) == 1:
             md["adam_step"] = repr(steps.pop())
@@ -246,11 +267,15 @@ class Run:
 
     def save_safetensors(self, path):
         tensors = list(self.model.state_dict().items())
-        for name, st in self.adam_state_by_name():
+        params = dict(self.model.named_parameters())
+        for name, st in self.state_by_name():
             if st is None:
                 continue
-            for k in ("exp_avg", "exp_avg_sq"):
-                tensors.append(("%s.%s" % (name, k), st[k]))
+            # Every per-parameter state tensor (exp_avg, momentum_buffer, square_avg, sum ...),
+            # named P.key as the safetensors role rule expects; scalars (step) go to metadata.
+            for k, t in st.items():
+                if torch.is_tensor(t) and t.shape == params[name].shape and t.dim() > 0:
+                    tensors.append(("%s.%s" % (name, k), t))
         write_safetensors(path, tensors, self.safetensors_metadata())
 
     def save_trainer(self, folder):
