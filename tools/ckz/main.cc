@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -238,7 +240,15 @@ Status CompressOne(const std::string& input, const std::string& output,
 void PrintCompressed(const std::string& input, const std::string& output,
                      const CompressResult& r, const WriteOptions& write) {
   std::string mode = "lossless";
-  if (r.report.quantized > 0) {
+  if (r.report.quantized > 0 && write.rd) {
+    const RdOptions& rd = *write.rd;
+    char buf[200];
+    snprintf(buf, sizeof buf, "lossy: rate-distortion strength=%g steps=%g,%g,%g%s, %zu tensors "
+             "as levels", rd.strength, rd.weight_step, rd.moment1_step, rd.moment2_step,
+             rd.weights_only_step ? (" weights-step=" + Number(*rd.weights_only_step)).c_str() : "",
+             r.report.quantized);
+    mode = buf;
+  } else if (r.report.quantized > 0) {
     const ExcpOptions& e = *write.excp;
     char buf[200];
     snprintf(buf, sizeof buf, "lossy: ExCP alpha=%g beta=%g bits=%u%s%s%s, %zu tensors shrunk",
@@ -249,7 +259,7 @@ void PrintCompressed(const std::string& input, const std::string& output,
     mode = buf;
   }
   // Weights a lossy run left exact, so that nobody takes "lossless" for an accident.
-  if (write.excp && r.report.without_adam_v > 0)
+  if ((write.excp || write.rd) && r.report.without_adam_v > 0)
     mode += ", " + std::to_string(r.report.without_adam_v) +
             " weights without Adam's v kept lossless";
   printf("%s => %s: %s -> %s (%s, %s, %s), %.2f s, %s/s\n", input.c_str(), output.c_str(),
@@ -273,6 +283,11 @@ int Compress(Args& args, const Common& common) {
   const bool k_at_cap = args.Flag({"--k-at-cap"});
   const bool v_direct = args.Flag({"--v-direct"});
   const auto fallback_k = args.Value({"--fallback-k"});
+  const bool excp_flag = args.Flag({"--excp"});
+  const auto strength = args.Value({"--strength"});
+  const auto rd_steps = args.Value({"--rd-steps"});
+  const auto rdoq = args.Value({"--rdoq"});
+  const auto weights_step = args.Value({"--weights-step"});
   std::vector<std::string> inputs = args.Positionals();
   if (!args.error().empty()) return Usage(args.error());
   if (inputs.empty()) return Usage("compress needs an input");
@@ -293,7 +308,39 @@ int Compress(Args& args, const Common& common) {
   if (interval_text && (!ParseUint(*interval_text, &interval) || interval < 1))
     return Usage("--keyframe-interval must be >= 1");
   WriteOptions write;
-  if (!lossless) {
+  const bool excp_options = alpha || beta || bits || k_at_cap || v_direct || fallback_k;
+  const bool rd_options = strength || rd_steps || rdoq || weights_step;
+  if (excp_options && !excp_flag && !lossless)
+    return Usage("--alpha, --beta, --bits, --k-at-cap, --v-direct and --fallback-k are ExCP "
+                 "options: add --excp");
+  if (rd_options && (excp_flag || lossless))
+    return Usage("--strength, --rd-steps, --rdoq and --weights-step set the rate-distortion "
+                 "coding: not with --excp or --lossless");
+  if (!lossless && !excp_flag) {
+    RdOptions rd;
+    if (strength && !ParsePositive(*strength, &rd.strength))
+      return Usage("--strength needs a positive number");
+    if (rd_steps) {
+      double w = 0, m = 0, v2 = 0;
+      char tail = 0;
+      if (sscanf(rd_steps->c_str(), "%lf,%lf,%lf%c", &w, &m, &v2, &tail) != 3 || !(w > 0) ||
+          !(m > 0) || !(v2 > 0))
+        return Usage("--rd-steps needs three positive numbers W,M,V");
+      rd.weight_step = w, rd.moment1_step = m, rd.moment2_step = v2;
+    }
+    if (rdoq) {
+      char* end = nullptr;
+      rd.rdoq_lambda = strtod(rdoq->c_str(), &end);
+      if (*end || !(rd.rdoq_lambda >= 0) || !std::isfinite(rd.rdoq_lambda))
+        return Usage("--rdoq needs a number >= 0");
+    }
+    if (weights_step) {
+      double e = 0;
+      if (!ParsePositive(*weights_step, &e)) return Usage("--weights-step needs a positive number");
+      rd.weights_only_step = e;
+    }
+    write.rd = rd;
+  } else if (!lossless) {
     ExcpOptions e;
     if (alpha && !ParsePositive(*alpha, &e.alpha)) return Usage("--alpha needs a positive number");
     if (beta && !ParsePositive(*beta, &e.beta)) return Usage("--beta needs a positive number");
@@ -307,9 +354,9 @@ int Compress(Args& args, const Common& common) {
       e.fallback_k = k;
     }
     write.excp = e;
-  } else if (alpha || beta || bits || k_at_cap || v_direct || fallback_k) {
-    return Usage("--alpha, --beta, --bits, --k-at-cap, --v-direct and --fallback-k shrink "
-                 "(lossy); not with --lossless");
+  } else if (excp_options || excp_flag) {
+    return Usage("--excp, --alpha, --beta, --bits, --k-at-cap, --v-direct and --fallback-k "
+                 "shrink (lossy); not with --lossless");
   }
   if (entropy) {
     // Indices of lossy tensors; zstd and cm also pick the coding of lossless F32 values.

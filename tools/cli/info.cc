@@ -71,6 +71,23 @@ std::string ExcpText(const Archive& a) {
   return s.empty() ? "parameters not recorded" : s;
 }
 
+// "strength=1 steps=2,1,2 rdoq=0.15" from the rd.* metadata the rate-distortion writer records.
+std::string RdText(const Archive& a) {
+  std::string s;
+  auto value = [&](const char* key) {
+    const MetaEntry* e = a.FindMetadata(key);
+    return e ? MetaText(e->value) : std::string("?");
+  };
+  s = "strength=" + value("rd.strength") + " steps=" + value("rd.weight_step") + "," +
+      value("rd.moment1_step") + "," + value("rd.moment2_step") + " rdoq=" +
+      value("rd.rdoq_lambda");
+  if (a.FindMetadata("rd.weights_only_step"))
+    s += " weights-only step=" + value("rd.weights_only_step") + " x RMS";
+  else
+    s += "; weights without Adam's v lossless";
+  return s;
+}
+
 // Stream codecs used over all chunks of a tensor: {"zstd": 3, "stored": 1}.
 Result<std::map<std::string, uint64_t>> CodecCounts(const Archive& a, size_t t) {
   std::map<std::string, uint64_t> counts;
@@ -84,7 +101,24 @@ Result<std::map<std::string, uint64_t>> CodecCounts(const Archive& a, size_t t) 
 
 std::string CodingText(const TensorInfo& t, const std::map<std::string, uint64_t>& counts) {
   std::string s;
-  if (t.quantization) {
+  if (t.quantization && t.quantization->IsLevels()) {
+    // "levels residual step=0.00012", "levels direct step=3.1e-05 x2^(e(v)/2)", "levels log 1/4"
+    const QuantizationInfo& q = *t.quantization;
+    char buf[128];
+    const char* kind = q.kind == QuantKind::kLevelResidual ? "residual"
+                       : q.kind == QuantKind::kLevelDirect ? "direct"
+                                                           : "log";
+    if (q.kind == QuantKind::kLevelLog)
+      snprintf(buf, sizeof buf, "levels log 2^%d", -int(q.log_unit));
+    else
+      snprintf(buf, sizeof buf, "levels %s step=%.3g%s", kind, double(q.step),
+               q.step_source >= 0 ? (q.step_slope > 0 ? "*sqrt" : "/sqrt") : "");
+    s = buf;
+    if (q.reference_scale != 1.0f) {
+      snprintf(buf, sizeof buf, " scale=%.3g", double(q.reference_scale));
+      s += buf;
+    }
+  } else if (t.quantization) {
     const QuantizationInfo& q = *t.quantization;
     char buf[96];
     snprintf(buf, sizeof buf, "excp %s %ub/%zuc", QuantKindName(q.kind), unsigned(q.bits),
@@ -150,9 +184,14 @@ void PrintText(const std::string& path, const Archive& a, const InfoOptions& opt
   if (lossy == 0) {
     printf("coding      lossless (every tensor decodes bit-exactly)\n\n");
   } else {
-    printf("coding      LOSSY: %zu of %zu tensors shrunk the ExCP way (%s); the others are "
-           "bit-exact\n\n",
-           lossy, a.tensors.size(), ExcpText(a).c_str());
+    if (a.FindMetadata("rd.strength"))
+      printf("coding      LOSSY: %zu of %zu tensors as rate-distortion levels (%s); the others "
+             "are bit-exact\n\n",
+             lossy, a.tensors.size(), RdText(a).c_str());
+    else
+      printf("coding      LOSSY: %zu of %zu tensors shrunk the ExCP way (%s); the others are "
+             "bit-exact\n\n",
+             lossy, a.tensors.size(), ExcpText(a).c_str());
   }
 
   size_t name_width = 4;
@@ -251,7 +290,14 @@ void PrintJson(const std::string& path, const Archive& a, const InfoOptions& opt
            ", \"prune_k\": " + (std::isnan(q.prune_k) ? "null" : Number(q.prune_k)) +
            ", \"prune_threshold\": " +
            (std::isnan(q.prune_threshold) ? "null" : Number(q.prune_threshold)) +
-           ", \"reference_scale\": " + Number(q.reference_scale) + "}";
+           ", \"reference_scale\": " + Number(q.reference_scale);
+      if (q.IsLevels())
+        o += ", \"step\": " + Number(q.step) + ", \"step_source\": " +
+             (q.step_source >= 0 ? std::to_string(q.step_source) : "null") +
+             ", \"step_slope\": " + std::to_string(q.step_slope) + ", \"step_center\": " +
+             std::to_string(q.step_center) + ", \"step_limit\": " +
+             std::to_string(q.step_limit) + ", \"log_unit\": " + std::to_string(q.log_unit);
+      o += "}";
     } else {
       o += "null";
     }

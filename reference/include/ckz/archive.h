@@ -22,7 +22,7 @@ namespace ckz {
 
 // Format constants (spec/ckz.md, sections 2-4).
 inline constexpr uint16_t kFormatMajor = 0;
-inline constexpr uint16_t kFormatMinor = 6;
+inline constexpr uint16_t kFormatMinor = 7;
 inline constexpr size_t kPreambleSize = 64;
 inline constexpr uint64_t kAlignment = 64;
 inline constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 26;    // 64 MiB
@@ -43,12 +43,20 @@ inline constexpr uint64_t kFeatureFloatModel = uint64_t{1} << 4;
 // (0.6) the header is stored as one zstd frame (spec 4.1): an older reader would take the frame
 // for a FlatBuffers buffer.
 inline constexpr uint64_t kFeatureCodedHeader = uint64_t{1} << 5;
-inline constexpr uint64_t kKnownRequiredFeatures = kFeatureReferenceChain | kFeatureQuantized |
-                                                   kFeatureContextModel | kFeatureCodedProlog |
-                                                   kFeatureFloatModel | kFeatureCodedHeader;
+// (0.7) some tensor is quantized with a level kind (spec 7.9), its chunks coded with cml.
+inline constexpr uint64_t kFeatureLevels = uint64_t{1} << 6;
+inline constexpr uint64_t kKnownRequiredFeatures =
+    kFeatureReferenceChain | kFeatureQuantized | kFeatureContextModel | kFeatureCodedProlog |
+    kFeatureFloatModel | kFeatureCodedHeader | kFeatureLevels;
 // (0.5) Decoded length of a coded prolog, at most (spec 13).
 inline constexpr uint64_t kMaxPrologBytes = uint64_t{1} << 30;
 inline constexpr uint8_t kMaxQuantBits = 8;
+// (0.7) Level kinds (spec 7.9): |level| < 2^24 (exact in binary32), step shifts up to 2^±32,
+// log units 2^-4 .. 2^4.
+inline constexpr int32_t kMaxLevel = (1 << 24) - 1;
+inline constexpr uint8_t kMaxStepLimit = 32;
+inline constexpr int8_t kMinLogUnit = -4;
+inline constexpr int8_t kMaxLogUnit = 4;
 
 // Reader-side limits, never looser than the format's own.
 struct Limits {
@@ -75,16 +83,35 @@ struct ChunkInfo {
   uint32_t crc32c = 0;
 };
 
-// (0.3) A quantized tensor: one index per element; index 0 is the pruned value.
+// (0.3) A quantized tensor: one index per element; index 0 is the pruned value. (0.7) Or one
+// signed integer level per element (the level kinds, spec 7.9).
 struct QuantizationInfo {
   QuantKind kind = QuantKind::kInvalid;
-  uint8_t bits = 0;
-  std::vector<float> codebook;  // index i > 0 -> codebook[i - 1]
-  // Residual only: pruned elements are reference * scale, kept ones reference * scale + centre
-  // (spec 7.6); exactly 1 means the reference itself. Finite and > 0.
+  uint8_t bits = 0;             // codebook kinds: the index width
+  std::vector<float> codebook;  // codebook kinds: index i > 0 -> codebook[i - 1]
+  // Residual kinds: the reference is multiplied by this first (spec 7.6, 7.9); exactly 1 means
+  // the reference itself. Finite and > 0.
   float reference_scale = 1.0f;
   float prune_k = NAN;          // informative
   float prune_threshold = NAN;  // informative
+  // (0.7) Level kinds: element i's step is step * 2^shift_i, where shift_i follows the
+  // exponent of the parent's decoded element i of tensor `step_source` (-1: shift_i = 0):
+  // shift_i = clamp(floor(step_slope * (exponent_i - step_center) / 2), -step_limit, step_limit).
+  float step = 0.0f;
+  int32_t step_source = -1;
+  int8_t step_slope = 0;      // +1 or -1 with a step_source, else 0
+  int32_t step_center = 0;
+  uint8_t step_limit = 0;
+  int8_t log_unit = 0;        // kLevelLog: a level is 2^-log_unit in log2 of the value
+
+  bool IsLevels() const { return IsLevelKind(kind); }
+  // Bytes per element of the decoded symbol stream: a u8 index, or an i32 level.
+  size_t SymbolBytes() const { return IsLevels() ? 4 : 1; }
+  // Decoding needs the parent's tensor of the same name.
+  bool NeedsReference() const {
+    return kind == QuantKind::kResidual || kind == QuantKind::kLevelResidual ||
+           kind == QuantKind::kLevelLog;
+  }
 };
 
 struct TensorInfo {
@@ -100,8 +127,7 @@ struct TensorInfo {
 
   // Decoding needs the parent's tensor of the same name (a predictor or a residual codebook).
   bool NeedsReference() const {
-    return predictor != Predictor::kNone ||
-           (quantization && quantization->kind == QuantKind::kResidual);
+    return predictor != Predictor::kNone || (quantization && quantization->NeedsReference());
   }
 
   uint64_t num_elements = 1;  // product of shape (1 for 0-d)

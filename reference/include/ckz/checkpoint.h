@@ -64,8 +64,26 @@ struct ExcpOptions {
   bool v_residual = true;
 };
 
+// (0.7) Rate-distortion coding of a link (lossy; spec 7.9, Appendix A, docs/rate-distortion.md):
+// weights as level residuals of the decoded parent, Adam's m as levels in units of the
+// parent's sqrt(v), Adam's v as log-domain levels against the parent's v, all entropy-coded
+// with cml. One trade-off, `strength`, scales every step; the per-stream factors weight each
+// stream's error the way resumed training feels it (measured, docs/rate-distortion.md).
+struct RdOptions {
+  double strength = 1.0;
+  double weight_step = 1.0;   // dW's step, in units of the tensor's RMS update this link
+  double moment1_step = 1.0;  // m's step, in units of sqrt(parent's v) (a power of two)
+  double moment2_step = 1.0;  // v's step, in log2 units (rounded to a power of two, 1/16..16)
+  double rdoq_lambda = 0.15;  // level choice: squared error in steps + lambda * bits
+  // Weights without Adam's v (weights-only files, SGD): unset, lossless; else a uniform step of
+  // this times the tensor's RMS, rounded to the nearest level: |error| <= step / 2 (plus the
+  // dtype's own rounding), recorded in the header.
+  std::optional<double> weights_only_step;
+};
+
 struct WriteOptions {
   std::optional<ExcpOptions> excp;  // set: the link's weights and moments are shrunk (lossy)
+  std::optional<RdOptions> rd;      // (0.7) set (and excp not): rate-distortion levels (lossy)
 };
 
 // What decoders reconstruct from a written checkpoint, tensor by tensor: the reference of the
@@ -79,9 +97,10 @@ class DecodedCheckpoint : public ReferenceSource {
   // A tensor whose decoded bytes are `bytes` (kept alive by the caller, e.g. an input mapping).
   void AddView(const TensorSpec& spec, ByteSpan bytes);
   // A tensor whose decoded bytes differ from its input (a lossy tensor); `indices` and
-  // `centres` are its quantization indices and codebook size (the next link's cm contexts).
+  // `centres` are its quantization indices and codebook size (the next link's cm contexts),
+  // or with `levels` (0.7) its levels (4 bytes each) and centres = 1.
   void AddOwned(const TensorSpec& spec, std::vector<uint8_t> bytes,
-                std::vector<uint8_t> indices = {}, uint32_t centres = 0);
+                std::vector<uint8_t> indices = {}, uint32_t centres = 0, bool levels = false);
   // (0.5) A source file as decoders will see it (its prolog is the history of the next link's
   // coded prologs, spec 8.4).
   void AddFile(SourceFileInfo file);
@@ -99,6 +118,7 @@ class DecodedCheckpoint : public ReferenceSource {
     std::vector<uint8_t> owned;
     std::vector<uint8_t> indices;  // a quantized tensor's, else empty
     uint32_t centres = 0;
+    bool levels = false;  // indices are i32 levels
   };
   std::map<std::string, Entry> tensors_;
   std::vector<SourceFileInfo> files_;
@@ -107,7 +127,7 @@ class DecodedCheckpoint : public ReferenceSource {
 
 // What WriteCheckpoint did to each tensor, for reports.
 struct WriteReport {
-  size_t quantized = 0;
+  size_t quantized = 0;  // tensors coded lossy (codebooks or levels)
   std::vector<std::string> lossless;  // "name: why" for link tensors ExCP left bit-exact
   // Weights kept lossless because they have no Adam second moment (and no fallback_k).
   size_t without_adam_v = 0;

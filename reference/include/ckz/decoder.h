@@ -28,8 +28,10 @@ class ReferenceSource {
   // (0.4, the cm codec's temporal context, spec 7.7.2) Fills `out` with the quantization
   // indices of elements [first, first + out.size) of the parent's tensor of the same name and
   // sets *centres to its codebook size; sets *centres = 0 (and leaves `out`) when the parent
-  // has no quantized tensor of that name, dtype and shape. The default cannot tell, and fails
-  // with kReferenceRequired.
+  // has no quantized tensor of that name, dtype and shape. (0.7, spec 7.9.3) For a tensor with
+  // a level kind: the parent's levels (4 bytes each, little-endian i32) when its tensor has a
+  // level kind too, *centres = 1; a tensor of the other family gives nothing (*centres = 0).
+  // The default cannot tell, and fails with kReferenceRequired.
   virtual Status ReadReferenceIndices(const TensorInfo& tensor, uint64_t first,
                                       MutableByteSpan out, uint32_t* centres);
 

@@ -72,14 +72,32 @@ const char* PredictorName(Predictor predictor);  // "none", "xor", "sub"
 // and kCm (0.4, the context-model arithmetic coder, spec 7.7) are for index streams of
 // quantized tensors only; kCmFloat (0.6, spec 7.8) for unquantized F32 tensors without byte
 // planes, whose values it codes against the reference.
-enum class StreamCodec : uint8_t { kStored = 0, kZstd = 1, kPacked = 2, kCm = 3, kCmFloat = 4 };
-constexpr uint8_t kMaxStreamCodec = 4;
-const char* StreamCodecName(StreamCodec codec);  // "stored", "zstd", "packed", "cm", "cmf"
+// kCmLevels (0.7, spec 7.9) codes the integer levels of a tensor quantized with a level kind.
+enum class StreamCodec : uint8_t {
+  kStored = 0,
+  kZstd = 1,
+  kPacked = 2,
+  kCm = 3,
+  kCmFloat = 4,
+  kCmLevels = 5,
+};
+constexpr uint8_t kMaxStreamCodec = 5;
+const char* StreamCodecName(StreamCodec codec);  // "stored", "zstd", "packed", "cm", "cmf", "cml"
 
-// How a quantized tensor's indices become values (spec 7.6).
-enum class QuantKind : uint8_t { kInvalid = 0, kResidual = 1, kDirect = 2 };
-constexpr uint8_t kMaxQuantKind = 2;
-const char* QuantKindName(QuantKind kind);  // "residual", "direct"
+// How a quantized tensor's indices become values (spec 7.6): a codebook of centres. Since 0.7
+// (spec 7.9), the level kinds: each element is a signed integer level times a step.
+enum class QuantKind : uint8_t {
+  kInvalid = 0,
+  kResidual = 1,
+  kDirect = 2,
+  kLevelResidual = 3,  // reference * scale + level * step
+  kLevelDirect = 4,    // level * step
+  kLevelLog = 5,       // reference * scale * 2^(level / 2^log_unit)
+};
+constexpr uint8_t kMaxQuantKind = 5;
+// "residual", "direct", "level-residual", "level-direct", "level-log"
+const char* QuantKindName(QuantKind kind);
+inline bool IsLevelKind(QuantKind kind) { return kind >= QuantKind::kLevelResidual; }
 
 enum class SourceFormat : uint8_t { kRaw = 0, kSafetensors = 1, kTorchZip = 2 };
 constexpr uint8_t kMaxSourceFormat = 2;

@@ -78,6 +78,15 @@ struct IndexContexts {
   uint32_t aux_centres = 0;     // 0: no aux tensor
 };
 
+// (0.7) What the cml level codec's contexts see of a level tensor (spec 7.9.3), as whole-tensor
+// level arrays (one i32 per element), or null: `parent`, the parent link's levels of the tensor
+// of the same name when that tensor has a level kind and the same dtype and shape; `aux`, the
+// levels of the tensor CmAuxTensor names among the level tensors.
+struct LevelContexts {
+  const int32_t* parent = nullptr;
+  const int32_t* aux = nullptr;
+};
+
 struct TensorSpec {
   std::string name;
   DType dtype = DType::kInvalid;
@@ -91,6 +100,11 @@ struct TensorSpec {
 // the tensors' values and codes better against the parent's. Patches outside the prolog are
 // left for the writer's checks to report.
 void ClearCrc32PatchBytes(SourceFileInfo* file);
+
+// How many elements each chunk of a tensor gets (the last may hold fewer): the writer's layout,
+// for encoders that adapt to chunk boundaries (each chunk's context model starts afresh).
+uint64_t ChunkElements(const EncodeOptions& options, DType dtype, uint64_t elements,
+                       bool quantized);
 
 class Writer {
  public:
@@ -126,7 +140,17 @@ class Writer {
                             ByteSpan indices, ByteSpan reference, MutableByteSpan decoded,
                             const IndexContexts& contexts = {});
 
-  // Batches: between BeginBatch() and EndBatch(), AddTensor and AddQuantizedTensor check their
+  // (0.7) Appends a tensor quantized with a level kind (spec 7.9, lossy): `levels` holds one
+  // level per element (|level| <= kMaxLevel); `reference` as above, for the residual kinds;
+  // `step_source`, when quant.step_source >= 0, the parent's decoded bytes of that tensor
+  // (`step_source_dtype`). Fills `decoded` like AddQuantizedTensor. Every span and pointer
+  // must stay valid until the tensor is encoded (EndBatch, or Finish).
+  Status AddLevelTensor(const TensorSpec& spec, const QuantizationInfo& quant,
+                        const int32_t* levels, ByteSpan reference, ByteSpan step_source,
+                        DType step_source_dtype, MutableByteSpan decoded,
+                        const LevelContexts& contexts = {});
+
+  // Batches: between BeginBatch() and EndBatch(), AddTensor, AddQuantizedTensor and AddLevelTensor check their
   // arguments and queue the tensor; EndBatch (or Finish) encodes the chunks of all queued
   // tensors together on the `threads` workers and appends them in order, so many small tensors
   // encode in parallel too. Until then every span passed must stay valid, and a quantized

@@ -91,14 +91,15 @@ size_t Run(Side& side, const IndexModelInputs& in, const uint8_t* idx, uint8_t* 
 int CmAuxTensor(const std::vector<CmTensorRole>& tensors, size_t t) {
   const CmTensorRole& me = tensors[t];
   if (!me.quantized || me.owner < 0 || size_t(me.owner) >= tensors.size()) return -1;
+  auto same_family = [&](const CmTensorRole& o) { return o.quantized && o.levels == me.levels; };
   const size_t owner = size_t(me.owner);
-  const bool owner_ok = owner != t && tensors[owner].quantized;
+  const bool owner_ok = owner != t && same_family(tensors[owner]);
   if (me.role == Role::kMoment1) return owner_ok ? int(owner) : -1;
   if (me.role != Role::kMoment2) return -1;
   int sibling = -1;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const CmTensorRole& o = tensors[i];
-    if (i == t || !o.quantized || o.role != Role::kMoment1 || o.owner != me.owner) continue;
+    if (i == t || !same_family(o) || o.role != Role::kMoment1 || o.owner != me.owner) continue;
     if (sibling >= 0) return owner_ok ? int(owner) : -1;  // two Moment1: ambiguous
     sibling = int(i);
   }
@@ -110,7 +111,8 @@ int CmAuxTensor(const std::vector<CmTensorRole>& tensors, size_t t) {
 std::vector<CmTensorRole> CmRoles(const std::vector<TensorInfo>& tensors) {
   std::vector<CmTensorRole> roles(tensors.size());
   for (size_t i = 0; i < roles.size(); ++i)
-    roles[i] = {tensors[i].role, tensors[i].owner, tensors[i].quantization.has_value()};
+    roles[i] = {tensors[i].role, tensors[i].owner, tensors[i].quantization.has_value(),
+                tensors[i].quantization && tensors[i].quantization->IsLevels()};
   return roles;
 }
 

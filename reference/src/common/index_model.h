@@ -18,11 +18,14 @@ struct CmTensorRole {
   Role role = Role::kOther;
   int32_t owner = -1;
   bool quantized = false;
+  bool levels = false;  // (0.7) quantized with a level kind (spec 7.9)
 };
 
 // The tensor whose indices are tensor t's aux context, or -1: for a quantized Moment1, its
 // owner when quantized; for a quantized Moment2, the only quantized Moment1 of the same owner,
 // else its owner when quantized. Never a tensor that itself uses t as aux (no cycles).
+// (0.7) "Quantized" means of t's family: codebook kinds look at codebook kinds only, level
+// kinds at level kinds only (spec 7.9.3).
 int CmAuxTensor(const std::vector<CmTensorRole>& tensors, size_t t);
 
 // What the aux-context rule looks at, for every tensor of a parsed file.

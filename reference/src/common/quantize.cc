@@ -1,5 +1,7 @@
 #include "common/quantize.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -211,6 +213,142 @@ void ReconstructQuantized(const QuantizationInfo& q, DType dtype, const uint8_t*
     float b = F32FromBits(rb);
     if (scaled) b = b * scale;
     StoreF32As(dtype, F32Bits(j == 0 ? b : b + codebook[j - 1]), o);
+  }
+}
+
+// ---- (0.7) Level kinds, spec 7.9 ----
+
+const uint32_t kLevelLogFractions[16] = {
+    0x3F800000u, 0x3F85AAC3u, 0x3F8B95C2u, 0x3F91C3D3u, 0x3F9837F0u, 0x3F9EF532u,
+    0x3FA5FED7u, 0x3FAD583Fu, 0x3FB504F3u, 0x3FBD08A4u, 0x3FC5672Au, 0x3FCE248Cu,
+    0x3FD744FDu, 0x3FE0CCDFu, 0x3FEAC0C7u, 0x3FF5257Du};
+
+bool StepRangeIsNormal(float step, unsigned limit) {
+  if (!std::isfinite(step) || !(step > 0)) return false;
+  const int e = std::ilogb(step);  // exact: the unbiased exponent of a normal step
+  return std::isnormal(step) && e - int(limit) >= -126 && e + int(limit) <= 127;
+}
+
+namespace {
+
+// The unbiased exponent of a floating element; zeros and subnormals count as -1000, infinities
+// and NaNs as +1000 (spec 7.9.1).
+int32_t ElementExponent(DType dtype, const uint8_t* p) {
+  if (dtype == DType::kF64) {
+    uint64_t b;
+    std::memcpy(&b, p, 8);
+    const int32_t e = int32_t((b >> 52) & 0x7FF);
+    return e == 0 ? -1000 : e == 0x7FF ? 1000 : e - 1023;
+  }
+  const uint32_t b = LoadAsF32(dtype, p);
+  const int32_t e = int32_t((b >> 23) & 0xFF);
+  return e == 0 ? -1000 : e == 0xFF ? 1000 : e - 127;
+}
+
+int32_t FloorHalf(int32_t d) { return d >= 0 ? d / 2 : -((1 - d) / 2); }
+
+}  // namespace
+
+void StepShifts(const QuantizationInfo& q, DType source_dtype, const uint8_t* source,
+                size_t count, int8_t* shifts) {
+  if (q.step_source < 0 || source == nullptr) {
+    std::memset(shifts, 0, count);
+    return;
+  }
+  const size_t w = DTypeSize(source_dtype);
+  const int32_t limit = q.step_limit;
+  for (size_t i = 0; i < count; ++i) {
+    const int32_t d = ElementExponent(source_dtype, source + i * w) - q.step_center;
+    const int32_t s = FloorHalf(q.step_slope > 0 ? d : -d);
+    shifts[i] = int8_t(std::clamp(s, -limit, limit));
+  }
+}
+
+void ReconstructLevels(const QuantizationInfo& q, DType dtype, const int32_t* levels,
+                       const int8_t* shifts, size_t count, const uint8_t* ref, uint8_t* out) {
+  const size_t w = DTypeSize(dtype);
+  const bool scaled = F32Bits(q.reference_scale) != 0x3F800000u;
+  const float scale = q.reference_scale;
+  const int k = q.log_unit;
+  DefaultFloatEnvironment env;
+  for (size_t i = 0; i < count; ++i) {
+    const int32_t level = levels[i];
+    uint8_t* o = out + i * w;
+    // step * 2^shift: exact, every such step being a normal binary32 (rule Q9).
+    const float step = std::ldexp(q.step, shifts[i]);
+    if (q.kind == QuantKind::kLevelDirect) {
+      if (level == 0) {
+        std::memset(o, 0, w);  // +0.0
+      } else if (dtype == DType::kF64) {
+        const uint64_t s = F64Bits(double(level) * double(step));
+        std::memcpy(o, &s, 8);
+      } else {
+        StoreF32As(dtype, F32Bits(float(level) * step), o);
+      }
+      continue;
+    }
+    const uint8_t* r = ref + i * w;
+    if (level == 0 && !scaled) {  // the reference element, bit for bit
+      std::memcpy(o, r, w);
+      continue;
+    }
+    // The LevelLog exponent: level / 2^k = n + j / 16.
+    int64_t n = 0;
+    int j = 0;
+    if (q.kind == QuantKind::kLevelLog) {
+      if (k > 0) {
+        const int32_t unit = 1 << k;
+        n = level >= 0 ? level / unit : -((unit - 1 - int64_t(level)) / unit);  // the floor
+        j = int(level - n * unit) << (4 - k);
+      } else {
+        n = int64_t(level) * (int64_t{1} << -k);
+      }
+    }
+    if (dtype == DType::kF64) {
+      uint64_t rb;
+      std::memcpy(&rb, r, 8);
+      if (IsNaN64(rb)) {
+        const uint64_t s = (rb & (uint64_t{1} << 63)) | kF64QuietNaN;
+        std::memcpy(o, &s, 8);
+        continue;
+      }
+      double b = F64FromBits(rb);
+      if (scaled) b = b * double(scale);
+      double s = b;
+      if (level != 0) {
+        if (q.kind == QuantKind::kLevelResidual) {
+          s = b + double(level) * double(step);
+        } else if (b == 0) {
+          s = double(level) * double(step);
+        } else {
+          const double t = b * double(F32FromBits(kLevelLogFractions[j]));
+          s = std::scalbn(t, int(std::clamp<int64_t>(n, -2200, 2200)));
+        }
+      }
+      const uint64_t bits = F64Bits(s);
+      std::memcpy(o, &bits, 8);
+      continue;
+    }
+    const uint32_t rb = LoadAsF32(dtype, r);
+    if (IsNaN32(rb)) {
+      StoreF32As(dtype, (rb & 0x80000000u) | kF32QuietNaN, o);
+      continue;
+    }
+    float b = F32FromBits(rb);
+    if (scaled) b = b * scale;
+    float s = b;
+    if (level != 0) {
+      if (q.kind == QuantKind::kLevelResidual) {
+        s = b + float(level) * step;
+      } else if (b == 0) {
+        s = float(level) * step;
+      } else {
+        // t * 2^n is exact in binary64 (|n| <= 400 keeps it in range), then rounded once.
+        const float t = b * F32FromBits(kLevelLogFractions[j]);
+        s = float(double(t) * std::ldexp(1.0, int(std::clamp<int64_t>(n, -400, 400))));
+      }
+    }
+    StoreF32As(dtype, F32Bits(s), o);
   }
 }
 

@@ -18,6 +18,22 @@ namespace ckz {
 void ReconstructQuantized(const QuantizationInfo& q, DType dtype, const uint8_t* indices,
                           size_t count, const uint8_t* ref, uint8_t* out);
 
+// (0.7, spec 7.9.1) The step shift of each element: shifts[i] from element i of `source` (the
+// parent's decoded step-source tensor, `source_dtype`), or all 0 without a step source.
+void StepShifts(const QuantizationInfo& q, DType source_dtype, const uint8_t* source,
+                size_t count, int8_t* shifts);
+
+// (0.7, spec 7.9.2) out[i] (a `dtype` element) from levels[i] (|level| <= kMaxLevel), the step
+// shift shifts[i] and, for the residual kinds, the reference element ref[i].
+void ReconstructLevels(const QuantizationInfo& q, DType dtype, const int32_t* levels,
+                       const int8_t* shifts, size_t count, const uint8_t* ref, uint8_t* out);
+
+// (0.7, spec 7.9.2) 2^(j/16) rounded to binary32, j = 0..15: the LevelLog fractions.
+extern const uint32_t kLevelLogFractions[16];
+
+// (0.7, rule Q9) Whether step * 2^s is a normal, finite binary32 for every |s| <= limit.
+bool StepRangeIsNormal(float step, unsigned limit);
+
 // IEEE conversions of spec 7.6: round to nearest, ties to even; NaN -> the canonical quiet NaN
 // of the target with the sign kept. Widening is exact.
 uint16_t F32BitsToF16(uint32_t f32);

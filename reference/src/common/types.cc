@@ -71,6 +71,7 @@ const char* StreamCodecName(StreamCodec codec) {
     case StreamCodec::kPacked: return "packed";
     case StreamCodec::kCm: return "cm";
     case StreamCodec::kCmFloat: return "cmf";
+    case StreamCodec::kCmLevels: return "cml";
   }
   return "invalid";
 }
@@ -79,6 +80,9 @@ const char* QuantKindName(QuantKind kind) {
   switch (kind) {
     case QuantKind::kResidual: return "residual";
     case QuantKind::kDirect: return "direct";
+    case QuantKind::kLevelResidual: return "level-residual";
+    case QuantKind::kLevelDirect: return "level-direct";
+    case QuantKind::kLevelLog: return "level-log";
     case QuantKind::kInvalid: break;
   }
   return "invalid";

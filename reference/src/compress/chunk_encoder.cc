@@ -277,4 +277,12 @@ void ChunkEncoder::EncodeIndices(ByteSpan indices, unsigned bits, const IndexMod
   out->insert(out->end(), data, data + size);
 }
 
+void ChunkEncoder::EncodeLevels(const int32_t* levels, size_t count, const LevelModelInputs& cml,
+                                std::vector<uint8_t>* out) {
+  out->assign(kStreamEntryBytes, 0);
+  (*out)[0] = uint8_t(StreamCodec::kCmLevels);
+  EncodeLevelStream(cml, levels, count, out);
+  StoreLE32(out->data() + 1, uint32_t(out->size() - kStreamEntryBytes));
+}
+
 }  // namespace ckz

@@ -9,6 +9,7 @@
 
 #include "ckz/types.h"
 #include "common/index_model.h"
+#include "common/level_model.h"
 #include "ckz/writer.h"
 
 namespace ckz {
@@ -37,6 +38,10 @@ class ChunkEncoder {
   // chunk's cm contexts (spec 7.7.2).
   void EncodeIndices(ByteSpan indices, unsigned bits, const IndexModelInputs& cm,
                      const EncodeOptions& options, std::vector<uint8_t>* out);
+
+  // (0.7) A level chunk (spec 7.9): its single cml stream of `count` levels.
+  void EncodeLevels(const int32_t* levels, size_t count, const LevelModelInputs& cml,
+                    std::vector<uint8_t>* out);
 
  private:
   struct Scratch;

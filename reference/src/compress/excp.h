@@ -24,7 +24,8 @@ struct ShrinkResult {
   bool quantized = false;
   std::string lossless_reason;
   QuantizationInfo quant;
-  std::vector<uint8_t> indices;  // one per element
+  std::vector<uint8_t> indices;  // codebook kinds: one per element
+  std::vector<int32_t> levels;   // (0.7) level kinds: one per element
 };
 
 // A weight against its decoded reference. `v` is its Adam second moment in this checkpoint

@@ -101,6 +101,7 @@ struct Writer::Impl {
   std::vector<Pending> pending;
   bool batching = false;
   bool quantized = false;  // sets required feature bit 1
+  bool levels = false;     // (0.7) sets required feature bit 6
   std::atomic<bool> context_model{false};  // some chunk chose cm: required feature bit 2
   std::atomic<bool> float_model{false};    // some chunk chose cmf: required feature bit 4
   bool coded_prolog = false;               // required feature bit 3
@@ -170,12 +171,11 @@ Status Writer::Impl::StartTensor(const TensorSpec& spec, uint64_t size, ByteSpan
 // holds the rest). By default, as few chunks as the default size allows, of equal size in whole
 // elements (the last may be shorter by less than an element per chunk), so that decoding
 // threads finish together.
-void Writer::Impl::Layout(Pending* p) const {
-  const TensorInfo& info = p->info;
-  const size_t width = DTypeSize(info.dtype);
-  const uint64_t size = info.byte_length;
+uint64_t ChunkElements(const EncodeOptions& options, DType dtype, uint64_t elements,
+                       bool quantized) {
+  const uint64_t width = DTypeSize(dtype), size = elements * width;
   const uint64_t asked = options.chunk_bytes ? options.chunk_bytes
-                         : info.quantization ? kDefaultQuantizedChunkBytes
+                         : quantized         ? kDefaultQuantizedChunkBytes
                                              : kDefaultChunkBytes;
   uint64_t chunk_raw = std::clamp<uint64_t>(asked / width * width, width,
                                             kMaxChunkRawBytes / width * width);
@@ -183,8 +183,15 @@ void Writer::Impl::Layout(Pending* p) const {
     const uint64_t count = (size + chunk_raw - 1) / chunk_raw;
     chunk_raw = (size / width + count - 1) / count * width;
   }
-  p->chunk_raw = chunk_raw;
-  p->chunk_count = size_t((size + chunk_raw - 1) / chunk_raw);
+  return chunk_raw / width;
+}
+
+void Writer::Impl::Layout(Pending* p) const {
+  const TensorInfo& info = p->info;
+  const size_t width = DTypeSize(info.dtype);
+  p->chunk_raw =
+      ChunkElements(options, info.dtype, info.num_elements, info.quantization.has_value()) * width;
+  p->chunk_count = size_t((info.byte_length + p->chunk_raw - 1) / p->chunk_raw);
 }
 
 Status Writer::Impl::Queue(Pending p) {
@@ -368,6 +375,73 @@ Status Writer::AddQuantizedTensor(const TensorSpec& spec, const QuantizationInfo
   return w.Queue(std::move(p));
 }
 
+Status Writer::AddLevelTensor(const TensorSpec& spec, const QuantizationInfo& quant,
+                              const int32_t* levels, ByteSpan reference, ByteSpan step_source,
+                              DType step_source_dtype, MutableByteSpan decoded,
+                              const LevelContexts& contexts) {
+  Impl& w = *impl_;
+  Impl::Pending p;
+  TensorInfo& info = p.info;
+  CKZ_RETURN_IF_ERROR(w.StartTensor(spec, decoded.size, reference, &info));
+  const std::string field = "tensor '" + spec.name + "'";
+  const size_t width = DTypeSize(info.dtype);
+  // Rule Q9 on what the caller gives (the step source's index is checked in Finish, Q10).
+  const bool log = quant.kind == QuantKind::kLevelLog;
+  if (!DTypeIsFloat(info.dtype) || !quant.IsLevels() || quant.bits != 0 ||
+      !quant.codebook.empty() || !StepRangeIsNormal(quant.step, quant.step_limit) ||
+      quant.step_limit > kMaxStepLimit || (!log && quant.log_unit != 0) ||
+      quant.log_unit < kMinLogUnit || quant.log_unit > kMaxLogUnit ||
+      (quant.step_source < 0 && (quant.step_slope != 0 || quant.step_center != 0 ||
+                                 quant.step_limit != 0)) ||
+      (quant.step_source >= 0 && quant.step_slope != 1 && quant.step_slope != -1) ||
+      !std::isfinite(quant.reference_scale) || !(quant.reference_scale > 0) ||
+      (quant.kind == QuantKind::kLevelDirect && quant.reference_scale != 1.0f))
+    return w.Fail(Status(ErrorCode::kFieldOutOfRange, field + ": invalid level quantization"));
+  for (uint64_t i = 0; i < info.num_elements; ++i)
+    if (levels[i] > kMaxLevel || levels[i] < -kMaxLevel)
+      return w.Fail(Status(ErrorCode::kFieldOutOfRange, field + ": a level beyond 2^24 - 1"));
+  if (quant.NeedsReference() && (!w.link || reference.size != decoded.size))
+    return w.Fail(Status(ErrorCode::kReferenceRequired,
+                         field + ": a residual level kind needs a link and the reference bytes"));
+  if (quant.step_source >= 0 &&
+      (!w.link || !DTypeIsFloat(step_source_dtype) ||
+       step_source.size != info.num_elements * DTypeSize(step_source_dtype)))
+    return w.Fail(Status(ErrorCode::kReferenceRequired,
+                         field + ": steps from a step source need a link and the parent's bytes "
+                                 "of that tensor"));
+  p.info.quantization = quant;
+  w.quantized = true;
+  w.levels = true;
+  const uint64_t row = spec.shape.size() >= 2 ? spec.shape.back() : 0;
+  const DType dtype = spec.dtype;
+  p.encode = [quant, dtype, row, width, levels, reference, step_source, step_source_dtype,
+              decoded, contexts](uint64_t begin, uint64_t len, ChunkEncoder& encoder,
+                                 std::vector<uint8_t>* out, uint32_t* crc) {
+    const uint64_t first = begin / width, count = len / width;
+    std::vector<int8_t> shifts(count);
+    StepShifts(quant, step_source_dtype,
+               quant.step_source >= 0
+                   ? step_source.data + first * DTypeSize(step_source_dtype)
+                   : nullptr,
+               count, shifts.data());
+    ReconstructLevels(quant, dtype, levels + first, shifts.data(), count,
+                      quant.NeedsReference() ? reference.data + begin : nullptr,
+                      decoded.data + begin);
+    LevelModelInputs cml;  // spec 7.9.3
+    cml.first = first;
+    cml.row = row;
+    if (contexts.parent) cml.parent = contexts.parent + first;
+    if (contexts.aux) cml.aux = contexts.aux + first;
+    encoder.EncodeLevels(levels + first, count, cml, out);
+    *crc = Crc32c(decoded.data + begin, len);
+  };
+  p.done = [&w, decoded](const TensorInfo& info, int threads) {
+    w.content_id.AddTensor(info.name, info.dtype, info.shape,
+                           TensorDigest(ByteSpan(decoded), threads));
+  };
+  return w.Queue(std::move(p));
+}
+
 Result<ContentId> Writer::Finish() {
   Impl& w = *impl_;
   w.batching = false;
@@ -387,6 +461,16 @@ Result<ContentId> Writer::Finish() {
       return w.Fail(Status(ErrorCode::kBadOwner,
                            "tensor '" + t.name + "': owner " + std::to_string(t.owner) +
                                " is not a same-shape weight (and the tensor not a moment)"));
+  }
+  for (size_t i = 0; i < w.tensors.size(); ++i) {  // rule Q10
+    const TensorInfo& t = w.tensors[i];
+    if (!t.quantization || t.quantization->step_source < 0) continue;
+    const size_t s = size_t(t.quantization->step_source);
+    if (s >= w.tensors.size() || s == i || !DTypeIsFloat(w.tensors[s].dtype) ||
+        w.tensors[s].shape != t.shape)
+      return w.Fail(Status(ErrorCode::kFieldOutOfRange,
+                           "tensor '" + t.name + "': step source " + std::to_string(s) +
+                               " is not another floating tensor of its shape"));
   }
   {
     std::unordered_set<std::string> paths, keys;
@@ -452,7 +536,8 @@ Result<ContentId> Writer::Finish() {
                         (w.context_model ? kFeatureContextModel : 0) |
                         (w.coded_prolog ? kFeatureCodedProlog : 0) |
                         (w.float_model ? kFeatureFloatModel : 0) |
-                        (coded_header ? kFeatureCodedHeader : 0);
+                        (coded_header ? kFeatureCodedHeader : 0) |
+                        (w.levels ? kFeatureLevels : 0);
   p.header_offset = w.position;
   p.header_length = hdr.size();
   p.header_crc32c = Crc32c(hdr.data(), hdr.size());

@@ -13,6 +13,7 @@
 #include "common/crc32c.h"
 #include "common/float_model.h"
 #include "common/index_model.h"
+#include "common/level_model.h"
 #include "common/quantize.h"
 #include "common/zstd_frame.h"
 #include "common/transforms.h"
@@ -23,6 +24,10 @@ namespace ckz {
 struct ChunkDecoder::Scratch {
   ZSTD_DCtx* dctx = nullptr;
   std::vector<uint8_t> streams;  // decoded streams, before the inverse transform
+  // (0.7) Level kinds: the levels, the parent's step source and the step shifts.
+  std::vector<int32_t> levels;
+  std::vector<uint8_t> step_source;
+  std::vector<int8_t> shifts;
   ~Scratch() { ZSTD_freeDCtx(dctx); }
 };
 
@@ -85,9 +90,11 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
   const ChunkInfo& chunk = t.chunks[chunk_index];
   const size_t width = DTypeSize(t.dtype);
   const size_t streams = StreamCount(t.byte_planes, width);
-  // A quantized chunk has one stream of one index byte per element (spec 7.6).
-  const uint64_t stream_raw =
-      t.quantization ? chunk.raw_length / width : chunk.raw_length / streams;
+  // A quantized chunk has one stream of one index byte (7.6), or one i32 level (7.9), per
+  // element.
+  const uint64_t stream_raw = t.quantization
+                                  ? chunk.raw_length / width * t.quantization->SymbolBytes()
+                                  : chunk.raw_length / streams;
   const ByteSpan stored = archive.file.subspan(chunk.offset, chunk.stored_length);
   const size_t dir_bytes = streams * kStreamEntryBytes;
   if (stored.size < dir_bytes)
@@ -102,20 +109,26 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
     const uint64_t length = LoadLE32(entry + 1);
     const std::string where = Where(archive, tensor, chunk_index) + " stream " + std::to_string(s);
     // Spec 7.1: packed and cm code indices; cmf codes the values of an F32 tensor that has
-    // neither a quantization nor byte planes.
+    // neither a quantization nor byte planes; (0.7) cml, and only cml, codes levels.
     const bool float_ok = !t.quantization && t.dtype == DType::kF32 && !t.byte_planes;
+    const bool levels = t.quantization && t.quantization->IsLevels();
     const uint8_t codec = entry[0];
+    if (levels && codec != uint8_t(StreamCodec::kCmLevels))
+      return Status(ErrorCode::kChunkMalformed,
+                    where + ": codec " + std::to_string(codec) + " is not 5 (cml), the codec of "
+                            "level-quantized tensors");
     if (codec > kMaxStreamCodec ||
         ((codec == uint8_t(StreamCodec::kPacked) || codec == uint8_t(StreamCodec::kCm)) &&
          !t.quantization) ||
-        (codec == uint8_t(StreamCodec::kCmFloat) && !float_ok))
+        (codec == uint8_t(StreamCodec::kCmFloat) && !float_ok) ||
+        (codec == uint8_t(StreamCodec::kCmLevels) && !levels))
       return Status(ErrorCode::kChunkMalformed,
                     where + ": codec " + std::to_string(codec) + " is not 0 (stored), 1 (zstd)" +
-                        (t.quantization ? ", 2 (packed) or 3 (cm)"
+                        (t.quantization ? ", 2 (packed) or 3 (cm) (5, cml, is for level kinds)"
                          : float_ok     ? " or 4 (cmf) (2, packed, and 3, cm, are for quantized "
-                                          "tensors)"
+                                          "tensors, 5 for level kinds)"
                                         : " (2 and 3 are for quantized tensors, 4 for F32 "
-                                          "tensors without byte planes)"));
+                                          "tensors without byte planes, 5 for level kinds)"));
     if (codec == uint8_t(StreamCodec::kCm) &&
         (archive.preamble.required_features & kFeatureContextModel) == 0)
       return Status(ErrorCode::kChunkMalformed,
@@ -173,6 +186,37 @@ Status CmInputs(const Archive& archive, size_t t, uint64_t first, uint64_t count
   return Status::Ok();
 }
 
+MutableByteSpan AsBytes(std::vector<int32_t>& v) {
+  return MutableByteSpan(reinterpret_cast<uint8_t*>(v.data()), v.size() * 4);
+}
+
+// Spec 7.9.3: the cml model's inputs, as CmInputs: the parent's levels (when the parent's
+// tensor of this name, dtype and shape has a level kind) and the aux tensor's levels.
+Status LevelInputs(const Archive& archive, size_t t, uint64_t first, uint64_t count,
+                   ReferenceSource* source, IndexCache* cache, std::vector<int32_t>* parent,
+                   std::vector<int32_t>* aux, LevelModelInputs* in) {
+  const TensorInfo& info = archive.tensors[t];
+  in->first = first;
+  in->row = info.shape.size() >= 2 ? info.shape.back() : 0;
+  if (archive.link) {
+    if (source == nullptr)
+      return Status(ErrorCode::kReferenceRequired,
+                    "tensor '" + info.name + "' is coded with cml in a link: its contexts need "
+                    "the parent checkpoint's levels");
+    parent->resize(count);
+    uint32_t present = 0;
+    CKZ_RETURN_IF_ERROR(source->ReadReferenceIndices(info, first, AsBytes(*parent), &present));
+    if (present != 0) in->parent = parent->data();
+  }
+  const int a = CmAuxTensor(CmRoles(archive.tensors), t);
+  if (a >= 0) {
+    aux->resize(count);
+    CKZ_RETURN_IF_ERROR(DecodeIndexRange(archive, size_t(a), first, AsBytes(*aux), source, cache));
+    in->aux = aux->data();
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t chunk_index,
@@ -182,13 +226,38 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
   const ChunkInfo& chunk = t.chunks[chunk_index];
   const QuantizationInfo& q = *t.quantization;
   const std::string where =
-      Where(archive, tensor, chunk_index) + " (" + std::to_string(q.bits) + "-bit indices)";
-  const uint64_t count = stream.raw_length;
+      Where(archive, tensor, chunk_index) +
+      (q.IsLevels() ? std::string(" (levels)") : " (" + std::to_string(q.bits) + "-bit indices)");
+  const uint64_t count = stream.raw_length / q.SymbolBytes();
   const uint64_t first = chunk.raw_offset / DTypeSize(t.dtype);
-  if (indices.size != count)
+  if (indices.size != stream.raw_length)
     return Status(ErrorCode::kInvalidArgument, "index buffer size differs from the chunk's elements");
   const ByteSpan src = archive.file.subspan(stream.offset, stream.stored_length);
   switch (stream.codec) {
+    case StreamCodec::kCmLevels: {  // only in level kinds (ReadStreamDirectory)
+      if (index_cache_ && index_cache_->Lookup(archive, tensor, chunk_index, indices))
+        return Status::Ok();
+      LevelModelInputs in;
+      std::vector<int32_t> parent, aux, levels(count);
+      CKZ_RETURN_IF_ERROR(
+          LevelInputs(archive, tensor, first, count, source, index_cache_, &parent, &aux, &in));
+      size_t bad = 0;
+      switch (DecodeLevelStream(in, src.data, src.size, levels.data(), count, &bad)) {
+        case LevelDecodeResult::kOk:
+          break;
+        case LevelDecodeResult::kTooLarge:
+          return Status(ErrorCode::kChunkDecodeFailed,
+                        where + ": cml stream decodes element " + std::to_string(first + bad) +
+                            " to a level beyond 2^24 - 1 (rule 7.9.3)");
+        case LevelDecodeResult::kBadStream:
+          return Status(ErrorCode::kChunkDecodeFailed,
+                        where + ": cml stream of " + std::to_string(src.size) +
+                            " bytes does not end where its last level does (rule 7.7.1)");
+      }
+      std::memcpy(indices.data, levels.data(), indices.size);
+      if (index_cache_) index_cache_->Insert(archive, tensor, chunk_index, ByteSpan(indices.data, indices.size));
+      return Status::Ok();
+    }
     case StreamCodec::kStored:
       if (src.size != count)
         return Status(ErrorCode::kChunkDecodeFailed,
@@ -258,13 +327,39 @@ Status ChunkDecoder::DecodeQuantized(const Archive& archive, size_t tensor, size
   const TensorInfo& t = archive.tensors[tensor];
   const ChunkInfo& chunk = t.chunks[chunk_index];
   const QuantizationInfo& q = *t.quantization;
-  const uint64_t count = stream.raw_length;
+  const uint64_t count = stream.raw_length / q.SymbolBytes();
   std::vector<uint8_t>& indices = scratch_->streams;
-  indices.resize(count);
+  indices.resize(stream.raw_length);
   CKZ_RETURN_IF_ERROR(
       StreamIndices(archive, tensor, chunk_index, stream, source, MutableByteSpan(indices)));
-  ReconstructQuantized(q, t.dtype, indices.data(), count,
-                       q.kind == QuantKind::kResidual ? reference.data : nullptr, out.data);
+  if (q.IsLevels()) {
+    // Spec 7.9.1: the step shifts follow the parent's decoded step source.
+    std::vector<int8_t>& shifts = scratch_->shifts;
+    shifts.resize(count);
+    const uint8_t* step_source = nullptr;
+    DType source_dtype = DType::kF32;
+    if (q.step_source >= 0) {
+      const TensorInfo& s = archive.tensors[size_t(q.step_source)];
+      source_dtype = s.dtype;
+      if (source == nullptr)
+        return Status(ErrorCode::kReferenceRequired,
+                      Where(archive, tensor, chunk_index) + ": its steps follow the parent's '" +
+                          s.name + "', and the parent checkpoint is not available");
+      const size_t sw = DTypeSize(s.dtype);
+      scratch_->step_source.resize(count * sw);
+      CKZ_RETURN_IF_ERROR(source->ReadReference(
+          s, chunk.raw_offset / DTypeSize(t.dtype) * sw, MutableByteSpan(scratch_->step_source)));
+      step_source = scratch_->step_source.data();
+    }
+    StepShifts(q, source_dtype, step_source, count, shifts.data());
+    scratch_->levels.resize(count);
+    std::memcpy(scratch_->levels.data(), indices.data(), count * 4);
+    ReconstructLevels(q, t.dtype, scratch_->levels.data(), shifts.data(), count,
+                      q.NeedsReference() ? reference.data : nullptr, out.data);
+  } else {
+    ReconstructQuantized(q, t.dtype, indices.data(), count,
+                         q.kind == QuantKind::kResidual ? reference.data : nullptr, out.data);
+  }
   if (Crc32c(out.data, out.size) != chunk.crc32c)
     return Status(ErrorCode::kChunkChecksum,
                   Where(archive, tensor, chunk_index) + ": decoded bytes fail their CRC-32C");
@@ -305,20 +400,21 @@ Status DecodeIndexRange(const Archive& archive, size_t tensor, uint64_t first,
   if (tensor >= archive.tensors.size() || !archive.tensors[tensor].quantization)
     return Status(ErrorCode::kInvalidArgument, "DecodeIndexRange: not a quantized tensor");
   const TensorInfo& t = archive.tensors[tensor];
-  if (first > t.num_elements || out.size > t.num_elements - first)
+  const uint64_t sb = t.quantization->SymbolBytes();  // bytes per element's index or level
+  if (out.size % sb != 0 || first > t.num_elements || out.size / sb > t.num_elements - first)
     return Status(ErrorCode::kInvalidArgument, "index range outside tensor '" + t.name + "'");
   const uint64_t w = DTypeSize(t.dtype);
   ChunkDecoder decoder;
   decoder.set_index_cache(cache);
   std::vector<uint8_t> buf;
-  const uint64_t end = first + out.size;
+  const uint64_t end = first + out.size / sb;
   for (size_t c = 0; c < t.chunks.size(); ++c) {
     const uint64_t lo = t.chunks[c].raw_offset / w, n = t.chunks[c].raw_length / w;
     if (lo + n <= first || lo >= end) continue;
-    buf.resize(n);
+    buf.resize(n * sb);
     CKZ_RETURN_IF_ERROR(decoder.DecodeIndices(archive, tensor, c, reference, MutableByteSpan(buf)));
     const uint64_t a = std::max(first, lo), b = std::min(end, lo + n);
-    std::memcpy(out.data + (a - first), buf.data() + (a - lo), b - a);
+    std::memcpy(out.data + (a - first) * sb, buf.data() + (a - lo) * sb, (b - a) * sb);
   }
   return Status::Ok();
 }

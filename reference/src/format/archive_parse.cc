@@ -12,6 +12,7 @@
 #include "ckz_generated.h"
 #include "common/bytes.h"
 #include "common/crc32c.h"
+#include "common/quantize.h"
 #include "common/utf8.h"
 #include "common/zstd_frame.h"
 #include "format/rules.h"
@@ -56,31 +57,83 @@ Status ParseLink(const fb::Link* link, LinkInfo* out) {
   return Status::Ok();
 }
 
-// Rules Q2..Q8 (spec 9): a quantization that a decoder can apply.
+// Rule Q9 (0.7): the fields of a level kind describe steps a decoder can apply exactly.
+Status CheckLevelFields(const QuantizationInfo& q, uint32_t centres, const std::string& field) {
+  const std::string f = field + ".quantization";
+  if (q.bits != 0 || centres != 0)
+    return Status(ErrorCode::kFieldOutOfRange,
+                  f + " has a level kind but bits " + std::to_string(q.bits) + " and " +
+                      std::to_string(centres) + " centres (both must be 0)");
+  if (q.step_limit > kMaxStepLimit)
+    return OutOfRange(f + ".step_limit", q.step_limit, "0..32");
+  if (!StepRangeIsNormal(q.step, q.step_limit))
+    return Status(ErrorCode::kFieldOutOfRange,
+                  f + ".step " + std::to_string(q.step) + " times 2^-" +
+                      std::to_string(q.step_limit) + " .. 2^" + std::to_string(q.step_limit) +
+                      " is not always a normal, finite, positive binary32");
+  if (q.kind == QuantKind::kLevelLog ? (q.log_unit < kMinLogUnit || q.log_unit > kMaxLogUnit)
+                                     : q.log_unit != 0)
+    return Status(ErrorCode::kFieldOutOfRange,
+                  f + ".log_unit " + std::to_string(q.log_unit) +
+                      (q.kind == QuantKind::kLevelLog ? " is not -4..4" : " must be 0 (not LevelLog)"));
+  if (q.step_source < -1)
+    return Status(ErrorCode::kFieldOutOfRange,
+                  f + ".step_source " + std::to_string(q.step_source) + " is below -1");
+  if (q.step_source == -1 ? (q.step_slope != 0 || q.step_center != 0 || q.step_limit != 0)
+                          : (q.step_slope != 1 && q.step_slope != -1))
+    return Status(ErrorCode::kFieldOutOfRange,
+                  f + ".step_slope " + std::to_string(q.step_slope) +
+                      (q.step_source == -1 ? " (and step_center, step_limit) must be 0 without a "
+                                             "step_source"
+                                           : " must be 1 or -1 with a step_source"));
+  if (q.step_center < -1100 || q.step_center > 1100)
+    return Status(ErrorCode::kFieldOutOfRange,
+                  f + ".step_center " + std::to_string(q.step_center) + " is not -1100..1100");
+  return Status::Ok();
+}
+
+// Rules Q2..Q8 (spec 9): a quantization that a decoder can apply; (0.7) Q9, the level kinds'
+// fields (the step source's index is rule Q10, checked once every tensor is known).
 Status ParseQuantization(const fb::Quantization* q, const std::string& field, bool has_link,
                          TensorInfo* out) {
   QuantizationInfo info;
   const auto kind = static_cast<uint8_t>(q->kind());
   if (kind == 0 || kind > kMaxQuantKind)
-    return OutOfRange(field + ".quantization.kind", kind, "the kinds 1..2");
+    return OutOfRange(field + ".quantization.kind", kind, "the kinds 1..5");
   info.kind = static_cast<QuantKind>(kind);
   info.bits = q->bits();
-  if (info.bits == 0 || info.bits > kMaxQuantBits)
-    return OutOfRange(field + ".quantization.bits", info.bits, "1..8");
-  const uint32_t max_centres = (1u << info.bits) - 1;
   const auto* codebook = q->codebook();
-  if (!codebook || codebook->size() == 0 || codebook->size() > max_centres)
-    return Status(ErrorCode::kFieldOutOfRange,
-                  field + ".quantization.codebook has " +
-                      std::to_string(codebook ? codebook->size() : 0) + " centres; " +
-                      std::to_string(info.bits) + "-bit indices allow 1.." +
-                      std::to_string(max_centres));
-  for (uint32_t i = 0; i < codebook->size(); ++i) {
-    const float c = codebook->Get(i);
-    if (!std::isfinite(c))
+  info.step = q->step();
+  info.step_source = q->step_source();
+  info.step_slope = q->step_slope();
+  info.step_center = q->step_center();
+  info.step_limit = q->step_limit();
+  info.log_unit = q->log_unit();
+  if (!info.IsLevels()) {
+    if (info.bits == 0 || info.bits > kMaxQuantBits)
+      return OutOfRange(field + ".quantization.bits", info.bits, "1..8");
+    const uint32_t max_centres = (1u << info.bits) - 1;
+    if (!codebook || codebook->size() == 0 || codebook->size() > max_centres)
       return Status(ErrorCode::kFieldOutOfRange,
-                    field + ".quantization.codebook[" + std::to_string(i) + "] is not finite");
-    info.codebook.push_back(c);
+                    field + ".quantization.codebook has " +
+                        std::to_string(codebook ? codebook->size() : 0) + " centres; " +
+                        std::to_string(info.bits) + "-bit indices allow 1.." +
+                        std::to_string(max_centres));
+    for (uint32_t i = 0; i < codebook->size(); ++i) {
+      const float c = codebook->Get(i);
+      if (!std::isfinite(c))
+        return Status(ErrorCode::kFieldOutOfRange,
+                      field + ".quantization.codebook[" + std::to_string(i) + "] is not finite");
+      info.codebook.push_back(c);
+    }
+    if (F32Bits(info.step) != 0 || info.step_source != -1 || info.step_slope != 0 ||
+        info.step_center != 0 || info.step_limit != 0 || info.log_unit != 0)
+      return Status(ErrorCode::kFieldOutOfRange,
+                    field + ".quantization has " + QuantKindName(info.kind) +
+                        " kind but sets a field of the level kinds (step, step_source, "
+                        "step_slope, step_center, step_limit, log_unit)");
+  } else {
+    CKZ_RETURN_IF_ERROR(CheckLevelFields(info, codebook ? codebook->size() : 0, field));
   }
   info.prune_k = q->prune_k();
   info.prune_threshold = q->prune_threshold();
@@ -91,16 +144,40 @@ Status ParseQuantization(const fb::Quantization* q, const std::string& field, bo
   if (out->predictor != Predictor::kNone || out->byte_planes)
     return Status(ErrorCode::kFieldOutOfRange,
                   field + " is quantized: it has no predictor and no byte planes");
-  if (info.kind == QuantKind::kResidual && !has_link)
+  if ((info.NeedsReference() || info.step_source != -1) && !has_link)
     return Status(ErrorCode::kBadLink,
-                  field + " is quantized as a residual of a reference but the file has no link");
+                  field + " is quantized " +
+                      (info.NeedsReference() ? "as a residual of a reference"
+                                             : "with steps taken from the parent") +
+                      " but the file has no link");
   info.reference_scale = q->reference_scale();
+  const bool direct = info.kind == QuantKind::kDirect || info.kind == QuantKind::kLevelDirect;
   if (!std::isfinite(info.reference_scale) || !(info.reference_scale > 0) ||
-      (info.kind == QuantKind::kDirect && info.reference_scale != 1.0f))
+      (direct && info.reference_scale != 1.0f))
     return Status(ErrorCode::kFieldOutOfRange,
                   field + ".quantization.reference_scale must be finite and > 0 (exactly 1 for "
-                          "a Direct quantization)");
+                          "a Direct or LevelDirect quantization)");
   out->quantization = std::move(info);
+  return Status::Ok();
+}
+
+// Rule Q10 (0.7): a level tensor's step source is another floating tensor of its shape.
+Status CheckStepSources(const std::vector<TensorInfo>& tensors) {
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    if (!tensors[t].quantization || tensors[t].quantization->step_source < 0) continue;
+    const int32_t s = tensors[t].quantization->step_source;
+    const std::string field = "tensors[" + std::to_string(t) + "] " + Quote(tensors[t].name) +
+                              ".quantization.step_source " + std::to_string(s);
+    if (size_t(s) >= tensors.size() || size_t(s) == t)
+      return Status(ErrorCode::kFieldOutOfRange,
+                    field + " is not the index of another tensor (" +
+                        std::to_string(tensors.size()) + " tensors)");
+    const TensorInfo& src = tensors[size_t(s)];
+    if (!DTypeIsFloat(src.dtype) || src.shape != tensors[t].shape)
+      return Status(ErrorCode::kFieldOutOfRange,
+                    field + " names '" + src.name + "', which is not a floating tensor of the "
+                            "same shape");
+  }
   return Status::Ok();
 }
 
@@ -523,16 +600,27 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
     }
   }
   CKZ_RETURN_IF_ERROR(CheckOwners(a.tensors));
+  CKZ_RETURN_IF_ERROR(CheckStepSources(a.tensors));
   {
-    // Rule Q1: required feature bit 1 says whether any tensor is quantized.
-    bool quantized = false;
-    for (const TensorInfo& t : a.tensors) quantized |= t.quantization.has_value();
+    // Rule Q1: required feature bit 1 says whether any tensor is quantized; (0.7) rule Q11:
+    // bit 6 whether any has a level kind.
+    bool quantized = false, levels = false;
+    for (const TensorInfo& t : a.tensors) {
+      quantized |= t.quantization.has_value();
+      levels |= t.quantization && t.quantization->IsLevels();
+    }
     if (quantized != ((p.required_features & kFeatureQuantized) != 0))
       return Status(ErrorCode::kFieldOutOfRange,
                     quantized ? "a tensor is quantized but required feature bit 1 "
                                 "(quantized tensors) is clear"
                               : "required feature bit 1 (quantized tensors) is set but no "
                                 "tensor is quantized");
+    if (levels != ((p.required_features & kFeatureLevels) != 0))
+      return Status(ErrorCode::kFieldOutOfRange,
+                    levels ? "a tensor is quantized with a level kind but required feature bit "
+                             "6 (levels) is clear"
+                           : "required feature bit 6 (levels) is set but no tensor has a level "
+                             "kind");
   }
 
   if (const auto* files = h->files()) {

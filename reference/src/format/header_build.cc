@@ -63,14 +63,23 @@ flatbuffers::Offset<fb::Tensor> BuildTensor(flatbuffers::FlatBufferBuilder& b,
   flatbuffers::Offset<fb::Quantization> quant;
   if (t.quantization) {
     const QuantizationInfo& q = *t.quantization;
-    auto codebook = b.CreateVector(q.codebook);
+    // Level kinds have no codebook: the field stays absent.
+    flatbuffers::Offset<flatbuffers::Vector<float>> codebook;
+    if (!q.codebook.empty()) codebook = b.CreateVector(q.codebook);
     fb::QuantizationBuilder qb(b);
     qb.add_kind(static_cast<fb::QuantKind>(q.kind));
     qb.add_bits(q.bits);
-    qb.add_codebook(codebook);
+    if (!q.codebook.empty()) qb.add_codebook(codebook);
     qb.add_prune_k(q.prune_k);
     qb.add_prune_threshold(q.prune_threshold);
     qb.add_reference_scale(q.reference_scale);
+    // (0.7) Written only when not the default, so codebook kinds' headers stay as they were.
+    qb.add_step(q.step);
+    qb.add_step_source(q.step_source);
+    qb.add_step_slope(q.step_slope);
+    qb.add_step_center(q.step_center);
+    qb.add_step_limit(q.step_limit);
+    qb.add_log_unit(q.log_unit);
     quant = qb.Finish();
   }
   flatbuffers::Offset<flatbuffers::String> future;

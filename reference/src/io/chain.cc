@@ -223,12 +223,14 @@ Status ChainReader::ReadReferenceIndices(const TensorInfo& tensor, uint64_t firs
   const auto index = archive().FindTensor(tensor.name);
   if (!index) return Status::Ok();
   const TensorInfo& mine = archive().tensors[*index];
-  // Spec 7.7.2: only a quantized parent tensor of the same dtype and shape gives indices.
-  if (mine.dtype != tensor.dtype || mine.shape != tensor.shape || !mine.quantization)
+  // Spec 7.7.2: only a quantized parent tensor of the same dtype and shape gives indices;
+  // (0.7, 7.9.3) levels only to a level tensor, indices only to a codebook tensor.
+  if (mine.dtype != tensor.dtype || mine.shape != tensor.shape || !mine.quantization ||
+      !tensor.quantization || mine.quantization->IsLevels() != tensor.quantization->IsLevels())
     return Status::Ok();
   Status s = DecodeIndexRange(archive(), *index, first, out, parent_.get(), index_cache_.get());
   if (!s.ok()) return s.WithContext(path_);
-  *centres = uint32_t(mine.quantization->codebook.size());
+  *centres = mine.quantization->IsLevels() ? 1 : uint32_t(mine.quantization->codebook.size());
   return Status::Ok();
 }
 

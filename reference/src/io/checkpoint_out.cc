@@ -14,8 +14,7 @@
 #include "ckz/safetensors.h"
 #include "ckz/torch.h"
 #include "common/bytes.h"
-#include "compress/excp.h"
-#include "io/optimizer_keys.h"
+#include "io/lossy_plan.h"
 #include "common/parallel.h"
 
 namespace ckz {
@@ -113,13 +112,14 @@ void DecodedCheckpoint::AddView(const TensorSpec& spec, ByteSpan bytes) {
 }
 
 void DecodedCheckpoint::AddOwned(const TensorSpec& spec, std::vector<uint8_t> bytes,
-                                 std::vector<uint8_t> indices, uint32_t centres) {
+                                 std::vector<uint8_t> indices, uint32_t centres, bool levels) {
   Entry& e = tensors_[spec.name];
   e.spec = spec;
   e.owned = std::move(bytes);
   e.bytes = ByteSpan(e.owned);
   e.indices = std::move(indices);
   e.centres = e.indices.empty() ? 0 : centres;
+  e.levels = levels;
 }
 
 Status DecodedCheckpoint::ReadReferenceIndices(const TensorInfo& tensor, uint64_t first,
@@ -128,11 +128,15 @@ Status DecodedCheckpoint::ReadReferenceIndices(const TensorInfo& tensor, uint64_
   auto it = tensors_.find(tensor.name);
   if (it == tensors_.end()) return Status::Ok();
   const Entry& e = it->second;
-  if (e.spec.dtype != tensor.dtype || e.spec.shape != tensor.shape || e.centres == 0)
+  // Indices only to a codebook tensor, levels only to a level tensor (spec 7.9.3).
+  const bool levels = tensor.quantization && tensor.quantization->IsLevels();
+  if (e.spec.dtype != tensor.dtype || e.spec.shape != tensor.shape || e.centres == 0 ||
+      e.levels != levels)
     return Status::Ok();
-  if (first > e.indices.size() || out.size > e.indices.size() - first)
+  const uint64_t sb = levels ? 4 : 1;
+  if (first > e.indices.size() / sb || out.size > e.indices.size() - first * sb)
     return Status(ErrorCode::kInvalidArgument, "reference index range outside the tensor");
-  std::memcpy(out.data, e.indices.data() + first, out.size);
+  std::memcpy(out.data, e.indices.data() + first * sb, out.size);
   *centres = e.centres;
   return Status::Ok();
 }
@@ -157,122 +161,6 @@ Status DecodedCheckpoint::ReadReference(const TensorInfo& tensor, uint64_t offse
   if (out.size > 0) std::memcpy(out.data, e.bytes.data + offset, out.size);
   return Status::Ok();
 }
-
-namespace {
-
-// The reference's bytes of `spec`, or an empty buffer when it has no such tensor.
-Status ReadWhole(ReferenceSource* reference, const TensorSpec& spec, uint64_t size,
-                 std::vector<uint8_t>* out) {
-  out->clear();
-  if (!reference) return Status::Ok();
-  TensorInfo wanted;
-  wanted.name = spec.name;
-  wanted.dtype = spec.dtype;
-  wanted.shape = spec.shape;
-  out->resize(size);
-  Status s = reference->ReadReference(wanted, 0, MutableByteSpan(*out));
-  if (s.code() == ErrorCode::kReferenceMismatch) {
-    out->clear();  // a tensor the parent lacks: not an error, just not predicted
-    return Status::Ok();
-  }
-  return s;
-}
-
-// ExCP decisions for a link: weights first (moments need their weight's kept elements, and a
-// file may hold moments before their weights), each stage on `threads` threads. The plan and
-// the report's order never depend on the thread count.
-Status PlanShrinking(const InputCheckpoint& input, ReferenceSource* reference,
-                     const ExcpOptions& excp, int threads, std::vector<ShrinkResult>* plan,
-                     WriteReport* report) {
-  const std::vector<InputTensor>& t = input.tensors;
-  plan->assign(t.size(), ShrinkResult{});
-  std::vector<int> moment1(t.size(), -1), moment2(t.size(), -1);  // by owner
-  for (size_t i = 0; i < t.size(); ++i) {
-    if (t[i].spec.owner < 0) continue;
-    if (t[i].spec.role == Role::kMoment1) moment1[size_t(t[i].spec.owner)] = int(i);
-    if (t[i].spec.role == Role::kMoment2) moment2[size_t(t[i].spec.owner)] = int(i);
-  }
-  std::vector<size_t> weights;
-  for (size_t i = 0; i < t.size(); ++i)
-    if (t[i].spec.role == Role::kWeight && DTypeIsFloat(t[i].spec.dtype)) weights.push_back(i);
-  std::vector<Status> results(t.size());
-  std::vector<char> without_adam_v(t.size(), false);
-  auto first_error = [&]() {
-    for (const Status& s : results)
-      if (!s.ok()) return s;
-    return Status::Ok();
-  };
-  auto note = [&](size_t i) {
-    if (!(*plan)[i].quantized) report->lossless.push_back(t[i].spec.name + ": " + (*plan)[i].lossless_reason);
-  };
-
-  ParallelFor(weights.size(), threads, [&](size_t k, int) {
-    const size_t i = weights[k];
-    const TensorSpec& spec = t[i].spec;
-    std::vector<uint8_t> ref;
-    results[i] = ReadWhole(reference, spec, t[i].data.size, &ref);
-    if (!results[i].ok()) return;
-    if (ref.empty()) {
-      (*plan)[i].lossless_reason = "no tensor of its name, dtype and shape in the parent";
-      return;
-    }
-    // ExCP's k = alpha / sqrt(mean(v)) is made for Adam's v; without one, a weight is pruned
-    // only with an explicit fallback_k (spec Appendix A).
-    const int v = moment2[i];
-    const bool adam_v = v >= 0 && (t[size_t(v)].state_key.empty() ||
-                                   t[size_t(v)].state_key == kAdamSecondMoment);
-    if (!adam_v && !excp.fallback_k) {
-      (*plan)[i].lossless_reason =
-          v < 0 ? "no Adam second moment (a weights-only or SGD checkpoint)"
-                : "its second moment is '" + t[size_t(v)].state_key + "', not Adam's exp_avg_sq";
-      without_adam_v[i] = true;
-      return;
-    }
-    (*plan)[i] = ShrinkWeight(spec.dtype, t[i].data, ByteSpan(ref),
-                              adam_v ? t[size_t(v)].spec.dtype : DType::kF32,
-                              adam_v ? t[size_t(v)].data : ByteSpan(), excp);
-  });
-  CKZ_RETURN_IF_ERROR(first_error());
-  for (size_t i : weights) {
-    note(i);
-    report->without_adam_v += without_adam_v[i];
-  }
-
-  std::vector<size_t> owners;  // tensors with optimizer moments, whatever their role
-  for (size_t w = 0; w < t.size(); ++w)
-    if (moment1[w] >= 0 || moment2[w] >= 0) owners.push_back(w);
-  ParallelFor(owners.size(), threads, [&](size_t k, int) {
-    const size_t w = owners[k];
-    std::vector<uint8_t> ref;
-    for (int m : {moment1[w], moment2[w]}) {
-      if (m < 0) continue;
-      const size_t mi = size_t(m);
-      if (!(*plan)[w].quantized) {
-        (*plan)[mi].lossless_reason = "its weight '" + t[w].spec.name + "' is stored losslessly";
-        continue;
-      }
-      // m: kept where |m| > beta mean|m| and the weight's residual was kept; v: where m was.
-      const bool is_m = t[mi].spec.role == Role::kMoment1;
-      const int m1 = moment1[w];
-      const std::vector<uint8_t>& keep =
-          !is_m && m1 >= 0 && (*plan)[size_t(m1)].quantized ? (*plan)[size_t(m1)].indices
-                                                             : (*plan)[w].indices;
-      ref.clear();
-      if (!is_m && excp.v_residual) {
-        results[mi] = ReadWhole(reference, t[mi].spec, t[mi].data.size, &ref);
-        if (!results[mi].ok()) return;
-      }
-      (*plan)[mi] = ShrinkMoment(t[mi].spec.dtype, t[mi].data, keep, is_m, ByteSpan(ref), excp);
-    }
-  });
-  CKZ_RETURN_IF_ERROR(first_error());
-  for (size_t w : owners)
-    for (int m : {moment1[w], moment2[w]})
-      if (m >= 0) note(size_t(m));
-  return Status::Ok();
-}
-
-}  // namespace
 
 std::optional<uint32_t> MatchingParentFile(const SourceFileInfo& file, size_t index,
                                            const std::vector<SourceFileInfo>& parent_files) {
@@ -320,19 +208,31 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
     if (e.fallback_k) writer->AddMetadata({"excp.fallback_k", *e.fallback_k});
     if (e.k_at_cap) writer->AddMetadata({"excp.k_at_cap", true});
     writer->AddMetadata({"excp.v_residual", e.v_residual});
+  } else if (options.rd && reference) {
+    CKZ_RETURN_IF_ERROR(
+        PlanLevels(input, reference, *options.rd, writer->options(), &plan, report));
+    const RdOptions& rd = *options.rd;
+    writer->AddMetadata({"rd.strength", rd.strength});
+    writer->AddMetadata({"rd.weight_step", rd.weight_step});
+    writer->AddMetadata({"rd.moment1_step", rd.moment1_step});
+    writer->AddMetadata({"rd.moment2_step", rd.moment2_step});
+    writer->AddMetadata({"rd.rdoq_lambda", rd.rdoq_lambda});
+    if (rd.weights_only_step) writer->AddMetadata({"rd.weights_only_step", *rd.weights_only_step});
   }
   // The cm codec's aux contexts (spec 7.7.2), decided on the whole file as a decoder does.
   std::vector<CmTensorRole> roles(input.tensors.size());
   for (size_t i = 0; i < roles.size(); ++i)
     roles[i] = {input.tensors[i].spec.role, input.tensors[i].spec.owner,
-                i < plan.size() && plan[i].quantized};
+                i < plan.size() && plan[i].quantized,
+                i < plan.size() && plan[i].quantized && plan[i].quant.IsLevels()};
   // Tensors go to the writer in batches of about kBatchBytes, so that the chunks of many small
   // tensors encode in parallel; the buffers the writer reads stay alive until each batch ends.
   constexpr uint64_t kBatchBytes = uint64_t{64} << 20;
   struct Kept {
     size_t tensor = 0;
     bool quantized = false;
-    std::vector<uint8_t> ref, parent_indices, out;
+    std::vector<uint8_t> ref, parent_indices, out, step_ref;
+    std::vector<int32_t> parent_levels;
   };
   std::deque<Kept> batch;
   uint64_t batch_bytes = 0;
@@ -340,9 +240,14 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
     CKZ_RETURN_IF_ERROR(writer->EndBatch());
     for (Kept& k : batch) {
       const size_t i = k.tensor;
-      if (decoded && k.quantized)
+      if (decoded && k.quantized && plan[i].quant.IsLevels()) {
+        std::vector<uint8_t> levels(plan[i].levels.size() * 4);
+        std::memcpy(levels.data(), plan[i].levels.data(), levels.size());
+        decoded->AddOwned(input.tensors[i].spec, std::move(k.out), std::move(levels), 1, true);
+      } else if (decoded && k.quantized) {
         decoded->AddOwned(input.tensors[i].spec, std::move(k.out), plan[i].indices,
                           uint32_t(plan[i].quant.codebook.size()));
+      }
     }
     batch.clear();
     batch_bytes = 0;
@@ -360,12 +265,34 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
       Kept& k = batch.emplace_back();
       k.tensor = i;
       CKZ_RETURN_IF_ERROR(ReadWhole(reference, t.spec, t.data.size, &k.ref));
-      if (i < plan.size() && plan[i].quantized) {
+      if (i < plan.size() && plan[i].quantized && plan[i].quant.IsLevels()) {
+        const QuantizationInfo& q = plan[i].quant;
+        LevelContexts contexts;  // spec 7.9.3, as the decoder will see them
+        CKZ_RETURN_IF_ERROR(ParentLevels(reference, t.spec, plan[i].levels.size(), &k.parent_levels));
+        if (!k.parent_levels.empty()) contexts.parent = k.parent_levels.data();
+        const int aux = CmAuxTensor(roles, i);
+        if (aux >= 0) contexts.aux = plan[size_t(aux)].levels.data();
+        DType source_dtype = DType::kF32;
+        if (q.step_source >= 0) {
+          const TensorSpec& s = input.tensors[size_t(q.step_source)].spec;
+          source_dtype = s.dtype;
+          CKZ_RETURN_IF_ERROR(ReadWhole(reference, s, input.tensors[size_t(q.step_source)].data.size,
+                                        &k.step_ref));
+        }
+        k.quantized = true;
+        k.out.resize(t.data.size);
+        CKZ_RETURN_IF_ERROR(writer->AddLevelTensor(t.spec, q, plan[i].levels.data(),
+                                                   ByteSpan(k.ref), ByteSpan(k.step_ref),
+                                                   source_dtype, MutableByteSpan(k.out),
+                                                   contexts));
+        ++report->quantized;
+      } else if (i < plan.size() && plan[i].quantized) {
         IndexContexts contexts;
         TensorInfo wanted;
         wanted.name = t.spec.name;
         wanted.dtype = t.spec.dtype;
         wanted.shape = t.spec.shape;
+        wanted.quantization = plan[i].quant;
         k.parent_indices.resize(plan[i].indices.size());
         CKZ_RETURN_IF_ERROR(reference->ReadReferenceIndices(
             wanted, 0, MutableByteSpan(k.parent_indices), &contexts.parent_centres));

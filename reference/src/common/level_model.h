@@ -1,0 +1,76 @@
+// The context model of the "cml" level-stream codec (spec 7.9.3): how a chunk's signed integer
+// levels become binary decisions and which adaptive BitModel codes each one. Encoder and
+// decoder run the same code (one path), so their contexts cannot drift; the encoder can also
+// ask what a level would cost before choosing it (rate-distortion optimised quantization).
+#ifndef CKZ_COMMON_LEVEL_MODEL_H_
+#define CKZ_COMMON_LEVEL_MODEL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "common/range_coder.h"
+
+namespace ckz {
+
+// Everything the model of one chunk may look at besides its own, already coded, levels.
+struct LevelModelInputs {
+  uint64_t first = 0;  // the chunk's first element, counted in the tensor
+  uint64_t row = 0;    // elements per row (the last dimension) of a >= 2-D tensor, else 0
+  // The parent link's levels of the tensor of the same name at the same elements (temporal
+  // context), or null; the aux tensor's levels at the same elements (spec 7.7.2's rule), or null.
+  const int32_t* parent = nullptr;
+  const int32_t* aux = nullptr;
+};
+
+// The adaptive states of one chunk and the binarization of spec 7.9.3.
+class LevelModel {
+ public:
+  static constexpr uint32_t kUnary = 14;       // magnitudes 1..15 in unary
+  static constexpr uint32_t kEscapeBits = 23;  // Exp-Golomb prefix of the rest, at most 23
+  static constexpr uint32_t kMaxMagnitude = (1u << 24) - 1;  // kMaxLevel
+
+  // The contexts of element i (levels[0 .. i-1] already known; col = (first + i) mod row).
+  struct Context {
+    uint32_t zero = 0, sign = 0, magnitude = 0;
+  };
+  static Context ContextOf(const LevelModelInputs& in, const int32_t* levels, size_t i,
+                           uint64_t col);
+
+  // Codes `level` (encoder) or decodes one (decoder; `level` ignored). Returns the level, or
+  // kTooLarge when a decoded magnitude exceeds kMaxMagnitude (or its escape prefix 23 bits).
+  static constexpr int64_t kTooLarge = int64_t{1} << 40;
+  int64_t Encode(RangeEncoder& rc, const Context& c, int32_t level);
+  int64_t Decode(RangeDecoder& rc, const Context& c);
+
+  // What coding `level` would cost now, in 1/256 bits (encoder side).
+  uint32_t Cost(const Context& c, int32_t level) const;
+  // Adapts the states as coding `level` would, without coding it (encoder side).
+  void Update(const Context& c, int32_t level);
+
+ private:
+  template <class Side>
+  int64_t Code(Side& side, const Context& c, int32_t level);
+
+  BitModel zero_[27];
+  BitModel sign_[27];
+  BitModel unary_[4][kUnary];
+  BitModel escape_[kEscapeBits + 1];
+};
+
+// Appends the coded stream of `count` levels (|level| <= kMaxLevel) to `out`.
+void EncodeLevelStream(const LevelModelInputs& in, const int32_t* levels, size_t count,
+                       std::vector<uint8_t>* out);
+
+enum class LevelDecodeResult {
+  kOk,
+  kTooLarge,   // a magnitude above 2^24 - 1 (*bad_element: the chunk's element)
+  kBadStream,  // the coder's final check failed
+};
+
+LevelDecodeResult DecodeLevelStream(const LevelModelInputs& in, const uint8_t* src, size_t size,
+                                    int32_t* out, size_t count, size_t* bad_element);
+
+}  // namespace ckz
+
+#endif  // CKZ_COMMON_LEVEL_MODEL_H_
