@@ -74,7 +74,10 @@ struct RdOptions {
   double weight_step = 1.0;   // dW's step, in units of the tensor's RMS update this link
   double moment1_step = 1.0;  // m's step, in units of sqrt(parent's v) (a power of two)
   double moment2_step = 1.0;  // v's step, in log2 units (rounded to a power of two, 1/16..16)
-  double rdoq_lambda = 0.15;  // level choice: squared error in steps + lambda * bits
+  // Level choice: squared error in steps + lambda * bits. 0 (plain rounding) by default: any
+  // lambda > 0 biases levels toward zero, and that lag costs more resume fidelity than the bits
+  // it saves (docs/rate-distortion.md).
+  double rdoq_lambda = 0.0;
   // Weights without Adam's v (weights-only files, SGD): unset, lossless; else a uniform step of
   // this times the tensor's RMS, rounded to the nearest level: |error| <= step / 2 (plus the
   // dtype's own rounding), recorded in the header.

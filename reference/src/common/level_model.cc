@@ -58,24 +58,25 @@ inline uint32_t BitCost(const BitModel& m, int bit) {
 }  // namespace
 
 LevelModel::Context LevelModel::ContextOf(const LevelModelInputs& in, const int32_t* levels,
-                                          size_t i, uint64_t col) {
+                                          size_t i, uint64_t col, const LevelModelConfig& cfg) {
   const uint64_t row = in.row;
   // Neighbours inside this chunk only, so chunks decode independently.
   const bool has_left = i > 0 && (row == 0 || col != 0);
   const bool has_up = row != 0 && i >= row;
   const int32_t left = has_left ? levels[i - 1] : 0;
   const int32_t up = has_up ? levels[i - row] : 0;
-  const uint32_t nb = (left != 0) + (up != 0);
-  const uint32_t pc = in.parent ? 1 + (in.parent[i] != 0) : 0;
-  const uint32_t ac = in.aux ? 1 + (in.aux[i] != 0) : 0;
-  const uint32_t ps = in.parent ? SignClass(in.parent[i]) : 0;
-  const uint32_t as = in.aux ? SignClass(in.aux[i]) : 0;
-  // Magnitude class from the neighbours and the parent, saturating (|level| < 2^24).
-  const uint64_t a = uint64_t(Magnitude(left)) + Magnitude(up) +
-                     (in.parent ? 2 * uint64_t(Magnitude(in.parent[i])) : 0);
+  const uint32_t nb = cfg.zero_neighbours ? (left != 0) + (up != 0) : 0;
+  const uint32_t pc = in.parent && cfg.zero_parent ? 1 + (in.parent[i] != 0) : 0;
+  const uint32_t ac = in.aux && cfg.zero_aux ? 1 + (in.aux[i] != 0) : 0;
+  const uint32_t ps = in.parent && cfg.sign_parent ? SignClass(in.parent[i]) : 0;
+  const uint32_t as = in.aux && cfg.sign_aux ? SignClass(in.aux[i]) : 0;
+  // Magnitude class from the neighbours and the parent (|level| < 2^24: no overflow).
+  const uint64_t a =
+      (cfg.magnitude_neighbours ? uint64_t(Magnitude(left)) + Magnitude(up) : 0) +
+      (in.parent && cfg.magnitude_parent ? 2 * uint64_t(Magnitude(in.parent[i])) : 0);
   Context c;
   c.zero = (pc * 3 + nb) * 3 + ac;
-  c.sign = (ps * 3 + as) * 3 + SignClass(left);
+  c.sign = (ps * 3 + as) * 3 + (cfg.sign_left ? SignClass(left) : 0);
   c.magnitude = a == 0 ? 0 : a <= 2 ? 1 : a <= 6 ? 2 : 3;
   return c;
 }
@@ -140,12 +141,12 @@ uint32_t LevelModel::Cost(const Context& c, int32_t level) const {
 }
 
 void EncodeLevelStream(const LevelModelInputs& in, const int32_t* levels, size_t count,
-                       std::vector<uint8_t>* out) {
+                       std::vector<uint8_t>* out, const LevelModelConfig& config) {
   RangeEncoder rc(out);
   LevelModel model;
   uint64_t col = in.row ? in.first % in.row : 0;
   for (size_t i = 0; i < count; ++i) {
-    model.Encode(rc, LevelModel::ContextOf(in, levels, i, col), levels[i]);
+    model.Encode(rc, LevelModel::ContextOf(in, levels, i, col, config), levels[i]);
     if (in.row != 0 && ++col == in.row) col = 0;
   }
   rc.Finish();

@@ -23,6 +23,14 @@ struct LevelModelInputs {
   const int32_t* aux = nullptr;
 };
 
+// Which contexts are on. The format uses the default; the others exist only so that the
+// measurement tool (tools/bench/level_measure.cc) can show what each context is worth.
+struct LevelModelConfig {
+  bool zero_parent = true, zero_neighbours = true, zero_aux = true;
+  bool sign_parent = true, sign_aux = true, sign_left = true;
+  bool magnitude_neighbours = true, magnitude_parent = true;
+};
+
 // The adaptive states of one chunk and the binarization of spec 7.9.3.
 class LevelModel {
  public:
@@ -35,7 +43,7 @@ class LevelModel {
     uint32_t zero = 0, sign = 0, magnitude = 0;
   };
   static Context ContextOf(const LevelModelInputs& in, const int32_t* levels, size_t i,
-                           uint64_t col);
+                           uint64_t col, const LevelModelConfig& config = {});
 
   // Codes `level` (encoder) or decodes one (decoder; `level` ignored). Returns the level, or
   // kTooLarge when a decoded magnitude exceeds kMaxMagnitude (or its escape prefix 23 bits).
@@ -60,7 +68,7 @@ class LevelModel {
 
 // Appends the coded stream of `count` levels (|level| <= kMaxLevel) to `out`.
 void EncodeLevelStream(const LevelModelInputs& in, const int32_t* levels, size_t count,
-                       std::vector<uint8_t>* out);
+                       std::vector<uint8_t>* out, const LevelModelConfig& config = {});
 
 enum class LevelDecodeResult {
   kOk,
