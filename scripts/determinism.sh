@@ -134,7 +134,8 @@ for name in $cases; do
     out="$scratch/decode/$name/${r/:/-T}"
     run decode "$name" "$r" decompress -f "$ROOT/conformance/cases/$name/input.ckz" --output-dir "$out"
   done
-  compare decode "$name" "$ROOT/conformance/cases/$name/expected"
+  expected="$ROOT/conformance/cases/$name/expected"  # absent: the output is reader-defined
+  compare decode "$name" "$([[ -d "$expected" ]] && echo "$expected")"
   ndecode=$((ndecode + 1))
 done
 

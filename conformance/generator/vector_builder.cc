@@ -1,6 +1,7 @@
 // Definitions for vector_builder.h.
 #include "vector_builder.h"
 
+#include <flatbuffers/flatbuffers.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -396,12 +397,32 @@ Bytes Assemble(const Model& m) {
 uint64_t HeaderLength(const Bytes& f) { return LoadLE64(f.data() + preamble_offset::kHeaderLength); }
 uint64_t HeaderOffset(const Bytes& f) { return LoadLE64(f.data() + preamble_offset::kHeaderOffset); }
 
-Bytes Zstd(const uint8_t* p, size_t n, bool checksum, bool content_size,
-           int level) {
+size_t TablePosition(const Bytes& buffer, const void* table) {
+  const auto* p = static_cast<const uint8_t*>(table);
+  Check(p >= buffer.data() && p < buffer.data() + buffer.size(), "a table outside the buffer");
+  return size_t(p - buffer.data());
+}
+
+size_t VtablePosition(const Bytes& buffer, const void* table) {
+  const auto* t = static_cast<const flatbuffers::Table*>(table);
+  return size_t(t->GetVTable() - buffer.data());
+}
+
+size_t FieldPosition(const Bytes& buffer, const void* table, uint16_t vt) {
+  const auto* t = static_cast<const flatbuffers::Table*>(table);
+  const uint16_t at = t->GetOptionalFieldOffset(vt);
+  Check(at != 0, "FieldPosition: the field is absent");
+  return TablePosition(buffer, table) + at;
+}
+
+Bytes Zstd(const uint8_t* p, size_t n, bool checksum, bool content_size, int level,
+           int window_log, ByteSpan prefix) {
   ZSTD_CCtx* c = ZSTD_createCCtx();
   ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
   ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, checksum ? 1 : 0);
   ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, content_size ? 1 : 0);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, window_log);
+  if (prefix.size > 0) ZSTD_CCtx_refPrefix(c, prefix.data, prefix.size);
   Bytes out(ZSTD_compressBound(n));
   const size_t r = ZSTD_compress2(c, out.data(), out.size(), p, n);
   ZSTD_freeCCtx(c);
@@ -462,6 +483,13 @@ Bytes BaseFile(StreamCodec codec, bool planes) {
 }
 
 // A keyframe and a link predicted from it (XorRef, stored streams, 64-byte chunks), for the
+Ckpt BareCkpt() {
+  Ckpt c;
+  c.tensors = {MakeT("w", DType::kF32, {3, 4}, 1401, Role::kWeight),
+               MakeT("n", DType::kI64, {}, 1402)};
+  return c;
+}
+
 BaseChain MakeBaseChain(Predictor predictor) {
   BaseChain b;
   b.parent = BaseCkpt();

@@ -175,8 +175,8 @@ struct Model {
   uint64_t header_gap = 0;
   std::map<size_t, size_t> share_chunks;  // tensor -> tensor whose chunk ranges it points at
   std::function<void(Archive&)> edit;     // last changes to the header, after the layout
-  // (0.6) The header region's bytes from the FlatBuffers buffer (a coded header, 4.1); unset:
-  // the buffer itself. `required` is not touched.
+  // The header region's bytes from the FlatBuffers buffer: (0.6) a coded header (4.1), or a
+  // buffer edited by hand; unset: the buffer itself. `required` is not touched.
   std::function<Bytes(const Bytes&)> code_header;
 };
 
@@ -185,11 +185,19 @@ Bytes Assemble(const Model& m);
 uint64_t HeaderLength(const Bytes& f);
 uint64_t HeaderOffset(const Bytes& f);
 
+// Hand edits of a FlatBuffers header buffer, for headers the builder cannot write: the
+// positions in `buffer` of a table of it, of that table's vtable, and of its field with vtable
+// slot `vt` (which must be present).
+size_t TablePosition(const Bytes& buffer, const void* table);
+size_t VtablePosition(const Bytes& buffer, const void* table);
+size_t FieldPosition(const Bytes& buffer, const void* table, uint16_t vt);
+
 // ------------------------------------------------------------------------------------------
 // Hand-made chunks and zstd frames.
 
+// A zstd frame (`window_log` 0: libzstd's choice of window; `prefix`: a raw-content history).
 Bytes Zstd(const uint8_t* p, size_t n, bool checksum = false, bool content_size = true,
-           int level = 3);
+           int level = 3, int window_log = 0, ByteSpan prefix = {});
 Bytes Zstd(const Bytes& b, bool checksum = false, bool content_size = true);
 // The reference writer's coded header (Appendix A): zstd level 19, content size, no checksum.
 Bytes WriterHeaderFrame(const Bytes& header);
@@ -208,6 +216,9 @@ std::vector<T> EveryDtype(uint64_t seed);
 // and "b" (I64[4], one chunk), one safetensors file, all streams stored.
 Ckpt BaseCkpt();
 Bytes BaseFile(StreamCodec codec = StreamCodec::kStored, bool planes = false);
+
+// Tensors without source files (spec 8: a bare tensor set): 'w' (F32 [3, 4]) and 'n' (I64).
+Ckpt BareCkpt();
 
 // A keyframe and a link predicted from it (XorRef, stored streams, 64-byte chunks), for the
 // chain rules. Files: input.ckz (the link) and parent-1.ckz.

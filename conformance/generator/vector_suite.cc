@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -11,6 +12,7 @@
 #include "ckz/decoder.h"
 #include "ckz/io.h"
 #include "ckz/types.h"
+#include "common/rule_switch.h"
 #include "common/sha256.h"
 
 namespace ckz::vectors {
@@ -18,6 +20,59 @@ namespace {
 
 constexpr uint64_t kMaxSuiteBytes = 2u << 20;   // the whole suite
 constexpr uint64_t kMaxCaseBytes = 48u << 10;   // one case folder
+
+// The rules (labels of conformance/README.md) that report each error code, from spec section 9
+// and the rules of sections 7, 8.4 and 10 that it names.
+const std::map<ErrorCode, std::set<std::string>>& RulesReporting() {
+  using E = ErrorCode;
+  static const std::map<ErrorCode, std::set<std::string>> rules = {
+      {E::kBadMagic, {"P1"}},
+      {E::kTextModeCorruption, {"P1"}},
+      {E::kTruncated, {"P2"}},
+      {E::kUnsupportedVersion, {"P3"}},
+      {E::kPreambleChecksum, {"P4"}},
+      {E::kUnknownRequiredFeature, {"P5"}},
+      {E::kHeaderTooLarge, {"P6", "P9", "H8"}},
+      {E::kHeaderOutOfBounds, {"P7"}},
+      {E::kMisaligned, {"P8", "T8"}},
+      {E::kHeaderChecksum, {"H1"}},
+      {E::kHeaderMalformed, {"H2", "H3", "H8"}},
+      {E::kFieldOutOfRange, {"H4", "H6", "T2", "T5", "T6", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6",
+                             "Q8", "F2", "F3", "F4", "F5", "F6", "F8", "F9", "F11", "M2"}},
+      {E::kBadName, {"H6", "H7", "T1", "F1", "M1", "M3"}},
+      {E::kBadLink, {"H5", "H6", "T7", "Q7", "F10"}},
+      {E::kShapeOverflow, {"T3"}},
+      {E::kLimitExceeded, {"T4", "F9"}},
+      {E::kChunkLayout, {"T8", "T9"}},
+      {E::kNonzeroPadding, {"T8", "F6", "L3"}},
+      {E::kRangeOutOfFile, {"T8"}},
+      {E::kDuplicateName, {"T10", "F7", "M4"}},
+      {E::kBadOwner, {"O1"}},
+      {E::kRangeOverlap, {"L1"}},
+      {E::kUnexplainedBytes, {"L2", "L4"}},
+      {E::kChunkMalformed, {"C1"}},
+      {E::kChunkDecodeFailed, {"C2"}},
+      {E::kChunkChecksum, {"C5"}},
+      {E::kCodebookIndex, {"C6"}},
+      {E::kPrologDecodeFailed, {"C7"}},
+      {E::kParentNotFound, {"R1"}},
+      {E::kWrongParent, {"R1"}},
+      {E::kBadChain, {"R2"}},
+      {E::kReferenceMismatch, {"R3", "R4"}},
+  };
+  return rules;
+}
+
+// What a decoder does with the case's input, short of writing files: open it with its chain
+// (parents found beside it, prologs decoded) and decode every tensor.
+Status DecodeTensors(const fs::path& dir) {
+  auto reader = ChainReader::Open((dir / "input.ckz").string());
+  if (!reader.ok()) return reader.status();
+  std::vector<uint32_t> order((*reader)->archive().tensors.size());
+  for (uint32_t t = 0; t < order.size(); ++t) order[t] = t;
+  return StreamTensors(**reader, order, uint64_t{64} << 20, 1,
+                       [](size_t, uint64_t, ByteSpan) { return Status::Ok(); });
+}
 
 std::string Sha256Hex(const Bytes& b) {
   const auto d = Sha256::Hash(b.data(), b.size());
@@ -113,7 +168,9 @@ void Suite::Add(Case c) {
           "case name must be [a-z0-9-]: " + c.name);
   Check(c.profile == "core" || c.profile == "full", c.name + ": profile");
   Check(!c.files.empty() && c.files[0].first == "input.ckz", c.name + ": input.ckz first");
-  Check(c.error.has_value() == c.expected.empty(), c.name + ": valid xor invalid");
+  Check(c.error.has_value() == (c.expected.empty() && !c.output_reader_defined),
+        c.name + ": valid xor invalid");
+  Check(!c.output_reader_defined || c.expected.empty(), c.name + ": reader-defined output");
   const fs::path dir = root_ / "cases" / c.name;
   for (const auto& [name, bytes] : c.files) WriteFile(dir / name, bytes);
 
@@ -121,7 +178,9 @@ void Suite::Add(Case c) {
   if (c.error) {
     Check(!c.rule.empty(), c.name + ": an invalid case names its rule");
     features.insert("rule:" + c.rule);
+    rules_.insert(c.rule);
     CheckInvalid(c, dir);
+    CheckRule(c, dir);
   } else {
     features = FileFeatures(c.files[0].second);
     bool chain = features.count("predictor:xor") + features.count("predictor:sub") > 0;
@@ -143,6 +202,12 @@ void Suite::Add(Case c) {
 }
 
 void Suite::Finish() {
+  // Every rule has a case (which CheckRule shows it rejects), except the reader's own limits:
+  // they depend on how a decoder is configured.
+  for (const auto& [error, rules] : RulesReporting())
+    for (const std::string& rule : rules)
+      Check(rules_.count(rule) || rule == "P9" || rule == "T4",
+            "no invalid case for rule " + rule + " (" + ErrorCodeName(error) + ")");
   std::string m = "{\n";
   m += "  \"format\": \"CKZ\",\n";
   m += "  \"format_version\": \"" + std::to_string(kFormatMajor) + "." +
@@ -168,6 +233,13 @@ void Suite::Finish() {
   }
   printf("), %llu bytes, in %s\n", static_cast<unsigned long long>(total_),
          (root_ / "cases").string().c_str());
+  printf("make_vectors: each invalid case is rejected by the rule it names:");
+  first = true;
+  for (const auto& [how, n] : rule_checks_) {
+    printf("%s %d %s", first ? "" : ";", n, how.c_str());
+    first = false;
+  }
+  printf("\n");
 }
 
 // Decodes the case like a user would: the input file in the case folder, its parents found
@@ -189,8 +261,14 @@ void Suite::CheckValid(const Case& c, const fs::path& dir) {
   VerifyReport report;
   MustOk(Decode(dir, out, &report), c.name + ": the reference decoder rejects a valid case");
   const auto got = ListFiles(out);
-  Check(got == c.expected,
-        c.name + ": decoded files differ from the checkpoint files the case was made from");
+  if (c.output_reader_defined) {
+    // The reference writes a bare tensor set as one safetensors file (spec 8).
+    const Archive a = Must(ParseArchive(ByteSpan(c.files[0].second)), c.name);
+    Check(a.files.empty() && got.size() == 1, c.name + ": a bare tensor set gives one file");
+  } else {
+    Check(got == c.expected,
+          c.name + ": decoded files differ from the checkpoint files the case was made from");
+  }
   for (const auto& [name, bytes] : c.files)
     if (name != "input.ckz" && name.size() > 4 && name.substr(name.size() - 4) == ".ckz")
       Must(ParseArchive(ByteSpan(bytes)), c.name + ": " + name + " is not valid");
@@ -205,6 +283,46 @@ void Suite::CheckInvalid(const Case& c, const fs::path& dir) {
                                   s.ToString());
   Check(ListFiles(out).empty(), c.name + ": a rejected file left output behind");
   fs::remove_all(out);
+}
+
+// Shows that the rule the case names rejects it: by its error code when no other rule reports
+// that error, else by decoding it again with the rule switched off (common/rule_switch.h), when
+// it must be accepted or fail with the later error the case declares. A rule without a switch
+// (its checks guard memory, or there is nothing to decode without them) needs the case to say
+// why instead.
+void Suite::CheckRule(const Case& c, const fs::path& dir) {
+  const auto reporting = RulesReporting().find(*c.error);
+  Check(reporting != RulesReporting().end() && reporting->second.count(c.rule),
+        c.name + ": rule " + c.rule + " does not report " + ErrorCodeName(*c.error));
+  if (!c.by_construction.empty()) {
+    Check(!c.error_without_rule, c.name + ": by construction or by a switch, not both");
+    ++rule_checks_["by construction"];
+    return;
+  }
+  if (reporting->second.size() == 1) {
+    Check(!c.error_without_rule, c.name + ": " + ErrorCodeName(*c.error) + " is " + c.rule +
+                                     "'s alone; nothing is decoded without it");
+    ++rule_checks_["by the error code, reported by this rule alone"];
+    return;
+  }
+  const auto& switchable = SwitchableRules();
+  Check(std::find(switchable.begin(), switchable.end(), c.rule) != switchable.end(),
+        c.name + ": rule " + c.rule + " cannot be switched off and " + ErrorCodeName(*c.error) +
+            " is not its alone: say why the case is rejected by it (ByConstruction)");
+  SwitchRuleOff(c.rule);
+  const Status s = DecodeTensors(dir);
+  SwitchRuleOff("");
+  const std::string without = c.name + ": with rule " + c.rule + " off, the reference ";
+  if (c.error_without_rule) {
+    Check(*c.error_without_rule != *c.error, c.name + ": the error without the rule is its own");
+    Check(!s.ok() && s.code() == *c.error_without_rule,
+          without + "should fail with " + ErrorCodeName(*c.error_without_rule) + ", got " +
+              s.ToString());
+    ++rule_checks_["with the rule off: a later error, as declared"];
+  } else {
+    Check(s.ok(), without + "still rejects it: " + s.ToString());
+    ++rule_checks_["with the rule off: accepted"];
+  }
 }
 
 std::string Suite::Entry(const Case& c, const std::string& ind) const {
@@ -234,6 +352,8 @@ std::string Suite::Entry(const Case& c, const std::string& ind) const {
     e += ind + "  \"expected_error\": " + JsonStr(ErrorCodeName(*c.error)) + ",\n";
     e += ind + "  \"expected_error_code\": " + std::to_string(unsigned(*c.error)) + ",\n";
     e += ind + "  \"rule\": " + JsonStr(c.rule) + "\n";
+  } else if (c.output_reader_defined) {
+    e += ind + "  \"expected_output\": \"reader-defined\"\n";
   } else {
     std::vector<std::pair<std::string, const Bytes*>> exp;
     for (const auto& [path, bytes] : c.expected) exp.push_back({path, &bytes});

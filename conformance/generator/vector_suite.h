@@ -23,8 +23,27 @@ struct Case {
   std::vector<std::string> features;
   std::vector<std::pair<std::string, Bytes>> files;  // "input.ckz" first, then parents etc.
   std::map<std::string, Bytes> expected;             // valid: path -> decoded file
+  // Valid, without source files (spec 8): what a reader writes is its own choice, so the
+  // manifest names no expected file and a decoder passes by decoding without error.
+  bool output_reader_defined = false;
   std::optional<ErrorCode> error;                    // invalid: the error it must produce
   std::string rule;                                  // invalid: the rule of spec/ckz.md it breaks
+  // Invalid cases: how the suite shows that `rule` is what rejects the file (Suite::CheckRule).
+  // A rule whose error no other rule reports needs nothing. Otherwise the reference decodes the
+  // file again with `rule` switched off and must then accept it, or fail with
+  // `error_without_rule`: the later error that the fault necessarily causes as well (never
+  // `error` itself). `by_construction` instead says why that cannot be run for this file.
+  std::optional<ErrorCode> error_without_rule;
+  std::string by_construction;
+
+  Case&& WithoutRuleFails(ErrorCode e) && {
+    error_without_rule = e;
+    return std::move(*this);
+  }
+  Case&& ByConstruction(std::string why) && {
+    by_construction = std::move(why);
+    return std::move(*this);
+  }
 };
 
 class Suite {
@@ -43,12 +62,15 @@ class Suite {
   Status Decode(const fs::path& dir, const fs::path& out, VerifyReport* report);
   void CheckValid(const Case& c, const fs::path& dir);
   void CheckInvalid(const Case& c, const fs::path& dir);
+  void CheckRule(const Case& c, const fs::path& dir);
   std::string Entry(const Case& c, const std::string& ind) const;
 
   fs::path root_, scratch_;
   std::set<std::string> names_;
   std::vector<std::string> entries_;
   std::map<std::string, int> counts_;
+  std::map<std::string, int> rule_checks_;  // how CheckRule showed it -> cases
+  std::set<std::string> rules_;             // the rules the invalid cases name
   uint64_t total_ = 0;
 };
 

@@ -220,6 +220,32 @@ void ReferenceChainInvalid(Suite& s) {
                        "parent and parent-1.ckz names input.ckz; both claim depth 1. Checking the "
                        "parent's depth before following it stops the loop.",
                        Assemble(x), Assemble(y)));
+    // Spec 10.2: every .ckz file searched is a candidate, the link itself included.
+    Model self = FromFile(bc.c.bytes);
+    self.h.link->parent_content_id = self.h.content_id;
+    self.h.link->path_hint.clear();
+    s.Add(Invalid("invalid-link-names-itself", "full", "R2", ErrorCode::kBadChain,
+                  "input.ckz, alone in its folder, is a link of depth 1 whose parent_content_id "
+                  "is its own content id (no path_hint). Every .ckz file a reader searches is a "
+                  "candidate parent, the link itself included (10.2): it finds itself, whose "
+                  "depth (1) is not the link's depth minus 1, so BadChain (a reader that left "
+                  "the link out would report ParentNotFound).",
+                  Assemble(self)));
+  }
+  {
+    // Spec 10.2: a file that fails section 9 is no candidate, whatever its content_id says.
+    Model p = FromFile(bc.p.bytes);
+    p.h.tensors[1].name = "b\xff";
+    const Bytes parent = Assemble(p);
+    Check(Must(ParseArchive(ByteSpan(bc.c.bytes)), "link").link->parent_content_id ==
+              p.h.content_id,
+          "parent-fails-validation: the damaged parent keeps the link's parent content id");
+    s.Add(ChainInvalid("invalid-parent-fails-validation", "R1", ErrorCode::kParentNotFound,
+                       "parent-1.ckz holds the link's parent content id in its header, but its "
+                       "tensor 'b' is named 'b' + 0xFF, not UTF-8 (rule T1). A file that fails a "
+                       "rule of section 9 is not a candidate parent (10.2), so no parent is "
+                       "found: ParentNotFound, not BadName.",
+                       bc.c.bytes, parent));
   }
   {
     // Parents lacking the predicted tensor, or having it with another shape or dtype.
@@ -238,7 +264,11 @@ void ReferenceChainInvalid(Suite& s) {
         m = FromFile(bc.c.bytes);
         m.h.link->parent_content_id = pe.id;
       }
-      s.Add(ChainInvalid(name, "R3", ErrorCode::kReferenceMismatch, what, Assemble(m), pe.bytes));
+      Case c = ChainInvalid(name, "R3", ErrorCode::kReferenceMismatch, what, Assemble(m), pe.bytes);
+      if (name == "invalid-reference-missing-tensor")
+        c.by_construction = "without a parent tensor 'a' there are no reference bytes to decode "
+                            "'a' with";
+      s.Add(std::move(c));
     };
     mismatch("invalid-reference-missing-tensor",
              "Tensor 'a' is predicted (XorRef), but the parent has no tensor 'a'.", [](Ckpt& p) {
@@ -277,12 +307,16 @@ void ReferenceChainInvalid(Suite& s) {
     Model m = FromFile(bc.c.bytes);
     m.h.tensors[0].predictor = static_cast<Predictor>(3);
     s.Add(ChainInvalid("invalid-predictor-out-of-range", "T6", ErrorCode::kFieldOutOfRange,
-                       "Tensor 'a' of a link has predictor 3, not defined in 0.3.", Assemble(m), bc.p.bytes));
+                       "Tensor 'a' of a link has predictor 3, which no version defines (0.6 has "
+                       "0..2).",
+                       Assemble(m), bc.p.bytes)
+              .WithoutRuleFails(ErrorCode::kChunkChecksum));
     Model k = FromFile(BaseFile());
     k.h.tensors[0].predictor = Predictor::kXorRef;
     s.Add(Invalid("invalid-predictor-without-link", "full", "T7", ErrorCode::kBadLink,
                   "A keyframe (no link, feature bit 0 clear) whose tensor 'a' has predictor XorRef.",
-                  Assemble(k)));
+                  Assemble(k))
+              .WithoutRuleFails(ErrorCode::kReferenceRequired));
   }
   {
     Model m = FromFile(bc.c.bytes);
@@ -298,7 +332,8 @@ void ReferenceChainInvalid(Suite& s) {
     d.h.link->depth = 0;
     s.Add(ChainInvalid("invalid-link-depth-zero", "H6", ErrorCode::kBadLink,
                        "A link with depth 0 (a link is at least 1 away from its keyframe).",
-                       Assemble(d), bc.p.bytes));
+                       Assemble(d), bc.p.bytes)
+              .WithoutRuleFails(ErrorCode::kBadChain));
     Model p = FromFile(bc.c.bytes);
     p.tweaks.parent_id_bytes = 33;
     s.Add(ChainInvalid("invalid-link-parent-id-length", "H6", ErrorCode::kFieldOutOfRange,

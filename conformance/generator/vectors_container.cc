@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "common/bytes.h"
+#include "ckz_generated.h"
 #include "common/crc32c.h"
 #include "file_surgery.h"
 #include "format/preamble.h"
@@ -82,7 +83,8 @@ void ContainerInvalid(Suite& s) {
     StoreLE64(f.data() + preamble_offset::kHeaderLength, (uint64_t{1} << 26) + 1);
     testing::FixPreambleCrc(f);
     s.Add(Invalid("invalid-header-too-large", "core", "P6", ErrorCode::kHeaderTooLarge,
-                  "header_length is 2^26 + 1 (also past the end of the file: P6 is checked before P7).", f));
+                  "header_length is 2^26 + 1 (also past the end of the file: P6 is checked before P7).", f)
+              .WithoutRuleFails(ErrorCode::kHeaderOutOfBounds));
   }
   {
     Bytes f = base;
@@ -105,7 +107,8 @@ void ContainerInvalid(Suite& s) {
     m.header_gap = 8;
     s.Add(Invalid("invalid-header-misaligned", "core", "P8", ErrorCode::kMisaligned,
                   "The header starts 8 bytes after a 64-byte boundary (its checksum is correct).",
-                  Assemble(m)));
+                  Assemble(m))
+              .WithoutRuleFails(ErrorCode::kUnexplainedBytes));
   }
   // ---- Header.
   {
@@ -125,7 +128,9 @@ void ContainerInvalid(Suite& s) {
     testing::FixHeaderCrc(g);
     s.Add(Invalid("invalid-header-not-flatbuffer", "core", "H3", ErrorCode::kHeaderMalformed,
                   "The header's root offset points far outside the buffer: FlatBuffers verification "
-                  "fails (checksums correct).", g));
+                  "fails (checksums correct).", g)
+              .ByConstruction("FlatBuffers' own verification (the bounds half of H3) cannot be "
+                              "left out; no rule before H3 reads the root offset"));
     // A 4-byte header at the end of the payload.
     Bytes h(base.begin(), base.begin() + long(hoff));
     const uint8_t four[4] = {4, 0, 0, 0};
@@ -133,7 +138,9 @@ void ContainerInvalid(Suite& s) {
     StoreLE64(h.data() + preamble_offset::kHeaderLength, 4);
     testing::FixHeaderCrc(h);
     s.Add(Invalid("invalid-header-shorter-than-8", "core", "H2", ErrorCode::kHeaderMalformed,
-                  "header_length is 4: too short to hold a root offset and the identifier.", h));
+                  "header_length is 4: too short to hold a root offset and the identifier.", h)
+              .ByConstruction("4 bytes hold no FlatBuffers buffer: without H2 the verifier (H3) "
+                              "rejects them with the same error"));
   }
   {
     Model m = model();
@@ -173,12 +180,18 @@ void ContainerInvalid(Suite& s) {
   {
     Model m = model();
     m.h.tensors[1].dtype = static_cast<DType>(0);
+    const std::string no_size =
+        "a dtype outside 1..10 has no element size, so nothing after T2 (shape, chunks) can be "
+        "evaluated; only the dtype differs from a valid file";
     s.Add(Invalid("invalid-dtype-zero", "core", "T2", ErrorCode::kFieldOutOfRange,
-                  "Tensor 'b' has dtype 0 (Invalid).", Assemble(m)));
+                  "Tensor 'b' has dtype 0 (Invalid).", Assemble(m))
+              .ByConstruction(no_size));
     Model n = model();
     n.h.tensors[1].dtype = static_cast<DType>(11);
     s.Add(Invalid("invalid-dtype-unknown", "core", "T2", ErrorCode::kFieldOutOfRange,
-                  "Tensor 'b' has dtype 11, not defined in 0.3.", Assemble(n)));
+                  "Tensor 'b' has dtype 11, which no version defines (0.6 has 1..10).",
+                  Assemble(n))
+              .ByConstruction(no_size));
   }
   {
     Model m = model();
@@ -201,7 +214,7 @@ void ContainerInvalid(Suite& s) {
     Model m = model();
     m.h.tensors[1].role = static_cast<Role>(4);
     s.Add(Invalid("invalid-role-out-of-range", "core", "T5", ErrorCode::kFieldOutOfRange,
-                  "Tensor 'b' has role 4, not defined in 0.3.", Assemble(m)));
+                  "Tensor 'b' has role 4, which no version defines (0.6 has 0..3).", Assemble(m)));
   }
   // T8, per chunk.
   {
@@ -211,27 +224,44 @@ void ContainerInvalid(Suite& s) {
                   "Chunk 1 of tensor 'a' has reserved = 1.", Assemble(m)));
   }
   {
+    // Each with chunks that still cover the tensor and decode, so that T8 alone rejects it.
     Model m = model();
-    m.edit = [](Archive& h) { h.tensors[0].chunks[2].raw_length = 0; };
+    m.h.tensors[0].chunks.push_back(ChunkInfo{});  // raw_length 0, CRC-32C of nothing: 0
+    m.stored[0].push_back(MakeChunk({{StreamCodec::kStored, {}}}));
     s.Add(Invalid("invalid-chunk-raw-length-zero", "core", "T8", ErrorCode::kChunkLayout,
-                  "Chunk 2 of tensor 'a' has raw_length 0.", Assemble(m)));
+                  "Tensor 'a' has a fourth chunk of raw_length 0 after its three (5 stored bytes: "
+                  "one empty stored stream, CRC-32C 0); the chunks still sum to its 160 bytes.",
+                  Assemble(m)));
     Model n = model();
-    n.edit = [](Archive& h) {
+    const Bytes a = BaseCkpt().tensors[0].bytes;
+    const Bytes first(a.begin(), a.begin() + 62), second(a.begin() + 62, a.begin() + 128);
+    n.stored[0][0] = MakeChunk({{StreamCodec::kStored, first}});
+    n.stored[0][1] = MakeChunk({{StreamCodec::kStored, second}});
+    n.edit = [&](Archive& h) {
       h.tensors[0].chunks[0].raw_length = 62;
+      h.tensors[0].chunks[0].crc32c = Crc32c(first.data(), first.size());
       h.tensors[0].chunks[1].raw_length = 66;
+      h.tensors[0].chunks[1].crc32c = Crc32c(second.data(), second.size());
     };
     s.Add(Invalid("invalid-chunk-partial-element", "core", "T8", ErrorCode::kChunkLayout,
-                  "Tensor 'a' (F32) has chunks of 62 and 66 bytes: they sum right but split elements.",
+                  "Tensor 'a' (F32) has chunks of 62 and 66 bytes (stored streams of those bytes, "
+                  "with their CRC-32C): they sum right but split an element.",
                   Assemble(n)));
     Model o = model();
-    o.edit = [](Archive& h) { h.tensors[0].chunks[1].stored_length = 0; };
+    o.stored[0][1].clear();
     s.Add(Invalid("invalid-chunk-stored-length-zero", "core", "T8", ErrorCode::kChunkLayout,
-                  "Chunk 1 of tensor 'a' has stored_length 0.", Assemble(o)));
+                  "Chunk 1 of tensor 'a' has stored_length 0 (no stored bytes: it starts where "
+                  "chunk 2 does).",
+                  Assemble(o))
+              .WithoutRuleFails(ErrorCode::kChunkMalformed));
     Model p = model();
     p.edit = [](Archive& h) { h.tensors[0].chunks[2].raw_length = 64; };
     s.Add(Invalid("invalid-chunk-past-tensor-end", "core", "T8", ErrorCode::kChunkLayout,
                   "The last chunk of tensor 'a' (160 bytes) claims 64 bytes at raw offset 128.",
-                  Assemble(p)));
+                  Assemble(p))
+              .ByConstruction("chunks that sum to the tensor's length never pass its end, so "
+                              "this part of T8 only orders the error before T9's, which is the "
+                              "same"));
   }
   {
     // One U8 chunk of 2^26 + 1 bytes (zstd of zeros: a few KB).
@@ -243,16 +273,18 @@ void ContainerInvalid(Suite& s) {
     m.h.files = BuildSources(c).infos;
     m.h.tensors[0].chunks[0].raw_length = c.tensors[0].bytes.size();
     m.h.tensors[0].chunks[0].crc32c = Crc32c(c.tensors[0].bytes.data(), c.tensors[0].bytes.size());
-    m.stored[0][0] = MakeChunk({{StreamCodec::kZstd, Zstd(c.tensors[0].bytes, false, true)}});
+    m.stored[0][0] = MakeChunk({{StreamCodec::kZstd, Zstd(c.tensors[0].bytes.data(), c.tensors[0].bytes.size(), false, true, 3, 27)}});
     s.Add(Invalid("invalid-chunk-raw-length-too-large", "core", "T8", ErrorCode::kChunkLayout,
                   "A U8 tensor of 2^26 + 1 bytes in one chunk: raw_length is at most 2^26 (the "
-                  "zstd stream would decode correctly to 64 MiB of zeros).", Assemble(m)));
+                  "zstd stream, with a 2^27-byte window, would decode correctly to 64 MiB of "
+                  "zeros).", Assemble(m)));
   }
   {
     Model m = model();
     m.gap_before[{0, 1}] = 8;
     s.Add(Invalid("invalid-chunk-misaligned", "core", "T8", ErrorCode::kMisaligned,
-                  "Chunk 1 of tensor 'a' starts 8 bytes after a 64-byte boundary.", Assemble(m)));
+                  "Chunk 1 of tensor 'a' starts 8 bytes after a 64-byte boundary.", Assemble(m))
+              .WithoutRuleFails(ErrorCode::kUnexplainedBytes));
     Model n = model();
     n.edit = [](Archive& h) { h.tensors[1].chunks[0].offset = h.tensors[1].chunks[0].offset + 4096; };
     s.Add(Invalid("invalid-chunk-out-of-file", "core", "T8", ErrorCode::kRangeOutOfFile,
@@ -269,7 +301,9 @@ void ContainerInvalid(Suite& s) {
     m.stored[0].pop_back();
     s.Add(Invalid("invalid-chunks-do-not-cover", "core", "T9", ErrorCode::kChunkLayout,
                   "Tensor 'a' (160 bytes) has only its first two chunks (128 bytes); the file has no "
-                  "other fault.", Assemble(m)));
+                  "other fault.", Assemble(m))
+              .ByConstruction("both chunks left are the valid file's, so T8 holds for each: only "
+                              "their sum is wrong"));
   }
   {
     Model m = model();
@@ -340,7 +374,9 @@ void ContainerInvalid(Suite& s) {
     Model o = model();
     o.h.files[0].tensors.push_back(2);
     s.Add(Invalid("invalid-source-tensor-index", "core", "F4", ErrorCode::kFieldOutOfRange,
-                  "The source file lists tensor index 2 in a file of 2 tensors.", Assemble(o)));
+                  "The source file lists tensor index 2 in a file of 2 tensors.", Assemble(o))
+              .ByConstruction("index 2 names no tensor, so there are no bytes to put in the "
+                              "file; only the list differs from a valid file"));
     Model p = model();
     p.h.files[0].tensors = {0, 1, 0};
     s.Add(Invalid("invalid-source-tensor-twice", "core", "F4", ErrorCode::kFieldOutOfRange,
@@ -389,6 +425,12 @@ void ContainerInvalid(Suite& s) {
     s.Add(Invalid("invalid-crc32-patch-tensor", "core", "F6", ErrorCode::kFieldOutOfRange,
                   "A CRC-32 patch names the file's tensor 2; it has tensors 0 and 1.",
                   Assemble(pieces({8, 8}, {{0, 2}}))));
+    Model patched = pieces({8, 8}, {{0, 0}, {4, 1}});
+    patched.tweaks.patch_reserved[{0, 1}] = 7;
+    s.Add(Invalid("invalid-crc32-patch-reserved", "core", "F6", ErrorCode::kNonzeroPadding,
+                  "The second CRC-32 patch of the file (at prolog offset 4, for tensor 1) has "
+                  "reserved = 7.",
+                  Assemble(patched)));
     // Rule H3's alignment of 8-byte elements (section 4.1), which FlatBuffers 2.0.8's verifier
     // does not check: found by fuzz_container (fuzz/README.md, crash-misaligned-*).
     auto misaligned = [&](Model m, VectorField field, size_t index) {
@@ -397,8 +439,10 @@ void ContainerInvalid(Suite& s) {
     };
     const std::string moved =
         " vector is moved to the end of the header with its length prefix at a multiple of 8 "
-        "from the buffer's start, so its elements start 4 bytes off their 8-byte alignment; "
-        "FlatBuffers 2.0's own verifier accepts that, rule H3 (section 4.1) does not.";
+        "from the buffer's start, so its elements start 4 bytes off their 8-byte alignment, "
+        "inside the buffer. FlatBuffers 2.0's own verifier accepts that, rule H3 (section 4.1) "
+        "does not: only that alignment check rejects the file (a reader without it decodes "
+        "it).";
     s.Add(Invalid("invalid-misaligned-shape-vector", "core", "H3", ErrorCode::kHeaderMalformed,
                   "tensors[0].shape (u64 elements):" + moved,
                   misaligned(model(), VectorField::kShape, 0)));
@@ -434,7 +478,30 @@ void ContainerInvalid(Suite& s) {
     Model c = with_meta({{"ok", int64_t{1}}, {"future", int64_t{2}}});
     c.tweaks.meta_type[1] = 6;
     s.Add(Invalid("invalid-metadata-type-unknown", "core", "M2", ErrorCode::kFieldOutOfRange,
-                  "A metadata value of union type 6, not defined in 0.3.", Assemble(c)));
+                  "A metadata value of union type 6, which no version defines (0.6 has 1..5).",
+                  Assemble(c)));
+    // Spec 4.1: verification checks a union's value offset whatever its type (H3 before M2).
+    Model o = with_meta({{"ok", int64_t{1}}, {"future", int64_t{2}}});
+    o.tweaks.meta_type[1] = 6;
+    o.code_header = [](const Bytes& buffer) {
+      Bytes b = buffer;
+      const fb::Header* h = fb::GetHeader(b.data());
+      const size_t at = FieldPosition(b, h->metadata()->Get(1), fb::MetaEntry::VT_VALUE);
+      StoreLE32(b.data() + at, uint32_t(b.size() + 64 - at));  // 64 bytes past the end
+      return b;
+    };
+    s.Add(Invalid("invalid-metadata-unknown-type-value-outside", "core", "H3",
+                  ErrorCode::kHeaderMalformed,
+                  "A metadata value of union type 6 (unknown, a semantic fault: rule M2) whose "
+                  "value offset points 64 bytes past the end of the header buffer. Spec 4.1: "
+                  "verification checks the required value offset whatever the type (only the "
+                  "table it points at goes unverified for an unknown type), and verification "
+                  "(H3) comes before the semantic rules, so the error is HeaderMalformed, not "
+                  "FieldOutOfRange.",
+                  Assemble(o))
+              .ByConstruction("an offset out of the buffer is FlatBuffers' own verification, "
+                              "which cannot be left out; the rest is the valid type-6 case "
+                              "above"));
     Model d = with_meta({{"text", std::string("caf\xe9")}});
     s.Add(Invalid("invalid-metadata-string-not-utf8", "core", "M3", ErrorCode::kBadName,
                   "A StringValue that is not UTF-8 (Latin-1 'caf\\xe9').", Assemble(d)));

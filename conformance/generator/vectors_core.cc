@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "ckz/torch.h"
+#include "ckz_generated.h"
 #include "common/bytes.h"
 
 namespace ckz::vectors {
@@ -399,8 +400,9 @@ void CoreValid(Suite& s) {
     Model o = FromFile(file);
     o.optional = (uint64_t{1} << 0) | (uint64_t{1} << 17) | (uint64_t{1} << 63);
     s.Add(Valid("valid-unknown-optional-feature", "core",
-                "Optional feature bits 0, 17 and 63 set, none of them defined in 0.3: a reader "
-                "MUST ignore unknown optional bits and decode the file (section 12).",
+                "Optional feature bits 0, 17 and 63 set, none of them defined (0.6 defines no "
+                "optional bit): a reader MUST ignore unknown optional bits and decode the file "
+                "(section 12).",
                 c, Assemble(o), {"feature-bits:optional"}));
     Model v = FromFile(file);
     v.minor = 7;
@@ -418,10 +420,74 @@ void CoreValid(Suite& s) {
     Model u = FromFile(file);
     u.tweaks.unknown_fields = true;
     s.Add(Valid("valid-unknown-header-fields", "core",
-                "Header and Tensor tables carry fields a later minor version might append (Header "
-                "field ids 7 and 12, Tensor field ids 8 and 9): readers ignore fields they do not know "
-                "(section 12, schema evolution).",
+                "Header and Tensor tables carry fields a later minor version might append, at "
+                "field ids 40 and 41 of both tables (a scalar: u64 in Header, u32 in Tensor; "
+                "and a string), their vtables grown to hold them: readers ignore fields they do "
+                "not know (section 12, schema evolution).",
                 c, Assemble(u), {"schema:unknown-fields"}));
+  }
+  // Spec 4.1's verification, exactly: what it does not check.
+  {
+    Ckpt c = BaseCkpt();
+    Model m = FromFile(Encode(c, Opt(StreamCodec::kZstd, true, 64)).bytes);
+    m.code_header = [](const Bytes& buffer) {
+      Bytes b = buffer;
+      const fb::Header* h = fb::GetHeader(b.data());
+      const size_t root = VtablePosition(b, h), tensor = VtablePosition(b, h->tensors()->Get(0));
+      Check(root != tensor, "table sizes: two vtables");
+      StoreLE16(b.data() + root + 2, 4);  // only the table's soffset: every field lies past it
+      StoreLE16(b.data() + tensor + 2, 0xFFFC);
+      Check(TablePosition(b, h->tensors()->Get(0)) + 0xFFFC > b.size(),
+            "table sizes: the tensor's declared size must reach past the buffer");
+      return b;
+    };
+    s.Add(Valid("valid-header-table-sizes-unchecked", "core",
+                "Spec 4.1: verification does not check the table size that a vtable declares "
+                "(its second u16), and a field need only lie inside the buffer, not inside that "
+                "size. Here the Header table's vtable declares a size of 4 (its soffset alone: "
+                "every Header field lies past it) and the vtable of tensors[0] declares 65532 "
+                "bytes, past the end of the 624-byte buffer. FlatBuffers' verifier accepts both, "
+                "and so must a reader.",
+                c, Assemble(m), {"header:table-size"}));
+  }
+  {
+    // Spec 4.1: a bool is false when 0, true otherwise.
+    Ckpt c = BaseCkpt();
+    c.metadata = {{"resumed", true}};
+    Model m = FromFile(Encode(c, Opt(StreamCodec::kZstd, true, 64)).bytes);
+    m.code_header = [](const Bytes& buffer) {
+      Bytes b = buffer;
+      const fb::Header* h = fb::GetHeader(b.data());
+      for (uint32_t t = 0; t < h->tensors()->size(); ++t) {
+        const size_t at = FieldPosition(b, h->tensors()->Get(t), fb::Tensor::VT_BYTE_PLANES);
+        Check(b[at] == 1, "bool: byte planes expected");
+        b[at] = uint8_t(2 + t);
+      }
+      const size_t at = FieldPosition(b, h->metadata()->Get(0)->value_as_BoolValue(),
+                                      fb::BoolValue::VT_VALUE);
+      Check(b[at] == 1, "bool: a true BoolValue expected");
+      b[at] = 0x80;
+      return b;
+    };
+    s.Add(Valid("valid-bool-not-0-or-1", "core",
+                "Spec 4.1: a bool field is false when its byte is 0 and true otherwise. "
+                "Tensor.byte_planes is stored as 2 for 'a' and 3 for 'b' (both tensors have byte "
+                "plane chunks), and the BoolValue of metadata 'resumed' as 0x80. A reader that "
+                "took only 1 as true would read the chunks' streams as whole elements.",
+                c, Assemble(m), {"header:bool-values"}));
+  }
+  {
+    // Spec 8: a bare tensor set (no source files); its output is the reader's choice.
+    const Ckpt c = BareCkpt();
+    Case k = Valid("core-bare-tensor-set", "core",
+                   "A checkpoint with tensors but no source files (Header.files empty, spec 8): "
+                   "a bare tensor set. A reader decodes and checks every tensor, but how it hands "
+                   "them out is its own choice, so this case expects no particular file: it "
+                   "passes when the decoder exits with status 0. (The reference writes one "
+                   "safetensors file named after the input.) Stored streams.",
+                   c, Encode(c, Opt(StreamCodec::kStored, false)).bytes, {"files:none"});
+    k.output_reader_defined = true;
+    s.Add(std::move(k));
   }
 }
 

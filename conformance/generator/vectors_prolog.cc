@@ -82,6 +82,33 @@ void PrologValid(Suite& s) {
                 {"source:splits", "source:crc32-patches"}));
   }
   {
+    // Spec 8.4: a prolog frame's window may be up to 2^30, above libzstd's default limit of
+    // 2^27 for streaming decoding.
+    Ckpt c = PrologCkpt(890, 30);
+    Model m = FromFile(Encode(c, PrologOpt(PrologCodec::kZstd)).bytes);
+    const Bytes& json = c.files[1].raw;
+    Bytes frame = Zstd(json.data(), json.size(), false, false, 19);
+    Check(frame[4] == 0 && m.h.files[1].prolog_length == json.size(),
+          "large window: a frame with a Window_Descriptor and nothing else");
+    frame[5] = 18 << 3;  // Window_Log 10 + 18: 2^28 bytes
+    ZSTD_DCtx* d = ZSTD_createDCtx();
+    Bytes out(json.size());
+    ZSTD_inBuffer in = {frame.data(), frame.size(), 0};
+    ZSTD_outBuffer o = {out.data(), out.size(), 0};
+    Check(ZSTD_isError(ZSTD_decompressStream(d, &o, &in)),
+          "large window: libzstd's default streaming limit must refuse the frame");
+    ZSTD_freeDCtx(d);
+    m.h.files[1].prolog_coded = frame;
+    s.Add(Valid("core-prolog-zstd-large-window", "core",
+                "The zstd frame of the raw JSON file's prolog (no content size) declares a "
+                "Window_Size of 2^28 bytes: spec 8.4 allows windows up to 2^30, above the 2^27 "
+                "that libzstd's streaming decoder (and the zstd tool) accept by default, so a "
+                "decoder must raise that limit or decode the frame in one call into the "
+                "prolog_raw_length-byte output. The torch.save file beside it is zstd-coded as "
+                "usual.",
+                c, Assemble(m), {"source:splits", "source:crc32-patches", "zstd:large-window"}));
+  }
+  {
     // Depth 2: the last link lists its files in the other order and renames the state dict,
     // so its prolog_parent_file values are 1 and 0 and one of them matches by position only.
     Ckpt k = PrologCkpt(910, 100), l1 = Next(k, 911), l2 = Next(l1, 912);
@@ -112,84 +139,84 @@ void PrologInvalid(Suite& s) {
                       const std::string& profile = "core") {
     Model m = FromFile(keyframe);
     edit(m);
-    s.Add(Invalid(name, profile, rule, error, description, Assemble(m)));
+    return Invalid(name, profile, rule, error, description, Assemble(m));
   };
   auto link_case = [&](const std::string& name, const std::string& rule, ErrorCode error,
                        const std::string& description, const std::function<void(Model&)>& edit) {
     Model m = FromFile(link);
     edit(m);
-    s.Add(ChainInvalid(name, rule, error, description, Assemble(m), keyframe));
+    return ChainInvalid(name, rule, error, description, Assemble(m), keyframe);
   };
-  key_case("invalid-prolog-checksum", "C7", ErrorCode::kPrologDecodeFailed,
-           "files[0]'s zstd prolog decodes, but prolog_crc32c is off by one bit.",
-           [](Model& m) { m.h.files[0].prolog_crc32c ^= 1; });
-  key_case("invalid-prolog-raw-length", "C7", ErrorCode::kPrologDecodeFailed,
-           "files[0].prolog_raw_length is one more than the frame's content size (splits and "
-           "patches still fit).",
-           [](Model& m) { m.h.files[0].prolog_length += 1; });
-  key_case("invalid-prolog-not-zstd", "C7", ErrorCode::kPrologDecodeFailed,
-           "files[1]'s coded prolog is not a zstd frame.",
-           [](Model& m) { m.h.files[1].prolog_coded = Str("not a zstd frame"); });
-  key_case("invalid-prolog-truncated", "C7", ErrorCode::kPrologDecodeFailed,
-           "files[0]'s zstd frame lacks its last byte.",
-           [](Model& m) { m.h.files[0].prolog_coded.pop_back(); });
-  key_case("invalid-prolog-trailing-byte", "C7", ErrorCode::kPrologDecodeFailed,
-           "files[0]'s zstd frame is followed by one more byte.",
-           [](Model& m) { m.h.files[0].prolog_coded.push_back(0); });
-  key_case("invalid-prolog-dictionary-id", "C7", ErrorCode::kPrologDecodeFailed,
-           "files[1]'s zstd frame names dictionary 7 (a coded prolog never uses a dictionary "
-           "id; its only history is the parent's prolog, for ZstdParent).",
-           [](Model& m) { m.h.files[1].prolog_coded = WithDictionaryId(m.h.files[1].prolog_coded, 7); });
-  key_case("invalid-prolog-zstd-window", "C7", ErrorCode::kPrologDecodeFailed,
-           "files[0]'s prolog re-coded as a zstd frame without a content size and with a 1 KiB "
-           "window: libzstd decodes it, but spec 8.4 (as 7.2) requires Window_Size >= "
-           "prolog_raw_length.",
-           [](Model& m) {
-             SourceFileInfo& f = m.h.files[0];
-             Bytes prolog(f.prolog_length);
-             Check(ZSTD_decompress(prolog.data(), prolog.size(), f.prolog_coded.data(),
-                                   f.prolog_coded.size()) == prolog.size(),
-                   "prolog-zstd-window: the prolog does not decode");
-             Check(prolog.size() > 1024, "prolog-zstd-window: prolog too short");
-             ZSTD_CCtx* c = ZSTD_createCCtx();
-             ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, 19);
-             ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
-             ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, 10);
-             Bytes frame(ZSTD_compressBound(prolog.size()));
-             const size_t n =
-                 ZSTD_compress2(c, frame.data(), frame.size(), prolog.data(), prolog.size());
-             ZSTD_freeCCtx(c);
-             Check(!ZSTD_isError(n), "prolog-zstd-window: zstd failed");
-             frame.resize(n);
-             f.prolog_coded = frame;
-           });
-  key_case("invalid-prolog-codec", "F9", ErrorCode::kFieldOutOfRange,
-           "files[0].prolog_codec is 3 (only 0..2 exist).",
-           [](Model& m) { m.h.files[0].prolog_codec = static_cast<PrologCodec>(3); });
-  key_case("invalid-prolog-raw-length-zero", "F9", ErrorCode::kFieldOutOfRange,
-           "files[1] has a zstd-coded prolog with prolog_raw_length 0.",
-           [](Model& m) { m.h.files[1].prolog_length = 0; });
-  key_case("invalid-prolog-raw-length-too-large", "F9", ErrorCode::kFieldOutOfRange,
-           "files[1].prolog_raw_length is 2^30 + 1 (at most 2^30).",
-           [](Model& m) { m.h.files[1].prolog_length = (uint64_t{1} << 30) + 1; });
-  key_case("invalid-prolog-stored-with-crc", "F9", ErrorCode::kFieldOutOfRange,
-           "files[1]'s prolog is stored but the file also carries a prolog_crc32c.",
-           [](Model& m) {
-             SourceFileInfo& f = m.h.files[1];
-             f.prolog = PrologCkpt(900, 100).files[1].raw;
-             f.prolog_codec = PrologCodec::kStored;
-             f.prolog_length = 0;
-             f.prolog_crc32c = 5;
-           });
-  key_case("invalid-prolog-zstd-with-parent-file", "F9", ErrorCode::kFieldOutOfRange,
-           "files[1]'s prolog is Zstd-coded but names prolog_parent_file 1.",
-           [](Model& m) { m.h.files[1].prolog_parent_file = 1; });
-  key_case("invalid-prolog-parent-in-keyframe", "F10", ErrorCode::kBadLink,
-           "A keyframe's files[0].prolog_codec is ZstdParent: it has no parent.",
-           [](Model& m) { m.h.files[0].prolog_codec = PrologCodec::kZstdParent; }, "full");
-  key_case("invalid-prolog-feature-bit-clear", "F11", ErrorCode::kFieldOutOfRange,
-           "The prologs are zstd-coded but required feature bit 3 is clear.",
-           [](Model& m) { m.required &= ~kFeatureCodedProlog; });
+  s.Add(key_case("invalid-prolog-checksum", "C7", ErrorCode::kPrologDecodeFailed,
+                 "files[0]'s zstd prolog decodes, but prolog_crc32c is off by one bit.",
+                 [](Model& m) { m.h.files[0].prolog_crc32c ^= 1; }));
+  s.Add(key_case("invalid-prolog-raw-length", "C7", ErrorCode::kPrologDecodeFailed,
+                 "files[0].prolog_raw_length is one more than the frame's content size (splits and "
+                 "patches still fit).",
+                 [](Model& m) { m.h.files[0].prolog_length += 1; }));
+  s.Add(key_case("invalid-prolog-not-zstd", "C7", ErrorCode::kPrologDecodeFailed,
+                 "files[1]'s coded prolog is not a zstd frame.",
+                 [](Model& m) { m.h.files[1].prolog_coded = Str("not a zstd frame"); }));
+  s.Add(key_case("invalid-prolog-truncated", "C7", ErrorCode::kPrologDecodeFailed,
+                 "files[0]'s zstd frame lacks its last byte.",
+                 [](Model& m) { m.h.files[0].prolog_coded.pop_back(); }));
+  s.Add(key_case("invalid-prolog-trailing-byte", "C7", ErrorCode::kPrologDecodeFailed,
+                 "files[0]'s zstd frame is followed by one more byte.",
+                 [](Model& m) { m.h.files[0].prolog_coded.push_back(0); }));
+  s.Add(key_case("invalid-prolog-dictionary-id", "C7", ErrorCode::kPrologDecodeFailed,
+                 "files[1]'s zstd frame names dictionary 7 (a coded prolog never uses a dictionary "
+                 "id; its only history is the parent's prolog, for ZstdParent).",
+                 [](Model& m) {
+                   m.h.files[1].prolog_coded = WithDictionaryId(m.h.files[1].prolog_coded, 7);
+                 }));
+  s.Add(key_case("invalid-prolog-zstd-window", "C7", ErrorCode::kPrologDecodeFailed,
+                 "files[0]'s prolog re-coded as a zstd frame without a content size and with a 1 "
+                 "KiB window: libzstd decodes it, but spec 8.4 (as 7.2) requires Window_Size >= "
+                 "prolog_raw_length.",
+                 [](Model& m) {
+                   SourceFileInfo& f = m.h.files[0];
+                   Bytes prolog(f.prolog_length);
+                   Check(ZSTD_decompress(prolog.data(), prolog.size(), f.prolog_coded.data(),
+                                         f.prolog_coded.size()) == prolog.size(),
+                         "prolog-zstd-window: the prolog does not decode");
+                   Check(prolog.size() > 1024, "prolog-zstd-window: prolog too short");
+                   f.prolog_coded = Zstd(prolog.data(), prolog.size(), false, false, 19, 10);
+                 }));
+  s.Add(key_case("invalid-prolog-codec", "F9", ErrorCode::kFieldOutOfRange,
+                 "files[0].prolog_codec is 3 (only 0..2 exist).",
+                 [](Model& m) { m.h.files[0].prolog_codec = static_cast<PrologCodec>(3); }));
+  s.Add(key_case("invalid-prolog-raw-length-zero", "F9", ErrorCode::kFieldOutOfRange,
+                 "files[1] has a zstd-coded prolog with prolog_raw_length 0.",
+                 [](Model& m) { m.h.files[1].prolog_length = 0; })
+            .WithoutRuleFails(ErrorCode::kInvalidArgument));
+  s.Add(key_case("invalid-prolog-raw-length-too-large", "F9", ErrorCode::kFieldOutOfRange,
+                 "files[1].prolog_raw_length is 2^30 + 1 (at most 2^30).",
+                 [](Model& m) { m.h.files[1].prolog_length = (uint64_t{1} << 30) + 1; })
+            .WithoutRuleFails(ErrorCode::kInvalidArgument));
+  s.Add(key_case("invalid-prolog-stored-with-crc", "F9", ErrorCode::kFieldOutOfRange,
+                 "files[1]'s prolog is stored but the file also carries a prolog_crc32c.",
+                 [](Model& m) {
+                   SourceFileInfo& f = m.h.files[1];
+                   f.prolog = PrologCkpt(900, 100).files[1].raw;
+                   f.prolog_codec = PrologCodec::kStored;
+                   f.prolog_length = 0;
+                   f.prolog_crc32c = 5;
+                 }));
+  s.Add(key_case("invalid-prolog-zstd-with-parent-file", "F9", ErrorCode::kFieldOutOfRange,
+                 "files[1]'s prolog is Zstd-coded but names prolog_parent_file 1.",
+                 [](Model& m) { m.h.files[1].prolog_parent_file = 1; }));
+  s.Add(key_case("invalid-prolog-coded-empty", "F9", ErrorCode::kFieldOutOfRange,
+                 "files[1]'s prolog is Zstd-coded (with its prolog_raw_length and prolog_crc32c) "
+                 "but its prolog field holds no bytes.",
+                 [](Model& m) { m.h.files[1].prolog_coded.clear(); })
+            .WithoutRuleFails(ErrorCode::kPrologDecodeFailed));
+  s.Add(key_case("invalid-prolog-parent-in-keyframe", "F10", ErrorCode::kBadLink,
+                 "A keyframe's files[0].prolog_codec is ZstdParent: it has no parent.",
+                 [](Model& m) { m.h.files[0].prolog_codec = PrologCodec::kZstdParent; }, "full")
+            .WithoutRuleFails(ErrorCode::kReferenceMismatch));
+  s.Add(key_case("invalid-prolog-feature-bit-clear", "F11", ErrorCode::kFieldOutOfRange,
+                 "The prologs are zstd-coded but required feature bit 3 is clear.",
+                 [](Model& m) { m.required &= ~kFeatureCodedProlog; }));
   {
     Model m = FromFile(BaseFile());
     m.required |= kFeatureCodedProlog;
@@ -197,37 +224,31 @@ void PrologInvalid(Suite& s) {
                   "Required feature bit 3 (coded prologs) is set but the only prolog is stored.",
                   Assemble(m)));
   }
-  link_case("invalid-prolog-parent-file-out-of-range", "R4", ErrorCode::kReferenceMismatch,
-            "files[0]'s ZstdParent prolog names prolog_parent_file 2; the parent has 2 files.",
-            [](Model& m) { m.h.files[0].prolog_parent_file = 2; });
-  link_case("invalid-prolog-parent-window", "C7", ErrorCode::kPrologDecodeFailed,
-            "files[0]'s ZstdParent frame (no content size, a 1 KiB window) decodes with libzstd, "
-            "but its Window_Size is below prolog_raw_length: RFC 8878 would cut its history "
-            "off after the first window of output, so spec 8.4 rejects it.",
-            [&](Model& m) {
-              SourceFileInfo mine = BuildSources(pc.l).infos[0];
-              SourceFileInfo history = BuildSources(pc.k).infos[0];
-              ClearCrc32PatchBytes(&mine);
-              ClearCrc32PatchBytes(&history);
-              Check(mine.prolog.size() > 1024, "prolog-parent-window: prolog too short");
-              ZSTD_CCtx* c = ZSTD_createCCtx();
-              ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, 19);
-              ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0);
-              ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, 10);
-              ZSTD_CCtx_refPrefix(c, history.prolog.data(), history.prolog.size());
-              Bytes frame(ZSTD_compressBound(mine.prolog.size()));
-              const size_t n = ZSTD_compress2(c, frame.data(), frame.size(), mine.prolog.data(),
-                                              mine.prolog.size());
-              ZSTD_freeCCtx(c);
-              Check(!ZSTD_isError(n), "prolog-parent-window: zstd failed");
-              frame.resize(n);
-              m.h.files[0].prolog_coded = frame;
-            });
-  link_case("invalid-prolog-parent-wrong-history", "C7", ErrorCode::kPrologDecodeFailed,
-            "files[0]'s ZstdParent prolog names prolog_parent_file 1 (the parent's JSON file) "
-            "instead of 0 (the state dict it was coded against): decoding with that history "
-            "fails or gives bytes whose CRC-32C differs.",
-            [](Model& m) { m.h.files[0].prolog_parent_file = 1; });
+  s.Add(link_case("invalid-prolog-parent-file-out-of-range", "R4", ErrorCode::kReferenceMismatch,
+                  "files[0]'s ZstdParent prolog names prolog_parent_file 2; the parent has 2 "
+                  "files.",
+                  [](Model& m) { m.h.files[0].prolog_parent_file = 2; })
+            .ByConstruction("the parent has 2 files: there is no prolog to decode the frame "
+                            "against"));
+  s.Add(link_case("invalid-prolog-parent-window", "C7", ErrorCode::kPrologDecodeFailed,
+                  "files[0]'s ZstdParent frame (no content size, a 1 KiB window) decodes with "
+                  "libzstd, but its Window_Size is below prolog_raw_length: RFC 8878 would cut "
+                  "its history off after the first window of output, so spec 8.4 rejects it.",
+                  [&](Model& m) {
+                    SourceFileInfo mine = BuildSources(pc.l).infos[0];
+                    SourceFileInfo history = BuildSources(pc.k).infos[0];
+                    ClearCrc32PatchBytes(&mine);
+                    ClearCrc32PatchBytes(&history);
+                    Check(mine.prolog.size() > 1024, "prolog-parent-window: prolog too short");
+                    m.h.files[0].prolog_coded =
+                        Zstd(mine.prolog.data(), mine.prolog.size(), false, false, 19, 10,
+                             ByteSpan(history.prolog));
+                  }));
+  s.Add(link_case("invalid-prolog-parent-wrong-history", "C7", ErrorCode::kPrologDecodeFailed,
+                  "files[0]'s ZstdParent prolog names prolog_parent_file 1 (the parent's JSON "
+                  "file) instead of 0 (the state dict it was coded against): decoding with that "
+                  "history fails or gives bytes whose CRC-32C differs.",
+                  [](Model& m) { m.h.files[0].prolog_parent_file = 1; }));
   {
     // Issue 6: a parent whose header is damaged is not a parent.
     const BaseChain bc = MakeBaseChain();

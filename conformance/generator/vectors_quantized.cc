@@ -286,55 +286,89 @@ void QuantizedInvalid(Suite& s) {
                          const std::string& description, std::function<void(Archive&)> edit) {
     Model x = FromFile(link.bytes);
     x.edit = std::move(edit);
-    s.Add(ChainInvalid(name, rule, error, description, Assemble(x), parent.bytes));
+    return ChainInvalid(name, rule, error, description, Assemble(x), parent.bytes);
   };
-  header_case("invalid-quant-kind-zero", "Q2", ErrorCode::kFieldOutOfRange,
-              "'w32' has a quantization of kind 0 (Invalid).",
-              [&](Archive& a) { a.tensors[w32].quantization->kind = QuantKind(0); });
-  header_case("invalid-quant-kind-unknown", "Q2", ErrorCode::kFieldOutOfRange,
-              "'w32' has a quantization of kind 3 (not defined).",
-              [&](Archive& a) { a.tensors[w32].quantization->kind = QuantKind(3); });
-  header_case("invalid-quant-bits-zero", "Q3", ErrorCode::kFieldOutOfRange,
-              "'m' has 0-bit indices.", [&](Archive& a) { a.tensors[m].quantization->bits = 0; });
-  header_case("invalid-quant-bits-nine", "Q3", ErrorCode::kFieldOutOfRange,
-              "'m' has 9-bit indices.", [&](Archive& a) { a.tensors[m].quantization->bits = 9; });
-  header_case("invalid-quant-codebook-empty", "Q4", ErrorCode::kFieldOutOfRange,
-              "'m' has an empty codebook.",
-              [&](Archive& a) { a.tensors[m].quantization->codebook.clear(); });
-  header_case("invalid-quant-codebook-too-long", "Q4", ErrorCode::kFieldOutOfRange,
-              "'m' has 4-bit indices and 16 centres (at most 15 are addressable).",
-              [&](Archive& a) { a.tensors[m].quantization->codebook.push_back(0.5f); });
-  header_case("invalid-quant-codebook-nan", "Q4", ErrorCode::kFieldOutOfRange,
-              "A centre of 'w32' is a NaN.", [&](Archive& a) {
-                a.tensors[w32].quantization->codebook[3] = F32FromBits(0x7FC00000u);
-              });
-  header_case("invalid-quant-codebook-infinity", "Q4", ErrorCode::kFieldOutOfRange,
-              "A centre of 'w32' is +infinity.", [&](Archive& a) {
-                a.tensors[w32].quantization->codebook[0] = F32FromBits(0x7F800000u);
-              });
-  header_case("invalid-quant-integer-dtype", "Q5", ErrorCode::kFieldOutOfRange,
-              "The I64 scalar 'n' carries a quantization.", [&](Archive& a) {
-                a.tensors[l.Index("n")].quantization = a.tensors[m].quantization;
-              });
-  header_case("invalid-quant-with-predictor", "Q6", ErrorCode::kFieldOutOfRange,
-              "'w32' is quantized and also names the XorRef predictor.",
-              [&](Archive& a) { a.tensors[w32].predictor = Predictor::kXorRef; });
-  header_case("invalid-quant-with-byte-planes", "Q6", ErrorCode::kFieldOutOfRange,
-              "'m' is quantized and also has byte planes.",
-              [&](Archive& a) { a.tensors[m].byte_planes = true; });
-  header_case("invalid-quant-scale-zero", "Q8", ErrorCode::kFieldOutOfRange,
-              "'w32' has reference_scale 0.",
-              [&](Archive& a) { a.tensors[w32].quantization->reference_scale = 0.0f; });
-  header_case("invalid-quant-scale-negative", "Q8", ErrorCode::kFieldOutOfRange,
-              "'w32' has reference_scale -1.",
-              [&](Archive& a) { a.tensors[w32].quantization->reference_scale = -1.0f; });
-  header_case("invalid-quant-scale-nan", "Q8", ErrorCode::kFieldOutOfRange,
-              "'w32' has a NaN reference_scale.", [&](Archive& a) {
-                a.tensors[w32].quantization->reference_scale = F32FromBits(0x7FC00000u);
-              });
-  header_case("invalid-quant-direct-scaled", "Q8", ErrorCode::kFieldOutOfRange,
-              "'m' is Direct with reference_scale 2 (a Direct quantization has no reference).",
-              [&](Archive& a) { a.tensors[m].quantization->reference_scale = 2.0f; });
+  const std::string no_kind =
+      "7.6 reconstructs Residual and Direct indices only: there is no value for an index of "
+      "another kind";
+  s.Add(header_case("invalid-quant-kind-zero", "Q2", ErrorCode::kFieldOutOfRange,
+                    "'w32' has a quantization of kind 0 (Invalid).",
+                    [&](Archive& a) { a.tensors[w32].quantization->kind = QuantKind(0); })
+            .ByConstruction(no_kind));
+  s.Add(header_case("invalid-quant-kind-unknown", "Q2", ErrorCode::kFieldOutOfRange,
+                    "'w32' has a quantization of kind 3 (not defined).",
+                    [&](Archive& a) { a.tensors[w32].quantization->kind = QuantKind(3); })
+            .ByConstruction(no_kind));
+  s.Add(header_case("invalid-quant-bits-zero", "Q3", ErrorCode::kFieldOutOfRange,
+                    "'m' has 0-bit indices.",
+                    [&](Archive& a) { a.tensors[m].quantization->bits = 0; })
+            .ByConstruction("0-bit indices address no centre, so Q4 (1 to 2^bits - 1 centres) "
+                            "fails as well, with the same error"));
+  s.Add(header_case("invalid-quant-bits-nine", "Q3", ErrorCode::kFieldOutOfRange,
+                    "'m' has 9-bit indices.",
+                    [&](Archive& a) { a.tensors[m].quantization->bits = 9; })
+            .WithoutRuleFails(ErrorCode::kChunkDecodeFailed));
+  s.Add(header_case("invalid-quant-codebook-empty", "Q4", ErrorCode::kFieldOutOfRange,
+                    "'m' has an empty codebook.",
+                    [&](Archive& a) { a.tensors[m].quantization->codebook.clear(); })
+            .WithoutRuleFails(ErrorCode::kCodebookIndex));
+  s.Add(header_case("invalid-quant-codebook-too-long", "Q4", ErrorCode::kFieldOutOfRange,
+                    "'m' has 4-bit indices and 16 centres (at most 15 are addressable).",
+                    [&](Archive& a) { a.tensors[m].quantization->codebook.push_back(0.5f); }));
+  s.Add(header_case("invalid-quant-codebook-nan", "Q4", ErrorCode::kFieldOutOfRange,
+                    "A centre of 'w32' is a NaN.", [&](Archive& a) {
+                      a.tensors[w32].quantization->codebook[3] = F32FromBits(0x7FC00000u);
+                    })
+            .WithoutRuleFails(ErrorCode::kChunkChecksum));
+  s.Add(header_case("invalid-quant-codebook-infinity", "Q4", ErrorCode::kFieldOutOfRange,
+                    "A centre of 'w32' is +infinity.", [&](Archive& a) {
+                      a.tensors[w32].quantization->codebook[0] = F32FromBits(0x7F800000u);
+                    })
+            .WithoutRuleFails(ErrorCode::kChunkChecksum));
+  s.Add(header_case("invalid-quant-integer-dtype", "Q5", ErrorCode::kFieldOutOfRange,
+                    "The I64 scalar 'n' carries a quantization.", [&](Archive& a) {
+                      a.tensors[l.Index("n")].quantization = a.tensors[m].quantization;
+                    })
+            .ByConstruction("7.6 stores centres into floating dtypes only: an integer tensor "
+                            "has no reconstruction"));
+  s.Add(header_case("invalid-quant-with-predictor", "Q6", ErrorCode::kFieldOutOfRange,
+                    "'w32' is quantized and also names the XorRef predictor.",
+                    [&](Archive& a) { a.tensors[w32].predictor = Predictor::kXorRef; }));
+  s.Add(header_case("invalid-quant-with-byte-planes", "Q6", ErrorCode::kFieldOutOfRange,
+                    "'m' is quantized and also has byte planes.",
+                    [&](Archive& a) { a.tensors[m].byte_planes = true; })
+            .WithoutRuleFails(ErrorCode::kChunkMalformed));
+  s.Add(header_case("invalid-quant-scale-zero", "Q8", ErrorCode::kFieldOutOfRange,
+                    "'w32' has reference_scale 0.",
+                    [&](Archive& a) { a.tensors[w32].quantization->reference_scale = 0.0f; })
+            .WithoutRuleFails(ErrorCode::kChunkChecksum));
+  s.Add(header_case("invalid-quant-scale-negative", "Q8", ErrorCode::kFieldOutOfRange,
+                    "'w32' has reference_scale -1.",
+                    [&](Archive& a) { a.tensors[w32].quantization->reference_scale = -1.0f; })
+            .WithoutRuleFails(ErrorCode::kChunkChecksum));
+  s.Add(header_case("invalid-quant-scale-nan", "Q8", ErrorCode::kFieldOutOfRange,
+                    "'w32' has a NaN reference_scale.", [&](Archive& a) {
+                      a.tensors[w32].quantization->reference_scale = F32FromBits(0x7FC00000u);
+                    })
+            .WithoutRuleFails(ErrorCode::kChunkChecksum));
+  s.Add(header_case("invalid-quant-direct-scaled", "Q8", ErrorCode::kFieldOutOfRange,
+                    "'m' is Direct with reference_scale 2 (a Direct quantization has no reference).",
+                    [&](Archive& a) { a.tensors[m].quantization->reference_scale = 2.0f; }));
+  {
+    // Rule Q1, both ways.
+    Model x = FromFile(link.bytes);
+    x.required &= ~kFeatureQuantized;
+    s.Add(ChainInvalid("invalid-quant-feature-bit-clear", "Q1", ErrorCode::kFieldOutOfRange,
+                       "A link with quantized tensors whose required feature bit 1 (quantized) "
+                       "is clear.",
+                       Assemble(x), parent.bytes));
+    Model k = FromFile(BaseFile());
+    k.required |= kFeatureQuantized;
+    s.Add(Invalid("invalid-quant-feature-bit-set", "full", "Q1", ErrorCode::kFieldOutOfRange,
+                  "A keyframe without any quantized tensor whose required feature bit 1 "
+                  "(quantized) is set.",
+                  Assemble(k)));
+  }
   {
     // A residual in a keyframe: the link removed (and the reference-chain feature bit).
     Model x = FromFile(link.bytes);
@@ -342,7 +376,8 @@ void QuantizedInvalid(Suite& s) {
     x.edit = [](Archive& a) { a.link.reset(); };
     s.Add(Invalid("invalid-quant-residual-in-keyframe", "full", "Q7", ErrorCode::kBadLink,
                   "A keyframe (no link) with a Residual tensor 'w32': there is no reference.",
-                  Assemble(x)));
+                  Assemble(x))
+              .WithoutRuleFails(ErrorCode::kReferenceRequired));
   }
   {
     // Index values past the codebook: 'm' keeps 4-bit indices but its codebook is cut to 3

@@ -2,9 +2,8 @@
 // stream directory or streams break their rules, or whose decoded bytes fail their checksum.
 #include "vectors.h"
 
-#include <zstd.h>
-
 #include "common/bytes.h"
+#include "format/chunk_layout.h"
 
 namespace ckz::vectors {
 
@@ -31,7 +30,13 @@ void StreamsInvalid(Suite& s) {
     const ChunkInfo& c = ba.tensors[0].chunks[1];
     f[c.offset] = 2;
     s.Add(Invalid("invalid-stream-directory", "core", "C1", ErrorCode::kChunkMalformed,
-                  "Chunk 1 of tensor 'a' names stream codec 2, not defined in 0.3.", f));
+                  "Chunk 1 of tensor 'a' names stream codec 2 (packed, since 0.3), which only a "
+                  "quantized tensor may use; 'a' is not quantized (7.1).", f));
+    Bytes u = base;
+    u[c.offset] = 5;
+    s.Add(Invalid("invalid-stream-codec-unknown", "core", "C1", ErrorCode::kChunkMalformed,
+                  "Chunk 1 of tensor 'a' names stream codec 5, which no version defines (0.6 "
+                  "has 0..4).", u));
     Bytes g = base;
     StoreLE32(g.data() + c.offset + 1, 65);
     s.Add(Invalid("invalid-stream-directory-lengths", "core", "C1", ErrorCode::kChunkMalformed,
@@ -109,15 +114,7 @@ void StreamsInvalid(Suite& s) {
     const Ckpt c = Single({MakeT("big", DType::kF32, {32, 32}, 41)});
     Model m = FromFile(Encode(c, Opt(StreamCodec::kZstd, false, 4096)).bytes);
     const Bytes& raw = c.tensors[0].bytes;
-    ZSTD_CCtx* z = ZSTD_createCCtx();
-    ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, 3);
-    ZSTD_CCtx_setParameter(z, ZSTD_c_contentSizeFlag, 0);
-    ZSTD_CCtx_setParameter(z, ZSTD_c_windowLog, 10);
-    Bytes frame(ZSTD_compressBound(raw.size()));
-    const size_t n = ZSTD_compress2(z, frame.data(), frame.size(), raw.data(), raw.size());
-    ZSTD_freeCCtx(z);
-    Check(!ZSTD_isError(n), "zstd-window-smaller-than-output: zstd failed");
-    frame.resize(n);
+    const Bytes frame = Zstd(raw.data(), raw.size(), false, false, 3, 10);
     Check((frame[4] & 0x20) == 0 && frame[5] == 0, "expected a 1 KiB window descriptor");
     m.stored[0][0] = MakeChunk({{StreamCodec::kZstd, frame}});
     s.Add(Invalid("invalid-zstd-window-smaller-than-output", "core", "C2",
@@ -127,6 +124,18 @@ void StreamsInvalid(Suite& s) {
                   "least as large as the stream's 4096 decoded bytes (libzstd's one-shot decoder "
                   "would accept it).",
                   Assemble(m)));
+  }
+  {
+    // Spec 8: without source files a reader still decodes and checks every tensor.
+    Bytes f = Encode(BareCkpt(), Opt(StreamCodec::kStored, false)).bytes;
+    const Archive a = Must(ParseArchive(ByteSpan(f)), "bare tensor set");
+    f[a.tensors[0].chunks[0].offset + kStreamEntryBytes + 7] ^= 0x20;
+    s.Add(Invalid("invalid-bare-tensor-set-chunk-checksum", "core", "C5",
+                  ErrorCode::kChunkChecksum,
+                  "core-bare-tensor-set (tensors, no source files) with one bit of the stored "
+                  "stream of 'w' flipped: whatever a reader writes for a bare tensor set, it "
+                  "decodes and checks every chunk (spec 8, 7.5) and rejects the file.",
+                  f, {"files:none"}));
   }
 }
 
