@@ -425,11 +425,8 @@ void CoreValid(Suite& s) {
                 "and a string), their vtables grown to hold them: readers ignore fields they do "
                 "not know (section 12, schema evolution).",
                 c, Assemble(u), {"schema:unknown-fields"}));
-  }
-  // Spec 4.1's verification, exactly: what it does not check.
-  {
-    Ckpt c = BaseCkpt();
-    Model m = FromFile(Encode(c, Opt(StreamCodec::kZstd, true, 64)).bytes);
+    // Spec 4.1's verification, exactly: what it does not check.
+    Model m = FromFile(file);
     m.code_header = [](const Bytes& buffer) {
       Bytes b = buffer;
       const fb::Header* h = fb::GetHeader(b.data());
@@ -446,7 +443,7 @@ void CoreValid(Suite& s) {
                 "(its second u16), and a field need only lie inside the buffer, not inside that "
                 "size. Here the Header table's vtable declares a size of 4 (its soffset alone: "
                 "every Header field lies past it) and the vtable of tensors[0] declares 65532 "
-                "bytes, past the end of the 624-byte buffer. FlatBuffers' verifier accepts both, "
+                "bytes, past the end of the buffer. FlatBuffers' verifier accepts both, "
                 "and so must a reader.",
                 c, Assemble(m), {"header:table-size"}));
   }

@@ -193,15 +193,26 @@ void PrologInvalid(Suite& s) {
                  "files[1].prolog_raw_length is 2^30 + 1 (at most 2^30).",
                  [](Model& m) { m.h.files[1].prolog_length = (uint64_t{1} << 30) + 1; })
             .WithoutRuleFails(ErrorCode::kInvalidArgument));
-  s.Add(key_case("invalid-prolog-stored-with-crc", "F9", ErrorCode::kFieldOutOfRange,
-                 "files[1]'s prolog is stored but the file also carries a prolog_crc32c.",
-                 [](Model& m) {
-                   SourceFileInfo& f = m.h.files[1];
-                   f.prolog = PrologCkpt(900, 100).files[1].raw;
-                   f.prolog_codec = PrologCodec::kStored;
-                   f.prolog_length = 0;
-                   f.prolog_crc32c = 5;
-                 }));
+  // files[1]'s prolog stored, with one of the fields only a coded prolog has.
+  auto stored_with = [&](const std::string& name, const std::string& what,
+                         const std::function<void(SourceFileInfo&)>& set) {
+    return key_case(name, "F9", ErrorCode::kFieldOutOfRange,
+                    "files[1]'s prolog is stored but the file also carries " + what + ".",
+                    [&](Model& m) {
+                      SourceFileInfo& f = m.h.files[1];
+                      f.prolog = PrologCkpt(900, 100).files[1].raw;
+                      f.prolog_codec = PrologCodec::kStored;
+                      f.prolog_length = 0;
+                      f.prolog_crc32c = 0;
+                      set(f);
+                    });
+  };
+  s.Add(stored_with("invalid-prolog-stored-with-crc", "a prolog_crc32c",
+                    [](SourceFileInfo& f) { f.prolog_crc32c = 5; }));
+  s.Add(stored_with("invalid-prolog-stored-with-raw-length", "a prolog_raw_length",
+                    [](SourceFileInfo& f) { f.prolog_length = f.prolog.size(); }));
+  s.Add(stored_with("invalid-prolog-stored-with-parent-file", "a prolog_parent_file",
+                    [](SourceFileInfo& f) { f.prolog_parent_file = 1; }));
   s.Add(key_case("invalid-prolog-zstd-with-parent-file", "F9", ErrorCode::kFieldOutOfRange,
                  "files[1]'s prolog is Zstd-coded but names prolog_parent_file 1.",
                  [](Model& m) { m.h.files[1].prolog_parent_file = 1; }));

@@ -351,6 +351,12 @@ void QuantizedInvalid(Suite& s) {
                       a.tensors[w32].quantization->reference_scale = F32FromBits(0x7FC00000u);
                     })
             .WithoutRuleFails(ErrorCode::kChunkChecksum));
+  s.Add(header_case("invalid-quant-scale-infinity", "Q8", ErrorCode::kFieldOutOfRange,
+                    "'w32' has reference_scale +infinity (> 0, but not finite).",
+                    [&](Archive& a) {
+                      a.tensors[w32].quantization->reference_scale = F32FromBits(0x7F800000u);
+                    })
+            .WithoutRuleFails(ErrorCode::kChunkChecksum));
   s.Add(header_case("invalid-quant-direct-scaled", "Q8", ErrorCode::kFieldOutOfRange,
                     "'m' is Direct with reference_scale 2 (a Direct quantization has no reference).",
                     [&](Archive& a) { a.tensors[m].quantization->reference_scale = 2.0f; }));
