@@ -134,7 +134,9 @@ for name in $cases; do
     out="$scratch/decode/$name/${r/:/-T}"
     run decode "$name" "$r" decompress -f "$ROOT/conformance/cases/$name/input.ckz" --output-dir "$out"
   done
-  compare decode "$name" "$ROOT/conformance/cases/$name/expected"
+  expected="$ROOT/conformance/cases/$name/expected"
+  [[ -d "$expected" ]] || expected=""  # a reader-defined output (spec 8): no expected/
+  compare decode "$name" "$expected"
   ndecode=$((ndecode + 1))
 done
 

@@ -3,11 +3,14 @@
 #include <gtest/gtest.h>
 #include <zstd.h>
 
+#include <optional>
+
 #include "ckz/archive.h"
 #include "ckz/content_id.h"
 #include "ckz/decoder.h"
 #include "ckz/writer.h"
 #include "common/bytes.h"
+#include "common/zstd_frame.h"
 #include "file_surgery.h"
 #include "format/preamble.h"
 #include "test_util.h"
@@ -429,6 +432,43 @@ TEST_F(Corruption, CodedHeader) {
   small.max_header_bytes = plain.size() - 1;  // the declared size is checked before decoding
   const std::vector<uint8_t> f = with_header(frame, true);
   EXPECT_EQ(ParseArchive(ByteSpan(f), small).status().code(), ErrorCode::kHeaderTooLarge);
+}
+
+// Spec 4.1: a coded header's declared size is read from the frame header alone, before the
+// frame's window, dictionary id and blocks are judged (so a broken frame that is too large is
+// HeaderTooLarge).
+TEST(ZstdDeclaredSize, ReadsTheFrameHeaderOnly) {
+  std::vector<uint8_t> src(70000);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = uint8_t(i * 7 / 13);
+  for (size_t n : {0, 1, 255, 256, 300, 65791, 65792, 70000}) {
+    for (int content_size : {0, 1}) {
+      std::vector<uint8_t> out(ZSTD_compressBound(n));
+      ZSTD_CCtx* c = ZSTD_createCCtx();
+      ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, content_size);
+      ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, 10);  // frames with a Window_Descriptor too
+      out.resize(ZSTD_compress2(c, out.data(), out.size(), src.data(), n));
+      ZSTD_freeCCtx(c);
+      const std::optional<uint64_t> got = ZstdDeclaredSize(ByteSpan(out));
+      const unsigned long long want = ZSTD_getFrameContentSize(out.data(), out.size());
+      if (want == ZSTD_CONTENTSIZE_UNKNOWN) {
+        EXPECT_FALSE(got.has_value()) << n;
+      } else {
+        ASSERT_TRUE(got.has_value()) << n;
+        EXPECT_EQ(*got, want);
+        EXPECT_FALSE(ZstdDeclaredSize(ByteSpan(out.data(), 5)).has_value());  // cut header
+        out[4] |= 0x08;  // the reserved bit
+        EXPECT_FALSE(ZstdDeclaredSize(ByteSpan(out)).has_value());
+      }
+    }
+  }
+  // A Window_Descriptor of 2^40 bytes (libzstd refuses the whole frame header), a 4-byte
+  // Dictionary_ID and an 8-byte Frame_Content_Size: only the size is read.
+  std::vector<uint8_t> f = {0x28, 0xB5, 0x2F, 0xFD, 0xC3, 30 << 3, 1, 2, 3, 4};
+  for (int i = 0; i < 8; ++i) f.push_back(uint8_t(((uint64_t{1} << 26) + 1) >> (8 * i)));
+  EXPECT_EQ(ZstdDeclaredSize(ByteSpan(f)), (uint64_t{1} << 26) + 1);
+  EXPECT_EQ(ZSTD_getFrameContentSize(f.data(), f.size()), ZSTD_CONTENTSIZE_ERROR);
+  f[0] = 0x29;  // not the magic
+  EXPECT_FALSE(ZstdDeclaredSize(ByteSpan(f)).has_value());
 }
 
 TEST(Writer, CodesTheHeaderWhenThatIsSmaller) {

@@ -1,6 +1,8 @@
 #define ZSTD_STATIC_LINKING_ONLY  // ZSTD_getFrameHeader: the frame's window size
 #include "common/zstd_frame.h"
 
+#include "common/bytes.h"
+
 namespace ckz {
 
 std::string DecodeZstdFrame(ZSTD_DCtx* dctx, ByteSpan src, MutableByteSpan dst, ByteSpan history,
@@ -37,6 +39,22 @@ std::string DecodeZstdFrame(ZSTD_DCtx* dctx, ByteSpan src, MutableByteSpan dst, 
     return "zstd frame decodes to " + std::to_string(got) + " bytes, " + std::to_string(dst.size) +
            " expected";
   return "";
+}
+
+std::optional<uint64_t> ZstdDeclaredSize(ByteSpan src) {
+  constexpr uint32_t kMagic = 0xFD2FB528;
+  if (src.size < 5 || LoadLE32(src.data) != kMagic) return std::nullopt;
+  const uint8_t descriptor = src.data[4];
+  const unsigned fcs_flag = descriptor >> 6, dict_flag = descriptor & 3;
+  const bool single_segment = (descriptor >> 5) & 1;
+  if (descriptor & 0x08) return std::nullopt;  // the reserved bit
+  if (fcs_flag == 0 && !single_segment) return std::nullopt;  // no Frame_Content_Size field
+  const size_t fcs_bytes = fcs_flag == 0 ? 1 : size_t{1} << fcs_flag;
+  const size_t at = 5 + (single_segment ? 0 : 1) + (dict_flag == 3 ? 4 : dict_flag);
+  if (src.size < at + fcs_bytes) return std::nullopt;
+  uint64_t n = 0;
+  for (size_t i = 0; i < fcs_bytes; ++i) n |= uint64_t(src.data[at + i]) << (8 * i);
+  return fcs_bytes == 2 ? n + 256 : n;  // a 2-byte field is offset by 256
 }
 
 }  // namespace ckz

@@ -7,6 +7,7 @@
 #include <zstd.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "ckz/types.h"
@@ -22,6 +23,12 @@ namespace ckz {
 // wrong (for the caller's error message).
 std::string DecodeZstdFrame(ZSTD_DCtx* dctx, ByteSpan src, MutableByteSpan dst, ByteSpan history,
                             uint64_t max_window);
+
+// The Frame_Content_Size that `src`'s frame header declares (RFC 8878 3.1.1.1), read before
+// anything else of the frame: nullopt unless `src` starts with a complete zstd frame header (the
+// magic, a descriptor whose reserved bit is clear, and the fields it announces) that declares
+// one. Nothing after the header, nor its window or dictionary id, is looked at (spec 4.1, H8).
+std::optional<uint64_t> ZstdDeclaredSize(ByteSpan src);
 
 }  // namespace ckz
 

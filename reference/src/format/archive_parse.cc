@@ -13,6 +13,7 @@
 #include "common/bytes.h"
 #include "common/crc32c.h"
 #include "common/quantize.h"
+#include "common/rule_switch.h"
 #include "common/utf8.h"
 #include "common/zstd_frame.h"
 #include "format/rules.h"
@@ -33,25 +34,32 @@ Status CheckUtf8(const flatbuffers::String* s, const std::string& field) {
   return Status::Ok();
 }
 
-Status ReadContentId(const flatbuffers::Vector<uint8_t>* v, const std::string& field,
-                     ContentId* out) {
-  if (!v || v->size() != out->size())
+// Rules H4 and H6: a content id field holds exactly 32 bytes.
+Status CheckContentId(const flatbuffers::Vector<uint8_t>* v, const std::string& field) {
+  if (!v || v->size() != ContentId().size())
     return Status(ErrorCode::kFieldOutOfRange,
                   field + " must be 32 bytes, has " + std::to_string(v ? v->size() : 0));
-  std::memcpy(out->data(), v->data(), out->size());
   return Status::Ok();
 }
 
+// The field (required, so present after verification) into `out`: all of it once checked.
+void CopyContentId(const flatbuffers::Vector<uint8_t>* v, ContentId* out) {
+  out->fill(0);
+  std::memcpy(out->data(), v->data(), std::min<size_t>(v->size(), out->size()));
+}
+
 Status ParseLink(const fb::Link* link, LinkInfo* out) {
-  CKZ_RETURN_IF_ERROR(
-      ReadContentId(link->parent_content_id(), "link.parent_content_id", &out->parent_content_id));
+  if (CKZ_RULE_ON(H6))
+    CKZ_RETURN_IF_ERROR(CheckContentId(link->parent_content_id(), "link.parent_content_id"));
+  CopyContentId(link->parent_content_id(), &out->parent_content_id);
   if (link->parent_step().has_value()) out->parent_step = *link->parent_step();
   if (link->path_hint()) {
-    CKZ_RETURN_IF_ERROR(CheckRelativePath(link->path_hint()->string_view(), "link.path_hint"));
+    if (CKZ_RULE_ON(H6))
+      CKZ_RETURN_IF_ERROR(CheckRelativePath(link->path_hint()->string_view(), "link.path_hint"));
     out->path_hint = link->path_hint()->str();
   }
   out->depth = link->depth();
-  if (out->depth == 0)
+  if (CKZ_RULE_ON(H6) && out->depth == 0)
     return Status(ErrorCode::kBadLink, "link.depth is 0; a link is at least 1 away from its "
                                        "keyframe (a keyframe has no link)");
   return Status::Ok();
@@ -110,29 +118,30 @@ Status ParseQuantization(const fb::Quantization* q, const std::string& field, bo
   info.step_limit = q->step_limit();
   info.log_unit = q->log_unit();
   if (!info.IsLevels()) {
-    if (info.bits == 0 || info.bits > kMaxQuantBits)
+    if (CKZ_RULE_ON(Q3) && (info.bits == 0 || info.bits > kMaxQuantBits))
       return OutOfRange(field + ".quantization.bits", info.bits, "1..8");
     const uint32_t max_centres = (1u << info.bits) - 1;
-    if (!codebook || codebook->size() == 0 || codebook->size() > max_centres)
+    if (CKZ_RULE_ON(Q4) && (!codebook || codebook->size() == 0 || codebook->size() > max_centres))
       return Status(ErrorCode::kFieldOutOfRange,
                     field + ".quantization.codebook has " +
                         std::to_string(codebook ? codebook->size() : 0) + " centres; " +
                         std::to_string(info.bits) + "-bit indices allow 1.." +
                         std::to_string(max_centres));
-    for (uint32_t i = 0; i < codebook->size(); ++i) {
+    for (uint32_t i = 0; codebook && i < codebook->size(); ++i) {
       const float c = codebook->Get(i);
-      if (!std::isfinite(c))
+      if (CKZ_RULE_ON(Q4) && !std::isfinite(c))
         return Status(ErrorCode::kFieldOutOfRange,
                       field + ".quantization.codebook[" + std::to_string(i) + "] is not finite");
       info.codebook.push_back(c);
     }
-    if (F32Bits(info.step) != 0 || info.step_source != -1 || info.step_slope != 0 ||
-        info.step_center != 0 || info.step_limit != 0 || info.log_unit != 0)
+    if (CKZ_RULE_ON(Q4) &&
+        (F32Bits(info.step) != 0 || info.step_source != -1 || info.step_slope != 0 ||
+         info.step_center != 0 || info.step_limit != 0 || info.log_unit != 0))
       return Status(ErrorCode::kFieldOutOfRange,
                     field + ".quantization has " + QuantKindName(info.kind) +
                         " kind but sets a field of the level kinds (step, step_source, "
                         "step_slope, step_center, step_limit, log_unit)");
-  } else {
+  } else if (CKZ_RULE_ON(Q9)) {
     CKZ_RETURN_IF_ERROR(CheckLevelFields(info, codebook ? codebook->size() : 0, field));
   }
   info.prune_k = q->prune_k();
@@ -141,10 +150,10 @@ Status ParseQuantization(const fb::Quantization* q, const std::string& field, bo
     return Status(ErrorCode::kFieldOutOfRange,
                   field + " is quantized but its dtype " + DTypeName(out->dtype) +
                       " is not floating");
-  if (out->predictor != Predictor::kNone || out->byte_planes)
+  if (CKZ_RULE_ON(Q6) && (out->predictor != Predictor::kNone || out->byte_planes))
     return Status(ErrorCode::kFieldOutOfRange,
                   field + " is quantized: it has no predictor and no byte planes");
-  if ((info.NeedsReference() || info.step_source != -1) && !has_link)
+  if (CKZ_RULE_ON(Q7) && (info.NeedsReference() || info.step_source != -1) && !has_link)
     return Status(ErrorCode::kBadLink,
                   field + " is quantized " +
                       (info.NeedsReference() ? "as a residual of a reference"
@@ -152,8 +161,9 @@ Status ParseQuantization(const fb::Quantization* q, const std::string& field, bo
                       " but the file has no link");
   info.reference_scale = q->reference_scale();
   const bool direct = info.kind == QuantKind::kDirect || info.kind == QuantKind::kLevelDirect;
-  if (!std::isfinite(info.reference_scale) || !(info.reference_scale > 0) ||
-      (direct && info.reference_scale != 1.0f))
+  if (CKZ_RULE_ON(Q8) &&
+      (!std::isfinite(info.reference_scale) || !(info.reference_scale > 0) ||
+       (direct && info.reference_scale != 1.0f)))
     return Status(ErrorCode::kFieldOutOfRange,
                   field + ".quantization.reference_scale must be finite and > 0 (exactly 1 for "
                           "a Direct or LevelDirect quantization)");
@@ -213,7 +223,7 @@ Status CheckVectorsAligned(const fb::Header* h) {
 Status ParseTensor(const fb::Tensor* t, size_t index, bool has_link, const Limits& limits,
                    uint64_t file_size, TensorInfo* out) {
   std::string field = "tensors[" + std::to_string(index) + "]";
-  CKZ_RETURN_IF_ERROR(CheckName(t->name()->string_view(), field + ".name"));
+  if (CKZ_RULE_ON(T1)) CKZ_RETURN_IF_ERROR(CheckName(t->name()->string_view(), field + ".name"));
   out->name = t->name()->str();
   field += " " + Quote(out->name);
 
@@ -231,15 +241,16 @@ Status ParseTensor(const fb::Tensor* t, size_t index, bool has_link, const Limit
                       std::to_string(limits.max_tensor_bytes));
 
   const auto role = static_cast<uint8_t>(t->role());
-  if (role > kMaxRole) return OutOfRange(field + ".role", role, "the roles 0..3");
+  if (CKZ_RULE_ON(T5) && role > kMaxRole)
+    return OutOfRange(field + ".role", role, "the roles 0..3");
   out->role = static_cast<Role>(role);
   out->owner = t->owner();
 
   const auto predictor = static_cast<uint8_t>(t->predictor());
-  if (predictor > kMaxPredictor)
+  if (CKZ_RULE_ON(T6) && predictor > kMaxPredictor)
     return OutOfRange(field + ".predictor", predictor, "the predictors 0..2");
   out->predictor = static_cast<Predictor>(predictor);
-  if (out->predictor != Predictor::kNone && !has_link)
+  if (CKZ_RULE_ON(T7) && out->predictor != Predictor::kNone && !has_link)
     return Status(ErrorCode::kBadLink, field + " is predicted from a reference (" +
                                            PredictorName(out->predictor) +
                                            ") but the file has no link");
@@ -259,19 +270,19 @@ Status ParseTensor(const fb::Tensor* t, size_t index, bool has_link, const Limit
       chunk.stored_length = c->stored_length();
       chunk.raw_length = c->raw_length();
       chunk.crc32c = c->crc32c();
-      if (c->reserved() != 0)
+      if (CKZ_RULE_ON(T8) && c->reserved() != 0)
         return Status(ErrorCode::kNonzeroPadding, cf + ".reserved is " +
                                                       std::to_string(c->reserved()) +
                                                       ", must be 0");
-      if (chunk.raw_length == 0 || chunk.raw_length > kMaxChunkRawBytes ||
-          chunk.raw_length % element != 0)
+      if (CKZ_RULE_ON(T8) && (chunk.raw_length == 0 || chunk.raw_length > kMaxChunkRawBytes ||
+                              chunk.raw_length % element != 0))
         return Status(ErrorCode::kChunkLayout,
                       cf + ".raw_length " + std::to_string(chunk.raw_length) +
                           " is not a whole number (>= 1) of " + std::to_string(element) +
                           "-byte elements up to " + std::to_string(kMaxChunkRawBytes) + " bytes");
-      if (chunk.stored_length == 0)
+      if (CKZ_RULE_ON(T8) && chunk.stored_length == 0)
         return Status(ErrorCode::kChunkLayout, cf + ".stored_length is 0");
-      if (chunk.offset % kAlignment != 0)
+      if (CKZ_RULE_ON(T8) && chunk.offset % kAlignment != 0)
         return Status(ErrorCode::kMisaligned, cf + ".offset " + std::to_string(chunk.offset) +
                                                   " is not a multiple of 64");
       if (chunk.offset > file_size || chunk.stored_length > file_size - chunk.offset)
@@ -279,7 +290,7 @@ Status ParseTensor(const fb::Tensor* t, size_t index, bool has_link, const Limit
                       cf + " [" + std::to_string(chunk.offset) + ", +" +
                           std::to_string(chunk.stored_length) + ") ends past the end of the " +
                           std::to_string(file_size) + "-byte file");
-      if (chunk.raw_length > out->byte_length - raw_offset)
+      if (CKZ_RULE_ON(T8) && chunk.raw_length > out->byte_length - raw_offset)
         return Status(ErrorCode::kChunkLayout,
                       cf + " decodes past the tensor's " + std::to_string(out->byte_length) +
                           " bytes");
@@ -320,7 +331,7 @@ Status CheckOwners(const std::vector<TensorInfo>& tensors) {
 
 Status ParseMetadata(const fb::MetaEntry* e, size_t index, MetaEntry* out) {
   const std::string field = "metadata[" + std::to_string(index) + "]";
-  CKZ_RETURN_IF_ERROR(CheckName(e->key()->string_view(), field + ".key"));
+  if (CKZ_RULE_ON(M1)) CKZ_RETURN_IF_ERROR(CheckName(e->key()->string_view(), field + ".key"));
   out->key = e->key()->str();
   switch (e->value_type()) {
     case fb::MetaValue::IntValue:
@@ -331,7 +342,7 @@ Status ParseMetadata(const fb::MetaEntry* e, size_t index, MetaEntry* out) {
       break;
     case fb::MetaValue::StringValue: {
       const auto* s = e->value_as_StringValue()->value();
-      CKZ_RETURN_IF_ERROR(CheckUtf8(s, field + ".value"));
+      if (CKZ_RULE_ON(M3)) CKZ_RETURN_IF_ERROR(CheckUtf8(s, field + ".value"));
       out->value = s->str();
       break;
     }
@@ -344,7 +355,8 @@ Status ParseMetadata(const fb::MetaEntry* e, size_t index, MetaEntry* out) {
       out->value = e->value_as_BoolValue()->value();
       break;
     default:
-      return OutOfRange(field + ".value_type", uint8_t(e->value_type()), "the value types 1..5");
+      if (CKZ_RULE_ON(M2))
+        return OutOfRange(field + ".value_type", uint8_t(e->value_type()), "the value types 1..5");
   }
   return Status::Ok();
 }
@@ -355,34 +367,36 @@ Status ParseMetadata(const fb::MetaEntry* e, size_t index, MetaEntry* out) {
 Status ParsePrologCoding(const fb::SourceFile* f, const std::string& field, bool has_link,
                          const Limits& limits, SourceFileInfo* out) {
   const auto codec = static_cast<uint8_t>(f->prolog_codec());
-  if (codec > kMaxPrologCodec)
+  const bool f9 = CKZ_RULE_ON(F9);
+  if (f9 && codec > kMaxPrologCodec)
     return OutOfRange(field + ".prolog_codec", codec, "the prolog codecs 0..2");
   out->prolog_codec = static_cast<PrologCodec>(codec);
   if (out->prolog_codec == PrologCodec::kStored) {
-    if (f->prolog_raw_length() != 0 || f->prolog_crc32c() != 0 || f->prolog_parent_file() != 0)
+    if (f9 &&
+        (f->prolog_raw_length() != 0 || f->prolog_crc32c() != 0 || f->prolog_parent_file() != 0))
       return Status(ErrorCode::kFieldOutOfRange,
                     field + " has a stored prolog but a prolog_raw_length, prolog_crc32c or "
                             "prolog_parent_file");
     if (f->prolog()) out->prolog.assign(f->prolog()->begin(), f->prolog()->end());
     return Status::Ok();
   }
-  if (out->prolog_codec == PrologCodec::kZstd && f->prolog_parent_file() != 0)
+  if (f9 && out->prolog_codec == PrologCodec::kZstd && f->prolog_parent_file() != 0)
     return Status(ErrorCode::kFieldOutOfRange,
                   field + ".prolog_parent_file is set but the prolog codec is Zstd (1)");
-  if (f->prolog_raw_length() == 0 || f->prolog_raw_length() > kMaxPrologBytes)
+  if (f9 && (f->prolog_raw_length() == 0 || f->prolog_raw_length() > kMaxPrologBytes))
     return OutOfRange(field + ".prolog_raw_length", f->prolog_raw_length(),
                       "1 .. 2^30 for a coded prolog");
-  if (f->prolog_raw_length() > limits.max_prolog_bytes)
+  if (f9 && f->prolog_raw_length() > limits.max_prolog_bytes)
     return Status(ErrorCode::kLimitExceeded,
                   field + ".prolog_raw_length " + std::to_string(f->prolog_raw_length()) +
                       " is above this reader's limit of " +
                       std::to_string(limits.max_prolog_bytes) + " bytes");
-  if (!f->prolog() || f->prolog()->size() == 0)
+  if (f9 && (!f->prolog() || f->prolog()->size() == 0))
     return Status(ErrorCode::kFieldOutOfRange, field + " has a coded prolog with no bytes");
-  if (out->prolog_codec == PrologCodec::kZstdParent && !has_link)
+  if (CKZ_RULE_ON(F10) && out->prolog_codec == PrologCodec::kZstdParent && !has_link)
     return Status(ErrorCode::kBadLink,
                   field + ".prolog_codec is ZstdParent (2) but the file is not a link");
-  out->prolog_coded.assign(f->prolog()->begin(), f->prolog()->end());
+  if (f->prolog()) out->prolog_coded.assign(f->prolog()->begin(), f->prolog()->end());
   out->prolog_length = f->prolog_raw_length();
   out->prolog_crc32c = f->prolog_crc32c();
   out->prolog_parent_file = f->prolog_parent_file();
@@ -393,21 +407,23 @@ Status ParseSourceFile(const fb::SourceFile* f, size_t index, size_t tensor_coun
                        const Limits& limits, std::vector<int>* tensor_file,
                        SourceFileInfo* out) {
   const std::string field = "files[" + std::to_string(index) + "]";
-  CKZ_RETURN_IF_ERROR(CheckRelativePath(f->path()->string_view(), field + ".path"));
+  if (CKZ_RULE_ON(F1))
+    CKZ_RETURN_IF_ERROR(CheckRelativePath(f->path()->string_view(), field + ".path"));
   out->path = f->path()->str();
   const auto format = static_cast<uint8_t>(f->format());
-  if (format > kMaxSourceFormat) return OutOfRange(field + ".format", format, "the formats 0..2");
+  if (CKZ_RULE_ON(F2) && format > kMaxSourceFormat)
+    return OutOfRange(field + ".format", format, "the formats 0..2");
   out->format = static_cast<SourceFormat>(format);
   CKZ_RETURN_IF_ERROR(ParsePrologCoding(f, field, has_link, limits, out));
   if (f->tensors()) {
-    if (out->format == SourceFormat::kRaw && f->tensors()->size() > 0)
+    if (CKZ_RULE_ON(F3) && out->format == SourceFormat::kRaw && f->tensors()->size() > 0)
       return Status(ErrorCode::kFieldOutOfRange,
                     field + " " + Quote(out->path) + " is a raw file but lists tensors");
     for (uint32_t t : *f->tensors()) {
       if (t >= tensor_count)
         return OutOfRange(field + ".tensors[]", t,
                           "the " + std::to_string(tensor_count) + " tensors of the file");
-      if ((*tensor_file)[t] != -1)
+      if (CKZ_RULE_ON(F4) && (*tensor_file)[t] != -1)
         return Status(ErrorCode::kFieldOutOfRange,
                       field + " lists tensor " + std::to_string(t) +
                           " already listed by files[" + std::to_string((*tensor_file)[t]) + "]");
@@ -418,16 +434,18 @@ Status ParseSourceFile(const fb::SourceFile* f, size_t index, size_t tensor_coun
   // Rule F5, then F6 patch by patch, each patch's `reserved` first.
   const std::string named = field + " " + Quote(out->path);
   if (f->splits()) out->splits.assign(f->splits()->begin(), f->splits()->end());
-  CKZ_RETURN_IF_ERROR(CheckSplits(out->PrologLength(), out->tensors.size(), out->splits, named));
+  if (CKZ_RULE_ON(F5))
+    CKZ_RETURN_IF_ERROR(CheckSplits(out->PrologLength(), out->tensors.size(), out->splits, named));
   if (const auto* patches = f->crc32_patches()) {
     for (uint32_t i = 0; i < patches->size(); ++i) {
       const fb::Crc32Patch* p = patches->Get(i);
-      if (p->reserved() != 0)
+      if (CKZ_RULE_ON(F6) && p->reserved() != 0)
         return Status(ErrorCode::kNonzeroPadding, field + ".crc32_patches[" + std::to_string(i) +
                                                       "].reserved is not 0");
       out->crc32_patches.push_back({p->prolog_offset(), p->tensor()});
-      CKZ_RETURN_IF_ERROR(CheckCrc32Patch(out->PrologLength(), out->tensors.size(),
-                                          out->crc32_patches, i, named));
+      if (CKZ_RULE_ON(F6))
+        CKZ_RETURN_IF_ERROR(CheckCrc32Patch(out->PrologLength(), out->tensors.size(),
+                                            out->crc32_patches, i, named));
     }
   }
   return Status::Ok();
@@ -467,19 +485,19 @@ Status CheckLayout(const Archive& a) {
                                                   std::to_string(prev_end));
     uint64_t expected = prev_end;
     AlignUp(prev_end, kAlignment, &expected);  // cannot overflow: prev_end <= file size
-    if (cur.offset != expected)
+    if (CKZ_RULE_ON(L2) && cur.offset != expected)
       return Status(ErrorCode::kUnexplainedBytes,
                     "bytes [" + std::to_string(prev_end) + ", " + std::to_string(cur.offset) +
                         ") between " + name(prev) + " and " + name(cur) +
                         " belong to no structure");
     for (uint64_t p = prev_end; p < cur.offset; ++p)
-      if (a.file.data[p] != 0)
+      if (CKZ_RULE_ON(L3) && a.file.data[p] != 0)
         return Status(ErrorCode::kNonzeroPadding,
                       "padding byte at offset " + std::to_string(p) + " is not zero");
   }
   const Region& last = regions.back();
   const uint64_t end = last.offset + last.length;
-  if (end != a.file.size)
+  if (CKZ_RULE_ON(L4) && end != a.file.size)
     return Status(ErrorCode::kUnexplainedBytes,
                   "bytes [" + std::to_string(end) + ", " + std::to_string(a.file.size) +
                       ") after " + name(last) + " belong to no structure");
@@ -498,12 +516,14 @@ constexpr uint64_t kMaxCodedHeaderWindow = uint64_t{1} << 27;  // spec 4.1, as f
 Status DecodeCodedHeader(ByteSpan stored, uint64_t offset, const Limits& limits,
                          std::vector<uint64_t>* out, uint64_t* size) {
   const std::string where = "header at offset " + std::to_string(offset);
-  const unsigned long long n = ZSTD_getFrameContentSize(stored.data, stored.size);
-  if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN)
+  // The declared size first, before anything after the frame header (spec 4.1).
+  const std::optional<uint64_t> declared = ZstdDeclaredSize(stored);
+  if (!declared)
     return Status(ErrorCode::kHeaderMalformed,
                   where + " is coded (required feature bit 5) but does not start with a zstd "
                           "frame header that declares its content size");
-  if (n > limits.max_header_bytes)
+  const uint64_t n = *declared;
+  if (CKZ_RULE_ON(H8) && n > limits.max_header_bytes)
     return Status(ErrorCode::kHeaderTooLarge,
                   where + " decodes to " + std::to_string(n) + " bytes, above this reader's "
                           "limit of " + std::to_string(limits.max_header_bytes));
@@ -552,7 +572,7 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
                                           limits, &aligned_header, &a.header_bytes));
     hdr = reinterpret_cast<const uint8_t*>(aligned_header.data());
   }
-  if (a.header_bytes < 8 || !fb::HeaderBufferHasIdentifier(hdr))
+  if (CKZ_RULE_ON(H2) && (a.header_bytes < 8 || !fb::HeaderBufferHasIdentifier(hdr)))
     return Status(ErrorCode::kHeaderMalformed,
                   "header at offset " + std::to_string(p.header_offset) +
                       " lacks the FlatBuffers file identifier \"CKZH\" at its bytes 4..7");
@@ -560,17 +580,18 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
   vopts.max_depth = 16;
   vopts.max_tables = kMaxHeaderTables;
   flatbuffers::Verifier verifier(hdr, size_t(a.header_bytes), vopts);
-  if (!fb::VerifyHeaderBuffer(verifier))
+  if (!verifier.VerifyBuffer<fb::Header>(CKZ_RULE_ON(H2) ? fb::HeaderIdentifier() : nullptr))
     return Status(ErrorCode::kHeaderMalformed,
                   "header at offset " + std::to_string(p.header_offset) +
                       " is not a valid FlatBuffers Header table");
   const fb::Header* h = fb::GetHeader(hdr);
-  CKZ_RETURN_IF_ERROR(CheckVectorsAligned(h));
+  if (CKZ_RULE_ON(H3)) CKZ_RETURN_IF_ERROR(CheckVectorsAligned(h));
 
-  CKZ_RETURN_IF_ERROR(ReadContentId(h->content_id(), "content_id", &a.content_id));
+  if (CKZ_RULE_ON(H4)) CKZ_RETURN_IF_ERROR(CheckContentId(h->content_id(), "content_id"));
+  CopyContentId(h->content_id(), &a.content_id);
   if (h->step().has_value()) a.step = *h->step();
   const bool has_link = h->link() != nullptr;
-  if (has_link != ((p.required_features & kFeatureReferenceChain) != 0))
+  if (CKZ_RULE_ON(H5) && has_link != ((p.required_features & kFeatureReferenceChain) != 0))
     return Status(ErrorCode::kBadLink,
                   has_link ? "the header has a link but required feature bit 0 "
                              "(reference chain) is clear"
@@ -582,7 +603,7 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
     a.link = std::move(link);
   }
   if (h->writer()) {
-    CKZ_RETURN_IF_ERROR(CheckUtf8(h->writer(), "writer"));
+    if (CKZ_RULE_ON(H7)) CKZ_RETURN_IF_ERROR(CheckUtf8(h->writer(), "writer"));
     a.writer = h->writer()->str();
   }
 
@@ -593,7 +614,7 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
       a.tensors.emplace_back();
       CKZ_RETURN_IF_ERROR(
           ParseTensor(tensors->Get(i), i, has_link, limits, file.size, &a.tensors[i]));
-      if (!a.index_by_name.emplace(a.tensors[i].name, i).second)
+      if (!a.index_by_name.emplace(a.tensors[i].name, i).second && CKZ_RULE_ON(T10))
         return Status(ErrorCode::kDuplicateName, "tensors[" + std::to_string(i) + "] name " +
                                                      Quote(a.tensors[i].name) +
                                                      " is used by an earlier tensor");
@@ -609,13 +630,13 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
       quantized |= t.quantization.has_value();
       levels |= t.quantization && t.quantization->IsLevels();
     }
-    if (quantized != ((p.required_features & kFeatureQuantized) != 0))
+    if (CKZ_RULE_ON(Q1) && quantized != ((p.required_features & kFeatureQuantized) != 0))
       return Status(ErrorCode::kFieldOutOfRange,
                     quantized ? "a tensor is quantized but required feature bit 1 "
                                 "(quantized tensors) is clear"
                               : "required feature bit 1 (quantized tensors) is set but no "
                                 "tensor is quantized");
-    if (levels != ((p.required_features & kFeatureLevels) != 0))
+    if (CKZ_RULE_ON(Q11) && levels != ((p.required_features & kFeatureLevels) != 0))
       return Status(ErrorCode::kFieldOutOfRange,
                     levels ? "a tensor is quantized with a level kind but required feature bit "
                              "6 (levels) is clear"
@@ -631,14 +652,14 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
       CKZ_RETURN_IF_ERROR(
           ParseSourceFile(files->Get(i), i, a.tensors.size(), has_link, limits, &tensor_file,
                           &a.files[i]));
-      if (!paths.insert(a.files[i].path).second)
+      if (!paths.insert(a.files[i].path).second && CKZ_RULE_ON(F7))
         return Status(ErrorCode::kDuplicateName, "files[" + std::to_string(i) + "].path " +
                                                      Quote(a.files[i].path) +
                                                      " is used by an earlier file");
     }
     // Decoding rebuilds the files: a tensor in none of them would be silently dropped.
     for (size_t t = 0; t < tensor_file.size(); ++t)
-      if (!a.files.empty() && tensor_file[t] == -1)
+      if (CKZ_RULE_ON(F8) && !a.files.empty() && tensor_file[t] == -1)
         return Status(ErrorCode::kFieldOutOfRange,
                       "tensors[" + std::to_string(t) + "] " + Quote(a.tensors[t].name) +
                           " belongs to none of the source files");
@@ -648,7 +669,7 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
     // Rule F11: required feature bit 3 says whether any prolog is coded.
     bool coded = false;
     for (const SourceFileInfo& f : a.files) coded |= f.prolog_codec != PrologCodec::kStored;
-    if (coded != ((p.required_features & kFeatureCodedProlog) != 0))
+    if (CKZ_RULE_ON(F11) && coded != ((p.required_features & kFeatureCodedProlog) != 0))
       return Status(ErrorCode::kFieldOutOfRange,
                     coded ? "a prolog is coded but required feature bit 3 (coded prologs) is "
                             "clear"
@@ -661,7 +682,7 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
     for (uint32_t i = 0; i < metadata->size(); ++i) {
       a.metadata.emplace_back();
       CKZ_RETURN_IF_ERROR(ParseMetadata(metadata->Get(i), i, &a.metadata[i]));
-      if (!keys.insert(a.metadata[i].key).second)
+      if (!keys.insert(a.metadata[i].key).second && CKZ_RULE_ON(M4))
         return Status(ErrorCode::kDuplicateName, "metadata[" + std::to_string(i) + "].key " +
                                                      Quote(a.metadata[i].key) +
                                                      " is used by an earlier entry");

@@ -193,23 +193,28 @@ std::vector<uint8_t> BuildHeader(const Archive& a, const HeaderDeviations* devia
     const void* table_ptr = nullptr;
     const uint8_t* data = nullptr;
     size_t count = 0, element = 0, slot = 0;
-    auto take = [&](const void* table, const auto* v, size_t vt) {
+    // `size`: the element's size (Vector::Data() is the raw bytes, whatever the element).
+    auto take = [&](const void* table, const auto* v, size_t size, size_t vt) {
       table_ptr = table;
       if (v == nullptr) return;
-      data = reinterpret_cast<const uint8_t*>(v->Data());
+      data = v->Data();
       count = v->size();
-      element = sizeof(*v->Data());
+      element = size;
       slot = vt;
     };
     const bool is_tensor = m.field == VectorField::kShape || m.field == VectorField::kChunks;
     if (is_tensor && h->tensors() && m.index < h->tensors()->size()) {
       const fb::Tensor* t = h->tensors()->Get(uint32_t(m.index));
-      if (m.field == VectorField::kShape) take(t, t->shape(), fb::Tensor::VT_SHAPE);
-      else take(t, t->chunks(), fb::Tensor::VT_CHUNKS);
+      if (m.field == VectorField::kShape)
+        take(t, t->shape(), sizeof(uint64_t), fb::Tensor::VT_SHAPE);
+      else
+        take(t, t->chunks(), sizeof(fb::Chunk), fb::Tensor::VT_CHUNKS);
     } else if (!is_tensor && h->files() && m.index < h->files()->size()) {
       const fb::SourceFile* f = h->files()->Get(uint32_t(m.index));
-      if (m.field == VectorField::kSplits) take(f, f->splits(), fb::SourceFile::VT_SPLITS);
-      else take(f, f->crc32_patches(), fb::SourceFile::VT_CRC32_PATCHES);
+      if (m.field == VectorField::kSplits)
+        take(f, f->splits(), sizeof(uint64_t), fb::SourceFile::VT_SPLITS);
+      else
+        take(f, f->crc32_patches(), sizeof(fb::Crc32Patch), fb::SourceFile::VT_CRC32_PATCHES);
     }
     if (data == nullptr || count == 0) return out;  // nothing to misalign
     const std::vector<uint8_t> elements(data, data + count * element);

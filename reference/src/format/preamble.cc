@@ -5,6 +5,7 @@
 
 #include "common/bytes.h"
 #include "common/crc32c.h"
+#include "common/rule_switch.h"
 
 namespace ckz {
 namespace {
@@ -69,7 +70,7 @@ Result<Preamble> ParsePreamble(ByteSpan bytes, uint64_t file_size) {
                   "preamble.required_features at offset 16 has bits " + Hex(unknown) +
                       " that this reader does not implement (file written for format " +
                       std::to_string(p.major) + "." + std::to_string(p.minor) + ")");
-  if (p.header_length > kMaxHeaderBytes)
+  if (CKZ_RULE_ON(P6) && p.header_length > kMaxHeaderBytes)
     return Status(ErrorCode::kHeaderTooLarge, "preamble.header_length at offset 40 is " +
                                                   std::to_string(p.header_length) +
                                                   " bytes; the format allows at most " +
@@ -81,7 +82,7 @@ Result<Preamble> ParsePreamble(ByteSpan bytes, uint64_t file_size) {
                       std::to_string(p.header_length) + ") from the preamble (offsets 32, 40) is "
                       "not inside the file of " + std::to_string(file_size) + " bytes after the "
                       "preamble");
-  if (p.header_offset % kAlignment != 0)
+  if (CKZ_RULE_ON(P8) && p.header_offset % kAlignment != 0)
     return Status(ErrorCode::kMisaligned, "preamble.header_offset " +
                                               std::to_string(p.header_offset) +
                                               " is not a multiple of 64");
