@@ -41,6 +41,13 @@ struct InputCheckpoint {
   uint64_t TotalFileBytes() const;  // the input files' bytes (tensors, headers, other files)
 };
 
+// Metadata key (a JSON string) a .pt input gets when its pickle reaches stored tensors under
+// other paths or carries Python objects CKZ does not interpret: {"tied": {path: stored tensor
+// name}, "tied_total": n, "views": [path...], "views_total": n, "objects": ["module.name"...]}
+// (tied cut to 4096 entries, views and objects to 64). Informative
+// (conversions read it); decoding never needs it.
+inline constexpr char kTorchPickleMetadataKey[] = "torch.pickle";
+
 // Accepts: a .safetensors file; a torch.save .pt/.pth/.bin file; a model.safetensors.index.json
 // with its shards; a checkpoint folder (shard index, Trainer checkpoint, or one checkpoint file
 // with the files beside it). Roles come from names and optimizer state (spec 8.3); what the
