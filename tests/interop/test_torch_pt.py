@@ -86,7 +86,9 @@ class TorchFiles(unittest.TestCase):
                 out = os.path.join(self.tmp, tag + "-ckz")
                 r = ckz("compress", "--lossless", *entropy, hist, "-o", out,
                         "--keyframe-interval", "2")
-                self.assertNotIn("note:", r.stderr)  # roles were linked: nothing to report
+                self.assertNotIn("not linked", r.stderr)  # roles were linked
+                # The generator's history.json is not a checkpoint: named, not dropped silently.
+                self.assertIn("not compressed: history.json (not checkpoints)", r.stderr)
                 ckz("verify", "-q", *[os.path.join(out, p + ".ckz") for p in pts])
                 if entropy:  # some F32 tensor of the link is cmf-coded
                     codecs = [t["streams"] for t in info(os.path.join(out, pts[1] + ".ckz"))["tensors"]]

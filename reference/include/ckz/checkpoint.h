@@ -145,8 +145,12 @@ struct RestoreOptions {
   std::function<void(uint64_t)> progress;  // decoded bytes so far
   // Write the tensors as one file of this format (kSafetensors, or kTorchZip: a state_dict for
   // torch.load) instead of the recorded files. Only for checkpoints of at most one file: other
-  // parts of a folder would be lost.
+  // parts of a folder would be lost. A conversion to safetensors stores tied tensors once and
+  // names the others in its metadata, as safetensors' save_model does.
   std::optional<SourceFormat> convert_to;
+  // What a user should know: what a conversion could not carry (a .pt's other pickle contents,
+  // views into tensors) and how it carried tied tensors.
+  std::function<void(const std::string&)> note;
 };
 
 // Writes the decoded checkpoint of `reader`. One source file: `out_path` is that file. Several:
