@@ -353,17 +353,32 @@ Status ScanHistory(const std::string& dir, History* out) {
   return Status::Ok();
 }
 
-// What an input's files are: recorded path -> bytes. Compared with what an existing .ckz says
-// it holds, to recognise the output of an earlier run.
-std::map<std::string, uint64_t> FileSizes(const std::vector<SourceFileInfo>& files,
-                                          const std::function<uint64_t(uint32_t)>& tensor_bytes) {
-  std::map<std::string, uint64_t> sizes;
+// What a checkpoint's files are, to recognise the output of an earlier run: per recorded
+// path, the file's size and its bytes outside the tensors (a .pt's pickle and zip records, a
+// safetensors header, a file kept verbatim), zip CRC-32 slots zeroed as writers store them;
+// and its step. A lossy output differs from its input in tensor bytes only.
+struct Signature {
+  std::map<std::string, std::pair<uint64_t, std::vector<uint8_t>>> files;
+  std::optional<int64_t> step;
+};
+
+Signature SignatureOf(const std::vector<SourceFileInfo>& files, std::optional<int64_t> step,
+                      const std::function<uint64_t(uint32_t)>& tensor_bytes) {
+  Signature sig;
+  sig.step = step;
   for (const SourceFileInfo& f : files) {
-    uint64_t n = f.PrologLength();
+    uint64_t n = f.prolog.size();
     for (uint32_t t : f.tensors) n += tensor_bytes(t);
-    sizes[f.path] = n;
+    std::vector<uint8_t> prolog = f.prolog;
+    for (const Crc32Patch& p : f.crc32_patches)
+      if (p.prolog_offset + 4 <= prolog.size()) std::fill_n(prolog.begin() + ptrdiff_t(p.prolog_offset), 4, 0);
+    sig.files[f.path] = {n, std::move(prolog)};
   }
-  return sizes;
+  return sig;
+}
+
+bool SameCheckpoint(const Signature& a, const Signature& b) {
+  return a.files == b.files && (!a.step || !b.step || *a.step == *b.step);
 }
 
 // ---- compress ----
@@ -637,7 +652,7 @@ int Compress(Args& args, const Common& common) {
   // here (or, with --keep-going, is left out with a note). What each holds is kept to
   // recognise the outputs of an earlier run.
   std::vector<std::string> members;
-  std::vector<std::map<std::string, uint64_t>> sizes;
+  std::vector<Signature> signatures;
   for (const std::string& input : inputs) {
     auto in = LoadCheckpoint(input);
     if (!in.ok()) {
@@ -649,7 +664,8 @@ int Compress(Args& args, const Common& common) {
       continue;
     }
     members.push_back(input);
-    sizes.push_back(FileSizes(in->files, [&](uint32_t t) { return uint64_t(in->tensors[t].data.size); }));
+    signatures.push_back(
+        SignatureOf(in->files, in->step, [&](uint32_t t) { return uint64_t(in->tensors[t].data.size); }));
   }
   if (members.empty()) return Fail(Status(ErrorCode::kUnsupportedInput, "no checkpoint to compress"));
 
@@ -668,10 +684,13 @@ int Compress(Args& args, const Common& common) {
                          outputs[i] + " is missing, but later checkpoints of the history are in " +
                              *out + ": a chain only grows at its end (compress " + members[i] +
                              " on its own, or all again with -f)"));
-    auto file = OpenCkzFile(outputs[i]);
-    if (!file.ok()) return Fail(file.status());
-    const Archive& a = (*file)->archive;
-    if (FileSizes(a.files, [&](uint32_t t) { return a.tensors[t].byte_length; }) != sizes[i])
+    ChainOptions chain;  // opened with its chain: its prologs decode against its parents'
+    chain.search_dirs = common.search;
+    auto there = ChainReader::Open(outputs[i], chain);
+    if (!there.ok()) return Fail(there.status());
+    const Archive& a = (*there)->archive();
+    if (!SameCheckpoint(SignatureOf(a.files, a.step, [&](uint32_t t) { return a.tensors[t].byte_length; }),
+                        signatures[i]))
       return Fail(Status(ErrorCode::kIoError,
                          outputs[i] + ": already exists and holds another checkpoint than " +
                              members[i] + " (use -f to overwrite)"));
