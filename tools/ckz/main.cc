@@ -113,6 +113,23 @@ struct Common {
   std::vector<std::string> search;
 };
 
+// Copies everything `in` holds to `out` (names for messages).
+Status Copy(int in, const std::string& in_name, int out, const std::string& out_name) {
+  std::vector<char> buffer(size_t(1) << 20);
+  while (true) {
+    const ssize_t n = ::read(in, buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status(ErrorCode::kIoError, in_name + ": read failed: " + std::strerror(errno));
+    if (n == 0) return Status::Ok();
+    for (ssize_t done = 0; done < n;) {
+      const ssize_t w = ::write(out, buffer.data() + done, size_t(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return Status(ErrorCode::kIoError, out_name + ": write failed: " + std::strerror(errno));
+      done += w;
+    }
+  }
+}
+
 // Private temporary folders for standard input and output ("-"), each holding one file:
 // removed when done, and by the signal handler, which finds their paths in fixed slots (no
 // locks, no allocation).
@@ -158,20 +175,7 @@ class Spool {
     if (!path.ok()) return path;
     const int fd = ::open(path->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return Status(ErrorCode::kIoError, *path + ": cannot create: " + std::strerror(errno));
-    std::vector<char> buffer(size_t(1) << 20);
-    Status status;
-    while (status.ok()) {
-      const ssize_t n = ::read(STDIN_FILENO, buffer.data(), buffer.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) status = Status(ErrorCode::kIoError, std::string("standard input: read failed: ") + std::strerror(errno));
-      if (n <= 0) break;
-      for (ssize_t done = 0; done < n && status.ok();) {
-        const ssize_t w = ::write(fd, buffer.data() + done, size_t(n - done));
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) status = Status(ErrorCode::kIoError, *path + ": write failed: " + std::strerror(errno));
-        else done += w;
-      }
-    }
+    Status status = Copy(STDIN_FILENO, "standard input", fd, *path);
     ::close(fd);
     if (!status.ok()) return status;
     return path;
@@ -194,20 +198,7 @@ class Spool {
 Status CopyToStdout(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status(ErrorCode::kIoError, path + ": cannot open: " + std::strerror(errno));
-  std::vector<char> buffer(size_t(1) << 20);
-  Status status;
-  while (status.ok()) {
-    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) status = Status(ErrorCode::kIoError, path + ": read failed: " + std::strerror(errno));
-    if (n <= 0) break;
-    for (ssize_t done = 0; done < n && status.ok();) {
-      const ssize_t w = ::write(STDOUT_FILENO, buffer.data() + done, size_t(n - done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) status = Status(ErrorCode::kIoError, std::string("standard output: write failed: ") + std::strerror(errno));
-      else done += w;
-    }
-  }
+  Status status = Copy(fd, path, STDOUT_FILENO, "standard output");
   ::close(fd);
   return status;
 }

@@ -473,8 +473,7 @@ class Unpickler {
     return NewValue(std::move(p), index);
   }
   Status Long(uint64_t n);
-  Status String(uint64_t n);
-  Status Bytes(uint64_t n);
+  Status Chars(uint64_t n, Kind kind);
   Status TextInt(bool long_opcode);
   Status TextFloat();
   Status TextString();
@@ -542,25 +541,17 @@ Status Unpickler::Long(uint64_t n) {
   return PushInt(v);
 }
 
-Status Unpickler::String(uint64_t n) {
+// The next n bytes as a str (kString) or bytes (kBytes).
+Status Unpickler::Chars(uint64_t n, Kind kind) {
   const uint8_t* p;
   CKZ_RETURN_IF_ERROR(Read(n, &p));
   PickleValue v;
-  v.kind = Kind::kString;
+  v.kind = kind;
   v.text.assign(reinterpret_cast<const char*>(p), size_t(n));
   // BINUNICODE decodes with 'surrogatepass'; torch.load decodes protocol 0-2 str with utf-8.
   const bool unicode = op_ == 'X' || op_ == 0x8c || op_ == 0x8d;
-  if (unicode ? !IsUtf8SurrogatePass(v.text) : !IsValidUtf8(v.text))
+  if (kind == Kind::kString && (unicode ? !IsUtf8SurrogatePass(v.text) : !IsValidUtf8(v.text)))
     return Malformed("a string of " + std::to_string(n) + " bytes is not valid UTF-8");
-  return PushNew(std::move(v));
-}
-
-Status Unpickler::Bytes(uint64_t n) {
-  const uint8_t* p;
-  CKZ_RETURN_IF_ERROR(Read(n, &p));
-  PickleValue v;
-  v.kind = Kind::kBytes;
-  v.text.assign(reinterpret_cast<const char*>(p), size_t(n));
   return PushNew(std::move(v));
 }
 
@@ -1289,26 +1280,26 @@ Status Unpickler::Run() {
         break;
       case 'X':  // BINUNICODE
         CKZ_RETURN_IF_ERROR(Read(4, &p));
-        CKZ_RETURN_IF_ERROR(String(LoadLE32(p)));
+        CKZ_RETURN_IF_ERROR(Chars(LoadLE32(p), Kind::kString));
         break;
       case 0x8c:  // SHORT_BINUNICODE
         CKZ_RETURN_IF_ERROR(Read(1, &p));
-        CKZ_RETURN_IF_ERROR(String(p[0]));
+        CKZ_RETURN_IF_ERROR(Chars(p[0], Kind::kString));
         break;
       case 0x8d:  // BINUNICODE8
         CKZ_RETURN_IF_ERROR(Read(8, &p));
-        CKZ_RETURN_IF_ERROR(String(LoadLE64(p)));
+        CKZ_RETURN_IF_ERROR(Chars(LoadLE64(p), Kind::kString));
         break;
       case 'T': {  // BINSTRING: a str (torch.load decodes with utf-8)
         CKZ_RETURN_IF_ERROR(Read(4, &p));
         const int32_t n = int32_t(LoadLE32(p));
         if (n < 0) return Malformed("negative string length " + std::to_string(n));
-        CKZ_RETURN_IF_ERROR(String(uint64_t(n)));
+        CKZ_RETURN_IF_ERROR(Chars(uint64_t(n), Kind::kString));
         break;
       }
       case 'U':  // SHORT_BINSTRING
         CKZ_RETURN_IF_ERROR(Read(1, &p));
-        CKZ_RETURN_IF_ERROR(String(p[0]));
+        CKZ_RETURN_IF_ERROR(Chars(p[0], Kind::kString));
         break;
       case 'S':
         CKZ_RETURN_IF_ERROR(TextString());
@@ -1318,16 +1309,16 @@ Status Unpickler::Run() {
         break;
       case 'B':  // BINBYTES
         CKZ_RETURN_IF_ERROR(Read(4, &p));
-        CKZ_RETURN_IF_ERROR(Bytes(LoadLE32(p)));
+        CKZ_RETURN_IF_ERROR(Chars(LoadLE32(p), Kind::kBytes));
         break;
       case 'C':  // SHORT_BINBYTES
         CKZ_RETURN_IF_ERROR(Read(1, &p));
-        CKZ_RETURN_IF_ERROR(Bytes(p[0]));
+        CKZ_RETURN_IF_ERROR(Chars(p[0], Kind::kBytes));
         break;
       case 0x8e:  // BINBYTES8
       case 0x96:  // BYTEARRAY8
         CKZ_RETURN_IF_ERROR(Read(8, &p));
-        CKZ_RETURN_IF_ERROR(Bytes(LoadLE64(p)));
+        CKZ_RETURN_IF_ERROR(Chars(LoadLE64(p), Kind::kBytes));
         break;
       case 'J':  // BININT
         CKZ_RETURN_IF_ERROR(Read(4, &p));
