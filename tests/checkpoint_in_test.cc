@@ -397,7 +397,7 @@ TEST_F(CheckpointInTest, RolesFromNames) {
 // their paths, a tensor that is the whole pickle gets a name the writer accepts, and what the
 // pickle holds besides its named tensors is described in metadata torch.pickle.
 TEST_F(CheckpointInTest, TorchPicklesDescribeWhatTheyHold) {
-  const fs::path fixtures = fs::path(__FILE__).parent_path() / "data" / "torch";
+  const fs::path fixtures = fs::path(CKZ_TESTS_DIR) / "data" / "torch";
   auto load = [&](const char* name) {
     Result<InputCheckpoint> in = LoadCheckpoint((fixtures / name).string());
     EXPECT_TRUE(in.ok()) << name << ": " << in.status().ToString();

@@ -85,6 +85,13 @@ class Pipelines(unittest.TestCase):
         unpacked = run(["ckz", "decompress", "-q", "-"], input=packed.stdout)
         self.assertEqual(unpacked.returncode, 0, unpacked.stderr)
         self.assertEqual(unpacked.stdout, read(pt))
+        # /dev/stdin and /dev/stdout are streams too (not refused as "not a regular file").
+        with open(pt, "rb") as f:
+            r = run(["ckz", "compress", "/dev/stdin", "-o", os.path.join(work, "d.ckz")], stdin=f)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run(["ckz", "decompress", os.path.join(work, "d.ckz"), "-o", "/dev/stdout"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, read(pt))
         # A link from stdin finds its parent in the current folder.
         ckz("compress", "-q", "--lossless", self.hist, "-o", os.path.join(work, "chain"))
         link = os.path.join(work, "chain", os.path.basename(self.pts[2]) + ".ckz")
@@ -179,10 +186,14 @@ class Pipelines(unittest.TestCase):
             src = os.path.join(self.trainer, ck)
             for name in os.listdir(src):
                 self.assertEqual(read(os.path.join(src, name)), read(os.path.join(work, "r", ck, name)))
-        # A one-file checkpoint lands under its own name.
+        # A one-file checkpoint lands under its own name; one input of several files keeps
+        # its files directly under DIR (as the conformance runner expects).
         ckz("compress", "-q", self.pts[0], "-o", os.path.join(work, "one.ckz"))
         ckz("decompress", "-q", os.path.join(work, "one.ckz"), "--output-dir", os.path.join(work, "r"))
         self.assertEqual(read(os.path.join(work, "r", os.path.basename(self.pts[0]))), read(self.pts[0]))
+        ckz("decompress", "-q", os.path.join(work, "c", files[1]), "--output-dir", os.path.join(work, "single"))
+        self.assertEqual(sorted(os.listdir(os.path.join(work, "single"))),
+                         sorted(os.listdir(os.path.join(self.trainer, "checkpoint-4"))))
 
     def test_error_messages(self):
         work = tempfile.mkdtemp(dir=self.tmp)

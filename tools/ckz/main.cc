@@ -84,9 +84,9 @@ const char kUsage[] =
     "  -o, --output PATH        output (default: FILE without .ckz); a folder when the\n"
     "                           checkpoint has several files. Naming another format than\n"
     "                           the original (.safetensors, or .pt/.pth/.bin) converts it\n"
-    "  --output-dir DIR         restore under DIR: a one-file checkpoint as DIR/<its file\n"
-    "                           name>, one of several files as the folder DIR/<FILE without\n"
-    "                           .ckz>/\n"
+    "  --output-dir DIR         restore under DIR, each file under its recorded name; with\n"
+    "                           several inputs, a checkpoint of several files goes to the\n"
+    "                           folder DIR/<FILE without .ckz>/\n"
     "  --ref PARENT.ckz         the parent of FILE (otherwise found by content id beside\n"
     "                           FILE, under its recorded name or any other)\n"
     "  --search DIR             also look for parent files in DIR (repeatable)\n"
@@ -169,14 +169,18 @@ class Spool {
     Claim(dir_, 2);
     return file_;
   }
-  // Standard input copied into the file `name`.
-  Result<std::string> FromStdin(const std::string& name) {
+  // The stream `source` ("-": standard input) copied into the file `name`.
+  Result<std::string> From(const std::string& source, const std::string& name) {
+    const int in = source == "-" ? STDIN_FILENO : ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) return Status(ErrorCode::kIoError, source + ": cannot open: " + std::strerror(errno));
     auto path = Path(name);
-    if (!path.ok()) return path;
-    const int fd = ::open(path->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return Status(ErrorCode::kIoError, *path + ": cannot create: " + std::strerror(errno));
-    Status status = Copy(STDIN_FILENO, "standard input", fd, *path);
-    ::close(fd);
+    const int fd = path.ok() ? ::open(path->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+    Status status = path.status();
+    if (status.ok() && fd < 0)
+      status = Status(ErrorCode::kIoError, *path + ": cannot create: " + std::strerror(errno));
+    if (status.ok()) status = Copy(in, source == "-" ? "standard input" : source, fd, *path);
+    if (fd >= 0) ::close(fd);
+    if (in != STDIN_FILENO) ::close(in);
     if (!status.ok()) return status;
     return path;
   }
@@ -194,14 +198,26 @@ class Spool {
   std::vector<int> slots_;
 };
 
-// Copies the file `path` to standard output.
-Status CopyToStdout(const std::string& path) {
+// "-", or a pipe, terminal or socket (/dev/stdin, <(...)): read or written in one pass, so it
+// goes through a temporary file (the formats need random access).
+bool IsStream(const std::string& path) {
+  struct stat st;
+  return path == "-" ||
+         (stat(path.c_str(), &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISSOCK(st.st_mode)));
+}
+
+// Copies the file `path` to the stream `stream` ("-": standard output).
+Status CopyToStream(const std::string& path, const std::string& stream) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status(ErrorCode::kIoError, path + ": cannot open: " + std::strerror(errno));
-  Status status = Copy(fd, path, STDOUT_FILENO, "standard output");
+  const int out = stream == "-" ? STDOUT_FILENO : ::open(stream.c_str(), O_WRONLY | O_CLOEXEC);
+  Status status = out < 0 ? Status(ErrorCode::kIoError, stream + ": cannot open: " + std::strerror(errno))
+                          : Copy(fd, path, out, stream == "-" ? "standard output" : stream);
+  if (out >= 0 && out != STDOUT_FILENO) ::close(out);
   ::close(fd);
   return status;
 }
+
 
 int Fail(const Status& s) {
   fflush(stdout);
@@ -235,6 +251,9 @@ std::string BaseName(std::string path) {
   const size_t slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
+
+// The name a stream is recorded under.
+std::string StreamName(const std::string& path) { return path == "-" ? "stdin" : BaseName(path); }
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -597,20 +616,21 @@ int Compress(Args& args, const Common& common) {
       }
     }
   }
-  const bool piped_in = std::find(inputs.begin(), inputs.end(), "-") != inputs.end();
-  if (piped_in && inputs.size() > 1) return Usage("'-' (standard input) is a single input");
+  if (inputs.size() > 1 && std::find(inputs.begin(), inputs.end(), "-") != inputs.end())
+    return Usage("'-' (standard input) is a single input");
 
   if (inputs.size() == 1) {
     std::string input = inputs[0];
     while (input.size() > 1 && input.back() == '/') input.pop_back();
-    const std::string target = out ? *out : piped_in ? "-" : input + ".ckz";
-    const bool to_stdout = target == "-";
-    if (to_stdout && isatty(STDOUT_FILENO))
+    const bool piped_in = IsStream(input);
+    const std::string target = out ? *out : input == "-" ? "-" : input + ".ckz";
+    const bool to_stdout = IsStream(target);
+    if (target == "-" && isatty(STDOUT_FILENO))
       return Usage("refusing to write compressed data to a terminal (redirect it, or give -o FILE)");
     Spool in_spool, out_spool;
     std::string source = input, written = target;
     if (piped_in) {
-      auto path = in_spool.FromStdin("stdin");
+      auto path = in_spool.From(input, StreamName(input));
       if (!path.ok()) return Fail(path.status());
       source = *path;
     }
@@ -622,10 +642,11 @@ int Compress(Args& args, const Common& common) {
     CompressResult r;
     Status s = CompressOne(source, written, ref ? *ref : "", nullptr, interval, encode, write,
                            common, nullptr, &r);
-    if (s.ok() && to_stdout) s = CopyToStdout(written);
+    if (s.ok() && to_stdout) s = CopyToStream(written, target);
     if (!s.ok()) return Fail(s);
-    FILE* report = to_stdout ? stderr : stdout;
-    const std::string shown_in = piped_in ? "(stdin)" : input, shown_out = to_stdout ? "(stdout)" : target;
+    FILE* report = to_stdout ? stderr : stdout;  // the stream may be stdout (/dev/stdout)
+    const std::string shown_in = input == "-" ? "(stdin)" : input;
+    const std::string shown_out = target == "-" ? "(stdout)" : target;
     if (json)
       PrintCompressedJson(report, shown_in, shown_out, written, r, write);
     else if (!common.quiet)
@@ -856,11 +877,13 @@ int Decompress(Args& args, const Common& common) {
   if (inputs.empty()) return Usage("decompress needs a .ckz file");
   if (out && out_dir) return Usage("give -o or --output-dir, not both");
   if (ref && inputs.size() > 1) return Usage("--ref applies to a single input");
-  const bool piped_in = std::find(inputs.begin(), inputs.end(), "-") != inputs.end();
-  if (piped_in && inputs.size() > 1) return Usage("'-' (standard input) is a single input");
-  const bool to_stdout = (out && *out == "-") || (piped_in && !out && !out_dir);
+  if (inputs.size() > 1 && std::find(inputs.begin(), inputs.end(), "-") != inputs.end())
+    return Usage("'-' (standard input) is a single input");
+  const bool piped_in = inputs.size() == 1 && IsStream(inputs[0]);
+  const std::string stream_out = out ? *out : inputs[0] == "-" && !out_dir ? "-" : "";
+  const bool to_stdout = !stream_out.empty() && IsStream(stream_out);
   if (to_stdout && inputs.size() > 1) return Usage("only one input can go to standard output");
-  if (to_stdout && isatty(STDOUT_FILENO))
+  if (stream_out == "-" && isatty(STDOUT_FILENO))
     return Usage("refusing to write a checkpoint to a terminal (redirect it, or give -o FILE)");
   if (out && !to_stdout && inputs.size() > 1 && !IsDir(*out))
     return Usage("with several inputs, -o must be an existing folder");
@@ -873,22 +896,22 @@ int Decompress(Args& args, const Common& common) {
   chain.search_dirs = common.search;
   if (ref) chain.parent_path = *ref;
   if (piped_in) {
-    auto path = in_spool.FromStdin("stdin.ckz");
+    auto path = in_spool.From(inputs[0], StreamName(inputs[0]) + ".ckz");
     if (!path.ok()) return Fail(path.status());
     paths[0] = *path;
     chain.search_dirs.push_back(".");  // a link from standard input: its parents are here
   }
-  FILE* report = to_stdout ? stderr : stdout;
+  FILE* report = to_stdout ? stderr : stdout;  // the stream may be stdout (/dev/stdout)
   int code = kExitOk;
   ForEachInChainOrder(
       paths, chain,
       [&](size_t i, ChainReader& reader, bool cached) -> Status {
         const std::string& input = inputs[i];
         const Archive& a = reader.archive();
-        std::string bare_name = piped_in ? "stdin" : BaseName(input);
+        std::string bare_name = piped_in ? StreamName(input) : BaseName(input);
         if (EndsWith(bare_name, ".ckz")) bare_name.resize(bare_name.size() - 4);
-        // Where it goes: -o, else --output-dir (the checkpoint's own file names; a folder of
-        // its own when it has several), else FILE without its .ckz.
+        // Where it goes: -o, else --output-dir (the checkpoint's own file names; with several
+        // inputs, a folder of its own when it has several files), else FILE without its .ckz.
         std::string output;
         bool into_dir = false;
         if (to_stdout) {
@@ -901,7 +924,7 @@ int Decompress(Args& args, const Common& common) {
           if (!path.ok()) return path.status();
           output = *path;
         } else if (out_dir) {
-          into_dir = a.files.size() <= 1;
+          into_dir = a.files.size() <= 1 || inputs.size() == 1;
           output = into_dir ? *out_dir : *out_dir + "/" + bare_name;
         } else if (out && inputs.size() == 1) {
           output = *out;
@@ -925,16 +948,16 @@ int Decompress(Args& args, const Common& common) {
         Status s = into_dir ? RestoreFilesInto(reader, output, bare_name, options)
                             : RestoreCheckpoint(reader, output, options);
         progress.Finish();
-        if (s.ok() && to_stdout) s = CopyToStdout(output);
+        if (s.ok() && to_stdout) s = CopyToStream(output, stream_out);
         if (!s.ok()) return s;
         std::string shown = output;
-        if (to_stdout) shown = "(stdout)";
+        if (to_stdout) shown = stream_out == "-" ? "(stdout)" : stream_out;
         if (into_dir) shown = output + "/" + (a.files.empty() ? bare_name : a.files[0].path);
         const double seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         if (!common.quiet)
           fprintf(report, "%s => %s: %s restored (%s), %.2f s, %s/s\n",
-                  piped_in ? "(stdin)" : input.c_str(), shown.c_str(), HumanBytes(total).c_str(),
+                  input == "-" ? "(stdin)" : input.c_str(), shown.c_str(), HumanBytes(total).c_str(),
                   DecodesText(reader, cached).c_str(), seconds,
                   HumanBytes(seconds > 0 ? uint64_t(double(total) / seconds) : 0).c_str());
         return Status::Ok();

@@ -132,7 +132,7 @@ Result<TorchPickle> ParseTorchPickle(ByteSpan pickle, const PickleLimits& limits
 // pickled, each container walked once (the first time it is reached): a tensor held by two
 // containers, or twice by one, is listed at each place. A path longer than 4096 bytes is cut
 // to 4097 bytes (too long to name a tensor); once the paths listed reach `max_bytes` bytes in
-// all, the walk stops.
+// all (each counted as its length plus 64), the walk stops.
 struct TensorPath {
   std::string path;
   uint32_t tensor = 0;

@@ -228,6 +228,9 @@ GlobalInfo LookupGlobal(std::string_view module, std::string_view name) {
 constexpr int kMaxKeyDepth = 16;
 // Longer paths cannot name a tensor (spec rule N1): TensorPaths cuts them here.
 constexpr size_t kMaxPathBytes = 4097;
+// What TensorPaths counts for each path besides its bytes (the entry itself), so that its
+// budget bounds the memory of the list however short the paths.
+constexpr uint64_t kPathEntryBytes = 64;
 
 std::string IntText(int64_t v) { return std::to_string(v); }
 
@@ -1539,7 +1542,7 @@ std::vector<TensorPath> TensorPaths(const TorchPickle& pickle, uint64_t max_byte
     const PickleValue& v = pickle.values[value];
     if (v.kind == Kind::kTensor) {
       if (bytes < max_bytes) out.push_back({path, v.tensor});
-      bytes = SatAdd(bytes, std::max<uint64_t>(path.size(), 1));
+      bytes = SatAdd(bytes, kPathEntryBytes + path.size());
       return;
     }
     const bool container = v.kind == Kind::kDict || v.kind == Kind::kList ||
