@@ -9,10 +9,12 @@
 // promise (checked with __builtin_trap via FUZZ_CHECK): zip entries inside the file, sorted,
 // not overlapping each other or the central directory, named validly and uniquely, every
 // recorded CRC offset holding the entry's CRC-32 (and the data matching it when checked);
-// pickle indices in range, tensor views inside their storage's numel, storages with a CKZ
-// dtype, unique keys and a byte size below 2^63; every storage mapped to the entry
+// pickle indices in range, opaque values with their six parts, opaque globals listed once,
+// tensor views inside their storage's numel, storages with a CKZ dtype, unique keys and a
+// byte size below 2^63; TensorPaths within its byte budget and every path cut at 4097 bytes; every storage mapped to the entry
 // "<archive>/data/<key>" of exactly numel x dtype size bytes; errors with an expected code
 // and a message; CRC checking never turning a failure into a success.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <set>
@@ -29,8 +31,8 @@ namespace {
 using ckz::ErrorCode;
 
 bool PickleCode(ErrorCode c) {
-  return c == ErrorCode::kPickleMalformed || c == ErrorCode::kPickleGlobalNotAllowed ||
-         c == ErrorCode::kTorchStorageMismatch || c == ErrorCode::kUnsupportedDtype ||
+  return c == ErrorCode::kPickleMalformed || c == ErrorCode::kTorchStorageMismatch ||
+         c == ErrorCode::kUnsupportedDtype || c == ErrorCode::kUnsupported ||
          c == ErrorCode::kLimitExceeded;
 }
 bool FileCode(ErrorCode c) {
@@ -75,7 +77,11 @@ void CheckPickleResult(const ckz::TorchPickle& p, uint64_t max_values) {
     for (uint32_t item : v.items) FUZZ_CHECK(item < n);
     if (v.kind == ckz::PickleValue::Kind::kTensor) FUZZ_CHECK(v.tensor < p.tensors.size());
     if (v.kind == ckz::PickleValue::Kind::kDict) FUZZ_CHECK(v.items.size() % 2 == 0);
+    if (v.kind == ckz::PickleValue::Kind::kOpaque)
+      FUZZ_CHECK(v.items.size() == ckz::PickleValue::kOpaqueSlots);
   }
+  std::set<std::string> opaque(p.opaque_globals.begin(), p.opaque_globals.end());
+  FUZZ_CHECK(opaque.size() == p.opaque_globals.size());
   std::set<std::string> keys;
   for (const ckz::TorchStorage& s : p.storages) {
     FUZZ_CHECK(ckz::DTypeSize(s.dtype) != 0);
@@ -98,14 +104,15 @@ void CheckPickleResult(const ckz::TorchPickle& p, uint64_t max_values) {
     else
       FUZZ_CHECK(last < numel);
   }
-  const std::vector<ckz::TensorPath> paths = ckz::TensorPaths(p);
-  FUZZ_CHECK(paths.size() <= max_values);
+  constexpr uint64_t kBudget = 1 << 20;
+  const std::vector<ckz::TensorPath> paths = ckz::TensorPaths(p, kBudget);
   uint64_t path_bytes = 0;
   for (const ckz::TensorPath& tp : paths) {
     FUZZ_CHECK(tp.tensor < p.tensors.size());
-    path_bytes += tp.path.size();
+    FUZZ_CHECK(tp.path.size() <= 4097);
+    FUZZ_CHECK(path_bytes < kBudget);  // listed only while under the budget
+    path_bytes += 64 + tp.path.size();
   }
-  FUZZ_CHECK(path_bytes <= 64 * max_values);
 }
 
 // A zip of stored entries without data descriptors (a layout torch.save does not write, so

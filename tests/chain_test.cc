@@ -246,6 +246,116 @@ TEST_F(Chain, VerifyCatchesAWrongDeclaredContentId) {
   EXPECT_EQ(VerifyChain(**r).status().code(), ErrorCode::kContentIdMismatch);
 }
 
+// A lossy cm chain on disk (as `ckz compress` writes one): each link decoded against the
+// DecodedReference recorded while its parent was verified gives the same bytes and content id
+// as decoding it through its whole chain, the cm contexts' indices included.
+TEST(DecodedReferenceTest, NextLinkDecodesAgainstTheRecordedParent) {
+  const std::string dir = FreshDir("decoded_reference");
+  std::vector<TestTensor> step = {MakeTensor("w", DType::kF32, {64, 40}, 1),
+                                  MakeTensor("w.exp_avg", DType::kF32, {64, 40}, 2),
+                                  MakeTensor("w.exp_avg_sq", DType::kF32, {64, 40}, 3),
+                                  MakeTensor("n", DType::kI64, {3}, 4)};
+  for (uint8_t* p = step[2].bytes.data(); p < step[2].bytes.data() + step[2].bytes.size(); p += 4) {
+    float v;  // a second moment is positive
+    std::memcpy(&v, p, 4);
+    v = v * v + 1e-6f;
+    std::memcpy(p, &v, 4);
+  }
+  WriteOptions write;
+  write.excp = ExcpOptions{};
+  EncodeOptions encode;
+  encode.index_codec = StreamCodec::kCm;
+  encode.chunk_bytes = 2000;
+  std::vector<std::vector<TestTensor>> steps;  // alive while `previous` views them
+  for (int s = 0; s < 4; ++s) {
+    steps.push_back(step);
+    for (size_t t = 0; t < 3; ++t) step[t].bytes = PerturbF32(step[t].bytes, uint32_t(10 * s + t), 0.05f);
+  }
+  DecodedCheckpoint previous;
+  std::vector<std::string> paths;
+  for (int s = 0; s < 4; ++s) {
+    InputCheckpoint in;
+    for (const TestTensor& t : steps[size_t(s)]) in.tensors.push_back({t.spec, ByteSpan(t.bytes), ""});
+    in.tensors[0].spec.role = Role::kWeight;
+    in.tensors[1].spec = {"w.exp_avg", DType::kF32, {64, 40}, Role::kMoment1, 0};
+    in.tensors[2].spec = {"w.exp_avg_sq", DType::kF32, {64, 40}, Role::kMoment2, 0};
+    paths.push_back(dir + "/e" + std::to_string(s) + ".ckz");
+    auto sink = AtomicFileSink::Create(paths.back(), true);
+    ASSERT_TRUE(sink.ok());
+    Writer writer(std::move(sink).value(), encode);
+    std::unique_ptr<ChainReader> parent;
+    if (s > 0) {
+      auto r = ChainReader::Open(paths[size_t(s) - 1]);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      parent = std::move(r).value();
+      writer.SetLink(LinkTo(*parent));
+    }
+    DecodedCheckpoint next;
+    WriteReport report;
+    ASSERT_TRUE(WriteCheckpoint(in, s ? &previous : nullptr, &writer, write, &next, &report).ok());
+    ASSERT_TRUE(writer.Finish().ok());
+    EXPECT_EQ(report.quantized, s ? 3u : 0u);
+    previous = std::move(next);
+  }
+
+  std::unique_ptr<DecodedReference> parent;
+  for (size_t s = 0; s < paths.size(); ++s) {
+    SCOPED_TRACE(paths[s]);
+    auto through_chain = ChainReader::Open(paths[s]);
+    auto once = ChainReader::Open(paths[s]);
+    ASSERT_TRUE(through_chain.ok() && once.ok());
+    if (parent) (*once)->UseDecodedParent(parent.get());
+    auto recorded = DecodedReference::Create((*once)->archive(), dir);
+    ASSERT_TRUE(recorded.ok()) << recorded.status().ToString();
+    (*once)->RecordInto(recorded->get());
+    auto report = VerifyChain(**once, 2);
+    ASSERT_TRUE(report.ok()) << report.status().ToString();
+    EXPECT_EQ(report->computed, (*once)->archive().content_id);
+    (*once)->RecordInto(nullptr);
+    const Archive& a = (*once)->archive();
+    for (size_t t = 0; t < a.tensors.size(); ++t) {
+      std::vector<uint8_t> want(a.tensors[t].byte_length), got(want.size()), kept(want.size());
+      ASSERT_TRUE((*through_chain)->ReadTensor(t, 0, MutableByteSpan(want)).ok());
+      ASSERT_TRUE((*once)->ReadTensor(t, 0, MutableByteSpan(got)).ok());
+      EXPECT_EQ(got, want) << a.tensors[t].name;
+      if (t == 0) {  // read before Finish: refused
+        EXPECT_EQ((*recorded)->ReadReference(a.tensors[t], 0, MutableByteSpan(kept)).code(),
+                  ErrorCode::kInvalidArgument);
+      }
+    }
+    ASSERT_TRUE((*recorded)->Finish(**once).ok());
+    for (size_t t = 0; t < a.tensors.size(); ++t) {
+      std::vector<uint8_t> want(a.tensors[t].byte_length), kept(want.size());
+      ASSERT_TRUE((*through_chain)->ReadTensor(t, 0, MutableByteSpan(want)).ok());
+      ASSERT_TRUE((*recorded)->ReadReference(a.tensors[t], 0, MutableByteSpan(kept)).ok());
+      EXPECT_EQ(kept, want) << a.tensors[t].name;
+      std::vector<uint8_t> indices(a.tensors[t].num_elements), expected(indices.size());
+      uint32_t centres = 0, expected_centres = 0;
+      ASSERT_TRUE((*recorded)->ReadReferenceIndices(a.tensors[t], 0, MutableByteSpan(indices), &centres).ok());
+      ASSERT_TRUE((*through_chain)->ReadReferenceIndices(a.tensors[t], 0, MutableByteSpan(expected), &expected_centres).ok());
+      EXPECT_EQ(centres, expected_centres);
+      if (centres) {
+        EXPECT_EQ(indices, expected) << a.tensors[t].name;
+      }
+    }
+    EXPECT_EQ(s > 0, a.tensors[0].quantization.has_value());
+    TensorInfo other = a.tensors[0];
+    other.name = "absent";
+    std::vector<uint8_t> out(other.byte_length);
+    EXPECT_EQ((*recorded)->ReadReference(other, 0, MutableByteSpan(out)).code(),
+              ErrorCode::kReferenceMismatch);
+    parent = std::move(recorded).value();
+  }
+  // What was not recorded cannot be finished.
+  auto r = ChainReader::Open(paths[0]);
+  auto partial = DecodedReference::Create((*r)->archive(), dir);
+  ASSERT_TRUE(partial.ok());
+  EXPECT_EQ((*partial)->Record(0, 1, ByteSpan((*r)->archive().file.data, (*r)->archive().tensors[0].byte_length)).code(),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ((*partial)->Finish(**r).code(), ErrorCode::kInvalidArgument);
+  fs::remove_all(dir);
+}
+
 TEST(IndexCacheTest, KeepsChunksWithinItsBudgetOldestOut) {
   Archive a, b;
   const uint8_t bytes_a[1] = {0}, bytes_b[1] = {0};

@@ -393,5 +393,52 @@ TEST_F(CheckpointInTest, RolesFromNames) {
   }
 }
 
+// Real torch.save files (tests/data/torch): tensors found inside Python objects are named by
+// their paths, a tensor that is the whole pickle gets a name the writer accepts, and what the
+// pickle holds besides its named tensors is described in metadata torch.pickle.
+TEST_F(CheckpointInTest, TorchPicklesDescribeWhatTheyHold) {
+  const fs::path fixtures = fs::path(CKZ_TESTS_DIR) / "data" / "torch";
+  auto load = [&](const char* name) {
+    Result<InputCheckpoint> in = LoadCheckpoint((fixtures / name).string());
+    EXPECT_TRUE(in.ok()) << name << ": " << in.status().ToString();
+    return in;
+  };
+  auto description = [](const InputCheckpoint& in) -> std::string {
+    for (const MetaEntry& e : in.metadata)
+      if (e.key == kTorchPickleMetadataKey) return std::get<std::string>(e.value);
+    return "";
+  };
+  auto names = [](const InputCheckpoint& in) {
+    std::vector<std::string> out;
+    for (const InputTensor& t : in.tensors) out.push_back(t.spec.name);
+    return out;
+  };
+  auto root = load("tensor_root.pt");
+  EXPECT_EQ(names(*root), std::vector<std::string>{"storage/0"});
+  auto views = load("views.pt");
+  EXPECT_EQ(description(*views),
+            "{\"tied\": {\"same\": \"base\", \"tied/head.weight\": \"tied/emb.weight\"}, "
+            "\"tied_total\": 2, \"views\": [\"row\", \"col\", \"flat_slice\"], "
+            "\"views_total\": 3, \"objects\": []}");
+  auto adam = load("adam.pt");
+  EXPECT_EQ(description(*adam), "");  // nothing but named tensors and plain values
+  auto ns = load("namespace.pt");
+  EXPECT_EQ(names(*ns), (std::vector<std::string>{"args/init", "w"}));
+  EXPECT_NE(description(*ns).find("\"objects\": [\"argparse.Namespace\"]"), std::string::npos);
+  auto onecycle = load("onecycle.pt");
+  const std::string d = description(*onecycle);
+  for (const char* g : {"__builtin__.getattr", "torch.optim.lr_scheduler.OneCycleLR",
+                        "collections.defaultdict"})
+    EXPECT_NE(d.find(g), std::string::npos) << g;
+  // The optimizer object inside the scheduler holds the model's parameters: tied to them.
+  EXPECT_NE(d.find("\"scheduler/anneal_func/0/optimizer/param_groups/0/params/0\": \"model/0.weight\""),
+            std::string::npos) << d;
+  // Its moments are still linked from the optimizer's state_dict.
+  bool linked = false;
+  for (const InputTensor& t : onecycle->tensors)
+    linked = linked || (t.spec.name == "optimizer/state/0/momentum_buffer" && t.spec.role == Role::kMoment1);
+  EXPECT_TRUE(linked);
+}
+
 }  // namespace
 }  // namespace ckz

@@ -60,7 +60,7 @@ namespace fs = std::filesystem;
 
 fs::path ConformanceDir() {
   if (const char* env = std::getenv("CKZ_CONFORMANCE_DIR")) return env;
-  return fs::path(__FILE__).parent_path().parent_path() / "conformance";
+  return fs::path(CKZ_TESTS_DIR).parent_path() / "conformance";
 }
 
 uint64_t EnvOr(const char* name, uint64_t fallback) {

@@ -37,7 +37,7 @@ using testing::RandomTensorBytes;
 const char kPython[] = "/usr/bin/python3";
 
 std::string Script() {
-  return (std::filesystem::path(__FILE__).parent_path() / "torch" / "check_torch_load.py")
+  return (std::filesystem::path(CKZ_TESTS_DIR) / "torch" / "check_torch_load.py")
       .string();
 }
 

@@ -105,6 +105,27 @@ expect 5 "unsupported input" -- "$bin/ckz" compress -q -f notes.txt -o m.ckz
 expect 0 "help" -- "$bin/ckz" --help
 contains out.txt "Exit codes" "help documents exit codes"
 
+# Pipes: '-' is stdin / stdout, nothing named '-' appears, summaries go to stderr then.
+mkdir spool && export TMPDIR="$work/spool"
+cat a.safetensors | "$bin/ckz" compress -q - -o piped.ckz && echo "ok: compress from stdin" || { echo "FAIL: compress from stdin"; failures=$((failures + 1)); }
+"$bin/ckz" decompress piped.ckz -o - 2>summary.txt | cmp -s - a.safetensors && echo "ok: decompress to stdout" || { echo "FAIL: decompress to stdout"; failures=$((failures + 1)); }
+[ ! -e ./- ] && echo "ok: no file named '-'" || { echo "FAIL: a file named '-'"; failures=$((failures + 1)); }
+contains summary.txt "(stdout)" "the summary goes to stderr when the data goes to stdout"
+"$bin/ckz" compress -q - < c.safetensors | "$bin/ckz" decompress -q - | cmp -s - c.safetensors && echo "ok: compress | decompress" || { echo "FAIL: compress | decompress"; failures=$((failures + 1)); }
+expect 1 "two inputs with stdin" -- "$bin/ckz" compress - a.safetensors -o x.ckz
+[ -z "$(ls -A spool)" ] && echo "ok: no spool folder left" || { echo "FAIL: left in \$TMPDIR: $(ls -A spool)"; failures=$((failures + 1)); }
+# Several files: one JSON array, or JSON Lines.
+"$bin/ckzinfo" --json a.safetensors.ckz piped.ckz > many.json
+python3 -c "import json; d=json.load(open('many.json')); assert [x['file'] for x in d]==['a.safetensors.ckz','piped.ckz']" \
+  && echo "ok: ckzinfo --json on two files is one array" || { echo "FAIL: ckzinfo --json array"; cat many.json; failures=$((failures + 1)); }
+"$bin/ckzinfo" --jsonl a.safetensors.ckz piped.ckz > many.jsonl
+python3 -c "import json; l=open('many.jsonl').read().splitlines(); assert len(l)==2 and all(json.loads(x)['lossless'] for x in l)" \
+  && echo "ok: ckzinfo --jsonl" || { echo "FAIL: ckzinfo --jsonl"; cat many.jsonl; failures=$((failures + 1)); }
+# Errors: the path once, the code by name (its number is not the exit code).
+expect 3 "missing input" -- "$bin/ckz" compress nothing.safetensors
+[ "$(grep -o 'nothing.safetensors' err.txt | wc -l)" -eq 1 ] && echo "ok: the path is named once" || { echo "FAIL: path repeated"; cat err.txt; failures=$((failures + 1)); }
+contains err.txt "ckz: IoError: nothing.safetensors: cannot open" "error printed as NAME: message"
+
 # Interrupted: SIGINT during a slow compress leaves neither output nor temporary.
 mk big.safetensors --seed 3 --elements 3000000
 "$bin/ckz" compress -q -l 19 big.safetensors -o big.ckz &

@@ -1,19 +1,26 @@
 // ckz: compress, decompress and verify training checkpoints. A thin layer over the public API.
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
+#include <cerrno>
 #include <cstdlib>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "ckz/checkpoint.h"
 #include "ckz/io.h"
+#include "ckz/json.h"
 #include "ckz/writer.h"
 #include "cli.h"
 
@@ -25,25 +32,34 @@ const char kUsage[] =
     "\n"
     "Usage:\n"
     "  ckz compress INPUT [-o OUT.ckz] [--ref PARENT.ckz]\n"
-    "  ckz compress INPUT... -o OUTDIR        a training history, compressed as a chain\n"
-    "  ckz decompress FILE.ckz... [-o OUT]\n"
+    "  ckz compress DIR|INPUT... -o OUTDIR    a training history, compressed as a chain\n"
+    "  ckz decompress FILE.ckz... [-o OUT | --output-dir DIR]\n"
     "  ckz verify FILE.ckz...\n"
-    "  ckz info FILE.ckz [--json] [--chunks]  (same as ckzinfo)\n"
+    "  ckz info FILE.ckz... [--json | --jsonl] [--chunks]  (same as ckzinfo)\n"
     "\n"
     "INPUT is a checkpoint: a .safetensors file; a torch.save .pt/.pth/.bin file (read\n"
-    "without running pickle code); a model.safetensors.index.json with its shards; or a\n"
-    "checkpoint folder (a shard index, a Hugging Face Trainer checkpoint-N folder, or one\n"
-    "checkpoint file with the files beside it: every file is restored). A folder of several\n"
-    "checkpoint files (or of checkpoint-N folders) is a history: its members are taken in\n"
-    "natural name order and compressed as a chain.\n"
+    "without running pickle code: Python objects in it are carried as they are); a\n"
+    "model.safetensors.index.json with its shards; or a checkpoint folder (a shard index, a\n"
+    "Hugging Face Trainer checkpoint-N folder, or one checkpoint file with the files beside\n"
+    "it: every file is restored). A folder of several checkpoint files (or of checkpoint-N\n"
+    "folders) is a history: its members are taken in natural name order and compressed as a\n"
+    "chain; other files in it are named in a note, links to a member are not members.\n"
+    "'-' as INPUT or FILE.ckz reads standard input, as OUT writes standard output (the\n"
+    "default when the input is '-'); they go through a temporary file in $TMPDIR.\n"
     "\n"
     "compress:\n"
-    "  -o, --output PATH        output file (default INPUT.ckz); a folder for a history\n"
+    "  -o, --output PATH        output file (default INPUT.ckz); a folder for a history. A\n"
+    "                           history's folder may hold the outputs of an earlier run: only\n"
+    "                           checkpoints after its last one are added, as links\n"
     "  --ref PARENT.ckz         store INPUT as a link predicted from PARENT (its chain is\n"
     "                           found beside it)\n"
     "  --keyframe-interval N    at most N-1 links between self-contained keyframes, so any\n"
     "                           step restores with at most N decodes (default 10; 1 = all\n"
     "                           keyframes)\n"
+    "  --keep-going             a history: skip checkpoints that cannot be read (with a note)\n"
+    "                           instead of stopping before anything is written\n"
+    "  --json                   print one JSON object per output file (JSON Lines): sizes,\n"
+    "                           ratio, time, link depth, and each lossy tensor's coding\n"
     "  --lossless               keep every tensor bit-exact. Without it, links are shrunk\n"
     "                           the ExCP way (lossy): weight residuals pruned and quantized,\n"
     "                           optimizer moments pruned jointly; keyframes stay lossless\n"
@@ -69,10 +85,14 @@ const char kUsage[] =
     "  -o, --output PATH        output (default: FILE without .ckz); a folder when the\n"
     "                           checkpoint has several files. Naming another format than\n"
     "                           the original (.safetensors, or .pt/.pth/.bin) converts it\n"
-    "  --output-dir DIR         write the checkpoint's files under DIR with their own names\n"
+    "  --output-dir DIR         restore under DIR, each file under its recorded name; with\n"
+    "                           several inputs, a checkpoint of several files goes to the\n"
+    "                           folder DIR/<FILE without .ckz>/\n"
     "  --ref PARENT.ckz         the parent of FILE (otherwise found by content id beside\n"
     "                           FILE, under its recorded name or any other)\n"
     "  --search DIR             also look for parent files in DIR (repeatable)\n"
+    "decompress and verify take the files of one chain in chain order and decode each file\n"
+    "once: a link's parent comes from the file decoded just before it.\n"
     "common:\n"
     "  -f, --force              overwrite existing outputs\n"
     "  -T, --threads N          worker threads (default 1; 0 = all cores). Output never\n"
@@ -83,7 +103,8 @@ const char kUsage[] =
     "  -V, --version            print the version\n"
     "\n"
     "Inputs are never modified or removed. Outputs are written to a temporary name and\n"
-    "renamed into place when complete.\n\n";
+    "renamed into place when complete. Summaries go to standard output (to standard error\n"
+    "when the data does), one line per file, flushed line by line.\n\n";
 
 struct Common {
   bool force = false;
@@ -93,14 +114,115 @@ struct Common {
   std::vector<std::string> search;
 };
 
+// Copies everything `in` holds to `out` (names for messages).
+Status Copy(int in, const std::string& in_name, int out, const std::string& out_name) {
+  std::vector<char> buffer(size_t(1) << 20);
+  while (true) {
+    const ssize_t n = ::read(in, buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status(ErrorCode::kIoError, in_name + ": read failed: " + std::strerror(errno));
+    if (n == 0) return Status::Ok();
+    for (ssize_t done = 0; done < n;) {
+      const ssize_t w = ::write(out, buffer.data() + done, size_t(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return Status(ErrorCode::kIoError, out_name + ": write failed: " + std::strerror(errno));
+      done += w;
+    }
+  }
+}
+
+// Private temporary folders for standard input and output ("-"), each holding one file:
+// removed when done, and by the signal handler, which finds their paths in fixed slots (no
+// locks, no allocation).
+constexpr size_t kSpoolSlots = 4, kSpoolPathMax = 4096;
+char g_spool_paths[kSpoolSlots][kSpoolPathMax];  // files first, then their folders
+
+void RemoveSpools() {
+  for (auto& p : g_spool_paths)
+    if (p[0]) unlink(p);
+  for (auto& p : g_spool_paths)
+    if (p[0]) rmdir(p);
+}
+
 void OnSignal(int sig) {
   RemovePendingTemporaryFiles();
+  RemoveSpools();
   signal(sig, SIG_DFL);
   raise(sig);
 }
 
+class Spool {
+ public:
+  ~Spool() {
+    if (!file_.empty()) unlink(file_.c_str());
+    if (!dir_.empty()) rmdir(dir_.c_str());
+    for (int slot : slots_) g_spool_paths[slot][0] = '\0';
+  }
+  // A file named `name` in a fresh private folder under $TMPDIR.
+  Result<std::string> Path(const std::string& name) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/ckz-XXXXXX";
+    if (!mkdtemp(&dir[0]))
+      return Status(ErrorCode::kIoError, dir + ": cannot create a temporary folder: " + std::strerror(errno));
+    dir_ = dir;
+    file_ = dir + "/" + name;
+    Claim(file_, 0);
+    Claim(dir_, 2);
+    return file_;
+  }
+  // The stream `source` ("-": standard input) copied into the file `name`.
+  Result<std::string> From(const std::string& source, const std::string& name) {
+    const int in = source == "-" ? STDIN_FILENO : ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) return Status(ErrorCode::kIoError, source + ": cannot open: " + std::strerror(errno));
+    auto path = Path(name);
+    const int fd = path.ok() ? ::open(path->c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+    Status status = path.status();
+    if (status.ok() && fd < 0)
+      status = Status(ErrorCode::kIoError, *path + ": cannot create: " + std::strerror(errno));
+    if (status.ok()) status = Copy(in, source == "-" ? "standard input" : source, fd, *path);
+    if (fd >= 0) ::close(fd);
+    if (in != STDIN_FILENO) ::close(in);
+    if (!status.ok()) return status;
+    return path;
+  }
+
+ private:
+  void Claim(const std::string& path, int first) {  // slots [first, first + 2)
+    for (int slot = first; slot < first + 2 && path.size() < kSpoolPathMax; ++slot)
+      if (!g_spool_paths[slot][0]) {
+        std::memcpy(g_spool_paths[slot], path.c_str(), path.size() + 1);
+        slots_.push_back(slot);
+        return;
+      }
+  }
+  std::string dir_, file_;
+  std::vector<int> slots_;
+};
+
+// "-", or a pipe, terminal or socket (/dev/stdin, <(...)): read or written in one pass, so it
+// goes through a temporary file (the formats need random access).
+bool IsStream(const std::string& path) {
+  struct stat st;
+  return path == "-" ||
+         (stat(path.c_str(), &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISSOCK(st.st_mode)));
+}
+
+// Copies the file `path` to the stream `stream` ("-": standard output).
+Status CopyToStream(const std::string& path, const std::string& stream) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status(ErrorCode::kIoError, path + ": cannot open: " + std::strerror(errno));
+  const int out = stream == "-" ? STDOUT_FILENO : ::open(stream.c_str(), O_WRONLY | O_CLOEXEC);
+  Status status = out < 0 ? Status(ErrorCode::kIoError, stream + ": cannot open: " + std::strerror(errno))
+                          : Copy(fd, path, out, stream == "-" ? "standard output" : stream);
+  if (out >= 0 && out != STDOUT_FILENO) ::close(out);
+  ::close(fd);
+  return status;
+}
+
+
 int Fail(const Status& s) {
-  fprintf(stderr, "ckz: %s\n", s.ToString().c_str());
+  fflush(stdout);
+  fprintf(stderr, "ckz: %s\n", ErrorText(s).c_str());
   return ExitCodeFor(s);
 }
 
@@ -109,9 +231,20 @@ int Usage(const std::string& message) {
   return kExitUsage;
 }
 
+void Note(const Common& common, const std::string& note) {
+  if (common.quiet) return;
+  fflush(stdout);
+  fprintf(stderr, "ckz: note: %s\n", note.c_str());
+}
+
 bool IsDir(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0;
 }
 
 std::string BaseName(std::string path) {
@@ -120,8 +253,17 @@ std::string BaseName(std::string path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// The name a stream is recorded under.
+std::string StreamName(const std::string& path) { return path == "-" ? "stdin" : BaseName(path); }
+
 bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string Joined(const std::vector<std::string>& items) {
+  std::string s;
+  for (const std::string& i : items) s += (s.empty() ? "" : ", ") + i;
+  return s;
 }
 
 // "step_20" < "step_100": digit runs compare by value.
@@ -149,31 +291,108 @@ bool NaturalLess(const std::string& a, const std::string& b) {
   return a.size() - i < b.size() - j;
 }
 
+// ---- history folders ----
+
+struct History {
+  std::vector<std::string> members;  // paths, in natural order
+  std::vector<std::string> others;   // what is not compressed, and why, for a note
+};
+
 // The checkpoints of a history folder, in natural order: its checkpoint files (all of one
 // kind: .safetensors or .pt/.pth), or else its subfolders that are checkpoints (a Trainer's
-// checkpoint-N folders). Empty, with `problem` set, when it is neither.
-std::vector<std::string> HistoryMembers(const std::string& dir, std::string* problem) {
-  std::vector<std::string> safetensors, torch, folders;
-  if (DIR* d = opendir(dir.c_str())) {
-    while (dirent* e = readdir(d)) {
-      const std::string name = e->d_name;
-      if (name[0] == '.') continue;
-      if (EndsWith(name, ".safetensors")) safetensors.push_back(name);
-      else if (EndsWith(name, ".pt") || EndsWith(name, ".pth")) torch.push_back(name);
-      else if (IsDir(dir + "/" + name) && LoadCheckpoint(dir + "/" + name).ok()) folders.push_back(name);
+// checkpoint-N folders). Everything else is listed in `others`: files that are not
+// checkpoints, hidden files, and symbolic links to a member (latest.pt -> step_20.pt), which
+// would otherwise be compressed twice and chained to themselves.
+Status ScanHistory(const std::string& dir, History* out) {
+  std::vector<std::string> safetensors, torch, folders, ignored, hidden;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return Status(ErrorCode::kIoError, dir + ": cannot list the folder: " + std::strerror(errno));
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    const std::string path = dir + "/" + name;
+    if (name[0] == '.') {
+      hidden.push_back(name + (IsDir(path) ? "/" : ""));
+    } else if (EndsWith(name, ".safetensors") && !IsDir(path)) {
+      safetensors.push_back(name);
+    } else if ((EndsWith(name, ".pt") || EndsWith(name, ".pth")) && !IsDir(path)) {
+      torch.push_back(name);
+    } else if (IsDir(path)) {
+      if (LoadCheckpoint(path).ok())
+        folders.push_back(name);
+      else
+        ignored.push_back(name + "/");
+    } else {
+      ignored.push_back(name);
     }
-    closedir(d);
   }
-  if (!safetensors.empty() && !torch.empty()) {
-    *problem = dir + " holds both .safetensors and .pt checkpoints: name the files to compress "
-                     "(e.g. " + dir + "/*.pt)";
-    return {};
-  }
-  std::vector<std::string> names = !safetensors.empty() ? safetensors : !torch.empty() ? torch : folders;
+  closedir(d);
+  if (!safetensors.empty() && !torch.empty())
+    return Status(ErrorCode::kUnsupportedInput,
+                  dir + " holds both .safetensors and .pt checkpoints: name the files to compress "
+                        "(e.g. " + dir + "/*.pt)");
+  const bool files = !safetensors.empty() || !torch.empty();
+  std::vector<std::string> names = !safetensors.empty() ? safetensors : files ? torch : folders;
+  std::vector<std::string> other_folders = files ? folders : std::vector<std::string>();
   std::sort(names.begin(), names.end(), NaturalLess);
-  for (std::string& n : names) n = dir + "/" + n;
-  return names;
+  // Links to a member are not members: the real files claim their identity first.
+  std::map<std::pair<dev_t, ino_t>, std::string> seen;
+  std::set<std::string> link_names;
+  std::vector<std::string> links;
+  for (int pass = 0; pass < 2; ++pass)
+    for (const std::string& n : names) {
+      struct stat l, st;
+      const std::string path = dir + "/" + n;
+      if (lstat(path.c_str(), &l) != 0 || stat(path.c_str(), &st) != 0) continue;  // fails later
+      if (S_ISLNK(l.st_mode) != (pass == 1)) continue;
+      auto [it, fresh] = seen.emplace(std::make_pair(st.st_dev, st.st_ino), n);
+      if (fresh) continue;
+      link_names.insert(n);
+      links.push_back(n + " (a link to " + it->second + ")");
+    }
+  for (const std::string& n : names)
+    if (!link_names.count(n)) out->members.push_back(dir + "/" + n);
+  std::sort(ignored.begin(), ignored.end(), NaturalLess);
+  std::sort(hidden.begin(), hidden.end(), NaturalLess);
+  std::sort(other_folders.begin(), other_folders.end(), NaturalLess);
+  for (std::string& f : other_folders) f += "/";
+  if (!ignored.empty()) out->others.push_back(Joined(ignored) + " (not checkpoints)");
+  if (!other_folders.empty())
+    out->others.push_back(Joined(other_folders) + " (checkpoint folders beside checkpoint files)");
+  if (!hidden.empty()) out->others.push_back(Joined(hidden) + " (hidden)");
+  if (!links.empty()) out->others.push_back(Joined(links));
+  return Status::Ok();
 }
+
+// What a checkpoint's files are, to recognise the output of an earlier run: per recorded
+// path, the file's size and its bytes outside the tensors (a .pt's pickle and zip records, a
+// safetensors header, a file kept verbatim), zip CRC-32 slots zeroed as writers store them;
+// and its step. A lossy output differs from its input in tensor bytes only.
+struct Signature {
+  std::map<std::string, std::pair<uint64_t, std::vector<uint8_t>>> files;
+  std::optional<int64_t> step;
+};
+
+Signature SignatureOf(const std::vector<SourceFileInfo>& files, std::optional<int64_t> step,
+                      const std::function<uint64_t(uint32_t)>& tensor_bytes) {
+  Signature sig;
+  sig.step = step;
+  for (const SourceFileInfo& f : files) {
+    uint64_t n = f.prolog.size();
+    for (uint32_t t : f.tensors) n += tensor_bytes(t);
+    std::vector<uint8_t> prolog = f.prolog;
+    for (const Crc32Patch& p : f.crc32_patches)
+      if (p.prolog_offset + 4 <= prolog.size()) std::fill_n(prolog.begin() + ptrdiff_t(p.prolog_offset), 4, 0);
+    sig.files[f.path] = {n, std::move(prolog)};
+  }
+  return sig;
+}
+
+bool SameCheckpoint(const Signature& a, const Signature& b) {
+  return a.files == b.files && (!a.step || !b.step || *a.step == *b.step);
+}
+
+// ---- compress ----
 
 struct CompressResult {
   uint64_t raw = 0;
@@ -182,6 +401,7 @@ struct CompressResult {
   uint32_t depth = 0;
   std::optional<int64_t> step;
   WriteReport report;
+  std::vector<std::string> notes;
 };
 
 // Compresses `input` to `output`. With a `parent_path` the output is a link of that file's
@@ -194,10 +414,10 @@ Status CompressOne(const std::string& input, const std::string& output,
                    const WriteOptions& write, const Common& common, DecodedCheckpoint* decoded,
                    CompressResult* result) {
   const auto start = std::chrono::steady_clock::now();
-  auto in = LoadCheckpoint(input);
-  if (!in.ok()) return in.status().WithContext(input);
-  if (!common.quiet)
-    for (const std::string& note : in->notes) fprintf(stderr, "ckz: note: %s\n", note.c_str());
+  auto in = LoadCheckpoint(input);  // its errors name the file
+  if (!in.ok()) return in.status();
+  result->notes = in->notes;
+  for (const std::string& note : in->notes) Note(common, note);
   std::unique_ptr<ChainReader> parent;
   if (!parent_path.empty()) {
     ChainOptions chain;
@@ -237,7 +457,7 @@ Status CompressOne(const std::string& input, const std::string& output,
   return Status::Ok();
 }
 
-void PrintCompressed(const std::string& input, const std::string& output,
+void PrintCompressed(FILE* out, const std::string& input, const std::string& output,
                      const CompressResult& r, const WriteOptions& write) {
   std::string mode = "lossless";
   if (r.report.quantized > 0 && write.rd) {
@@ -262,11 +482,74 @@ void PrintCompressed(const std::string& input, const std::string& output,
   if ((write.excp || write.rd) && r.report.without_adam_v > 0)
     mode += ", " + std::to_string(r.report.without_adam_v) +
             " weights without Adam's v kept lossless";
-  printf("%s => %s: %s -> %s (%s, %s, %s), %.2f s, %s/s\n", input.c_str(), output.c_str(),
-         HumanBytes(r.raw).c_str(), HumanBytes(r.stored).c_str(), Ratio(r.raw, r.stored).c_str(),
-         mode.c_str(),
-         r.depth ? ("link depth " + std::to_string(r.depth)).c_str() : "keyframe", r.seconds,
-         HumanBytes(r.seconds > 0 ? uint64_t(double(r.raw) / r.seconds) : 0).c_str());
+  fprintf(out, "%s => %s: %s -> %s (%s, %s, %s), %.2f s, %s/s\n", input.c_str(), output.c_str(),
+          HumanBytes(r.raw).c_str(), HumanBytes(r.stored).c_str(), Ratio(r.raw, r.stored).c_str(),
+          mode.c_str(),
+          r.depth ? ("link depth " + std::to_string(r.depth)).c_str() : "keyframe", r.seconds,
+          HumanBytes(r.seconds > 0 ? uint64_t(double(r.raw) / r.seconds) : 0).c_str());
+}
+
+std::string JsonList(const std::vector<std::string>& items) {
+  std::string s = "[";
+  for (size_t i = 0; i < items.size(); ++i) s += (i ? ", " : "") + JsonQuote(items[i]);
+  return s + "]";
+}
+
+std::string JsonNumber(double d) { return std::isfinite(d) ? Number(d) : "null"; }
+
+// One line of `ckz compress --json`. `written` is the output as written (the temporary file
+// when it went to standard output), read back for the coding of each lossy tensor.
+void PrintCompressedJson(FILE* out, const std::string& input, const std::string& output,
+                         const std::string& written, const CompressResult& r,
+                         const WriteOptions& write) {
+  std::string o = "{\"type\": \"checkpoint\", \"input\": " + JsonQuote(input) +
+                  ", \"output\": " + JsonQuote(output) +
+                  ", \"step\": " + (r.step ? std::to_string(*r.step) : "null") +
+                  ", \"input_bytes\": " + std::to_string(r.raw) +
+                  ", \"output_bytes\": " + std::to_string(r.stored) + ", \"ratio\": " +
+                  (r.stored ? JsonNumber(double(r.raw) / double(r.stored)) : "null") +
+                  ", \"seconds\": " + JsonNumber(r.seconds) +
+                  ", \"link_depth\": " + std::to_string(r.depth) +
+                  ", \"lossless\": " + (r.report.quantized == 0 ? "true" : "false") + ", \"excp\": ";
+  if (write.excp) {
+    const ExcpOptions& e = *write.excp;
+    o += "{\"alpha\": " + JsonNumber(e.alpha) + ", \"beta\": " + JsonNumber(e.beta) +
+         ", \"bits\": " + std::to_string(e.bits) + ", \"k_at_cap\": " +
+         (e.k_at_cap ? "true" : "false") + ", \"v_residual\": " + (e.v_residual ? "true" : "false") +
+         ", \"fallback_k\": " + (e.fallback_k ? JsonNumber(*e.fallback_k) : "null") + "}";
+  } else {
+    o += "null";
+  }
+  o += ", \"rd\": ";
+  if (write.rd) {
+    const RdOptions& rd = *write.rd;
+    o += "{\"strength\": " + JsonNumber(rd.strength) + ", \"weight_step\": " +
+         JsonNumber(rd.weight_step) + ", \"moment1_step\": " + JsonNumber(rd.moment1_step) +
+         ", \"moment2_step\": " + JsonNumber(rd.moment2_step) + ", \"rdoq_lambda\": " +
+         JsonNumber(rd.rdoq_lambda) + ", \"weights_only_step\": " +
+         (rd.weights_only_step ? JsonNumber(*rd.weights_only_step) : "null") + "}";
+  } else {
+    o += "null";
+  }
+  o += ", \"lossy_tensors\": [";
+  if (r.report.quantized > 0) {
+    auto file = OpenCkzFile(written);
+    if (file.ok()) {
+      const Archive& a = (*file)->archive;
+      bool first = true;
+      for (size_t t = 0; t < a.tensors.size(); ++t) {
+        if (!a.tensors[t].quantization) continue;
+        o += std::string(first ? "" : ", ") + "{\"name\": " + JsonQuote(a.tensors[t].name) +
+             ", \"role\": \"" + RoleName(a.tensors[t].role) + "\", \"coding\": " +
+             JsonQuote(TensorCodingText(a, t)) + "}";
+        first = false;
+      }
+    }
+  }
+  o += "], \"kept_lossless\": " + JsonList(r.report.lossless) +
+       ", \"weights_without_adam_v\": " + std::to_string(r.report.without_adam_v) +
+       ", \"notes\": " + JsonList(r.notes) + "}";
+  fprintf(out, "%s\n", o.c_str());
 }
 
 int Compress(Args& args, const Common& common) {
@@ -276,6 +559,8 @@ int Compress(Args& args, const Common& common) {
   const auto chunk = args.Value({"--chunk-size"});
   const auto interval_text = args.Value({"--keyframe-interval"});
   const bool lossless = args.Flag({"--lossless"});
+  const bool json = args.Flag({"--json"});
+  const bool keep_going = args.Flag({"--keep-going"});
   const auto alpha = args.Value({"--alpha"});
   const auto beta = args.Value({"--beta"});
   const auto bits = args.Value({"--bits"});
@@ -368,65 +653,172 @@ int Compress(Args& args, const Common& common) {
     } else if (*entropy == "cm") {
       encode.index_codec = StreamCodec::kCm;
       encode.float_codec.reset();  // cmf where it codes a sample smaller
-
     } else {
       return Usage("--entropy is zstd, packed or cm");
     }
   }
 
   // One folder that is not a checkpoint but holds several: a history.
-  if (inputs.size() == 1 && IsDir(inputs[0])) {
+  if (inputs.size() == 1 && inputs[0] != "-" && IsDir(inputs[0])) {
     const auto single = LoadCheckpoint(inputs[0]);
     if (!single.ok() && single.status().code() == ErrorCode::kUnsupportedInput) {
-      std::string problem;
-      std::vector<std::string> members = HistoryMembers(inputs[0], &problem);
-      if (!problem.empty()) return Fail(Status(ErrorCode::kUnsupportedInput, problem));
-      if (members.size() > 1) inputs = members;
+      std::string dir = inputs[0];
+      while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+      History history;
+      Status s = ScanHistory(dir, &history);
+      if (!s.ok()) return Fail(s);
+      if (history.members.size() > 1) {
+        inputs = history.members;
+        for (const std::string& o : history.others) Note(common, dir + ": not compressed: " + o);
+      }
     }
   }
+  if (inputs.size() > 1 && std::find(inputs.begin(), inputs.end(), "-") != inputs.end())
+    return Usage("'-' (standard input) is a single input");
 
   if (inputs.size() == 1) {
     std::string input = inputs[0];
     while (input.size() > 1 && input.back() == '/') input.pop_back();
-    const std::string target = out ? *out : input + ".ckz";
+    const bool piped_in = IsStream(input);
+    const std::string target = out ? *out : input == "-" ? "-" : input + ".ckz";
+    const bool to_stdout = IsStream(target);
+    if (target == "-" && isatty(STDOUT_FILENO))
+      return Usage("refusing to write compressed data to a terminal (redirect it, or give -o FILE)");
+    Spool in_spool, out_spool;
+    std::string source = input, written = target;
+    if (piped_in) {
+      auto path = in_spool.From(input, StreamName(input));
+      if (!path.ok()) return Fail(path.status());
+      source = *path;
+    }
+    if (to_stdout) {
+      auto path = out_spool.Path("stdout.ckz");
+      if (!path.ok()) return Fail(path.status());
+      written = *path;
+    }
     CompressResult r;
-    Status s = CompressOne(input, target, ref ? *ref : "", nullptr, interval, encode, write,
+    Status s = CompressOne(source, written, ref ? *ref : "", nullptr, interval, encode, write,
                            common, nullptr, &r);
+    if (s.ok() && to_stdout) s = CopyToStream(written, target);
     if (!s.ok()) return Fail(s);
-    if (!common.quiet) PrintCompressed(input, target, r, write);
-    if (common.verbose) return ExitCodeFor(PrintInfo(target, {}));
+    FILE* report = to_stdout ? stderr : stdout;  // the stream may be stdout (/dev/stdout)
+    const std::string shown_in = input == "-" ? "(stdin)" : input;
+    const std::string shown_out = target == "-" ? "(stdout)" : target;
+    if (json)
+      PrintCompressedJson(report, shown_in, shown_out, written, r, write);
+    else if (!common.quiet)
+      PrintCompressed(report, shown_in, shown_out, r, write);
+    if (common.verbose && !to_stdout) return ExitCodeFor(PrintInfo(target, {}));
     return kExitOk;
   }
 
   // A history: a chain, each link against the previous checkpoint, keyframes every N.
   if (!out) return Usage("compressing several inputs needs -o OUTDIR");
+  if (*out == "-") return Usage("a history is several .ckz files: -o must be a folder");
   if (ref) return Usage("--ref applies to a single input; a history chains itself");
+
+  // Every input is read before anything is written: one that cannot be read stops the run
+  // here (or, with --keep-going, is left out with a note). What each holds is kept to
+  // recognise the outputs of an earlier run.
+  std::vector<std::string> members;
+  std::vector<Signature> signatures;
+  for (const std::string& input : inputs) {
+    auto in = LoadCheckpoint(input);
+    if (!in.ok()) {
+      if (!keep_going)
+        return Fail(Status(in.status().code(),
+                           in.status().message() +
+                               "; nothing was written (--keep-going leaves it out and goes on)"));
+      Note(common, "left out: " + ErrorText(in.status()));
+      continue;
+    }
+    members.push_back(input);
+    signatures.push_back(
+        SignatureOf(in->files, in->step, [&](uint32_t t) { return uint64_t(in->tensors[t].data.size); }));
+  }
+  if (members.empty()) return Fail(Status(ErrorCode::kUnsupportedInput, "no checkpoint to compress"));
+
   if (!IsDir(*out) && mkdir(out->c_str(), 0755) != 0)
     return Fail(Status(ErrorCode::kIoError, *out + ": cannot create folder: " + std::strerror(errno)));
+  // An earlier run's outputs: the chain continues after the last one, nothing is rewritten.
+  std::vector<std::string> outputs;
+  size_t done = 0;  // members[0, done) are there already
+  for (size_t i = 0; i < members.size(); ++i) {
+    outputs.push_back(*out + "/" + BaseName(members[i]) + ".ckz");
+    if (!common.force && Exists(outputs[i])) done = i + 1;
+  }
+  for (size_t i = 0; i < done; ++i) {
+    if (!Exists(outputs[i]))
+      return Fail(Status(ErrorCode::kIoError,
+                         outputs[i] + " is missing, but later checkpoints of the history are in " +
+                             *out + ": a chain only grows at its end (compress " + members[i] +
+                             " on its own, or all again with -f)"));
+    ChainOptions chain;  // opened with its chain: its prologs decode against its parents'
+    chain.search_dirs = common.search;
+    auto there = ChainReader::Open(outputs[i], chain);
+    if (!there.ok()) return Fail(there.status());
+    const Archive& a = (*there)->archive();
+    if (!SameCheckpoint(SignatureOf(a.files, a.step, [&](uint32_t t) { return a.tensors[t].byte_length; }),
+                        signatures[i]))
+      return Fail(Status(ErrorCode::kIoError,
+                         outputs[i] + ": already exists and holds another checkpoint than " +
+                             members[i] + " (use -f to overwrite)"));
+  }
+
+  FILE* report = stdout;
   uint64_t total_raw = 0, total_stored = 0;
   double total_seconds = 0;
   std::string previous;
+  bool previous_in_memory = false;
   DecodedCheckpoint previous_decoded, current_decoded;
-  for (const std::string& input : inputs) {
-    const std::string output = *out + "/" + BaseName(input) + ".ckz";
+  for (size_t i = 0; i < members.size(); ++i) {
+    const std::string& input = members[i];
+    const std::string& output = outputs[i];
+    if (i < done) {
+      if (json)
+        fprintf(report, "{\"type\": \"checkpoint\", \"input\": %s, \"output\": %s, \"existing\": true}\n",
+                JsonQuote(input).c_str(), JsonQuote(output).c_str());
+      else if (!common.quiet)
+        fprintf(report, "%s => %s: there already\n", input.c_str(), output.c_str());
+      previous = output;
+      continue;
+    }
     CompressResult r;
-    Status s = CompressOne(input, output, previous, previous.empty() ? nullptr : &previous_decoded,
-                           interval, encode, write, common, &current_decoded, &r);
+    Status s = CompressOne(input, output, previous,
+                           previous_in_memory ? &previous_decoded : nullptr, interval, encode,
+                           write, common, &current_decoded, &r);
     if (!s.ok()) return Fail(s);
     previous_decoded = std::move(current_decoded);
     current_decoded = DecodedCheckpoint();
-    if (!common.quiet) PrintCompressed(input, output, r, write);
+    previous_in_memory = true;
+    if (json)
+      PrintCompressedJson(report, input, output, output, r, write);
+    else if (!common.quiet)
+      PrintCompressed(report, input, output, r, write);
     total_raw += r.raw;
     total_stored += r.stored;
     total_seconds += r.seconds;
     previous = output;
   }
-  if (!common.quiet)
-    printf("%zu checkpoints: %s -> %s (%s), %.2f s\n", inputs.size(),
-           HumanBytes(total_raw).c_str(), HumanBytes(total_stored).c_str(),
-           Ratio(total_raw, total_stored).c_str(), total_seconds);
+  const size_t added = members.size() - done;
+  if (json)
+    fprintf(report,
+            "{\"type\": \"history\", \"output\": %s, \"checkpoints\": %zu, \"added\": %zu, "
+            "\"input_bytes\": %llu, \"output_bytes\": %llu, \"ratio\": %s, \"seconds\": %s}\n",
+            JsonQuote(*out).c_str(), members.size(), added,
+            static_cast<unsigned long long>(total_raw),
+            static_cast<unsigned long long>(total_stored),
+            total_stored ? JsonNumber(double(total_raw) / double(total_stored)).c_str() : "null",
+            JsonNumber(total_seconds).c_str());
+  else if (!common.quiet)
+    fprintf(report, "%zu checkpoints%s: %s -> %s (%s), %.2f s\n", added,
+            done ? (" added after " + std::to_string(done) + " already there").c_str() : "",
+            HumanBytes(total_raw).c_str(), HumanBytes(total_stored).c_str(),
+            Ratio(total_raw, total_stored).c_str(), total_seconds);
   return kExitOk;
 }
+
+// ---- decompress and verify ----
 
 // -o naming another format than the checkpoint's one file (x.pt -> y.safetensors, or the
 // reverse) asks for a conversion.
@@ -440,6 +832,99 @@ std::optional<SourceFormat> ConversionFor(const Archive& a, const std::string& o
   return wanted;
 }
 
+// Visits `paths` (the .ckz files to read) so that each link comes right after its parent when
+// both are given, and decodes each file once: a link whose parent was just decoded is decoded
+// against what that gave (kept in a DecodedReference), not through its chain again. `visit`
+// gets the input's index, its open chain and whether its parent came from the previous file.
+// An input that fails to open or to visit is reported by `failed`; the walk stops when it
+// returns false.
+void ForEachInChainOrder(const std::vector<std::string>& paths, const ChainOptions& chain,
+                         const std::function<Status(size_t, ChainReader&, bool)>& visit,
+                         const std::function<bool(size_t, const Status&)>& failed) {
+  const size_t n = paths.size();
+  std::vector<std::vector<size_t>> children(n);
+  std::vector<bool> is_child(n, false);
+  {
+    std::map<ContentId, size_t> by_id;
+    std::vector<std::optional<ContentId>> parent(n);
+    for (size_t i = 0; i < n; ++i) {
+      auto file = OpenCkzFile(paths[i]);
+      if (!file.ok()) continue;  // reported when visited
+      by_id.emplace((*file)->archive.content_id, i);
+      if ((*file)->archive.link) parent[i] = (*file)->archive.link->parent_content_id;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (!parent[i]) continue;
+      auto it = by_id.find(*parent[i]);
+      if (it == by_id.end() || it->second == i) continue;
+      children[it->second].push_back(i);
+      is_child[i] = true;
+    }
+  }
+  // Depth first from each input whose parent is not given, in the order given.
+  std::vector<size_t> order;
+  std::vector<bool> placed(n, false);
+  for (size_t root = 0; root < n; ++root) {
+    if (is_child[root] || placed[root]) continue;
+    std::vector<size_t> stack = {root};
+    while (!stack.empty()) {
+      const size_t i = stack.back();
+      stack.pop_back();
+      if (placed[i]) continue;
+      placed[i] = true;
+      order.push_back(i);
+      for (auto c = children[i].rbegin(); c != children[i].rend(); ++c) stack.push_back(*c);
+    }
+  }
+  for (size_t i = 0; i < n; ++i)
+    if (!placed[i]) order.push_back(i);  // (content ids cannot form a cycle; just in case)
+
+  std::map<ContentId, std::unique_ptr<DecodedReference>> kept;
+  std::map<ContentId, size_t> pending;  // children still to visit
+  for (size_t i : order) {
+    auto reader = ChainReader::Open(paths[i], chain);
+    if (!reader.ok()) {
+      if (!failed(i, reader.status())) return;
+      continue;
+    }
+    const Archive& a = (*reader)->archive();
+    bool cached = false;
+    std::optional<ContentId> parent_id;
+    if (a.link) parent_id = a.link->parent_content_id;
+    if (parent_id && kept.count(*parent_id)) {
+      (*reader)->UseDecodedParent(kept[*parent_id].get());
+      cached = true;
+    }
+    std::unique_ptr<DecodedReference> recorder;
+    if (!children[i].empty()) {
+      auto r = DecodedReference::Create(a);
+      if (r.ok()) {
+        recorder = std::move(r).value();
+        (*reader)->RecordInto(recorder.get());
+      }
+    }
+    Status s = visit(i, **reader, cached);
+    (*reader)->RecordInto(nullptr);
+    if (s.ok() && recorder && recorder->Finish(**reader).ok()) {
+      pending[a.content_id] = children[i].size();
+      kept[a.content_id] = std::move(recorder);
+    }
+    (*reader)->UseDecodedParent(nullptr);
+    if (parent_id && pending.count(*parent_id) && --pending[*parent_id] == 0) {
+      kept.erase(*parent_id);
+      pending.erase(*parent_id);
+    }
+    if (!s.ok() && !failed(i, s)) return;
+  }
+}
+
+std::string DecodesText(const ChainReader& reader, bool cached) {
+  if (cached) return "1 decode: its parent was decoded just before";
+  const size_t d = reader.depth() + 1;
+  return std::to_string(d) + (d == 1 ? " decode" : " decodes") + ": depth " +
+         std::to_string(reader.depth());
+}
+
 int Decompress(Args& args, const Common& common) {
   const auto out = args.Value({"-o", "--output"});
   const auto out_dir = args.Value({"--output-dir"});
@@ -449,95 +934,139 @@ int Decompress(Args& args, const Common& common) {
   if (inputs.empty()) return Usage("decompress needs a .ckz file");
   if (out && out_dir) return Usage("give -o or --output-dir, not both");
   if (ref && inputs.size() > 1) return Usage("--ref applies to a single input");
-  if (out && inputs.size() > 1 && !IsDir(*out))
+  if (inputs.size() > 1 && std::find(inputs.begin(), inputs.end(), "-") != inputs.end())
+    return Usage("'-' (standard input) is a single input");
+  const bool piped_in = inputs.size() == 1 && IsStream(inputs[0]);
+  const std::string stream_out = out ? *out : inputs[0] == "-" && !out_dir ? "-" : "";
+  const bool to_stdout = !stream_out.empty() && IsStream(stream_out);
+  if (to_stdout && inputs.size() > 1) return Usage("only one input can go to standard output");
+  if (stream_out == "-" && isatty(STDOUT_FILENO))
+    return Usage("refusing to write a checkpoint to a terminal (redirect it, or give -o FILE)");
+  if (out && !to_stdout && inputs.size() > 1 && !IsDir(*out))
     return Usage("with several inputs, -o must be an existing folder");
-  for (const std::string& input : inputs) {
-    // Where it goes: -o, else --output-dir (the checkpoint's own file names), else FILE
-    // without its .ckz.
-    std::string output, bare_name = BaseName(input);
-    if (EndsWith(bare_name, ".ckz")) bare_name.resize(bare_name.size() - 4);
-    if (!EndsWith(bare_name, ".safetensors")) bare_name += ".safetensors";
-    if (out_dir) {
-      output = *out_dir;
-    } else if (out && inputs.size() == 1) {
-      output = *out;
-    } else {
-      if (!EndsWith(input, ".ckz"))
-        return Usage(input + ": name does not end in .ckz; give the output with -o");
-      output = input.substr(0, input.size() - 4);
-      if (out) output = *out + "/" + BaseName(output);
-    }
-    const auto start = std::chrono::steady_clock::now();
-    ChainOptions chain;
-    chain.search_dirs = common.search;
-    if (ref) chain.parent_path = *ref;
-    auto reader = ChainReader::Open(input, chain);
-    if (!reader.ok()) return Fail(reader.status());
-    const uint64_t total = (*reader)->archive().TotalRawBytes();
-    Progress progress(BaseName(input), total, !common.quiet);
-    RestoreOptions options;
-    options.overwrite = common.force;
-    options.threads = common.threads;
-    options.progress = [&](uint64_t done) { progress.Update(done); };
-    if (out && !out_dir) options.convert_to = ConversionFor((*reader)->archive(), output);
-    Status s = out_dir ? RestoreFilesInto(**reader, output, bare_name, options)
-                       : RestoreCheckpoint(**reader, output, options);
-    progress.Finish();
-    if (!s.ok()) return Fail(s);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!common.quiet)
-      printf("%s => %s: %s restored (%zu decodes: depth %zu), %.2f s, %s/s\n", input.c_str(),
-             output.c_str(), HumanBytes(total).c_str(), (*reader)->depth() + 1,
-             (*reader)->depth(), seconds,
-             HumanBytes(seconds > 0 ? uint64_t(double(total) / seconds) : 0).c_str());
+  if (out_dir && !IsDir(*out_dir) && mkdir(out_dir->c_str(), 0755) != 0)
+    return Fail(Status(ErrorCode::kIoError, *out_dir + ": cannot create folder: " + std::strerror(errno)));
+
+  Spool in_spool, out_spool;
+  std::vector<std::string> paths = inputs;
+  ChainOptions chain;
+  chain.search_dirs = common.search;
+  if (ref) chain.parent_path = *ref;
+  if (piped_in) {
+    auto path = in_spool.From(inputs[0], StreamName(inputs[0]) + ".ckz");
+    if (!path.ok()) return Fail(path.status());
+    paths[0] = *path;
+    chain.search_dirs.push_back(".");  // a link from standard input: its parents are here
   }
-  return kExitOk;
+  FILE* report = to_stdout ? stderr : stdout;  // the stream may be stdout (/dev/stdout)
+  int code = kExitOk;
+  ForEachInChainOrder(
+      paths, chain,
+      [&](size_t i, ChainReader& reader, bool cached) -> Status {
+        const std::string& input = inputs[i];
+        const Archive& a = reader.archive();
+        std::string bare_name = piped_in ? StreamName(input) : BaseName(input);
+        if (EndsWith(bare_name, ".ckz")) bare_name.resize(bare_name.size() - 4);
+        // Where it goes: -o, else --output-dir (the checkpoint's own file names; with several
+        // inputs, a folder of its own when it has several files), else FILE without its .ckz.
+        std::string output;
+        bool into_dir = false;
+        if (to_stdout) {
+          if (a.files.size() > 1)
+            return Status(ErrorCode::kInvalidArgument,
+                          input + " holds a checkpoint of " + std::to_string(a.files.size()) +
+                              " files, which cannot go to standard output (use -o FOLDER or "
+                              "--output-dir DIR)");
+          auto path = out_spool.Path(a.files.empty() ? "stdout.safetensors" : BaseName(a.files[0].path));
+          if (!path.ok()) return path.status();
+          output = *path;
+        } else if (out_dir) {
+          into_dir = a.files.size() <= 1 || inputs.size() == 1;
+          output = into_dir ? *out_dir : *out_dir + "/" + bare_name;
+        } else if (out && inputs.size() == 1) {
+          output = *out;
+        } else {
+          if (!EndsWith(input, ".ckz"))
+            return Status(ErrorCode::kInvalidArgument,
+                          input + ": name does not end in .ckz; give the output with -o");
+          output = input.substr(0, input.size() - 4);
+          if (out) output = *out + "/" + BaseName(output);
+        }
+        if (!EndsWith(bare_name, ".safetensors")) bare_name += ".safetensors";
+        const auto start = std::chrono::steady_clock::now();
+        const uint64_t total = a.TotalRawBytes();
+        Progress progress(BaseName(input), total, !common.quiet);
+        RestoreOptions options;
+        options.overwrite = common.force;
+        options.threads = common.threads;
+        options.progress = [&](uint64_t done) { progress.Update(done); };
+        options.note = [&](const std::string& note) { Note(common, note); };
+        if (out && !out_dir && !to_stdout) options.convert_to = ConversionFor(a, output);
+        Status s = into_dir ? RestoreFilesInto(reader, output, bare_name, options)
+                            : RestoreCheckpoint(reader, output, options);
+        progress.Finish();
+        if (s.ok() && to_stdout) s = CopyToStream(output, stream_out);
+        if (!s.ok()) return s;
+        std::string shown = output;
+        if (to_stdout) shown = stream_out == "-" ? "(stdout)" : stream_out;
+        if (into_dir) shown = output + "/" + (a.files.empty() ? bare_name : a.files[0].path);
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (!common.quiet)
+          fprintf(report, "%s => %s: %s restored (%s), %.2f s, %s/s\n",
+                  input == "-" ? "(stdin)" : input.c_str(), shown.c_str(), HumanBytes(total).c_str(),
+                  DecodesText(reader, cached).c_str(), seconds,
+                  HumanBytes(seconds > 0 ? uint64_t(double(total) / seconds) : 0).c_str());
+        return Status::Ok();
+      },
+      [&](size_t, const Status& s) {
+        code = s.code() == ErrorCode::kInvalidArgument ? Usage(s.message()) : Fail(s);
+        return false;
+      });
+  return code;
 }
 
 int Verify(Args& args, const Common& common) {
   std::vector<std::string> inputs = args.Positionals();
   if (!args.error().empty()) return Usage(args.error());
   if (inputs.empty()) return Usage("verify needs a .ckz file");
+  ChainOptions chain;
+  chain.search_dirs = common.search;
   int exit_code = kExitOk;
-  for (const std::string& input : inputs) {
-    ChainOptions chain;
-    chain.search_dirs = common.search;
-    auto reader = ChainReader::Open(input, chain);
-    Status s = reader.status();
-    if (s.ok()) {
-      Progress progress(BaseName(input), (*reader)->archive().TotalRawBytes(), !common.quiet);
-      auto report = VerifyChain(**reader, common.threads,
-                                [&](uint64_t done) { progress.Update(done); });
-      progress.Finish();
-      s = report.status();
-      if (s.ok() && !common.quiet)
-        printf("%s: OK (%llu tensors, %llu chunks, %s, content id %s)\n", input.c_str(),
-               static_cast<unsigned long long>(report->tensors),
-               static_cast<unsigned long long>(report->chunks),
-               HumanBytes(report->raw_bytes).c_str(), ContentIdHex(report->computed).c_str());
-    }
-    if (!s.ok()) {
-      printf("%s: FAILED\n", input.c_str());
-      fprintf(stderr, "ckz: %s\n", s.ToString().c_str());
-      if (exit_code == kExitOk) exit_code = ExitCodeFor(s);
-    }
-  }
+  ForEachInChainOrder(
+      inputs, chain,
+      [&](size_t i, ChainReader& reader, bool cached) -> Status {
+        Progress progress(BaseName(inputs[i]), reader.archive().TotalRawBytes(), !common.quiet);
+        auto report = VerifyChain(reader, common.threads,
+                                  [&](uint64_t done) { progress.Update(done); });
+        progress.Finish();
+        if (!report.ok()) return report.status();
+        if (!common.quiet)
+          printf("%s: OK (%llu tensors, %llu chunks, %s, content id %s, %s)\n", inputs[i].c_str(),
+                 static_cast<unsigned long long>(report->tensors),
+                 static_cast<unsigned long long>(report->chunks),
+                 HumanBytes(report->raw_bytes).c_str(), ContentIdHex(report->computed).c_str(),
+                 DecodesText(reader, cached).c_str());
+        return Status::Ok();
+      },
+      [&](size_t i, const Status& s) {
+        printf("%s: FAILED\n", inputs[i].c_str());
+        Fail(s);
+        if (exit_code == kExitOk) exit_code = ExitCodeFor(s);
+        return true;
+      });
   return exit_code;
 }
 
 int Info(Args& args) {
   InfoOptions options;
   options.json = args.Flag({"--json"});
+  options.jsonl = args.Flag({"--jsonl"});
   options.chunks = args.Flag({"--chunks"});
   std::vector<std::string> inputs = args.Positionals();
   if (!args.error().empty()) return Usage(args.error());
   if (inputs.empty()) return Usage("info needs a .ckz file");
-  for (const std::string& input : inputs) {
-    Status s = PrintInfo(input, options);
-    if (!s.ok()) return Fail(s);
-  }
-  return kExitOk;
+  return PrintInfoFiles(inputs, options, "ckz");
 }
 
 void PrintUsage(FILE* out) {
@@ -549,6 +1078,7 @@ void PrintUsage(FILE* out) {
 }  // namespace
 
 int Main(int argc, char** argv) {
+  LineBufferStdout();
   if (argc < 2) {
     PrintUsage(stderr);
     return kExitUsage;

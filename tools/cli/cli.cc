@@ -14,10 +14,13 @@ const char kExitCodeHelp[] =
     "Exit codes:\n"
     "  0  success\n"
     "  1  bad command line\n"
-    "  2  invalid or corrupt input (format, checksum or content-id failure)\n"
+    "  2  invalid or corrupt input (format, checksum or content-id failure; a damaged\n"
+    "     .pt, .safetensors or .ckz)\n"
     "  3  I/O error (cannot read or write; output exists without -f)\n"
     "  4  parent checkpoint missing or different from the one a link names\n"
-    "  5  unsupported input kind, dtype or feature\n";
+    "  5  unsupported input: a valid file of a kind, dtype, version or size this build does\n"
+    "     not handle (e.g. a legacy pre-1.6 .pt, a complex dtype)\n"
+    "Errors are printed as 'NAME: message'; NAME is the error code of spec section 11.\n";
 
 ExitCode ExitCodeFor(const Status& status) {
   switch (status.code()) {
@@ -33,9 +36,20 @@ ExitCode ExitCodeFor(const Status& status) {
     case ErrorCode::kUnsupportedVersion:
     case ErrorCode::kUnknownRequiredFeature:
     case ErrorCode::kUnsupportedDtype:
-    case ErrorCode::kUnsupportedInput: return kExitUnsupported;
+    case ErrorCode::kUnsupportedInput:
+    case ErrorCode::kTorchLegacyFormat:
+    case ErrorCode::kPickleGlobalNotAllowed:
+    case ErrorCode::kLimitExceeded: return kExitUnsupported;
     default: return kExitInvalid;
   }
+}
+
+std::string ErrorText(const Status& status) {
+  return std::string(ErrorCodeName(status.code())) + ": " + status.message();
+}
+
+void LineBufferStdout() {
+  if (!isatty(STDOUT_FILENO)) setvbuf(stdout, nullptr, _IOLBF, 0);
 }
 
 Args::Args(int argc, char** argv, int first) {

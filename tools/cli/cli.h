@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ckz/archive.h"
 #include "ckz/io.h"
 #include "ckz/status.h"
 
@@ -25,6 +26,12 @@ enum ExitCode : int {
 };
 ExitCode ExitCodeFor(const Status& status);
 extern const char kExitCodeHelp[];
+// How the tools print an error: "IoError: x.pt: cannot open: No such file or directory" (the
+// code's name, never its number, which is not the exit code).
+std::string ErrorText(const Status& status);
+// Standard output line-buffered when it is not a terminal, so a log or a pipe sees each
+// summary line as soon as it is printed (and all of them before an interruption).
+void LineBufferStdout();
 
 // Scans argv: options (with values as "-o X", "-oX", "--out X" or "--out=X") and positionals.
 class Args {
@@ -71,11 +78,18 @@ class Progress {
 };
 
 struct InfoOptions {
-  bool json = false;
+  bool json = false;    // one JSON object per file; several files: one JSON array of them
+  bool jsonl = false;   // one JSON object per file, each on one line (JSON Lines)
   bool chunks = false;  // list every chunk and stream
 };
 // Prints the report of `ckzinfo` for one file to stdout.
 Status PrintInfo(const std::string& path, const InfoOptions& options);
+// The report of `ckzinfo` for every file, in order, errors on stderr prefixed with `tool`;
+// returns the exit code (of the first failure). A failed file is left out of a JSON array.
+int PrintInfoFiles(const std::vector<std::string>& paths, const InfoOptions& options,
+                   const char* tool);
+// How tensor `t` of `a` is coded, as ckzinfo shows it ("excp residual 4b/15c k=0.0992 cmx1").
+std::string TensorCodingText(const Archive& a, size_t t);
 
 }  // namespace ckz::cli
 

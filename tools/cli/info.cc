@@ -202,8 +202,7 @@ void PrintText(const std::string& path, const Archive& a, const InfoOptions& opt
          "decoded", "stored", "ratio");
   for (size_t i = 0; i < a.tensors.size(); ++i) {
     const TensorInfo& t = a.tensors[i];
-    auto counts = CodecCounts(a, i);
-    const std::string coding = counts.ok() ? CodingText(t, *counts) : "damaged chunk";
+    const std::string coding = TensorCodingText(a, i);
     printf("%4zu  %-*s  %-5s  %-14s  %-7s  %5s  %-26s  %6zu  %12s  %12s  %8s\n", i,
            int(name_width), t.name.c_str(), DTypeName(t.dtype), ShapeText(t.shape).c_str(),
            RoleName(t.role), t.owner >= 0 ? std::to_string(t.owner).c_str() : "-",
@@ -226,7 +225,7 @@ void PrintText(const std::string& path, const Archive& a, const InfoOptions& opt
   }
 }
 
-void PrintJson(const std::string& path, const Archive& a, const InfoOptions& options) {
+std::string Json(const std::string& path, const Archive& a, const InfoOptions& options) {
   std::string o = "{\n";
   o += "  \"file\": " + JsonQuote(path) + ",\n";
   o += "  \"file_bytes\": " + std::to_string(a.file.size) + ",\n";
@@ -326,20 +325,70 @@ void PrintJson(const std::string& path, const Archive& a, const InfoOptions& opt
     }
     o += std::string("}") + (i + 1 < a.tensors.size() ? "," : "") + "\n";
   }
-  o += "  ]\n}\n";
-  fputs(o.c_str(), stdout);
+  o += "  ]\n}";
+  return o;
+}
+
+// The same JSON on one line: every line break and the indentation after it removed (strings
+// hold no raw line breaks: JsonQuote escapes them).
+std::string OneLine(const std::string& json) {
+  std::string out;
+  out.reserve(json.size());
+  for (size_t i = 0; i < json.size(); ++i) {
+    if (json[i] != '\n') {
+      out += json[i];
+      continue;
+    }
+    while (i + 1 < json.size() && json[i + 1] == ' ') ++i;
+  }
+  return out;
 }
 
 }  // namespace
 
+std::string TensorCodingText(const Archive& a, size_t t) {
+  auto counts = CodecCounts(a, t);
+  return counts.ok() ? CodingText(a.tensors[t], *counts) : "damaged chunk";
+}
+
 Status PrintInfo(const std::string& path, const InfoOptions& options) {
   auto file = OpenCkzFile(path);
   if (!file.ok()) return file.status();
-  if (options.json)
-    PrintJson(path, (*file)->archive, options);
+  if (options.jsonl)
+    printf("%s\n", OneLine(Json(path, (*file)->archive, options)).c_str());
+  else if (options.json)
+    printf("%s\n", Json(path, (*file)->archive, options).c_str());
   else
     PrintText(path, (*file)->archive, options);
   return Status::Ok();
+}
+
+int PrintInfoFiles(const std::vector<std::string>& paths, const InfoOptions& options,
+                   const char* tool) {
+  int code = kExitOk;
+  const bool array = options.json && !options.jsonl && paths.size() > 1;
+  size_t printed = 0;
+  if (array) printf("[\n");
+  for (const std::string& path : paths) {
+    if (!array) {
+      const Status s = PrintInfo(path, options);
+      if (!s.ok()) {
+        fflush(stdout);
+        fprintf(stderr, "%s: %s\n", tool, ErrorText(s).c_str());
+        if (code == kExitOk) code = ExitCodeFor(s);
+      }
+      continue;
+    }
+    auto file = OpenCkzFile(path);
+    if (!file.ok()) {
+      fprintf(stderr, "%s: %s\n", tool, ErrorText(file.status()).c_str());
+      if (code == kExitOk) code = ExitCodeFor(file.status());
+      continue;
+    }
+    printf("%s%s", printed++ ? ",\n" : "", Json(path, (*file)->archive, options).c_str());
+  }
+  if (array) printf("%s]\n", printed ? "\n" : "");
+  return code;
 }
 
 }  // namespace ckz::cli

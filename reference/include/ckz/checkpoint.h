@@ -41,6 +41,13 @@ struct InputCheckpoint {
   uint64_t TotalFileBytes() const;  // the input files' bytes (tensors, headers, other files)
 };
 
+// Metadata key (a JSON string) a .pt input gets when its pickle reaches stored tensors under
+// other paths or carries Python objects CKZ does not interpret: {"tied": {path: stored tensor
+// name}, "tied_total": n, "views": [path...], "views_total": n, "objects": ["module.name"...]}
+// (tied cut to 4096 entries, views and objects to 64). Informative
+// (conversions read it); decoding never needs it.
+inline constexpr char kTorchPickleMetadataKey[] = "torch.pickle";
+
 // Accepts: a .safetensors file; a torch.save .pt/.pth/.bin file; a model.safetensors.index.json
 // with its shards; a checkpoint folder (shard index, Trainer checkpoint, or one checkpoint file
 // with the files beside it). Roles come from names and optimizer state (spec 8.3); what the
@@ -161,8 +168,12 @@ struct RestoreOptions {
   std::function<void(uint64_t)> progress;  // decoded bytes so far
   // Write the tensors as one file of this format (kSafetensors, or kTorchZip: a state_dict for
   // torch.load) instead of the recorded files. Only for checkpoints of at most one file: other
-  // parts of a folder would be lost.
+  // parts of a folder would be lost. A conversion to safetensors stores tied tensors once and
+  // names the others in its metadata, as safetensors' save_model does.
   std::optional<SourceFormat> convert_to;
+  // What a user should know: what a conversion could not carry (a .pt's other pickle contents,
+  // views into tensors) and how it carried tied tensors.
+  std::function<void(const std::string&)> note;
 };
 
 // Writes the decoded checkpoint of `reader`. One source file: `out_path` is that file. Several:

@@ -94,6 +94,8 @@ class ParentIndex {
   std::map<std::string, std::map<ContentId, std::string>> dirs_;
 };
 
+class DecodedReference;
+
 // A .ckz file and, when it is a link, the chain of parents down to its keyframe. It is the
 // ReferenceSource of its own tensors, so any range of any tensor decodes with bounded memory
 // (one chunk per chain level).
@@ -107,6 +109,16 @@ class ChainReader : public ReferenceSource {
   const ChainReader* parent() const { return parent_.get(); }
   ChainReader* parent() { return parent_.get(); }
   size_t depth() const { return parent_ ? 1 + parent_->depth() : 0; }
+
+  // Decode this link's tensors against `parent` instead of through the parent's chain: the
+  // parent's decoded tensors, e.g. a DecodedReference kept from decoding the parent file just
+  // before (many files of one history then cost one decode each). The caller checks that it
+  // holds the file this link names (DecodedReference::content_id); it must outlive its use.
+  void UseDecodedParent(ReferenceSource* parent) { decoded_parent_ = parent; }
+  // While set, every piece of this file's tensors that StreamTensors decodes is also recorded
+  // in `recorder` (which must be made for this file).
+  void RecordInto(DecodedReference* recorder) { recorder_ = recorder; }
+  DecodedReference* recorder() const { return recorder_; }
 
   // Decodes bytes [offset, offset + out.size) of tensor `index` of this file.
   Status ReadTensor(size_t index, uint64_t offset, MutableByteSpan out, int threads = 1);
@@ -129,6 +141,57 @@ class ChainReader : public ReferenceSource {
   std::unique_ptr<CkzFile> file_;
   std::unique_ptr<ChainReader> parent_;
   std::shared_ptr<IndexCache> index_cache_;  // shared by every level of the chain
+  ReferenceSource* decoded_parent_ = nullptr;
+  DecodedReference* recorder_ = nullptr;
+  ReferenceSource* reference() { return decoded_parent_ ? decoded_parent_ : parent_.get(); }
+};
+
+// The decoded tensors of one .ckz file (and the quantization indices of its quantized tensors),
+// kept in an unlinked temporary file so that the next link of its chain decodes against them
+// (ChainReader::UseDecodedParent) instead of decoding the whole chain again. The bytes live in
+// the file system's page cache, not in the process's memory.
+class DecodedReference final : public ReferenceSource {
+ public:
+  // Space for every tensor of `archive`, in a temporary file under `dir` ($TMPDIR or /tmp when
+  // empty). Record the tensors' bytes as they decode, then Finish.
+  static Result<std::unique_ptr<DecodedReference>> Create(const Archive& archive,
+                                                          const std::string& dir = "");
+  ~DecodedReference() override;
+  DecodedReference(const DecodedReference&) = delete;
+  DecodedReference& operator=(const DecodedReference&) = delete;
+
+  const ContentId& content_id() const { return content_id_; }
+  // Bytes [offset, offset + bytes.size) of tensor `tensor` of the archive.
+  Status Record(size_t tensor, uint64_t offset, ByteSpan bytes);
+  // Once every tensor's bytes were recorded: stores the indices of the quantized tensors,
+  // read through `reader` (the same file: from its index cache when they are still there), and
+  // makes the whole readable. kInvalidArgument if some bytes were never recorded.
+  Status Finish(ChainReader& reader);
+
+  Status ReadReference(const TensorInfo& tensor, uint64_t offset, MutableByteSpan out) override;
+  Status ReadReferenceIndices(const TensorInfo& tensor, uint64_t first, MutableByteSpan out,
+                              uint32_t* centres) override;
+  const std::vector<SourceFileInfo>* ReferenceFiles() override { return &files_; }
+
+ private:
+  DecodedReference() = default;
+  struct Entry {
+    std::string name;
+    DType dtype = DType::kInvalid;
+    std::vector<uint64_t> shape;
+    uint64_t bytes_at = 0, byte_length = 0;
+    uint64_t indices_at = 0;  // quantized tensors: one byte per element
+    uint32_t centres = 0;     // codebook size; 0 when not quantized
+  };
+  const Entry* Find(const TensorInfo& tensor) const;
+  ContentId content_id_{};
+  std::vector<Entry> entries_;
+  std::map<std::string, size_t> by_name_;
+  std::vector<SourceFileInfo> files_;
+  uint64_t recorded_ = 0, expected_ = 0;
+  int fd_ = -1;
+  const uint8_t* map_ = nullptr;
+  uint64_t size_ = 0;
 };
 
 // Decodes tensors order[0], order[1], ... of `reader` and hands their bytes to `visit` in that

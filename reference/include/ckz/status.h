@@ -67,7 +67,7 @@ enum class ErrorCode : uint16_t {
   kZipMalformed = 85,         // a .pt zip archive is damaged
   kZipChecksum = 86,          // a zip entry fails its CRC-32
   kPickleMalformed = 87,      // invalid or unsupported pickle stream
-  kPickleGlobalNotAllowed = 88,  // a pickle asks for a global outside the whitelist
+  kPickleGlobalNotAllowed = 88,  // (not returned since 0.6: unknown globals are carried)
   kTorchLegacyFormat = 89,    // a pre-1.6 (non-zip) torch.save file
   kTorchStorageMismatch = 90, // a storage missing, shorter than its tensors need, or mis-sized
 };

@@ -1,7 +1,7 @@
 // PyTorch checkpoints (what torch.save writes since 1.6: a zip of stored entries holding a
 // pickle and one raw entry per storage), read without executing anything and without
-// libtorch: a zip reader and a restricted unpickler that accepts only whitelisted globals
-// (the idea of torch.load(weights_only=True)). All parsers here are pure functions over bytes.
+// libtorch: a zip reader and a pickle walker that never imports or calls anything (globals it
+// does not know are carried as names). All parsers here are pure functions over bytes.
 #ifndef CKZ_TORCH_H_
 #define CKZ_TORCH_H_
 
@@ -47,21 +47,35 @@ uint32_t ZipCrc32(ByteSpan bytes, uint32_t crc = 0);
 // ---- pickle ----
 
 // One node of the unpickled object graph. Nodes live in TorchPickle::values and refer to each
-// other by index; the memo may make a node reachable more than once.
+// other by index; the memo may make a node reachable more than once, and the graph may have
+// cycles (a list that holds itself, an object whose state refers back to it).
 struct PickleValue {
   enum class Kind : uint8_t {
     kNone, kBool, kInt, kFloat, kString, kBytes, kTuple, kList, kDict,
     kTensor,  // a torch tensor: `tensor` indexes TorchPickle::tensors
-    kGlobal,  // a whitelisted global itself (a class or function): `text` is "module.name"
-    kObject,  // an instance built by a whitelisted global (torch.device, torch.Size, ...):
-              // `text` is the global, `items` its arguments
+    kGlobal,  // a global (class or function) named by the pickle: `text` is "module.name".
+              // Nothing is ever imported: CKZ knows some globals, the others stay names
+    kObject,  // an instance built by a global CKZ interprets (torch.device, torch.Size, a
+              // storage): `text` is the global, `items` its arguments
+    kOpaque,  // anything else, carried without being interpreted: an instance made by an
+              // unknown global or by calling another opaque value (REDUCE, NEWOBJ, NEWOBJ_EX,
+              // INST, OBJ), a set, a frozenset, an int beyond 64 bits. `text` names the
+              // callable ("argparse.Namespace", "builtins.set", "builtins.int"; empty when the
+              // callable is not a global); `items` has kOpaqueSlots entries (below)
   };
+  // The items of a kOpaque value, each a value index (a None value when absent): the callable,
+  // its positional arguments (a tuple, or whatever REDUCE was given), NEWOBJ_EX's keyword
+  // arguments, the items APPENDS/ADDITEMS added (a list), the pairs SETITEMS added (a dict,
+  // keys as given: an opaque object's keys are never compared), the state BUILD gave it.
+  static constexpr size_t kCallable = 0, kArgs = 1, kKwargs = 2, kListItems = 3,
+                          kDictItems = 4, kState = 5, kOpaqueSlots = 6;
   Kind kind = Kind::kNone;
   bool boolean = false;
-  int64_t integer = 0;           // kInt (ints beyond 64 bits are PickleMalformed)
+  int64_t integer = 0;           // kInt
   double number = 0;             // kFloat
-  std::string text;              // kString (UTF-8), kBytes, kGlobal, kObject
-  std::vector<uint32_t> items;   // kTuple, kList; kDict: key0, value0, key1, value1, ...
+  std::string text;              // kString (UTF-8), kBytes, kGlobal, kObject, kOpaque
+  std::vector<uint32_t> items;   // kTuple, kList; kDict: key0, value0, key1, value1, ...;
+                                 // kObject, kOpaque: see above
   uint32_t tensor = 0;           // kTensor
 };
 
@@ -86,31 +100,44 @@ struct TorchPickle {
   uint32_t root = 0;                   // values[root] is the unpickled object
   std::vector<TorchStorage> storages;  // in order of first appearance
   std::vector<TorchTensor> tensors;    // in order of appearance
+  // The globals CKZ carries without interpreting them ("argparse.Namespace",
+  // "numpy.core.multiarray._reconstruct", ...), each once, in order of first appearance.
+  std::vector<std::string> opaque_globals;
 };
 
 struct PickleLimits {
+  // Values, stack entries, memo entries and open MARKs: each at most this many.
   uint64_t max_values = uint64_t{1} << 22;
-  uint32_t max_depth = 256;  // nesting of containers
 };
 
-// Unpickles protocol <= 2 (what torch.save writes) into a value graph without executing code.
-// Accepted globals: collections.OrderedDict, torch._utils._rebuild_tensor_v2,
-// torch._utils._rebuild_parameter, the torch.*Storage classes of every CKZ dtype, torch.Size,
-// torch.device, the torch dtypes (torch.float32, ...), _codecs.encode (bytes in protocol 2).
-// Anything else: kPickleGlobalNotAllowed naming the global. Views are checked against their
-// storage's declared numel (kTorchStorageMismatch). Errors: kPickleMalformed (with the byte
-// offset and opcode), kPickleGlobalNotAllowed, kTorchStorageMismatch, kUnsupportedDtype,
-// kLimitExceeded.
+// Walks a pickle (protocols 0 to 5; torch.save writes 2) into a value graph without executing
+// anything and without constructing unknown objects: every global is only a name. Globals CKZ
+// interprets: collections.OrderedDict, torch._utils._rebuild_tensor_v2 / _rebuild_parameter /
+// _rebuild_parameter_with_state, torch._tensor._rebuild_from_type_v2 (a tensor subclass),
+// the torch.*Storage classes, torch.Size, torch.device, the torch dtypes, _codecs.encode and
+// builtins.bytes (bytes in protocol 2). Any other global, and whatever calling it makes, is
+// carried as a kGlobal / kOpaque value, so anything torch.load(weights_only=False) loads reads
+// here, as long as its tensors can be found. Views are checked against their storage's
+// declared numel (kTorchStorageMismatch); a storage of a dtype CKZ lacks is kUnsupportedDtype;
+// a protocol above 5 is kUnsupported. Errors: kPickleMalformed (with the byte offset and
+// opcode: what Python's unpickler would refuse too, and a persistent id torch.load cannot
+// read), kTorchStorageMismatch, kUnsupportedDtype, kUnsupported, kLimitExceeded.
 Result<TorchPickle> ParseTorchPickle(ByteSpan pickle, const PickleLimits& limits = {});
 
 // Every tensor reachable from the root, with its path: dict keys (strings or ints) and list or
-// tuple indices joined by '/', e.g. "model/fc1.weight", "optimizer/state/0/exp_avg". Paths are
-// in depth-first order of the graph as pickled; a tensor reachable twice is listed twice.
+// tuple indices joined by '/', e.g. "model/fc1.weight", "optimizer/state/0/exp_avg". An opaque
+// object adds no label of its own: its arguments (by position), the items and pairs added to
+// it and its state (a dict by key) continue its path, so an argparse.Namespace "args" with a
+// tensor attribute "w" gives "args/w". Paths are in depth-first order of the graph as
+// pickled, each container walked once (the first time it is reached): a tensor held by two
+// containers, or twice by one, is listed at each place. A path longer than 4096 bytes is cut
+// to 4097 bytes (too long to name a tensor); once the paths listed reach `max_bytes` bytes in
+// all (each counted as its length plus 64), the walk stops.
 struct TensorPath {
   std::string path;
   uint32_t tensor = 0;
 };
-std::vector<TensorPath> TensorPaths(const TorchPickle& pickle);
+std::vector<TensorPath> TensorPaths(const TorchPickle& pickle, uint64_t max_bytes = uint64_t{1} << 28);
 
 // ---- a whole .pt file ----
 

@@ -1,9 +1,15 @@
 // Chains on disk: a link names its parent by content id; the parent is looked for at the
 // user's --ref, then at the link's path hint, then among .ckz files in the search folders.
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <optional>
 
 #include "ckz/content_id.h"
@@ -193,7 +199,7 @@ Status ChainReader::ReadTensor(size_t index, uint64_t offset, MutableByteSpan ou
   DecodeOptions options;
   options.threads = threads;
   options.index_cache = index_cache_.get();
-  Status s = DecodeTensorRange(archive(), index, offset, out, parent_.get(), options);
+  Status s = DecodeTensorRange(archive(), index, offset, out, reference(), options);
   return s.ok() ? s : s.WithContext(path_);
 }
 
@@ -201,7 +207,7 @@ Status ChainReader::ReadTensors(const std::vector<TensorRange>& ranges, int thre
   DecodeOptions options;
   options.threads = threads;
   options.index_cache = index_cache_.get();
-  Status s = DecodeTensorRanges(archive(), ranges, parent_.get(), options);
+  Status s = DecodeTensorRanges(archive(), ranges, reference(), options);
   return s.ok() ? s : s.WithContext(path_);
 }
 
@@ -229,7 +235,7 @@ Status ChainReader::ReadReferenceIndices(const TensorInfo& tensor, uint64_t firs
   if (mine.dtype != tensor.dtype || mine.shape != tensor.shape || !mine.quantization ||
       !tensor.quantization || mine.quantization->IsLevels() != tensor.quantization->IsLevels())
     return Status::Ok();
-  Status s = DecodeIndexRange(archive(), *index, first, out, parent_.get(), index_cache_.get());
+  Status s = DecodeIndexRange(archive(), *index, first, out, reference(), index_cache_.get());
   if (!s.ok()) return s.WithContext(path_);
   *centres = mine.quantization->IsLevels() ? 1 : uint32_t(mine.quantization->codebook.size());
   return Status::Ok();
@@ -250,8 +256,11 @@ Status StreamTensors(ChainReader& reader, const std::vector<uint32_t>& order, ui
   auto flush = [&]() -> Status {
     if (batch.empty()) return Status::Ok();
     CKZ_RETURN_IF_ERROR(reader.ReadTensors(batch, threads));
-    for (size_t k = 0; k < batch.size(); ++k)
-      CKZ_RETURN_IF_ERROR(visit(batch_first + k, 0, ByteSpan(batch[k].out.data, batch[k].out.size)));
+    for (size_t k = 0; k < batch.size(); ++k) {
+      const ByteSpan bytes(batch[k].out.data, batch[k].out.size);
+      if (reader.recorder()) CKZ_RETURN_IF_ERROR(reader.recorder()->Record(batch[k].tensor, 0, bytes));
+      CKZ_RETURN_IF_ERROR(visit(batch_first + k, 0, bytes));
+    }
     batch.clear();
     return Status::Ok();
   };
@@ -264,7 +273,9 @@ Status StreamTensors(ChainReader& reader, const std::vector<uint32_t>& order, ui
         const uint64_t n = std::min(window, length - pos);
         CKZ_RETURN_IF_ERROR(
             reader.ReadTensor(order[i], pos, MutableByteSpan(buffer.data(), size_t(n)), threads));
-        CKZ_RETURN_IF_ERROR(visit(i, pos, ByteSpan(buffer.data(), size_t(n))));
+        const ByteSpan bytes(buffer.data(), size_t(n));
+        if (reader.recorder()) CKZ_RETURN_IF_ERROR(reader.recorder()->Record(order[i], pos, bytes));
+        CKZ_RETURN_IF_ERROR(visit(i, pos, bytes));
       }
       continue;
     }
@@ -277,6 +288,141 @@ Status StreamTensors(ChainReader& reader, const std::vector<uint32_t>& order, ui
     used += length;
   }
   return flush();
+}
+
+Result<std::unique_ptr<DecodedReference>> DecodedReference::Create(const Archive& archive,
+                                                                   const std::string& dir) {
+  std::unique_ptr<DecodedReference> r(new DecodedReference);
+  r->content_id_ = archive.content_id;
+  r->files_ = archive.files;
+  uint64_t at = 0;
+  auto place = [&](uint64_t bytes) {
+    const uint64_t here = at;
+    at += (bytes + 63) / 64 * 64;
+    return here;
+  };
+  for (size_t t = 0; t < archive.tensors.size(); ++t) {
+    const TensorInfo& info = archive.tensors[t];
+    Entry e;
+    e.name = info.name;
+    e.dtype = info.dtype;
+    e.shape = info.shape;
+    e.byte_length = info.byte_length;
+    e.bytes_at = place(info.byte_length);
+    r->expected_ += info.byte_length;
+    if (info.quantization) {
+      e.centres = uint32_t(info.quantization->codebook.size());
+      e.indices_at = place(info.num_elements);
+    }
+    r->by_name_.emplace(e.name, t);
+    r->entries_.push_back(std::move(e));
+  }
+  r->size_ = at;
+  std::string folder = dir;
+  if (folder.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    folder = tmp && *tmp ? tmp : "/tmp";
+  }
+  r->fd_ = ::open(folder.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (r->fd_ < 0) {  // a file system without O_TMPFILE: a named file, unlinked at once
+    std::string name = folder + "/.ckz-decoded-XXXXXX";
+    r->fd_ = mkostemp(&name[0], O_CLOEXEC);
+    if (r->fd_ >= 0) unlink(name.c_str());
+  }
+  if (r->fd_ < 0)
+    return Status(ErrorCode::kIoError, folder + ": cannot create a temporary file: " + std::strerror(errno));
+  if (ftruncate(r->fd_, off_t(r->size_)) != 0)
+    return Status(ErrorCode::kIoError, folder + ": cannot make a temporary file of " +
+                                           std::to_string(r->size_) + " bytes: " + std::strerror(errno));
+  return r;
+}
+
+DecodedReference::~DecodedReference() {
+  if (map_) munmap(const_cast<uint8_t*>(map_), size_t(size_));
+  if (fd_ >= 0) ::close(fd_);
+}
+
+namespace {
+Status WriteAll(int fd, uint64_t at, ByteSpan bytes) {
+  for (size_t done = 0; done < bytes.size;) {
+    const ssize_t n = ::pwrite(fd, bytes.data + done, bytes.size - done, off_t(at + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Status(ErrorCode::kIoError, std::string("temporary file: write failed: ") + std::strerror(errno));
+    done += size_t(n);
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+Status DecodedReference::Record(size_t tensor, uint64_t offset, ByteSpan bytes) {
+  if (map_ || tensor >= entries_.size() || offset > entries_[tensor].byte_length ||
+      bytes.size > entries_[tensor].byte_length - offset)
+    return Status(ErrorCode::kInvalidArgument, "DecodedReference::Record: out of range");
+  CKZ_RETURN_IF_ERROR(WriteAll(fd_, entries_[tensor].bytes_at + offset, bytes));
+  recorded_ += bytes.size;
+  return Status::Ok();
+}
+
+Status DecodedReference::Finish(ChainReader& reader) {
+  if (recorded_ != expected_ || reader.archive().content_id != content_id_)
+    return Status(ErrorCode::kInvalidArgument,
+                  "DecodedReference::Finish: " + std::to_string(recorded_) + " of " +
+                      std::to_string(expected_) + " bytes recorded");
+  constexpr uint64_t kWindow = uint64_t{16} << 20;
+  std::vector<uint8_t> buffer;
+  for (size_t t = 0; t < entries_.size(); ++t) {
+    const Entry& e = entries_[t];
+    if (e.centres == 0) continue;
+    const TensorInfo& info = reader.archive().tensors[t];
+    for (uint64_t first = 0; first < info.num_elements; first += kWindow) {
+      buffer.resize(size_t(std::min(kWindow, info.num_elements - first)));
+      uint32_t centres = 0;
+      CKZ_RETURN_IF_ERROR(reader.ReadReferenceIndices(info, first, MutableByteSpan(buffer), &centres));
+      CKZ_RETURN_IF_ERROR(WriteAll(fd_, e.indices_at + first, ByteSpan(buffer)));
+    }
+  }
+  if (size_ > 0) {
+    void* p = mmap(nullptr, size_t(size_), PROT_READ, MAP_SHARED, fd_, 0);
+    if (p == MAP_FAILED)
+      return Status(ErrorCode::kIoError, std::string("temporary file: cannot map: ") + std::strerror(errno));
+    map_ = static_cast<const uint8_t*>(p);
+  }
+  ::close(fd_);
+  fd_ = -1;
+  return Status::Ok();
+}
+
+const DecodedReference::Entry* DecodedReference::Find(const TensorInfo& tensor) const {
+  auto it = by_name_.find(tensor.name);
+  if (it == by_name_.end()) return nullptr;
+  const Entry& e = entries_[it->second];
+  return e.dtype == tensor.dtype && e.shape == tensor.shape ? &e : nullptr;
+}
+
+Status DecodedReference::ReadReference(const TensorInfo& tensor, uint64_t offset,
+                                       MutableByteSpan out) {
+  const Entry* e = Find(tensor);
+  if (!e)
+    return Status(ErrorCode::kReferenceMismatch,
+                  "the decoded parent has no tensor '" + tensor.name + "' of that dtype and shape");
+  if (!map_ && size_ > 0) return Status(ErrorCode::kInvalidArgument, "DecodedReference read before Finish");
+  if (offset > e->byte_length || out.size > e->byte_length - offset)
+    return Status(ErrorCode::kInvalidArgument, "reference range outside the tensor");
+  if (out.size > 0) std::memcpy(out.data, map_ + e->bytes_at + offset, out.size);
+  return Status::Ok();
+}
+
+Status DecodedReference::ReadReferenceIndices(const TensorInfo& tensor, uint64_t first,
+                                              MutableByteSpan out, uint32_t* centres) {
+  *centres = 0;
+  const Entry* e = Find(tensor);
+  if (!e || e->centres == 0) return Status::Ok();
+  const uint64_t elements = e->byte_length / DTypeSize(e->dtype);
+  if (first > elements || out.size > elements - first)
+    return Status(ErrorCode::kInvalidArgument, "reference index range outside the tensor");
+  if (out.size > 0) std::memcpy(out.data, map_ + e->indices_at + first, out.size);
+  *centres = e->centres;
+  return Status::Ok();
 }
 
 Result<VerifyReport> VerifyChain(ChainReader& reader, int threads,

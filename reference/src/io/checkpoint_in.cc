@@ -341,6 +341,7 @@ Result<InputCheckpoint> LoadCheckpoint(const std::string& path) {
   if (!status.ok()) return status;
   AssignRoles(&out.tensors);
   ApplyTorchRoles(roles, &out);
+  AddTorchPickleMetadata(roles, &out);
   return out;
 }
 

@@ -16,6 +16,7 @@
 #include "common/bytes.h"
 #include "io/lossy_plan.h"
 #include "common/parallel.h"
+#include "io/json.h"
 
 namespace ckz {
 namespace {
@@ -325,7 +326,44 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
 
 namespace {
 
-// A bare tensor set is written as safetensors, tensors in file order.
+// What a .pt's pickle held besides its named tensors (kTorchPickleMetadataKey), as recorded.
+struct PickleDescription {
+  std::vector<std::pair<std::string, std::string>> tied;  // other name -> stored tensor
+  std::vector<std::string> views, objects;
+  uint64_t tied_total = 0, views_total = 0;
+};
+
+PickleDescription DescribePickle(const Archive& a) {
+  PickleDescription d;
+  const MetaEntry* e = a.FindMetadata(kTorchPickleMetadataKey);
+  const std::string* text = e ? std::get_if<std::string>(&e->value) : nullptr;
+  if (!text) return d;
+  Result<JsonValue> json = ParseJson(ByteSpan(reinterpret_cast<const uint8_t*>(text->data()), text->size()));
+  if (!json.ok() || !json->is_object()) return d;  // informative only: a damaged one is ignored
+  if (const JsonValue* tied = json->Find("tied"); tied && tied->is_object())
+    for (const JsonMember& m : tied->members())
+      if (m.value.is_string()) d.tied.emplace_back(m.key, m.value.string_value());
+  for (const char* key : {"views", "objects"})
+    if (const JsonValue* list = json->Find(key); list && list->is_array())
+      for (const JsonValue& v : list->items())
+        if (v.is_string()) (key[0] == 'v' ? d.views : d.objects).push_back(v.string_value());
+  const JsonValue* tt = json->Find("tied_total");
+  const JsonValue* vt = json->Find("views_total");
+  d.tied_total = tt && tt->AsUint64() ? *tt->AsUint64() : d.tied.size();
+  d.views_total = vt && vt->AsUint64() ? *vt->AsUint64() : d.views.size();
+  return d;
+}
+
+std::string Listed(const std::vector<std::string>& items, uint64_t total) {
+  std::string s;
+  for (size_t i = 0; i < items.size() && i < 8; ++i) s += (i ? ", " : "") + items[i];
+  if (total > std::min<uint64_t>(items.size(), 8)) s += ", ...";
+  return s;
+}
+
+// A bare tensor set is written as safetensors, tensors in file order. A conversion from a .pt
+// names its tied tensors in the metadata (safetensors' convention: other name -> stored name)
+// and says what it could not carry.
 Status WriteBareTensorSet(ChainReader& reader, const std::string& path,
                           const RestoreOptions& options, uint64_t* done) {
   const Archive& a = reader.archive();
@@ -337,7 +375,33 @@ Status WriteBareTensorSet(ChainReader& reader, const std::string& path,
   }
   std::vector<std::pair<std::string, std::string>> metadata;
   for (const MetaEntry& e : a.metadata)
-    if (const auto* s = std::get_if<std::string>(&e.value)) metadata.emplace_back(e.key, *s);
+    if (const auto* s = std::get_if<std::string>(&e.value); s && e.key != kTorchPickleMetadataKey)
+      metadata.emplace_back(e.key, *s);
+  const PickleDescription pickle = DescribePickle(a);
+  if (pickle.tied_total > pickle.tied.size())
+    return Status(ErrorCode::kUnsupported,
+                  "the checkpoint has " + std::to_string(pickle.tied_total) + " tied tensor names; "
+                  "only the first " + std::to_string(pickle.tied.size()) + " were recorded, so a "
+                  "safetensors file could not name them all");
+  for (const auto& [alias, stored] : pickle.tied) metadata.emplace_back(alias, stored);
+  auto say = [&](const std::string& what) {
+    if (options.note) options.note(path + ": " + what);
+  };
+  if (!a.files.empty() && a.files[0].format == SourceFormat::kTorchZip) {
+    std::string rest = "not carried: the rest of " + a.files[0].path +
+                       "'s pickle (its non-tensor values and the structure around the tensors";
+    if (!pickle.objects.empty())
+      rest += "; Python objects: " + Listed(pickle.objects, pickle.objects.size());
+    say(rest + ")");
+  }
+  if (!pickle.tied.empty())
+    say(std::to_string(pickle.tied.size()) + " tied tensor name(s) stored once, named in the "
+        "metadata as safetensors' save_model does (" +
+        pickle.tied[0].first + " -> " + pickle.tied[0].second +
+        (pickle.tied.size() > 1 ? ", ..." : "") + ")");
+  if (pickle.views_total > 0)
+    say("not carried: " + std::to_string(pickle.views_total) +
+        " view(s) into stored tensors (" + Listed(pickle.views, pickle.views_total) + ")");
   SourceFileInfo file;
   file.format = SourceFormat::kSafetensors;
   file.prolog = BuildSafetensorsProlog(entries, metadata);

@@ -1,9 +1,11 @@
 #include "io/checkpoint_torch.h"
 
-#include "io/optimizer_keys.h"
-
 #include <algorithm>
 #include <set>
+
+#include "ckz/json.h"
+#include "format/rules.h"
+#include "io/optimizer_keys.h"
 
 namespace ckz {
 namespace {
@@ -17,6 +19,23 @@ bool IsWholeStorage(const TorchTensor& t, const TorchStorage& s) {
     numel *= t.shape[d];
   }
   return numel == s.numel;
+}
+
+// A name the writer accepts (spec rule N1) and no other tensor has yet: the path, else (the
+// path is empty, too long, holds a NUL or a lone surrogate) the storage's key.
+std::string TensorName(const std::string& prefix, const std::string* path,
+                       const TorchStorage& storage, size_t index,
+                       const std::set<std::string>& names) {
+  std::vector<std::string> tries;
+  if (path && !path->empty()) {
+    tries.push_back(prefix + *path);
+    tries.push_back(prefix + *path + "@" + storage.key);  // two paths that print alike
+  }
+  tries.push_back(prefix + "storage/" + storage.key);
+  tries.push_back(prefix + "storage/" + std::to_string(index));
+  for (const std::string& t : tries)
+    if (!names.count(t) && CheckName(t, "").ok()) return t;
+  return prefix + "storage/" + std::to_string(index) + "@" + std::to_string(names.size());
 }
 
 // The attribute name at the end of a path: "model/bn.running_mean" -> "running_mean".
@@ -83,19 +102,15 @@ void AddTorchFile(const std::string& path_in_checkpoint, const std::string& name
     InputTensor t;
     t.spec.dtype = storage.dtype;
     t.spec.shape = {storage.numel};
-    std::string name = "storage/" + storage.key;
+    const std::string* path = nullptr;
     if (first_path[s] >= 0) {
       const TensorPath& p = paths[size_t(first_path[s])];
-      name = p.path;
+      path = &p.path;
       const TorchTensor& view = pickle.tensors[p.tensor];
       if (IsWholeStorage(view, storage)) t.spec.shape = view.shape;
     }
-    name = name_prefix + name;
-    if (!names.insert(name).second) {  // two paths that print alike ("a/b" vs a -> b)
-      name += "@" + storage.key;
-      names.insert(name);
-    }
-    t.spec.name = name;
+    t.spec.name = TensorName(name_prefix, path, storage, s, names);
+    names.insert(t.spec.name);
     t.data = file.subspan(size_t(entry.data_offset), size_t(entry.size));
     storage_tensor[s] = uint32_t(out->tensors.size());
     info.tensors.push_back(uint32_t(out->tensors.size()));
@@ -136,6 +151,22 @@ void AddTorchFile(const std::string& path_in_checkpoint, const std::string& name
     roles->candidates.push_back(t);
   }
   for (OptimizerState& o : found) roles->optimizers.push_back(std::move(o));
+
+  // Paths other than the one a tensor is named after: the whole tensor again (tied weights,
+  // the same tensor twice) or a part of it (a view); and what the pickle carries opaquely.
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const TorchTensor& view = pickle.tensors[paths[i].tensor];
+    const InputTensor& stored = out->tensors[storage_tensor[view.storage]];
+    const std::string path = name_prefix + paths[i].path;
+    if (path == stored.spec.name || size_t(first_path[view.storage]) == i) continue;
+    if (IsWholeStorage(view, pickle.storages[view.storage]) && view.shape == stored.spec.shape)
+      roles->tied.emplace_back(path, stored.spec.name);
+    else
+      roles->views.push_back(path);
+  }
+  for (const std::string& g : pickle.opaque_globals)
+    if (std::find(roles->objects.begin(), roles->objects.end(), g) == roles->objects.end())
+      roles->objects.push_back(g);
 
   // The training step, when the checkpoint says it: {"step": N} or {"global_step": N}.
   const PickleValue& root = pickle.values[pickle.root];
@@ -179,6 +210,25 @@ void ApplyTorchRoles(const TorchRoleInputs& roles, InputCheckpoint* out) {
   const std::set<uint32_t> is_parameter(parameters.begin(), parameters.end());
   for (uint32_t t : roles.candidates)
     if (!is_parameter.count(t)) out->tensors[t].spec.role = Role::kOther;
+}
+
+void AddTorchPickleMetadata(const TorchRoleInputs& roles, InputCheckpoint* out) {
+  constexpr size_t kMaxListed = 64;
+  if (roles.tied.empty() && roles.views.empty() && roles.objects.empty()) return;
+  auto list = [&](const std::vector<std::string>& items) {
+    std::string s = "[";
+    for (size_t i = 0; i < items.size() && i < kMaxListed; ++i)
+      s += (i ? ", " : "") + JsonQuote(items[i]);
+    return s + "]";
+  };
+  constexpr size_t kMaxTied = 4096;  // safetensors metadata names each one
+  std::string json = "{\"tied\": {";
+  for (size_t i = 0; i < roles.tied.size() && i < kMaxTied; ++i)
+    json += (i ? ", " : "") + JsonQuote(roles.tied[i].first) + ": " + JsonQuote(roles.tied[i].second);
+  json += "}, \"tied_total\": " + std::to_string(roles.tied.size()) + ", \"views\": " + list(roles.views) +
+          ", \"views_total\": " + std::to_string(roles.views.size()) +
+          ", \"objects\": " + list(roles.objects) + "}";
+  out->metadata.push_back({kTorchPickleMetadataKey, json});
 }
 
 }  // namespace ckz

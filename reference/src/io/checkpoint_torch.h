@@ -11,13 +11,18 @@
 
 namespace ckz {
 
-// What a torch file contributes to role mapping.
+// What a torch file contributes to role mapping, and to the description of its pickle.
 struct TorchRoleInputs {
   std::vector<OptimizerState> optimizers;
   std::vector<uint32_t> candidates;  // input tensors that may be parameters, in model order
   // Files whose candidates are not in model order (a safetensors file sorted by name, as the
   // safetensors library writes them): no parameter order to match against.
   std::vector<std::string> unordered_files;
+  // Other paths to stored tensors: the whole tensor under another name (tied weights:
+  // path -> stored name), or a part of one (a view); and the globals carried opaquely.
+  std::vector<std::pair<std::string, std::string>> tied;
+  std::vector<std::string> views;
+  std::vector<std::string> objects;
 };
 
 // A floating tensor named like a parameter: not an optimizer state by name, not a batch-norm
@@ -38,6 +43,12 @@ void AddTorchFile(const std::string& path_in_checkpoint, const std::string& name
 
 // Links optimizer states to parameters (roles Moment1/Moment2 with owners), or notes why not.
 void ApplyTorchRoles(const TorchRoleInputs& roles, InputCheckpoint* out);
+
+// The metadata entry kTorchPickleMetadataKey (ckz/checkpoint.h) describing what the pickles hold besides the tensors
+// named after their first path, when anything: a JSON object {"tied": {path: stored name},
+// "tied_total": n, "views": [path...], "views_total": n, "objects": ["module.name"...]} (tied
+// cut to 4096 entries, views and objects to 64). What a conversion to safetensors carries and what it cannot.
+void AddTorchPickleMetadata(const TorchRoleInputs& roles, InputCheckpoint* out);
 
 }  // namespace ckz
 

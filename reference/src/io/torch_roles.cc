@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "io/optimizer_keys.h"
 
@@ -47,6 +48,15 @@ std::vector<OptimizerState> FindOptimizers(const TorchPickle& pickle,
     opt.where = where;
     const PickleValue& state = *DictGet(pickle, v, "state");
     const auto& groups = DictGet(pickle, v, "param_groups")->items;
+    // Each parameter's state, by id, found once (a hostile pickle may list many ids).
+    std::unordered_map<int64_t, const PickleValue*> state_of;
+    for (size_t i = 0; i + 1 < state.items.size(); i += 2) {
+      const PickleValue& key = pickle.values[state.items[i]];
+      const PickleValue& entry = pickle.values[state.items[i + 1]];
+      if (key.kind == PickleValue::Kind::kInt && entry.kind == PickleValue::Kind::kDict)
+        state_of.emplace(key.integer, &entry);
+    }
+    std::unordered_set<int64_t> listed;
     for (size_t gi = 0; gi < groups.size(); ++gi) {
       const PickleValue& group = pickle.values[groups[gi]];
       const PickleValue* params = group.kind == PickleValue::Kind::kDict
@@ -55,16 +65,13 @@ std::vector<OptimizerState> FindOptimizers(const TorchPickle& pickle,
       if (!params || params->kind != PickleValue::Kind::kList) continue;
       for (uint32_t id_index : params->items) {
         const PickleValue& id = pickle.values[id_index];
-        if (id.kind != PickleValue::Kind::kInt) continue;
+        if (id.kind != PickleValue::Kind::kInt || !listed.insert(id.integer).second) continue;
         ParamState ps;
         ps.id = id.integer;
         ps.group = gi;
-        for (size_t i = 0; i + 1 < state.items.size(); i += 2) {
-          const PickleValue& key = pickle.values[state.items[i]];
-          const PickleValue& entry = pickle.values[state.items[i + 1]];
-          if (key.kind != PickleValue::Kind::kInt || key.integer != ps.id ||
-              entry.kind != PickleValue::Kind::kDict)
-            continue;
+        auto found_state = state_of.find(ps.id);
+        if (found_state != state_of.end()) {
+          const PickleValue& entry = *found_state->second;
           for (size_t j = 0; j + 1 < entry.items.size(); j += 2) {
             const PickleValue& name = pickle.values[entry.items[j]];
             const PickleValue& value = pickle.values[entry.items[j + 1]];

@@ -24,17 +24,25 @@ adam.pt and sgd_momentum.pt (their sidecars change with them).
 
 The fuzz corpus (fuzz/corpus/fuzz_torch/) gets every fixture and the data.pkl of each.
 """
+import argparse
 import collections
+import copyreg
+import dataclasses
 import io
 import json
 import os
 import pickle
+import pickletools
 import sys
 import types
 import zipfile
 
 import numpy as np
 import torch
+
+# Values pickle writes without __reduce__ (or as globals): not containers.
+ATOMS = (bool, int, float, complex, str, bytes, bytearray, type, types.FunctionType,
+         types.BuiltinFunctionType, torch.dtype, torch.device, torch.Size)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
@@ -76,8 +84,13 @@ def read_back(path):
     key_of = {r[4]: r[0] for r in records}
 
     tensors = []
+    seen = set()
+    keep = []  # what reduce made: alive, so that no id() is reused
 
     def walk(value, path):
+        # What TensorPaths (torch.h) promises: dicts by key, lists and tuples by index, each
+        # container entered once; any other object (what CKZ carries opaquely) through what
+        # pickle wrote for it, __reduce_ex__(2), adding no label of its own.
         if isinstance(value, torch.Tensor):
             tensors.append({
                 "path": "/".join(path),
@@ -88,23 +101,71 @@ def read_back(path):
                 "requires_grad": bool(value.requires_grad),
                 "parameter": isinstance(value, torch.nn.Parameter),
             })
-        elif isinstance(value, dict):
+            return
+        if value is None or isinstance(value, ATOMS) or id(value) in seen:
+            return
+        seen.add(id(value))
+        keep.append(value)
+        if type(value) in (dict, collections.OrderedDict):
             for k, v in value.items():
                 walk(v, path + [str(k)])
-        elif isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
+        elif type(value) in (list, tuple):
             for i, v in enumerate(value):
                 walk(v, path + [str(i)])
+        else:
+            reduced = value.__reduce_ex__(2)
+            keep.append(reduced)
+            func, args = reduced[0], reduced[1]
+            state, listitems, dictitems = (tuple(reduced[2:]) + (None, None, None))[:3]
+            if func is copyreg.__newobj__:  # pickle writes NEWOBJ(cls, args[1:])
+                func, args = args[0], args[1:]
+            walk(func, path)
+            walk(tuple(args), path)
+            if listitems is not None:
+                walk(list(listitems), path)
+            if dictitems is not None:
+                walk(dict(dictitems), path)
+            if state is not None:
+                walk(state, path)
 
     walk(obj, [])
     with zipfile.ZipFile(path) as z:
         archive = z.namelist()[0].split("/")[0]
+        pkl = z.read(archive + "/data.pkl")
     return {
         "file": os.path.basename(path),
         "archive_name": archive,
+        "opaque_globals": opaque_globals(pkl),
         "storages": [{"key": k, "dtype": CKZ_DTYPES[d], "numel": n, "location": loc}
                      for k, d, n, loc, _ in records],
         "tensors": tensors,
     }
+
+
+# The globals CKZ interprets (ckz/torch.h); every other one is carried opaquely.
+KNOWN_GLOBALS = {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2",
+                 "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
+                 "torch._tensor._rebuild_from_type_v2", "_codecs.encode", "builtins.bytes",
+                 "__builtin__.bytes", "torch.Size", "torch.device"}
+
+
+def opaque_globals(pkl):
+    """The globals of a pickle CKZ does not interpret, in order of first appearance, found by
+    Python's own pickletools (GLOBAL and INST name theirs; STACK_GLOBAL takes two strings)."""
+    found, strings = [], []
+    for op, arg, _ in pickletools.genops(pkl):
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+            strings.append(arg)
+        name = None
+        if op.name in ("GLOBAL", "INST"):
+            name = arg.replace(" ", ".", 1)
+        elif op.name == "STACK_GLOBAL":
+            name = strings[-2] + "." + strings[-1]
+        if (name and name not in KNOWN_GLOBALS and name not in found and
+                not (name.startswith("torch.") and name.count(".") == 1 and
+                     (name.endswith("Storage") or isinstance(getattr(torch, name[6:], None), torch.dtype)))):
+            found.append(name)
+    return found
 
 
 def write_json(name, data):
@@ -120,9 +181,9 @@ def write_json(name, data):
         f.write("{\n" + ",\n".join(lines) + "\n}\n")
 
 
-def save(name, obj):
+def save(name, obj, **kwargs):
     path = os.path.join(HERE, name + ".pt")
-    torch.save(obj, path)
+    torch.save(obj, path, **kwargs)
     assert os.path.getsize(path) < 16384, (name, os.path.getsize(path))
     write_json(name, read_back(path))
 
@@ -188,6 +249,15 @@ def rewrite_zip(source, name, streamed):
         f.write(data)
     assert os.path.getsize(path) < 16384
     write_json(archive, read_back(path))
+
+
+@dataclasses.dataclass
+class Config:
+    lr: float
+    mean: torch.Tensor
+
+
+Pair = collections.namedtuple("Pair", "tensor count")
 
 
 def mlp():
@@ -292,11 +362,44 @@ def main():
     rewrite_zip("adam.pt", "adam_pyzip.pt", streamed=False)
     rewrite_zip("adam.pt", "adam_pyzip64.pt", streamed=True)
 
-    # Refused: a numpy array inside (numpy global), and the legacy (pre-1.6) format.
-    path = os.path.join(HERE, "numpy.pt")
-    torch.save({"w": torch.ones(2), "np": np.arange(3)}, path)
-    write_json("numpy", {"file": "numpy.pt", "error": "PickleGlobalNotAllowed",
-                         "message_contains": "numpy.core.multiarray._reconstruct"})
+    # Ordinary Python objects of training checkpoints, carried without being interpreted:
+    # OneCycleLR's state (a bound method: __builtin__.getattr of the scheduler object, which
+    # holds the optimizer object and its parameters), MultiStepLR's (collections.Counter), an
+    # argparse.Namespace, numpy's RNG state (numpy.core.multiarray._reconstruct), a numpy
+    # array, sets, a defaultdict, a dataclass, a namedtuple, an int beyond 64 bits, a list
+    # that holds itself; tensors inside them are found and named.
+    model = mlp()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    onecycle = torch.optim.lr_scheduler.OneCycleLR(sgd, max_lr=0.1, total_steps=10)
+    train(model, sgd, 2, onecycle)
+    save("onecycle", {"model": model.state_dict(), "optimizer": sgd.state_dict(),
+                      "scheduler": onecycle.state_dict()})
+    model = mlp()
+    adam = torch.optim.Adam(model.parameters(), lr=1e-2)
+    multistep = torch.optim.lr_scheduler.MultiStepLR(adam, milestones=[2, 4], gamma=0.5)
+    train(model, adam, 2, multistep)
+    save("multistep", {"model": model.state_dict(), "optimizer": adam.state_dict(),
+                       "scheduler": multistep.state_dict()})
+    save("namespace", {"args": argparse.Namespace(lr=0.1, layers=[4, 8], init=torch.ones(3)),
+                       "w": torch.zeros(2)})
+    np.random.seed(0)
+    save("numpy_rng", {"w": torch.ones(2), "rng": np.random.get_state()})
+    save("numpy", {"w": torch.ones(2), "np": np.arange(3)})
+    save("sets", {"w": torch.ones(2), "tags": {"a", "b"}, "frozen": frozenset([1, 2])})
+    save("defaultdict", {"stats": collections.defaultdict(list, {"loss": [1.0, 0.5],
+                                                                 "w": torch.ones(2)})})
+    save("dataclass", {"config": Config(lr=0.1, mean=torch.zeros(3)), "step": 7})
+    loop = [torch.ones(2)]
+    loop.append(loop)
+    save("cycle", {"loop": loop, "pair": Pair(torch.arange(2), 3), "big": 2**70,
+                   "surrogate": "\ud800"})
+    # Other pickle protocols torch.save can write and torch.load reads.
+    for protocol in (1, 4, 5):
+        save("protocol%d" % protocol, {"w": torch.ones(2), "tags": {"a"}, "big": -(2**70),
+                                       "nested": [(torch.zeros(1), {"k": 1.5})]},
+             pickle_protocol=protocol)
+
+    # Refused: the legacy (pre-1.6) format.
     path = os.path.join(HERE, "legacy.pt")
     torch.save({"w": torch.ones(2)}, path, _use_new_zipfile_serialization=False)
     make_legacy_deterministic(path)

@@ -1,0 +1,297 @@
+#!/usr/bin/python3
+"""The ckz command line in pipelines and on history folders, on real torch.save files and
+Trainer folders (Debian's python3-torch, /usr/bin/python3):
+
+- '-' as standard input and output of single-file compress and decompress (byte-identical),
+  and a clear refusal where a checkpoint of several files would have to go to stdout;
+- summaries line-buffered into a pipe: after an interruption every completed output has its
+  line; ckzinfo --json on several files is one JSON array, --jsonl JSON Lines; ckz compress
+  --json reports sizes, time and each lossy tensor's coding;
+- decompress and verify of many files of one chain decode each file once (and give the same
+  bytes as decoding each alone); --output-dir gives each multi-file checkpoint its own folder;
+- error messages name the file once and the error code by name;
+- history folders: files that are not checkpoints, hidden files and a 'latest.pt' link are
+  named in a note and never become chain members; an unreadable checkpoint stops the run
+  before anything is written (or is left out with --keep-going); a re-run adds only the new
+  checkpoints, as links after the last one, keeps what is there and honours the keyframe
+  interval across runs.
+
+Usage: test_cli_pipelines.py CKZ_BIN_DIR
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import test_torch_pt  # noqa: E402
+from test_torch_pt import assert_same, ckz, info  # noqa: E402
+
+MAKE_HISTORY = os.path.join(ROOT, "tools", "history", "make_history.py")
+
+
+def run(args, **kwargs):
+    return subprocess.run([os.path.join(test_torch_pt.BIN, args[0]), *args[1:]],
+                          capture_output=True, **kwargs)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def make_history(out, model="mlp", fmt="pt", steps=6, every=2):
+    subprocess.run(["/usr/bin/python3", MAKE_HISTORY, "--model", model, "--steps", str(steps),
+                    "--every", str(every), "--format", fmt, "--out", out, "--quiet"], check=True)
+    return out
+
+
+class Pipelines(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="ckz-pipes-")
+        cls.hist = make_history(os.path.join(cls.tmp, "hist"))
+        cls.pts = [os.path.join(cls.hist, f) for f in sorted(os.listdir(cls.hist)) if f.endswith(".pt")]
+        cls.trainer = make_history(os.path.join(cls.tmp, "trainer"), fmt="trainer", steps=4)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp)
+
+    def test_stdin_and_stdout(self):
+        pt = self.pts[1]
+        work = tempfile.mkdtemp(dir=self.tmp)
+        with open(pt, "rb") as f:  # cat f.pt | ckz compress - -o s.ckz
+            r = run(["ckz", "compress", "-", "-o", os.path.join(work, "s.ckz")], stdin=f)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run(["ckz", "decompress", os.path.join(work, "s.ckz"), "-o", "-"], cwd=work)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, read(pt))
+        self.assertFalse(os.path.exists(os.path.join(work, "-")), "no file named '-'")
+        self.assertIn(b"(stdout)", r.stderr)  # the summary goes to stderr, the data to stdout
+        # compress - without -o writes stdout; decompress - without -o too.
+        with open(pt, "rb") as f:
+            packed = run(["ckz", "compress", "-q", "-"], stdin=f)
+        self.assertEqual(packed.returncode, 0, packed.stderr)
+        unpacked = run(["ckz", "decompress", "-q", "-"], input=packed.stdout)
+        self.assertEqual(unpacked.returncode, 0, unpacked.stderr)
+        self.assertEqual(unpacked.stdout, read(pt))
+        # /dev/stdin and /dev/stdout are streams too (not refused as "not a regular file").
+        with open(pt, "rb") as f:
+            r = run(["ckz", "compress", "/dev/stdin", "-o", os.path.join(work, "d.ckz")], stdin=f)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run(["ckz", "decompress", os.path.join(work, "d.ckz"), "-o", "/dev/stdout"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, read(pt))
+        # A link from stdin finds its parent in the current folder.
+        ckz("compress", "-q", "--lossless", self.hist, "-o", os.path.join(work, "chain"))
+        link = os.path.join(work, "chain", os.path.basename(self.pts[2]) + ".ckz")
+        with open(link, "rb") as f:
+            r = run(["ckz", "decompress", "-", "-o", os.path.join(work, "l.pt")], stdin=f,
+                    cwd=os.path.join(work, "chain"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(read(os.path.join(work, "l.pt")), read(self.pts[2]))
+        # A checkpoint of several files cannot be one stream.
+        ckz("compress", "-q", os.path.join(self.trainer, "checkpoint-4"), "-o",
+            os.path.join(work, "t.ckz"))
+        r = run(["ckz", "decompress", os.path.join(work, "t.ckz"), "-o", "-"], cwd=work)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"cannot go to standard output", r.stderr)
+        self.assertEqual(r.stdout, b"")
+
+    def test_summaries_are_line_buffered(self):
+        # SIGINT once the second output is complete: the first one's line is in the log.
+        work = tempfile.mkdtemp(dir=self.tmp)
+        hist = make_history(os.path.join(work, "h"), model="cnn", steps=16, every=2)
+        out = os.path.join(work, "out")
+        with open(os.path.join(work, "log"), "wb") as log:
+            p = subprocess.Popen([os.path.join(test_torch_pt.BIN, "ckz"), "compress", hist, "-o",
+                                  out, "-l", "19"], stdout=log, stderr=subprocess.DEVNULL)
+            second = os.path.join(out, "step_000004.pt.ckz")
+            deadline = time.time() + 120
+            while not os.path.exists(second) and p.poll() is None and time.time() < deadline:
+                time.sleep(0.005)
+            p.send_signal(signal.SIGINT)
+            p.wait()
+        self.assertEqual(p.returncode, -signal.SIGINT, "interrupted before the end")
+        done = [f for f in os.listdir(out) if f.endswith(".ckz")]
+        lines = read(os.path.join(work, "log")).decode().splitlines()
+        self.assertGreaterEqual(len(done), 2)
+        self.assertGreaterEqual(len(lines), len(done) - 1)  # the last may not be printed yet
+        self.assertTrue(lines[0].startswith(os.path.join(hist, "step_000002.pt") + " => "))
+
+    def test_json_outputs(self):
+        work = tempfile.mkdtemp(dir=self.tmp)
+        r = ckz("compress", "--json", self.hist, "-o", os.path.join(work, "c"))
+        records = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual([x["type"] for x in records], ["checkpoint"] * len(self.pts) + ["history"])
+        key, link = records[0], records[1]
+        self.assertEqual((key["link_depth"], key["lossless"]), (0, True))
+        self.assertEqual((link["link_depth"], link["lossless"]), (1, False))
+        self.assertAlmostEqual(link["ratio"], link["input_bytes"] / link["output_bytes"], places=4)
+        self.assertGreater(link["seconds"], 0)
+        self.assertEqual(link["excp"]["bits"], 4)
+        codings = {t["name"]: t["coding"] for t in link["lossy_tensors"]}
+        self.assertTrue(codings["model/fc1.weight"].startswith("excp residual 4b/"), codings)
+        files = [os.path.join(work, "c", os.path.basename(p) + ".ckz") for p in self.pts]
+        # ckzinfo: one object for one file, an array for several, or JSON Lines.
+        one = json.loads(run(["ckzinfo", "--json", files[0]]).stdout)
+        self.assertEqual(one["file"], files[0])
+        many = json.loads(run(["ckzinfo", "--json", *files]).stdout)
+        self.assertEqual([x["file"] for x in many], files)
+        lines = run(["ckzinfo", "--jsonl", *files]).stdout.decode().splitlines()
+        self.assertEqual([json.loads(x)["file"] for x in lines], files)
+        r = run(["ckz", "info", "--json", files[0], os.path.join(work, "none.ckz"), files[1]])
+        self.assertEqual(r.returncode, 3)  # the missing file is reported, the array still parses
+        self.assertEqual(len(json.loads(r.stdout)), 2)
+
+    def test_many_files_of_a_chain_decode_once(self):
+        work = tempfile.mkdtemp(dir=self.tmp)
+        out = os.path.join(work, "c")
+        ckz("compress", "-q", self.hist, "-o", out)  # lossy links: the closed loop must hold
+        files = [os.path.join(out, os.path.basename(p) + ".ckz") for p in self.pts]
+        shuffled = files[::-1]  # taken in chain order whatever the order given
+        r = ckz("verify", *shuffled)
+        lines = r.stdout.splitlines()
+        self.assertEqual([x.split(":")[0] for x in lines], files)
+        self.assertIn("1 decode: depth 0", lines[0])
+        for line in lines[1:]:
+            self.assertIn("1 decode: its parent was decoded just before", line)
+        r = ckz("decompress", *shuffled, "--output-dir", os.path.join(work, "all"))
+        self.assertEqual(r.stdout.count("its parent was decoded just before"), len(files) - 1)
+        for i, f in enumerate(files):  # the same bytes as decoding each through its chain
+            alone = os.path.join(work, "alone.pt")
+            r = ckz("decompress", "-f", f, "-o", alone)
+            self.assertIn("%d decode%s: depth %d" % (i + 1, "s" if i else "", i), r.stdout)
+            name = os.path.basename(f)[:-4]
+            self.assertEqual(read(alone), read(os.path.join(work, "all", name)), name)
+
+    def test_output_dir_gives_each_multi_file_checkpoint_a_folder(self):
+        work = tempfile.mkdtemp(dir=self.tmp)
+        ckz("compress", "-q", "--lossless", self.trainer, "-o", os.path.join(work, "c"))
+        files = sorted(os.listdir(os.path.join(work, "c")))
+        self.assertEqual(files, ["checkpoint-2.ckz", "checkpoint-4.ckz"])
+        ckz("decompress", "-q", *[os.path.join(work, "c", f) for f in files], "--output-dir",
+            os.path.join(work, "r"))
+        for ck in ("checkpoint-2", "checkpoint-4"):
+            src = os.path.join(self.trainer, ck)
+            for name in os.listdir(src):
+                self.assertEqual(read(os.path.join(src, name)), read(os.path.join(work, "r", ck, name)))
+        # A one-file checkpoint lands under its own name; one input of several files keeps
+        # its files directly under DIR (as the conformance runner expects).
+        ckz("compress", "-q", self.pts[0], "-o", os.path.join(work, "one.ckz"))
+        ckz("decompress", "-q", os.path.join(work, "one.ckz"), "--output-dir", os.path.join(work, "r"))
+        self.assertEqual(read(os.path.join(work, "r", os.path.basename(self.pts[0]))), read(self.pts[0]))
+        ckz("decompress", "-q", os.path.join(work, "c", files[1]), "--output-dir", os.path.join(work, "single"))
+        self.assertEqual(sorted(os.listdir(os.path.join(work, "single"))),
+                         sorted(os.listdir(os.path.join(self.trainer, "checkpoint-4"))))
+
+    def test_error_messages(self):
+        work = tempfile.mkdtemp(dir=self.tmp)
+        r = run(["ckz", "compress", "nonexist.pt"], cwd=work)
+        self.assertEqual(r.returncode, 3)
+        err = r.stderr.decode()
+        self.assertEqual(err.count("nonexist.pt"), 1, err)
+        self.assertTrue(err.startswith("ckz: IoError: nonexist.pt: cannot open"), err)
+        self.assertNotIn("(2)", err)  # the code's number is not the exit code
+        help_text = ckz("--help").stdout
+        for code in ("0  success", "2  invalid or corrupt", "5  unsupported input"):
+            self.assertIn(code, help_text)
+
+
+class HistoryFolders(unittest.TestCase):
+    """The history folder of issue 16, as users have it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.origin = tempfile.mkdtemp(prefix="ckz-history-src-")
+        src = make_history(os.path.join(cls.origin, "src"), steps=12, every=2)
+        cls.src = sorted(os.path.join(src, f) for f in os.listdir(src) if f.endswith(".pt"))
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.origin)
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="ckz-history-")
+        self.dir = os.path.join(self.tmp, "run")
+        os.makedirs(os.path.join(self.dir, "tb_logs"))
+        for i, step in enumerate((20, 40, 60)):
+            shutil.copy(self.src[i], os.path.join(self.dir, "step_%d.pt" % step))
+        for name, text in (("README.txt", "notes"), ("config.json", "{}"), ("train.log", "loss"),
+                           ("tb_logs/events", "x"), (".hidden.pt", "old"), ("empty.pt", "")):
+            with open(os.path.join(self.dir, name), "w") as f:
+                f.write(text)
+        os.symlink("step_20.pt", os.path.join(self.dir, "latest.pt"))
+        self.out = os.path.join(self.tmp, "out")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp)
+
+    def compress(self, *extra):
+        return run(["ckz", "compress", "--lossless", self.dir, "-o", self.out, *extra])
+
+    def test_unreadable_checkpoint_stops_before_anything_is_written(self):
+        r = self.compress()
+        self.assertEqual(r.returncode, 5, r.stderr)
+        self.assertIn(b"empty.pt", r.stderr)
+        self.assertIn(b"nothing was written", r.stderr)
+        self.assertFalse(os.path.exists(self.out))
+
+    def test_keep_going_notes_everything_and_reruns_continue(self):
+        r = self.compress("--keep-going", "--keyframe-interval", "2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        err = r.stderr.decode()
+        self.assertIn("not compressed: README.txt, config.json, tb_logs/, train.log (not checkpoints)", err)
+        self.assertIn("not compressed: .hidden.pt (hidden)", err)
+        self.assertIn("not compressed: latest.pt (a link to step_20.pt)", err)
+        self.assertIn("left out: UnsupportedInput: " + os.path.join(self.dir, "empty.pt"), err)
+        outputs = ["step_20.pt.ckz", "step_40.pt.ckz", "step_60.pt.ckz"]
+        self.assertEqual(sorted(os.listdir(self.out)), outputs)
+        depths = [info(os.path.join(self.out, f))["link"] for f in outputs]
+        self.assertEqual([d["depth"] if d else 0 for d in depths], [0, 1, 0])  # interval 2
+        before = {f: read(os.path.join(self.out, f)) for f in outputs}
+        # Two more checkpoints: a re-run adds them after step_60 and rewrites nothing.
+        shutil.copy(self.src[3], os.path.join(self.dir, "step_80.pt"))
+        shutil.copy(self.src[4], os.path.join(self.dir, "step_100.pt"))
+        r = self.compress("--keep-going", "--keyframe-interval", "2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"2 checkpoints added after 3 already there", r.stdout)
+        for f, data in before.items():
+            self.assertEqual(read(os.path.join(self.out, f)), data, f)
+        link80 = info(os.path.join(self.out, "step_80.pt.ckz"))["link"]
+        self.assertEqual((link80["depth"], link80["path_hint"]), (1, "step_60.pt.ckz"))
+        self.assertIsNone(info(os.path.join(self.out, "step_100.pt.ckz"))["link"])  # a keyframe
+        r = run(["ckz", "decompress", "-q", *sorted(os.path.join(self.out, f) for f in os.listdir(self.out)),
+                 "--output-dir", os.path.join(self.tmp, "restored")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for step in (20, 40, 60, 80, 100):
+            name = "step_%d.pt" % step
+            self.assertEqual(read(os.path.join(self.dir, name)),
+                             read(os.path.join(self.tmp, "restored", name)), name)
+            assert_same(self, torch.load(os.path.join(self.dir, name)),
+                        torch.load(os.path.join(self.tmp, "restored", name)), name)
+        # An output that holds another checkpoint, and a hole in the chain, are refused.
+        shutil.copy(self.src[5], os.path.join(self.dir, "step_40.pt"))
+        r = self.compress("--keep-going")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn(b"holds another checkpoint than", r.stderr)
+        shutil.copy(self.src[1], os.path.join(self.dir, "step_40.pt"))
+        os.remove(os.path.join(self.out, "step_40.pt.ckz"))
+        r = self.compress("--keep-going")
+        self.assertEqual(r.returncode, 3)
+        self.assertIn(b"a chain only grows at its end", r.stderr)
+
+
+if __name__ == "__main__":
+    test_torch_pt.BIN = os.path.abspath(sys.argv.pop(1))
+    unittest.main()
