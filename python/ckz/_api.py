@@ -77,7 +77,7 @@ def _explain(e):
     return e
 
 
-def save(obj, path, parent=None, lossless=False, *, keyframe_interval=10, search=(),
+def save(obj, path, parent=None, lossless=False, *, step=None, keyframe_interval=10, search=(),
          metadata=None, overwrite=True, **options):
     """Writes `obj` (what torch.save takes for checkpoints: a state_dict, or a dict of model /
     optimizer / scheduler state dicts, step and plain values) to `path` atomically: a keyframe,
@@ -88,7 +88,7 @@ def save(obj, path, parent=None, lossless=False, *, keyframe_interval=10, search
     options.setdefault("threads", 0)
     buffer = serialize(obj)
     try:
-        return _ckz.encode(buffer, os.fspath(path), source_name(path), step=None,
+        return _ckz.encode(buffer, os.fspath(path), source_name(path), step=step,
                            parent=None if parent is None else os.fspath(parent),
                            search=[os.fspath(s) for s in search], lossless=lossless,
                            keyframe_interval=keyframe_interval, options=options,

@@ -119,8 +119,9 @@ class Chain:
         found = []
         for name in os.listdir(self.directory):
             m = self._pattern.match(name)
-            if m:
-                found.append((int(m.group(1)), os.path.join(self.directory, name)))
+            path = os.path.join(self.directory, name)
+            if m and os.path.isfile(path):
+                found.append((int(m.group(1)), path))
         return sorted(found)
 
     def latest(self):
