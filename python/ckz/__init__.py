@@ -18,3 +18,11 @@ from ._api import info, load, safe_open, save, verify
 from .chain import Chain
 
 __all__ = ["CkzError", "Chain", "FORMAT_VERSION", "info", "load", "safe_open", "save", "verify"]
+
+
+def __getattr__(name):
+    # ckz.distributed imports torch.distributed: only when it is used.
+    if name == "distributed":
+        import importlib
+        return importlib.import_module(".distributed", __name__)
+    raise AttributeError("module 'ckz' has no attribute %r" % name)

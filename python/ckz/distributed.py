@@ -135,12 +135,24 @@ _chains = {}
 def save(state_dict, directory, step, *, group=None, **chain_options):
     """Saves this rank's `state_dict` as its shard of the checkpoint of `step` (a collective:
     every rank calls it). The first call for a directory opens a ShardedChain with
-    `chain_options` (keyframe_interval, lossless, compress options); later calls continue it."""
+    `chain_options` (keyframe_interval, lossless, async_save, compress options); later calls
+    continue it. With async_save=True, call close() before exiting."""
     key = (os.path.abspath(os.fspath(directory)), id(group))
     chain = _chains.get(key)
     if chain is None:
         chain = _chains[key] = ShardedChain(directory, group=group, **chain_options)
     chain.save(state_dict, step)
+
+
+def close():
+    """Commits and closes the sharded chains save() opened (a collective: every rank calls
+    it). Needed before exiting when they save with async_save=True: the last save is
+    committed, its manifest written, only then."""
+    try:
+        for chain in _chains.values():
+            chain.close()
+    finally:
+        _chains.clear()
 
 
 def read_manifest(directory, step=None):
