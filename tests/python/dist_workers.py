@@ -73,20 +73,22 @@ def save_and_fail(rank, world, directory, lossless):
 
 
 def killed_mid_save(rank, world, directory):
-    """Async sharded saves; at step 20 rank 1 dies in its background save."""
+    """Async lossy sharded saves of steps 10 and 20; at step 30 rank 1 dies in its
+    background save."""
     _init(rank, world, directory, 20)
     step, state = _training(rank)
     chain = ckz.distributed.ShardedChain(os.path.join(directory, "ckpt"), async_save=True)
-    step()
-    chain.save(state(10), 10)
+    for s in (10, 20):
+        step()
+        chain.save(state(s), s)  # commits the previous step, then encodes this one
     step()
     if rank == 1:
         def die(*args):
             os._exit(7)
         ckz.chain.Chain._write = die
-    chain.save(state(20), 20)  # commits step 10, then encodes step 20 in the background
+    chain.save(state(30), 30)  # commits step 20, then "encodes" step 30 in the background
     try:
-        chain.close()  # commits step 20: rank 0 finds rank 1 gone
+        chain.close()  # commits step 30: rank 0 finds rank 1 gone
         outcome = "committed"
     except Exception as e:
         outcome = type(e).__name__

@@ -118,12 +118,12 @@ def test_example_training_job_resumes_after_being_killed(tmp_path):
     import sys
     example = os.path.join(os.path.dirname(__file__), "..", "..", "examples",
                            "train_fashion_mnist.py")
-    out = subprocess.run([sys.executable, example, "--out", str(tmp_path), "--steps", "60",
-                          "--every", "10", "--kill-at", "40", "--keyframe-interval", "3"],
+    out = subprocess.run([sys.executable, example, "--out", str(tmp_path), "--steps", "30",
+                          "--every", "5", "--kill-at", "20", "--keyframe-interval", "3"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "resumed from step 30" in out.stdout  # the save of step 40 died with the job
+    assert "resumed from step 15" in out.stdout  # the save of step 20 died with the job
     rows = [line.split() for line in out.stdout.splitlines() if line.strip()[:1].isdigit()]
-    assert [int(r[0]) for r in rows] == [10, 20, 30, 40, 50, 60]
+    assert [int(r[0]) for r in rows] == [5, 10, 15, 20, 25, 30]
     assert all(r[1] == r[2] for r in rows[:3])  # the same run up to the checkpoint
     assert all(abs(float(r[3])) < 0.05 for r in rows)
