@@ -152,8 +152,8 @@ struct RestoreOptions {
 Status RestoreCheckpoint(ChainReader& reader, const std::string& out_path,
                          const RestoreOptions& options);
 
-// (In memory) The size of source file `file` of `reader` as rebuilt (RestoreCheckpoint writes
-// it with this many bytes).
+// (In memory) The size of source file `file` (< archive().files.size()) of `reader` as rebuilt
+// (RestoreCheckpoint writes it with this many bytes).
 uint64_t RestoredFileSize(const ChainReader& reader, size_t file);
 
 // Where each tensor of source file `file` (in the order of its `tensors`) starts in the rebuilt

@@ -538,7 +538,6 @@ Status RestoreFilesInto(ChainReader& reader, const std::string& dir, const std::
   return WriteFilesUnder(reader, dir, bare_name, options, &done);
 }
 
-
 uint64_t RestoredFileSize(const ChainReader& reader, size_t file) {
   const Archive& a = reader.archive();
   const SourceFileInfo& f = a.files.at(file);
