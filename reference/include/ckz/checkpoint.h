@@ -54,6 +54,12 @@ inline constexpr char kTorchPickleMetadataKey[] = "torch.pickle";
 // reader decided that a user should know is in `notes`.
 Result<InputCheckpoint> LoadCheckpoint(const std::string& path);
 
+// The same for one checkpoint file already in memory (a safetensors file or a torch.save
+// file, e.g. what torch.save wrote into a buffer), recorded as source file `name`. The tensors
+// point into `bytes`, which the caller keeps alive and unchanged while the result is used (the
+// result's `mappings` are empty).
+Result<InputCheckpoint> LoadCheckpointFromMemory(ByteSpan bytes, const std::string& name);
+
 // ExCP shrinking of a link (lossy): see spec Appendix A and the ExCP paper.
 struct ExcpOptions {
   double alpha = 5e-5;     // weight pruning: k = min(2.5, alpha / sqrt(mean(v)))
@@ -94,6 +100,11 @@ struct RdOptions {
 struct WriteOptions {
   std::optional<ExcpOptions> excp;  // set: the link's weights and moments are shrunk (lossy)
   std::optional<RdOptions> rd;      // (0.7) set (and excp not): rate-distortion levels (lossy)
+  // The input's tensor bytes are writable memory of the caller's (an in-memory snapshot) that
+  // nothing but `decoded` needs once written: each shrunk tensor's decoded values then
+  // overwrite its input bytes and `decoded` views them there, instead of keeping a second
+  // copy of the checkpoint (peak memory: the input plus the indices of the shrunk tensors).
+  bool decode_into_input = false;
 };
 
 // What decoders reconstruct from a written checkpoint, tensor by tensor: the reference of the
@@ -111,6 +122,10 @@ class DecodedCheckpoint : public ReferenceSource {
   // or with `levels` (0.7) its levels (4 bytes each) and centres = 1.
   void AddOwned(const TensorSpec& spec, std::vector<uint8_t> bytes,
                 std::vector<uint8_t> indices = {}, uint32_t centres = 0, bool levels = false);
+  // Gives tensor `name` (added before) its quantization indices and codebook size, or (0.7)
+  // with `levels` its levels (4 bytes each) and centres = 1.
+  void SetIndices(const std::string& name, std::vector<uint8_t> indices, uint32_t centres,
+                  bool levels = false);
   // (0.5) A source file as decoders will see it (its prolog is the history of the next link's
   // coded prologs, spec 8.4).
   void AddFile(SourceFileInfo file);
@@ -120,6 +135,7 @@ class DecodedCheckpoint : public ReferenceSource {
   Status ReadReferenceIndices(const TensorInfo& tensor, uint64_t first, MutableByteSpan out,
                               uint32_t* centres) override;
   const std::vector<SourceFileInfo>* ReferenceFiles() override;
+  std::optional<ByteSpan> ReferenceView(const TensorInfo& tensor) override;
 
  private:
   struct Entry {
@@ -181,6 +197,26 @@ struct RestoreOptions {
 // Every file is written atomically.
 Status RestoreCheckpoint(ChainReader& reader, const std::string& out_path,
                          const RestoreOptions& options);
+
+// (In memory) The size of source file `file` (< archive().files.size()) of `reader` as rebuilt
+// (RestoreCheckpoint writes it with this many bytes).
+uint64_t RestoredFileSize(const ChainReader& reader, size_t file);
+
+// Where each tensor of source file `file` (in the order of its `tensors`) starts in the rebuilt
+// file.
+std::vector<uint64_t> RestoredTensorOffsets(const ChainReader& reader, size_t file);
+
+// Copies the prolog pieces of source file `file` to their places in `out` (exactly
+// RestoredFileSize bytes) and leaves the tensors' ranges untouched: the file's structure (a
+// .pt's zip directory and pickle) without decoding a tensor.
+Status RestoreProlog(const ChainReader& reader, size_t file, MutableByteSpan out);
+
+// Rebuilds source file `file` of `reader` into `out` (exactly RestoredFileSize bytes): the
+// prolog pieces, and every tensor decoded in place, the chunks of all of them sharing `threads`
+// workers. With `zip_crcs` false the CRC-32 fields of a torch.save zip are left as the prolog
+// has them (zero): for a caller that reads the entries itself and needs no valid zip.
+Status RestoreFileToMemory(ChainReader& reader, size_t file, MutableByteSpan out, int threads,
+                           bool zip_crcs = true);
 
 // Writes every source file of `reader` under the folder `dir` at its recorded path (creating
 // folders as needed; each file atomically). A bare tensor set becomes `dir/<bare_name>`, a

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,11 @@ class ReferenceSource {
   // (0.5, spec 8.4) The parent's source files with their decoded prologs, or null (the
   // default) when they are unknown.
   virtual const std::vector<SourceFileInfo>* ReferenceFiles();
+
+  // The parent's whole decoded tensor of the same name, dtype and shape when it is already in
+  // memory (valid while this source lives), so a caller can read it without a copy; nullopt
+  // (the default) when it is not, or the parent has no such tensor: use ReadReference.
+  virtual std::optional<ByteSpan> ReferenceView(const TensorInfo& tensor);
 };
 
 // One entry of a chunk's stream directory (spec 7.2).

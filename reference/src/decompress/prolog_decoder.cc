@@ -13,6 +13,8 @@ namespace ckz {
 
 const std::vector<SourceFileInfo>* ReferenceSource::ReferenceFiles() { return nullptr; }
 
+std::optional<ByteSpan> ReferenceSource::ReferenceView(const TensorInfo&) { return std::nullopt; }
+
 Status DecodeProlog(SourceFileInfo* file, ByteSpan parent_prolog) {
   if (file->prolog_codec == PrologCodec::kStored) return Status::Ok();
   const std::string where = "source file '" + file->path + "' " +

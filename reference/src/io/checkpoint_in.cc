@@ -141,14 +141,10 @@ void AssignRoles(std::vector<InputTensor>* tensors) {
   }
 }
 
-// Loads one file as source file `path_in_checkpoint`: safetensors, a torch.save file, or —
-// with `keep_verbatim` (files of a folder checkpoint) — a Raw file when it is neither, or when
-// it cannot be read safely (the reason goes to the notes).
-Status LoadFile(const std::string& path, const std::string& path_in_checkpoint,
-                bool keep_verbatim, InputCheckpoint* out, TorchRoleInputs* roles) {
-  Result<MappedFile> file = MappedFile::Open(path);
-  if (!file.ok()) return file.status();
-  const ByteSpan bytes = file->bytes();
+// LoadFile's work on the file's bytes (kept alive by the caller); `path` names it in messages.
+Status LoadFileBytes(ByteSpan bytes, const std::string& path,
+                     const std::string& path_in_checkpoint, bool keep_verbatim,
+                     InputCheckpoint* out, TorchRoleInputs* roles) {
   auto keep_raw = [&](const std::string& why) {
     SourceFileInfo info;
     info.path = path_in_checkpoint;
@@ -156,7 +152,6 @@ Status LoadFile(const std::string& path, const std::string& path_in_checkpoint,
     info.prolog.assign(bytes.begin(), bytes.end());
     out->files.push_back(std::move(info));
     if (!why.empty()) out->notes.push_back(path_in_checkpoint + ": kept verbatim (" + why + ")");
-    out->mappings.push_back(std::move(*file));
     return Status::Ok();
   };
   // Safetensors first: its 8-byte length may well start with 0x80, like a pickle.
@@ -185,6 +180,18 @@ Status LoadFile(const std::string& path, const std::string& path_in_checkpoint,
     AddSafetensorsCandidates(path_in_checkpoint, first, out, roles);
     if (out->kind.empty()) out->kind = "safetensors";
   }
+  return Status::Ok();
+}
+
+// Loads one file as source file `path_in_checkpoint`: safetensors, a torch.save file, or —
+// with `keep_verbatim` (files of a folder checkpoint) — a Raw file when it is neither, or when
+// it cannot be read safely (the reason goes to the notes).
+Status LoadFile(const std::string& path, const std::string& path_in_checkpoint,
+                bool keep_verbatim, InputCheckpoint* out, TorchRoleInputs* roles) {
+  Result<MappedFile> file = MappedFile::Open(path);
+  if (!file.ok()) return file.status();
+  CKZ_RETURN_IF_ERROR(
+      LoadFileBytes(file->bytes(), path, path_in_checkpoint, keep_verbatim, out, roles));
   out->mappings.push_back(std::move(*file));
   return Status::Ok();
 }
@@ -342,6 +349,15 @@ Result<InputCheckpoint> LoadCheckpoint(const std::string& path) {
   AssignRoles(&out.tensors);
   ApplyTorchRoles(roles, &out);
   AddTorchPickleMetadata(roles, &out);
+  return out;
+}
+
+Result<InputCheckpoint> LoadCheckpointFromMemory(ByteSpan bytes, const std::string& name) {
+  InputCheckpoint out;
+  TorchRoleInputs roles;
+  CKZ_RETURN_IF_ERROR(LoadFileBytes(bytes, name, name, false, &out, &roles));
+  AssignRoles(&out.tensors);
+  ApplyTorchRoles(roles, &out);
   return out;
 }
 

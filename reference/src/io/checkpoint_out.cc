@@ -40,6 +40,16 @@ bool Exists(const std::string& path) {
   return lstat(path.c_str(), &st) == 0;
 }
 
+// Where prolog byte `prolog_offset` of `file` lands in the rebuilt file: after every tensor
+// whose split is <= it.
+uint64_t RestoredOffset(const Archive& a, const SourceFileInfo& file, uint64_t prolog_offset) {
+  uint64_t out = prolog_offset;
+  for (size_t i = 0; i < file.tensors.size(); ++i)
+    if ((file.splits.empty() ? file.prolog.size() : file.splits[i]) <= prolog_offset)
+      out += a.tensors[file.tensors[i]].byte_length;
+  return out;
+}
+
 // Streams a source file (spec 8) into a new temporary file: its prolog pieces and its tensors'
 // decoded bytes interleaved by `splits`, then the zip CRC-32 of patched tensors written over
 // their places. The caller commits the file (or drops it, which removes it).
@@ -76,15 +86,10 @@ Result<std::unique_ptr<AtomicFileSink>> WriteUncommitted(ChainReader& reader,
   CKZ_RETURN_IF_ERROR((*sink)->Write(
       ByteSpan(file.prolog.data() + prolog_pos, size_t(file.prolog.size() - prolog_pos))));
 
-  // A prolog byte at offset q lands after every tensor whose split is <= q.
   for (const Crc32Patch& p : file.crc32_patches) {
-    uint64_t out = p.prolog_offset;
-    for (size_t i = 0; i < file.tensors.size(); ++i)
-      if ((file.splits.empty() ? file.prolog.size() : file.splits[i]) <= p.prolog_offset)
-        out += a.tensors[file.tensors[i]].byte_length;
     uint8_t le[4];
     StoreLE32(le, crcs[p.tensor]);
-    CKZ_RETURN_IF_ERROR((*sink)->WriteAt(out, ByteSpan(le, 4)));
+    CKZ_RETURN_IF_ERROR((*sink)->WriteAt(RestoredOffset(a, file, p.prolog_offset), ByteSpan(le, 4)));
   }
   return sink;
 }
@@ -142,11 +147,28 @@ Status DecodedCheckpoint::ReadReferenceIndices(const TensorInfo& tensor, uint64_
   return Status::Ok();
 }
 
+void DecodedCheckpoint::SetIndices(const std::string& name, std::vector<uint8_t> indices,
+                                   uint32_t centres, bool levels) {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) return;
+  it->second.indices = std::move(indices);
+  it->second.centres = it->second.indices.empty() ? 0 : centres;
+  it->second.levels = levels;
+}
+
 void DecodedCheckpoint::KeepAlive(InputCheckpoint input) { kept_.push_back(std::move(input)); }
 
 void DecodedCheckpoint::AddFile(SourceFileInfo file) { files_.push_back(std::move(file)); }
 
 const std::vector<SourceFileInfo>* DecodedCheckpoint::ReferenceFiles() { return &files_; }
+
+std::optional<ByteSpan> DecodedCheckpoint::ReferenceView(const TensorInfo& tensor) {
+  auto it = tensors_.find(tensor.name);
+  if (it == tensors_.end() || it->second.spec.dtype != tensor.dtype ||
+      it->second.spec.shape != tensor.shape)
+    return std::nullopt;
+  return it->second.bytes;
+}
 
 Status DecodedCheckpoint::ReadReference(const TensorInfo& tensor, uint64_t offset,
                                         MutableByteSpan out) {
@@ -162,6 +184,30 @@ Status DecodedCheckpoint::ReadReference(const TensorInfo& tensor, uint64_t offse
   if (out.size > 0) std::memcpy(out.data, e.bytes.data + offset, out.size);
   return Status::Ok();
 }
+
+namespace {
+
+// The reference's bytes of `spec` as ReadWhole gives them, without a copy when the reference
+// holds them in memory (`storage` otherwise).
+Status ReferenceBytes(ReferenceSource* reference, const TensorSpec& spec, uint64_t size,
+                      std::vector<uint8_t>* storage, ByteSpan* out) {
+  if (reference) {
+    TensorInfo wanted;
+    wanted.name = spec.name;
+    wanted.dtype = spec.dtype;
+    wanted.shape = spec.shape;
+    if (const std::optional<ByteSpan> view = reference->ReferenceView(wanted);
+        view && view->size == size) {
+      *out = *view;
+      return Status::Ok();
+    }
+  }
+  CKZ_RETURN_IF_ERROR(ReadWhole(reference, spec, size, storage));
+  *out = ByteSpan(*storage);
+  return Status::Ok();
+}
+
+}  // namespace
 
 std::optional<uint32_t> MatchingParentFile(const SourceFileInfo& file, size_t index,
                                            const std::vector<SourceFileInfo>& parent_files) {
@@ -232,27 +278,33 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
   struct Kept {
     size_t tensor = 0;
     bool quantized = false;
-    std::vector<uint8_t> ref, parent_indices, out, step_ref;
+    std::vector<uint8_t> ref_storage, parent_indices, out, step_ref;
     std::vector<int32_t> parent_levels;
+    ByteSpan ref;
   };
   std::deque<Kept> batch;
   uint64_t batch_bytes = 0;
+  std::vector<size_t> shrunk;  // quantized tensors, for `decoded` at the end
   auto end_batch = [&]() -> Status {
     CKZ_RETURN_IF_ERROR(writer->EndBatch());
     for (Kept& k : batch) {
       const size_t i = k.tensor;
-      if (decoded && k.quantized && plan[i].quant.IsLevels()) {
-        std::vector<uint8_t> levels(plan[i].levels.size() * 4);
-        std::memcpy(levels.data(), plan[i].levels.data(), levels.size());
-        decoded->AddOwned(input.tensors[i].spec, std::move(k.out), std::move(levels), 1, true);
-      } else if (decoded && k.quantized) {
-        decoded->AddOwned(input.tensors[i].spec, std::move(k.out), plan[i].indices,
-                          uint32_t(plan[i].quant.codebook.size()));
-      }
+      if (!decoded || !k.quantized) continue;
+      shrunk.push_back(i);
+      if (!options.decode_into_input)
+        decoded->AddOwned(input.tensors[i].spec, std::move(k.out));
     }
     batch.clear();
     batch_bytes = 0;
     return Status::Ok();
+  };
+  // Where a shrunk tensor's decoded values go. Only `decoded` reads its input bytes after
+  // planning, so with decode_into_input the writer may fill them with the decoded values.
+  auto decoded_bytes = [&](Kept& k, const InputTensor& t) {
+    if (decoded && options.decode_into_input)
+      return MutableByteSpan(const_cast<uint8_t*>(t.data.data), t.data.size);
+    k.out.resize(t.data.size);
+    return MutableByteSpan(k.out);
   };
   auto add_all = [&]() -> Status {
     writer->BeginBatch();
@@ -265,7 +317,7 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
       batch_bytes += t.data.size;
       Kept& k = batch.emplace_back();
       k.tensor = i;
-      CKZ_RETURN_IF_ERROR(ReadWhole(reference, t.spec, t.data.size, &k.ref));
+      CKZ_RETURN_IF_ERROR(ReferenceBytes(reference, t.spec, t.data.size, &k.ref_storage, &k.ref));
       if (i < plan.size() && plan[i].quantized && plan[i].quant.IsLevels()) {
         const QuantizationInfo& q = plan[i].quant;
         LevelContexts contexts;  // spec 7.9.3, as the decoder will see them
@@ -281,11 +333,9 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
                                         &k.step_ref));
         }
         k.quantized = true;
-        k.out.resize(t.data.size);
-        CKZ_RETURN_IF_ERROR(writer->AddLevelTensor(t.spec, q, plan[i].levels.data(),
-                                                   ByteSpan(k.ref), ByteSpan(k.step_ref),
-                                                   source_dtype, MutableByteSpan(k.out),
-                                                   contexts));
+        CKZ_RETURN_IF_ERROR(writer->AddLevelTensor(t.spec, q, plan[i].levels.data(), k.ref,
+                                                   ByteSpan(k.step_ref), source_dtype,
+                                                   decoded_bytes(k, t), contexts));
         ++report->quantized;
       } else if (i < plan.size() && plan[i].quantized) {
         IndexContexts contexts;
@@ -304,18 +354,33 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
           contexts.aux_centres = uint32_t(plan[size_t(aux)].quant.codebook.size());
         }
         k.quantized = true;
-        k.out.resize(t.data.size);
         // Indices stay in `plan` until the end: later moments use them as their aux context.
         CKZ_RETURN_IF_ERROR(writer->AddQuantizedTensor(t.spec, plan[i].quant,
-                                                       ByteSpan(plan[i].indices), ByteSpan(k.ref),
-                                                       MutableByteSpan(k.out), contexts));
+                                                       ByteSpan(plan[i].indices), k.ref,
+                                                       decoded_bytes(k, t), contexts));
         ++report->quantized;
       } else {
-        CKZ_RETURN_IF_ERROR(writer->AddTensor(t.spec, t.data, ByteSpan(k.ref)));
+        CKZ_RETURN_IF_ERROR(writer->AddTensor(t.spec, t.data, k.ref));
         if (decoded) decoded->AddView(t.spec, t.data);
       }
     }
-    return end_batch();
+    CKZ_RETURN_IF_ERROR(end_batch());
+    // The indices move to `decoded` only now: until the last moment is written they are the
+    // aux contexts of the tensors after them.
+    for (size_t i : shrunk) {
+      const TensorSpec& spec = input.tensors[i].spec;
+      if (options.decode_into_input)
+        decoded->AddView(spec, input.tensors[i].data);
+      if (plan[i].quant.IsLevels()) {
+        std::vector<uint8_t> levels(plan[i].levels.size() * 4);
+        std::memcpy(levels.data(), plan[i].levels.data(), levels.size());
+        decoded->SetIndices(spec.name, std::move(levels), 1, true);
+      } else {
+        decoded->SetIndices(spec.name, std::move(plan[i].indices),
+                            uint32_t(plan[i].quant.codebook.size()));
+      }
+    }
+    return Status::Ok();
   };
   // A failure leaves queued tensors whose buffers are about to go: drop them (the writer then
   // refuses to finish, as after any failure).
@@ -483,6 +548,66 @@ Status RestoreFilesInto(ChainReader& reader, const std::string& dir, const std::
   return WriteFilesUnder(reader, dir, bare_name, options, &done);
 }
 
+uint64_t RestoredFileSize(const ChainReader& reader, size_t file) {
+  const Archive& a = reader.archive();
+  const SourceFileInfo& f = a.files.at(file);
+  uint64_t size = f.prolog.size();
+  for (uint32_t t : f.tensors) size += a.tensors[t].byte_length;
+  return size;
+}
+
+std::vector<uint64_t> RestoredTensorOffsets(const ChainReader& reader, size_t file) {
+  const Archive& a = reader.archive();
+  const SourceFileInfo& f = a.files.at(file);
+  std::vector<uint64_t> offsets;
+  uint64_t before = 0;  // tensor bytes before the i-th tensor
+  for (size_t i = 0; i < f.tensors.size(); ++i) {
+    offsets.push_back((f.splits.empty() ? f.prolog.size() : f.splits[i]) + before);
+    before += a.tensors[f.tensors[i]].byte_length;
+  }
+  return offsets;
+}
+
+Status RestoreProlog(const ChainReader& reader, size_t file, MutableByteSpan out) {
+  const Archive& a = reader.archive();
+  if (file >= a.files.size())
+    return Status(ErrorCode::kInvalidArgument, "source file index out of range");
+  const SourceFileInfo& f = a.files[file];
+  if (out.size != RestoredFileSize(reader, file))
+    return Status(ErrorCode::kInvalidArgument,
+                  "output buffer of " + std::to_string(out.size) + " bytes for a file of " +
+                      std::to_string(RestoredFileSize(reader, file)));
+  uint64_t prolog_pos = 0, pos = 0;
+  for (size_t i = 0; i <= f.tensors.size(); ++i) {
+    const uint64_t split =
+        i == f.tensors.size() || f.splits.empty() ? f.prolog.size() : f.splits[i];
+    std::memcpy(out.data + pos, f.prolog.data() + prolog_pos, size_t(split - prolog_pos));
+    pos += split - prolog_pos;
+    prolog_pos = split;
+    if (i < f.tensors.size()) pos += a.tensors[f.tensors[i]].byte_length;
+  }
+  return Status::Ok();
+}
+
+Status RestoreFileToMemory(ChainReader& reader, size_t file, MutableByteSpan out, int threads,
+                           bool zip_crcs) {
+  CKZ_RETURN_IF_ERROR(RestoreProlog(reader, file, out));
+  const Archive& a = reader.archive();
+  const SourceFileInfo& f = a.files[file];
+  const std::vector<uint64_t> offsets = RestoredTensorOffsets(reader, file);
+  std::vector<TensorRange> ranges;
+  for (size_t i = 0; i < f.tensors.size(); ++i)
+    ranges.push_back({f.tensors[i], 0,
+                      out.subspan(size_t(offsets[i]), size_t(a.tensors[f.tensors[i]].byte_length))});
+  CKZ_RETURN_IF_ERROR(reader.ReadTensors(ranges, threads));
+  if (!zip_crcs) return Status::Ok();
+  std::vector<std::optional<uint32_t>> crcs(f.tensors.size());  // a tensor has 2-3 patches
+  for (const Crc32Patch& p : f.crc32_patches) {
+    if (!crcs[p.tensor]) crcs[p.tensor] = ZipCrc32(ranges[p.tensor].out);
+    StoreLE32(out.data + RestoredOffset(a, f, p.prolog_offset), *crcs[p.tensor]);
+  }
+  return Status::Ok();
+}
 
 Status RestoreCheckpoint(ChainReader& reader, const std::string& out_path,
                          const RestoreOptions& options) {

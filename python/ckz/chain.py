@@ -1,0 +1,139 @@
+"""ckz.Chain: the checkpoints of one training run as a chain of .ckz files in one directory."""
+import concurrent.futures
+import os
+import re
+
+from . import _api, _ckz
+
+
+class Chain:
+    """Writes a training run's checkpoints into `directory` as step_00000100.pt.ckz, ...: each
+    save a link predicted from the previous checkpoint as decoders reconstruct it, which the
+    chain keeps in memory (no re-read, no re-decode of the parent), with a keyframe every
+    `keyframe_interval` saves, so any step restores with at most that many decodes.
+
+        chain = ckz.Chain("ckpt", keyframe_interval=10, async_save=True)
+        chain.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, step)
+        chain.close()
+
+    With async_save=True, save() returns once the checkpoint is snapshotted in memory (tensors
+    copied, as torch.save copies them) and encodes on a background thread while training goes
+    on; at most one save is pending (the next save() waits for it), and an error of a pending
+    save is raised by the next save(), wait() or close(). Links are lossy (ExCP shrinking) unless
+    lossless=True. Opening an existing directory continues its chain from its latest file.
+    `options` are those of `ckz compress` (chunk_size, level, entropy, alpha, beta, bits,
+    k_at_cap, v_direct, and threads: encoding threads, default 1 with async_save so that
+    training keeps the other cores, else all)."""
+
+    def __init__(self, directory, keyframe_interval=10, lossless=False, async_save=False, *,
+                 prefix="step_", overwrite=True, **options):
+        self.directory = os.fspath(directory)
+        self.prefix = prefix
+        self._pattern = re.compile(r"^%s(\d+)\.pt\.ckz$" % re.escape(prefix))
+        self._overwrite = overwrite
+        options.setdefault("threads", 1 if async_save else 0)
+        self._writer = _ckz.ChainWriter(lossless, keyframe_interval, options)
+        self._executor = (concurrent.futures.ThreadPoolExecutor(1, "ckz-chain")
+                          if async_save else None)
+        self._pending = None
+        self.last = None  # what the last completed save wrote (content id, step, sizes...)
+        os.makedirs(self.directory, exist_ok=True)
+        self._remove_stale_temporaries()
+        latest = self.latest()
+        if latest is not None:
+            self._writer.attach(latest[1])
+
+    # ---- writing
+    def save(self, obj, step, metadata=None):
+        """Saves `obj` (what torch.save takes) as the checkpoint of `step`. Returns what was
+        written, or None when the save continues in the background."""
+        self._finish_pending()
+        snapshot = _api.serialize(obj)
+        if self._executor is None:
+            return self._write(snapshot, step, metadata)
+        self._pending = self._executor.submit(self._write, snapshot, step, metadata)
+        return None
+
+    def wait(self):
+        """Waits for a pending save; raises its error, if any. Returns the last save's info."""
+        self._finish_pending()
+        return self.last
+
+    def close(self):
+        try:
+            self._finish_pending()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *rest):
+        if exc_type is None:
+            self.close()
+        else:  # keep the original error; a pending save still finishes
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    def path_for(self, step):
+        return os.path.join(self.directory, "%s%08d.pt.ckz" % (self.prefix, step))
+
+    @property
+    def next_depth(self):
+        """Depth of the next save as a link (0: it will be a keyframe)."""
+        return self._writer.next_depth
+
+    def _write(self, snapshot, step, metadata):
+        path = self.path_for(step)
+        try:
+            info = self._writer.write(snapshot, path, _api.source_name(path), step=step,
+                                      overwrite=self._overwrite, metadata=metadata or {})
+        except _api.CkzError as e:
+            raise _api._explain(e) from None
+        info["path"] = path
+        self.last = info
+        return info
+
+    def _finish_pending(self):
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _remove_stale_temporaries(self):
+        # A job killed during a save leaves the writer's hidden temporary file behind.
+        stale = re.compile(r"^\.%s\d+\.pt\.ckz\.tmp-" % re.escape(self.prefix))
+        for name in os.listdir(self.directory):
+            if stale.match(name):
+                try:
+                    os.unlink(os.path.join(self.directory, name))
+                except OSError:
+                    pass
+
+    # ---- reading
+    def steps(self):
+        """[(step, path)] of the chain's files, by step."""
+        found = []
+        for name in os.listdir(self.directory):
+            m = self._pattern.match(name)
+            path = os.path.join(self.directory, name)
+            if m and os.path.isfile(path):
+                found.append((int(m.group(1)), path))
+        return sorted(found)
+
+    def latest(self):
+        """(step, path) of the newest checkpoint, or None."""
+        steps = self.steps()
+        return steps[-1] if steps else None
+
+    def load(self, step=None, map_location=None, **kwargs):
+        """ckz.load of the checkpoint of `step` (default: the latest)."""
+        if step is None:
+            latest = self.latest()
+            if latest is None:
+                raise _api.error("IoError", "%s holds no checkpoint" % self.directory)
+            step = latest[0]
+        return _api.load(self.path_for(step), map_location, **kwargs)
