@@ -180,8 +180,9 @@ class DecodedReference final : public ReferenceSource {
     DType dtype = DType::kInvalid;
     std::vector<uint64_t> shape;
     uint64_t bytes_at = 0, byte_length = 0;
-    uint64_t indices_at = 0;  // quantized tensors: one byte per element
-    uint32_t centres = 0;     // codebook size; 0 when not quantized
+    uint64_t indices_at = 0;  // quantized tensors: one byte per element, (0.7) or one i32 level
+    uint32_t centres = 0;     // codebook size (1 for levels); 0 when not quantized
+    bool levels = false;
   };
   const Entry* Find(const TensorInfo& tensor) const;
   ContentId content_id_{};

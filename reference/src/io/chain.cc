@@ -311,8 +311,9 @@ Result<std::unique_ptr<DecodedReference>> DecodedReference::Create(const Archive
     e.bytes_at = place(info.byte_length);
     r->expected_ += info.byte_length;
     if (info.quantization) {
-      e.centres = uint32_t(info.quantization->codebook.size());
-      e.indices_at = place(info.num_elements);
+      e.levels = info.quantization->IsLevels();
+      e.centres = e.levels ? 1 : uint32_t(info.quantization->codebook.size());
+      e.indices_at = place(info.num_elements * info.quantization->SymbolBytes());
     }
     r->by_name_.emplace(e.name, t);
     r->entries_.push_back(std::move(e));
@@ -374,11 +375,12 @@ Status DecodedReference::Finish(ChainReader& reader) {
     const Entry& e = entries_[t];
     if (e.centres == 0) continue;
     const TensorInfo& info = reader.archive().tensors[t];
+    const uint64_t sb = e.levels ? 4 : 1;
     for (uint64_t first = 0; first < info.num_elements; first += kWindow) {
-      buffer.resize(size_t(std::min(kWindow, info.num_elements - first)));
+      buffer.resize(size_t(std::min(kWindow, info.num_elements - first) * sb));
       uint32_t centres = 0;
       CKZ_RETURN_IF_ERROR(reader.ReadReferenceIndices(info, first, MutableByteSpan(buffer), &centres));
-      CKZ_RETURN_IF_ERROR(WriteAll(fd_, e.indices_at + first, ByteSpan(buffer)));
+      CKZ_RETURN_IF_ERROR(WriteAll(fd_, e.indices_at + first * sb, ByteSpan(buffer)));
     }
   }
   if (size_ > 0) {
@@ -416,11 +418,14 @@ Status DecodedReference::ReadReferenceIndices(const TensorInfo& tensor, uint64_t
                                               MutableByteSpan out, uint32_t* centres) {
   *centres = 0;
   const Entry* e = Find(tensor);
-  if (!e || e->centres == 0) return Status::Ok();
-  const uint64_t elements = e->byte_length / DTypeSize(e->dtype);
-  if (first > elements || out.size > elements - first)
+  // Indices only to a codebook tensor, levels only to a level tensor (spec 7.9.3).
+  if (!e || e->centres == 0 || !tensor.quantization ||
+      e->levels != tensor.quantization->IsLevels())
+    return Status::Ok();
+  const uint64_t elements = e->byte_length / DTypeSize(e->dtype), sb = e->levels ? 4 : 1;
+  if (first > elements || out.size % sb != 0 || out.size / sb > elements - first)
     return Status(ErrorCode::kInvalidArgument, "reference index range outside the tensor");
-  if (out.size > 0) std::memcpy(out.data, map_ + e->indices_at + first, out.size);
+  if (out.size > 0) std::memcpy(out.data, map_ + e->indices_at + first * sb, out.size);
   *centres = e->centres;
   return Status::Ok();
 }

@@ -138,6 +138,8 @@ Status PlanShrinking(const InputCheckpoint& input, ReferenceSource* reference,
   return Status::Ok();
 }
 
+double StrengthOfQuality(int quality) { return std::exp2((5.0 - quality) / 4.0); }
+
 Status ParentLevels(ReferenceSource* reference, const TensorSpec& spec, uint64_t count,
                     std::vector<int32_t>* out) {
   TensorInfo wanted;
