@@ -92,6 +92,29 @@ def distortion(original, previous, restored, names):
     return sum(parts), parts
 
 
+def alternative_measures(original, previous, restored, names):
+    """Two other candidates, to show the measure is chosen by what it predicts:
+    'curvature': the weight error weighted by Adam's v (the Fisher diagonal's estimate) relative
+    to the link's update weighted the same way, plus the same moment terms as the measure;
+    'plain': each stream's squared error relative to its own mean square (W: to the update's),
+    i.e. without Adam's units."""
+    o, p, r = params(original, names), params(previous, names), params(restored, names)
+    curv = [0.0, 0.0]
+    plain = [[0.0, 0.0] for _ in range(3)]
+    for n in o:
+        (w, m, v), (wp, _, _), (wr, mr, vr) = o[n], p[n], r[n]
+        curv[0] += float((v * (wr - w).pow(2)).sum())
+        curv[1] += float((v * (w - wp).pow(2)).sum())
+        for k, (err, ref) in enumerate(((wr - w, w - wp), (mr - m, m), (vr - v, v))):
+            plain[k][0] += float(err.pow(2).sum())
+            plain[k][1] += float(ref.pow(2).sum())
+    _, parts = distortion(original, previous, restored, names)
+    curvature = (curv[0] / curv[1] if curv[1] > 0 else 0.0) / STEP_FACTORS[0] ** 2
+    curvature += parts[1] + parts[2]
+    plain_sum = sum(a / b for a, b in plain if b > 0)
+    return curvature, plain_sum
+
+
 def spearman(x, y):
     rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
     return float(np.corrcoef(rx, ry)[0, 1])
@@ -143,6 +166,8 @@ def main():
                  "val_loss_max": f["eval_rel_max"], "val_loss_final": f["eval_rel_final"],
                  "train_loss_max": f["train_rel_max"], "distortion": d,
                  "distortion_parts": parts}
+        point["distortion_curvature"], point["distortion_plain"] = alternative_measures(
+            original, previous, restored, names)
         points.append(point)
         if point["method"] == "ckz ExCP":
             xz_raw, xz = excp_xz(os.path.join(args.work, "ckz-" + v["name"]))
@@ -153,9 +178,15 @@ def main():
     rho = spearman([p["distortion"] for p in measured], [p["val_loss_max"] for p in measured])
     rho_train = spearman([p["distortion"] for p in measured],
                          [p["train_loss_max"] for p in measured])
+    rho_curv = spearman([p["distortion_curvature"] for p in measured],
+                        [p["val_loss_max"] for p in measured])
+    rho_plain = spearman([p["distortion_plain"] for p in measured],
+                         [p["val_loss_max"] for p in measured])
     result = {"model": args.model, "options": fid["options"], "points": points,
               "spearman_distortion_vs_val_max": rho,
-              "spearman_distortion_vs_train_max": rho_train}
+              "spearman_distortion_vs_train_max": rho_train,
+              "spearman_curvature_vs_val_max": rho_curv,
+              "spearman_plain_vs_val_max": rho_plain}
     with open(args.out + ".json", "w") as f:
         json.dump(result, f, indent=1)
         f.write("\n")
@@ -173,6 +204,9 @@ def main():
     lines.append("Spearman rank correlation of the distortion measure with max |Δ val loss|: "
                  "%.2f (with max |Δ train loss|: %.2f), over the %d ckz points." %
                  (rho, rho_train, len(measured)))
+    lines.append("Other candidates against max |Δ val loss|: weight error weighted by Adam's v "
+                 "(curvature) %.2f; plain relative squared errors (no Adam units) %.2f." %
+                 (rho_curv, rho_plain))
     with open(args.out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
