@@ -15,7 +15,7 @@ sqrt(v), v's error in log2; weighted by the level tool's step factors) and repor
 ranks the points by damage (Spearman's rank correlation).
 
     rd_benchmark.py --model chargpt --work /work/fid/chargpt --out docs/rd/chargpt
-        [--qualities 1,2,...] [--skip-runs]
+        [--qualities 1,2,...] [--skip-runs | --reuse-excp]
 
 Writes OUT.json (every point), OUT.md (the table) and, with --plot, a PNG of ratio against
 damage. Run with /usr/bin/python3 (Debian's python3-torch); the ckz build is build/tools.
@@ -42,9 +42,11 @@ def excp_variants():
             ("excp-beta2", "--excp"), ("excp-k-at-cap", "--excp --k-at-cap")]
 
 
-def run_fidelity(args, variants):
+def run_fidelity(args, variants, no_control=False):
     cmd = ["/usr/bin/python3", os.path.join(HERE, "resume_fidelity.py"), "--model", args.model,
            "--work", args.work, "--json", args.out + ".fidelity.json"]
+    if no_control:
+        cmd.append("--no-control")
     if args.history_args:
         cmd += ["--history-args", args.history_args]
     for name, options in variants:
@@ -130,6 +132,9 @@ def main():
     ap.add_argument("--history-args", default="")
     ap.add_argument("--skip-runs", action="store_true",
                     help="reuse OUT.fidelity.json instead of running resume_fidelity.py")
+    ap.add_argument("--reuse-excp", action="store_true",
+                    help="run only the level points; take the ExCP points (and the control) "
+                    "from OUT.fidelity.json of an earlier run with the same ExCP coder")
     ap.add_argument("--plot", help="also draw ratio against damage into this PNG")
     args = ap.parse_args()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -138,6 +143,17 @@ def main():
     if args.skip_runs:
         with open(args.out + ".fidelity.json") as f:
             fid = json.load(f)
+    elif args.reuse_excp:
+        with open(args.out + ".fidelity.json") as f:
+            earlier = json.load(f)
+        kept = [v for v in earlier["variants"]
+                if v["ckz_args"] is None or v["name"].startswith("excp")]
+        fid = run_fidelity(args, [v for v in variants if v[0].startswith("levels")],
+                           no_control=True)
+        fid["variants"] = kept[:1] + fid["variants"] + kept[1:]
+        with open(args.out + ".fidelity.json", "w") as f:
+            json.dump(fid, f, indent=1)
+            f.write("\n")
     else:
         fid = run_fidelity(args, variants)
 

@@ -216,9 +216,18 @@ Status PlanLevels(const InputCheckpoint& input, ReferenceSource* reference,
     // With Adam's v: a step relative to this link's update, levels chosen by RDOQ. Without
     // (the bounded weights-only mode): relative to the weights themselves, plain rounding, so
     // that |error| <= step / 2 holds.
-    const double step = adam_v ? rd.strength * rd.weight_step *
-                                     RmsDifference(spec.dtype, t[i].data, ByteSpan(ref))
-                               : *rd.weights_only_step * Rms(spec.dtype, t[i].data);
+    double step = adam_v ? rd.strength * rd.weight_step *
+                               RmsDifference(spec.dtype, t[i].data, ByteSpan(ref))
+                         : *rd.weights_only_step * Rms(spec.dtype, t[i].data);
+    if (adam_v && !parent_levels.empty()) {
+      // The parent's weight is itself quantized: the residual holds its error (variance
+      // step^2 / 12) besides this link's update, and a step taken from the residual's RMS would
+      // grow link after link (unboundedly beyond 2 sqrt(3) RMS updates). Dividing by
+      // sqrt(1 + s^2 / 12) makes `s` RMS updates the chain's steady state at any strength
+      // (docs/rate-distortion.md, "The step of the weights").
+      const double s = rd.strength * rd.weight_step;
+      step /= std::sqrt(1 + s * s / 12);
+    }
     (*plan)[i] = PlanWeightLevels(spec.dtype, t[i].data, ByteSpan(ref), step, layout,
                                   adam_v ? rd.rdoq_lambda : 0.0);
   });
