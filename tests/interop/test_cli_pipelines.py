@@ -141,7 +141,7 @@ class Pipelines(unittest.TestCase):
         self.assertGreater(link["seconds"], 0)
         # The default is rate-distortion levels (spec 7.9); ExCP only on request.
         self.assertIsNone(link["excp"])
-        self.assertEqual(link["rd"]["strength"], 1)
+        self.assertAlmostEqual(link["rd"]["strength"], 2 ** 0.25)  # quality 4
         codings = {t["name"]: t["coding"] for t in link["lossy_tensors"]}
         self.assertTrue(codings["model/fc1.weight"].startswith("levels residual step="), codings)
         r = ckz("compress", "--json", "--excp", self.pts[0], self.pts[1],

@@ -64,7 +64,7 @@ const char kUsage[] =
     "                           (keyframes never are): weights with an Adam second moment\n"
     "                           and their moments as rate-distortion levels (spec 7.9)\n"
     "  -Q, --quality N          the trade-off of the levels, 1 (smallest files) .. 9 (most\n"
-    "                           faithful), default 5; each step changes every quantization\n"
+    "                           faithful), default 4; each step changes every quantization\n"
     "                           step by ~1.19x (docs/rate-distortion.md has ratio and\n"
     "                           resume damage per quality)\n"
     "  --strength S             the same as a number: steps times S (quality 5 = 1)\n"
