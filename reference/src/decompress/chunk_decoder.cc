@@ -17,6 +17,7 @@
 #include "common/quantize.h"
 #include "common/zstd_frame.h"
 #include "common/transforms.h"
+#include "decompress/decode_scratch.h"
 #include "format/chunk_layout.h"
 
 namespace ckz {
@@ -28,6 +29,9 @@ struct ChunkDecoder::Scratch {
   std::vector<int32_t> levels;
   std::vector<uint8_t> step_source;
   std::vector<int8_t> shifts;
+  // The context model's inputs: parent and aux indices (cm) or levels (cml).
+  std::vector<uint8_t> parent_indices, aux_indices;
+  std::vector<int32_t> parent_levels, aux_levels;
   ~Scratch() { ZSTD_freeDCtx(dctx); }
 };
 
@@ -225,9 +229,11 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
   const TensorInfo& t = archive.tensors[tensor];
   const ChunkInfo& chunk = t.chunks[chunk_index];
   const QuantizationInfo& q = *t.quantization;
-  const std::string where =
-      Where(archive, tensor, chunk_index) +
-      (q.IsLevels() ? std::string(" (levels)") : " (" + std::to_string(q.bits) + "-bit indices)");
+  // Built only for an error message.
+  auto where = [&] {
+    return Where(archive, tensor, chunk_index) +
+           (q.IsLevels() ? std::string(" (levels)") : " (" + std::to_string(q.bits) + "-bit indices)");
+  };
   const uint64_t count = stream.raw_length / q.SymbolBytes();
   const uint64_t first = chunk.raw_offset / DTypeSize(t.dtype);
   if (indices.size != stream.raw_length)
@@ -238,62 +244,64 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
       if (index_cache_ && index_cache_->Lookup(archive, tensor, chunk_index, indices))
         return Status::Ok();
       LevelModelInputs in;
-      std::vector<int32_t> parent, aux, levels(count);
-      CKZ_RETURN_IF_ERROR(
-          LevelInputs(archive, tensor, first, count, source, index_cache_, &parent, &aux, &in));
+      CKZ_RETURN_IF_ERROR(LevelInputs(archive, tensor, first, count, source, index_cache_,
+                                      &scratch_->parent_levels, &scratch_->aux_levels, &in));
+      // Straight into the caller's buffer when it is the scratch's levels (DecodeQuantized).
+      std::vector<int32_t>& own = scratch_->levels;
+      const bool direct = indices.data == reinterpret_cast<uint8_t*>(own.data());
+      if (!direct) own.resize(count);
       size_t bad = 0;
-      switch (DecodeLevelStream(in, src.data, src.size, levels.data(), count, &bad)) {
+      switch (DecodeLevelStream(in, src.data, src.size, own.data(), count, &bad)) {
         case LevelDecodeResult::kOk:
           break;
         case LevelDecodeResult::kTooLarge:
           return Status(ErrorCode::kChunkDecodeFailed,
-                        where + ": cml stream decodes element " + std::to_string(first + bad) +
+                        where() + ": cml stream decodes element " + std::to_string(first + bad) +
                             " to a level beyond 2^24 - 1 (rule 7.9.3)");
         case LevelDecodeResult::kBadStream:
           return Status(ErrorCode::kChunkDecodeFailed,
-                        where + ": cml stream of " + std::to_string(src.size) +
+                        where() + ": cml stream of " + std::to_string(src.size) +
                             " bytes does not end where its last level does (rule 7.7.1)");
       }
-      std::memcpy(indices.data, levels.data(), indices.size);
+      if (!direct) std::memcpy(indices.data, own.data(), indices.size);
       if (index_cache_) index_cache_->Insert(archive, tensor, chunk_index, ByteSpan(indices.data, indices.size));
       return Status::Ok();
     }
     case StreamCodec::kStored:
       if (src.size != count)
         return Status(ErrorCode::kChunkDecodeFailed,
-                      where + ": stored index stream has " + std::to_string(src.size) +
+                      where() + ": stored index stream has " + std::to_string(src.size) +
                           " bytes, " + std::to_string(count) + " expected");
       std::memcpy(indices.data, src.data, count);
       break;
     case StreamCodec::kZstd:
       if (!scratch_->dctx) scratch_->dctx = ZSTD_createDCtx();
-      CKZ_RETURN_IF_ERROR(DecodeZstd(scratch_->dctx, src, indices, where));
+      CKZ_RETURN_IF_ERROR(DecodeZstd(scratch_->dctx, src, indices, where()));
       break;
     case StreamCodec::kPacked:
-      CKZ_RETURN_IF_ERROR(UnpackIndices(src, q.bits, indices, where));
+      CKZ_RETURN_IF_ERROR(UnpackIndices(src, q.bits, indices, where()));
       break;
     case StreamCodec::kCmFloat:  // ReadStreamDirectory refuses it in quantized tensors
-      return Status(ErrorCode::kChunkMalformed, where + ": codec 4 (cmf) codes values, not indices");
+      return Status(ErrorCode::kChunkMalformed, where() + ": codec 4 (cmf) codes values, not indices");
     case StreamCodec::kCm: {
       // Only cm indices are worth caching: they cost a chain of other decodes.
       if (index_cache_ && index_cache_->Lookup(archive, tensor, chunk_index, indices))
         return Status::Ok();
       IndexModelInputs in;
-      std::vector<uint8_t> parent, aux;
-      CKZ_RETURN_IF_ERROR(
-          CmInputs(archive, tensor, first, count, source, index_cache_, &parent, &aux, &in));
+      CKZ_RETURN_IF_ERROR(CmInputs(archive, tensor, first, count, source, index_cache_,
+                                   &scratch_->parent_indices, &scratch_->aux_indices, &in));
       size_t bad = 0;
       switch (DecodeIndexStream(in, src.data, src.size, indices.data, count, &bad)) {
         case IndexDecodeResult::kOk:
           break;
         case IndexDecodeResult::kIndexTooLarge:
           return Status(ErrorCode::kCodebookIndex,
-                        where + ": cm stream decodes element " + std::to_string(first + bad) +
+                        where() + ": cm stream decodes element " + std::to_string(first + bad) +
                             " to an index beyond the codebook's " +
                             std::to_string(q.codebook.size()) + " centres");
         case IndexDecodeResult::kBadStream:
           return Status(ErrorCode::kChunkDecodeFailed,
-                        where + ": cm stream of " + std::to_string(src.size) +
+                        where() + ": cm stream of " + std::to_string(src.size) +
                             " bytes does not end where its last index does (rule 7.7.1)");
       }
       break;
@@ -302,7 +310,7 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
   for (uint64_t i = 0; i < count; ++i)
     if (indices.data[i] > q.codebook.size())
       return Status(ErrorCode::kCodebookIndex,
-                    where + ": element " + std::to_string(first + i) + " has index " +
+                    where() + ": element " + std::to_string(first + i) + " has index " +
                         std::to_string(indices.data[i]) + "; the codebook has " +
                         std::to_string(q.codebook.size()) + " centres");
   if (index_cache_ && stream.codec == StreamCodec::kCm)
@@ -328,11 +336,11 @@ Status ChunkDecoder::DecodeQuantized(const Archive& archive, size_t tensor, size
   const ChunkInfo& chunk = t.chunks[chunk_index];
   const QuantizationInfo& q = *t.quantization;
   const uint64_t count = stream.raw_length / q.SymbolBytes();
-  std::vector<uint8_t>& indices = scratch_->streams;
-  indices.resize(stream.raw_length);
-  CKZ_RETURN_IF_ERROR(
-      StreamIndices(archive, tensor, chunk_index, stream, source, MutableByteSpan(indices)));
   if (q.IsLevels()) {
+    scratch_->levels.resize(count);
+    CKZ_RETURN_IF_ERROR(StreamIndices(
+        archive, tensor, chunk_index, stream, source,
+        MutableByteSpan(reinterpret_cast<uint8_t*>(scratch_->levels.data()), count * 4)));
     // Spec 7.9.1: the step shifts follow the parent's decoded step source.
     std::vector<int8_t>& shifts = scratch_->shifts;
     shifts.resize(count);
@@ -352,11 +360,13 @@ Status ChunkDecoder::DecodeQuantized(const Archive& archive, size_t tensor, size
       step_source = scratch_->step_source.data();
     }
     StepShifts(q, source_dtype, step_source, count, shifts.data());
-    scratch_->levels.resize(count);
-    std::memcpy(scratch_->levels.data(), indices.data(), count * 4);
     ReconstructLevels(q, t.dtype, scratch_->levels.data(), shifts.data(), count,
                       q.NeedsReference() ? reference.data : nullptr, out.data);
   } else {
+    std::vector<uint8_t>& indices = scratch_->streams;
+    indices.resize(stream.raw_length);
+    CKZ_RETURN_IF_ERROR(
+        StreamIndices(archive, tensor, chunk_index, stream, source, MutableByteSpan(indices)));
     ReconstructQuantized(q, t.dtype, indices.data(), count,
                          q.kind == QuantKind::kResidual ? reference.data : nullptr, out.data);
   }
@@ -404,13 +414,25 @@ Status DecodeIndexRange(const Archive& archive, size_t tensor, uint64_t first,
   if (out.size % sb != 0 || first > t.num_elements || out.size / sb > t.num_elements - first)
     return Status(ErrorCode::kInvalidArgument, "index range outside tensor '" + t.name + "'");
   const uint64_t w = DTypeSize(t.dtype);
-  ChunkDecoder decoder;
+  PooledScratch scratch;
+  ChunkDecoder& decoder = scratch->decoder;
   decoder.set_index_cache(cache);
-  std::vector<uint8_t> buf;
+  std::vector<uint8_t>& buf = scratch->buffer;
   const uint64_t end = first + out.size / sb;
-  for (size_t c = 0; c < t.chunks.size(); ++c) {
+  // From the chunk holding element `first` (raw offsets ascend: section 4.3).
+  auto from = std::upper_bound(t.chunks.begin(), t.chunks.end(), first * w,
+                               [](uint64_t v, const ChunkInfo& c) { return v < c.raw_offset; });
+  if (from != t.chunks.begin()) --from;
+  for (size_t c = size_t(from - t.chunks.begin()); c < t.chunks.size(); ++c) {
     const uint64_t lo = t.chunks[c].raw_offset / w, n = t.chunks[c].raw_length / w;
-    if (lo + n <= first || lo >= end) continue;
+    if (lo >= end) break;
+    if (lo + n <= first) continue;
+    // A whole chunk goes straight into `out`.
+    if (lo >= first && lo + n <= end) {
+      CKZ_RETURN_IF_ERROR(decoder.DecodeIndices(archive, tensor, c, reference,
+                                                out.subspan((lo - first) * sb, n * sb)));
+      continue;
+    }
     buf.resize(n * sb);
     CKZ_RETURN_IF_ERROR(decoder.DecodeIndices(archive, tensor, c, reference, MutableByteSpan(buf)));
     const uint64_t a = std::max(first, lo), b = std::min(end, lo + n);
