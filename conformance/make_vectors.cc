@@ -53,6 +53,8 @@ int main(int argc, char** argv) {
   CodedHeader(suite);
   PrologValid(suite);
   PrologInvalid(suite);
+  LevelsValid(suite);
+  LevelsInvalid(suite);
   suite.Finish();
   return 0;
 }

@@ -5,6 +5,8 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <cfenv>
+#include <cmath>
 #include <cstring>
 #include <memory>
 
@@ -263,24 +265,43 @@ Encoded Encode(const Ckpt& c, const EncodeOptions& options,
     else
       w.AddSourceFile(files[i]);
   }
+  const std::vector<CmTensorRole> roles = Roles(c);
   for (const T& t : c.tensors) {
     ByteSpan ref;
     if (link && parent && t.predict)
       if (const T* p = parent->Find(t.name))
         if (p->bytes.size() == t.bytes.size() && !p->bytes.empty()) ref = ByteSpan(p->bytes);
+    const T* same = link && parent ? parent->Find(t.name) : nullptr;
+    if (same && (same->dtype != t.dtype || same->shape != t.shape)) same = nullptr;
+    const int aux = t.quant ? CmAuxTensor(roles, size_t(&t - c.tensors.data())) : -1;
+    if (t.HasLevels()) {
+      // The cml codec's contexts (spec 7.9.3) and the parent's step source (7.9.1).
+      LevelContexts lx;
+      if (same && same->HasLevels()) lx.parent = same->levels.data();
+      if (aux >= 0) lx.aux = c.tensors[size_t(aux)].levels.data();
+      ByteSpan source;
+      DType source_dtype = DType::kF32;
+      if (t.quant->step_source >= 0) {
+        const T& u = c.tensors[size_t(t.quant->step_source)];
+        source_dtype = u.dtype;
+        if (const T* pu = link && parent ? parent->Find(u.name) : nullptr)
+          source = ByteSpan(pu->bytes);
+      }
+      Bytes decoded(t.bytes.size());
+      MustOk(w.AddLevelTensor(t.Spec(), *t.quant, t.levels.data(), ref, source, source_dtype,
+                              MutableByteSpan(decoded), lx),
+             "AddLevelTensor '" + t.name + "'");
+      Check(decoded == t.bytes, "'" + t.name + "': the writer reconstructs other bytes");
+      continue;
+    }
     if (t.quant) {
       // The cm codec's contexts (spec 7.7.2), as a decoder derives them; other index codecs
       // ignore them.
       IndexContexts cx;
-      if (link && parent)
-        if (const T* p = parent->Find(t.name))
-          if (p->quant && p->dtype == t.dtype && p->shape == t.shape) {
-            cx.parent = ByteSpan(p->indices);
-            cx.parent_centres = uint32_t(p->quant->codebook.size());
-          }
-      std::vector<CmTensorRole> roles;
-      for (const T& u : c.tensors) roles.push_back({u.role, u.owner, u.quant.has_value()});
-      const int aux = CmAuxTensor(roles, size_t(&t - c.tensors.data()));
+      if (same && same->quant && !same->HasLevels()) {
+        cx.parent = ByteSpan(same->indices);
+        cx.parent_centres = uint32_t(same->quant->codebook.size());
+      }
       if (aux >= 0) {
         cx.aux = ByteSpan(c.tensors[size_t(aux)].indices);
         cx.aux_centres = uint32_t(c.tensors[size_t(aux)].quant->codebook.size());
@@ -595,6 +616,76 @@ EncodeOptions IndexOpt(StreamCodec index_codec, uint64_t chunk) {
   EncodeOptions o = Opt(StreamCodec::kStored, false, chunk);
   o.index_codec = index_codec;
   return o;
+}
+
+void SetLevels(Ckpt& c, const std::string& name, const QuantizationInfo& q,
+               std::vector<int32_t> levels, const Ckpt* parent) {
+  T& t = c.tensors[c.Index(name)];
+  const uint64_t n = Elements(t.shape);
+  Check(q.IsLevels() && levels.size() == n, name + ": a level kind and one level per element");
+  std::vector<int8_t> shifts(n);
+  const uint8_t* source = nullptr;
+  DType source_dtype = DType::kF32;
+  if (q.step_source >= 0) {
+    const T& u = c.tensors[size_t(q.step_source)];
+    const T* pu = parent ? parent->Find(u.name) : nullptr;
+    Check(pu && pu->bytes.size() == n * DTypeSize(u.dtype), name + ": the parent's step source");
+    source = pu->bytes.data();
+    source_dtype = u.dtype;
+  }
+  StepShifts(q, source_dtype, source, n, shifts.data());
+  const uint8_t* ref = nullptr;
+  if (q.NeedsReference()) {
+    const T* r = parent ? parent->Find(name) : nullptr;
+    Check(r && r->bytes.size() == t.bytes.size(), name + ": a residual needs the parent's tensor");
+    ref = r->bytes.data();
+  }
+  ReconstructLevels(q, t.dtype, levels.data(), shifts.data(), n, ref, t.bytes.data());
+  t.quant = q;
+  t.levels = std::move(levels);
+  t.indices.clear();
+}
+
+std::vector<CmTensorRole> Roles(const Ckpt& c) {
+  std::vector<CmTensorRole> roles;
+  for (const T& u : c.tensors) roles.push_back({u.role, u.owner, u.quant.has_value(), u.HasLevels()});
+  return roles;
+}
+
+uint16_t RoundOnce(double v, int mant, int emin, int bias) {
+  Check(!std::isnan(v), "RoundOnce: a NaN");
+  const uint16_t sign = std::signbit(v) ? uint16_t(0x8000) : uint16_t(0);
+  const uint64_t inf = ((uint64_t{1} << (15 - mant)) - 1) << mant;
+  const double a = std::fabs(v);
+  if (a == 0) return sign;
+  if (std::isinf(a)) return uint16_t(sign | inf);
+  int e = 0;
+  std::frexp(a, &e);
+  e -= 1;  // a in [2^e, 2^(e+1))
+  const int q = std::max(e, emin) - mant;              // the quantum: one unit in the last place
+  const double n = std::nearbyint(std::ldexp(a, -q));  // exact scaling; round to nearest even
+  Check(std::fegetround() == FE_TONEAREST, "RoundOnce: rounding mode");
+  uint64_t bits;
+  if (e < emin) bits = uint64_t(n);  // subnormal (n = 2^mant is the smallest normal)
+  else bits = (uint64_t(e + bias) << mant) + (uint64_t(n) - (uint64_t{1} << mant));
+  return uint16_t(sign | std::min(bits, inf));
+}
+uint16_t RoundF16(double v) { return RoundOnce(v, 10, -14, 15); }
+uint16_t RoundBF16(double v) { return RoundOnce(v, 7, -126, 127); }
+double WidenF16(uint16_t h) {
+  const int e = (h >> 10) & 0x1F, f = h & 0x3FF;
+  Check(e != 0x1F || f == 0, "WidenF16: a NaN");
+  const double m = e == 0x1F ? HUGE_VAL : e == 0 ? std::ldexp(f, -24) : std::ldexp(1024 + f, e - 25);
+  return (h & 0x8000) ? -m : m;
+}
+double WidenBF16(uint16_t b) {
+  Check((b & 0x7F80) != 0x7F80 || (b & 0x7F) == 0, "WidenBF16: a NaN");
+  return double(F32FromBits(uint32_t(b) << 16));
+}
+float ExactF32(double v) {
+  const float f = float(v);
+  Check(double(f) == v, "ExactF32: not a binary32 value");
+  return f;
 }
 
 }  // namespace ckz::vectors

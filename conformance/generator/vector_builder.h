@@ -18,6 +18,7 @@
 #include "ckz/status.h"
 #include "ckz/types.h"
 #include "ckz/writer.h"
+#include "common/index_model.h"
 #include "format/header_build.h"
 
 namespace ckz::vectors {
@@ -84,8 +85,11 @@ struct T {
   int32_t owner = -1;
   bool predict = true;  // in a link: predicted from the parent's tensor of the same name
   // A quantized tensor (spec 7.6): its indices; `bytes` then holds the reconstruction.
+  // (0.7) With a level kind (spec 7.9): its levels instead.
   std::optional<QuantizationInfo> quant;
   Bytes indices;
+  std::vector<int32_t> levels;
+  bool HasLevels() const { return quant && quant->IsLevels(); }
   TensorSpec Spec() const { return TensorSpec{name, dtype, shape, role, owner}; }
 };
 
@@ -148,7 +152,9 @@ struct Encoded {
 
 // With a link, each tensor with `predict` set is predicted from the parent tensor of the same
 // name (when the parent has one of the same byte length; its shape and dtype are deliberately
-// not compared, so mismatches can be made).
+// not compared, so mismatches can be made). Quantized tensors get the contexts a decoder
+// derives (spec 7.7.2, 7.9.3: parent indices or levels of the same family, aux by
+// CmAuxTensor) and, for a step source, the parent's tensor of that name.
 Encoded Encode(const Ckpt& c, const EncodeOptions& options,
                const std::optional<LinkInfo>& link = std::nullopt, const Ckpt* parent = nullptr);
 LinkInfo LinkTo(const Encoded& parent, const Ckpt& parent_ckpt, const std::string& hint,
@@ -263,6 +269,29 @@ void QuantizeCentres(Ckpt& c, const std::string& name, QuantKind kind, unsigned 
                      std::vector<float> codebook, const Ckpt* parent, float scale, Bytes indices);
 // Stored streams for lossless tensors, `index_codec` for index streams.
 EncodeOptions IndexOpt(StreamCodec index_codec, uint64_t chunk = 1u << 20);
+
+// (0.7) Makes tensor `name` of `c` a level tensor (spec 7.9): quantization `q` (a level kind),
+// one level per element, and its bytes the reconstruction that decoders must produce: the
+// library's (vectors_levels.cc checks it against its own arithmetic). The reference and the
+// step source are the tensors of `parent` named like `name` and like tensors[q.step_source].
+void SetLevels(Ckpt& c, const std::string& name, const QuantizationInfo& q,
+               std::vector<int32_t> levels, const Ckpt* parent);
+// The roles CmAuxTensor looks at, for the tensors of `c`.
+std::vector<CmTensorRole> Roles(const Ckpt& c);
+
+// ------------------------------------------------------------------------------------------
+// Spec 7.6's F16/BF16 rounding, written apart from the library (for the double-rounding cases
+// of 7.6 and 7.9): `v` (any binary64 value but a NaN) rounded once, to nearest, ties to even,
+// into a float format with `mant` fraction bits and smallest normal exponent `emin` (F16: 10,
+// -14; BF16: 7, -126). Magnitudes that round past the largest finite value give infinity.
+uint16_t RoundOnce(double v, int mant, int emin, int bias);
+uint16_t RoundF16(double v);
+uint16_t RoundBF16(double v);
+// Exact widenings of F16 and BF16 values (infinities included, NaNs refused).
+double WidenF16(uint16_t h);
+double WidenBF16(uint16_t b);
+// A binary32 value given as an exact sum of powers of two; checked to be exact.
+float ExactF32(double v);
 
 }  // namespace ckz::vectors
 

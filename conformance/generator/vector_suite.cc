@@ -38,7 +38,8 @@ const std::map<ErrorCode, std::set<std::string>>& RulesReporting() {
       {E::kHeaderChecksum, {"H1"}},
       {E::kHeaderMalformed, {"H2", "H3", "H8"}},
       {E::kFieldOutOfRange, {"H4", "H6", "T2", "T5", "T6", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6",
-                             "Q8", "F2", "F3", "F4", "F5", "F6", "F8", "F9", "F11", "M2"}},
+                             "Q8", "Q9", "Q10", "Q11", "F2", "F3", "F4", "F5", "F6", "F8", "F9",
+                             "F11", "M2"}},
       {E::kBadName, {"H6", "H7", "T1", "F1", "M1", "M3"}},
       {E::kBadLink, {"H5", "H6", "T7", "Q7", "F10"}},
       {E::kShapeOverflow, {"T3"}},
@@ -216,7 +217,7 @@ void Suite::Finish() {
   m += "  \"generator\": \"conformance/make_vectors.cc\",\n";
   m += "  \"profiles\": {\n";
   m += "    \"core\": " + JsonStr("container, stored and zstd streams, byte planes, zstd-coded prologs; keyframes only") + ",\n";
-  m += "    \"full\": " + JsonStr("everything in format 0.6: core plus reference chains, predictors, quantized tensors, cm index streams, prologs coded against the parent's, cmf-coded float values and coded headers") + "\n";
+  m += "    \"full\": " + JsonStr("everything in format 0.7: core plus reference chains, predictors, quantized tensors, cm index streams, prologs coded against the parent's, cmf-coded float values, coded headers and level tensors") + "\n";
   m += "  },\n";
   m += "  \"cases\": [\n";
   for (size_t i = 0; i < entries_.size(); ++i)

@@ -35,6 +35,9 @@ void CodedHeader(Suite& s);
 // vectors_prolog.cc: coded prologs (spec 8.4).
 void PrologValid(Suite& s);
 void PrologInvalid(Suite& s);
+// vectors_levels.cc: level quantization (spec 7.9, format 0.7).
+void LevelsValid(Suite& s);
+void LevelsInvalid(Suite& s);
 
 }  // namespace ckz::vectors
 

@@ -1,7 +1,6 @@
 // Quantized tensors (spec 7.6), full profile.
 #include "vectors.h"
 
-#include <cfenv>
 #include <cmath>
 #include <cstring>
 
@@ -32,43 +31,6 @@ Ckpt QuantParent(uint64_t seed) {
   const uint64_t f64s[] = {0x7FF0000000000001ull, 0x8000000000000000ull, 0x0000000000000001ull};
   for (size_t i = 0; i < 3; ++i) StoreElem(c.tensors[3].bytes.data() + 8 * i, 8, f64s[i]);
   return c;
-}
-
-// Spec 7.6's F16/BF16 rounding, written apart from the library for the double-rounding case:
-// `v` (any finite binary64 value) rounded once, to nearest, ties to even, into a float format
-// with `mant` fraction bits and smallest normal exponent `emin` (F16: 10, -14; BF16: 7, -126).
-// Magnitudes that round past the largest finite value give infinity.
-uint16_t RoundOnce(double v, int mant, int emin, int bias) {
-  Check(std::isfinite(v), "RoundOnce: not finite");
-  const uint16_t sign = std::signbit(v) ? uint16_t(0x8000) : uint16_t(0);
-  const double a = std::fabs(v);
-  if (a == 0) return sign;
-  int e = 0;
-  std::frexp(a, &e);
-  e -= 1;  // a in [2^e, 2^(e+1))
-  const int q = std::max(e, emin) - mant;              // the quantum: one unit in the last place
-  const double n = std::nearbyint(std::ldexp(a, -q));  // exact scaling; round to nearest even
-  Check(std::fegetround() == FE_TONEAREST, "RoundOnce: rounding mode");
-  uint64_t bits;
-  if (e < emin) bits = uint64_t(n);  // subnormal (n = 2^mant is the smallest normal)
-  else bits = (uint64_t(e + bias) << mant) + (uint64_t(n) - (uint64_t{1} << mant));
-  const uint64_t inf = ((uint64_t{1} << (15 - mant)) - 1) << mant;
-  return uint16_t(sign | std::min(bits, inf));
-}
-uint16_t RoundF16(double v) { return RoundOnce(v, 10, -14, 15); }
-uint16_t RoundBF16(double v) { return RoundOnce(v, 7, -126, 127); }
-double WidenF16(uint16_t h) {
-  const int e = (h >> 10) & 0x1F, f = h & 0x3FF;
-  Check(e != 0x1F, "WidenF16: not finite");
-  const double m = e == 0 ? std::ldexp(f, -24) : std::ldexp(1024 + f, e - 25);
-  return (h & 0x8000) ? -m : m;
-}
-double WidenBF16(uint16_t b) { return double(F32FromBits(uint32_t(b) << 16)); }
-// A binary32 centre given as an exact sum of powers of two; checked to be exact.
-float ExactF32(double v) {
-  const float f = float(v);
-  Check(double(f) == v, "ExactF32: not a binary32 value");
-  return f;
 }
 
 // For an F16/BF16/F64 Residual tensor `t` of `link` against `parent`: checks, with the
@@ -289,15 +251,16 @@ void QuantizedInvalid(Suite& s) {
     return ChainInvalid(name, rule, error, description, Assemble(x), parent.bytes);
   };
   const std::string no_kind =
-      "7.6 reconstructs Residual and Direct indices only: there is no value for an index of "
+      "7.6 and 7.9 reconstruct the kinds 1 to 5 only: there is no value for an index of "
       "another kind";
   s.Add(header_case("invalid-quant-kind-zero", "Q2", ErrorCode::kFieldOutOfRange,
                     "'w32' has a quantization of kind 0 (Invalid).",
                     [&](Archive& a) { a.tensors[w32].quantization->kind = QuantKind(0); })
             .ByConstruction(no_kind));
   s.Add(header_case("invalid-quant-kind-unknown", "Q2", ErrorCode::kFieldOutOfRange,
-                    "'w32' has a quantization of kind 3 (not defined).",
-                    [&](Archive& a) { a.tensors[w32].quantization->kind = QuantKind(3); })
+                    "'w32' has a quantization of kind 6 (not defined; 3 to 5 are the level "
+                    "kinds of 0.7).",
+                    [&](Archive& a) { a.tensors[w32].quantization->kind = QuantKind(6); })
             .ByConstruction(no_kind));
   s.Add(header_case("invalid-quant-bits-zero", "Q3", ErrorCode::kFieldOutOfRange,
                     "'m' has 0-bit indices.",

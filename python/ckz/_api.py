@@ -68,12 +68,10 @@ def source_name(path):
 
 def _explain(e):
     """The library's refusal of an object, with what ckz.save takes."""
-    if getattr(e, "code", None) in ("PickleGlobalNotAllowed", "UnsupportedDtype"):
-        return error(e.code, "%s. ckz.save takes what torch.load(weights_only=True) loads: "
-                     "tensors (of the dtypes F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL), dicts, "
-                     "OrderedDicts, lists, tuples, str, int, float, bool, None, bytes, "
-                     "torch.Size, torch.device, torch dtypes: convert other objects (numpy "
-                     "arrays, custom classes) first" % e.detail)
+    if getattr(e, "code", None) == "UnsupportedDtype":
+        return error(e.code, "%s. ckz.save takes tensors of the dtypes F64 F32 F16 BF16 I64 I32 "
+                     "I16 I8 U8 BOOL (and any other picklable object, carried as it is)"
+                     % e.detail)
     return e
 
 
@@ -81,9 +79,11 @@ def save(obj, path, parent=None, lossless=False, *, step=None, keyframe_interval
          metadata=None, overwrite=True, **options):
     """Writes `obj` (what torch.save takes for checkpoints: a state_dict, or a dict of model /
     optimizer / scheduler state dicts, step and plain values) to `path` atomically: a keyframe,
-    or with `parent` (a .ckz file) a link predicted from it. Links are lossy (ExCP shrinking)
-    unless lossless=True; keyframes are always lossless. `options` are those of `ckz compress`:
-    threads, chunk_size, level, entropy, alpha, beta, bits, k_at_cap, v_direct. Returns what
+    or with `parent` (a .ckz file) a link predicted from it. Links are lossy (rate-distortion
+    levels, spec 7.9) unless lossless=True; keyframes are always lossless. `options` are those of
+    `ckz compress`: threads, chunk_size, level, entropy, quality (1..9), strength, rd_steps,
+    rdoq, weights_step; excp=True for ExCP's codebooks with alpha, beta, bits, k_at_cap,
+    v_direct, fallback_k. Returns what
     was written (content id, step, depth, sizes)."""
     options.setdefault("threads", 0)
     buffer = serialize(obj)
@@ -127,12 +127,14 @@ _ALLOWED_GLOBALS = {
 
 
 class _Unpickler(pickle.Unpickler):
-    """The library reader's whitelist (reference/src/io/torch_pickle.cc), nothing else; the
-    library has already checked this pickle against it."""
+    """torch.load(weights_only=True)'s whitelist of globals (what the library interprets,
+    reference/src/io/torch_pickle.cc), or with weights_only=False any global, imported and
+    called as torch.load(weights_only=False) would (the library carries such objects, opaque)."""
 
-    def __init__(self, data, storages):
+    def __init__(self, data, storages, weights_only=True):
         super().__init__(io.BytesIO(data))
         self._storages = storages
+        self._weights_only = weights_only
 
     def find_class(self, module, name):
         found = _ALLOWED_GLOBALS.get((module, name))
@@ -143,7 +145,12 @@ class _Unpickler(pickle.Unpickler):
                 return torch.serialization.StorageType(name)
             if isinstance(getattr(torch, name, None), torch.dtype):
                 return getattr(torch, name)
-        raise error("PickleGlobalNotAllowed", "global %s.%s is not allowed" % (module, name))
+        if not self._weights_only:
+            return super().find_class(module, name)
+        raise error("PickleGlobalNotAllowed",
+                    "global %s.%s is not allowed with weights_only=True (the default): "
+                    "ckz.load(..., weights_only=False) runs the checkpoint's pickled code, as "
+                    "torch.load(weights_only=False) does; only for files you trust" % (module, name))
 
     def persistent_load(self, pid):
         if not isinstance(pid, tuple) or len(pid) != 5 or pid[0] != "storage":
@@ -151,7 +158,7 @@ class _Unpickler(pickle.Unpickler):
         return self._storages(*pid[1:])
 
 
-def _load_torch(reader, file, map_location, threads):
+def _load_torch(reader, file, map_location, threads, weights_only=True):
     pickle_bytes, storage_tensors = reader.torch_structure(file)
     info = reader.tensors()
     buffers, wanted = {}, []
@@ -171,7 +178,7 @@ def _load_torch(reader, file, map_location, threads):
             loaded[key] = torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype)
         return loaded[key]
 
-    return _Unpickler(pickle_bytes, storage).load()
+    return _Unpickler(pickle_bytes, storage, weights_only).load()
 
 
 def read_tensor(reader, info, index, framework, threads):
@@ -215,16 +222,19 @@ def _apply_map_location(tensors, map_location):
     return out
 
 
-def load(path, map_location=None, *, search=(), parent=None, threads=None):
+def load(path, map_location=None, *, weights_only=True, search=(), parent=None, threads=None):
     """What torch.load returned for the checkpoint saved into `path` (same types, nesting and
-    values; tensors restored, storages shared as they were). A link's parents are found as the
+    values; tensors restored, storages shared as they were). Like torch.load(weights_only=True),
+    only tensors and plain containers are rebuilt; a checkpoint holding other Python objects
+    (numpy arrays, a MultiStepLR's Counter, dataclasses) needs weights_only=False, which imports
+    and calls what the pickle names: only for files you trust. A link's parents are found as the
     CLI finds them: beside the file (under the recorded name, or any .ckz with the parent's
     content id), then in `search` folders; `parent` names the first one. `map_location` is
     torch.load's. A .ckz made from safetensors gives {name: tensor}."""
     reader = open_reader(path, search, parent)
     files = reader.files()
     if len(files) == 1 and files[0][1] == "torch-zip":
-        return _load_torch(reader, 0, map_location, threads)
+        return _load_torch(reader, 0, map_location, threads, weights_only)
     if not files or (len(files) == 1 and files[0][1] == "safetensors"):
         return _apply_map_location(_load_tensors(reader, threads), map_location)
     raise error("Unsupported", "%s holds %d files (%s): restore it with `ckz decompress`, or "

@@ -19,10 +19,11 @@ class Chain:
     With async_save=True, save() returns once the checkpoint is snapshotted in memory (tensors
     copied, as torch.save copies them) and encodes on a background thread while training goes
     on; at most one save is pending (the next save() waits for it), and an error of a pending
-    save is raised by the next save(), wait() or close(). Links are lossy (ExCP shrinking) unless
-    lossless=True. Opening an existing directory continues its chain from its latest file.
-    `options` are those of `ckz compress` (chunk_size, level, entropy, alpha, beta, bits,
-    k_at_cap, v_direct, and threads: encoding threads, default 1 with async_save so that
+    save is raised by the next save(), wait() or close(). Links are lossy (rate-distortion levels)
+    unless lossless=True. Opening an existing directory continues its chain from its latest file.
+    `options` are those of `ckz compress` (chunk_size, level, entropy, quality, strength,
+    rd_steps, rdoq, weights_step, excp with alpha, beta, bits, k_at_cap, v_direct, fallback_k,
+    and threads: encoding threads, default 1 with async_save so that
     training keeps the other cores, else all)."""
 
     def __init__(self, directory, keyframe_interval=10, lossless=False, async_save=False, *,

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -85,7 +86,8 @@ SaveOptions ParseSaveOptions(bool lossless, uint64_t keyframe_interval, const py
   if (keyframe_interval < 1) throw py::value_error("keyframe_interval must be >= 1");
   out.keyframe_interval = keyframe_interval;
   ExcpOptions excp;
-  bool shrink_option = false;
+  RdOptions rd;
+  bool shrink_option = false, rd_option = false, use_excp = false;
   for (const auto& [k, v] : options) {
     const std::string key = py::str(k);
     if (key == "threads") {
@@ -110,6 +112,32 @@ SaveOptions ParseSaveOptions(bool lossless, uint64_t keyframe_interval, const py
       } else {
         throw py::value_error("option 'entropy' is 'zstd', 'packed' or 'cm'");
       }
+    } else if (key == "excp") {
+      use_excp = v.cast<bool>();
+    } else if (key == "quality") {
+      rd.strength = StrengthOfQuality(int(IntOption(v, "quality", 1, 9)));
+      rd_option = true;
+    } else if (key == "strength") {
+      rd.strength = PositiveOption(v, "strength");
+      rd_option = true;
+    } else if (key == "rd_steps") {
+      const auto steps = v.cast<std::vector<double>>();
+      if (steps.size() != 3) throw py::value_error("option 'rd_steps' is three numbers (W, M, V)");
+      rd.weight_step = PositiveOption(py::float_(steps[0]), "rd_steps");
+      rd.moment1_step = PositiveOption(py::float_(steps[1]), "rd_steps");
+      rd.moment2_step = PositiveOption(py::float_(steps[2]), "rd_steps");
+      rd_option = true;
+    } else if (key == "rdoq") {
+      rd.rdoq_lambda = v.cast<double>();
+      if (!(rd.rdoq_lambda >= 0) || !std::isfinite(rd.rdoq_lambda))
+        throw py::value_error("option 'rdoq' must be a number >= 0");
+      rd_option = true;
+    } else if (key == "weights_step") {
+      rd.weights_only_step = PositiveOption(v, "weights_step");
+      rd_option = true;
+    } else if (key == "fallback_k") {
+      excp.fallback_k = PositiveOption(v, "fallback_k");
+      shrink_option = true;
     } else if (key == "alpha") {
       excp.alpha = PositiveOption(v, "alpha");
       shrink_option = true;
@@ -127,14 +155,24 @@ SaveOptions ParseSaveOptions(bool lossless, uint64_t keyframe_interval, const py
       shrink_option = shrink_option || !excp.v_residual;
     } else {
       throw py::type_error("unexpected option '" + key +
-                           "' (options: threads, chunk_size, level, entropy, alpha, beta, bits, "
-                           "k_at_cap, v_direct)");
+                           "' (options: threads, chunk_size, level, entropy, quality, strength, "
+                           "rd_steps, rdoq, weights_step, excp, alpha, beta, bits, k_at_cap, "
+                           "v_direct, fallback_k)");
     }
   }
-  if (lossless && shrink_option)
-    throw py::value_error("alpha, beta, bits, k_at_cap and v_direct shrink (lossy); not with "
+  // As `ckz compress`: rate-distortion levels by default, ExCP with excp=True.
+  if (lossless && (shrink_option || rd_option || use_excp))
+    throw py::value_error("lossy options (quality, strength, rd_steps, rdoq, weights_step, excp, "
+                          "alpha, beta, bits, k_at_cap, v_direct, fallback_k) are not for "
                           "lossless=True");
-  if (!lossless) out.write.excp = excp;
+  if (shrink_option && !use_excp)
+    throw py::value_error("alpha, beta, bits, k_at_cap, v_direct and fallback_k are ExCP "
+                          "options: add excp=True");
+  if (rd_option && use_excp)
+    throw py::value_error("quality, strength, rd_steps, rdoq and weights_step set the "
+                          "rate-distortion coding: not with excp=True");
+  if (!lossless && use_excp) out.write.excp = excp;
+  if (!lossless && !use_excp) out.write.rd = rd;
   return out;
 }
 

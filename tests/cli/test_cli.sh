@@ -66,20 +66,27 @@ contains out.txt "3 checkpoints" "history summary line"
 "$bin/ckzinfo" --json hist.ckz/step_10.safetensors.ckz > h.json
 contains h.json '"path_hint": "step_2.safetensors.ckz"' "history in natural order (step_2 before step_10)"
 
-# Lossy by default for links (ExCP), lossless on request.
+# Lossy by default for links (rate-distortion levels), lossless on request, ExCP with --excp.
 expect 0 "lossy link by default" -- "$bin/ckz" compress b.safetensors --ref a.safetensors.ckz -o lossy.ckz
-contains out.txt "lossy: ExCP" "summary says lossy"
+contains out.txt "lossy: rate-distortion" "summary says lossy"
 "$bin/ckzinfo" --json lossy.ckz > lossy.json
 contains lossy.json '"lossless": false' "ckzinfo --json says lossy"
 "$bin/ckzinfo" lossy.ckz > lossy.txt
 contains lossy.txt "LOSSY" "ckzinfo says LOSSY"
-contains lossy.txt "excp residual" "weights are residual codebooks"
-expect 0 "verify a lossy link" -- "$bin/ckz" verify lossy.ckz
+contains lossy.txt "levels residual" "weights are level residuals"
+contains lossy.txt "cmlx" "level streams are cml"
 expect 0 "decompress a lossy link" -- "$bin/ckz" decompress -q lossy.ckz -o lossy.safetensors
 cmp -s lossy.safetensors b.safetensors && { echo "FAIL: lossy output identical to the input"; failures=$((failures + 1)); } || echo "ok: lossy output differs from the input"
-expect 1 "--lossless with ExCP options" -- "$bin/ckz" compress --lossless --bits 3 b.safetensors --ref a.safetensors.ckz -o x.ckz
-expect 1 "--bits out of range" -- "$bin/ckz" compress --bits 9 b.safetensors --ref a.safetensors.ckz -o x.ckz
-expect 0 "packed index coding" -- "$bin/ckz" compress -q -f --entropy packed b.safetensors --ref a.safetensors.ckz -o packed.ckz
+expect 1 "--lossless with ExCP options" -- "$bin/ckz" compress --lossless --excp --bits 3 b.safetensors --ref a.safetensors.ckz -o x.ckz
+expect 1 "ExCP options without --excp" -- "$bin/ckz" compress --bits 3 b.safetensors --ref a.safetensors.ckz -o x.ckz
+expect 1 "--bits out of range" -- "$bin/ckz" compress --excp --bits 9 b.safetensors --ref a.safetensors.ckz -o x.ckz
+expect 1 "--quality out of range" -- "$bin/ckz" compress --quality 10 b.safetensors --ref a.safetensors.ckz -o x.ckz
+expect 1 "--quality with --excp" -- "$bin/ckz" compress --excp --quality 3 b.safetensors --ref a.safetensors.ckz -o x.ckz
+expect 0 "ExCP on request" -- "$bin/ckz" compress -f --excp b.safetensors --ref a.safetensors.ckz -o excp.ckz
+contains out.txt "lossy: ExCP" "summary says ExCP"
+"$bin/ckzinfo" excp.ckz > excp.txt
+contains excp.txt "excp residual" "ExCP weights are residual codebooks"
+expect 0 "packed index coding" -- "$bin/ckz" compress -q -f --excp --entropy packed b.safetensors --ref a.safetensors.ckz -o packed.ckz
 "$bin/ckzinfo" packed.ckz > packed.txt
 contains packed.txt "packedx" "packed streams used"
 

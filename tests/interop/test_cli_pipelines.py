@@ -139,6 +139,15 @@ class Pipelines(unittest.TestCase):
         self.assertEqual((link["link_depth"], link["lossless"]), (1, False))
         self.assertAlmostEqual(link["ratio"], link["input_bytes"] / link["output_bytes"], places=4)
         self.assertGreater(link["seconds"], 0)
+        # The default is rate-distortion levels (spec 7.9); ExCP only on request.
+        self.assertIsNone(link["excp"])
+        self.assertEqual(link["rd"]["strength"], 1)
+        codings = {t["name"]: t["coding"] for t in link["lossy_tensors"]}
+        self.assertTrue(codings["model/fc1.weight"].startswith("levels residual step="), codings)
+        r = ckz("compress", "--json", "--excp", self.pts[0], self.pts[1],
+                "-o", os.path.join(work, "e"))
+        link = [json.loads(line) for line in r.stdout.splitlines()][1]
+        self.assertIsNone(link["rd"])
         self.assertEqual(link["excp"]["bits"], 4)
         codings = {t["name"]: t["coding"] for t in link["lossy_tensors"]}
         self.assertTrue(codings["model/fc1.weight"].startswith("excp residual 4b/"), codings)

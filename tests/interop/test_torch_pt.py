@@ -128,33 +128,37 @@ class TorchFiles(unittest.TestCase):
     def test_lossy_chain_loads_and_keeps_every_non_moment_field(self):
         hist = self.history("chargpt", "pt", steps=6, every=2)
         pts = sorted(f for f in os.listdir(hist) if f.endswith(".pt"))
-        out = os.path.join(self.tmp, "lossy")
-        r = ckz("compress", hist, "-o", out)
-        self.assertIn("lossy: ExCP", r.stdout)
-        ckz("verify", "-q", *[os.path.join(out, p + ".ckz") for p in pts])
-        parent = torch.load(os.path.join(hist, pts[0]))  # the keyframe: lossless
-        for p in pts[1:]:  # the links
-            restored = os.path.join(self.tmp, "lossy-" + p)
-            ckz("decompress", "-q", os.path.join(out, p + ".ckz"), "-o", restored)
-            a, b = torch.load(os.path.join(hist, p)), torch.load(restored)
-            self.assertEqual(list(a), list(b))
-            # Everything outside the moments and weights is exact, from this checkpoint.
-            self.assertEqual(a["step"], b["step"])
-            self.assertEqual(a["config"], b["config"])
-            self.assertEqual(a["optimizer"]["param_groups"], b["optimizer"]["param_groups"])
-            if "scheduler" in a:
-                self.assertEqual(a["scheduler"], b["scheduler"])
-            for pid, st in a["optimizer"]["state"].items():
-                self.assertTrue(torch.equal(st["step"], b["optimizer"]["state"][pid]["step"]))
-            # A closed loop does not drift: a link's error is at most its step from the
-            # decoded parent (pruning drops part of the step, quantization stays within it).
-            for k, v in a["model"].items():
-                w = b["model"][k]
-                self.assertEqual(w.shape, v.shape)
-                if v.is_floating_point():
-                    step = (v - parent["model"][k]).norm().item()
-                    self.assertLessEqual((v - w).norm().item(), step * 1.0001 + 1e-12, k)
-            parent = b
+        # The default (rate-distortion levels) and ExCP's codebooks.
+        for options, summary in (((), "lossy: rate-distortion"), (("--excp",), "lossy: ExCP")):
+            out = os.path.join(self.tmp, "lossy" + "".join(options))
+            r = ckz("compress", hist, "-o", out, *options)
+            self.assertIn(summary, r.stdout)
+            ckz("verify", "-q", *[os.path.join(out, p + ".ckz") for p in pts])
+            parent = torch.load(os.path.join(hist, pts[0]))  # the keyframe: lossless
+            for p in pts[1:]:  # the links
+                restored = os.path.join(self.tmp, "lossy-" + p)
+                ckz("decompress", "-q", "-f", os.path.join(out, p + ".ckz"), "-o", restored)
+                a, b = torch.load(os.path.join(hist, p)), torch.load(restored)
+                self.assertEqual(list(a), list(b))
+                # Everything outside the moments and weights is exact, from this checkpoint.
+                self.assertEqual(a["step"], b["step"])
+                self.assertEqual(a["config"], b["config"])
+                self.assertEqual(a["optimizer"]["param_groups"], b["optimizer"]["param_groups"])
+                if "scheduler" in a:
+                    self.assertEqual(a["scheduler"], b["scheduler"])
+                for pid, st in a["optimizer"]["state"].items():
+                    self.assertTrue(torch.equal(st["step"], b["optimizer"]["state"][pid]["step"]))
+                    self.assertTrue(bool((b["optimizer"]["state"][pid]["exp_avg_sq"] >= 0).all()))
+                # A closed loop does not drift: a link's error is at most its step from the
+                # decoded parent (ExCP: pruning drops part of the step, quantization stays
+                # within it; levels: rounding to half of a step of twice the RMS update).
+                for k, v in a["model"].items():
+                    w = b["model"][k]
+                    self.assertEqual(w.shape, v.shape)
+                    if v.is_floating_point():
+                        step = (v - parent["model"][k]).norm().item()
+                        self.assertLessEqual((v - w).norm().item(), step * 1.0001 + 1e-12, k)
+                parent = b
 
     def test_moments_are_linked_to_their_parameters(self):
         hist = self.history("cnn", "pt", steps=2, every=2)
@@ -210,7 +214,7 @@ class TorchFiles(unittest.TestCase):
             with open(restored, "rb") as a, open(os.path.join(hist, pts[1]), "rb") as b:
                 self.assertEqual(a.read(), b.read(), opt)
             # Asked for, the fixed k prunes them (and says so).
-            r = ckz("compress", "-f", hist, "-o", out, "--fallback-k", "1")
+            r = ckz("compress", "-f", hist, "-o", out, "--excp", "--fallback-k", "1")
             self.assertIn("fallback-k=1", r.stdout, opt)
             self.assertTrue(any(t["quantization"] for t in info(link)["tensors"]), opt)
 

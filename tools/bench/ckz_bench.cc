@@ -59,7 +59,7 @@ const char kUsage[] =
     "  --markdown            print the tables as markdown\n"
     "  --per-checkpoint      also print the ratio of every checkpoint\n"
     "  --skip-baselines      only the ckz rows (for profiling our codec; no comparisons)\n"
-    "  --lossy               also the default lossy chain (ExCP shrinking + cm), checked\n"
+    "  --lossy               also the lossy chains (the default levels, and ExCP + cm), checked\n"
     "                        against the reconstruction its encoder reports\n"
     "  -h, --help            this help\n"
     "\n"
@@ -410,7 +410,9 @@ Status DecodeAll(const Archive& a, ReferenceSource* reference, IndexCache* cache
 // the parent, and must give the encoder's reconstruction bit for bit.
 // kLosslessCmf is the lossless delta with the cmf float model (spec 7.8) where it codes a
 // sample of a tensor smaller (`ckz compress --lossless --entropy cm`).
-enum class CkzMode { kKeyframe, kLosslessDelta, kLosslessCmf, kLossy };
+// kLossy is the default of `ckz compress` for links since 0.7 (rate-distortion levels, spec
+// 7.9); kLossyExcp is `--excp` (ExCP shrinking + cm).
+enum class CkzMode { kKeyframe, kLosslessDelta, kLosslessCmf, kLossy, kLossyExcp };
 
 class CkzMethod final : public Method {
  public:
@@ -418,7 +420,8 @@ class CkzMethod final : public Method {
       : Method(mode == CkzMode::kKeyframe        ? "ckz keyframe"
                : mode == CkzMode::kLosslessDelta ? "ckz lossless delta"
                : mode == CkzMode::kLosslessCmf   ? "ckz lossless delta + cmf"
-                                                 : "ckz lossy chain (ExCP + cm)",
+               : mode == CkzMode::kLossy         ? "ckz lossy chain (levels, default)"
+                                                 : "ckz lossy chain (ExCP + cm, --excp)",
                h),
         mode_(mode), level_(level), ids_(h.size()), refs_(h.size()), expected_(h.size()) {
     if (mode_ == CkzMode::kLosslessDelta || mode_ == CkzMode::kLosslessCmf)
@@ -429,6 +432,7 @@ class CkzMethod final : public Method {
       }
   }
   bool multithreaded() const override { return true; }
+  bool lossy() const { return mode_ == CkzMode::kLossy || mode_ == CkzMode::kLossyExcp; }
 
   void Encode(size_t k, int threads, Buffers* blob) override {
     auto sink = std::make_unique<MemorySink>();
@@ -448,10 +452,11 @@ class CkzMethod final : public Method {
       link.depth = uint32_t(k);  // a chain from the first checkpoint (the keyframe, depth 0)
       writer.SetLink(link);
       reference = refs_[k - 1].get();
-      if (mode_ == CkzMode::kLossy) write.excp = ExcpOptions{};
+      if (mode_ == CkzMode::kLossy) write.rd = RdOptions{};
+      if (mode_ == CkzMode::kLossyExcp) write.excp = ExcpOptions{};
     }
     std::unique_ptr<DecodedCheckpoint> decoded;
-    if (mode_ == CkzMode::kLossy) decoded = std::make_unique<DecodedCheckpoint>();
+    if (lossy()) decoded = std::make_unique<DecodedCheckpoint>();
     Status s = WriteCheckpoint(ck(k).input, reference, &writer, write, decoded.get());
     if (!s.ok()) Die(kExitFailure, name_ + ": " + ck(k).path + ": " + s.ToString());
     Result<ContentId> id = writer.Finish();
@@ -476,7 +481,7 @@ class CkzMethod final : public Method {
   }
 
   std::vector<ByteSpan> Expected(size_t k) const override {
-    if (mode_ != CkzMode::kLossy) return Method::Expected(k);
+    if (!lossy()) return Method::Expected(k);
     std::vector<ByteSpan> out;
     for (const auto& b : expected_[k]) out.emplace_back(b);
     return out;
@@ -505,7 +510,7 @@ class CkzMethod final : public Method {
                               ContentIdHex(a.link->parent_content_id) + ", expected " +
                               ContentIdHex(ids_[k - 1]));
       // Lossy links need the parent's indices too (cm contexts): the encoder's reconstruction.
-      if (mode_ == CkzMode::kLossy) {
+      if (lossy()) {
         reference = refs_[k - 1].get();
       } else {
         previous.emplace(ck(k - 1).input, *prev);
@@ -669,7 +674,10 @@ int Main(int argc, char** argv) {
   methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kKeyframe, o.level));
   methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLosslessDelta, o.level));
   methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLosslessCmf, o.level));
-  if (o.lossy) methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLossy, o.level));
+  if (o.lossy) {
+    methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLossy, o.level));
+    methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLossyExcp, o.level));
+  }
   std::vector<RowResult> rows;
   for (auto& m : methods) rows.push_back(Run(*m, h, o));
 
@@ -680,7 +688,7 @@ int Main(int argc, char** argv) {
   no_shuffle.stored_per_ckpt.assign(h.size(), 0);
   no_shuffle.tensor_stored.assign(h.size(), {});
   const RowResult& shuffle = o.skip_baselines ? no_shuffle : rows[2];
-  const size_t lossless_rows = rows.size() - (o.lossy ? 1 : 0);  // the lossy row comes last
+  const size_t lossless_rows = rows.size() - (o.lossy ? 2 : 0);  // the lossy rows come last
   const RowResult& keyframe = rows[lossless_rows - 3];
   const RowResult& delta = rows[lossless_rows - 2];
   const RowResult& delta_cmf = rows[lossless_rows - 1];

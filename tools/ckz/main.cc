@@ -60,24 +60,39 @@ const char kUsage[] =
     "                           instead of stopping before anything is written\n"
     "  --json                   print one JSON object per output file (JSON Lines): sizes,\n"
     "                           ratio, time, link depth, and each lossy tensor's coding\n"
-    "  --lossless               keep every tensor bit-exact. Without it, links are shrunk\n"
-    "                           the ExCP way (lossy): weight residuals pruned and quantized,\n"
-    "                           optimizer moments pruned jointly; keyframes stay lossless\n"
+    "  --lossless               keep every tensor bit-exact. Without it, links are lossy\n"
+    "                           (keyframes never are): weights with an Adam second moment\n"
+    "                           and their moments as rate-distortion levels (spec 7.9)\n"
+    "  -Q, --quality N          the trade-off of the levels, 1 (smallest files) .. 9 (most\n"
+    "                           faithful), default 5; each step changes every quantization\n"
+    "                           step by ~1.19x (docs/rate-distortion.md has ratio and\n"
+    "                           resume damage per quality)\n"
+    "  --strength S             the same as a number: steps times S (quality 5 = 1)\n"
+    "  --rd-steps W,M,V         expert: the steps at strength 1 of the weight update (in\n"
+    "                           RMS updates), m (in sqrt(v)) and v (in log2); default 2,1.5,2\n"
+    "  --rdoq L                 expert: choose levels by error + L x bits (default 0: plain\n"
+    "                           rounding; L > 0 biases levels toward zero and costs fidelity)\n"
+    "  --weights-step E         also code weights without Adam's v (weights-only files, SGD)\n"
+    "                           as levels of E x the tensor's RMS: |error| <= E/2 x RMS\n"
+    "                           (default: keep them lossless)\n"
+    "  --excp                   shrink links the ExCP way instead (format 0.3's codebooks:\n"
+    "                           weight residuals pruned and quantized to 2^bits - 1 centres,\n"
+    "                           moments pruned jointly); with it:\n"
     "  --alpha A, --beta B      ExCP pruning strengths (default 5e-5, 2)\n"
     "  --bits N                 index width, 2^N-1 centres per tensor (default 4, 2..8)\n"
-    "  --entropy zstd|packed|cm coding of the indices: zstd, packed bits, or the context-\n"
+    "  --k-at-cap               prune weights with k = 2.5 (ExCP's cap) whatever mean(v)\n"
+    "  --fallback-k K           also prune weights without Adam's second moment (SGD,\n"
+    "                           RMSprop, Adagrad, weights-only files) at K times the median\n"
+    "                           residual, with their moments. Unbounded damage (K = 1: +46 %\n"
+    "                           val loss on an SGD history); default: keep them lossless\n"
+    "  --v-direct               store Adam's v as ExCP does: pruned elements become 0\n"
+    "                           (default: a residual, pruned elements keep the parent's v)\n"
+    "  --entropy zstd|packed|cm coding of ExCP's indices: zstd, packed bits, or the context-\n"
     "                           model arithmetic coder (default: the smallest per chunk).\n"
     "                           Lossless F32 values of links: byte planes and zstd (zstd,\n"
     "                           the default), or the cmf context model where it codes a\n"
     "                           sample of the tensor smaller (cm: 2-5 % smaller, decodes\n"
     "                           ~20x slower)\n"
-    "  --k-at-cap               prune weights with k = 2.5 (ExCP's cap) whatever mean(v)\n"
-    "  --fallback-k K           also prune weights without Adam's second moment (SGD,\n"
-    "                           RMSprop, Adagrad, weights-only files) at K times the median\n"
-    "                           residual, with their moments. Unbounded damage (K = 1: +46 %%\n"
-    "                           val loss on an SGD history); default: keep them lossless\n"
-    "  --v-direct               store Adam's v as ExCP does: pruned elements become 0\n"
-    "                           (default: a residual, pruned elements keep the parent's v)\n"
     "  -l, --level N            zstd level of the entropy stage (default 3)\n"
     "  --chunk-size BYTES       decoded bytes per chunk (default: each tensor in equal chunks\n"
     "                           of at most 1048576 bytes, 262144 for lossy-coded tensors)\n"
@@ -574,6 +589,7 @@ int Compress(Args& args, const Common& common) {
   const auto fallback_k = args.Value({"--fallback-k"});
   const bool excp_flag = args.Flag({"--excp"});
   const auto strength = args.Value({"--strength"});
+  const auto quality = args.Value({"-Q", "--quality"});
   const auto rd_steps = args.Value({"--rd-steps"});
   const auto rdoq = args.Value({"--rdoq"});
   const auto weights_step = args.Value({"--weights-step"});
@@ -598,15 +614,20 @@ int Compress(Args& args, const Common& common) {
     return Usage("--keyframe-interval must be >= 1");
   WriteOptions write;
   const bool excp_options = alpha || beta || bits || k_at_cap || v_direct || fallback_k;
-  const bool rd_options = strength || rd_steps || rdoq || weights_step;
+  const bool rd_options = strength || quality || rd_steps || rdoq || weights_step;
   if (excp_options && !excp_flag && !lossless)
     return Usage("--alpha, --beta, --bits, --k-at-cap, --v-direct and --fallback-k are ExCP "
                  "options: add --excp");
   if (rd_options && (excp_flag || lossless))
-    return Usage("--strength, --rd-steps, --rdoq and --weights-step set the rate-distortion "
-                 "coding: not with --excp or --lossless");
+    return Usage("--quality, --strength, --rd-steps, --rdoq and --weights-step set the "
+                 "rate-distortion coding: not with --excp or --lossless");
+  if (quality && strength) return Usage("--quality and --strength set the same thing");
   if (!lossless && !excp_flag) {
     RdOptions rd;
+    if (quality) {
+      if (!ParseUint(*quality, &v) || v < 1 || v > 9) return Usage("--quality must be 1..9");
+      rd.strength = StrengthOfQuality(int(v));
+    }
     if (strength && !ParsePositive(*strength, &rd.strength))
       return Usage("--strength needs a positive number");
     if (rd_steps) {

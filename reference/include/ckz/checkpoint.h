@@ -84,10 +84,10 @@ struct ExcpOptions {
 // with cml. One trade-off, `strength`, scales every step; the per-stream factors weight each
 // stream's error the way resumed training feels it (measured, docs/rate-distortion.md).
 struct RdOptions {
-  double strength = 1.0;
-  double weight_step = 1.0;   // dW's step, in units of the tensor's RMS update this link
-  double moment1_step = 1.0;  // m's step, in units of sqrt(parent's v) (a power of two)
-  double moment2_step = 1.0;  // v's step, in log2 units (rounded to a power of two, 1/16..16)
+  double strength = 1.0;      // StrengthOfQuality(quality); 1 = quality 5, the default
+  double weight_step = 2.0;   // dW's step, in units of the tensor's RMS update this link
+  double moment1_step = 1.5;  // m's step, in units of sqrt(parent's v) (a power of two)
+  double moment2_step = 2.0;  // v's step, in log2 units (rounded to a power of two, 1/16..16)
   // Level choice: squared error in steps + lambda * bits. 0 (plain rounding) by default: any
   // lambda > 0 biases levels toward zero, and that lag costs more resume fidelity than the bits
   // it saves (docs/rate-distortion.md).
@@ -97,6 +97,10 @@ struct RdOptions {
   // dtype's own rounding), recorded in the header.
   std::optional<double> weights_only_step;
 };
+
+// The strength of `ckz compress --quality Q` (1..9): 2^((5 - Q) / 4), so quality 5 is the
+// default and every quality level changes each step by a factor of about 1.19.
+double StrengthOfQuality(int quality);
 
 struct WriteOptions {
   std::optional<ExcpOptions> excp;  // set: the link's weights and moments are shrunk (lossy)

@@ -128,6 +128,8 @@ class ChunkDecoder {
                          ReferenceSource* source);
   Status StreamIndices(const Archive& archive, size_t tensor, size_t chunk,
                        const StreamInfo& stream, ReferenceSource* source, MutableByteSpan indices);
+  Status StreamLevels(const Archive& archive, size_t tensor, size_t chunk,
+                      const StreamInfo& stream, ReferenceSource* source, int32_t* out);
   Status DecodeFloats(const Archive& archive, size_t tensor, size_t chunk,
                       const StreamInfo& stream, ByteSpan reference, MutableByteSpan out);
   struct Scratch;

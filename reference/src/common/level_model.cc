@@ -57,8 +57,11 @@ inline uint32_t BitCost(const BitModel& m, int bit) {
 
 }  // namespace
 
-LevelModel::Context LevelModel::ContextOf(const LevelModelInputs& in, const int32_t* levels,
-                                          size_t i, uint64_t col, const LevelModelConfig& cfg) {
+// Spec 7.9.3's contexts of element i. Inlined into the coding loops: it runs once per element.
+[[gnu::always_inline]] inline LevelModel::Context Contexts(const LevelModelInputs& in,
+                                                           const int32_t* levels, size_t i,
+                                                           uint64_t col,
+                                                           const LevelModelConfig& cfg) {
   const uint64_t row = in.row;
   // Neighbours inside this chunk only, so chunks decode independently.
   const bool has_left = i > 0 && (row == 0 || col != 0);
@@ -74,11 +77,16 @@ LevelModel::Context LevelModel::ContextOf(const LevelModelInputs& in, const int3
   const uint64_t a =
       (cfg.magnitude_neighbours ? uint64_t(Magnitude(left)) + Magnitude(up) : 0) +
       (in.parent && cfg.magnitude_parent ? 2 * uint64_t(Magnitude(in.parent[i])) : 0);
-  Context c;
+  LevelModel::Context c;
   c.zero = (pc * 3 + nb) * 3 + ac;
   c.sign = (ps * 3 + as) * 3 + (cfg.sign_left ? SignClass(left) : 0);
   c.magnitude = a == 0 ? 0 : a <= 2 ? 1 : a <= 6 ? 2 : 3;
   return c;
+}
+
+LevelModel::Context LevelModel::ContextOf(const LevelModelInputs& in, const int32_t* levels,
+                                          size_t i, uint64_t col, const LevelModelConfig& cfg) {
+  return Contexts(in, levels, i, col, cfg);
 }
 
 template <class Side>
@@ -146,7 +154,7 @@ void EncodeLevelStream(const LevelModelInputs& in, const int32_t* levels, size_t
   LevelModel model;
   uint64_t col = in.row ? in.first % in.row : 0;
   for (size_t i = 0; i < count; ++i) {
-    model.Encode(rc, LevelModel::ContextOf(in, levels, i, col, config), levels[i]);
+    model.Encode(rc, Contexts(in, levels, i, col, config), levels[i]);
     if (in.row != 0 && ++col == in.row) col = 0;
   }
   rc.Finish();
@@ -158,7 +166,7 @@ LevelDecodeResult DecodeLevelStream(const LevelModelInputs& in, const uint8_t* s
   LevelModel model;
   uint64_t col = in.row ? in.first % in.row : 0;
   for (size_t i = 0; i < count; ++i) {
-    const int64_t level = model.Decode(rc, LevelModel::ContextOf(in, out, i, col));
+    const int64_t level = model.Decode(rc, Contexts(in, out, i, col, LevelModelConfig{}));
     if (level == LevelModel::kTooLarge) {
       *bad_element = i;
       return LevelDecodeResult::kTooLarge;

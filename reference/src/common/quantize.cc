@@ -270,12 +270,16 @@ void ReconstructLevels(const QuantizationInfo& q, DType dtype, const int32_t* le
   const bool scaled = F32Bits(q.reference_scale) != 0x3F800000u;
   const float scale = q.reference_scale;
   const int k = q.log_unit;
+  // step * 2^shift for every shift: exact for |shift| <= step_limit, where every such step is
+  // a normal binary32 (rule Q9); shifts never go beyond it (StepShifts clamps them).
+  float steps[2 * kMaxStepLimit + 1];
+  for (int s = -int(kMaxStepLimit); s <= int(kMaxStepLimit); ++s)
+    steps[s + kMaxStepLimit] = std::ldexp(q.step, s);
   DefaultFloatEnvironment env;
   for (size_t i = 0; i < count; ++i) {
     const int32_t level = levels[i];
     uint8_t* o = out + i * w;
-    // step * 2^shift: exact, every such step being a normal binary32 (rule Q9).
-    const float step = std::ldexp(q.step, shifts[i]);
+    const float step = steps[shifts[i] + kMaxStepLimit];
     if (q.kind == QuantKind::kLevelDirect) {
       if (level == 0) {
         std::memset(o, 0, w);  // +0.0

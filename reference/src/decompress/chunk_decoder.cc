@@ -26,12 +26,11 @@ struct ChunkDecoder::Scratch {
   ZSTD_DCtx* dctx = nullptr;
   std::vector<uint8_t> streams;  // decoded streams, before the inverse transform
   // (0.7) Level kinds: the levels, the parent's step source and the step shifts.
-  std::vector<int32_t> levels;
+  std::vector<int32_t> levels, parent_levels, aux_levels;
   std::vector<uint8_t> step_source;
   std::vector<int8_t> shifts;
-  // The context model's inputs: parent and aux indices (cm) or levels (cml).
+  // The cm model's inputs: parent and aux indices.
   std::vector<uint8_t> parent_indices, aux_indices;
-  std::vector<int32_t> parent_levels, aux_levels;
   ~Scratch() { ZSTD_freeDCtx(dctx); }
 };
 
@@ -223,6 +222,38 @@ Status LevelInputs(const Archive& archive, size_t t, uint64_t first, uint64_t co
 
 }  // namespace
 
+// Spec 7.9.3: the chunk's levels, into `out` (its E elements).
+Status ChunkDecoder::StreamLevels(const Archive& archive, size_t tensor, size_t chunk_index,
+                                  const StreamInfo& stream, ReferenceSource* source,
+                                  int32_t* out) {
+  const TensorInfo& t = archive.tensors[tensor];
+  const uint64_t count = stream.raw_length / 4;
+  const uint64_t first = t.chunks[chunk_index].raw_offset / DTypeSize(t.dtype);
+  const MutableByteSpan bytes(reinterpret_cast<uint8_t*>(out), count * 4);
+  if (index_cache_ && index_cache_->Lookup(archive, tensor, chunk_index, bytes))
+    return Status::Ok();
+  const ByteSpan src = archive.file.subspan(stream.offset, stream.stored_length);
+  LevelModelInputs in;
+  CKZ_RETURN_IF_ERROR(LevelInputs(archive, tensor, first, count, source, index_cache_,
+                                  &scratch_->parent_levels, &scratch_->aux_levels, &in));
+  size_t bad = 0;
+  switch (DecodeLevelStream(in, src.data, src.size, out, count, &bad)) {
+    case LevelDecodeResult::kOk:
+      break;
+    case LevelDecodeResult::kTooLarge:
+      return Status(ErrorCode::kChunkDecodeFailed,
+                    Where(archive, tensor, chunk_index) + " (levels): cml stream decodes element " +
+                        std::to_string(first + bad) + " to a level beyond 2^24 - 1 (rule 7.9.3)");
+    case LevelDecodeResult::kBadStream:
+      return Status(ErrorCode::kChunkDecodeFailed,
+                    Where(archive, tensor, chunk_index) + " (levels): cml stream of " +
+                        std::to_string(src.size) +
+                        " bytes does not end where its last level does (rule 7.7.1)");
+  }
+  if (index_cache_) index_cache_->Insert(archive, tensor, chunk_index, ByteSpan(bytes.data, bytes.size));
+  return Status::Ok();
+}
+
 Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t chunk_index,
                                    const StreamInfo& stream, ReferenceSource* source,
                                    MutableByteSpan indices) {
@@ -241,30 +272,10 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
   const ByteSpan src = archive.file.subspan(stream.offset, stream.stored_length);
   switch (stream.codec) {
     case StreamCodec::kCmLevels: {  // only in level kinds (ReadStreamDirectory)
-      if (index_cache_ && index_cache_->Lookup(archive, tensor, chunk_index, indices))
-        return Status::Ok();
-      LevelModelInputs in;
-      CKZ_RETURN_IF_ERROR(LevelInputs(archive, tensor, first, count, source, index_cache_,
-                                      &scratch_->parent_levels, &scratch_->aux_levels, &in));
-      // Straight into the caller's buffer when it is the scratch's levels (DecodeQuantized).
-      std::vector<int32_t>& own = scratch_->levels;
-      const bool direct = indices.data == reinterpret_cast<uint8_t*>(own.data());
-      if (!direct) own.resize(count);
-      size_t bad = 0;
-      switch (DecodeLevelStream(in, src.data, src.size, own.data(), count, &bad)) {
-        case LevelDecodeResult::kOk:
-          break;
-        case LevelDecodeResult::kTooLarge:
-          return Status(ErrorCode::kChunkDecodeFailed,
-                        where() + ": cml stream decodes element " + std::to_string(first + bad) +
-                            " to a level beyond 2^24 - 1 (rule 7.9.3)");
-        case LevelDecodeResult::kBadStream:
-          return Status(ErrorCode::kChunkDecodeFailed,
-                        where() + ": cml stream of " + std::to_string(src.size) +
-                            " bytes does not end where its last level does (rule 7.7.1)");
-      }
-      if (!direct) std::memcpy(indices.data, own.data(), indices.size);
-      if (index_cache_) index_cache_->Insert(archive, tensor, chunk_index, ByteSpan(indices.data, indices.size));
+      std::vector<int32_t>& levels = scratch_->levels;
+      levels.resize(count);
+      CKZ_RETURN_IF_ERROR(StreamLevels(archive, tensor, chunk_index, stream, source, levels.data()));
+      std::memcpy(indices.data, levels.data(), indices.size);
       return Status::Ok();
     }
     case StreamCodec::kStored:
@@ -337,10 +348,9 @@ Status ChunkDecoder::DecodeQuantized(const Archive& archive, size_t tensor, size
   const QuantizationInfo& q = *t.quantization;
   const uint64_t count = stream.raw_length / q.SymbolBytes();
   if (q.IsLevels()) {
-    scratch_->levels.resize(count);
-    CKZ_RETURN_IF_ERROR(StreamIndices(
-        archive, tensor, chunk_index, stream, source,
-        MutableByteSpan(reinterpret_cast<uint8_t*>(scratch_->levels.data()), count * 4)));
+    std::vector<int32_t>& levels = scratch_->levels;
+    levels.resize(count);
+    CKZ_RETURN_IF_ERROR(StreamLevels(archive, tensor, chunk_index, stream, source, levels.data()));
     // Spec 7.9.1: the step shifts follow the parent's decoded step source.
     std::vector<int8_t>& shifts = scratch_->shifts;
     shifts.resize(count);
@@ -360,7 +370,7 @@ Status ChunkDecoder::DecodeQuantized(const Archive& archive, size_t tensor, size
       step_source = scratch_->step_source.data();
     }
     StepShifts(q, source_dtype, step_source, count, shifts.data());
-    ReconstructLevels(q, t.dtype, scratch_->levels.data(), shifts.data(), count,
+    ReconstructLevels(q, t.dtype, levels.data(), shifts.data(), count,
                       q.NeedsReference() ? reference.data : nullptr, out.data);
   } else {
     std::vector<uint8_t>& indices = scratch_->streams;

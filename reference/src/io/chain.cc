@@ -388,8 +388,9 @@ Status DecodedReference::ReadReferenceIndices(const TensorInfo& tensor, uint64_t
   *centres = 0;
   const Entry* e = Find(tensor);
   // Indices only to a codebook tensor, levels only to a level tensor (spec 7.9.3).
-  const bool levels = tensor.quantization && tensor.quantization->IsLevels();
-  if (!e || e->centres == 0 || e->levels != levels) return Status::Ok();
+  if (!e || e->centres == 0 || !tensor.quantization ||
+      e->levels != tensor.quantization->IsLevels())
+    return Status::Ok();
   const uint64_t elements = e->byte_length / DTypeSize(e->dtype);
   if (out.size % e->symbol_bytes != 0 || first > elements ||
       out.size / e->symbol_bytes > elements - first)

@@ -76,6 +76,8 @@ Status ParentLevels(ReferenceSource* reference, const TensorSpec& spec, uint64_t
   return Status::Ok();
 }
 
+double StrengthOfQuality(int quality) { return std::exp2((5.0 - quality) / 4.0); }
+
 std::vector<size_t> PlanGroups::Members(size_t owner) const {
   std::vector<size_t> m = {owner};
   if (moment1[owner] >= 0) m.push_back(size_t(moment1[owner]));

@@ -18,7 +18,9 @@ from .models import MLP, CNN, CharGPT
 from .safetensors_io import write_safetensors
 
 MODELS = ("mlp", "cnn", "chargpt")
-FORMATS = ("pt", "safetensors", "trainer")
+# "weights-bf16" / "weights-f16": the model's weights only, cast to 16 bits, one safetensors
+# file per step (the way released training histories publish checkpoints).
+FORMATS = ("pt", "safetensors", "trainer", "weights-bf16", "weights-f16")
 
 # Per-model defaults; None in the CLI means "take it from here".
 DEFAULTS = {
@@ -365,7 +367,18 @@ class Run:
             folder = "checkpoint-%d" % self.step
             self.save_trainer(os.path.join(out_dir, folder))
             files.append(folder + "/")
+        for fmt, dtype in (("weights-bf16", torch.bfloat16), ("weights-f16", torch.float16)):
+            if fmt in formats:
+                name = "%s.%s.safetensors" % (tag, fmt)
+                self.save_weights(os.path.join(out_dir, name), dtype)
+                files.append(name)
         return files
+
+    def save_weights(self, path, dtype):
+        """The model's state_dict with floating tensors cast to `dtype`, no optimizer state."""
+        tensors = [(n, t.to(dtype) if t.is_floating_point() else t)
+                   for n, t in self.model.state_dict().items()]
+        write_safetensors(path, tensors, {"format": "pt", "step": str(self.step)})
 
 
 def file_size(path):
