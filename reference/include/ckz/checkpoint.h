@@ -114,6 +114,10 @@ struct WriteOptions {
   // group still need (a weight's, read by its moments written later) stay in memory up to
   // this many bytes, the rest in a temporary file in $TMPDIR. Never changes the output.
   uint64_t kept_plan_bytes = uint64_t{64} << 20;
+  // Tensors handed to the writer together (about this many bytes), so that the chunks of many
+  // small tensors encode in parallel: the memory of a batch's decoded lossy tensors against
+  // the parallelism. Never changes the output.
+  uint64_t batch_bytes = uint64_t{64} << 20;
 };
 
 // What decoders reconstruct from a written checkpoint, tensor by tensor: the reference of the

@@ -425,9 +425,9 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
     return Status::Ok();
   };
 
-  // Tensors go to the writer in batches of about kBatchBytes, so that the chunks of many small
-  // tensors encode in parallel; the buffers the writer reads stay alive until each batch ends.
-  constexpr uint64_t kBatchBytes = uint64_t{64} << 20;
+  // Tensors go to the writer in batches of about options.batch_bytes, so that the chunks of
+  // many small tensors encode in parallel; the buffers the writer reads stay alive until each
+  // batch ends.
   struct Kept {
     size_t tensor = 0;
     bool quantized = false;
@@ -583,7 +583,7 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
   auto add_all = [&]() -> Status {
     for (size_t i = 0; i < n; ++i) {
       const uint64_t size = tensors[i].data.size;
-      if (batch_bytes > 0 && batch_bytes + size > kBatchBytes) {
+      if (batch_bytes > 0 && batch_bytes + size > options.batch_bytes) {
         CKZ_RETURN_IF_ERROR(add_batch(begin, i));
         begin = i;
       }
