@@ -163,12 +163,18 @@ InputCheckpoint InputOf(const std::vector<TestTensor>& tensors) {
   return in;
 }
 
+// The defaults: everything in memory, one thread.
 struct Config {
   uint64_t decoded_memory = UINT64_MAX;  // DecodedCheckpoint::SpillOver
   uint64_t kept_plan_bytes = uint64_t{64} << 20;
   uint64_t batch_bytes = uint64_t{64} << 20;
   int threads = 1;
 };
+
+Config Bounded(uint64_t decoded_memory, uint64_t kept_plan_bytes, uint64_t batch_bytes,
+               int threads) {
+  return Config{decoded_memory, kept_plan_bytes, batch_bytes, threads};
+}
 
 // Writes the history as a chain (each link against the previous step's DecodedCheckpoint, as
 // `ckz compress` does) and returns the files' bytes and, per step, every tensor's decoded
@@ -262,11 +268,7 @@ class SpillChain : public ::testing::TestWithParam<bool> {
 TEST_P(SpillChain, NoMemoryBudgetWritesTheSameChain) {
   const auto history = History(4);
   const Chain in_memory = WriteChain(history, Lossy(), Config{});
-  Config spill;
-  spill.decoded_memory = 0;
-  spill.kept_plan_bytes = 0;
-  spill.batch_bytes = 1;
-  const Chain spilled = WriteChain(history, Lossy(), spill);
+  const Chain spilled = WriteChain(history, Lossy(), Bounded(0, 0, 1, 1));
   ExpectSameChain(in_memory, spilled);
   // Links had lossy tensors, and those were spilled (no view) only with the budget.
   size_t quantized = 0;
@@ -281,12 +283,7 @@ TEST_P(SpillChain, NoMemoryBudgetWritesTheSameChain) {
 TEST_P(SpillChain, PartialBudgetAndThreadsWriteTheSameChain) {
   const auto history = History(3);
   const Chain in_memory = WriteChain(history, Lossy(), Config{});
-  Config partial;
-  partial.decoded_memory = 40000;
-  partial.kept_plan_bytes = 5000;
-  partial.batch_bytes = 30000;
-  partial.threads = 2;
-  ExpectSameChain(in_memory, WriteChain(history, Lossy(), partial));
+  ExpectSameChain(in_memory, WriteChain(history, Lossy(), Bounded(40000, 5000, 30000, 2)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Planners, SpillChain, ::testing::Values(false, true),

@@ -124,6 +124,27 @@ bool LinkPlanner::NeedsMoment1Arrays(size_t t) const {
          NeedsOwnerArrays(t);
 }
 
+Result<bool> LinkPlanner::WeightToPlan(size_t i, bool without_adam_v,
+                                       std::vector<uint8_t>* storage, ByteSpan* ref,
+                                       bool* adam_v, ShrinkResult* out) {
+  const std::vector<InputTensor>& t = input_.tensors;
+  CKZ_RETURN_IF_ERROR(ReferenceBytes(reference_, t[i].spec, t[i].data.size, storage, ref));
+  if (ref->empty()) {
+    out->lossless_reason = "no tensor of its name, dtype and shape in the parent";
+    return false;
+  }
+  const int v = groups_.moment2[i];
+  *adam_v = v >= 0 && IsAdamV(t[size_t(v)]);
+  if (!*adam_v && !without_adam_v) {
+    out->lossless_reason =
+        v < 0 ? "no Adam second moment (a weights-only or SGD checkpoint)"
+              : "its second moment is '" + t[size_t(v)].state_key + "', not Adam's exp_avg_sq";
+    without_adam_v_[i] = true;
+    return false;
+  }
+  return true;
+}
+
 Status LinkPlanner::Plan(size_t t, const EarlierPlans& earlier, ShrinkResult* out) {
   *out = ShrinkResult{};
   return options_.excp ? PlanExcp(t, earlier, out) : PlanLevel(t, earlier, out);
@@ -138,22 +159,12 @@ Status LinkPlanner::PlanExcp(size_t i, const EarlierPlans& earlier, ShrinkResult
   if (IsPlannedWeight(t[i])) {
     std::vector<uint8_t> storage;
     ByteSpan ref;
-    CKZ_RETURN_IF_ERROR(ReferenceBytes(reference_, t[i].spec, t[i].data.size, &storage, &ref));
-    if (ref.empty()) {
-      out->lossless_reason = "no tensor of its name, dtype and shape in the parent";
-      return Status::Ok();
-    }
+    bool adam_v = false;
     // ExCP's k = alpha / sqrt(mean(v)) is made for Adam's v; without one, a weight is pruned
     // only with an explicit fallback_k (spec Appendix A).
+    auto go = WeightToPlan(i, excp.fallback_k.has_value(), &storage, &ref, &adam_v, out);
+    if (!go.ok() || !*go) return go.status();
     const int v = g.moment2[i];
-    const bool adam_v = v >= 0 && IsAdamV(t[size_t(v)]);
-    if (!adam_v && !excp.fallback_k) {
-      out->lossless_reason =
-          v < 0 ? "no Adam second moment (a weights-only or SGD checkpoint)"
-                : "its second moment is '" + t[size_t(v)].state_key + "', not Adam's exp_avg_sq";
-      without_adam_v_[i] = true;
-      return Status::Ok();
-    }
     *out = ShrinkWeight(t[i].spec.dtype, t[i].data, ref,
                         adam_v ? t[size_t(v)].spec.dtype : DType::kF32,
                         adam_v ? t[size_t(v)].data : ByteSpan(), excp);
@@ -205,20 +216,9 @@ Status LinkPlanner::PlanLevel(size_t i, const EarlierPlans& earlier, ShrinkResul
     const TensorSpec& spec = t[i].spec;
     std::vector<uint8_t> storage;
     ByteSpan ref;
-    CKZ_RETURN_IF_ERROR(ReferenceBytes(reference_, spec, t[i].data.size, &storage, &ref));
-    if (ref.empty()) {
-      out->lossless_reason = "no tensor of its name, dtype and shape in the parent";
-      return Status::Ok();
-    }
-    const int v = g.moment2[i];
-    const bool adam_v = v >= 0 && IsAdamV(t[size_t(v)]);
-    if (!adam_v && !rd.weights_only_step) {
-      out->lossless_reason =
-          v < 0 ? "no Adam second moment (a weights-only or SGD checkpoint)"
-                : "its second moment is '" + t[size_t(v)].state_key + "', not Adam's exp_avg_sq";
-      without_adam_v_[i] = true;
-      return Status::Ok();
-    }
+    bool adam_v = false;
+    auto go = WeightToPlan(i, rd.weights_only_step.has_value(), &storage, &ref, &adam_v, out);
+    if (!go.ok() || !*go) return go.status();
     const double lambda = adam_v ? rd.rdoq_lambda : 0.0;
     std::vector<int32_t> parent_levels;
     auto layout = layout_of(i, lambda, &parent_levels);

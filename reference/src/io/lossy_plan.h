@@ -69,6 +69,11 @@ class LinkPlanner {
  private:
   Status PlanExcp(size_t t, const EarlierPlans& earlier, ShrinkResult* out);
   Status PlanLevel(size_t t, const EarlierPlans& earlier, ShrinkResult* out);
+  // What both planners check of weight t first: its reference (`ref`, in `storage` unless the
+  // reference has it in memory) and its Adam v (`adam_v`). False when it stays lossless, `out`
+  // saying why; `without_adam_v`: a weight without Adam's v is planned too.
+  Result<bool> WeightToPlan(size_t t, bool without_adam_v, std::vector<uint8_t>* storage,
+                            ByteSpan* ref, bool* adam_v, ShrinkResult* out);
   const InputCheckpoint& input_;
   ReferenceSource* reference_;
   const WriteOptions& options_;
