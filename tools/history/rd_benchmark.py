@@ -15,7 +15,7 @@ sqrt(v), v's error in log2; weighted by the level tool's step factors) and repor
 ranks the points by damage (Spearman's rank correlation).
 
     rd_benchmark.py --model chargpt --work /work/fid/chargpt --out docs/rd/chargpt
-        [--qualities 1,2,...] [--skip-runs]
+        [--qualities 1,2,...] [--skip-runs | --reuse-excp]
 
 Writes OUT.json (every point), OUT.md (the table) and, with --plot, a PNG of ratio against
 damage. Run with /usr/bin/python3 (Debian's python3-torch); the ckz build is build/tools.
@@ -42,9 +42,11 @@ def excp_variants():
             ("excp-beta2", "--excp"), ("excp-k-at-cap", "--excp --k-at-cap")]
 
 
-def run_fidelity(args, variants):
+def run_fidelity(args, variants, no_control=False):
     cmd = ["/usr/bin/python3", os.path.join(HERE, "resume_fidelity.py"), "--model", args.model,
            "--work", args.work, "--json", args.out + ".fidelity.json"]
+    if no_control:
+        cmd.append("--no-control")
     if args.history_args:
         cmd += ["--history-args", args.history_args]
     for name, options in variants:
@@ -92,6 +94,29 @@ def distortion(original, previous, restored, names):
     return sum(parts), parts
 
 
+def alternative_measures(original, previous, restored, names):
+    """Two other candidates, to show the measure is chosen by what it predicts:
+    'curvature': the weight error weighted by Adam's v (the Fisher diagonal's estimate) relative
+    to the link's update weighted the same way, plus the same moment terms as the measure;
+    'plain': each stream's squared error relative to its own mean square (W: to the update's),
+    i.e. without Adam's units."""
+    o, p, r = params(original, names), params(previous, names), params(restored, names)
+    curv = [0.0, 0.0]
+    plain = [[0.0, 0.0] for _ in range(3)]
+    for n in o:
+        (w, m, v), (wp, _, _), (wr, mr, vr) = o[n], p[n], r[n]
+        curv[0] += float((v * (wr - w).pow(2)).sum())
+        curv[1] += float((v * (w - wp).pow(2)).sum())
+        for k, (err, ref) in enumerate(((wr - w, w - wp), (mr - m, m), (vr - v, v))):
+            plain[k][0] += float(err.pow(2).sum())
+            plain[k][1] += float(ref.pow(2).sum())
+    _, parts = distortion(original, previous, restored, names)
+    curvature = (curv[0] / curv[1] if curv[1] > 0 else 0.0) / STEP_FACTORS[0] ** 2
+    curvature += parts[1] + parts[2]
+    plain_sum = sum(a / b for a, b in plain if b > 0)
+    return curvature, plain_sum
+
+
 def spearman(x, y):
     rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
     return float(np.corrcoef(rx, ry)[0, 1])
@@ -107,6 +132,9 @@ def main():
     ap.add_argument("--history-args", default="")
     ap.add_argument("--skip-runs", action="store_true",
                     help="reuse OUT.fidelity.json instead of running resume_fidelity.py")
+    ap.add_argument("--reuse-excp", action="store_true",
+                    help="run only the level points; take the ExCP points (and the control) "
+                    "from OUT.fidelity.json of an earlier run with the same ExCP coder")
     ap.add_argument("--plot", help="also draw ratio against damage into this PNG")
     args = ap.parse_args()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -115,6 +143,17 @@ def main():
     if args.skip_runs:
         with open(args.out + ".fidelity.json") as f:
             fid = json.load(f)
+    elif args.reuse_excp:
+        with open(args.out + ".fidelity.json") as f:
+            earlier = json.load(f)
+        kept = [v for v in earlier["variants"]
+                if v["ckz_args"] is None or v["name"].startswith("excp")]
+        fid = run_fidelity(args, [v for v in variants if v[0].startswith("levels")],
+                           no_control=True)
+        fid["variants"] = kept[:1] + fid["variants"] + kept[1:]
+        with open(args.out + ".fidelity.json", "w") as f:
+            json.dump(fid, f, indent=1)
+            f.write("\n")
     else:
         fid = run_fidelity(args, variants)
 
@@ -143,6 +182,8 @@ def main():
                  "val_loss_max": f["eval_rel_max"], "val_loss_final": f["eval_rel_final"],
                  "train_loss_max": f["train_rel_max"], "distortion": d,
                  "distortion_parts": parts}
+        point["distortion_curvature"], point["distortion_plain"] = alternative_measures(
+            original, previous, restored, names)
         points.append(point)
         if point["method"] == "ckz ExCP":
             xz_raw, xz = excp_xz(os.path.join(args.work, "ckz-" + v["name"]))
@@ -153,9 +194,15 @@ def main():
     rho = spearman([p["distortion"] for p in measured], [p["val_loss_max"] for p in measured])
     rho_train = spearman([p["distortion"] for p in measured],
                          [p["train_loss_max"] for p in measured])
+    rho_curv = spearman([p["distortion_curvature"] for p in measured],
+                        [p["val_loss_max"] for p in measured])
+    rho_plain = spearman([p["distortion_plain"] for p in measured],
+                         [p["val_loss_max"] for p in measured])
     result = {"model": args.model, "options": fid["options"], "points": points,
               "spearman_distortion_vs_val_max": rho,
-              "spearman_distortion_vs_train_max": rho_train}
+              "spearman_distortion_vs_train_max": rho_train,
+              "spearman_curvature_vs_val_max": rho_curv,
+              "spearman_plain_vs_val_max": rho_plain}
     with open(args.out + ".json", "w") as f:
         json.dump(result, f, indent=1)
         f.write("\n")
@@ -173,6 +220,9 @@ def main():
     lines.append("Spearman rank correlation of the distortion measure with max |Δ val loss|: "
                  "%.2f (with max |Δ train loss|: %.2f), over the %d ckz points." %
                  (rho, rho_train, len(measured)))
+    lines.append("Other candidates against max |Δ val loss|: weight error weighted by Adam's v "
+                 "(curvature) %.2f; plain relative squared errors (no Adam units) %.2f." %
+                 (rho_curv, rho_plain))
     with open(args.out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

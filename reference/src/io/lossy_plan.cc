@@ -63,17 +63,31 @@ Status ReferenceBytes(ReferenceSource* reference, const TensorSpec& spec, uint64
   return Status::Ok();
 }
 
-Status ParentLevels(ReferenceSource* reference, const TensorSpec& spec, uint64_t count,
-                    std::vector<int32_t>* out) {
+namespace {
+// `spec` as a level tensor: what asks a reference for its levels.
+TensorInfo WantedLevels(const TensorSpec& spec) {
   TensorInfo wanted = Wanted(spec);
   wanted.quantization = QuantizationInfo{};
-  wanted.quantization->kind = QuantKind::kLevelResidual;  // asks for levels
+  wanted.quantization->kind = QuantKind::kLevelResidual;
+  return wanted;
+}
+}  // namespace
+
+Status ParentLevels(ReferenceSource* reference, const TensorSpec& spec, uint64_t count,
+                    std::vector<int32_t>* out) {
   out->resize(count);
   uint32_t present = 0;
   CKZ_RETURN_IF_ERROR(reference->ReadReferenceIndices(
-      wanted, 0, MutableByteSpan(reinterpret_cast<uint8_t*>(out->data()), count * 4), &present));
+      WantedLevels(spec), 0, MutableByteSpan(reinterpret_cast<uint8_t*>(out->data()), count * 4),
+      &present));
   if (!present) out->clear();
   return Status::Ok();
+}
+
+Result<bool> HasParentLevels(ReferenceSource* reference, const TensorSpec& spec) {
+  uint32_t present = 0;  // an empty read says whether there are levels, reading none
+  CKZ_RETURN_IF_ERROR(reference->ReadReferenceIndices(WantedLevels(spec), 0, MutableByteSpan(), &present));
+  return present != 0;
 }
 
 double StrengthOfQuality(int quality) { return std::exp2((5.0 - quality) / 4.0); }
@@ -226,9 +240,21 @@ Status LinkPlanner::PlanLevel(size_t i, const EarlierPlans& earlier, ShrinkResul
     // With Adam's v: a step relative to this link's update, levels chosen by RDOQ. Without
     // (the bounded weights-only mode): relative to the weights themselves, plain rounding, so
     // that |error| <= step / 2 holds.
-    const double step = adam_v ? rd.strength * rd.weight_step *
-                                     RmsDifference(spec.dtype, t[i].data, ref)
-                               : *rd.weights_only_step * Rms(spec.dtype, t[i].data);
+    double step = adam_v ? rd.strength * rd.weight_step * RmsDifference(spec.dtype, t[i].data, ref)
+                         : *rd.weights_only_step * Rms(spec.dtype, t[i].data);
+    if (adam_v) {
+      auto quantized_parent = HasParentLevels(reference_, spec);
+      if (!quantized_parent.ok()) return quantized_parent.status();
+      if (*quantized_parent) {
+        // The parent's weight is itself quantized: the residual holds its error (variance
+        // step^2 / 12) besides this link's update, and a step taken from the residual's RMS
+        // would grow link after link (unboundedly beyond 2 sqrt(3) RMS updates). Dividing by
+        // sqrt(1 + s^2 / 12) makes `s` RMS updates the chain's steady state at any strength
+        // (docs/rate-distortion.md, "The step of the weights").
+        const double s = rd.strength * rd.weight_step;
+        step /= std::sqrt(1 + s * s / 12);
+      }
+    }
     *out = PlanWeightLevels(spec.dtype, t[i].data, ref, step, *layout, lambda);
     return Status::Ok();
   }

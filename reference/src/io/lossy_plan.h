@@ -28,6 +28,8 @@ Status ReferenceBytes(ReferenceSource* reference, const TensorSpec& spec, uint64
 // name, dtype and shape has a level kind, else an empty vector.
 Status ParentLevels(ReferenceSource* reference, const TensorSpec& spec, uint64_t count,
                     std::vector<int32_t>* out);
+// Whether the parent has levels of `spec` (as ParentLevels would give), without reading them.
+Result<bool> HasParentLevels(ReferenceSource* reference, const TensorSpec& spec);
 
 // Which tensors are planned together: by owner, the input index of its Moment1 / Moment2 (the
 // last of each when there are several), or -1.
