@@ -63,13 +63,6 @@ def choose_model(gib):
     return d, layers, vocab
 
 
-def numel(shape):
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
 def tensor_list(shapes):
     out = []
     for name, shape, init in shapes:
@@ -83,7 +76,7 @@ def tensor_list(shapes):
 def header(tensors, step):
     h, off = {}, 0
     for name, shape, _, kind in tensors:
-        size = 8 if kind == "step" else numel(shape) * 4
+        size = 8 if kind == "step" else math.prod(shape) * 4
         h[name] = {"dtype": "I64" if kind == "step" else "F32", "shape": list(shape),
                    "data_offsets": [off, off + size]}
         off += size
@@ -95,7 +88,7 @@ def header(tensors, step):
 
 def generate(name, shape, init, steps, interval, seed):
     """Writes weight, m and v of one parameter to every step's file, block by block."""
-    n = numel(shape)
+    n = math.prod(shape)
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     rows = shape[0] if len(shape) == 2 else 1
     cols = n // rows
@@ -174,7 +167,7 @@ def main():
         f.close()
     total = sum(os.path.getsize(p) for p in paths)
     print(f"{len(paths)} checkpoints, d={d} layers={layers} vocab={vocab}, "
-          f"{sum(numel(s) for _, s, _ in shapes) / 1e6:.0f}M parameters, "
+          f"{sum(math.prod(s) for _, s, _ in shapes) / 1e6:.0f}M parameters, "
           f"{total / (1 << 30):.2f} GiB in {a.out_dir}", file=sys.stderr)
 
 
