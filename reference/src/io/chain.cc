@@ -106,6 +106,9 @@ Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::strin
   const Archive& a = reader->file_->archive;
   if (!a.link) {
     CKZ_RETURN_IF_ERROR(reader->DecodeProlog());
+    // Parsing read every chunk's stream directory: one page per chunk, and the pages the
+    // kernel maps around it, hundreds of MB of a large file.
+    reader->file_->mapping.ReleasePages();
     return reader;
   }
   const LinkInfo& link = *a.link;
@@ -170,6 +173,7 @@ Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::strin
       if (!s.ok()) return s.WithContext(path);
     }
   CKZ_RETURN_IF_ERROR(reader->DecodeProlog());
+  reader->file_->mapping.ReleasePages();  // as above
   return reader;
 }
 
