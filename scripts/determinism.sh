@@ -14,10 +14,14 @@
 #       safetensors/.pt file of the conformance expected outputs, the real torch.save files of
 #       tests/data/torch, and a small real training history (tools/history/make_history.py,
 #       MLP, 3 checkpoints as .pt, safetensors and Trainer folders) compressed as chains:
-#       lossy (default ExCP), lossy with 3-bit packed indices, lossy with cm-coded indices
-#       (where the CLI has --entropy cm), --lossless, and --lossless --entropy cm (cmf-coded
-#       values, where the CLI has them); the -O3 builds also with -T 2; the
-#       last link of each chain is then decoded by every build.
+#       lossy by default (format 0.7: rate-distortion levels, spec 7.9 — LevelResidual weights,
+#       LevelDirect first moments stepped by the parent's v, LevelLog second moments, cml
+#       streams; the script checks that the links hold level tensors), levels at another
+#       quality with RDOQ (-Q 2 --rdoq 0.5), ExCP (--excp), ExCP with 3-bit packed indices and
+#       with cm-coded indices (where the CLI has --entropy cm), --lossless, and --lossless
+#       --entropy cm (cmf-coded values, where the CLI has them); the -O3 builds also with
+#       -T 2; every chain must be written (exit 0), and the last link of each chain is then
+#       decoded by every build.
 #
 # Build folders are kept (ninja and ccache make a second run fast).
 #
@@ -192,9 +196,9 @@ if [[ ${#pt[@]} -lt 2 || ${#st[@]} -lt 2 || ${#trainer[@]} -lt 2 ]]; then
   echo "determinism: $history does not hold a history in every layout" >&2
   exit 1
 fi
-modes=(lossy lossy-packed-3bit lossless)
+modes=(levels levels-q2-rdoq excp excp-packed-3bit lossless)
 # The context-model coder of the indices, where this version has it.
-"$(ckz_of gcc-O0)" --help 2>&1 | grep -q -- '--entropy.*cm' && modes+=(lossy-cm)
+"$(ckz_of gcc-O0)" --help 2>&1 | grep -q -- '--entropy.*cm' && modes+=(excp-cm)
 # The cmf context model of lossless F32 values (format 0.6), where this version has it.
 "$(ckz_of gcc-O0)" --help 2>&1 | grep -q 'cmf' && modes+=(lossless-cm)
 echo "== encode: chains of ${#pt[@]} checkpoints (.pt, safetensors, Trainer) x ${#modes[@]} modes (${modes[*]}), ${#runs[@]} runs each"
@@ -207,9 +211,11 @@ for layout in pt safetensors trainer; do
   esac
   for mode in "${modes[@]}"; do
     case $mode in
-      lossy) opts=() ;;
-      lossy-packed-3bit) opts=(--entropy packed --bits 3) ;;
-      lossy-cm) opts=(--entropy cm) ;;
+      levels) opts=() ;;  # the default of links since format 0.7
+      levels-q2-rdoq) opts=(-Q 2 --rdoq 0.5) ;;
+      excp) opts=(--excp) ;;
+      excp-packed-3bit) opts=(--excp --entropy packed --bits 3) ;;
+      excp-cm) opts=(--excp --entropy cm) ;;
       lossless) opts=(--lossless) ;;
       lossless-cm) opts=(--lossless --entropy cm) ;;
     esac
@@ -219,8 +225,21 @@ for layout in pt safetensors trainer; do
       run chain "$item" "$r" compress -f "${opts[@]}" "${members[@]}" -o "$out"
     done
     compare chain "$item"
-    # The chain also decodes identically with every build (the last link, through its parents).
+    # Identical refusals would compare equal: every chain must have been written.
+    if [[ "$(cat "$scratch/chain/$item/gcc-O0-T1.rc")" != 0 ]]; then
+      echo "determinism: $item: ckz compress failed:" >&2
+      head -n 5 "$scratch/chain/$item/gcc-O0-T1.log" >&2
+      failed=1
+      continue
+    fi
     last="$(ls "$scratch/chain/$item/gcc-O0-T1" | sort -V | tail -n 1)"
+    # The level modes must have written level tensors (cml streams) into the links.
+    if [[ "$mode" == levels* ]] &&
+       ! "$(ckz_of gcc-O3)" info "$scratch/chain/$item/gcc-O0-T1/$last" | grep -q ' levels '; then
+      echo "determinism: $item: the last link holds no level tensor" >&2
+      failed=1
+    fi
+    # The chain also decodes identically with every build (the last link, through its parents).
     for r in "${runs[@]}"; do
       out="$scratch/chain-decode/$item/${r/:/-T}"
       run chain-decode "$item" "$r" decompress -f "$scratch/chain/$item/gcc-O0-T1/$last" --output-dir "$out"

@@ -6,7 +6,9 @@
 // feature tag that names a coding tool or a file structure is covered (codec, byte planes,
 // predictors, quantization, chains, source formats, zstd frame kinds, layouts, ...; tags about
 // dtypes, names or metadata alone are left out). New cases with new tags are picked up by
-// themselves. CKZ_SWEEP_CASES=all sweeps every valid case instead.
+// themselves. CKZ_SWEEP_CASES=all sweeps every valid case instead. Chains written here are
+// added: codebook links (packed, zstd), lossless cmf links, ExCP with cm index streams, and
+// the rate-distortion level chain that `ckz compress` writes by default (cml streams).
 //
 // Which bits of input.ckz: every bit of the preamble, of the header and of the padding; every
 // bit of the first and last 64 bytes of each chunk, and an evenly strided sample of the other
@@ -421,8 +423,12 @@ ExcpStep MakeExcpStep(int step) {
   return out;
 }
 
+// `levels`: the rate-distortion levels of `ckz compress`'s default (spec 7.9: LevelResidual
+// weights, LevelDirect first moments stepped by the parent's second moment, LevelLog second
+// moments, cml streams) instead of ExCP.
 Status WriteExcp(const fs::path& path, const fs::path& parent, int step,
-                 std::optional<StreamCodec> index_codec, size_t* quantized) {
+                 std::optional<StreamCodec> index_codec, size_t* quantized, bool levels = false,
+                 size_t* level_tensors = nullptr) {
   ExcpStep s = MakeExcpStep(step);
   std::unique_ptr<ChainReader> reader;
   if (!parent.empty()) {
@@ -438,12 +444,22 @@ Status WriteExcp(const fs::path& path, const fs::path& parent, int step,
   Writer writer(std::move(sink).value(), options);
   if (reader) writer.SetLink(LinkTo(*reader));
   WriteOptions write;
-  write.excp = ExcpOptions{};
+  if (levels)
+    write.rd = RdOptions{};
+  else
+    write.excp = ExcpOptions{};
   WriteReport report;
   CKZ_RETURN_IF_ERROR(WriteCheckpoint(s.input, reader.get(), &writer, write, nullptr, &report));
   *quantized += report.quantized;
   auto id = writer.Finish();
-  return id.ok() ? Status::Ok() : id.status();
+  if (!id.ok()) return id.status();
+  if (level_tensors) {
+    auto written = ChainReader::Open(path.string());
+    if (!written.ok()) return written.status();
+    for (const TensorInfo& t : (*written)->archive().tensors)
+      if (t.quantization && t.quantization->IsLevels()) ++*level_tensors;
+  }
+  return Status::Ok();
 }
 
 std::vector<Case> ExcpCases(const fs::path& dir) {
@@ -457,6 +473,27 @@ std::vector<Case> ExcpCases(const fs::path& dir) {
   if (!s.ok()) return {};
   return {ChainCase(dir, "synthetic-excp-cm", {"e0.ckz", "e1.ckz"}),
           ChainCase(dir, "synthetic-excp-cm-depth2", {"e0.ckz", "e1.ckz", "e2.ckz"})};
+}
+
+// The same checkpoints written with `ckz compress`'s default since format 0.7: a keyframe
+// r0.ckz and two lossy links r1.ckz, r2.ckz of rate-distortion levels (spec 7.9): weights
+// LevelResidual, first moments LevelDirect with the parent's second moment as step source,
+// second moments LevelLog, all cml streams (contexts from the parent link's levels in r2.ckz,
+// and from the aux tensor's). The hand-made level vectors are swept too; this is the chain the
+// writer makes.
+std::vector<Case> LevelCases(const fs::path& dir) {
+  fs::create_directories(dir);
+  size_t quantized = 0, level_tensors = 0;
+  Status s = WriteExcp(dir / "r0.ckz", {}, 0, std::nullopt, &quantized, true);
+  if (s.ok()) s = WriteExcp(dir / "r1.ckz", dir / "r0.ckz", 1, std::nullopt, &quantized, true, &level_tensors);
+  if (s.ok()) s = WriteExcp(dir / "r2.ckz", dir / "r1.ckz", 2, std::nullopt, &quantized, true, &level_tensors);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  // Both links: fc.weight and emb.weight with their two moments, all six as levels.
+  EXPECT_EQ(level_tensors, 12u) << "the rate-distortion writer did not code every weight and "
+                                   "moment as levels";
+  if (!s.ok()) return {};
+  return {ChainCase(dir, "synthetic-levels-rd", {"r0.ckz", "r1.ckz"}),
+          ChainCase(dir, "synthetic-levels-rd-depth2", {"r0.ckz", "r1.ckz", "r2.ckz"})};
 }
 
 // ---- a decoded checkpoint, everything a user gets from it ----
@@ -796,6 +833,7 @@ TEST(CorruptionSweep, EveryFlipIsAnErrorOrTheSameDecode) {
   } cleanup{scratch};
   for (Case& c : SynthCases(scratch / "synthetic")) chosen.push_back(std::move(c));
   for (Case& c : ExcpCases(scratch / "excp")) chosen.push_back(std::move(c));
+  for (Case& c : LevelCases(scratch / "levels")) chosen.push_back(std::move(c));
 
   Tally total;
   const auto start = std::chrono::steady_clock::now();

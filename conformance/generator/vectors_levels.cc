@@ -65,7 +65,13 @@ class SpecRangeDecoder {
     }
     return bit;
   }
-  bool Finish() const { return code_ < range_ && length_ <= consumed_; }
+  // `code_check` false: a misreading that drops 7.7.1's `code < range`.
+  bool Finish(bool code_check = true) const {
+    return (code_ < range_ || !code_check) && length_ <= consumed_;
+  }
+  uint32_t code() const { return code_; }
+  uint32_t range() const { return range_; }
+  uint64_t consumed() const { return consumed_; }
 
  private:
   uint32_t NextByte() { return consumed_ < length_ ? b_[consumed_++] : (++consumed_, 0u); }
@@ -84,6 +90,14 @@ struct Reading {
   bool fresh_states = true;      // every state fresh at the start of each chunk
   bool chunk_neighbours = true;  // left and up only from the chunk's own levels
   bool rows = true;              // R = the last dimension of a tensor of >= 2 dimensions
+  bool finish_code = true;       // finish checks code < range (7.7.1), not only the length
+};
+
+// The range decoder's state just before a direct bit (7.8.1) of chunk `chunk`.
+struct DirectState {
+  size_t chunk;
+  uint32_t code, range;
+  uint64_t consumed;
 };
 
 // The contexts coded, over all the valid cases: each must be used somewhere.
@@ -104,7 +118,8 @@ uint64_t Abs(int64_t v) { return uint64_t(v < 0 ? -v : v); }
 // The levels of tensor `name` of `file`, decoded chunk by chunk from its cml streams with the
 // parent's and the aux tensor's levels (of the whole tensor; null: none).
 SpecLevels SpecDecode(const Bytes& file, const std::string& name, const int32_t* parent,
-                      const int32_t* aux, const Reading& reading = {}, ContextUse* use = nullptr) {
+                      const int32_t* aux, const Reading& reading = {}, ContextUse* use = nullptr,
+                      std::vector<DirectState>* directs = nullptr) {
   const Archive a = Must(ParseArchive(ByteSpan(file)), "SpecDecode");
   const auto index = a.FindTensor(name);
   Check(index.has_value(), "SpecDecode: no tensor '" + name + "'");
@@ -115,7 +130,8 @@ SpecLevels SpecDecode(const Bytes& file, const std::string& name, const int32_t*
   out.levels.assign(t.num_elements, 0);
   int32_t* q = out.levels.data();
   CmlStates st;
-  for (const ChunkInfo& ch : t.chunks) {
+  for (size_t chunk = 0; chunk < t.chunks.size(); ++chunk) {
+    const ChunkInfo& ch = t.chunks[chunk];
     // One directory entry: codec 5 and the stream's length (7.1).
     Check(file[ch.offset] == 5 && LoadLE32(file.data() + ch.offset + 1) + 5 == ch.stored_length,
           "SpecDecode: '" + name + "' has a chunk that is not one cml stream");
@@ -159,7 +175,10 @@ SpecLevels SpecDecode(const Bytes& file, const std::string& name, const int32_t*
           }
         }
         uint64_t low = 0;
-        for (uint32_t b = 0; b < k; ++b) low = 2 * low + uint64_t(rc.Direct());
+        for (uint32_t b = 0; b < k; ++b) {
+          if (directs) directs->push_back({chunk, rc.code(), rc.range(), rc.consumed()});
+          low = 2 * low + uint64_t(rc.Direct());
+        }
         m = 15 + (uint64_t{1} << k) - 1 + low;
         if (m > uint64_t(kMaxLevel)) {
           out.outcome = Outcome::kEscapeMagnitude;
@@ -168,7 +187,7 @@ SpecLevels SpecDecode(const Bytes& file, const std::string& name, const int32_t*
       }
       q[g] = negative ? -int32_t(m) : int32_t(m);
     }
-    if (!rc.Finish()) {
+    if (!rc.Finish(reading.finish_code)) {
       out.outcome = Outcome::kFinish;
       return out;
     }
@@ -189,23 +208,36 @@ float Fraction(int j) {
   return f;
 }
 
-// 7.9.1's e_i of a step source element.
-int32_t SpecExponent(DType dtype, const uint8_t* p) {
+// How a reading of 7.9.1/7.9.2 may differ from the spec's (all false: the spec's).
+struct ValueReading {
+  bool steps_from_this_file = false;  // the step source's values in this file, not the parent's
+  bool f16_subnormal_is_zero = false; // an F16 subnormal step source taken as exponent -1000
+  bool truncate = false;              // slope x d / 2 rounded toward zero
+  bool f64_as_binary32 = false;       // LevelDirect F64 rounded to binary32
+  bool exponent_raw = false;          // e_i = E - bias for zeros and infinities too (no +-1000)
+  bool log_single = false;            // LevelLog: b x F[j] x 2^n rounded once (t not rounded)
+  bool f64_log_zero_binary32 = false; // F64 LevelLog, zero reference: round32(q x D) widened
+};
+
+// 7.9.1's e_i of a step source element (`raw`: the misreading without the special cases).
+int32_t SpecExponent(DType dtype, const uint8_t* p, bool raw = false) {
   if (dtype == DType::kF64) {
     const uint64_t e = (LoadElem(p, 8) >> 52) & 0x7FF;
+    if (raw) return int32_t(e) - 1023;
     return e == 0 ? -1000 : e == 0x7FF ? 1000 : int32_t(e) - 1023;
   }
   if (dtype == DType::kF16) {  // widened: a subnormal F16 is a normal binary32
     const uint32_t h = uint32_t(LoadElem(p, 2)), e = (h >> 10) & 0x1F, f = h & 0x3FF;
-    if (e == 0x1F) return 1000;
+    if (e == 0x1F) return raw ? 128 : 1000;
     if (e != 0) return int32_t(e) - 15;
-    if (f == 0) return -1000;
+    if (f == 0) return raw ? -127 : -1000;
     int top = 9;
     while (!(f >> top)) --top;
     return top - 24;
   }
   const uint32_t b = dtype == DType::kF32 ? uint32_t(LoadElem(p, 4)) : uint32_t(LoadElem(p, 2)) << 16;
   const uint32_t e = (b >> 23) & 0xFF;
+  if (raw) return int32_t(e) - 127;
   return e == 0 ? -1000 : e == 0xFF ? 1000 : int32_t(e) - 127;
 }
 
@@ -253,10 +285,9 @@ void LogExponent(int32_t q, int k, int64_t* n, int* j) {
 }
 
 // Element i's bits from its level, its step `d` and, for the residual kinds, its reference
-// element `r` (bits). `f64_as_binary32`: a misreading of LevelDirect F64 (q x D rounded to
-// binary32 and widened).
+// element `r` (bits), as `reading` has them.
 uint64_t SpecValue(const QuantizationInfo& q, DType dtype, int32_t level, double d, uint64_t r,
-                   bool f64_as_binary32 = false) {
+                   const ValueReading& reading = {}) {
   const bool unit = F32Bits(q.reference_scale) == 0x3F800000u;
   const double g = double(q.reference_scale);
   int64_t n = 0;
@@ -266,7 +297,7 @@ uint64_t SpecValue(const QuantizationInfo& q, DType dtype, int32_t level, double
     double s;
     if (q.kind == QuantKind::kLevelDirect) {
       if (level == 0) return 0;
-      s = f64_as_binary32 ? double(float(level * d)) : level * d;  // exact in binary64
+      s = reading.f64_as_binary32 ? double(float(level * d)) : level * d;  // exact in binary64
     } else {
       if (unit && level == 0) return r;
       if (IsNaN(dtype, r)) return (r & (uint64_t{1} << 63)) | 0x7FF8000000000000ull;
@@ -275,7 +306,7 @@ uint64_t SpecValue(const QuantizationInfo& q, DType dtype, int32_t level, double
       const double b = unit ? a : a * g;
       if (level == 0) s = b;
       else if (q.kind == QuantKind::kLevelResidual) s = b + level * d;
-      else if (b == 0) s = level * d;
+      else if (b == 0) s = reading.f64_log_zero_binary32 ? double(float(level * d)) : level * d;
       else s = double((long double)(b * double(Fraction(j))) * std::ldexp(1.0L, int(std::clamp<int64_t>(n, -20000, 20000))));
     }
     uint64_t bits;
@@ -296,6 +327,8 @@ uint64_t SpecValue(const QuantizationInfo& q, DType dtype, int32_t level, double
   if (level != 0) {
     if (q.kind == QuantKind::kLevelResidual) s = float(double(b) + double(float(level * d)));
     else if (b == 0) s = float(level * d);
+    else if (reading.log_single)  // the exact product (48 bits: exact in binary64) rounded once
+      s = float(std::ldexp(double(b) * double(Fraction(j)), int(std::clamp<int64_t>(n, -2000, 2000))));
     else s = std::scalbn(float(double(b) * double(Fraction(j))), int(std::clamp<int64_t>(n, -100000, 100000)));
   }
   return Store(dtype, s);
@@ -325,14 +358,6 @@ const int32_t* SpecParentLevels(const Ckpt* parent, const T& t) {
                                                                             : nullptr;
 }
 
-// How a reading of 7.9.1/7.9.2 may differ from the spec's (all false: the spec's).
-struct ValueReading {
-  bool steps_from_this_file = false;  // the step source's values in this file, not the parent's
-  bool f16_subnormal_is_zero = false; // an F16 subnormal step source taken as exponent -1000
-  bool truncate = false;              // slope x d / 2 rounded toward zero
-  bool f64_as_binary32 = false;       // LevelDirect F64 rounded to binary32
-};
-
 // Tensor t's elements by 7.9.1/7.9.2 as `reading` has them (t of `c`, a link of `parent`).
 Bytes SpecValues(const Ckpt& c, const Ckpt* parent, const T& t, const ValueReading& reading = {}) {
   const QuantizationInfo& q = *t.quant;
@@ -345,14 +370,14 @@ Bytes SpecValues(const Ckpt& c, const Ckpt* parent, const T& t, const ValueReadi
     int32_t shift = 0;
     if (su) {
       const uint8_t* p = su->bytes.data() + i * DTypeSize(su->dtype);
-      int32_t e = SpecExponent(su->dtype, p);
+      int32_t e = SpecExponent(su->dtype, p, reading.exponent_raw);
       if (reading.f16_subnormal_is_zero && su->dtype == DType::kF16 && ((LoadElem(p, 2) >> 10) & 0x1F) == 0)
         e = -1000;
       shift = SpecShift(q, e, !reading.truncate);
     }
     const uint64_t ref = r ? LoadElem(r->bytes.data() + i * w, w) : 0;
     StoreElem(out.data() + i * w, w,
-              SpecValue(q, t.dtype, t.levels[i], SpecStep(q, shift), ref, reading.f64_as_binary32));
+              SpecValue(q, t.dtype, t.levels[i], SpecStep(q, shift), ref, reading));
   }
   return out;
 }
@@ -846,6 +871,174 @@ void LevelsValid(Suite& s) {
           "codebook-families: a family-blind reading decodes the same levels");
     s.Add(std::move(c));
   }
+  {
+    // 7.9.1's special exponents where they matter: step centres near -127 and +128 (F64:
+    // -1023 and +1024), so that a zero's -1000 and E - bias = -127, or an infinity's +1000 and
+    // 128, give different shifts after the clamp.
+    Ckpt k = Single({MakeT("v", DType::kF32, {4, 6}, 9951), MakeT("v64", DType::kF64, {4, 6}, 9952),
+                     MakeT("a", DType::kF32, {4, 6}, 9953), MakeT("b", DType::kF32, {4, 6}, 9954),
+                     MakeT("c", DType::kF32, {4, 6}, 9955), MakeT("d", DType::kF32, {4, 6}, 9956)});
+    k.step = 9950;
+    k.tensors[0].bytes = Positive(DType::kF32, 24, 9957, -12, -2);
+    k.tensors[1].bytes = Positive(DType::kF64, 24, 9958, -12, -2);
+    // +0, -0, +inf, -inf, a NaN, a subnormal, a negative NaN.
+    Put(k, "v", {0x00000000u, 0x80000000u, 0x7F800000u, 0xFF800000u, 0x7FC00000u, 0x00000005u,
+                 0xFFC00001u});
+    Put(k, "v64", {0x0000000000000000ull, 0x8000000000000000ull, 0x7FF0000000000000ull,
+                   0xFFF0000000000000ull, 0x7FF8000000000000ull, 0x0000000000000005ull,
+                   0xFFF8000000000001ull});
+    Ckpt l = NextLossless(k, 9960);
+    l.step = 9970;
+    const QuantizationInfo base = Q(QuantKind::kLevelDirect, F32FromBits(0x3A800000u));
+    const int32_t v = int32_t(l.Index("v")), v64 = int32_t(l.Index("v64"));
+    const auto lv = [](uint64_t seed) {
+      return With(Levels(24, seed), {{0, 3}, {1, -5}, {2, 7}, {3, -2}, {4, 9}, {5, 4}, {6, -6}});
+    };
+    SetLevels(l, "a", Sourced(base, v, 1, -120, 8), lv(9971), &k);
+    SetLevels(l, "b", Sourced(base, v, -1, 124, 8), lv(9972), &k);
+    SetLevels(l, "c", Sourced(base, v64, 1, -1016, 8), lv(9973), &k);
+    SetLevels(l, "d", Sourced(base, v64, 1, 1020, 8), lv(9974), &k);
+    ValueReading raw;
+    raw.exponent_raw = true;
+    for (const char* name : {"a", "b", "c", "d"})
+      Check(SpecValues(l, &k, *l.Find(name), raw) != l.Find(name)->bytes,
+            std::string("step-exponent-specials: '") + name +
+                "': exponents without -1000/+1000 give the same values");
+    s.Add(LevelChain(
+        "full-levels-step-exponent-specials",
+        "7.9.1's special exponents of a step source, where a decoder that takes E - 127 (E - "
+        "1023) for zeros, subnormals, infinities and NaNs gets other steps. input.ckz links to "
+        "the keyframe parent-1.ckz, whose 'v' (F32 [4, 6]) starts with +0, -0, +inf, -inf, a "
+        "NaN, a subnormal and a negative NaN, and 'v64' (F64) with the same. LevelDirect "
+        "tensors of input.ckz, step 2^-10, step_limit 8: 'a' (source 'v', slope +1, "
+        "step_center -120): a zero or subnormal gives e = -1000, d = -880, shift -8 (E - 127 "
+        "would give d = -7, shift -4); 'b' ('v', slope -1, center 124): an infinity or NaN "
+        "gives e = +1000, shift -8 (128 would give -2); 'c' ('v64', slope +1, center -1016): "
+        "a zero or subnormal gives shift +8 (-1023 would give -4); 'd' ('v64', slope +1, "
+        "center 1020): an infinity or NaN gives -8 (1024 would give +2). The other elements "
+        "(exponents -12..-2) clamp to +-8. Checked by the generator: the reading without the "
+        "special cases gives other values in each tensor.",
+        {{k, Opt(StreamCodec::kStored, false)}, {l, IndexOpt(StreamCodec::kStored)}},
+        {"quant:level-direct", "levels:step-source"}, &use));
+  }
+  {
+    // LevelLog's t = round32(b x F[j]) before the scaling (7.9.2): elements whose s is
+    // subnormal, with b x F[j] inexact and rounded by round32 onto a tie of the subnormal
+    // precision, so that rounding once (without t) goes the other way.
+    struct Pick {
+      uint32_t b;
+      int32_t q;
+    };
+    std::vector<Pick> picks;
+    const int n = -140;  // t in [1, 2) times 2^-140: 9 fraction bits kept as a subnormal
+    for (uint32_t a = 3; picks.size() < 8 && a < 512; a += 29)
+      for (int j = 1; j < 16 && picks.size() < 8; j += 2) {
+        const uint32_t tb = 0x3F800000u | a << 14 | 1u << 13;  // a tie at 9 fraction bits
+        const float t = F32FromBits(tb);
+        const double fj = double(Fraction(j));
+        const uint32_t b0 = F32Bits(float(double(t) / fj));
+        for (int dlt = -4; dlt <= 4; ++dlt) {
+          const float b = F32FromBits(b0 + uint32_t(dlt));
+          const double exact = double(b) * fj;  // 48 significant bits at most: exact
+          if (float(exact) != t || exact == double(t)) continue;
+          const float twice = std::scalbn(float(exact), n);
+          const float once = float(std::ldexp(exact, n));
+          if (F32Bits(twice) == F32Bits(once)) continue;
+          const uint32_t sign = picks.size() % 2 ? 0x80000000u : 0;
+          picks.push_back({F32Bits(b) | sign, 16 * n + j});
+          break;
+        }
+      }
+    Check(picks.size() == 8, "log-subnormal-rounding: not enough elements found");
+    Ckpt k = Single({MakeT("r", DType::kF32, {4, 6}, 9981)});
+    k.step = 9980;
+    k.tensors[0].bytes = Positive(DType::kF32, 24, 9982, -8, 2);
+    std::vector<uint64_t> refs;
+    std::vector<std::pair<size_t, int32_t>> set;
+    for (size_t i = 0; i < picks.size(); ++i) {
+      refs.push_back(picks[i].b);
+      set.push_back({i, picks[i].q});
+    }
+    Put(k, "r", refs);
+    Ckpt l = NextLossless(k, 9983);
+    l.step = 9990;
+    SetLevels(l, "r", Q(QuantKind::kLevelLog, F32FromBits(0x30000000u), 1.0f, 4),
+              With(Levels(24, 9984), set), &k);
+    ValueReading single;
+    single.log_single = true;
+    Check(SpecValues(l, &k, *l.Find("r"), single) != l.Find("r")->bytes,
+          "log-subnormal-rounding: rounding once gives the same values");
+    s.Add(LevelChain(
+        "full-levels-log-subnormal-rounding",
+        "LevelLog (7.9.2) rounds t = round32(b x F[j]) first and then t x 2^n once. input.ckz "
+        "links to the keyframe parent-1.ckz; its 'r' (F32 [4, 6], LevelLog, log_unit 4, "
+        "reference_scale 1) has at elements 0-7 references b with full mantissas (signs "
+        "alternating) and levels 16 x (-140) + j (j odd, 1..15): b x F[j] is inexact and "
+        "round32 makes it a tie of the subnormal precision of t x 2^-140 (9 fraction bits), "
+        "which then rounds to even; the exact b x F[j] x 2^-140 rounded once goes the other "
+        "way. Checked by the generator: rounding once gives other values.",
+        {{k, Opt(StreamCodec::kStored, false)}, {l, IndexOpt(StreamCodec::kStored)}},
+        {"quant:level-log", "levels:double-rounding"}, &use));
+  }
+  {
+    // F64 LevelLog with a zero reference: q x D_i in binary64 (exact), not round32(q x D_i).
+    Ckpt k = Single({MakeT("z", DType::kF64, {4, 4}, 9991)});
+    k.step = 9990;
+    k.tensors[0].bytes = Positive(DType::kF64, 16, 9992, -20, -6);
+    Put(k, "z", {0x0000000000000000ull, 0x8000000000000000ull, 0x0000000000000000ull,
+                 0x8000000000000000ull});
+    Ckpt l = NextLossless(k, 9993);
+    l.step = 9995;
+    SetLevels(l, "z", Q(QuantKind::kLevelLog, F32FromBits(0x3A7FFFFFu), F32FromBits(0x3F880000u), 1),
+              With(Levels(16, 9994), {{0, 0xABCDEF}, {1, -0xF0F0F1}, {2, 0x7FFFFF}, {3, -kMaxLevel}}),
+              &k);
+    ValueReading narrow;
+    narrow.f64_log_zero_binary32 = true;
+    Check(SpecValues(l, &k, *l.Find("z"), narrow) != l.Find("z")->bytes,
+          "log-f64-zero-reference: round32(q x D) gives the same values");
+    s.Add(LevelChain(
+        "full-levels-log-f64-zero-reference",
+        "F64 LevelLog (7.9.2 step 4) with zero references: input.ckz's 'z' (F64 [4, 4], "
+        "step 0x3A7FFFFF (a full 24-bit mantissa), reference_scale 0x3F880000, log_unit 1) "
+        "has references (parent-1.ckz, a keyframe) +0, -0, +0, -0 at elements 0-3 and levels "
+        "0xABCDEF, -0xF0F0F1, 0x7FFFFF, -(2^24 - 1): the value is q x D computed in binary64 "
+        "(exact, up to 48 significant bits), not round32(q x D) widened. Checked by the "
+        "generator: the binary32 reading gives other values.",
+        {{k, Opt(StreamCodec::kStored, false)}, {l, IndexOpt(StreamCodec::kStored)}},
+        {"quant:level-log", "quant:scale"}, &use));
+  }
+  {
+    // 7.9.3's parent levels need the parent's tensor of T's name, dtype AND shape: the
+    // keyframe's 'p' is BF16 and its 'r' of another shape, both level tensors.
+    Ckpt k = Single({MakeT("p", DType::kBF16, {4, 6}, 9961), MakeT("r", DType::kF32, {6, 4}, 9962)});
+    k.step = 9960;
+    SetLevels(k, "p", Q(QuantKind::kLevelDirect, F32FromBits(0x3B000000u)), Levels(24, 9963, nullptr, 1), nullptr);
+    SetLevels(k, "r", Q(QuantKind::kLevelDirect, F32FromBits(0x3B000000u)), Levels(24, 9964, nullptr, 1), nullptr);
+    Ckpt l = Single({MakeT("p", DType::kF32, {4, 6}, 9965), MakeT("r", DType::kF32, {4, 6}, 9966)});
+    l.step = 9970;
+    SetLevels(l, "p", Q(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
+              Levels(24, 9967, &k.Find("p")->levels), &k);
+    SetLevels(l, "r", Q(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
+              Levels(24, 9968, &k.Find("r")->levels), &k);
+    Case c = LevelChain(
+        "full-levels-parent-other-dtype",
+        "7.9.3's parent levels come only from the parent's tensor of T's name, dtype and "
+        "shape. parent-1.ckz (a keyframe) has LevelDirect 'p' (BF16 [4, 6]) and 'r' (F32 "
+        "[6, 4]), mostly non-zero levels; input.ckz, its link, has LevelDirect 'p' (F32 "
+        "[4, 6]: another dtype) and 'r' (F32 [4, 6]: another shape), with levels near the "
+        "parent's: neither has parent levels (pc = 0). A decoder that took the parent's "
+        "levels of another dtype or shape as contexts decodes other levels (checked by the "
+        "generator).",
+        {{k, IndexOpt(StreamCodec::kStored)}, {l, IndexOpt(StreamCodec::kStored)}},
+        {"quant:level-direct", "levels:parent"}, &use);
+    for (const char* name : {"p", "r"}) {
+      const SpecLevels got = SpecDecode(LevelFile(c, 2, 1), name, k.Find(name)->levels.data(), nullptr);
+      Check(got.outcome != Outcome::kOk || got.levels != l.Find(name)->levels,
+            std::string("parent-other-dtype: '") + name +
+                "' decodes the same levels with the other tensor's levels as parent levels");
+    }
+    s.Add(std::move(c));
+  }
   // Every context of 7.9.3 is used by some cml stream above.
   for (int x = 0; x < 27; ++x) {
     Check(use.zero.count(x) == 1, "no level case uses ZERO context " + std::to_string(x));
@@ -1234,6 +1427,104 @@ void LevelsInvalid(Suite& s) {
                           files[2].bytes, damaged, feat);
     c.files.push_back({"parent-2.ckz", parent.bytes});
     s.Add(std::move(c));
+  }
+  {
+    // C2, finish's `code < range` (7.7.1) alone. A direct bit (7.8.1) halves an odd range R
+    // to (R - 1) / 2 and can leave code = range: when the code before it is R - 1, the bit is
+    // 1 and every decision before it is the same as for any code in [0, R). So: 'w.m' with
+    // its chunk 0's last level an escape whose last direct bit is 1, coded; then the stream's
+    // value raised, inside that interval, to make the code R - 1 at that bit; the stream cut
+    // where the decoder has read to at that point. Every level decodes as coded (the chunk's
+    // CRC matches them), the length check passes, and only code < range fails.
+    std::optional<Bytes> found;
+    for (int32_t a = 16; a < 30 && !found; ++a)
+      for (int32_t b = 16; b < 30 && !found; ++b) {
+        // The range before the last direct bit is odd only when the escape state that ends
+        // the prefix has a probability moved off 2^15's multiples: two escapes first use it.
+        Ckpt lf = l;
+        lf.step = 250;
+        std::vector<int32_t> lv = tm.levels;
+        lv[19] = a;
+        lv[21] = -b;
+        lv[23] = -17;  // escape prefix 1, one direct bit: 1
+        SetLevels(lf, "w.m", qm, lv, &k);
+        Model x = FromFile(Encode(lf, opt, LinkTo(parent, k, "parent-1.ckz", 1), &k).bytes);
+        std::vector<DirectState> directs;
+        const SpecLevels got = SpecDecode(Assemble(x), "w.m", nullptr, wl.data(), {}, nullptr, &directs);
+        Check(got.outcome == Outcome::kOk && got.levels == lv, "finish-code: the coded stream");
+        const DirectState* last = nullptr;
+        for (const DirectState& ds : directs)
+          if (ds.chunk == 0) last = &ds;
+        Check(last != nullptr, "finish-code: chunk 0 has direct bits");
+        if (last->range % 2 == 0 || last->consumed < 4) continue;
+        // The code is the last 4 bytes read, less what the decisions took: adding to them adds
+        // to the code (carries go into the bytes before).
+        Bytes st(x.stored[wm][0].begin() + kStreamEntryBytes, x.stored[wm][0].end());
+        st.resize(last->consumed, 0);  // bytes read past the end were zeros
+        uint64_t add = uint64_t(last->range - 1) - last->code;
+        for (size_t at = st.size(); add != 0 && at-- > 0;) {
+          const uint64_t sum = uint64_t(st[at]) + (add & 0xFF);
+          st[at] = uint8_t(sum);
+          add = (add >> 8) + (sum >> 8);
+        }
+        Model y = x;
+        SetStream(y.stored[wm][0], st);
+        const Bytes f = Assemble(y);
+        Reading lax;
+        lax.finish_code = false;
+        const SpecLevels strict = SpecDecode(f, "w.m", nullptr, wl.data());
+        const SpecLevels loose = SpecDecode(f, "w.m", nullptr, wl.data(), lax);
+        if (strict.outcome != Outcome::kFinish || loose.outcome != Outcome::kOk || loose.levels != lv)
+          continue;
+        found = f;
+      }
+    Check(found.has_value(), "finish-code: no stream found");
+    s.Add(ChainInvalid("invalid-levels-finish-code", "C2", ErrorCode::kChunkDecodeFailed,
+                       "The cml stream of 'w.m''s chunk 0 (24 levels, the last an escape whose "
+                       "last direct bit is 1) ends with code = range: before that direct bit "
+                       "the range R was odd and the code R - 1 (the stream's value raised "
+                       "inside the interval of its decisions), so halving leaves code = "
+                       "(R - 1) / 2 = range. Every level decodes as coded (the chunk's CRC-32C "
+                       "matches them) and the stream has no byte the decoder does not read: "
+                       "only finish's code < range fails (7.7.1). A decoder without that check "
+                       "accepts the file (checked by the generator).",
+                       *found, parent.bytes, feat));
+  }
+  {
+    // R3 for a level tensor without elements (7.9.4, last paragraph): 'z' (F32 [0, 6],
+    // LevelDirect, no chunks) steps by 'u' (F32 [0, 6], lossless), which the parent has as F64
+    // [0, 6]. The parent has a lossless 'z' F32 [0, 6] too, so only the step source is wrong.
+    Ckpt kz = k;
+    kz.step = 150;
+    T pu = MakeT("u", DType::kF64, {0, 6}, 9950), pz = MakeT("z", DType::kF32, {0, 6}, 9951);
+    kz.tensors.push_back(pu);
+    kz.tensors.push_back(pz);
+    kz.files[0].tensors.push_back("u");
+    kz.files[0].tensors.push_back("z");
+    const Encoded pkz = Encode(kz, Opt(StreamCodec::kStored, false));
+    Ckpt lz = l;
+    T u = MakeT("u", DType::kF32, {0, 6}, 9952), z = MakeT("z", DType::kF32, {0, 6}, 9953);
+    u.predict = false;
+    z.predict = false;
+    lz.tensors.push_back(u);
+    lz.tensors.push_back(z);
+    lz.files[0].tensors.push_back("u");
+    lz.files[0].tensors.push_back("z");
+    // Written against a parent whose 'u' is F32 (the writer reads the step source from it),
+    // linked to the real one.
+    Ckpt kw = kz;
+    kw.tensors[kw.Index("u")] = u;
+    SetLevels(lz, "z", Sourced(Q(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
+                               int32_t(lz.Index("u")), 1, -6, 4),
+              {}, &kw);
+    const Encoded f = Encode(lz, opt, LinkTo(pkz, kz, "parent-1.ckz", 1), &kw);
+    s.Add(ChainInvalid("invalid-levels-step-source-empty", "R3", ErrorCode::kReferenceMismatch,
+                       "'z' (F32 [0, 6], LevelDirect, no elements and so no chunks) has "
+                       "step_source 'u' (F32 [0, 6], lossless); parent-1.ckz has 'u' as F64 "
+                       "[0, 6] (and a lossless 'z' F32 [0, 6]). R3 holds for the step source "
+                       "of a tensor without elements too (7.9.1, 7.9.4's last paragraph), as "
+                       "for 7.6's reference.",
+                       f.bytes, pkz.bytes, {"levels:step-source"}));
   }
 }
 

@@ -1329,6 +1329,24 @@ def decode_all(path):
     for F in reversed(chain):  # prologs first, keyframe first (8.4's informative order)
         for f in F.files:
             decode_prolog(F, f, pc)
+    # R3 for tensors without elements (7.6, 7.9.4's last paragraph): no chunk asks for the
+    # reference or the step source, so check them here, for every link of the chain.
+    # (Added after the walk, with finding 11's vector; the walk itself did not implement it.)
+    for F in chain:
+        if F.parent is None:
+            continue
+        for ti, t in enumerate(F.tensors):
+            if numel(t.shape) != 0:
+                continue
+            if t.predictor or (t.quant is not None and t.quant.kind in (1, 3, 5)):
+                dec.reference(F, ti)
+            if t.quant is not None and t.quant.kind in LEVEL_KINDS and t.quant.step_source != -1 \
+                    and "empty_nosrc" not in MUT:
+                U = F.tensors[t.quant.step_source]
+                ui = F.parent.find(U.name)
+                if ui is None or F.parent.tensors[ui].dtype != U.dtype or \
+                        F.parent.tensors[ui].shape != U.shape:
+                    raise CkzError("ReferenceMismatch", "step source " + U.name.decode())
     tb = {}
     for ti, t in enumerate(top.tensors):
         tb[ti] = b"".join(dec.chunk_bytes(top, ti, j) for j in range(len(t.chunks)))

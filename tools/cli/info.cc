@@ -38,6 +38,7 @@ std::string FeaturesText(uint64_t bits) {
          : bit == kFeatureCodedProlog  ? "coded prologs"
          : bit == kFeatureFloatModel   ? "context-model float coding (cmf)"
          : bit == kFeatureCodedHeader  ? "coded header"
+         : bit == kFeatureLevels       ? "levels (cml)"
                                        : "bit " + std::to_string(b);
   }
   return s;
@@ -184,10 +185,17 @@ void PrintText(const std::string& path, const Archive& a, const InfoOptions& opt
   if (lossy == 0) {
     printf("coding      lossless (every tensor decodes bit-exactly)\n\n");
   } else {
+    bool levels = false;
+    for (const TensorInfo& t : a.tensors)
+      levels = levels || (t.quantization && t.quantization->IsLevels());
     if (a.FindMetadata("rd.strength"))
       printf("coding      LOSSY: %zu of %zu tensors as rate-distortion levels (%s); the others "
              "are bit-exact\n\n",
              lossy, a.tensors.size(), RdText(a).c_str());
+    else if (levels)
+      printf("coding      LOSSY: %zu of %zu tensors as levels (spec 7.9); the others are "
+             "bit-exact\n\n",
+             lossy, a.tensors.size());
     else
       printf("coding      LOSSY: %zu of %zu tensors shrunk the ExCP way (%s); the others are "
              "bit-exact\n\n",

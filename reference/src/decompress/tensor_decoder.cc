@@ -59,9 +59,18 @@ Status PlanRange(const Archive& archive, const TensorRange& r, size_t range_inde
                   "tensor '" + t.name + "' is predicted from the parent checkpoint; decode it "
                   "through its chain (the parent file is needed)");
   // Rule R3 holds for a tensor without elements too: it has no chunk to ask for its reference,
-  // so ask for none of the reference's bytes, which checks its name, dtype and shape.
+  // so ask for none of the reference's bytes, which checks its name, dtype and shape; likewise
+  // the parent's tensor of a level tensor's step source (spec 7.9.1).
   if (predicted && t.byte_length == 0)
     CKZ_RETURN_IF_ERROR(reference->ReadReference(t, 0, MutableByteSpan()));
+  if (t.byte_length == 0 && t.quantization && t.quantization->step_source >= 0) {
+    const TensorInfo& u = archive.tensors[size_t(t.quantization->step_source)];
+    if (reference == nullptr)
+      return Status(ErrorCode::kReferenceRequired,
+                    "tensor '" + t.name + "' has its steps from the parent's '" + u.name +
+                        "'; decode it through its chain (the parent file is needed)");
+    CKZ_RETURN_IF_ERROR(reference->ReadReference(u, 0, MutableByteSpan()));
+  }
   if (r.out.size == 0) return Status::Ok();
   const uint64_t end = r.offset + r.out.size;
   auto first = std::upper_bound(t.chunks.begin(), t.chunks.end(), r.offset,

@@ -166,12 +166,20 @@ Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::strin
   if (!parent.ok()) return parent.status();
   reader->parent_ = std::move(parent).value();
   // Rule R3 for tensors without elements: no chunk of theirs is ever decoded, so check their
-  // reference here (a non-empty tensor's is checked when its chunks are).
-  for (const TensorInfo& t : a.tensors)
-    if (t.NeedsReference() && t.byte_length == 0) {
+  // reference, then the parent's tensor of their step source (spec 7.9.1), here (a non-empty
+  // tensor's are checked when its chunks are).
+  for (const TensorInfo& t : a.tensors) {
+    if (t.byte_length != 0) continue;
+    if (t.NeedsReference()) {
       Status s = reader->parent_->ReadReference(t, 0, MutableByteSpan());
       if (!s.ok()) return s.WithContext(path);
     }
+    if (t.quantization && t.quantization->step_source >= 0) {
+      Status s = reader->parent_->ReadReference(
+          a.tensors[size_t(t.quantization->step_source)], 0, MutableByteSpan());
+      if (!s.ok()) return s.WithContext(path);
+    }
+  }
   CKZ_RETURN_IF_ERROR(reader->DecodeProlog());
   reader->file_->mapping.ReleasePages();  // as above
   return reader;
