@@ -357,7 +357,9 @@ Status Writer::AddQuantizedTensor(const TensorSpec& spec, const QuantizationInfo
                                   ByteSpan indices, ByteSpan reference, MutableByteSpan decoded,
                                   const IndexContexts& contexts) {
   ChunkContexts chunked;
-  if (reference.size == decoded.size && !reference.empty())
+  // The checks the whole-array form always made (an empty span for a tensor without
+  // elements counts as given).
+  if (reference.size == decoded.size)
     chunked.reference = SliceOf(reference.data, DTypeSize(spec.dtype));
   const bool cover = (contexts.parent_centres == 0 || contexts.parent.size == indices.size) &&
                      (contexts.aux_centres == 0 || contexts.aux.size == indices.size);
@@ -450,14 +452,16 @@ Status Writer::AddLevelTensor(const TensorSpec& spec, const QuantizationInfo& qu
                               DType step_source_dtype, MutableByteSpan decoded,
                               const LevelContexts& contexts) {
   ChunkContexts chunked;
-  if (reference.size == decoded.size && !reference.empty())
+  // The checks the whole-array form always made (an empty span for a tensor without
+  // elements counts as given).
+  if (reference.size == decoded.size)
     chunked.reference = SliceOf(reference.data, DTypeSize(spec.dtype));
   if (contexts.parent)
     chunked.parent = SliceOf(reinterpret_cast<const uint8_t*>(contexts.parent), 4);
   if (contexts.aux) chunked.aux = SliceOf(reinterpret_cast<const uint8_t*>(contexts.aux), 4);
   chunked.step_source_dtype = step_source_dtype;
   const uint64_t elements = decoded.size / std::max<size_t>(1, DTypeSize(spec.dtype));
-  if (DTypeIsFloat(step_source_dtype) && !step_source.empty() &&
+  if (DTypeIsFloat(step_source_dtype) &&
       step_source.size == elements * DTypeSize(step_source_dtype))
     chunked.step_source = SliceOf(step_source.data, DTypeSize(step_source_dtype));
   return impl_->QueueLevels(spec, quant, levels, decoded, chunked, reference.size);
