@@ -409,6 +409,10 @@ bool SameCheckpoint(const Signature& a, const Signature& b) {
 
 // ---- compress ----
 
+// Bytes of a history's decoded checkpoint (lossy tensors and their levels) kept in memory for
+// the next link; the rest goes to a temporary file in $TMPDIR.
+constexpr uint64_t kDecodedMemoryBytes = uint64_t{256} << 20;
+
 struct CompressResult {
   uint64_t raw = 0;
   uint64_t stored = 0;
@@ -805,13 +809,17 @@ int Compress(Args& args, const Common& common) {
       continue;
     }
     CompressResult r;
+    // What decoders reconstruct, the next link's reference: beyond a budget in a temporary
+    // file, so memory does not grow with the checkpoint. The last checkpoint needs none.
+    const bool last = i + 1 == members.size();
+    current_decoded.SpillOver(kDecodedMemoryBytes);
     Status s = CompressOne(input, output, previous,
                            previous_in_memory ? &previous_decoded : nullptr, interval, encode,
-                           write, common, &current_decoded, &r);
+                           write, common, last ? nullptr : &current_decoded, &r);
     if (!s.ok()) return Fail(s);
     previous_decoded = std::move(current_decoded);
     current_decoded = DecodedCheckpoint();
-    previous_in_memory = true;
+    previous_in_memory = !last;
     if (json)
       PrintCompressedJson(report, input, output, output, r, write);
     else if (!common.quiet)

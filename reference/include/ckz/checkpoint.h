@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <map>
 #include <optional>
 #include <string>
@@ -111,27 +112,42 @@ struct WriteOptions {
   // overwrite its input bytes and `decoded` views them there, instead of keeping a second
   // copy of the checkpoint (peak memory: the input plus the indices of the shrunk tensors).
   bool decode_into_input = false;
+  // Bounded memory: the index or level arrays of planned tensors that later tensors of their
+  // group still need (a weight's, read by its moments written later) stay in memory up to
+  // this many bytes, the rest in a temporary file in $TMPDIR. Never changes the output.
+  uint64_t kept_plan_bytes = uint64_t{64} << 20;
+  // Tensors handed to the writer together (about this many bytes), so that the chunks of many
+  // small tensors encode in parallel: the memory of a batch's decoded lossy tensors against
+  // the parallelism. Never changes the output.
+  uint64_t batch_bytes = uint64_t{64} << 20;
 };
 
 // What decoders reconstruct from a written checkpoint, tensor by tensor: the reference of the
 // next link of a chain (closed loop: predicting from these bytes, not the inputs, keeps the
-// error of lossy links from accumulating).
+// error of lossy links from accumulating). Reads may come from several threads at once.
 class DecodedCheckpoint : public ReferenceSource {
  public:
-  DecodedCheckpoint() = default;
-  DecodedCheckpoint(DecodedCheckpoint&&) = default;
-  DecodedCheckpoint& operator=(DecodedCheckpoint&&) = default;
+  DecodedCheckpoint();
+  ~DecodedCheckpoint() override;
+  DecodedCheckpoint(DecodedCheckpoint&&) noexcept;
+  DecodedCheckpoint& operator=(DecodedCheckpoint&&) noexcept;
+  // Bounded memory: what is added after `memory_bytes` of owned bytes, indices and levels are
+  // held goes to an unlinked temporary file under `dir` ($TMPDIR or /tmp when empty) instead,
+  // read back on demand (the file system's cache holds it, not the process). Default: all in
+  // memory.
+  void SpillOver(uint64_t memory_bytes, std::string dir = "");
   // A tensor whose decoded bytes are `bytes` (kept alive by the caller, e.g. an input mapping).
   void AddView(const TensorSpec& spec, ByteSpan bytes);
   // A tensor whose decoded bytes differ from its input (a lossy tensor); `indices` and
   // `centres` are its quantization indices and codebook size (the next link's cm contexts),
-  // or with `levels` (0.7) its levels (4 bytes each) and centres = 1.
-  void AddOwned(const TensorSpec& spec, std::vector<uint8_t> bytes,
-                std::vector<uint8_t> indices = {}, uint32_t centres = 0, bool levels = false);
-  // Gives tensor `name` (added before) its quantization indices and codebook size, or (0.7)
-  // with `levels` its levels (4 bytes each) and centres = 1.
-  void SetIndices(const std::string& name, std::vector<uint8_t> indices, uint32_t centres,
-                  bool levels = false);
+  // or with `levels` (0.7) its levels (4 bytes each) and centres = 1. Fails only when spilling
+  // to the temporary file fails.
+  Status AddOwned(const TensorSpec& spec, std::vector<uint8_t> bytes, ByteSpan indices = {},
+                  uint32_t centres = 0, bool levels = false);
+  // Gives tensor `name` (added before) a copy of its quantization indices and codebook size,
+  // or (0.7) with `levels` its levels (4 bytes each) and centres = 1.
+  Status SetIndices(const std::string& name, ByteSpan indices, uint32_t centres,
+                    bool levels = false);
   // (0.5) A source file as decoders will see it (its prolog is the history of the next link's
   // coded prologs, spec 8.4).
   void AddFile(SourceFileInfo file);
@@ -141,7 +157,10 @@ class DecodedCheckpoint : public ReferenceSource {
   Status ReadReferenceIndices(const TensorInfo& tensor, uint64_t first, MutableByteSpan out,
                               uint32_t* centres) override;
   const std::vector<SourceFileInfo>* ReferenceFiles() override;
+  // A view when the tensor's bytes are in memory (or mapped), not when they were spilled.
   std::optional<ByteSpan> ReferenceView(const TensorInfo& tensor) override;
+  // Releases the pages of the kept inputs' mappings read so far.
+  void ReleaseMemory() override;
 
  private:
   struct Entry {
@@ -151,10 +170,20 @@ class DecodedCheckpoint : public ReferenceSource {
     std::vector<uint8_t> indices;  // a quantized tensor's, else empty
     uint32_t centres = 0;
     bool levels = false;  // indices are i32 levels
+    // Spilled to the temporary file: bytes at bytes_at (then `bytes` is empty), indices at
+    // indices_at (then `indices` is empty).
+    bool bytes_spilled = false, indices_spilled = false;
+    uint64_t bytes_at = 0, byte_length = 0, indices_at = 0, indices_length = 0;
   };
+  // Counts `data` against the budget (nullopt: the caller keeps it in memory), or writes it to
+  // the temporary file and says where.
+  Result<std::optional<uint64_t>> Keep(ByteSpan data);
   std::map<std::string, Entry> tensors_;
   std::vector<SourceFileInfo> files_;
   std::vector<InputCheckpoint> kept_;
+  uint64_t budget_ = UINT64_MAX, held_ = 0;
+  std::string spill_dir_;
+  std::unique_ptr<ScratchFile> spill_;
 };
 
 // What WriteCheckpoint did to each tensor, for reports.

@@ -44,6 +44,11 @@ class ReferenceSource {
   // memory (valid while this source lives), so a caller can read it without a copy; nullopt
   // (the default) when it is not, or the parent has no such tensor: use ReadReference.
   virtual std::optional<ByteSpan> ReferenceView(const TensorInfo& tensor);
+
+  // A hint that the reads so far are done with: a source that maps files unmaps their pages
+  // from the process (they stay in the page cache), so memory stays bounded however much is
+  // read. Never changes what is read; views given out before stay valid. Default: nothing.
+  virtual void ReleaseMemory() {}
 };
 
 // One entry of a chunk's stream directory (spec 7.2).
@@ -75,6 +80,9 @@ class IndexCache {
 
   // Copies the cached indices of the chunk into `out` (its exact size); false if not cached.
   bool Lookup(const Archive& archive, size_t tensor, size_t chunk, MutableByteSpan out);
+  // Copies bytes [offset, offset + out.size) of the chunk's entry; false if not cached.
+  bool LookupPart(const Archive& archive, size_t tensor, size_t chunk, uint64_t offset,
+                  MutableByteSpan out);
   void Insert(const Archive& archive, size_t tensor, size_t chunk, ByteSpan indices);
 
   // Lookups so far and how many found their entry: a decode that asks for each chunk's
@@ -144,6 +152,10 @@ Status DecodeProlog(SourceFileInfo* file, ByteSpan parent_prolog);
 struct DecodeOptions {
   int threads = 1;  // chunks decoded in parallel; the output never depends on it
   IndexCache* index_cache = nullptr;  // see IndexCache; the output never depends on it
+  // Whole decoded chunks of which a read wanted only part (an IndexCache of bytes): a link's
+  // 256 KiB chunks read their parent's 1 MiB chunks four times each without it. Never
+  // changes what is decoded.
+  IndexCache* chunk_cache = nullptr;
 };
 
 // Decodes bytes [offset, offset + out.size) of a tensor. Only the chunks overlapping the range

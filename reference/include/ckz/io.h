@@ -31,6 +31,9 @@ class MappedFile {
 
   ByteSpan bytes() const { return {data_, size_}; }
   const std::string& path() const { return path_; }
+  // Unmaps the pages read so far from this process (they stay in the page cache and are
+  // mapped again when read): a file read once end to end then costs no resident memory.
+  void ReleasePages() const;
 
  private:
   const uint8_t* data_ = nullptr;
@@ -95,6 +98,7 @@ class ParentIndex {
 };
 
 class DecodedReference;
+class ScratchFile;
 
 // A .ckz file and, when it is a link, the chain of parents down to its keyframe. It is the
 // ReferenceSource of its own tensors, so any range of any tensor decodes with bounded memory
@@ -130,26 +134,29 @@ class ChainReader : public ReferenceSource {
   Status ReadReferenceIndices(const TensorInfo& tensor, uint64_t first, MutableByteSpan out,
                               uint32_t* centres) override;
   const std::vector<SourceFileInfo>* ReferenceFiles() override;
+  // Releases the mapped pages of this file and of every file down its chain.
+  void ReleaseMemory() override;
 
  private:
   // Decodes every coded prolog of the file (spec 8.4), the parent being open already.
   Status DecodeProlog();
   static Result<std::unique_ptr<ChainReader>> OpenWithIndex(
       const std::string& path, const ChainOptions& options, ParentIndex* index,
-      std::shared_ptr<IndexCache> cache);
+      std::shared_ptr<IndexCache> cache, std::shared_ptr<IndexCache> chunk_cache);
   std::string path_;
   std::unique_ptr<CkzFile> file_;
   std::unique_ptr<ChainReader> parent_;
   std::shared_ptr<IndexCache> index_cache_;  // shared by every level of the chain
+  std::shared_ptr<IndexCache> chunk_cache_;  // DecodeOptions::chunk_cache, shared likewise
   ReferenceSource* decoded_parent_ = nullptr;
   DecodedReference* recorder_ = nullptr;
   ReferenceSource* reference() { return decoded_parent_ ? decoded_parent_ : parent_.get(); }
 };
 
-// The decoded tensors of one .ckz file (and the quantization indices of its quantized tensors),
+// The decoded tensors of one .ckz file (and the indices or levels of its quantized tensors),
 // kept in an unlinked temporary file so that the next link of its chain decodes against them
 // (ChainReader::UseDecodedParent) instead of decoding the whole chain again. The bytes live in
-// the file system's page cache, not in the process's memory.
+// the file system's page cache, not in the process's memory: reads copy them out (pread).
 class DecodedReference final : public ReferenceSource {
  public:
   // Space for every tensor of `archive`, in a temporary file under `dir` ($TMPDIR or /tmp when
@@ -163,9 +170,9 @@ class DecodedReference final : public ReferenceSource {
   const ContentId& content_id() const { return content_id_; }
   // Bytes [offset, offset + bytes.size) of tensor `tensor` of the archive.
   Status Record(size_t tensor, uint64_t offset, ByteSpan bytes);
-  // Once every tensor's bytes were recorded: stores the indices of the quantized tensors,
-  // read through `reader` (the same file: from its index cache when they are still there), and
-  // makes the whole readable. kInvalidArgument if some bytes were never recorded.
+  // Once every tensor's bytes were recorded: stores the indices (levels) of the quantized
+  // tensors, read through `reader` (the same file: from its index cache when they are still
+  // there), and makes the whole readable. kInvalidArgument if some bytes were never recorded.
   Status Finish(ChainReader& reader);
 
   Status ReadReference(const TensorInfo& tensor, uint64_t offset, MutableByteSpan out) override;
@@ -174,14 +181,15 @@ class DecodedReference final : public ReferenceSource {
   const std::vector<SourceFileInfo>* ReferenceFiles() override { return &files_; }
 
  private:
-  DecodedReference() = default;
+  DecodedReference();
   struct Entry {
     std::string name;
     DType dtype = DType::kInvalid;
     std::vector<uint64_t> shape;
     uint64_t bytes_at = 0, byte_length = 0;
-    uint64_t indices_at = 0;  // quantized tensors: one byte per element, (0.7) or one i32 level
-    uint32_t centres = 0;     // codebook size (1 for levels); 0 when not quantized
+    uint64_t indices_at = 0;   // quantized tensors: symbol_bytes per element
+    uint32_t centres = 0;      // codebook size (1 for levels); 0 when not quantized
+    uint32_t symbol_bytes = 1; // 1 (indices) or 4 (levels, spec 7.9)
     bool levels = false;
   };
   const Entry* Find(const TensorInfo& tensor) const;
@@ -190,9 +198,8 @@ class DecodedReference final : public ReferenceSource {
   std::map<std::string, size_t> by_name_;
   std::vector<SourceFileInfo> files_;
   uint64_t recorded_ = 0, expected_ = 0;
-  int fd_ = -1;
-  const uint8_t* map_ = nullptr;
-  uint64_t size_ = 0;
+  bool finished_ = false;
+  std::unique_ptr<ScratchFile> file_;
 };
 
 // Decodes tensors order[0], order[1], ... of `reader` and hands their bytes to `visit` in that

@@ -87,6 +87,23 @@ struct LevelContexts {
   const int32_t* aux = nullptr;
 };
 
+// A lossy tensor's inputs fetched chunk by chunk, for a caller that does not hold them whole
+// (compressing in bounded memory): each function fills what the elements [first, first +
+// count) of the chunk being encoded need, `count` being out.size over the bytes per element;
+// it is called from the encoding threads, several at once. An unset function: no such input.
+struct ChunkContexts {
+  // The reference (the parent's decoded tensor), for the residual kinds: those elements' bytes.
+  std::function<Status(uint64_t first, MutableByteSpan out)> reference;
+  // The cm / cml contexts (spec 7.7.2, 7.9.3): the parent's and the aux tensor's indices (one
+  // byte each; their codebook sizes below) or levels (four bytes each, little-endian).
+  std::function<Status(uint64_t first, MutableByteSpan out)> parent, aux;
+  uint32_t parent_centres = 0, aux_centres = 0;  // indices only
+  // (0.7) Level kinds with a step source: the parent's bytes of that tensor (of
+  // `step_source_dtype`) at those elements.
+  std::function<Status(uint64_t first, MutableByteSpan out)> step_source;
+  DType step_source_dtype = DType::kF32;
+};
+
 struct TensorSpec {
   std::string name;
   DType dtype = DType::kInvalid;
@@ -149,6 +166,16 @@ class Writer {
                         const int32_t* levels, ByteSpan reference, ByteSpan step_source,
                         DType step_source_dtype, MutableByteSpan decoded,
                         const LevelContexts& contexts = {});
+
+  // The same with the reference and the contexts fetched chunk by chunk (ChunkContexts), so
+  // that only the indices or levels and `decoded` are whole arrays; they must stay valid
+  // until the tensor is encoded (EndBatch, or Finish).
+  Status AddQuantizedTensorChunked(const TensorSpec& spec, const QuantizationInfo& quant,
+                                   ByteSpan indices, MutableByteSpan decoded,
+                                   const ChunkContexts& contexts);
+  Status AddLevelTensorChunked(const TensorSpec& spec, const QuantizationInfo& quant,
+                               const int32_t* levels, MutableByteSpan decoded,
+                               const ChunkContexts& contexts);
 
   // Batches: between BeginBatch() and EndBatch(), AddTensor, AddQuantizedTensor and AddLevelTensor check their
   // arguments and queue the tensor; EndBatch (or Finish) encodes the chunks of all queued

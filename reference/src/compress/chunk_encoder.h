@@ -43,9 +43,19 @@ class ChunkEncoder {
   void EncodeLevels(const int32_t* levels, size_t count, const LevelModelInputs& cml,
                     std::vector<uint8_t>* out);
 
+  // Buffers for a chunk's inputs fetched by the writer (ChunkContexts), reused from chunk to
+  // chunk on this thread.
+  struct Inputs {
+    std::vector<uint8_t> reference, parent, aux, step_source;
+    std::vector<int32_t> parent_levels, aux_levels;
+    std::vector<int8_t> shifts;
+  };
+  Inputs& inputs() { return inputs_; }
+
  private:
   struct Scratch;
   std::unique_ptr<Scratch> scratch_;
+  Inputs inputs_;
 };
 
 }  // namespace ckz

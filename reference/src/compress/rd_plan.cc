@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "common/level_model.h"
 #include "common/quantize.h"
@@ -47,62 +48,113 @@ double RmsDifference(DType dtype, ByteSpan a, ByteSpan b) {
   return n ? std::sqrt(sum / double(n)) : 0.0;
 }
 
+namespace {
+
+// ChooseLevels on the chunk of elements [first, first + n): `target` holds its n targets, and
+// its levels go to out[first..]. Every chunk starts afresh (spec 7.9.3).
+void ChooseChunkLevels(const double* target, uint64_t first, uint64_t n, const LevelLayout& layout,
+                       double lambda, int32_t* out) {
+  const double bit_weight = lambda / 256.0;  // costs come in 1/256 bits
+  LevelModel model;
+  LevelModelInputs in;
+  in.first = first;
+  in.row = layout.row;
+  if (layout.parent) in.parent = layout.parent + first;
+  if (layout.aux) in.aux = layout.aux + first;
+  int32_t* levels = out + first;
+  uint64_t col = in.row ? first % in.row : 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    const double t = target[i];
+    const int32_t q0 = ClampLevel(t);
+    int32_t best = q0;
+    if (lambda > 0) {
+      const LevelModel::Context c = LevelModel::ContextOf(in, levels, i, col);
+      auto cost = [&](int32_t q) {
+        return (t - q) * (t - q) + bit_weight * double(model.Cost(c, q));
+      };
+      double best_cost = cost(q0);
+      const int32_t toward_zero = q0 > 0 ? q0 - 1 : q0 < 0 ? q0 + 1 : 0;
+      for (int32_t q : {toward_zero, 0}) {
+        if (q == best) continue;
+        const double j = cost(q);
+        if (j < best_cost) best = q, best_cost = j;
+      }
+      model.Update(c, best);
+    }
+    levels[i] = best;
+    if (in.row != 0 && ++col == in.row) col = 0;
+  }
+}
+
+// Levels for `count` elements whose targets `fill(first, n, target)` writes chunk by chunk
+// (the writer's chunks): memory for one chunk of targets, not the tensor's.
+template <typename Fill>
+void ChooseLevelsBy(uint64_t count, const LevelLayout& layout, double lambda, Fill fill,
+                    int32_t* out) {
+  const uint64_t chunk = std::max<uint64_t>(layout.chunk_elements, 1);
+  std::vector<double> target(size_t(std::min(chunk, count)));
+  for (uint64_t first = 0; first < count; first += chunk) {
+    const uint64_t n = std::min<uint64_t>(chunk, count - first);
+    fill(first, n, target.data());
+    ChooseChunkLevels(target.data(), first, n, layout, lambda, out);
+  }
+}
+
+// The median exponent (ilogb) of the normal positive values: the (size/2)-th smallest, as
+// Median would take it, counted in a histogram (exponents of binary64 lie in -1022..1023).
+std::optional<int32_t> MedianExponent(DType dtype, const uint8_t* data, size_t n) {
+  constexpr int32_t kLow = -1100, kBins = 2200;
+  std::vector<uint64_t> histogram(kBins, 0);
+  uint64_t total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double v = FloatElement(dtype, data, i);
+    if (std::isnormal(v) && v > 0) {
+      ++histogram[size_t(std::ilogb(v) - kLow)];
+      ++total;
+    }
+  }
+  if (total == 0) return std::nullopt;
+  uint64_t below = 0;
+  for (int32_t b = 0; b < kBins; ++b) {
+    below += histogram[size_t(b)];
+    if (below > total / 2) return b + kLow;
+  }
+  return std::nullopt;  // not reached
+}
+
+}  // namespace
+
 void ChooseLevels(const double* target, size_t count, const LevelLayout& layout, double lambda,
                   int32_t* out) {
   const uint64_t chunk = std::max<uint64_t>(layout.chunk_elements, 1);
-  const double bit_weight = lambda / 256.0;  // costs come in 1/256 bits
-  for (uint64_t first = 0; first < count; first += chunk) {
-    const uint64_t n = std::min<uint64_t>(chunk, count - first);
-    LevelModel model;  // every chunk starts afresh (spec 7.9.3)
-    LevelModelInputs in;
-    in.first = first;
-    in.row = layout.row;
-    if (layout.parent) in.parent = layout.parent + first;
-    if (layout.aux) in.aux = layout.aux + first;
-    int32_t* levels = out + first;
-    uint64_t col = in.row ? first % in.row : 0;
-    for (uint64_t i = 0; i < n; ++i) {
-      const double t = target[first + i];
-      const int32_t q0 = ClampLevel(t);
-      int32_t best = q0;
-      if (lambda > 0) {
-        const LevelModel::Context c = LevelModel::ContextOf(in, levels, i, col);
-        auto cost = [&](int32_t q) {
-          return (t - q) * (t - q) + bit_weight * double(model.Cost(c, q));
-        };
-        double best_cost = cost(q0);
-        const int32_t toward_zero = q0 > 0 ? q0 - 1 : q0 < 0 ? q0 + 1 : 0;
-        for (int32_t q : {toward_zero, 0}) {
-          if (q == best) continue;
-          const double j = cost(q);
-          if (j < best_cost) best = q, best_cost = j;
-        }
-        model.Update(c, best);
-      }
-      levels[i] = best;
-      if (in.row != 0 && ++col == in.row) col = 0;
-    }
-  }
+  for (uint64_t first = 0; first < count; first += chunk)
+    ChooseChunkLevels(target + first, first, std::min<uint64_t>(chunk, count - first), layout,
+                      lambda, out);
 }
 
 ShrinkResult PlanWeightLevels(DType dtype, ByteSpan w, ByteSpan reference, double step,
                               const LevelLayout& layout, double lambda) {
   const size_t n = w.size / DTypeSize(dtype);
-  std::vector<double> target(n);
-  for (size_t i = 0; i < n; ++i) {
-    const double x = FloatElement(dtype, w.data, i), r = FloatElement(dtype, reference.data, i);
-    if (!std::isfinite(x) || !std::isfinite(r))
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(FloatElement(dtype, w.data, i)) ||
+        !std::isfinite(FloatElement(dtype, reference.data, i)))
       return Lossless("NaN or infinity in the tensor or its reference");
-    target[i] = x - r;
-  }
   ShrinkResult result;
   QuantizationInfo& q = result.quant;
   q.kind = QuantKind::kLevelResidual;
   q.step = float(step > 0 ? step : 1.0);  // nothing moved: every level is 0 anyway
   if (!StepRangeIsNormal(q.step, 0)) return Lossless("an update below the smallest normal step");
-  for (double& t : target) t /= double(q.step);
   result.levels.resize(n);
-  ChooseLevels(target.data(), n, layout, lambda, result.levels.data());
+  ChooseLevelsBy(
+      n, layout, lambda,
+      [&](uint64_t first, uint64_t count, double* target) {
+        for (uint64_t i = 0; i < count; ++i) {
+          const double x = FloatElement(dtype, w.data, first + i);
+          const double r = FloatElement(dtype, reference.data, first + i);
+          target[i] = (x - r) / double(q.step);
+        }
+      },
+      result.levels.data());
   result.quantized = true;
   return result;
 }
@@ -111,31 +163,30 @@ ShrinkResult PlanFirstMomentLevels(DType dtype, ByteSpan m, DType v_dtype, ByteS
                                    double relative, const LevelLayout& layout, double lambda) {
   const size_t n = m.size / DTypeSize(dtype);
   // The centre of the parent v's exponents: steps are relative * sqrt(2^e), shifted from there.
-  std::vector<double> exponents;
-  for (size_t i = 0; i < n; ++i) {
-    const double v = FloatElement(v_dtype, v_reference.data, i);
-    if (std::isnormal(v) && v > 0) exponents.push_back(double(std::ilogb(v)));
-  }
+  const std::optional<int32_t> center = MedianExponent(v_dtype, v_reference.data, n);
   ShrinkResult result;
   QuantizationInfo& q = result.quant;
   q.kind = QuantKind::kLevelDirect;
-  if (exponents.empty()) return Lossless("its second moment's parent is all zero");
-  q.step_center = int32_t(Median(&exponents));
+  if (!center) return Lossless("its second moment's parent is all zero");
+  q.step_center = *center;
   q.step_slope = 1;
   q.step = float(relative * std::exp2(0.5 * q.step_center));
   if (!StepRangeIsNormal(q.step, 0)) return Lossless("its steps would leave the binary32 range");
   q.step_limit = FitLimit(q.step, 24);
   q.step_source = 0;  // a placeholder: StepShifts only asks whether there is one
-  std::vector<int8_t> shifts(n);
-  StepShifts(q, v_dtype, v_reference.data, n, shifts.data());
-  std::vector<double> target(n);
-  for (size_t i = 0; i < n; ++i) {
-    const double x = FloatElement(dtype, m.data, i);
-    if (!std::isfinite(x)) return Lossless("NaN or infinity in the tensor");
-    target[i] = x / double(std::ldexp(q.step, shifts[i]));
-  }
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(FloatElement(dtype, m.data, i))) return Lossless("NaN or infinity in the tensor");
   result.levels.resize(n);
-  ChooseLevels(target.data(), n, layout, lambda, result.levels.data());
+  std::vector<int8_t> shifts(size_t(std::min<uint64_t>(std::max<uint64_t>(layout.chunk_elements, 1), n)));
+  const size_t vw = DTypeSize(v_dtype);
+  ChooseLevelsBy(
+      n, layout, lambda,
+      [&](uint64_t first, uint64_t count, double* target) {
+        StepShifts(q, v_dtype, v_reference.data + first * vw, count, shifts.data());
+        for (uint64_t i = 0; i < count; ++i)
+          target[i] = FloatElement(dtype, m.data, first + i) / double(std::ldexp(q.step, shifts[i]));
+      },
+      result.levels.data());
   result.quantized = true;
   return result;
 }
@@ -143,43 +194,52 @@ ShrinkResult PlanFirstMomentLevels(DType dtype, ByteSpan m, DType v_dtype, ByteS
 ShrinkResult PlanSecondMomentLevels(DType dtype, ByteSpan v, ByteSpan reference,
                                     double log2_step, const LevelLayout& layout, double lambda) {
   const size_t n = v.size / DTypeSize(dtype);
-  std::vector<double> x(n), r(n), ratios, fresh;
+  std::vector<double> ratios;
   for (size_t i = 0; i < n; ++i) {
-    x[i] = FloatElement(dtype, v.data, i);
-    r[i] = FloatElement(dtype, reference.data, i);
-    if (!std::isfinite(x[i]) || !std::isfinite(r[i]) || x[i] < 0 || r[i] < 0)
+    const double x = FloatElement(dtype, v.data, i), r = FloatElement(dtype, reference.data, i);
+    if (!std::isfinite(x) || !std::isfinite(r) || x < 0 || r < 0)
       return Lossless("not a second moment: negative, NaN or infinite values");
-    if (x[i] > 0 && r[i] > 0) ratios.push_back(std::log2(x[i] / r[i]));
+    if (x > 0 && r > 0) ratios.push_back(std::log2(x / r));
   }
   ShrinkResult result;
   QuantizationInfo& q = result.quant;
   q.kind = QuantKind::kLevelLog;
   // The tensor's growth (Adam's v is not bias-corrected and grows early on): the median ratio.
   const double growth = std::exp2(Median(&ratios));
+  std::vector<double>().swap(ratios);
   q.reference_scale = std::isnormal(float(growth)) ? float(growth) : 1.0f;
   q.log_unit = int8_t(std::clamp<long>(std::lround(-std::log2(log2_step)), kMinLogUnit,
                                        kMaxLogUnit));
   const double per_unit = std::exp2(double(q.log_unit));  // levels per doubling
   // The reference as the decoder scales it; elements whose scaled reference is 0 take levels
   // of an absolute step: the median of their values, 2^-log_unit of it.
-  std::vector<double> b(n);
+  auto scaled = [&](size_t i) {
+    const double r = FloatElement(dtype, reference.data, i);
+    return dtype == DType::kF64 ? r * double(q.reference_scale)
+                                : double(float(r) * q.reference_scale);
+  };
+  std::vector<double> fresh;
   for (size_t i = 0; i < n; ++i) {
-    b[i] = dtype == DType::kF64 ? r[i] * double(q.reference_scale)
-                                : double(float(r[i]) * q.reference_scale);
-    if (b[i] == 0 && x[i] > 0) fresh.push_back(x[i]);
+    const double x = FloatElement(dtype, v.data, i);
+    if (x > 0 && scaled(i) == 0) fresh.push_back(x);
   }
   const double fresh_median = Median(&fresh);
   q.step = float(fresh_median > 0 ? fresh_median / per_unit : 1.0);
   if (!StepRangeIsNormal(q.step, 0)) q.step = 1.0f;
-  std::vector<double> target(n);
-  for (size_t i = 0; i < n; ++i) {
-    if (b[i] == 0)
-      target[i] = x[i] / double(q.step);
-    else
-      target[i] = x[i] > 0 ? std::log2(x[i] / b[i]) * per_unit : 0.0;
-  }
   result.levels.resize(n);
-  ChooseLevels(target.data(), n, layout, lambda, result.levels.data());
+  ChooseLevelsBy(
+      n, layout, lambda,
+      [&](uint64_t first, uint64_t count, double* target) {
+        for (uint64_t k = 0; k < count; ++k) {
+          const size_t i = size_t(first + k);
+          const double x = FloatElement(dtype, v.data, i), b = scaled(i);
+          if (b == 0)
+            target[k] = x / double(q.step);
+          else
+            target[k] = x > 0 ? std::log2(x / b) * per_unit : 0.0;
+        }
+      },
+      result.levels.data());
   result.quantized = true;
   return result;
 }

@@ -81,8 +81,8 @@ struct Writer::Impl {
     return s;
   }
 
-  using EncodeChunkFn = std::function<void(uint64_t begin, uint64_t length, ChunkEncoder& encoder,
-                                           std::vector<uint8_t>* out, uint32_t* crc)>;
+  using EncodeChunkFn = std::function<Status(uint64_t begin, uint64_t length, ChunkEncoder& encoder,
+                                             std::vector<uint8_t>* out, uint32_t* crc)>;
   // A tensor whose arguments are checked and whose chunks are still to be encoded.
   struct Pending {
     TensorInfo info;
@@ -94,7 +94,16 @@ struct Writer::Impl {
     size_t chunk_count = 0;
     size_t chunks_done = 0;
   };
-  Status StartTensor(const TensorSpec& spec, uint64_t size, ByteSpan reference, TensorInfo* info);
+  Status StartTensor(const TensorSpec& spec, uint64_t size, uint64_t reference_size,
+                     TensorInfo* info);
+  // AddQuantizedTensor(Chunked) and AddLevelTensor(Chunked); `reference_size` and
+  // `contexts_cover` are what the whole-array forms check of their spans.
+  Status QueueQuantized(const TensorSpec& spec, const QuantizationInfo& quant, ByteSpan indices,
+                        MutableByteSpan decoded, const ChunkContexts& contexts,
+                        uint64_t reference_size, bool contexts_cover);
+  Status QueueLevels(const TensorSpec& spec, const QuantizationInfo& quant, const int32_t* levels,
+                     MutableByteSpan decoded, const ChunkContexts& contexts,
+                     uint64_t reference_size);
   Status Queue(Pending pending);
   Status Flush();
   void Layout(Pending* p) const;
@@ -138,7 +147,7 @@ void Writer::AddSourceFile(SourceFileInfo file, ByteSpan parent_prolog, uint32_t
 }
 
 // Checks `spec` (and a data size of `size` bytes) as a reader would, and fills `info`.
-Status Writer::Impl::StartTensor(const TensorSpec& spec, uint64_t size, ByteSpan reference,
+Status Writer::Impl::StartTensor(const TensorSpec& spec, uint64_t size, uint64_t reference_size,
                                  TensorInfo* info) {
   if (!error.ok()) return error;
   if (finished) return Status(ErrorCode::kInvalidArgument, "a tensor added after Finish");
@@ -159,9 +168,9 @@ Status Writer::Impl::StartTensor(const TensorSpec& spec, uint64_t size, ByteSpan
     return Fail(Status(ErrorCode::kInvalidArgument,
                        field + ": " + std::to_string(size) + " bytes given, shape needs " +
                            std::to_string(info->byte_length)));
-  if (!reference.empty() && reference.size != size)
+  if (reference_size != 0 && reference_size != size)
     return Fail(Status(ErrorCode::kReferenceMismatch,
-                       field + ": reference has " + std::to_string(reference.size) +
+                       field + ": reference has " + std::to_string(reference_size) +
                            " bytes, the tensor " + std::to_string(size)));
   names.emplace(spec.name, tensors.size() + pending.size());  // its index once appended
   return Status::Ok();
@@ -227,6 +236,7 @@ Status Writer::Impl::Flush() {
   const size_t window = size_t(threads) * 4;
   std::vector<std::vector<uint8_t>> encoded(std::min(window, jobs.size()));
   std::vector<uint32_t> crcs(encoded.size());
+  std::vector<Status> results(encoded.size());
   size_t next = 0;  // the first tensor of the batch not yet appended to `tensors`
   auto finish_complete = [&] {
     for (; next < batch.size() && batch[next].chunks_done == batch[next].chunk_count; ++next) {
@@ -242,9 +252,10 @@ Status Writer::Impl::Flush() {
       if (!encoder) encoder = std::make_unique<ChunkEncoder>();
       const Pending& p = batch[jobs[base + i].tensor];
       const uint64_t begin = jobs[base + i].chunk * p.chunk_raw;
-      p.encode(begin, std::min<uint64_t>(p.chunk_raw, p.info.byte_length - begin), *encoder,
-               &encoded[i], &crcs[i]);
+      results[i] = p.encode(begin, std::min<uint64_t>(p.chunk_raw, p.info.byte_length - begin),
+                            *encoder, &encoded[i], &crcs[i]);
     });
+    for (size_t i = 0; i < n; ++i) CKZ_RETURN_IF_ERROR(Fail(results[i]));
     for (size_t i = 0; i < n; ++i) {
       Pending& p = batch[jobs[base + i].tensor];
       const uint64_t begin = jobs[base + i].chunk * p.chunk_raw;
@@ -283,7 +294,7 @@ void Writer::AbortBatch(Status why) {
 Status Writer::AddTensor(const TensorSpec& spec, ByteSpan data, ByteSpan reference) {
   Impl& w = *impl_;
   Impl::Pending p;
-  CKZ_RETURN_IF_ERROR(w.StartTensor(spec, data.size, reference, &p.info));
+  CKZ_RETURN_IF_ERROR(w.StartTensor(spec, data.size, reference.size, &p.info));
   if (!w.link) reference = ByteSpan();  // only a link may predict
   const size_t width = DTypeSize(p.info.dtype);
   struct Chosen {
@@ -306,6 +317,7 @@ Status Writer::AddTensor(const TensorSpec& spec, ByteSpan data, ByteSpan referen
     encoder.Encode(coding, width, data.subspan(begin, len), ref, w.options, out);
     if ((*out)[0] == uint8_t(StreamCodec::kCmFloat)) w.float_model = true;
     *crc = Crc32c(data.data + begin, len);
+    return Status::Ok();
   };
   p.done = [&w, chosen](const TensorInfo& info, int) {
     w.content_id.AddTensor(info.name, info.dtype, info.shape, chosen->digest);
@@ -313,13 +325,69 @@ Status Writer::AddTensor(const TensorSpec& spec, ByteSpan data, ByteSpan referen
   return w.Queue(std::move(p));
 }
 
+namespace {
+
+// A ChunkContexts function that copies from a whole array in memory (`element_bytes` per
+// element).
+std::function<Status(uint64_t, MutableByteSpan)> SliceOf(const uint8_t* whole,
+                                                         size_t element_bytes) {
+  return [whole, element_bytes](uint64_t first, MutableByteSpan out) {
+    std::memcpy(out.data, whole + first * element_bytes, out.size);
+    return Status::Ok();
+  };
+}
+
+// Fills `buffer` with `bytes` bytes from `fetch` at element `first`.
+Status Fetch(const std::function<Status(uint64_t, MutableByteSpan)>& fetch, uint64_t first,
+             uint64_t bytes, std::vector<uint8_t>* buffer) {
+  buffer->resize(size_t(bytes));
+  return fetch(first, MutableByteSpan(*buffer));
+}
+
+// The same for `count` levels (four bytes each).
+Status FetchLevels(const std::function<Status(uint64_t, MutableByteSpan)>& fetch, uint64_t first,
+                   uint64_t count, std::vector<int32_t>* levels) {
+  levels->resize(size_t(count));
+  return fetch(first, MutableByteSpan(reinterpret_cast<uint8_t*>(levels->data()), count * 4));
+}
+
+}  // namespace
+
 Status Writer::AddQuantizedTensor(const TensorSpec& spec, const QuantizationInfo& quant,
                                   ByteSpan indices, ByteSpan reference, MutableByteSpan decoded,
                                   const IndexContexts& contexts) {
-  Impl& w = *impl_;
+  ChunkContexts chunked;
+  // The checks the whole-array form always made (an empty span for a tensor without
+  // elements counts as given).
+  if (reference.size == decoded.size)
+    chunked.reference = SliceOf(reference.data, DTypeSize(spec.dtype));
+  const bool cover = (contexts.parent_centres == 0 || contexts.parent.size == indices.size) &&
+                     (contexts.aux_centres == 0 || contexts.aux.size == indices.size);
+  if (cover && contexts.parent_centres != 0) {
+    chunked.parent = SliceOf(contexts.parent.data, 1);
+    chunked.parent_centres = contexts.parent_centres;
+  }
+  if (cover && contexts.aux_centres != 0) {
+    chunked.aux = SliceOf(contexts.aux.data, 1);
+    chunked.aux_centres = contexts.aux_centres;
+  }
+  return impl_->QueueQuantized(spec, quant, indices, decoded, chunked, reference.size, cover);
+}
+
+Status Writer::AddQuantizedTensorChunked(const TensorSpec& spec, const QuantizationInfo& quant,
+                                         ByteSpan indices, MutableByteSpan decoded,
+                                         const ChunkContexts& contexts) {
+  return impl_->QueueQuantized(spec, quant, indices, decoded, contexts, 0, true);
+}
+
+Status Writer::Impl::QueueQuantized(const TensorSpec& spec, const QuantizationInfo& quant,
+                                    ByteSpan indices, MutableByteSpan decoded,
+                                    const ChunkContexts& contexts, uint64_t reference_size,
+                                    bool contexts_cover) {
+  Impl& w = *this;
   Impl::Pending p;
   TensorInfo& info = p.info;
-  CKZ_RETURN_IF_ERROR(w.StartTensor(spec, decoded.size, reference, &info));
+  CKZ_RETURN_IF_ERROR(w.StartTensor(spec, decoded.size, reference_size, &info));
   const std::string field = "tensor '" + spec.name + "'";
   const size_t width = DTypeSize(info.dtype);
   if (!DTypeIsFloat(info.dtype) || quant.bits == 0 || quant.bits > kMaxQuantBits ||
@@ -334,39 +402,43 @@ Status Writer::AddQuantizedTensor(const TensorSpec& spec, const QuantizationInfo
   for (size_t i = 0; i < indices.size; ++i)
     if (indices.data[i] > quant.codebook.size())
       return w.Fail(Status(ErrorCode::kCodebookIndex, field + ": index beyond the codebook"));
-  if (quant.kind == QuantKind::kResidual && (!w.link || reference.size != decoded.size))
+  if (quant.kind == QuantKind::kResidual && (!w.link || !contexts.reference))
     return w.Fail(Status(ErrorCode::kReferenceRequired,
                          field + ": a residual codebook needs a link and the reference bytes"));
-  if ((contexts.parent_centres != 0 && contexts.parent.size != indices.size) ||
-      (contexts.aux_centres != 0 && contexts.aux.size != indices.size))
+  if (!contexts_cover)
     return w.Fail(Status(ErrorCode::kInvalidArgument,
                          field + ": cm context indices must cover the tensor"));
   p.info.quantization = quant;
   w.quantized = true;
   const std::vector<uint64_t> shape = spec.shape;
   const DType dtype = spec.dtype;
-  p.encode = [&w, quant, dtype, shape, width, indices, reference, decoded, contexts](
+  p.encode = [&w, quant, dtype, shape, width, indices, decoded, contexts](
                  uint64_t begin, uint64_t len, ChunkEncoder& encoder, std::vector<uint8_t>* out,
-                 uint32_t* crc) {
+                 uint32_t* crc) -> Status {
     const uint64_t first = begin / width, count = len / width;
+    ChunkEncoder::Inputs& in = encoder.inputs();
+    const bool residual = quant.kind == QuantKind::kResidual;
+    if (residual) CKZ_RETURN_IF_ERROR(Fetch(contexts.reference, first, len, &in.reference));
     ReconstructQuantized(quant, dtype, indices.data + first, count,
-                         quant.kind == QuantKind::kResidual ? reference.data + begin : nullptr,
-                         decoded.data + begin);
+                         residual ? in.reference.data() : nullptr, decoded.data + begin);
     IndexModelInputs cm;  // spec 7.7.2
     cm.centres = uint32_t(quant.codebook.size());
     cm.first = first;
     cm.row = shape.size() >= 2 ? shape.back() : 0;
-    if (contexts.parent_centres != 0) {
-      cm.parent = contexts.parent.data + first;
+    if (contexts.parent_centres != 0 && contexts.parent) {
+      CKZ_RETURN_IF_ERROR(Fetch(contexts.parent, first, count, &in.parent));
+      cm.parent = in.parent.data();
       cm.parent_centres = contexts.parent_centres;
     }
-    if (contexts.aux_centres != 0) {
-      cm.aux = contexts.aux.data + first;
+    if (contexts.aux_centres != 0 && contexts.aux) {
+      CKZ_RETURN_IF_ERROR(Fetch(contexts.aux, first, count, &in.aux));
+      cm.aux = in.aux.data();
       cm.aux_centres = contexts.aux_centres;
     }
     encoder.EncodeIndices(indices.subspan(first, count), quant.bits, cm, w.options, out);
     if ((*out)[0] == uint8_t(StreamCodec::kCm)) w.context_model = true;
     *crc = Crc32c(decoded.data + begin, len);
+    return Status::Ok();
   };
   p.done = [&w, decoded](const TensorInfo& info, int threads) {
     w.content_id.AddTensor(info.name, info.dtype, info.shape,
@@ -379,10 +451,35 @@ Status Writer::AddLevelTensor(const TensorSpec& spec, const QuantizationInfo& qu
                               const int32_t* levels, ByteSpan reference, ByteSpan step_source,
                               DType step_source_dtype, MutableByteSpan decoded,
                               const LevelContexts& contexts) {
-  Impl& w = *impl_;
+  ChunkContexts chunked;
+  // The checks the whole-array form always made (an empty span for a tensor without
+  // elements counts as given).
+  if (reference.size == decoded.size)
+    chunked.reference = SliceOf(reference.data, DTypeSize(spec.dtype));
+  if (contexts.parent)
+    chunked.parent = SliceOf(reinterpret_cast<const uint8_t*>(contexts.parent), 4);
+  if (contexts.aux) chunked.aux = SliceOf(reinterpret_cast<const uint8_t*>(contexts.aux), 4);
+  chunked.step_source_dtype = step_source_dtype;
+  const uint64_t elements = decoded.size / std::max<size_t>(1, DTypeSize(spec.dtype));
+  if (DTypeIsFloat(step_source_dtype) &&
+      step_source.size == elements * DTypeSize(step_source_dtype))
+    chunked.step_source = SliceOf(step_source.data, DTypeSize(step_source_dtype));
+  return impl_->QueueLevels(spec, quant, levels, decoded, chunked, reference.size);
+}
+
+Status Writer::AddLevelTensorChunked(const TensorSpec& spec, const QuantizationInfo& quant,
+                                     const int32_t* levels, MutableByteSpan decoded,
+                                     const ChunkContexts& contexts) {
+  return impl_->QueueLevels(spec, quant, levels, decoded, contexts, 0);
+}
+
+Status Writer::Impl::QueueLevels(const TensorSpec& spec, const QuantizationInfo& quant,
+                                 const int32_t* levels, MutableByteSpan decoded,
+                                 const ChunkContexts& contexts, uint64_t reference_size) {
+  Impl& w = *this;
   Impl::Pending p;
   TensorInfo& info = p.info;
-  CKZ_RETURN_IF_ERROR(w.StartTensor(spec, decoded.size, reference, &info));
+  CKZ_RETURN_IF_ERROR(w.StartTensor(spec, decoded.size, reference_size, &info));
   const std::string field = "tensor '" + spec.name + "'";
   const size_t width = DTypeSize(info.dtype);
   // Rule Q9 on what the caller gives (the step source's index is checked in Finish, Q10).
@@ -400,12 +497,11 @@ Status Writer::AddLevelTensor(const TensorSpec& spec, const QuantizationInfo& qu
   for (uint64_t i = 0; i < info.num_elements; ++i)
     if (levels[i] > kMaxLevel || levels[i] < -kMaxLevel)
       return w.Fail(Status(ErrorCode::kFieldOutOfRange, field + ": a level beyond 2^24 - 1"));
-  if (quant.NeedsReference() && (!w.link || reference.size != decoded.size))
+  if (quant.NeedsReference() && (!w.link || !contexts.reference))
     return w.Fail(Status(ErrorCode::kReferenceRequired,
                          field + ": a residual level kind needs a link and the reference bytes"));
   if (quant.step_source >= 0 &&
-      (!w.link || !DTypeIsFloat(step_source_dtype) ||
-       step_source.size != info.num_elements * DTypeSize(step_source_dtype)))
+      (!w.link || !DTypeIsFloat(contexts.step_source_dtype) || !contexts.step_source))
     return w.Fail(Status(ErrorCode::kReferenceRequired,
                          field + ": steps from a step source need a link and the parent's bytes "
                                  "of that tensor"));
@@ -414,26 +510,37 @@ Status Writer::AddLevelTensor(const TensorSpec& spec, const QuantizationInfo& qu
   w.levels = true;
   const uint64_t row = spec.shape.size() >= 2 ? spec.shape.back() : 0;
   const DType dtype = spec.dtype;
-  p.encode = [quant, dtype, row, width, levels, reference, step_source, step_source_dtype,
-              decoded, contexts](uint64_t begin, uint64_t len, ChunkEncoder& encoder,
-                                 std::vector<uint8_t>* out, uint32_t* crc) {
+  p.encode = [quant, dtype, row, width, levels, decoded, contexts](
+                 uint64_t begin, uint64_t len, ChunkEncoder& encoder, std::vector<uint8_t>* out,
+                 uint32_t* crc) -> Status {
     const uint64_t first = begin / width, count = len / width;
-    std::vector<int8_t> shifts(count);
-    StepShifts(quant, step_source_dtype,
-               quant.step_source >= 0
-                   ? step_source.data + first * DTypeSize(step_source_dtype)
-                   : nullptr,
-               count, shifts.data());
-    ReconstructLevels(quant, dtype, levels + first, shifts.data(), count,
-                      quant.NeedsReference() ? reference.data + begin : nullptr,
+    ChunkEncoder::Inputs& in = encoder.inputs();
+    in.shifts.resize(count);
+    const uint8_t* source = nullptr;
+    if (quant.step_source >= 0) {
+      CKZ_RETURN_IF_ERROR(Fetch(contexts.step_source, first,
+                                count * DTypeSize(contexts.step_source_dtype), &in.step_source));
+      source = in.step_source.data();
+    }
+    StepShifts(quant, contexts.step_source_dtype, source, count, in.shifts.data());
+    if (quant.NeedsReference()) CKZ_RETURN_IF_ERROR(Fetch(contexts.reference, first, len, &in.reference));
+    ReconstructLevels(quant, dtype, levels + first, in.shifts.data(), count,
+                      quant.NeedsReference() ? in.reference.data() : nullptr,
                       decoded.data + begin);
     LevelModelInputs cml;  // spec 7.9.3
     cml.first = first;
     cml.row = row;
-    if (contexts.parent) cml.parent = contexts.parent + first;
-    if (contexts.aux) cml.aux = contexts.aux + first;
+    if (contexts.parent) {
+      CKZ_RETURN_IF_ERROR(FetchLevels(contexts.parent, first, count, &in.parent_levels));
+      cml.parent = in.parent_levels.data();
+    }
+    if (contexts.aux) {
+      CKZ_RETURN_IF_ERROR(FetchLevels(contexts.aux, first, count, &in.aux_levels));
+      cml.aux = in.aux_levels.data();
+    }
     encoder.EncodeLevels(levels + first, count, cml, out);
     *crc = Crc32c(decoded.data + begin, len);
+    return Status::Ok();
   };
   p.done = [&w, decoded](const TensorInfo& info, int threads) {
     w.content_id.AddTensor(info.name, info.dtype, info.shape,

@@ -17,6 +17,7 @@
 #include "common/quantize.h"
 #include "common/zstd_frame.h"
 #include "common/transforms.h"
+#include "decompress/decode_scratch.h"
 #include "format/chunk_layout.h"
 
 namespace ckz {
@@ -28,6 +29,8 @@ struct ChunkDecoder::Scratch {
   std::vector<int32_t> levels, parent_levels, aux_levels;
   std::vector<uint8_t> step_source;
   std::vector<int8_t> shifts;
+  // The cm model's inputs: parent and aux indices.
+  std::vector<uint8_t> parent_indices, aux_indices;
   ~Scratch() { ZSTD_freeDCtx(dctx); }
 };
 
@@ -257,9 +260,11 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
   const TensorInfo& t = archive.tensors[tensor];
   const ChunkInfo& chunk = t.chunks[chunk_index];
   const QuantizationInfo& q = *t.quantization;
-  const std::string where =
-      Where(archive, tensor, chunk_index) +
-      (q.IsLevels() ? std::string(" (levels)") : " (" + std::to_string(q.bits) + "-bit indices)");
+  // Built only for an error message.
+  auto where = [&] {
+    return Where(archive, tensor, chunk_index) +
+           (q.IsLevels() ? std::string(" (levels)") : " (" + std::to_string(q.bits) + "-bit indices)");
+  };
   const uint64_t count = stream.raw_length / q.SymbolBytes();
   const uint64_t first = chunk.raw_offset / DTypeSize(t.dtype);
   if (indices.size != stream.raw_length)
@@ -276,39 +281,38 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
     case StreamCodec::kStored:
       if (src.size != count)
         return Status(ErrorCode::kChunkDecodeFailed,
-                      where + ": stored index stream has " + std::to_string(src.size) +
+                      where() + ": stored index stream has " + std::to_string(src.size) +
                           " bytes, " + std::to_string(count) + " expected");
       std::memcpy(indices.data, src.data, count);
       break;
     case StreamCodec::kZstd:
       if (!scratch_->dctx) scratch_->dctx = ZSTD_createDCtx();
-      CKZ_RETURN_IF_ERROR(DecodeZstd(scratch_->dctx, src, indices, where));
+      CKZ_RETURN_IF_ERROR(DecodeZstd(scratch_->dctx, src, indices, where()));
       break;
     case StreamCodec::kPacked:
-      CKZ_RETURN_IF_ERROR(UnpackIndices(src, q.bits, indices, where));
+      CKZ_RETURN_IF_ERROR(UnpackIndices(src, q.bits, indices, where()));
       break;
     case StreamCodec::kCmFloat:  // ReadStreamDirectory refuses it in quantized tensors
-      return Status(ErrorCode::kChunkMalformed, where + ": codec 4 (cmf) codes values, not indices");
+      return Status(ErrorCode::kChunkMalformed, where() + ": codec 4 (cmf) codes values, not indices");
     case StreamCodec::kCm: {
       // Only cm indices are worth caching: they cost a chain of other decodes.
       if (index_cache_ && index_cache_->Lookup(archive, tensor, chunk_index, indices))
         return Status::Ok();
       IndexModelInputs in;
-      std::vector<uint8_t> parent, aux;
-      CKZ_RETURN_IF_ERROR(
-          CmInputs(archive, tensor, first, count, source, index_cache_, &parent, &aux, &in));
+      CKZ_RETURN_IF_ERROR(CmInputs(archive, tensor, first, count, source, index_cache_,
+                                   &scratch_->parent_indices, &scratch_->aux_indices, &in));
       size_t bad = 0;
       switch (DecodeIndexStream(in, src.data, src.size, indices.data, count, &bad)) {
         case IndexDecodeResult::kOk:
           break;
         case IndexDecodeResult::kIndexTooLarge:
           return Status(ErrorCode::kCodebookIndex,
-                        where + ": cm stream decodes element " + std::to_string(first + bad) +
+                        where() + ": cm stream decodes element " + std::to_string(first + bad) +
                             " to an index beyond the codebook's " +
                             std::to_string(q.codebook.size()) + " centres");
         case IndexDecodeResult::kBadStream:
           return Status(ErrorCode::kChunkDecodeFailed,
-                        where + ": cm stream of " + std::to_string(src.size) +
+                        where() + ": cm stream of " + std::to_string(src.size) +
                             " bytes does not end where its last index does (rule 7.7.1)");
       }
       break;
@@ -317,7 +321,7 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
   for (uint64_t i = 0; i < count; ++i)
     if (indices.data[i] > q.codebook.size())
       return Status(ErrorCode::kCodebookIndex,
-                    where + ": element " + std::to_string(first + i) + " has index " +
+                    where() + ": element " + std::to_string(first + i) + " has index " +
                         std::to_string(indices.data[i]) + "; the codebook has " +
                         std::to_string(q.codebook.size()) + " centres");
   if (index_cache_ && stream.codec == StreamCodec::kCm)
@@ -420,13 +424,25 @@ Status DecodeIndexRange(const Archive& archive, size_t tensor, uint64_t first,
   if (out.size % sb != 0 || first > t.num_elements || out.size / sb > t.num_elements - first)
     return Status(ErrorCode::kInvalidArgument, "index range outside tensor '" + t.name + "'");
   const uint64_t w = DTypeSize(t.dtype);
-  ChunkDecoder decoder;
+  PooledScratch scratch;
+  ChunkDecoder& decoder = scratch->decoder;
   decoder.set_index_cache(cache);
-  std::vector<uint8_t> buf;
+  std::vector<uint8_t>& buf = scratch->buffer;
   const uint64_t end = first + out.size / sb;
-  for (size_t c = 0; c < t.chunks.size(); ++c) {
+  // From the chunk holding element `first` (raw offsets ascend: section 4.3).
+  auto from = std::upper_bound(t.chunks.begin(), t.chunks.end(), first * w,
+                               [](uint64_t v, const ChunkInfo& c) { return v < c.raw_offset; });
+  if (from != t.chunks.begin()) --from;
+  for (size_t c = size_t(from - t.chunks.begin()); c < t.chunks.size(); ++c) {
     const uint64_t lo = t.chunks[c].raw_offset / w, n = t.chunks[c].raw_length / w;
-    if (lo + n <= first || lo >= end) continue;
+    if (lo >= end) break;
+    if (lo + n <= first) continue;
+    // A whole chunk goes straight into `out`.
+    if (lo >= first && lo + n <= end) {
+      CKZ_RETURN_IF_ERROR(decoder.DecodeIndices(archive, tensor, c, reference,
+                                                out.subspan((lo - first) * sb, n * sb)));
+      continue;
+    }
     buf.resize(n * sb);
     CKZ_RETURN_IF_ERROR(decoder.DecodeIndices(archive, tensor, c, reference, MutableByteSpan(buf)));
     const uint64_t a = std::max(first, lo), b = std::min(end, lo + n);

@@ -37,6 +37,19 @@ bool IndexCache::Lookup(const Archive& archive, size_t tensor, size_t chunk, Mut
   return true;
 }
 
+bool IndexCache::LookupPart(const Archive& archive, size_t tensor, size_t chunk, uint64_t offset,
+                            MutableByteSpan out) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  ++impl_->stats.lookups;
+  const auto it = impl_->entries.find(Impl::KeyOf(archive, tensor, chunk));
+  if (it == impl_->entries.end() || offset > it->second.size() ||
+      out.size > it->second.size() - offset)
+    return false;
+  std::copy_n(it->second.begin() + ptrdiff_t(offset), out.size, out.data);
+  ++impl_->stats.hits;
+  return true;
+}
+
 IndexCache::Stats IndexCache::stats() const {
   std::lock_guard<std::mutex> lock(impl_->mutex);
   return impl_->stats;

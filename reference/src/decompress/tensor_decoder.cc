@@ -14,8 +14,25 @@
 
 #include "ckz/decoder.h"
 #include "common/index_model.h"
+#include "decompress/decode_scratch.h"
 
 namespace ckz {
+
+namespace {
+thread_local std::vector<std::unique_ptr<DecodeScratch>> t_scratch_pool;
+}  // namespace
+
+PooledScratch::PooledScratch() {
+  if (t_scratch_pool.empty()) {
+    scratch_ = std::make_unique<DecodeScratch>();
+  } else {
+    scratch_ = std::move(t_scratch_pool.back());
+    t_scratch_pool.pop_back();
+  }
+}
+
+PooledScratch::~PooledScratch() { t_scratch_pool.push_back(std::move(scratch_)); }
+
 namespace {
 
 // One chunk to decode: chunk `chunk` of ranges[range].tensor.
@@ -65,28 +82,33 @@ Status PlanRange(const Archive& archive, const TensorRange& r, size_t range_inde
 }
 
 // Decodes chunk `chunk` of r.tensor and copies the part of it inside the range into r.out.
+// A chunk wanted only in part goes through `chunk_cache` (may be null) whole.
 Status DecodeChunkInto(const Archive& archive, const TensorRange& r, size_t chunk_index,
-                       ReferenceSource* reference, ChunkDecoder& decoder,
-                       std::vector<uint8_t>* whole, std::vector<uint8_t>* ref_bytes) {
+                       ReferenceSource* reference, IndexCache* chunk_cache,
+                       DecodeScratch& scratch) {
   const TensorInfo& t = archive.tensors[r.tensor];
   const ChunkInfo& chunk = t.chunks[chunk_index];
-  ByteSpan ref;
-  if (t.NeedsReference()) {
-    ref_bytes->resize(chunk.raw_length);
-    CKZ_RETURN_IF_ERROR(reference->ReadReference(t, chunk.raw_offset, MutableByteSpan(*ref_bytes)));
-    ref = ByteSpan(*ref_bytes);
-  }
-  // Decode straight into the output when the chunk lies wholly inside the range.
   const uint64_t end = r.offset + r.out.size;
   const uint64_t lo = std::max(r.offset, chunk.raw_offset);
   const uint64_t hi = std::min(end, chunk.raw_offset + chunk.raw_length);
-  if (lo == chunk.raw_offset && hi == chunk.raw_offset + chunk.raw_length)
-    return decoder.Decode(archive, r.tensor, chunk_index, ref,
-                          r.out.subspan(chunk.raw_offset - r.offset, chunk.raw_length), reference);
-  whole->resize(chunk.raw_length);
-  CKZ_RETURN_IF_ERROR(
-      decoder.Decode(archive, r.tensor, chunk_index, ref, MutableByteSpan(*whole), reference));
-  std::memcpy(r.out.data + (lo - r.offset), whole->data() + (lo - chunk.raw_offset), hi - lo);
+  const bool whole_chunk = lo == chunk.raw_offset && hi == chunk.raw_offset + chunk.raw_length;
+  const MutableByteSpan part = r.out.subspan(lo - r.offset, hi - lo);
+  if (!whole_chunk && chunk_cache &&
+      chunk_cache->LookupPart(archive, r.tensor, chunk_index, lo - chunk.raw_offset, part))
+    return Status::Ok();
+  ByteSpan ref;
+  if (t.NeedsReference()) {
+    scratch.ref.resize(chunk.raw_length);
+    CKZ_RETURN_IF_ERROR(reference->ReadReference(t, chunk.raw_offset, MutableByteSpan(scratch.ref)));
+    ref = ByteSpan(scratch.ref);
+  }
+  // Decode straight into the output when the chunk lies wholly inside the range.
+  if (whole_chunk) return scratch.decoder.Decode(archive, r.tensor, chunk_index, ref, part, reference);
+  scratch.whole.resize(chunk.raw_length);
+  CKZ_RETURN_IF_ERROR(scratch.decoder.Decode(archive, r.tensor, chunk_index, ref,
+                                             MutableByteSpan(scratch.whole), reference));
+  std::memcpy(part.data, scratch.whole.data() + (lo - chunk.raw_offset), part.size);
+  if (chunk_cache) chunk_cache->Insert(archive, r.tensor, chunk_index, ByteSpan(scratch.whole));
   return Status::Ok();
 }
 
@@ -253,14 +275,13 @@ Status DecodeTensorRanges(const Archive& archive, const std::vector<TensorRange>
     if (before_locked(i)) first_failure = i;
   };
   auto worker = [&] {
-    ChunkDecoder decoder;
-    decoder.set_index_cache(cache);
-    std::vector<uint8_t> whole, ref;
+    PooledScratch scratch;
+    scratch->decoder.set_index_cache(cache);
     while (const std::optional<size_t> next = scheduler.Take()) {
       const size_t i = *next;
       if (before_failure(i)) {
         results[i] = DecodeChunkInto(archive, ranges[work[i].range], work[i].chunk, reference,
-                                     decoder, &whole, &ref);
+                                     options.chunk_cache, *scratch);
         if (!results[i].ok()) record_failure(i);
       }
       scheduler.Done(i);

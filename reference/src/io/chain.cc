@@ -1,20 +1,17 @@
 // Chains on disk: a link names its parent by content id; the parent is looked for at the
 // user's --ref, then at the link's path hint, then among .ckz files in the search folders.
 #include <dirent.h>
-#include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <optional>
 
 #include "ckz/content_id.h"
 #include "ckz/io.h"
 #include "common/rule_switch.h"
+#include "io/scratch_file.h"
 
 namespace ckz {
 namespace {
@@ -87,16 +84,20 @@ std::string ParentIndex::Find(const std::string& dir, const ContentId& id) {
 Result<std::unique_ptr<ChainReader>> ChainReader::Open(const std::string& path,
                                                        const ChainOptions& options) {
   ParentIndex index(options.limits);
-  return OpenWithIndex(path, options, &index, std::make_shared<IndexCache>());
+  // Decoded parent chunks: a few per decoding thread and chain level.
+  return OpenWithIndex(path, options, &index, std::make_shared<IndexCache>(),
+                       std::make_shared<IndexCache>(uint64_t{64} << 20));
 }
 
 Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::string& path,
                                                                 const ChainOptions& options,
                                                                 ParentIndex* index,
-                                                                std::shared_ptr<IndexCache> cache) {
+                                                                std::shared_ptr<IndexCache> cache,
+                                                                std::shared_ptr<IndexCache> chunk_cache) {
   std::unique_ptr<ChainReader> reader(new ChainReader);
   reader->path_ = path;
   reader->index_cache_ = cache;
+  reader->chunk_cache_ = chunk_cache;
   {
     auto file = OpenCkzFile(path, options.limits);
     if (!file.ok()) return file.status();
@@ -105,6 +106,9 @@ Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::strin
   const Archive& a = reader->file_->archive;
   if (!a.link) {
     CKZ_RETURN_IF_ERROR(reader->DecodeProlog());
+    // Parsing read every chunk's stream directory: one page per chunk, and the pages the
+    // kernel maps around it, hundreds of MB of a large file.
+    reader->file_->mapping.ReleasePages();
     return reader;
   }
   const LinkInfo& link = *a.link;
@@ -158,7 +162,7 @@ Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::strin
   if (std::find(parent_options.search_dirs.begin(), parent_options.search_dirs.end(), dir) ==
       parent_options.search_dirs.end())
     parent_options.search_dirs.push_back(dir);
-  auto parent = OpenWithIndex(parent_path, parent_options, index, cache);
+  auto parent = OpenWithIndex(parent_path, parent_options, index, cache, chunk_cache);
   if (!parent.ok()) return parent.status();
   reader->parent_ = std::move(parent).value();
   // Rule R3 for tensors without elements: no chunk of theirs is ever decoded, so check their
@@ -177,6 +181,7 @@ Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::strin
     }
   }
   CKZ_RETURN_IF_ERROR(reader->DecodeProlog());
+  reader->file_->mapping.ReleasePages();  // as above
   return reader;
 }
 
@@ -203,10 +208,17 @@ Status ChainReader::DecodeProlog() {
 
 const std::vector<SourceFileInfo>* ChainReader::ReferenceFiles() { return &archive().files; }
 
+void ChainReader::ReleaseMemory() {
+  file_->mapping.ReleasePages();
+  if (parent_) parent_->ReleaseMemory();
+  if (decoded_parent_) decoded_parent_->ReleaseMemory();
+}
+
 Status ChainReader::ReadTensor(size_t index, uint64_t offset, MutableByteSpan out, int threads) {
   DecodeOptions options;
   options.threads = threads;
   options.index_cache = index_cache_.get();
+  options.chunk_cache = chunk_cache_.get();
   Status s = DecodeTensorRange(archive(), index, offset, out, reference(), options);
   return s.ok() ? s : s.WithContext(path_);
 }
@@ -215,6 +227,7 @@ Status ChainReader::ReadTensors(const std::vector<TensorRange>& ranges, int thre
   DecodeOptions options;
   options.threads = threads;
   options.index_cache = index_cache_.get();
+  options.chunk_cache = chunk_cache_.get();
   Status s = DecodeTensorRanges(archive(), ranges, reference(), options);
   return s.ok() ? s : s.WithContext(path_);
 }
@@ -270,6 +283,7 @@ Status StreamTensors(ChainReader& reader, const std::vector<uint32_t>& order, ui
       CKZ_RETURN_IF_ERROR(visit(batch_first + k, 0, bytes));
     }
     batch.clear();
+    reader.ReleaseMemory();  // the files' pages read for this window
     return Status::Ok();
   };
   uint64_t used = 0;
@@ -284,6 +298,7 @@ Status StreamTensors(ChainReader& reader, const std::vector<uint32_t>& order, ui
         const ByteSpan bytes(buffer.data(), size_t(n));
         if (reader.recorder()) CKZ_RETURN_IF_ERROR(reader.recorder()->Record(order[i], pos, bytes));
         CKZ_RETURN_IF_ERROR(visit(i, pos, bytes));
+        reader.ReleaseMemory();
       }
       continue;
     }
@@ -298,17 +313,17 @@ Status StreamTensors(ChainReader& reader, const std::vector<uint32_t>& order, ui
   return flush();
 }
 
+DecodedReference::DecodedReference() = default;
+DecodedReference::~DecodedReference() = default;
+
 Result<std::unique_ptr<DecodedReference>> DecodedReference::Create(const Archive& archive,
                                                                    const std::string& dir) {
   std::unique_ptr<DecodedReference> r(new DecodedReference);
   r->content_id_ = archive.content_id;
   r->files_ = archive.files;
-  uint64_t at = 0;
-  auto place = [&](uint64_t bytes) {
-    const uint64_t here = at;
-    at += (bytes + 63) / 64 * 64;
-    return here;
-  };
+  auto file = ScratchFile::Create(dir);
+  if (!file.ok()) return file.status();
+  r->file_ = std::move(file).value();
   for (size_t t = 0; t < archive.tensors.size(); ++t) {
     const TensorInfo& info = archive.tensors[t];
     Entry e;
@@ -316,58 +331,25 @@ Result<std::unique_ptr<DecodedReference>> DecodedReference::Create(const Archive
     e.dtype = info.dtype;
     e.shape = info.shape;
     e.byte_length = info.byte_length;
-    e.bytes_at = place(info.byte_length);
+    e.bytes_at = r->file_->Reserve(info.byte_length);
     r->expected_ += info.byte_length;
     if (info.quantization) {
       e.levels = info.quantization->IsLevels();
       e.centres = e.levels ? 1 : uint32_t(info.quantization->codebook.size());
-      e.indices_at = place(info.num_elements * info.quantization->SymbolBytes());
+      e.symbol_bytes = uint32_t(info.quantization->SymbolBytes());
+      e.indices_at = r->file_->Reserve(info.num_elements * e.symbol_bytes);
     }
     r->by_name_.emplace(e.name, t);
     r->entries_.push_back(std::move(e));
   }
-  r->size_ = at;
-  std::string folder = dir;
-  if (folder.empty()) {
-    const char* tmp = std::getenv("TMPDIR");
-    folder = tmp && *tmp ? tmp : "/tmp";
-  }
-  r->fd_ = ::open(folder.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-  if (r->fd_ < 0) {  // a file system without O_TMPFILE: a named file, unlinked at once
-    std::string name = folder + "/.ckz-decoded-XXXXXX";
-    r->fd_ = mkostemp(&name[0], O_CLOEXEC);
-    if (r->fd_ >= 0) unlink(name.c_str());
-  }
-  if (r->fd_ < 0)
-    return Status(ErrorCode::kIoError, folder + ": cannot create a temporary file: " + std::strerror(errno));
-  if (ftruncate(r->fd_, off_t(r->size_)) != 0)
-    return Status(ErrorCode::kIoError, folder + ": cannot make a temporary file of " +
-                                           std::to_string(r->size_) + " bytes: " + std::strerror(errno));
   return r;
 }
 
-DecodedReference::~DecodedReference() {
-  if (map_) munmap(const_cast<uint8_t*>(map_), size_t(size_));
-  if (fd_ >= 0) ::close(fd_);
-}
-
-namespace {
-Status WriteAll(int fd, uint64_t at, ByteSpan bytes) {
-  for (size_t done = 0; done < bytes.size;) {
-    const ssize_t n = ::pwrite(fd, bytes.data + done, bytes.size - done, off_t(at + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Status(ErrorCode::kIoError, std::string("temporary file: write failed: ") + std::strerror(errno));
-    done += size_t(n);
-  }
-  return Status::Ok();
-}
-}  // namespace
-
 Status DecodedReference::Record(size_t tensor, uint64_t offset, ByteSpan bytes) {
-  if (map_ || tensor >= entries_.size() || offset > entries_[tensor].byte_length ||
+  if (finished_ || tensor >= entries_.size() || offset > entries_[tensor].byte_length ||
       bytes.size > entries_[tensor].byte_length - offset)
     return Status(ErrorCode::kInvalidArgument, "DecodedReference::Record: out of range");
-  CKZ_RETURN_IF_ERROR(WriteAll(fd_, entries_[tensor].bytes_at + offset, bytes));
+  CKZ_RETURN_IF_ERROR(file_->Write(entries_[tensor].bytes_at + offset, bytes));
   recorded_ += bytes.size;
   return Status::Ok();
 }
@@ -377,28 +359,20 @@ Status DecodedReference::Finish(ChainReader& reader) {
     return Status(ErrorCode::kInvalidArgument,
                   "DecodedReference::Finish: " + std::to_string(recorded_) + " of " +
                       std::to_string(expected_) + " bytes recorded");
-  constexpr uint64_t kWindow = uint64_t{16} << 20;
+  constexpr uint64_t kWindow = uint64_t{4} << 20;  // elements per read
   std::vector<uint8_t> buffer;
   for (size_t t = 0; t < entries_.size(); ++t) {
     const Entry& e = entries_[t];
     if (e.centres == 0) continue;
     const TensorInfo& info = reader.archive().tensors[t];
-    const uint64_t sb = e.levels ? 4 : 1;
     for (uint64_t first = 0; first < info.num_elements; first += kWindow) {
-      buffer.resize(size_t(std::min(kWindow, info.num_elements - first) * sb));
+      buffer.resize(size_t(std::min(kWindow, info.num_elements - first) * e.symbol_bytes));
       uint32_t centres = 0;
       CKZ_RETURN_IF_ERROR(reader.ReadReferenceIndices(info, first, MutableByteSpan(buffer), &centres));
-      CKZ_RETURN_IF_ERROR(WriteAll(fd_, e.indices_at + first * sb, ByteSpan(buffer)));
+      CKZ_RETURN_IF_ERROR(file_->Write(e.indices_at + first * e.symbol_bytes, ByteSpan(buffer)));
     }
   }
-  if (size_ > 0) {
-    void* p = mmap(nullptr, size_t(size_), PROT_READ, MAP_SHARED, fd_, 0);
-    if (p == MAP_FAILED)
-      return Status(ErrorCode::kIoError, std::string("temporary file: cannot map: ") + std::strerror(errno));
-    map_ = static_cast<const uint8_t*>(p);
-  }
-  ::close(fd_);
-  fd_ = -1;
+  finished_ = true;
   return Status::Ok();
 }
 
@@ -415,11 +389,10 @@ Status DecodedReference::ReadReference(const TensorInfo& tensor, uint64_t offset
   if (!e)
     return Status(ErrorCode::kReferenceMismatch,
                   "the decoded parent has no tensor '" + tensor.name + "' of that dtype and shape");
-  if (!map_ && size_ > 0) return Status(ErrorCode::kInvalidArgument, "DecodedReference read before Finish");
+  if (!finished_) return Status(ErrorCode::kInvalidArgument, "DecodedReference read before Finish");
   if (offset > e->byte_length || out.size > e->byte_length - offset)
     return Status(ErrorCode::kInvalidArgument, "reference range outside the tensor");
-  if (out.size > 0) std::memcpy(out.data, map_ + e->bytes_at + offset, out.size);
-  return Status::Ok();
+  return file_->Read(e->bytes_at + offset, out);
 }
 
 Status DecodedReference::ReadReferenceIndices(const TensorInfo& tensor, uint64_t first,
@@ -430,10 +403,11 @@ Status DecodedReference::ReadReferenceIndices(const TensorInfo& tensor, uint64_t
   if (!e || e->centres == 0 || !tensor.quantization ||
       e->levels != tensor.quantization->IsLevels())
     return Status::Ok();
-  const uint64_t elements = e->byte_length / DTypeSize(e->dtype), sb = e->levels ? 4 : 1;
-  if (first > elements || out.size % sb != 0 || out.size / sb > elements - first)
+  const uint64_t elements = e->byte_length / DTypeSize(e->dtype);
+  if (out.size % e->symbol_bytes != 0 || first > elements ||
+      out.size / e->symbol_bytes > elements - first)
     return Status(ErrorCode::kInvalidArgument, "reference index range outside the tensor");
-  if (out.size > 0) std::memcpy(out.data, map_ + e->indices_at + first * sb, out.size);
+  CKZ_RETURN_IF_ERROR(file_->Read(e->indices_at + first * e->symbol_bytes, out));
   *centres = e->centres;
   return Status::Ok();
 }

@@ -15,6 +15,7 @@
 #include "ckz/torch.h"
 #include "common/bytes.h"
 #include "io/lossy_plan.h"
+#include "io/scratch_file.h"
 #include "common/parallel.h"
 #include "io/json.h"
 
@@ -113,19 +114,73 @@ LinkInfo LinkTo(const ChainReader& parent) {
   return link;
 }
 
-void DecodedCheckpoint::AddView(const TensorSpec& spec, ByteSpan bytes) {
-  tensors_[spec.name] = Entry{spec, bytes, {}, {}, 0};
+DecodedCheckpoint::DecodedCheckpoint() = default;
+DecodedCheckpoint::~DecodedCheckpoint() = default;
+DecodedCheckpoint::DecodedCheckpoint(DecodedCheckpoint&&) noexcept = default;
+DecodedCheckpoint& DecodedCheckpoint::operator=(DecodedCheckpoint&&) noexcept = default;
+
+void DecodedCheckpoint::SpillOver(uint64_t memory_bytes, std::string dir) {
+  budget_ = memory_bytes;
+  spill_dir_ = std::move(dir);
 }
 
-void DecodedCheckpoint::AddOwned(const TensorSpec& spec, std::vector<uint8_t> bytes,
-                                 std::vector<uint8_t> indices, uint32_t centres, bool levels) {
+Result<std::optional<uint64_t>> DecodedCheckpoint::Keep(ByteSpan data) {
+  if (data.empty() || held_ + data.size <= budget_) {
+    held_ += data.size;
+    return std::optional<uint64_t>();
+  }
+  if (!spill_) {
+    auto file = ScratchFile::Create(spill_dir_);
+    if (!file.ok()) return file.status();
+    spill_ = std::move(file).value();
+  }
+  const uint64_t at = spill_->Reserve(data.size);
+  CKZ_RETURN_IF_ERROR(spill_->Write(at, data));
+  return std::optional<uint64_t>(at);
+}
+
+void DecodedCheckpoint::AddView(const TensorSpec& spec, ByteSpan bytes) {
   Entry& e = tensors_[spec.name];
+  e = Entry{};
   e.spec = spec;
-  e.owned = std::move(bytes);
-  e.bytes = ByteSpan(e.owned);
-  e.indices = std::move(indices);
-  e.centres = e.indices.empty() ? 0 : centres;
+  e.bytes = bytes;
+  e.byte_length = bytes.size;
+}
+
+Status DecodedCheckpoint::AddOwned(const TensorSpec& spec, std::vector<uint8_t> bytes,
+                                   ByteSpan indices, uint32_t centres, bool levels) {
+  Entry& e = tensors_[spec.name];
+  e = Entry{};
+  e.spec = spec;
+  e.byte_length = bytes.size();
+  auto at = Keep(ByteSpan(bytes));
+  if (!at.ok()) return at.status();
+  e.bytes_spilled = at->has_value();
+  if (e.bytes_spilled) {
+    e.bytes_at = **at;
+  } else {
+    e.owned = std::move(bytes);
+    e.bytes = ByteSpan(e.owned);
+  }
+  return SetIndices(spec.name, indices, centres, levels);
+}
+
+Status DecodedCheckpoint::SetIndices(const std::string& name, ByteSpan indices, uint32_t centres,
+                                     bool levels) {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) return Status::Ok();
+  Entry& e = it->second;
+  e.indices_length = indices.size;
+  e.centres = indices.empty() ? 0 : centres;
   e.levels = levels;
+  auto at = Keep(indices);
+  if (!at.ok()) return at.status();
+  e.indices_spilled = at->has_value();
+  if (e.indices_spilled)
+    e.indices_at = **at;
+  else
+    e.indices.assign(indices.begin(), indices.end());
+  return Status::Ok();
 }
 
 Status DecodedCheckpoint::ReadReferenceIndices(const TensorInfo& tensor, uint64_t first,
@@ -140,20 +195,14 @@ Status DecodedCheckpoint::ReadReferenceIndices(const TensorInfo& tensor, uint64_
       e.levels != levels)
     return Status::Ok();
   const uint64_t sb = levels ? 4 : 1;
-  if (first > e.indices.size() / sb || out.size > e.indices.size() - first * sb)
+  if (first > e.indices_length / sb || out.size > e.indices_length - first * sb)
     return Status(ErrorCode::kInvalidArgument, "reference index range outside the tensor");
-  std::memcpy(out.data, e.indices.data() + first * sb, out.size);
+  if (e.indices_spilled)
+    CKZ_RETURN_IF_ERROR(spill_->Read(e.indices_at + first * sb, out));
+  else if (out.size > 0)
+    std::memcpy(out.data, e.indices.data() + first * sb, out.size);
   *centres = e.centres;
   return Status::Ok();
-}
-
-void DecodedCheckpoint::SetIndices(const std::string& name, std::vector<uint8_t> indices,
-                                   uint32_t centres, bool levels) {
-  auto it = tensors_.find(name);
-  if (it == tensors_.end()) return;
-  it->second.indices = std::move(indices);
-  it->second.centres = it->second.indices.empty() ? 0 : centres;
-  it->second.levels = levels;
 }
 
 void DecodedCheckpoint::KeepAlive(InputCheckpoint input) { kept_.push_back(std::move(input)); }
@@ -162,10 +211,15 @@ void DecodedCheckpoint::AddFile(SourceFileInfo file) { files_.push_back(std::mov
 
 const std::vector<SourceFileInfo>* DecodedCheckpoint::ReferenceFiles() { return &files_; }
 
+void DecodedCheckpoint::ReleaseMemory() {
+  for (const InputCheckpoint& in : kept_)
+    for (const MappedFile& m : in.mappings) m.ReleasePages();
+}
+
 std::optional<ByteSpan> DecodedCheckpoint::ReferenceView(const TensorInfo& tensor) {
   auto it = tensors_.find(tensor.name);
   if (it == tensors_.end() || it->second.spec.dtype != tensor.dtype ||
-      it->second.spec.shape != tensor.shape)
+      it->second.spec.shape != tensor.shape || it->second.bytes_spilled)
     return std::nullopt;
   return it->second.bytes;
 }
@@ -179,35 +233,12 @@ Status DecodedCheckpoint::ReadReference(const TensorInfo& tensor, uint64_t offse
   if (e.spec.dtype != tensor.dtype || e.spec.shape != tensor.shape)
     return Status(ErrorCode::kReferenceMismatch,
                   "reference tensor '" + tensor.name + "' has another dtype or shape");
-  if (offset > e.bytes.size || out.size > e.bytes.size - offset)
+  if (offset > e.byte_length || out.size > e.byte_length - offset)
     return Status(ErrorCode::kInvalidArgument, "reference range outside the tensor");
+  if (e.bytes_spilled) return spill_->Read(e.bytes_at + offset, out);
   if (out.size > 0) std::memcpy(out.data, e.bytes.data + offset, out.size);
   return Status::Ok();
 }
-
-namespace {
-
-// The reference's bytes of `spec` as ReadWhole gives them, without a copy when the reference
-// holds them in memory (`storage` otherwise).
-Status ReferenceBytes(ReferenceSource* reference, const TensorSpec& spec, uint64_t size,
-                      std::vector<uint8_t>* storage, ByteSpan* out) {
-  if (reference) {
-    TensorInfo wanted;
-    wanted.name = spec.name;
-    wanted.dtype = spec.dtype;
-    wanted.shape = spec.shape;
-    if (const std::optional<ByteSpan> view = reference->ReferenceView(wanted);
-        view && view->size == size) {
-      *out = *view;
-      return Status::Ok();
-    }
-  }
-  CKZ_RETURN_IF_ERROR(ReadWhole(reference, spec, size, storage));
-  *out = ByteSpan(*storage);
-  return Status::Ok();
-}
-
-}  // namespace
 
 std::optional<uint32_t> MatchingParentFile(const SourceFileInfo& file, size_t index,
                                            const std::vector<SourceFileInfo>& parent_files) {
@@ -219,6 +250,96 @@ std::optional<uint32_t> MatchingParentFile(const SourceFileInfo& file, size_t in
     if (parent_files[j].format == file.format) return uint32_t(j);
   return std::nullopt;
 }
+
+namespace {
+
+// The plans of a link's tensors while it is written: every tensor's decision (kind, step,
+// codebook, reason) stays; the index or level arrays stay only until the last tensor of their
+// group is written (moments read their weight's as contexts), in memory up to a budget and in
+// a temporary file beyond it, so memory never holds more than a batch's worth of them.
+class PlanStore {
+ public:
+  explicit PlanStore(size_t tensors) : plans_(tensors), at_(tensors, 0), spilled_(tensors, 0) {}
+  ShrinkResult& plan(size_t t) { return plans_[t]; }
+  const ShrinkResult* ptr(size_t t) const { return &plans_[t]; }
+
+  static uint64_t ArrayBytes(const ShrinkResult& p) {
+    return p.levels.size() * 4 + p.indices.size();
+  }
+  // Brings tensor t's arrays back into memory.
+  Status Load(size_t t) {
+    if (!spilled_[t]) return Status::Ok();
+    ShrinkResult& p = plans_[t];
+    const uint64_t n = length_[t];
+    if (p.quant.IsLevels()) {
+      p.levels.resize(size_t(n / 4));
+      CKZ_RETURN_IF_ERROR(
+          file_->Read(at_[t], MutableByteSpan(reinterpret_cast<uint8_t*>(p.levels.data()), n)));
+    } else {
+      p.indices.resize(size_t(n));
+      CKZ_RETURN_IF_ERROR(file_->Read(at_[t], MutableByteSpan(p.indices)));
+    }
+    spilled_[t] = 0;
+    file_->Discard(at_[t], n);
+    return Status::Ok();
+  }
+  // Elements' symbols of tensor t (1 byte per index, 4 per level) from `first`, in memory or
+  // spilled. Safe from several threads while nothing is loaded or spilled.
+  Status ReadPart(size_t t, uint64_t first, MutableByteSpan out) const {
+    const ShrinkResult& p = plans_[t];
+    const uint64_t sb = p.quant.IsLevels() ? 4 : 1;
+    if (spilled_[t]) return file_->Read(at_[t] + first * sb, out);
+    const uint8_t* base = sb == 4 ? reinterpret_cast<const uint8_t*>(p.levels.data()) : p.indices.data();
+    std::memcpy(out.data, base + first * sb, out.size);
+    return Status::Ok();
+  }
+  // Moves tensor t's arrays to the temporary file.
+  Status Spill(size_t t) {
+    ShrinkResult& p = plans_[t];
+    const uint64_t n = ArrayBytes(p);
+    if (spilled_[t] || n == 0) return Status::Ok();
+    if (!file_) {
+      auto f = ScratchFile::Create();
+      if (!f.ok()) return f.status();
+      file_ = std::move(f).value();
+    }
+    if (length_.empty()) length_.assign(plans_.size(), 0);
+    at_[t] = file_->Reserve(n);
+    length_[t] = n;
+    const ByteSpan bytes = p.quant.IsLevels()
+                               ? ByteSpan(reinterpret_cast<const uint8_t*>(p.levels.data()), n)
+                               : ByteSpan(p.indices);
+    CKZ_RETURN_IF_ERROR(file_->Write(at_[t], bytes));
+    std::vector<int32_t>().swap(p.levels);
+    std::vector<uint8_t>().swap(p.indices);
+    spilled_[t] = 1;
+    return Status::Ok();
+  }
+  void Drop(size_t t) {
+    std::vector<int32_t>().swap(plans_[t].levels);
+    std::vector<uint8_t>().swap(plans_[t].indices);
+    if (spilled_[t]) file_->Discard(at_[t], length_[t]);
+    spilled_[t] = 0;
+  }
+  bool resident(size_t t) const { return !spilled_[t]; }
+
+ private:
+  std::vector<ShrinkResult> plans_;
+  std::vector<uint64_t> at_, length_;
+  std::vector<char> spilled_;
+  std::unique_ptr<ScratchFile> file_;
+};
+
+TensorInfo InfoOf(const TensorSpec& spec, const std::optional<QuantizationInfo>& quant = {}) {
+  TensorInfo info;
+  info.name = spec.name;
+  info.dtype = spec.dtype;
+  info.shape = spec.shape;
+  info.quantization = quant;
+  return info;
+}
+
+}  // namespace
 
 Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference, Writer* writer,
                        const WriteOptions& options, DecodedCheckpoint* decoded,
@@ -244,10 +365,10 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
     }
   }
 
-  std::vector<ShrinkResult> plan;
+  const std::vector<InputTensor>& tensors = input.tensors;
+  const size_t n = tensors.size();
+  std::optional<LinkPlanner> planner;
   if (options.excp && reference) {
-    CKZ_RETURN_IF_ERROR(PlanShrinking(input, reference, *options.excp, writer->options().threads,
-                                      &plan, report));
     const ExcpOptions& e = *options.excp;
     writer->AddMetadata({"excp.alpha", e.alpha});
     writer->AddMetadata({"excp.beta", e.beta});
@@ -255,9 +376,8 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
     if (e.fallback_k) writer->AddMetadata({"excp.fallback_k", *e.fallback_k});
     if (e.k_at_cap) writer->AddMetadata({"excp.k_at_cap", true});
     writer->AddMetadata({"excp.v_residual", e.v_residual});
+    planner.emplace(input, reference, options, writer->options());
   } else if (options.rd && reference) {
-    CKZ_RETURN_IF_ERROR(
-        PlanLevels(input, reference, *options.rd, writer->options(), &plan, report));
     const RdOptions& rd = *options.rd;
     writer->AddMetadata({"rd.strength", rd.strength});
     writer->AddMetadata({"rd.weight_step", rd.weight_step});
@@ -265,39 +385,163 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
     writer->AddMetadata({"rd.moment2_step", rd.moment2_step});
     writer->AddMetadata({"rd.rdoq_lambda", rd.rdoq_lambda});
     if (rd.weights_only_step) writer->AddMetadata({"rd.weights_only_step", *rd.weights_only_step});
+    planner.emplace(input, reference, options, writer->options());
   }
-  // The cm codec's aux contexts (spec 7.7.2), decided on the whole file as a decoder does.
-  std::vector<CmTensorRole> roles(input.tensors.size());
-  for (size_t i = 0; i < roles.size(); ++i)
-    roles[i] = {input.tensors[i].spec.role, input.tensors[i].spec.owner,
-                i < plan.size() && plan[i].quantized,
-                i < plan.size() && plan[i].quantized && plan[i].quant.IsLevels()};
-  // Tensors go to the writer in batches of about kBatchBytes, so that the chunks of many small
-  // tensors encode in parallel; the buffers the writer reads stay alive until each batch ends.
-  constexpr uint64_t kBatchBytes = uint64_t{64} << 20;
+  PlanStore store(planner ? n : 0);
+  std::vector<char> planned(n, 0);
+  // The cm / cml aux contexts (spec 7.7.2, 7.9.3), as a decoder derives them from the file:
+  // a tensor's flags are set when it is planned, before any tensor of its group is written.
+  std::vector<CmTensorRole> roles(n);
+  for (size_t i = 0; i < n; ++i) roles[i] = {tensors[i].spec.role, tensors[i].spec.owner, false, false};
+  // Tensors of each group not yet written: its arrays go when the count reaches 0.
+  std::vector<size_t> unwritten(n, 0);
+  if (planner)
+    for (size_t i = 0; i < n; ++i) ++unwritten[planner->groups().OwnerOf(i)];
+
+  // Plans tensor t and, first, the members of its group before it (their arrays are loaded
+  // when t's plan reads them).
+  auto plan_up_to = [&](size_t t) -> Status {
+    const size_t w = planner->groups().OwnerOf(t);
+    for (size_t k : planner->groups().Members(w)) {
+      if (!planned[k]) {
+        EarlierPlans earlier;
+        if (k != w) {
+          earlier.owner = store.ptr(w);
+          if (planner->NeedsOwnerArrays(k)) CKZ_RETURN_IF_ERROR(store.Load(w));
+          const int m1 = planner->groups().moment1[w];
+          if (m1 >= 0 && size_t(m1) != k) {
+            earlier.moment1 = store.ptr(size_t(m1));
+            if (planner->NeedsMoment1Arrays(k)) CKZ_RETURN_IF_ERROR(store.Load(size_t(m1)));
+          }
+        }
+        CKZ_RETURN_IF_ERROR(planner->Plan(k, earlier, &store.plan(k)));
+        const ShrinkResult& p = store.plan(k);
+        roles[k].quantized = p.quantized;
+        roles[k].levels = p.quantized && p.quant.IsLevels();
+        planned[k] = 1;
+      }
+      if (k == t) break;
+    }
+    return Status::Ok();
+  };
+
+  // Tensors go to the writer in batches of about options.batch_bytes, so that the chunks of
+  // many small tensors encode in parallel; the buffers the writer reads stay alive until each
+  // batch ends.
   struct Kept {
     size_t tensor = 0;
     bool quantized = false;
-    std::vector<uint8_t> ref_storage, parent_indices, out, step_ref;
-    std::vector<int32_t> parent_levels;
-    ByteSpan ref;
+    std::vector<uint8_t> ref_storage, out;
   };
   std::deque<Kept> batch;
   uint64_t batch_bytes = 0;
-  std::vector<size_t> shrunk;  // quantized tensors, for `decoded` at the end
+  size_t begin = 0;  // the batch's first tensor
+
+  // A lossy tensor's reference and contexts, fetched chunk by chunk as the writer encodes.
+  auto contexts_of = [&](size_t i) -> Result<ChunkContexts> {
+    const InputTensor& t = tensors[i];
+    const ShrinkResult& p = store.plan(i);
+    const QuantizationInfo& q = p.quant;
+    const size_t width = DTypeSize(t.spec.dtype);
+    ChunkContexts c;
+    const TensorInfo me = InfoOf(t.spec, q);
+    if ((q.IsLevels() && q.NeedsReference()) || q.kind == QuantKind::kResidual)
+      c.reference = [reference, me, width](uint64_t first, MutableByteSpan out) {
+        return reference->ReadReference(me, first * width, out);
+      };
+    uint32_t centres = 0;  // the parent's indices (levels) exist: an empty read says so
+    CKZ_RETURN_IF_ERROR(reference->ReadReferenceIndices(me, 0, MutableByteSpan(), &centres));
+    if (centres != 0) {
+      c.parent = [reference, me](uint64_t first, MutableByteSpan out) {
+        uint32_t ignored = 0;
+        return reference->ReadReferenceIndices(me, first, out, &ignored);
+      };
+      c.parent_centres = centres;
+    }
+    const int aux = CmAuxTensor(roles, i);
+    if (aux >= 0) {
+      c.aux = [&store, aux](uint64_t first, MutableByteSpan out) {
+        return store.ReadPart(size_t(aux), first, out);
+      };
+      c.aux_centres = uint32_t(store.plan(size_t(aux)).quant.codebook.size());
+    }
+    if (q.IsLevels() && q.step_source >= 0) {
+      const TensorSpec& s = tensors[size_t(q.step_source)].spec;
+      const TensorInfo source = InfoOf(s);
+      const size_t sw = DTypeSize(s.dtype);
+      c.step_source_dtype = s.dtype;
+      c.step_source = [reference, source, sw](uint64_t first, MutableByteSpan out) {
+        return reference->ReadReference(source, first * sw, out);
+      };
+    }
+    return c;
+  };
+
   auto end_batch = [&]() -> Status {
     CKZ_RETURN_IF_ERROR(writer->EndBatch());
     for (Kept& k : batch) {
       const size_t i = k.tensor;
-      if (!decoded || !k.quantized) continue;
-      shrunk.push_back(i);
-      if (!options.decode_into_input)
-        decoded->AddOwned(input.tensors[i].spec, std::move(k.out));
+      const InputTensor& t = tensors[i];
+      if (decoded && !k.quantized) decoded->AddView(t.spec, t.data);
+      if (!planner) continue;
+      const size_t w = planner->groups().OwnerOf(i);
+      const bool group_done = --unwritten[w] == 0;
+      if (decoded && k.quantized) {
+        const ShrinkResult& p = store.plan(i);
+        const bool levels = p.quant.IsLevels();
+        const ByteSpan symbols =
+            levels ? ByteSpan(reinterpret_cast<const uint8_t*>(p.levels.data()), p.levels.size() * 4)
+                   : ByteSpan(p.indices);
+        const uint32_t centres = levels ? 1 : uint32_t(p.quant.codebook.size());
+        if (options.decode_into_input) {
+          decoded->AddView(t.spec, t.data);
+          CKZ_RETURN_IF_ERROR(decoded->SetIndices(t.spec.name, symbols, centres, levels));
+        } else {
+          CKZ_RETURN_IF_ERROR(decoded->AddOwned(t.spec, std::move(k.out), symbols, centres, levels));
+        }
+      }
+      if (group_done)
+        for (size_t m : planner->groups().Members(w)) store.Drop(m);
     }
     batch.clear();
     batch_bytes = 0;
+    if (planner) {
+      // Arrays still needed by later tensors: in memory up to a budget, the rest on disk.
+      uint64_t resident = 0;
+      for (size_t i = 0; i < n; ++i)
+        if (planned[i] && store.resident(i)) {
+          resident += PlanStore::ArrayBytes(store.plan(i));
+          if (resident > options.kept_plan_bytes) CKZ_RETURN_IF_ERROR(store.Spill(i));
+        }
+    }
+    // The input and reference pages this batch read: they stay in the page cache.
+    for (const MappedFile& m : input.mappings) m.ReleasePages();
+    if (reference) reference->ReleaseMemory();
     return Status::Ok();
   };
+
+  // Plans the batch's tensors [first, last): groups in parallel, each group in order.
+  auto plan_batch = [&](size_t first, size_t last) -> Status {
+    if (!planner) return Status::Ok();
+    std::vector<size_t> jobs;  // one tensor per group: its group up to it is planned
+    std::vector<size_t> latest(n, SIZE_MAX);
+    for (size_t i = first; i < last; ++i) {
+      if (planned[i]) continue;
+      const size_t w = planner->groups().OwnerOf(i);
+      if (latest[w] == SIZE_MAX) jobs.push_back(w);
+      // The member furthest along the group's order.
+      const std::vector<size_t> members = planner->groups().Members(w);
+      auto pos = [&](size_t k) { return std::find(members.begin(), members.end(), k) - members.begin(); };
+      if (latest[w] == SIZE_MAX || pos(i) > pos(latest[w])) latest[w] = i;
+    }
+    std::vector<Status> results(jobs.size());
+    ParallelFor(jobs.size(), writer->options().threads,
+                [&](size_t j, int) { results[j] = plan_up_to(latest[jobs[j]]); });
+    for (const Status& s : results) CKZ_RETURN_IF_ERROR(s);
+    for (size_t i = first; i < last; ++i) CKZ_RETURN_IF_ERROR(store.Load(i));
+    return Status::Ok();
+  };
+
   // Where a shrunk tensor's decoded values go. Only `decoded` reads its input bytes after
   // planning, so with decode_into_input the writer may fill them with the decoded values.
   auto decoded_bytes = [&](Kept& k, const InputTensor& t) {
@@ -306,79 +550,50 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
     k.out.resize(t.data.size);
     return MutableByteSpan(k.out);
   };
-  auto add_all = [&]() -> Status {
+
+  // Adds tensors [first, last) as one batch.
+  auto add_batch = [&](size_t first, size_t last) -> Status {
+    CKZ_RETURN_IF_ERROR(plan_batch(first, last));
     writer->BeginBatch();
-    for (size_t i = 0; i < input.tensors.size(); ++i) {
-      const InputTensor& t = input.tensors[i];
-      if (batch_bytes > 0 && batch_bytes + t.data.size > kBatchBytes) {
-        CKZ_RETURN_IF_ERROR(end_batch());
-        writer->BeginBatch();
-      }
-      batch_bytes += t.data.size;
+    for (size_t i = first; i < last; ++i) {
+      const InputTensor& t = tensors[i];
       Kept& k = batch.emplace_back();
       k.tensor = i;
-      CKZ_RETURN_IF_ERROR(ReferenceBytes(reference, t.spec, t.data.size, &k.ref_storage, &k.ref));
-      if (i < plan.size() && plan[i].quantized && plan[i].quant.IsLevels()) {
-        const QuantizationInfo& q = plan[i].quant;
-        LevelContexts contexts;  // spec 7.9.3, as the decoder will see them
-        CKZ_RETURN_IF_ERROR(ParentLevels(reference, t.spec, plan[i].levels.size(), &k.parent_levels));
-        if (!k.parent_levels.empty()) contexts.parent = k.parent_levels.data();
-        const int aux = CmAuxTensor(roles, i);
-        if (aux >= 0) contexts.aux = plan[size_t(aux)].levels.data();
-        DType source_dtype = DType::kF32;
-        if (q.step_source >= 0) {
-          const TensorSpec& s = input.tensors[size_t(q.step_source)].spec;
-          source_dtype = s.dtype;
-          CKZ_RETURN_IF_ERROR(ReadWhole(reference, s, input.tensors[size_t(q.step_source)].data.size,
-                                        &k.step_ref));
-        }
+      const ShrinkResult* p = planner ? &store.plan(i) : nullptr;
+      if (p && p->quantized) {
+        auto contexts = contexts_of(i);
+        if (!contexts.ok()) return contexts.status();
         k.quantized = true;
-        CKZ_RETURN_IF_ERROR(writer->AddLevelTensor(t.spec, q, plan[i].levels.data(), k.ref,
-                                                   ByteSpan(k.step_ref), source_dtype,
-                                                   decoded_bytes(k, t), contexts));
-        ++report->quantized;
-      } else if (i < plan.size() && plan[i].quantized) {
-        IndexContexts contexts;
-        TensorInfo wanted;
-        wanted.name = t.spec.name;
-        wanted.dtype = t.spec.dtype;
-        wanted.shape = t.spec.shape;
-        wanted.quantization = plan[i].quant;
-        k.parent_indices.resize(plan[i].indices.size());
-        CKZ_RETURN_IF_ERROR(reference->ReadReferenceIndices(
-            wanted, 0, MutableByteSpan(k.parent_indices), &contexts.parent_centres));
-        contexts.parent = ByteSpan(k.parent_indices);
-        const int aux = CmAuxTensor(roles, i);
-        if (aux >= 0) {
-          contexts.aux = ByteSpan(plan[size_t(aux)].indices);
-          contexts.aux_centres = uint32_t(plan[size_t(aux)].quant.codebook.size());
-        }
-        k.quantized = true;
-        // Indices stay in `plan` until the end: later moments use them as their aux context.
-        CKZ_RETURN_IF_ERROR(writer->AddQuantizedTensor(t.spec, plan[i].quant,
-                                                       ByteSpan(plan[i].indices), k.ref,
-                                                       decoded_bytes(k, t), contexts));
+        if (p->quant.IsLevels())
+          CKZ_RETURN_IF_ERROR(writer->AddLevelTensorChunked(t.spec, p->quant, p->levels.data(),
+                                                            decoded_bytes(k, t), *contexts));
+        else
+          CKZ_RETURN_IF_ERROR(writer->AddQuantizedTensorChunked(
+              t.spec, p->quant, ByteSpan(p->indices), decoded_bytes(k, t), *contexts));
         ++report->quantized;
       } else {
-        CKZ_RETURN_IF_ERROR(writer->AddTensor(t.spec, t.data, k.ref));
-        if (decoded) decoded->AddView(t.spec, t.data);
+        ByteSpan ref;
+        CKZ_RETURN_IF_ERROR(ReferenceBytes(reference, t.spec, t.data.size, &k.ref_storage, &ref));
+        CKZ_RETURN_IF_ERROR(writer->AddTensor(t.spec, t.data, ref));
       }
     }
-    CKZ_RETURN_IF_ERROR(end_batch());
-    // The indices move to `decoded` only now: until the last moment is written they are the
-    // aux contexts of the tensors after them.
-    for (size_t i : shrunk) {
-      const TensorSpec& spec = input.tensors[i].spec;
-      if (options.decode_into_input)
-        decoded->AddView(spec, input.tensors[i].data);
-      if (plan[i].quant.IsLevels()) {
-        std::vector<uint8_t> levels(plan[i].levels.size() * 4);
-        std::memcpy(levels.data(), plan[i].levels.data(), levels.size());
-        decoded->SetIndices(spec.name, std::move(levels), 1, true);
-      } else {
-        decoded->SetIndices(spec.name, std::move(plan[i].indices),
-                            uint32_t(plan[i].quant.codebook.size()));
+    return end_batch();
+  };
+
+  auto add_all = [&]() -> Status {
+    for (size_t i = 0; i < n; ++i) {
+      const uint64_t size = tensors[i].data.size;
+      if (batch_bytes > 0 && batch_bytes + size > options.batch_bytes) {
+        CKZ_RETURN_IF_ERROR(add_batch(begin, i));
+        begin = i;
       }
+      batch_bytes += size;
+    }
+    if (begin < n) CKZ_RETURN_IF_ERROR(add_batch(begin, n));
+    if (planner) {
+      std::vector<const ShrinkResult*> plans(n);
+      for (size_t i = 0; i < n; ++i) plans[i] = store.ptr(i);
+      planner->Report(plans, report);
     }
     return Status::Ok();
   };

@@ -93,6 +93,11 @@ Result<MappedFile> MappedFile::Open(const std::string& path) {
   return m;
 }
 
+void MappedFile::ReleasePages() const {
+  // A private read-only file mapping: dropped pages come back from the file unchanged.
+  if (data_) madvise(const_cast<uint8_t*>(data_), size_, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   if (data_) munmap(const_cast<uint8_t*>(data_), size_);
 }
