@@ -104,6 +104,34 @@ uint32_t LoadAsF32(DType dtype, const uint8_t* p) {
   }
 }
 
+// The reference element of a reconstruction, scaled by `scale` when `scaled` (spec 7.6, 7.9.2):
+// false when it is a NaN, whose output (the quiet NaN of its sign) is then written to `o`.
+// Centres, steps and the scale are finite and the scale > 0, so a NaN comes only from here.
+bool ScaledReferenceF64(const uint8_t* r, bool scaled, float scale, uint8_t* o, double* b) {
+  uint64_t rb;
+  std::memcpy(&rb, r, 8);
+  if (IsNaN64(rb)) {
+    const uint64_t nan = (rb & (uint64_t{1} << 63)) | kF64QuietNaN;
+    std::memcpy(o, &nan, 8);
+    return false;
+  }
+  *b = F64FromBits(rb);
+  if (scaled) *b = *b * double(scale);
+  return true;
+}
+
+bool ScaledReferenceF32(DType dtype, const uint8_t* r, bool scaled, float scale, uint8_t* o,
+                        float* b) {
+  const uint32_t rb = LoadAsF32(dtype, r);
+  if (IsNaN32(rb)) {
+    StoreF32As(dtype, (rb & 0x80000000u) | kF32QuietNaN, o);
+    return false;
+  }
+  *b = F32FromBits(rb);
+  if (scaled) *b = *b * scale;
+  return true;
+}
+
 }  // namespace
 
 uint16_t F32BitsToF16(uint32_t x) {
@@ -190,28 +218,15 @@ void ReconstructQuantized(const QuantizationInfo& q, DType dtype, const uint8_t*
       continue;
     }
     if (dtype == DType::kF64) {
-      uint64_t rb;
-      std::memcpy(&rb, r, 8);
-      if (IsNaN64(rb)) {
-        const uint64_t s = (rb & (uint64_t{1} << 63)) | kF64QuietNaN;
-        std::memcpy(o, &s, 8);
-        continue;
-      }
-      double b = F64FromBits(rb);
-      if (scaled) b = b * double(scale);
+      double b;
+      if (!ScaledReferenceF64(r, scaled, scale, o, &b)) continue;
       const uint64_t s = F64Bits(j == 0 ? b : b + double(codebook[j - 1]));
       std::memcpy(o, &s, 8);
       continue;
     }
-    const uint32_t rb = LoadAsF32(dtype, r);
-    // Centres and the scale are finite and the scale > 0, so a NaN comes only from a NaN
-    // reference (an infinite reference stays infinite; adding a finite centre keeps it).
-    if (IsNaN32(rb)) {
-      StoreF32As(dtype, (rb & 0x80000000u) | kF32QuietNaN, o);
-      continue;
-    }
-    float b = F32FromBits(rb);
-    if (scaled) b = b * scale;
+    // An infinite reference stays infinite (adding a finite centre keeps it).
+    float b;
+    if (!ScaledReferenceF32(dtype, r, scaled, scale, o, &b)) continue;
     StoreF32As(dtype, F32Bits(j == 0 ? b : b + codebook[j - 1]), o);
   }
 }
@@ -309,15 +324,8 @@ void ReconstructLevels(const QuantizationInfo& q, DType dtype, const int32_t* le
       }
     }
     if (dtype == DType::kF64) {
-      uint64_t rb;
-      std::memcpy(&rb, r, 8);
-      if (IsNaN64(rb)) {
-        const uint64_t s = (rb & (uint64_t{1} << 63)) | kF64QuietNaN;
-        std::memcpy(o, &s, 8);
-        continue;
-      }
-      double b = F64FromBits(rb);
-      if (scaled) b = b * double(scale);
+      double b;
+      if (!ScaledReferenceF64(r, scaled, scale, o, &b)) continue;
       double s = b;
       if (level != 0) {
         if (q.kind == QuantKind::kLevelResidual) {
@@ -333,13 +341,8 @@ void ReconstructLevels(const QuantizationInfo& q, DType dtype, const int32_t* le
       std::memcpy(o, &bits, 8);
       continue;
     }
-    const uint32_t rb = LoadAsF32(dtype, r);
-    if (IsNaN32(rb)) {
-      StoreF32As(dtype, (rb & 0x80000000u) | kF32QuietNaN, o);
-      continue;
-    }
-    float b = F32FromBits(rb);
-    if (scaled) b = b * scale;
+    float b;
+    if (!ScaledReferenceF32(dtype, r, scaled, scale, o, &b)) continue;
     float s = b;
     if (level != 0) {
       if (q.kind == QuantKind::kLevelResidual) {
