@@ -198,9 +198,9 @@ if [[ ${#pt[@]} -lt 2 || ${#st[@]} -lt 2 || ${#trainer[@]} -lt 2 ]]; then
 fi
 modes=(levels levels-q2-rdoq excp excp-packed-3bit lossless)
 # The context-model coder of the indices, where this version has it.
-"$(ckz_of gcc-O0)" --help 2>&1 | grep -q -- '--entropy.*cm' && modes+=(excp-cm)
+"$(ckz_of gcc-O0)" --help 2>&1 | grep -- '--entropy.*cm' > /dev/null && modes+=(excp-cm)
 # The cmf context model of lossless F32 values (format 0.6), where this version has it.
-"$(ckz_of gcc-O0)" --help 2>&1 | grep -q 'cmf' && modes+=(lossless-cm)
+"$(ckz_of gcc-O0)" --help 2>&1 | grep 'cmf' > /dev/null && modes+=(lossless-cm)
 echo "== encode: chains of ${#pt[@]} checkpoints (.pt, safetensors, Trainer) x ${#modes[@]} modes (${modes[*]}), ${#runs[@]} runs each"
 nchains=0
 for layout in pt safetensors trainer; do
@@ -233,9 +233,11 @@ for layout in pt safetensors trainer; do
       continue
     fi
     last="$(ls "$scratch/chain/$item/gcc-O0-T1" | sort -V | tail -n 1)"
-    # The level modes must have written level tensors (cml streams) into the links.
+    # The level modes must have written level tensors (cml streams) into the links. (grep
+    # reads all of it: with -q it may exit first, and pipefail would take ckz's SIGPIPE.)
     if [[ "$mode" == levels* ]] &&
-       ! "$(ckz_of gcc-O3)" info "$scratch/chain/$item/gcc-O0-T1/$last" | grep -q ' levels '; then
+       ! "$(ckz_of gcc-O3)" info "$scratch/chain/$item/gcc-O0-T1/$last" |
+         grep ' levels ' > /dev/null; then
       echo "determinism: $item: the last link holds no level tensor" >&2
       failed=1
     fi
