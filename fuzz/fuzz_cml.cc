@@ -24,6 +24,7 @@
 //    from a stream that never ends in 0x00;
 //  - levels derived from the context bytes (zeros, small, medium, escapes up to 2^24 - 1)
 //    survive an encode/decode round trip exactly.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -125,7 +126,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (r == LevelDecodeResult::kTooLarge) {
     FUZZ_CHECK(bad < count && bad == bad2);
     // Elements before the bad one were decoded, identically.
-    FUZZ_CHECK(std::memcmp(out.data(), again.data(), bad * sizeof(int32_t)) == 0);
+    FUZZ_CHECK(std::equal(out.begin(), out.begin() + ptrdiff_t(bad), again.begin()));
   } else {
     FUZZ_CHECK(out == again);
   }
@@ -141,7 +142,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         ckz::DecodeLevelStream(in, longer.data(), longer.size(), third.data(), count, &bad3);
     FUZZ_CHECK(r3 == r || (r == LevelDecodeResult::kOk && r3 == LevelDecodeResult::kBadStream));
     if (r == LevelDecodeResult::kTooLarge) FUZZ_CHECK(bad3 == bad);
-    FUZZ_CHECK(std::memcmp(out.data(), third.data(), decoded * sizeof(int32_t)) == 0);
+    FUZZ_CHECK(std::equal(out.begin(), out.begin() + ptrdiff_t(decoded), third.begin()));
   }
   if (r == LevelDecodeResult::kOk) RoundTrip(in, out);
 
