@@ -184,6 +184,45 @@ class Pipelines(unittest.TestCase):
             name = os.path.basename(f)[:-4]
             self.assertEqual(read(alone), read(os.path.join(work, "all", name)), name)
 
+    def test_report_of_a_chain(self):
+        work = tempfile.mkdtemp(dir=self.tmp)
+        out = os.path.join(work, "c")
+        ckz("compress", "-q", self.hist, "-o", out, "--keyframe-interval", "2")
+        files = [os.path.join(out, os.path.basename(p) + ".ckz") for p in self.pts]
+        r = ckz("report", out, "--against", self.hist, "--json")
+        rows = json.loads(r.stdout)
+        self.assertEqual([row["file"] for row in rows], files)
+        self.assertEqual([row["depth"] for row in rows], [0, 1, 0])
+        self.assertEqual(rows[1]["parent"], os.path.basename(files[0]))
+        for row, f in zip(rows, files):
+            self.assertEqual(row["file_bytes"], os.path.getsize(f))
+            self.assertEqual(row["step"], info(f)["step"])
+            self.assertAlmostEqual(row["ratio"], row["raw_bytes"] / row["file_bytes"], places=5)
+            roles = row["roles"]
+            coded = sum(t["stored_bytes"] for t in info(f)["tensors"] if t["role"] == "weight")
+            self.assertEqual(roles["weight"]["stored_bytes"], coded)
+        # The lossy link's error, measured here on the restored checkpoint.
+        self.assertNotIn("error", rows[0]["roles"]["weight"])  # a keyframe: lossless
+        restored = os.path.join(work, "s.pt")
+        ckz("decompress", files[1], "-o", restored)
+        a = torch.load(restored)["model"]
+        b = torch.load(self.pts[1])["model"]
+        num = sum(float(((a[k].double() - b[k].double()) ** 2).sum()) for k in b)
+        den = sum(float((b[k].double() ** 2).sum()) for k in b)
+        err = rows[1]["roles"]["weight"]["error"]
+        self.assertGreater(err["relative_rms"], 0)
+        self.assertAlmostEqual(err["relative_rms"], (num / den) ** 0.5, places=6)
+        # The table: a line per file in the order given, a total, the error columns.
+        text = ckz("report", *files, "--against", self.hist).stdout.splitlines()
+        self.assertIn("err W", text[0])
+        self.assertEqual([x.split()[0] for x in text[1:4]], [os.path.basename(f) for f in files])
+        self.assertTrue(text[4].startswith("total"))
+        # Without the originals: sizes only; a missing file is an error that names it.
+        r = run(["ckz", "report", out, os.path.join(work, "missing.ckz")])
+        self.assertEqual(r.returncode, 3)
+        self.assertNotIn(b"err W", r.stdout)
+        self.assertIn(b"missing.ckz", r.stderr)
+
     def test_output_dir_gives_each_multi_file_checkpoint_a_folder(self):
         work = tempfile.mkdtemp(dir=self.tmp)
         ckz("compress", "-q", "--lossless", self.trainer, "-o", os.path.join(work, "c"))

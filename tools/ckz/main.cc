@@ -36,6 +36,7 @@ const char kUsage[] =
     "  ckz decompress FILE.ckz... [-o OUT | --output-dir DIR]\n"
     "  ckz verify FILE.ckz...\n"
     "  ckz info FILE.ckz... [--json | --jsonl] [--chunks]  (same as ckzinfo)\n"
+    "  ckz report DIR|FILE.ckz... [--json] [--against HISTORY]  a chain, file by file\n"
     "\n"
     "INPUT is a checkpoint: a .safetensors file; a torch.save .pt/.pth/.bin file (read\n"
     "without running pickle code: Python objects in it are carried as they are); a\n"
@@ -108,6 +109,16 @@ const char kUsage[] =
     "  --search DIR             also look for parent files in DIR (repeatable)\n"
     "decompress and verify take the files of one chain in chain order and decode each file\n"
     "once: a link's parent comes from the file decoded just before it.\n"
+    "report:\n"
+    "  prints each file's step, link depth, size, ratio and bits per element by role (W\n"
+    "  weights, m and v Adam's moments, other), in the order given (a folder: its .ckz\n"
+    "  files in name order)\n"
+    "  --json                   one JSON array, an object per file\n"
+    "  --against HISTORY        the folder of the original checkpoints (OUT/NAME.ckz was\n"
+    "                           made from HISTORY/NAME): decodes each file once and adds the\n"
+    "                           lossy error by role, RMS(decoded - original) / RMS(original)\n"
+    "  (plot ratio and error along the chain: ckz report DIR --json |\n"
+    "   python3 tools/history/plot_report.py - -o chain.png)\n"
     "common:\n"
     "  -f, --force              overwrite existing outputs\n"
     "  -T, --threads N          worker threads (default 1; 0 = all cores). Output never\n"
@@ -279,31 +290,6 @@ std::string Joined(const std::vector<std::string>& items) {
   std::string s;
   for (const std::string& i : items) s += (s.empty() ? "" : ", ") + i;
   return s;
-}
-
-// "step_20" < "step_100": digit runs compare by value.
-bool NaturalLess(const std::string& a, const std::string& b) {
-  size_t i = 0, j = 0;
-  while (i < a.size() && j < b.size()) {
-    if (isdigit(uint8_t(a[i])) && isdigit(uint8_t(b[j]))) {
-      size_t i2 = i, j2 = j;
-      while (i2 < a.size() && a[i2] == '0') ++i2;
-      while (j2 < b.size() && b[j2] == '0') ++j2;
-      size_t ie = i2, je = j2;
-      while (ie < a.size() && isdigit(uint8_t(a[ie]))) ++ie;
-      while (je < b.size() && isdigit(uint8_t(b[je]))) ++je;
-      if (ie - i2 != je - j2) return ie - i2 < je - j2;
-      const int c = a.compare(i2, ie - i2, b, j2, je - j2);
-      if (c != 0) return c < 0;
-      i = ie;
-      j = je;
-    } else {
-      if (a[i] != b[j]) return a[i] < b[j];
-      ++i;
-      ++j;
-    }
-  }
-  return a.size() - i < b.size() - j;
 }
 
 // ---- history folders ----
@@ -861,92 +847,6 @@ std::optional<SourceFormat> ConversionFor(const Archive& a, const std::string& o
   return wanted;
 }
 
-// Visits `paths` (the .ckz files to read) so that each link comes right after its parent when
-// both are given, and decodes each file once: a link whose parent was just decoded is decoded
-// against what that gave (kept in a DecodedReference), not through its chain again. `visit`
-// gets the input's index, its open chain and whether its parent came from the previous file.
-// An input that fails to open or to visit is reported by `failed`; the walk stops when it
-// returns false.
-void ForEachInChainOrder(const std::vector<std::string>& paths, const ChainOptions& chain,
-                         const std::function<Status(size_t, ChainReader&, bool)>& visit,
-                         const std::function<bool(size_t, const Status&)>& failed) {
-  const size_t n = paths.size();
-  std::vector<std::vector<size_t>> children(n);
-  std::vector<bool> is_child(n, false);
-  {
-    std::map<ContentId, size_t> by_id;
-    std::vector<std::optional<ContentId>> parent(n);
-    for (size_t i = 0; i < n; ++i) {
-      auto file = OpenCkzFile(paths[i]);
-      if (!file.ok()) continue;  // reported when visited
-      by_id.emplace((*file)->archive.content_id, i);
-      if ((*file)->archive.link) parent[i] = (*file)->archive.link->parent_content_id;
-    }
-    for (size_t i = 0; i < n; ++i) {
-      if (!parent[i]) continue;
-      auto it = by_id.find(*parent[i]);
-      if (it == by_id.end() || it->second == i) continue;
-      children[it->second].push_back(i);
-      is_child[i] = true;
-    }
-  }
-  // Depth first from each input whose parent is not given, in the order given.
-  std::vector<size_t> order;
-  std::vector<bool> placed(n, false);
-  for (size_t root = 0; root < n; ++root) {
-    if (is_child[root] || placed[root]) continue;
-    std::vector<size_t> stack = {root};
-    while (!stack.empty()) {
-      const size_t i = stack.back();
-      stack.pop_back();
-      if (placed[i]) continue;
-      placed[i] = true;
-      order.push_back(i);
-      for (auto c = children[i].rbegin(); c != children[i].rend(); ++c) stack.push_back(*c);
-    }
-  }
-  for (size_t i = 0; i < n; ++i)
-    if (!placed[i]) order.push_back(i);  // (content ids cannot form a cycle; just in case)
-
-  std::map<ContentId, std::unique_ptr<DecodedReference>> kept;
-  std::map<ContentId, size_t> pending;  // children still to visit
-  for (size_t i : order) {
-    auto reader = ChainReader::Open(paths[i], chain);
-    if (!reader.ok()) {
-      if (!failed(i, reader.status())) return;
-      continue;
-    }
-    const Archive& a = (*reader)->archive();
-    bool cached = false;
-    std::optional<ContentId> parent_id;
-    if (a.link) parent_id = a.link->parent_content_id;
-    if (parent_id && kept.count(*parent_id)) {
-      (*reader)->UseDecodedParent(kept[*parent_id].get());
-      cached = true;
-    }
-    std::unique_ptr<DecodedReference> recorder;
-    if (!children[i].empty()) {
-      auto r = DecodedReference::Create(a);
-      if (r.ok()) {
-        recorder = std::move(r).value();
-        (*reader)->RecordInto(recorder.get());
-      }
-    }
-    Status s = visit(i, **reader, cached);
-    (*reader)->RecordInto(nullptr);
-    if (s.ok() && recorder && recorder->Finish(**reader).ok()) {
-      pending[a.content_id] = children[i].size();
-      kept[a.content_id] = std::move(recorder);
-    }
-    (*reader)->UseDecodedParent(nullptr);
-    if (parent_id && pending.count(*parent_id) && --pending[*parent_id] == 0) {
-      kept.erase(*parent_id);
-      pending.erase(*parent_id);
-    }
-    if (!s.ok() && !failed(i, s)) return;
-  }
-}
-
 std::string DecodesText(const ChainReader& reader, bool cached) {
   if (cached) return "1 decode: its parent was decoded just before";
   const size_t d = reader.depth() + 1;
@@ -1087,6 +987,19 @@ int Verify(Args& args, const Common& common) {
   return exit_code;
 }
 
+int Report(Args& args, const Common& common) {
+  ReportOptions options;
+  options.json = args.Flag({"--json"});
+  options.threads = common.threads;
+  if (auto against = args.Value({"--against"})) options.against = *against;
+  std::vector<std::string> inputs = args.Positionals();
+  if (!args.error().empty()) return Usage(args.error());
+  if (inputs.empty()) return Usage("report needs a folder or .ckz files");
+  ChainOptions chain;
+  chain.search_dirs = common.search;
+  return PrintChainReport(inputs, options, chain);
+}
+
 int Info(Args& args) {
   InfoOptions options;
   options.json = args.Flag({"--json"});
@@ -1148,6 +1061,7 @@ int Main(int argc, char** argv) {
   if (command == "decompress" || command == "d" || command == "x") return Decompress(args, common);
   if (command == "verify" || command == "t") return Verify(args, common);
   if (command == "info" || command == "i") return Info(args);
+  if (command == "report") return Report(args, common);
   return Usage("unknown command '" + command + "'");
 }
 

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -198,6 +199,31 @@ void Progress::Update(uint64_t done) {
 void Progress::Finish() {
   if (drawn_) fprintf(stderr, "\r%80s\r", "");
   drawn_ = false;
+}
+
+// "step_20" < "step_100": digit runs compare by value.
+bool NaturalLess(const std::string& a, const std::string& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (isdigit(uint8_t(a[i])) && isdigit(uint8_t(b[j]))) {
+      size_t i2 = i, j2 = j;
+      while (i2 < a.size() && a[i2] == '0') ++i2;
+      while (j2 < b.size() && b[j2] == '0') ++j2;
+      size_t ie = i2, je = j2;
+      while (ie < a.size() && isdigit(uint8_t(a[ie]))) ++ie;
+      while (je < b.size() && isdigit(uint8_t(b[je]))) ++je;
+      if (ie - i2 != je - j2) return ie - i2 < je - j2;
+      const int c = a.compare(i2, ie - i2, b, j2, je - j2);
+      if (c != 0) return c < 0;
+      i = ie;
+      j = je;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i;
+      ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
 }
 
 }  // namespace ckz::cli

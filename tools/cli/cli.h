@@ -4,6 +4,7 @@
 #define CKZ_TOOLS_CLI_CLI_H_
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -60,6 +61,8 @@ std::string HumanBytes(uint64_t bytes);
 std::string WithCommas(uint64_t n);
 std::string Ratio(uint64_t raw, uint64_t stored);  // "12.34x"
 std::string Number(double d);                      // shortest text, up to 9 digits
+// "step_20" < "step_100": digit runs compare by value (the order of a history's members).
+bool NaturalLess(const std::string& a, const std::string& b);
 
 // A one-line progress bar on stderr, only when stderr is a terminal and not quiet.
 class Progress {
@@ -76,6 +79,27 @@ class Progress {
   bool drawn_ = false;
   std::chrono::steady_clock::time_point start_, last_;
 };
+
+// Visits `paths` (the .ckz files to read) so that each link comes right after its parent when
+// both are given, and decodes each file once: a link whose parent was just decoded is decoded
+// against what that gave (kept in a DecodedReference), not through its chain again. `visit`
+// gets the input's index, its open chain and whether its parent came from the previous file.
+// An input that fails to open or to visit is reported by `failed`; the walk stops when it
+// returns false.
+void ForEachInChainOrder(const std::vector<std::string>& paths, const ChainOptions& chain,
+                         const std::function<Status(size_t, ChainReader&, bool)>& visit,
+                         const std::function<bool(size_t, const Status&)>& failed);
+
+struct ReportOptions {
+  bool json = false;
+  std::string against;  // folder of the original checkpoints: measure the lossy error
+  int threads = 1;
+};
+// `ckz report`: a line per file, in the order given (a folder stands for its .ckz files in
+// natural name order; files are decoded in chain order), errors on stderr; returns the exit
+// code of the first failure.
+int PrintChainReport(const std::vector<std::string>& inputs, const ReportOptions& options,
+                     const ChainOptions& chain);
 
 struct InfoOptions {
   bool json = false;    // one JSON object per file; several files: one JSON array of them

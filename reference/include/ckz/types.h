@@ -56,6 +56,9 @@ constexpr uint8_t kMaxDType = 10;
 // Bytes per element; 0 for kInvalid.
 size_t DTypeSize(DType dtype);
 bool DTypeIsFloat(DType dtype);
+// Element `i` of little-endian elements of a float dtype (F64, F32, F16, BF16) at `p`, exactly
+// as a double; 0 for any other dtype.
+double FloatElement(DType dtype, const uint8_t* p, size_t i);
 // Safetensors spelling: "F32", "BF16", "BOOL", ...
 const char* DTypeName(DType dtype);
 std::optional<DType> DTypeFromName(std::string_view name);

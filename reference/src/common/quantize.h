@@ -62,8 +62,7 @@ inline double F64FromBits(uint64_t b) {
   return d;
 }
 
-// Element i of a floating tensor (F64, F32, F16, BF16) as a double: exact for every one.
-double FloatElement(DType dtype, const uint8_t* p, size_t i);
+// FloatElement (element i of a floating tensor as a double) is public: ckz/types.h.
 
 }  // namespace ckz
 
