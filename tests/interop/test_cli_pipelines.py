@@ -288,6 +288,39 @@ class HistoryFolders(unittest.TestCase):
     def compress(self, *extra):
         return run(["ckz", "compress", "--lossless", self.dir, "-o", self.out, *extra])
 
+    def test_segments_give_the_files_of_one_run(self):
+        hist = os.path.join(self.tmp, "six")
+        os.makedirs(hist)
+        for p in self.src:  # six checkpoints: keyframe groups of 2 at interval 2
+            shutil.copy(p, hist)
+        whole, parts = os.path.join(self.tmp, "whole"), os.path.join(self.tmp, "parts")
+        r = run(["ckz", "compress", hist, "-o", whole, "--keyframe-interval", "2", "-q"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for seg in ("3/3", "1/3", "2/3"):  # any order, as a scheduler runs them
+            r = run(["ckz", "compress", hist, "-o", parts, "--keyframe-interval", "2", "--segment", seg])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(b"(segment %s: 2 of 6 checkpoints)" % seg.encode(), r.stdout)
+        names = sorted(os.listdir(whole))
+        self.assertEqual(sorted(os.listdir(parts)), names)
+        for f in names:
+            self.assertEqual(read(os.path.join(whole, f)), read(os.path.join(parts, f)), f)
+        # An interrupted segment continues where it stopped; the others are not touched.
+        os.remove(os.path.join(parts, names[3]))
+        r = run(["ckz", "compress", hist, "-o", parts, "--keyframe-interval", "2", "--segment", "2/3"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"1 checkpoints added after 1 already there", r.stdout)
+        self.assertEqual(read(os.path.join(whole, names[3])), read(os.path.join(parts, names[3])))
+        # More segments than groups: some have nothing to do, and say so.
+        r = run(["ckz", "compress", hist, "-o", parts, "--keyframe-interval", "2", "--segment", "1/5"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"has no keyframe group (3 groups of 2 checkpoints)", r.stderr)
+        for bad in ("0/3", "4/3", "2", "a/b"):
+            r = run(["ckz", "compress", hist, "-o", parts, "--segment", bad])
+            self.assertEqual(r.returncode, 1, bad)
+        r = run(["ckz", "compress", self.src[0], "-o", os.path.join(self.tmp, "x.ckz"), "--segment", "1/2"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"--segment applies to a history", r.stderr)
+
     def test_unreadable_checkpoint_stops_before_anything_is_written(self):
         r = self.compress()
         self.assertEqual(r.returncode, 5, r.stderr)

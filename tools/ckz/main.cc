@@ -57,6 +57,11 @@ const char kUsage[] =
     "  --keyframe-interval N    at most N-1 links between self-contained keyframes, so any\n"
     "                           step restores with at most N decodes (default 10; 1 = all\n"
     "                           keyframes)\n"
+    "  --segment I/N            a history: compress only the I-th of N equal shares of its\n"
+    "                           keyframe groups (a keyframe and its links, members kK ..\n"
+    "                           kK+K-1 with K the keyframe interval), so that N machines\n"
+    "                           (a Slurm array, GNU parallel) compress one history into\n"
+    "                           one OUTDIR; runs of all segments give the files of one run\n"
     "  --keep-going             a history: skip checkpoints that cannot be read (with a note)\n"
     "                           instead of stopping before anything is written\n"
     "  --json                   print one JSON object per output file (JSON Lines): sizes,\n"
@@ -563,6 +568,7 @@ int Compress(Args& args, const Common& common) {
   const auto level = args.Value({"-l", "--level"});
   const auto chunk = args.Value({"--chunk-size"});
   const auto interval_text = args.Value({"--keyframe-interval"});
+  const auto segment_text = args.Value({"--segment"});
   const bool lossless = args.Flag({"--lossless"});
   const bool json = args.Flag({"--json"});
   const bool keep_going = args.Flag({"--keep-going"});
@@ -598,6 +604,15 @@ int Compress(Args& args, const Common& common) {
   uint64_t interval = 10;
   if (interval_text && (!ParseUint(*interval_text, &interval) || interval < 1))
     return Usage("--keyframe-interval must be >= 1");
+  // --segment I/N: this run's share of the keyframe groups (one keyframe and its links).
+  uint64_t segment = 0, segments = 0;
+  if (segment_text) {
+    const size_t slash = segment_text->find('/');
+    if (slash == std::string::npos || !ParseUint(segment_text->substr(0, slash), &segment) ||
+        !ParseUint(segment_text->substr(slash + 1), &segments) || segments < 1 || segment < 1 ||
+        segment > segments)
+      return Usage("--segment needs I/N with 1 <= I <= N");
+  }
   WriteOptions write;
   const bool excp_options = alpha || beta || bits || k_at_cap || v_direct || fallback_k;
   const bool rd_options = strength || quality || rd_steps || rdoq || weights_step;
@@ -686,6 +701,8 @@ int Compress(Args& args, const Common& common) {
   }
   if (inputs.size() > 1 && std::find(inputs.begin(), inputs.end(), "-") != inputs.end())
     return Usage("'-' (standard input) is a single input");
+  if (segment_text && inputs.size() == 1)
+    return Usage("--segment applies to a history of several checkpoints");
 
   if (inputs.size() == 1) {
     std::string input = inputs[0];
@@ -751,83 +768,112 @@ int Compress(Args& args, const Common& common) {
 
   if (!IsDir(*out) && mkdir(out->c_str(), 0755) != 0)
     return Fail(Status(ErrorCode::kIoError, *out + ": cannot create folder: " + std::strerror(errno)));
-  // An earlier run's outputs: the chain continues after the last one, nothing is rewritten.
   std::vector<std::string> outputs;
-  size_t done = 0;  // members[0, done) are there already
-  for (size_t i = 0; i < members.size(); ++i) {
-    outputs.push_back(*out + "/" + BaseName(members[i]) + ".ckz");
-    if (!common.force && Exists(outputs[i])) done = i + 1;
+  for (const std::string& member : members) outputs.push_back(*out + "/" + BaseName(member) + ".ckz");
+  // The runs of members this run compresses, each a chain that starts from a keyframe: the whole
+  // history, or with --segment the keyframe groups (members [gK, gK + K)) of this segment.
+  struct Run {
+    size_t begin, end;
+    size_t done;  // members [begin, done) are there already
+  };
+  std::vector<Run> runs;
+  if (segments == 0) {
+    runs.push_back({0, members.size(), 0});
+  } else {
+    const uint64_t groups = (members.size() + interval - 1) / interval;
+    const uint64_t first = groups * (segment - 1) / segments, last = groups * segment / segments;
+    for (uint64_t g = first; g < last; ++g)
+      runs.push_back({size_t(g * interval), size_t(std::min<uint64_t>((g + 1) * interval, members.size())), 0});
+    if (runs.empty() && !common.quiet)
+      Note(common, "segment " + *segment_text + " has no keyframe group (" + std::to_string(groups) +
+                       " groups of " + std::to_string(interval) + " checkpoints)");
   }
-  for (size_t i = 0; i < done; ++i) {
-    if (!Exists(outputs[i]))
-      return Fail(Status(ErrorCode::kIoError,
-                         outputs[i] + " is missing, but later checkpoints of the history are in " +
-                             *out + ": a chain only grows at its end (compress " + members[i] +
-                             " on its own, or all again with -f)"));
-    ChainOptions chain;  // opened with its chain: its prologs decode against its parents'
-    chain.search_dirs = common.search;
-    auto there = ChainReader::Open(outputs[i], chain);
-    if (!there.ok()) return Fail(there.status());
-    const Archive& a = (*there)->archive();
-    if (!SameCheckpoint(SignatureOf(a.files, a.step, [&](uint32_t t) { return a.tensors[t].byte_length; }),
-                        signatures[i]))
-      return Fail(Status(ErrorCode::kIoError,
-                         outputs[i] + ": already exists and holds another checkpoint than " +
-                             members[i] + " (use -f to overwrite)"));
+  // An earlier run's outputs: a chain continues after its last one, nothing is rewritten.
+  size_t done = 0;
+  for (Run& run : runs) {
+    run.done = run.begin;
+    for (size_t i = run.begin; i < run.end; ++i)
+      if (!common.force && Exists(outputs[i])) run.done = i + 1;
+    done += run.done - run.begin;
+    for (size_t i = run.begin; i < run.done; ++i) {
+      if (!Exists(outputs[i]))
+        return Fail(Status(ErrorCode::kIoError,
+                           outputs[i] + " is missing, but later checkpoints of the history are in " +
+                               *out + ": a chain only grows at its end (compress " + members[i] +
+                               " on its own, or all again with -f)"));
+      ChainOptions chain;  // opened with its chain: its prologs decode against its parents'
+      chain.search_dirs = common.search;
+      auto there = ChainReader::Open(outputs[i], chain);
+      if (!there.ok()) return Fail(there.status());
+      const Archive& a = (*there)->archive();
+      if (!SameCheckpoint(SignatureOf(a.files, a.step, [&](uint32_t t) { return a.tensors[t].byte_length; }),
+                          signatures[i]))
+        return Fail(Status(ErrorCode::kIoError,
+                           outputs[i] + ": already exists and holds another checkpoint than " +
+                               members[i] + " (use -f to overwrite)"));
+    }
   }
 
   FILE* report = stdout;
   uint64_t total_raw = 0, total_stored = 0;
   double total_seconds = 0;
-  std::string previous;
-  bool previous_in_memory = false;
   DecodedCheckpoint previous_decoded, current_decoded;
-  for (size_t i = 0; i < members.size(); ++i) {
-    const std::string& input = members[i];
-    const std::string& output = outputs[i];
-    if (i < done) {
+  size_t considered = 0;
+  for (const Run& run : runs) {
+    std::string previous;  // the run's first member is a keyframe
+    bool previous_in_memory = false;
+    for (size_t i = run.begin; i < run.end; ++i) {
+      ++considered;
+      const std::string& input = members[i];
+      const std::string& output = outputs[i];
+      if (i < run.done) {
+        if (json)
+          fprintf(report, "{\"type\": \"checkpoint\", \"input\": %s, \"output\": %s, \"existing\": true}\n",
+                  JsonQuote(input).c_str(), JsonQuote(output).c_str());
+        else if (!common.quiet)
+          fprintf(report, "%s => %s: there already\n", input.c_str(), output.c_str());
+        previous = output;
+        continue;
+      }
+      CompressResult r;
+      // What decoders reconstruct, the next link's reference: beyond a budget in a temporary
+      // file, so memory does not grow with the checkpoint. The last checkpoint needs none.
+      const bool last = i + 1 == run.end;
+      current_decoded.SpillOver(kDecodedMemoryBytes);
+      Status s = CompressOne(input, output, previous,
+                             previous_in_memory ? &previous_decoded : nullptr, interval, encode,
+                             write, common, last ? nullptr : &current_decoded, &r);
+      if (!s.ok()) return Fail(s);
+      previous_decoded = std::move(current_decoded);
+      current_decoded = DecodedCheckpoint();
+      previous_in_memory = !last;
       if (json)
-        fprintf(report, "{\"type\": \"checkpoint\", \"input\": %s, \"output\": %s, \"existing\": true}\n",
-                JsonQuote(input).c_str(), JsonQuote(output).c_str());
+        PrintCompressedJson(report, input, output, output, r, write);
       else if (!common.quiet)
-        fprintf(report, "%s => %s: there already\n", input.c_str(), output.c_str());
+        PrintCompressed(report, input, output, r, write);
+      total_raw += r.raw;
+      total_stored += r.stored;
+      total_seconds += r.seconds;
       previous = output;
-      continue;
     }
-    CompressResult r;
-    // What decoders reconstruct, the next link's reference: beyond a budget in a temporary
-    // file, so memory does not grow with the checkpoint. The last checkpoint needs none.
-    const bool last = i + 1 == members.size();
-    current_decoded.SpillOver(kDecodedMemoryBytes);
-    Status s = CompressOne(input, output, previous,
-                           previous_in_memory ? &previous_decoded : nullptr, interval, encode,
-                           write, common, last ? nullptr : &current_decoded, &r);
-    if (!s.ok()) return Fail(s);
-    previous_decoded = std::move(current_decoded);
-    current_decoded = DecodedCheckpoint();
-    previous_in_memory = !last;
-    if (json)
-      PrintCompressedJson(report, input, output, output, r, write);
-    else if (!common.quiet)
-      PrintCompressed(report, input, output, r, write);
-    total_raw += r.raw;
-    total_stored += r.stored;
-    total_seconds += r.seconds;
-    previous = output;
   }
-  const size_t added = members.size() - done;
+  const size_t added = considered - done;
   if (json)
     fprintf(report,
             "{\"type\": \"history\", \"output\": %s, \"checkpoints\": %zu, \"added\": %zu, "
-            "\"input_bytes\": %llu, \"output_bytes\": %llu, \"ratio\": %s, \"seconds\": %s}\n",
-            JsonQuote(*out).c_str(), members.size(), added,
+            "\"segment\": %s, \"input_bytes\": %llu, \"output_bytes\": %llu, \"ratio\": %s, "
+            "\"seconds\": %s}\n",
+            JsonQuote(*out).c_str(), considered, added,
+            segment_text ? JsonQuote(*segment_text).c_str() : "null",
             static_cast<unsigned long long>(total_raw),
             static_cast<unsigned long long>(total_stored),
             total_stored ? JsonNumber(double(total_raw) / double(total_stored)).c_str() : "null",
             JsonNumber(total_seconds).c_str());
   else if (!common.quiet)
-    fprintf(report, "%zu checkpoints%s: %s -> %s (%s), %.2f s\n", added,
+    fprintf(report, "%zu checkpoints%s%s: %s -> %s (%s), %.2f s\n", added,
             done ? (" added after " + std::to_string(done) + " already there").c_str() : "",
+            segment_text ? (" (segment " + *segment_text + ": " + std::to_string(considered) +
+                            " of " + std::to_string(members.size()) + " checkpoints)").c_str() : "",
             HumanBytes(total_raw).c_str(), HumanBytes(total_stored).c_str(),
             Ratio(total_raw, total_stored).c_str(), total_seconds);
   return kExitOk;
