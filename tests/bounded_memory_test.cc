@@ -109,6 +109,47 @@ TEST(IndexCache, LookupPartCopiesARangeOfAnEntry) {
   EXPECT_EQ(cache.stats().hits, 1u);
 }
 
+// A chain keeps its last link's levels for the next link's contexts, held in 1, 2 or 4 bytes
+// each as they fit (issue 14: a lossy async save's memory): every range reads back as i32,
+// in memory and spilled.
+TEST(DecodedCheckpoint, LevelsReadBackWhateverWidthTheyAreHeldIn) {
+  const std::vector<std::vector<int32_t>> cases = {
+      {0, 1, -1, 127, -128, 5, 0, 0, 3},                 // 1 byte
+      {0, 128, -129, 32767, -32768, 7, 0, 1, -300},      // 2 bytes
+      {0, 32768, -32769, (1 << 24) - 1, -(1 << 24) + 1, 1, 2, 3, 4}};  // 4 bytes
+  for (const bool spill : {false, true}) {
+    for (const auto& levels : cases) {
+      DecodedCheckpoint d;
+      if (spill) d.SpillOver(0);
+      TensorSpec spec{"w", DType::kF32, {levels.size()}, Role::kWeight, -1};
+      std::vector<uint8_t> values(levels.size() * 4, 0);
+      ByteSpan raw(reinterpret_cast<const uint8_t*>(levels.data()), levels.size() * 4);
+      ASSERT_TRUE(d.AddOwned(spec, values, raw, 1, /*levels=*/true).ok());
+      TensorInfo info;
+      info.name = "w";
+      info.dtype = DType::kF32;
+      info.shape = {levels.size()};
+      info.quantization.emplace();
+      info.quantization->kind = QuantKind::kLevelResidual;
+      for (size_t first = 0; first < levels.size(); ++first) {
+        for (size_t n = 0; first + n <= levels.size(); ++n) {
+          std::vector<int32_t> out(n + 1, 0x55555555);  // one more: nothing past n is written
+          uint32_t centres = 0;
+          ASSERT_TRUE(d.ReadReferenceIndices(info, first,
+                                             MutableByteSpan(reinterpret_cast<uint8_t*>(out.data()), n * 4),
+                                             &centres)
+                          .ok());
+          EXPECT_EQ(centres, 1u);
+          EXPECT_EQ(std::vector<int32_t>(out.begin(), out.begin() + long(n)),
+                    std::vector<int32_t>(levels.begin() + long(first), levels.begin() + long(first + n)))
+              << "spill " << spill << " first " << first << " n " << n;
+          EXPECT_EQ(out[n], 0x55555555);
+        }
+      }
+    }
+  }
+}
+
 // A training history: weights, then (as an optimizer's state follows a model's) their Adam
 // moments, a bias and an integer counter, each step moved a little from the one before.
 std::vector<std::vector<TestTensor>> History(int steps) {

@@ -169,11 +169,13 @@ class DecodedCheckpoint : public ReferenceSource {
     std::vector<uint8_t> owned;
     std::vector<uint8_t> indices;  // a quantized tensor's, else empty
     uint32_t centres = 0;
-    bool levels = false;  // indices are i32 levels
+    bool levels = false;  // indices are i32 levels, held level_width (1, 2 or 4) bytes each
+    uint32_t level_width = 4;
     // Spilled to the temporary file: bytes at bytes_at (then `bytes` is empty), indices at
     // indices_at (then `indices` is empty).
     bool bytes_spilled = false, indices_spilled = false;
-    uint64_t bytes_at = 0, byte_length = 0, indices_at = 0, indices_length = 0;
+    uint64_t bytes_at = 0, byte_length = 0, indices_at = 0;
+    uint64_t indices_length = 0;  // as given (i32 levels: 4 bytes each), not as held
   };
   // Counts `data` against the budget (nullopt: the caller keeps it in memory), or writes it to
   // the temporary file and says where.
