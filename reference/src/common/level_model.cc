@@ -38,6 +38,23 @@ struct UpdateSide {
   uint32_t Direct(uint32_t value, unsigned) { return value; }
 };
 
+// Adapts the states and records every decision with the probability it was coded at.
+struct TraceSide {
+  std::vector<LevelModel::Decision>* out;
+  LevelModel::Decision::Kind kind = LevelModel::Decision::kZero;
+  uint8_t slot = 0;
+  int Code(BitModel& m, int bit) {
+    out->push_back({kind, slot, uint16_t(m.P0()), uint8_t(bit)});
+    m.Update(bit);
+    return bit;
+  }
+  uint32_t Direct(uint32_t value, unsigned count) {
+    while (count-- > 0)
+      out->push_back({LevelModel::Decision::kDirect, 0, 32768, uint8_t((value >> count) & 1)});
+    return value;
+  }
+};
+
 // -log2(p / 65536) in 1/256 bits for p = 16 * i + 8 (i = 0..4095): the encoder's cost table.
 struct CostTable {
   uint32_t bits[4096];
@@ -89,19 +106,33 @@ LevelModel::Context LevelModel::ContextOf(const LevelModelInputs& in, const int3
   return Contexts(in, levels, i, col, cfg);
 }
 
+namespace {
+// Tells a tracing side which decision comes next; a no-op for the others.
+template <class Side>
+inline void Mark(Side&, LevelModel::Decision::Kind, uint32_t) {}
+inline void Mark(TraceSide& s, LevelModel::Decision::Kind kind, uint32_t slot) {
+  s.kind = kind;
+  s.slot = uint8_t(slot);
+}
+}  // namespace
+
 template <class Side>
 int64_t LevelModel::Code(Side& side, const Context& c, int32_t level) {
   const uint32_t mag = Magnitude(level);
+  Mark(side, Decision::kZero, 0);
   if (!side.Code(zero_[c.zero], mag != 0)) return 0;
+  Mark(side, Decision::kSign, 0);
   const int negative = side.Code(sign_[c.sign], level < 0);
   uint32_t m = 1;
   BitModel* unary = unary_[c.magnitude];
-  while (m <= kUnary && side.Code(unary[m - 1], mag > m)) ++m;
+  while (m <= kUnary && (Mark(side, Decision::kUnary, m - 1), side.Code(unary[m - 1], mag > m)))
+    ++m;
   if (m > kUnary) {
     // Exp-Golomb (order 0) of the rest u = |level| - 15: k prefix ones, a zero, k direct bits.
     const uint32_t u = mag - (kUnary + 1);
     uint32_t k = 0;
     while (true) {
+      Mark(side, Decision::kEscape, k);
       const int more = side.Code(escape_[std::min(k, kEscapeBits)], (u + 1) >> (k + 1) != 0);
       if (!more) break;
       if (++k > kEscapeBits) return kTooLarge;
@@ -125,6 +156,11 @@ int64_t LevelModel::Decode(RangeDecoder& rc, const Context& c) {
 
 void LevelModel::Update(const Context& c, int32_t level) {
   UpdateSide side;
+  Code(side, c, level);
+}
+
+void LevelModel::Trace(const Context& c, int32_t level, std::vector<Decision>* out) {
+  TraceSide side{out};
   Code(side, c, level);
 }
 

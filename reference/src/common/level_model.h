@@ -56,6 +56,17 @@ class LevelModel {
   // Adapts the states as coding `level` would, without coding it (encoder side).
   void Update(const Context& c, int32_t level);
 
+  // One binary decision of the binarization with the probability the model gave it: what a
+  // second model mixed with this one sees (measurement tools, model training).
+  struct Decision {
+    enum Kind : uint8_t { kZero, kSign, kUnary, kEscape, kDirect } kind;
+    uint8_t slot;  // kUnary: m - 1 (0..13); kEscape: k; else 0
+    uint16_t p0;   // P0 of the state before the update (kDirect: 32768)
+    uint8_t bit;
+  };
+  // Like Update, and appends the decisions made to `out`.
+  void Trace(const Context& c, int32_t level, std::vector<Decision>* out);
+
  private:
   template <class Side>
   int64_t Code(Side& side, const Context& c, int32_t level);
