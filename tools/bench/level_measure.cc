@@ -29,8 +29,6 @@ namespace {
 
 using namespace ckz;
 
-uint64_t w_of(const TensorInfo& info) { return DTypeSize(info.dtype); }
-
 const char* Stream(Role r) {
   return r == Role::kWeight ? "dW" : r == Role::kMoment1 ? "m" : r == Role::kMoment2 ? "v" : "other";
 }
@@ -59,17 +57,17 @@ std::vector<int32_t> Levels(ChainReader& reader, size_t t, IndexCache* cache) {
 // (0 where a tensor or parent level is absent), then presence bits (parent, aux).
 constexpr int kDumpFields = 17;
 
+// The parent's levels of the tensor named like `info` (all 0, *present = 0, when it has none).
 std::vector<int32_t> ParentLevels(ChainReader& r, const TensorInfo& info, uint32_t* present) {
-  std::vector<int32_t> out(info.num_elements);
+  std::vector<int32_t> out(info.num_elements, 0);
   *present = 0;
-  if (!r.parent() ||
-      !r.parent()
-           ->ReadReferenceIndices(info, 0,
-                                  MutableByteSpan(reinterpret_cast<uint8_t*>(out.data()), out.size() * 4),
-                                  present)
-           .ok() ||
-      !*present)
-    std::fill(out.begin(), out.end(), 0);
+  Status s = r.parent()->ReadReferenceIndices(
+      info, 0, MutableByteSpan(reinterpret_cast<uint8_t*>(out.data()), out.size() * 4), present);
+  if (!s.ok()) {
+    fprintf(stderr, "level_measure: %s\n", s.ToString().c_str());
+    exit(2);
+  }
+  if (!*present) std::fill(out.begin(), out.end(), 0);
   return out;
 }
 
@@ -130,15 +128,8 @@ int main(int argc, char** argv) {
       const TensorInfo& info = a.tensors[t];
       if (!info.quantization || !info.quantization->IsLevels()) continue;
       const std::vector<int32_t> levels = Levels(r, t, &cache);
-      std::vector<int32_t> parent(levels.size());
       uint32_t present = 0;
-      if (!r.parent()
-               ->ReadReferenceIndices(info, 0,
-                                      MutableByteSpan(reinterpret_cast<uint8_t*>(parent.data()),
-                                                      parent.size() * 4),
-                                      &present)
-               .ok())
-        return 2;
+      const std::vector<int32_t> parent = ParentLevels(r, info, &present);
       const int aux_tensor = CmAuxTensor(roles, t);
       std::vector<int32_t> aux, m_levels;
       if (aux_tensor >= 0) aux = Levels(r, size_t(aux_tensor), &cache);
@@ -150,6 +141,7 @@ int main(int argc, char** argv) {
       if (info.role == Role::kWeight && m1 >= 0) m_levels = Levels(r, size_t(m1), &cache);
       const std::string stream = Stream(info.role);
       elements[stream] += levels.size();
+      const uint64_t w = DTypeSize(info.dtype);
       if (dump_el) {
         // The owner's group: the weight, its level Moment1 and Moment2.
         const int32_t owner = info.role == Role::kWeight ? int32_t(t) : roles[t].owner;
@@ -172,7 +164,7 @@ int main(int argc, char** argv) {
         int chunk_no = 0;
         for (const ChunkInfo& c : info.chunks) {
           LevelModelInputs in;
-          in.first = c.raw_offset / w_of(info);
+          in.first = c.raw_offset / w;
           in.row = info.shape.size() >= 2 ? info.shape.back() : 0;
           if (present) in.parent = parent.data() + in.first;
           if (!aux.empty()) in.aux = aux.data() + in.first;
@@ -180,7 +172,7 @@ int main(int argc, char** argv) {
           LevelModel model;
           std::vector<LevelModel::Decision> decisions;
           uint64_t col = in.row ? in.first % in.row : 0;
-          const size_t n = c.raw_length / w_of(info);
+          const size_t n = c.raw_length / w;
           for (size_t i = 0; i < n; ++i) {
             const uint64_t e = in.first + i;
             const bool has_left = i > 0 && (in.row == 0 || col != 0);
@@ -203,7 +195,6 @@ int main(int argc, char** argv) {
           ++chunk_no;
         }
       }
-      const uint64_t w = DTypeSize(info.dtype);
       for (size_t v = 0; v < variants.size(); ++v) {
         const int32_t* aux_ptr = aux.empty() ? nullptr : aux.data();
         if (variants[v].weight_aux_is_m) {

@@ -278,12 +278,6 @@ bool Exists(const std::string& path) {
   return lstat(path.c_str(), &st) == 0;
 }
 
-std::string BaseName(std::string path) {
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 // The name a stream is recorded under.
 std::string StreamName(const std::string& path) { return path == "-" ? "stdin" : BaseName(path); }
 

@@ -61,6 +61,8 @@ std::string HumanBytes(uint64_t bytes);
 std::string WithCommas(uint64_t n);
 std::string Ratio(uint64_t raw, uint64_t stored);  // "12.34x"
 std::string Number(double d);                      // shortest text, up to 9 digits
+// The last component of a path ("a/b.pt/" -> "b.pt").
+std::string BaseName(std::string path);
 // "step_20" < "step_100": digit runs compare by value (the order of a history's members).
 bool NaturalLess(const std::string& a, const std::string& b);
 

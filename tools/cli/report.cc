@@ -47,11 +47,6 @@ struct FileRow {
   std::string note;
 };
 
-std::string BaseNameOf(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 uint64_t FileSize(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0 ? uint64_t(st.st_size) : 0;
@@ -185,7 +180,7 @@ int PrintChainReport(const std::vector<std::string>& inputs, const ReportOptions
           s.stored += t.stored_length;
         }
         if (!options.against.empty()) {
-          std::string name = BaseNameOf(paths[i]);
+          std::string name = BaseName(paths[i]);
           name = name.substr(0, name.size() - 4);  // without .ckz
           const std::string original = options.against + "/" + name;
           auto input = LoadCheckpoint(original);
@@ -234,7 +229,7 @@ int PrintChainReport(const std::vector<std::string>& inputs, const ReportOptions
     const FileRow& r = rows[i];
     total_file += r.file_bytes;
     total_raw += r.raw;
-    printf("%-28s %8s %5zu %10s %10s %8s", BaseNameOf(r.path).c_str(),
+    printf("%-28s %8s %5zu %10s %10s %8s", BaseName(r.path).c_str(),
            r.step ? std::to_string(*r.step).c_str() : "-", r.depth, HumanBytes(r.file_bytes).c_str(),
            HumanBytes(r.raw).c_str(), Ratio(r.raw, r.file_bytes).c_str());
     for (int k = 1; k <= kRoles; ++k) {
