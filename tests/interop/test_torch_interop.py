@@ -7,6 +7,9 @@
    the .pt file (model weights and both Adam moments).
 2. A Hugging Face-style sharded checkpoint (model.safetensors.index.json + 2 shards, written
    here from torch tensors) round-trips byte-identically through a folder.
+3. A released weights-only history (make_history.py's released-bf16 and released-bin formats:
+   stepN/ folders of shards with an index) compresses as a chain and restores byte-identically;
+   the .bin shards' tensors keep their own names; an index that misplaces a tensor is refused.
 
 Usage: test_torch_interop.py CKZ_BIN_DIR
 """
@@ -102,6 +105,46 @@ class TorchInterop(unittest.TestCase):
             with open(os.path.join(src, name), "rb") as a, open(os.path.join(dst, name), "rb") as b:
                 self.assertEqual(a.read(), b.read(), name)
         self.assertEqual(sorted(os.listdir(src)), sorted(os.listdir(dst)))
+
+    def test_released_history_of_shards(self):
+        hist = os.path.join(self.tmp, "hist")
+        subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tools", "history", "make_history.py"),
+                        "--model", "mlp", "--steps", "4", "--every", "2", "--quiet",
+                        "--format", "released-bf16,released-bin", "--out", hist], check=True)
+        for fmt in ("released-bf16", "released-bin"):
+            src = os.path.join(hist, fmt)
+            self.assertEqual(sorted(os.listdir(src)), ["step2", "step4"])
+            out = os.path.join(self.tmp, fmt + ".ckz")
+            ckz("compress", "-q", src, "-o", out)
+            self.assertEqual(sorted(os.listdir(out)), ["step2.ckz", "step4.ckz"])
+            info = json.loads(ckz("info", "--json", os.path.join(out, "step4.ckz")))
+            self.assertEqual(info["link"]["depth"], 1)
+            names = [t["name"] for t in info["tensors"]]
+            self.assertIn("fc1.weight", names)  # no shard-file prefix
+            self.assertTrue(all(t["dtype"] == "BF16" for t in info["tensors"]))
+            dst = os.path.join(self.tmp, fmt + ".restored")
+            ckz("decompress", "-q", os.path.join(out, "step4.ckz"), "-o", dst)
+            for name in os.listdir(os.path.join(src, "step4")):
+                with open(os.path.join(src, "step4", name), "rb") as a, \
+                        open(os.path.join(dst, name), "rb") as b:
+                    self.assertEqual(a.read(), b.read(), name)
+        # A .bin index that puts a tensor in the other shard.
+        bad = os.path.join(self.tmp, "bad")
+        shutil.copytree(os.path.join(hist, "released-bin", "step2"), bad)
+        index_path = os.path.join(bad, "pytorch_model.bin.index.json")
+        with open(index_path) as f:
+            index = json.load(f)
+        shards = sorted(set(index["weight_map"].values()))
+        name = next(n for n, s in index["weight_map"].items() if s == shards[0])
+        index["weight_map"][name] = shards[1]
+        with open(index_path, "w") as f:
+            json.dump(index, f)
+        r = subprocess.run([os.path.join(BIN, "ckz"), "compress", bad, "-o",
+                            os.path.join(self.tmp, "bad.ckz")], capture_output=True, text=True)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("'%s'" % name, r.stderr)
+        self.assertIn("weight_map", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "bad.ckz")))
 
 
 if __name__ == "__main__":

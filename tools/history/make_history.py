@@ -73,8 +73,11 @@ examples:
     g.add_argument("--eval-every", type=int, metavar="E", help="evaluate on the fixed held-out "
                    "set every E steps (default = --every; 0 = never)")
     g.add_argument("--format", type=parse_formats, default=["pt", "safetensors"],
-                   help="comma-separated list of pt, safetensors, trainer, or all "
-                   "(= all three); default pt,safetensors")
+                   help="comma-separated list of pt, safetensors, trainer, weights-bf16, "
+                   "weights-f16 (weights only, one file), released-bf16, released-f16, "
+                   "released-bin (weights only, a FORMAT/stepN/ folder of 2 shards with an index, as "
+                   "released histories publish them), or all (= the first three); default "
+                   "pt,safetensors")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
     g = p.add_argument_group("optimization")

@@ -27,7 +27,7 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
 
 constexpr char kAccepted[] =
     "accepted: a .safetensors file; a torch.save .pt/.pth/.bin file; a *.safetensors.index.json "
-    "shard index; a checkpoint folder (a shard index with its shards, a Hugging Face Trainer "
+    "or pytorch_model.bin.index.json shard index; a checkpoint folder (a shard index with its shards, a Hugging Face Trainer "
     "checkpoint, or one checkpoint file with the files that go with it)";
 
 // Files whose name says they hold tensors.
@@ -183,6 +183,51 @@ Status LoadFileBytes(ByteSpan bytes, const std::string& path,
   return Status::Ok();
 }
 
+// pytorch_model.bin.index.json with its torch.save shards (what save_pretrained wrote before
+// safetensors): every shard is a flat dict of tensors, named here without the file prefix of
+// other folder members, as a safetensors-sharded checkpoint's are (weight_map keeps the names
+// unique). The index is checked against each shard's tensor paths, not its storages: tied
+// tensors share one storage but are listed (and pickled) under each name.
+Status LoadTorchSharded(const std::string& folder, const std::string& index_name,
+                        std::set<std::string>* in_shards, InputCheckpoint* out,
+                        TorchRoleInputs* roles) {
+  const std::string index_path = folder + "/" + index_name;
+  Result<MappedFile> index_file = MappedFile::Open(index_path);
+  if (!index_file.ok()) return index_file.status();
+  Result<ShardIndex> index = ParseShardIndex(index_file->bytes());
+  if (!index.ok()) return index.status().WithContext(index_path);
+  std::unordered_map<std::string_view, std::string_view> shard_of;
+  for (const auto& [tensor, shard] : index->weight_map) shard_of.emplace(tensor, shard);
+  const std::string base = fs::path(index_name).parent_path().generic_string();
+  for (const std::string& shard : index->shards) {
+    const std::string name = base.empty() ? shard : base + "/" + shard;
+    const std::string shard_path = folder + "/" + name;
+    Result<MappedFile> file = MappedFile::Open(shard_path);
+    if (!file.ok()) return file.status().WithContext(index_path + ": shard " + shard);
+    Result<TorchFile> torch = ParseTorchFile(file->bytes());
+    if (!torch.ok()) return torch.status().WithContext(shard_path);
+    for (const TensorPath& p : TensorPaths(torch->pickle)) {
+      auto it = shard_of.find(p.path);
+      if (it == shard_of.end() || it->second != shard)
+        return Status(ErrorCode::kShardIndexMalformed,
+                      index_path + ": tensor '" + p.path + "' of shard '" + shard + "' is " +
+                          (it == shard_of.end() ? std::string("not in weight_map")
+                                                : "in '" + std::string(it->second) +
+                                                      "' by weight_map"));
+      shard_of.erase(it);  // a second copy of the name is then reported
+    }
+    AddTorchFile(name, "", file->bytes(), *torch, out, roles);
+    out->mappings.push_back(std::move(*file));
+    in_shards->insert(name);
+  }
+  for (const auto& [tensor, shard] : index->weight_map)  // in weight_map order: deterministic
+    if (shard_of.count(tensor))
+      return Status(ErrorCode::kShardIndexMalformed, index_path + ": weight_map puts tensor '" +
+                                                         tensor + "' in '" + shard +
+                                                         "', which does not hold it");
+  return Status::Ok();
+}
+
 // Loads one file as source file `path_in_checkpoint`: safetensors, a torch.save file, or —
 // with `keep_verbatim` (files of a folder checkpoint) — a Raw file when it is neither, or when
 // it cannot be read safely (the reason goes to the notes).
@@ -193,6 +238,20 @@ Status LoadFile(const std::string& path, const std::string& path_in_checkpoint,
   CKZ_RETURN_IF_ERROR(
       LoadFileBytes(file->bytes(), path, path_in_checkpoint, keep_verbatim, out, roles));
   out->mappings.push_back(std::move(*file));
+  return Status::Ok();
+}
+
+// A pytorch_model.bin.index.json named on its own: the index (kept verbatim) and its shards.
+Status LoadTorchShardIndex(const std::string& index_path, InputCheckpoint* out,
+                           TorchRoleInputs* roles) {
+  const fs::path p(index_path);
+  const std::string name = p.filename().string();
+  CKZ_RETURN_IF_ERROR(LoadFile(index_path, name, true, out, roles));
+  std::set<std::string> in_shards;
+  std::string folder = p.parent_path().string();
+  if (folder.empty()) folder = ".";
+  CKZ_RETURN_IF_ERROR(LoadTorchSharded(folder, name, &in_shards, out, roles));
+  out->kind = "torch-sharded";
   return Status::Ok();
 }
 
@@ -265,13 +324,14 @@ Status LoadFolder(const std::string& path, InputCheckpoint* out, TorchRoleInputs
 
   // What the folder is, from its own files (not its sub-folders': a history's checkpoint-N
   // folders each look like a checkpoint).
-  std::vector<std::string> indexes;
+  std::vector<std::string> indexes, torch_indexes;
   size_t tensor_files = 0;
   bool trainer = false;
   for (const std::string& f : files) {
     if (f.find('/') != std::string::npos) continue;
     const std::string name = f;
     if (EndsWith(name, ".safetensors.index.json")) indexes.push_back(f);
+    if (EndsWith(name, ".bin.index.json")) torch_indexes.push_back(f);
     if (IsTensorFileName(name)) ++tensor_files;
     if (name == "trainer_state.json" || name == "optimizer.pt" || name == "optimizer.bin")
       trainer = true;
@@ -279,7 +339,11 @@ Status LoadFolder(const std::string& path, InputCheckpoint* out, TorchRoleInputs
   if (indexes.size() > 1)
     return Unsupported(path, "the folder holds " + std::to_string(indexes.size()) +
                                  " *.safetensors.index.json files");
-  if (indexes.empty() && !trainer) {
+  if (indexes.size() + torch_indexes.size() > 1)
+    return Unsupported(path, "the folder holds " +
+                                 std::to_string(indexes.size() + torch_indexes.size()) +
+                                 " shard index files (*.safetensors.index.json, *.bin.index.json)");
+  if (indexes.empty() && torch_indexes.empty() && !trainer) {
     if (tensor_files == 0) return Unsupported(path, "the folder holds no checkpoint file");
     if (tensor_files > 1)
       return Unsupported(path, "the folder holds " + std::to_string(tensor_files) +
@@ -298,6 +362,8 @@ Status LoadFolder(const std::string& path, InputCheckpoint* out, TorchRoleInputs
       in_shards.insert(base.empty() ? f.path : base + "/" + f.path);
     for (SourceFileInfo& f : out->files) f.path = base.empty() ? f.path : base + "/" + f.path;
   }
+  if (!torch_indexes.empty())
+    CKZ_RETURN_IF_ERROR(LoadTorchSharded(path, torch_indexes[0], &in_shards, out, roles));
   for (const std::string& f : files) {
     if (in_shards.count(f)) continue;
     CKZ_RETURN_IF_ERROR(LoadFile(path + "/" + f, f, true, out, roles));
@@ -341,6 +407,8 @@ Result<InputCheckpoint> LoadCheckpoint(const std::string& path) {
     status = LoadFolder(path, &out, &roles);
   else if (!fs::is_regular_file(st))
     status = Unsupported(path, "not a regular file or folder");
+  else if (EndsWith(path, ".bin.index.json"))
+    status = LoadTorchShardIndex(path, &out, &roles);
   else if (EndsWith(path, ".index.json"))
     status = LoadSharded(path, &out);
   else

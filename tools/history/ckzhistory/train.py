@@ -19,8 +19,13 @@ from .safetensors_io import write_safetensors
 
 MODELS = ("mlp", "cnn", "chargpt")
 # "weights-bf16" / "weights-f16": the model's weights only, cast to 16 bits, one safetensors
-# file per step (the way released training histories publish checkpoints).
-FORMATS = ("pt", "safetensors", "trainer", "weights-bf16", "weights-f16")
+# file per step. "released-bf16" / "released-f16" / "released-bin": the same weights as a
+# folder FORMAT/stepN/ of shards with an index, the way released training histories (Pythia, OLMo)
+# publish a checkpoint: model-0000k-of-0000n.safetensors + model.safetensors.index.json, or
+# (released-bin, BF16) pytorch_model-0000k-of-0000n.bin + pytorch_model.bin.index.json.
+FORMATS = ("pt", "safetensors", "trainer", "weights-bf16", "weights-f16", "released-bf16",
+           "released-f16", "released-bin")
+RELEASED_SHARDS = 2
 
 # Per-model defaults; None in the CLI means "take it from here".
 DEFAULTS = {
@@ -372,7 +377,39 @@ class Run:
                 name = "%s.%s.safetensors" % (tag, fmt)
                 self.save_weights(os.path.join(out_dir, name), dtype)
                 files.append(name)
+        for fmt, dtype in (("released-bf16", torch.bfloat16), ("released-f16", torch.float16),
+                           ("released-bin", torch.bfloat16)):
+            if fmt in formats:
+                folder = os.path.join(fmt, "step%d" % self.step)  # one history per format
+                self.save_released(os.path.join(out_dir, folder), dtype, fmt == "released-bin")
+                files.append(folder + "/")
         return files
+
+    def save_released(self, folder, dtype, torch_bin, shards=RELEASED_SHARDS):
+        """The model's weights cast to `dtype`, split into `shards` files of about equal size
+        (tensors kept whole, in state_dict order) with an index naming each tensor's shard."""
+        os.makedirs(folder, exist_ok=True)
+        tensors = [(n, t.to(dtype) if t.is_floating_point() else t)
+                   for n, t in self.model.state_dict().items()]
+        total = sum(t.numel() * t.element_size() for _, t in tensors)
+        groups, size = [[] for _ in range(shards)], 0
+        for n, t in tensors:
+            groups[min(shards - 1, size * shards // max(total, 1))].append((n, t))
+            size += t.numel() * t.element_size()
+        groups = [g for g in groups if g]
+        stem, ext = ("pytorch_model", "bin") if torch_bin else ("model", "safetensors")
+        weight_map = {}
+        for k, g in enumerate(groups):
+            name = "%s-%05d-of-%05d.%s" % (stem, k + 1, len(groups), ext)
+            if torch_bin:
+                torch.save({n: t.clone() for n, t in g}, os.path.join(folder, name))
+            else:
+                write_safetensors(os.path.join(folder, name), g, {"format": "pt"})
+            weight_map.update({n: name for n, _ in g})
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        with open(os.path.join(folder, "%s.%s.index.json" % (stem, ext)), "w") as f:
+            json.dump(index, f, indent=2, sort_keys=True)
+            f.write("\n")
 
     def save_weights(self, path, dtype):
         """The model's state_dict with floating tensors cast to `dtype`, no optimizer state."""
