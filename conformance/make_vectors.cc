@@ -55,6 +55,8 @@ int main(int argc, char** argv) {
   PrologInvalid(suite);
   LevelsValid(suite);
   LevelsInvalid(suite);
+  KeySplitValid(suite);
+  KeySplitInvalid(suite);
   suite.Finish();
   return 0;
 }

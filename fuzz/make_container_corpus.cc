@@ -331,6 +331,22 @@ void MakeValid(Corpus& corpus) {
                      f);
       }
   {
+    // (0.8) KeySplit (spec 7.10): BF16 and F16 tensors in several chunks, stored and zstd.
+    const std::vector<Tensor> half = {Make("b", DType::kBF16, {6, 20}, 43),
+                                      Make("h", DType::kF16, {70}, 44)};
+    std::vector<Tensor> half_next;
+    for (size_t i = 0; i < half.size(); ++i) half_next.push_back(NextStep(half[i], 60 + uint32_t(i)));
+    for (StreamCodec codec : {StreamCodec::kStored, StreamCodec::kZstd}) {
+      FileSpec f;
+      f.tensors = half_next;
+      f.link = Link(1, 0x5B);
+      f.options.chunk_bytes = 96;
+      f.options.force_predictor = Predictor::kKeySplit;
+      f.options.force_codec = codec;
+      corpus.Valid(std::string("link_keysplit_") + StreamCodecName(codec), f);
+    }
+  }
+  {
     FileSpec f;  // a link with everything: parent step, path hint, deep chain, automatic coding
     f.tensors = next;
     f.link = Link(7, 0xC3);

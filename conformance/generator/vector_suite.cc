@@ -37,7 +37,7 @@ const std::map<ErrorCode, std::set<std::string>>& RulesReporting() {
       {E::kMisaligned, {"P8", "T8"}},
       {E::kHeaderChecksum, {"H1"}},
       {E::kHeaderMalformed, {"H2", "H3", "H8"}},
-      {E::kFieldOutOfRange, {"H4", "H6", "T2", "T5", "T6", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6",
+      {E::kFieldOutOfRange, {"H4", "H6", "T2", "T5", "T6", "T11", "T12", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6",
                              "Q8", "Q9", "Q10", "Q11", "F2", "F3", "F4", "F5", "F6", "F8", "F9",
                              "F11", "M2"}},
       {E::kBadName, {"H6", "H7", "T1", "F1", "M1", "M3"}},

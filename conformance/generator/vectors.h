@@ -38,6 +38,9 @@ void PrologInvalid(Suite& s);
 // vectors_levels.cc: level quantization (spec 7.9, format 0.7).
 void LevelsValid(Suite& s);
 void LevelsInvalid(Suite& s);
+// vectors_keysplit.cc: the KeySplit predictor for 16-bit floats (spec 7.10, format 0.8).
+void KeySplitValid(Suite& s);
+void KeySplitInvalid(Suite& s);
 
 }  // namespace ckz::vectors
 

@@ -305,10 +305,10 @@ void ReferenceChainInvalid(Suite& s) {
   }
   {
     Model m = FromFile(bc.c.bytes);
-    m.h.tensors[0].predictor = static_cast<Predictor>(3);
+    m.h.tensors[0].predictor = static_cast<Predictor>(4);
     s.Add(ChainInvalid("invalid-predictor-out-of-range", "T6", ErrorCode::kFieldOutOfRange,
-                       "Tensor 'a' of a link has predictor 3, which no version defines (0.6 has "
-                       "0..2).",
+                       "Tensor 'a' of a link has predictor 4, which no version defines (0.8 has "
+                       "0..3).",
                        Assemble(m), bc.p.bytes)
               .WithoutRuleFails(ErrorCode::kChunkChecksum));
     Model k = FromFile(BaseFile());

@@ -39,6 +39,7 @@ std::string FeaturesText(uint64_t bits) {
          : bit == kFeatureFloatModel   ? "context-model float coding (cmf)"
          : bit == kFeatureCodedHeader  ? "coded header"
          : bit == kFeatureLevels       ? "levels (cml)"
+         : bit == kFeatureKeySplit     ? "key-split (16-bit floats)"
                                        : "bit " + std::to_string(b);
   }
   return s;
@@ -134,8 +135,10 @@ std::string CodingText(const TensorInfo& t, const std::map<std::string, uint64_t
       s += buf;
     }
   } else {
-    s = t.predictor == Predictor::kNone ? "" : std::string(PredictorName(t.predictor)) + " ";
-    s += t.byte_planes ? "planes" : "bytes";
+    s = t.predictor == Predictor::kNone ? "" : std::string(PredictorName(t.predictor));
+    // KeySplit's ten streams are neither planes nor the element bytes (spec 7.10).
+    if (t.predictor != Predictor::kKeySplit)
+      s += std::string(s.empty() ? "" : " ") + (t.byte_planes ? "planes" : "bytes");
   }
   for (const auto& [codec, n] : counts) s += " " + codec + "x" + std::to_string(n);
   return s;

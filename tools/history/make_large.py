@@ -14,10 +14,15 @@ model in mid-training looks like, not white noise:
   Adam-like update (a drift along m / sqrt(v) plus noise), v is the EMA of fresh squared
   gradients (beta2 = 0.999), m mostly forgets (beta1 = 0.9).
 
+With --weights-only bf16|f16 the files hold the weights alone, rounded to BF16 or F16 (round
+to nearest even), the way released histories publish them (the moments still drive the
+updates); use --interval 1000 for their spacing.
+
 Memory stays bounded: tensors are generated and written in blocks, every step's file at once
 (the header's offsets are known in advance). Deterministic for a given --seed.
 
   /usr/bin/python3 tools/history/make_large.py OUT_DIR --gib 8 [--steps 2]
+  /usr/bin/python3 tools/history/make_large.py OUT_DIR --gib 8 --weights-only bf16 --interval 1000
 
 --gib is the size of one checkpoint; the model's width and depth are chosen to reach it.
 Never commit the output.
@@ -53,32 +58,44 @@ def model_shapes(d, layers, vocab):
     return shapes
 
 
-def choose_model(gib):
-    """Width 1024 (GPT-2 medium's), depth to reach `gib` GiB of F32 weights and two moments."""
+def choose_model(gib, bytes_per_parameter=12):
+    """Width 1024 (GPT-2 medium's), depth to reach `gib` GiB (F32 weights and two moments: 12
+    bytes per parameter; 16-bit weights alone: 2)."""
     d, vocab = 1024, 50304
     per_layer = 12 * d * d + 13 * d
     fixed = (vocab + 2048) * d + 2 * d
-    want = gib * (1 << 30) / 12  # parameters
+    want = gib * (1 << 30) / bytes_per_parameter  # parameters
     layers = max(1, round((want - fixed) / per_layer))
     return d, layers, vocab
 
 
-def tensor_list(shapes):
+def tensor_list(shapes, weights_only=None):
     out = []
     for name, shape, init in shapes:
         out.append((name, shape, init, "w"))
-        out.append((name + ".exp_avg", shape, init, "m"))
-        out.append((name + ".exp_avg_sq", shape, init, "v"))
-    out.append(("optimizer.step", (), None, "step"))
+        if not weights_only:
+            out.append((name + ".exp_avg", shape, init, "m"))
+            out.append((name + ".exp_avg_sq", shape, init, "v"))
+    if not weights_only:
+        out.append(("optimizer.step", (), None, "step"))
     return out
 
 
-def header(tensors, step):
+def to_16(x, dtype):
+    """float32 array -> the bytes of its BF16 or F16 rounding (nearest, ties to even)."""
+    if dtype == "f16":
+        return x.astype(np.float16).tobytes()
+    u = x.view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16).tobytes()  # no NaNs here
+
+
+def header(tensors, step, weights_only=None):
     h, off = {}, 0
+    width = 2 if weights_only else 4
     for name, shape, _, kind in tensors:
-        size = 8 if kind == "step" else math.prod(shape) * 4
-        h[name] = {"dtype": "I64" if kind == "step" else "F32", "shape": list(shape),
-                   "data_offsets": [off, off + size]}
+        size = 8 if kind == "step" else math.prod(shape) * width
+        dtype = "I64" if kind == "step" else (weights_only or "f32").upper()
+        h[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [off, off + size]}
         off += size
     h["__metadata__"] = {"format": "pt", "step": str(step)}
     text = json.dumps(h, separators=(",", ":"))
@@ -86,7 +103,7 @@ def header(tensors, step):
     return struct.pack("<Q", len(text)) + text.encode()
 
 
-def generate(name, shape, init, steps, interval, seed):
+def generate(name, shape, init, steps, interval, seed, weights_only=None):
     """Writes weight, m and v of one parameter to every step's file, block by block."""
     n = math.prod(shape)
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
@@ -121,6 +138,9 @@ def generate(name, shape, init, steps, interval, seed):
                 fresh = g * g * np.exp(rng.normal(0, 0.7, k))
                 v = (keep2 * v + (1 - keep2) * fresh).astype(np.float32)
                 m = (keep1 * m + (1 - keep1) * 0.3 * g * rng.normal(0, 1, k)).astype(np.float32)
+            if weights_only:
+                outs[0].append(to_16(w, weights_only))
+                continue
             outs[0].append(w.tobytes())
             outs[1].append(m.tobytes())
             outs[2].append(v.tobytes())
@@ -134,18 +154,25 @@ def main():
     ap.add_argument("--steps", type=int, default=2, help="checkpoints (default 2)")
     ap.add_argument("--interval", type=int, default=100, help="optimizer steps between them")
     ap.add_argument("--seed", type=int, default=15)
+    ap.add_argument("--weights-only", choices=("bf16", "f16"),
+                    help="weights alone, rounded to this dtype (a released history)")
     a = ap.parse_args()
-    d, layers, vocab = choose_model(a.gib)
+    d, layers, vocab = choose_model(a.gib, 2 if a.weights_only else 12)
     shapes = model_shapes(d, layers, vocab)
-    tensors = tensor_list(shapes)
+    tensors = tensor_list(shapes, a.weights_only)
     os.makedirs(a.out_dir, exist_ok=True)
     steps = [1000 + a.interval * s for s in range(a.steps)]
     paths = [os.path.join(a.out_dir, f"step_{s}.safetensors") for s in steps]
     files = [open(p, "wb") for p in paths]
     for f, s in zip(files, steps):
-        f.write(header(tensors, s))
+        f.write(header(tensors, s, a.weights_only))
     # The three arrays of a parameter are consecutive in the file: write them in order.
     for name, shape, init in shapes:
+        if a.weights_only:
+            for outs in generate(name, shape, init, a.steps, a.interval, a.seed, a.weights_only):
+                for s in range(a.steps):
+                    files[s].write(outs[0][s])
+            continue
         spill = [[open(p + f".{j}.part", "wb") for p in paths] for j in (1, 2)]
         for outs in generate(name, shape, init, a.steps, a.interval, a.seed):
             for s in range(a.steps):
@@ -163,7 +190,8 @@ def main():
                         files[s].write(buf)
                 os.remove(f.name)
     for f, s in zip(files, steps):
-        f.write(struct.pack("<q", s))
+        if not a.weights_only:
+            f.write(struct.pack("<q", s))
         f.close()
     total = sum(os.path.getsize(p) for p in paths)
     print(f"{len(paths)} checkpoints, d={d} layers={layers} vocab={vocab}, "

@@ -22,7 +22,7 @@ namespace ckz {
 
 // Format constants (spec/ckz.md, sections 2-4).
 inline constexpr uint16_t kFormatMajor = 0;
-inline constexpr uint16_t kFormatMinor = 7;
+inline constexpr uint16_t kFormatMinor = 8;
 inline constexpr size_t kPreambleSize = 64;
 inline constexpr uint64_t kAlignment = 64;
 inline constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 26;    // 64 MiB
@@ -45,9 +45,11 @@ inline constexpr uint64_t kFeatureFloatModel = uint64_t{1} << 4;
 inline constexpr uint64_t kFeatureCodedHeader = uint64_t{1} << 5;
 // (0.7) some tensor is quantized with a level kind (spec 7.9), its chunks coded with cml.
 inline constexpr uint64_t kFeatureLevels = uint64_t{1} << 6;
+// (0.8) some tensor has the KeySplit predictor (spec 7.10): its chunks have ten streams.
+inline constexpr uint64_t kFeatureKeySplit = uint64_t{1} << 7;
 inline constexpr uint64_t kKnownRequiredFeatures =
     kFeatureReferenceChain | kFeatureQuantized | kFeatureContextModel | kFeatureCodedProlog |
-    kFeatureFloatModel | kFeatureCodedHeader | kFeatureLevels;
+    kFeatureFloatModel | kFeatureCodedHeader | kFeatureLevels | kFeatureKeySplit;
 // (0.5) Decoded length of a coded prolog, at most (spec 13).
 inline constexpr uint64_t kMaxPrologBytes = uint64_t{1} << 30;
 inline constexpr uint8_t kMaxQuantBits = 8;

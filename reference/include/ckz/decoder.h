@@ -56,7 +56,8 @@ struct StreamInfo {
   StreamCodec codec = StreamCodec::kStored;
   uint64_t offset = 0;         // in the file
   uint64_t stored_length = 0;  // bytes in the file
-  uint64_t raw_length = 0;     // decoded bytes
+  uint64_t raw_length = 0;     // decoded bytes (0 in a KeySplit tensor: they follow from the
+                               // reference and the symbols, spec 7.10)
 };
 
 // Reads and checks the stream directory of a chunk: known codecs, lengths that add up to the
@@ -132,6 +133,9 @@ class ChunkDecoder {
                       const StreamInfo& stream, ReferenceSource* source, int32_t* out);
   Status DecodeFloats(const Archive& archive, size_t tensor, size_t chunk,
                       const StreamInfo& stream, ByteSpan reference, MutableByteSpan out);
+  Status DecodeKeySplit(const Archive& archive, size_t tensor, size_t chunk,
+                        const std::vector<StreamInfo>& streams, ByteSpan reference,
+                        MutableByteSpan out);
   struct Scratch;
   std::unique_ptr<Scratch> scratch_;
   IndexCache* index_cache_ = nullptr;

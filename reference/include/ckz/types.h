@@ -67,9 +67,10 @@ enum class Role : uint8_t { kOther = 0, kWeight = 1, kMoment1 = 2, kMoment2 = 3 
 constexpr uint8_t kMaxRole = 3;
 const char* RoleName(Role role);  // "other", "weight", "moment1", "moment2"
 
-enum class Predictor : uint8_t { kNone = 0, kXorRef = 1, kSubRef = 2 };
-constexpr uint8_t kMaxPredictor = 2;
-const char* PredictorName(Predictor predictor);  // "none", "xor", "sub"
+// (0.8) kKeySplit: 16-bit floats as key differences split into streams (spec 7.10).
+enum class Predictor : uint8_t { kNone = 0, kXorRef = 1, kSubRef = 2, kKeySplit = 3 };
+constexpr uint8_t kMaxPredictor = 3;
+const char* PredictorName(Predictor predictor);  // "none", "xor", "sub", "keysplit"
 
 // Per-stream entropy codec, stored in each chunk's stream directory (spec 7.2). kPacked (0.3)
 // and kCm (0.4, the context-model arithmetic coder, spec 7.7) are for index streams of

@@ -24,12 +24,6 @@ inline uint32_t BitLength(uint64_t v) {
   return n;
 }
 
-// The prediction's magnitude class: its biased exponent, clamped to 95..130, in steps of 4.
-inline uint32_t ExponentClass(uint32_t prediction) {
-  const uint32_t e = (prediction >> 23) & 0xFF;
-  return (std::min<uint32_t>(std::max<uint32_t>(e, 95), 130) - 95) >> 2;
-}
-
 // The states of spec 7.8.3, by the spec's names: SIZE, SIGN, TOP, EFLIP, EMOVED, ENEG, ELEN,
 // EMANT.
 struct Models {
@@ -83,7 +77,7 @@ size_t Run(Side& side, const uint8_t* values, const uint8_t* prediction, uint8_t
   for (size_t i = 0; i < count; ++i) {
     const uint32_t p = prediction ? LoadLE32(prediction + 4 * i) : 0;
     const uint32_t x = Side::kDecodes ? 0 : LoadLE32(values + 4 * i);
-    const uint32_t ec = ExponentClass(p);
+    const uint32_t ec = FloatExponentClass(p);
     // The encoder's choice of class: near when the keys differ by less than 2^24.
     uint32_t cls = 0;
     int64_t diff = 0;

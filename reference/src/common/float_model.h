@@ -17,6 +17,13 @@ namespace ckz {
 inline uint32_t OrderedKey(uint32_t bits) { return bits >> 31 ? ~bits : bits | 0x80000000u; }
 inline uint32_t FromOrderedKey(uint32_t key) { return key >> 31 ? key & 0x7FFFFFFFu : ~key; }
 
+// Spec 7.8.2's expclass: a binary32 pattern's biased exponent (sign ignored), clamped to
+// 95..130, in steps of 4 (0..8). Also the KeySplit predictor's stream selector (7.10).
+inline uint32_t FloatExponentClass(uint32_t bits) {
+  const uint32_t e = (bits >> 23) & 0xFF;
+  return ((e < 95 ? 95 : e > 130 ? 130 : e) - 95) >> 2;
+}
+
 // Appends the coded stream of `count` binary32 values (`values`: 4·count little-endian bytes)
 // to `out`. `prediction` (same layout) may be null: every prediction is then +0.0.
 void EncodeFloatStream(const uint8_t* values, const uint8_t* prediction, size_t count,

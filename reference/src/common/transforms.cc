@@ -89,6 +89,7 @@ Kernel Pick(Predictor p, bool planes) {
     case Predictor::kSubRef:
       return planes ? CKZ_KERNEL(Predictor::kSubRef, true) : CKZ_KERNEL(Predictor::kSubRef, false);
     case Predictor::kNone:
+    case Predictor::kKeySplit:  // not a byte transform: chunk coding routes it to key_split.h
       break;
   }
   return planes ? CKZ_KERNEL(Predictor::kNone, true) : CKZ_KERNEL(Predictor::kNone, false);

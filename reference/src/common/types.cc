@@ -60,6 +60,7 @@ const char* PredictorName(Predictor predictor) {
     case Predictor::kNone: return "none";
     case Predictor::kXorRef: return "xor";
     case Predictor::kSubRef: return "sub";
+    case Predictor::kKeySplit: return "keysplit";
   }
   return "invalid";
 }

@@ -8,6 +8,7 @@
 
 #include "common/bytes.h"
 #include "common/float_model.h"
+#include "common/key_split.h"
 #include "common/transforms.h"
 #include "format/chunk_layout.h"
 
@@ -89,6 +90,31 @@ bool FloatModelWins(const TensorCoding& coding, const std::vector<uint8_t>& samp
   return coded.size() + kStreamEntryBytes < planes + streams * kStreamEntryBytes;
 }
 
+// KeySplit (spec 7.10) against the byte-plane pipeline's `coding`, both with real zstd on the
+// sample: the symbol streams' gain is in what zstd's entropy stage does with them.
+bool KeySplitWins(DType dtype, const TensorCoding& coding, const std::vector<uint8_t>& sample,
+                  const std::vector<uint8_t>& sample_ref, int level) {
+  const size_t width = 2, streams = StreamCount(coding.byte_planes, width);
+  std::vector<uint8_t> transformed(sample.size()), buf;
+  ForwardTransform(coding.predictor, coding.byte_planes, width, sample.data(),
+                   coding.predictor == Predictor::kNone ? nullptr : sample_ref.data(),
+                   sample.size(), transformed.data());
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  auto coded = [&](const uint8_t* p, size_t n) {
+    const size_t r = n ? ZstdFrame(cctx, p, n, level, &buf) : 0;
+    return kStreamEntryBytes + (ZSTD_isError(r) ? n : std::min(r, n));  // else stored
+  };
+  size_t planes = 0;
+  const size_t len = sample.size() / streams;
+  for (size_t s = 0; s < streams; ++s) planes += coded(transformed.data() + s * len, len);
+  std::vector<uint8_t> symbols[kKeySplitClasses], bits;
+  KeySplitForward(dtype, sample.data(), sample_ref.data(), sample.size() / 2, symbols, &bits);
+  size_t split = coded(bits.data(), bits.size());
+  for (const std::vector<uint8_t>& s : symbols) split += coded(s.data(), s.size());
+  ZSTD_freeCCtx(cctx);
+  return split < planes;
+}
+
 }  // namespace
 
 TensorCoding ChooseCoding(DType dtype, ByteSpan data, ByteSpan reference,
@@ -110,12 +136,22 @@ TensorCoding ChooseCoding(DType dtype, ByteSpan data, ByteSpan reference,
   }
   std::vector<Predictor> predictors = {Predictor::kNone};
   if (!reference.empty()) predictors = {Predictor::kXorRef, Predictor::kSubRef, Predictor::kNone};
+  const bool sixteen = dtype == DType::kF16 || dtype == DType::kBF16;
+  if (options.force_predictor == Predictor::kKeySplit) {
+    TensorCoding c;
+    if (sixteen && !reference.empty()) c.predictor = Predictor::kKeySplit;
+    return c;  // (other dtypes, or no reference: None, no planes)
+  }
+  // KeySplit: a candidate for the 16-bit floats of a link unless a coding is forced.
+  const bool key_split_candidate = sixteen && !reference.empty() && !options.force_predictor &&
+                                   !options.force_codec && !options.force_byte_planes &&
+                                   data.size >= 2;
   if (options.force_predictor)
     predictors = {reference.empty() ? Predictor::kNone : *options.force_predictor};
   std::vector<bool> planes = {true, false};
   if (width == 1) planes = {false};
   if (options.force_byte_planes) planes = {*options.force_byte_planes};
-  if (predictors.size() * planes.size() == 1 && !float_candidate)
+  if (predictors.size() * planes.size() == 1 && !float_candidate && !key_split_candidate)
     return {predictors[0], planes[0]};
 
   // The sample: whole-element slices at evenly spaced places (all of a small tensor).
@@ -154,6 +190,8 @@ TensorCoding ChooseCoding(DType dtype, ByteSpan data, ByteSpan reference,
     c.float_model = c.predictor != Predictor::kNone;
     if (c.float_model) return c;
   }
+  if (key_split_candidate && KeySplitWins(dtype, best, sample, sample_ref, options.zstd_level))
+    return {Predictor::kKeySplit, false};
   return best;
 }
 
@@ -162,13 +200,14 @@ struct ChunkEncoder::Scratch {
   int level = 0;
   std::vector<uint8_t> transformed;
   std::vector<uint8_t> packed;
+  std::vector<uint8_t> key_symbols[kKeySplitClasses], key_bits;
   ~Scratch() { ZSTD_freeCCtx(cctx); }
 };
 
 ChunkEncoder::ChunkEncoder() : scratch_(new Scratch) {}
 ChunkEncoder::~ChunkEncoder() = default;
 
-void ChunkEncoder::Encode(const TensorCoding& coding, size_t width, ByteSpan data,
+void ChunkEncoder::Encode(const TensorCoding& coding, DType dtype, ByteSpan data,
                           ByteSpan reference, const EncodeOptions& options,
                           std::vector<uint8_t>* out) {
   if (coding.float_model) {
@@ -181,27 +220,18 @@ void ChunkEncoder::Encode(const TensorCoding& coding, size_t width, ByteSpan dat
     return;
   }
   Scratch& s = *scratch_;
-  const size_t streams = StreamCount(coding.byte_planes, width);
-  const size_t stream_raw = data.size / streams;
-  s.transformed.resize(data.size);
-  ForwardTransform(coding.predictor, coding.byte_planes, width, data.data,
-                   coding.predictor == Predictor::kNone ? nullptr : reference.data, data.size,
-                   s.transformed.data());
-
-  out->assign(streams * kStreamEntryBytes, 0);
-  for (size_t i = 0; i < streams; ++i) {
-    const uint8_t* src = s.transformed.data() + i * stream_raw;
+  // Stream i's `n` bytes, stored or zstd (spec 7.2), after the directory.
+  auto append = [&](size_t i, const uint8_t* src, size_t n) {
     StreamCodec codec = StreamCodec::kStored;
     size_t packed = 0;
     const bool try_zstd =
         options.force_codec ? *options.force_codec == StreamCodec::kZstd
-                            : EntropyBits(src, stream_raw) <
-                                  kIncompressibleBitsPerByte * double(stream_raw);
+                            : n > 0 && EntropyBits(src, n) < kIncompressibleBitsPerByte * double(n);
     if (try_zstd) {
       if (!s.cctx) s.cctx = ZSTD_createCCtx();
-      const size_t r = ZstdFrame(s.cctx, src, stream_raw, options.zstd_level, &s.packed);
+      const size_t r = ZstdFrame(s.cctx, src, n, options.zstd_level, &s.packed);
       const bool forced = options.force_codec.has_value();
-      if (!ZSTD_isError(r) && (r < stream_raw || forced)) {
+      if (!ZSTD_isError(r) && (r < n || forced)) {
         codec = StreamCodec::kZstd;
         packed = r;
       }
@@ -212,10 +242,28 @@ void ChunkEncoder::Encode(const TensorCoding& coding, size_t width, ByteSpan dat
       StoreLE32(entry + 1, uint32_t(packed));
       out->insert(out->end(), s.packed.data(), s.packed.data() + packed);
     } else {
-      StoreLE32(entry + 1, uint32_t(stream_raw));
-      out->insert(out->end(), src, src + stream_raw);
+      StoreLE32(entry + 1, uint32_t(n));
+      out->insert(out->end(), src, src + n);
     }
+  };
+  if (coding.predictor == Predictor::kKeySplit) {
+    // Spec 7.10: nine symbol streams by the reference's exponent class, then the low bits.
+    KeySplitForward(dtype, data.data, reference.data, data.size / 2, s.key_symbols, &s.key_bits);
+    out->assign(kKeySplitStreams * kStreamEntryBytes, 0);
+    for (size_t c = 0; c < kKeySplitClasses; ++c)
+      append(c, s.key_symbols[c].data(), s.key_symbols[c].size());
+    append(kKeySplitClasses, s.key_bits.data(), s.key_bits.size());
+    return;
   }
+  const size_t width = DTypeSize(dtype);
+  const size_t streams = StreamCount(coding.byte_planes, width);
+  const size_t stream_raw = data.size / streams;
+  s.transformed.resize(data.size);
+  ForwardTransform(coding.predictor, coding.byte_planes, width, data.data,
+                   coding.predictor == Predictor::kNone ? nullptr : reference.data, data.size,
+                   s.transformed.data());
+  out->assign(streams * kStreamEntryBytes, 0);
+  for (size_t i = 0; i < streams; ++i) append(i, s.transformed.data() + i * stream_raw, stream_raw);
 }
 
 namespace {

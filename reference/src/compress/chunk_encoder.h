@@ -22,7 +22,8 @@ struct TensorCoding {
 
 // Picks the (predictor, planes) pair whose streams have the lowest order-0 entropy on a
 // sample of the tensor, then, for an F32 tensor of a link, cmf instead when it codes the
-// sample smaller than zstd does. `reference` empty: only kNone is considered.
+// sample smaller than zstd does; for an F16 or BF16 tensor of a link, KeySplit (spec 7.10)
+// when its streams code the sample smaller than that pair's. `reference` empty: only kNone is considered.
 TensorCoding ChooseCoding(DType dtype, ByteSpan data, ByteSpan reference,
                           const EncodeOptions& options);
 
@@ -32,7 +33,7 @@ class ChunkEncoder {
   ChunkEncoder();
   ~ChunkEncoder();
   // Encodes `data` (one chunk; `reference` its co-located parent bytes or empty) into `out`.
-  void Encode(const TensorCoding& coding, size_t width, ByteSpan data, ByteSpan reference,
+  void Encode(const TensorCoding& coding, DType dtype, ByteSpan data, ByteSpan reference,
               const EncodeOptions& options, std::vector<uint8_t>* out);
   // A quantized chunk (spec 7.6): its single stream of `indices`, `bits` wide; `cm` are the
   // chunk's cm contexts (spec 7.7.2).

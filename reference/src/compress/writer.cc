@@ -296,7 +296,6 @@ Status Writer::AddTensor(const TensorSpec& spec, ByteSpan data, ByteSpan referen
   Impl::Pending p;
   CKZ_RETURN_IF_ERROR(w.StartTensor(spec, data.size, reference.size, &p.info));
   if (!w.link) reference = ByteSpan();  // only a link may predict
-  const size_t width = DTypeSize(p.info.dtype);
   struct Chosen {
     TensorCoding coding;
     Digest digest{};
@@ -308,13 +307,14 @@ Status Writer::AddTensor(const TensorSpec& spec, ByteSpan data, ByteSpan referen
     info.byte_planes = chosen->coding.byte_planes;
     chosen->digest = TensorDigest(data, threads);
   };
-  p.encode = [&w, chosen, data, reference, width](uint64_t begin, uint64_t len,
-                                                  ChunkEncoder& encoder, std::vector<uint8_t>* out,
-                                                  uint32_t* crc) {
+  const DType dtype = p.info.dtype;
+  p.encode = [&w, chosen, data, reference, dtype](uint64_t begin, uint64_t len,
+                                                  ChunkEncoder& encoder,
+                                                  std::vector<uint8_t>* out, uint32_t* crc) {
     const TensorCoding& coding = chosen->coding;
     const ByteSpan ref =
         coding.predictor == Predictor::kNone ? ByteSpan() : reference.subspan(begin, len);
-    encoder.Encode(coding, width, data.subspan(begin, len), ref, w.options, out);
+    encoder.Encode(coding, dtype, data.subspan(begin, len), ref, w.options, out);
     if ((*out)[0] == uint8_t(StreamCodec::kCmFloat)) w.float_model = true;
     *crc = Crc32c(data.data + begin, len);
     return Status::Ok();
@@ -616,6 +616,9 @@ Result<ContentId> Writer::Finish() {
   header.content_id = w.content_id.Finish();
   header.step = w.step;
   header.link = w.link;
+  const bool key_split =
+      std::any_of(w.tensors.begin(), w.tensors.end(),
+                  [](const TensorInfo& t) { return t.predictor == Predictor::kKeySplit; });
   header.tensors = std::move(w.tensors);
   header.files = std::move(w.files);
   header.metadata = std::move(w.metadata);
@@ -644,7 +647,8 @@ Result<ContentId> Writer::Finish() {
                         (w.coded_prolog ? kFeatureCodedProlog : 0) |
                         (w.float_model ? kFeatureFloatModel : 0) |
                         (coded_header ? kFeatureCodedHeader : 0) |
-                        (w.levels ? kFeatureLevels : 0);
+                        (w.levels ? kFeatureLevels : 0) |
+                        (key_split ? kFeatureKeySplit : 0);
   p.header_offset = w.position;
   p.header_length = hdr.size();
   p.header_crc32c = Crc32c(hdr.data(), hdr.size());

@@ -13,6 +13,7 @@
 #include "common/crc32c.h"
 #include "common/float_model.h"
 #include "common/index_model.h"
+#include "common/key_split.h"
 #include "common/level_model.h"
 #include "common/quantize.h"
 #include "common/zstd_frame.h"
@@ -31,6 +32,8 @@ struct ChunkDecoder::Scratch {
   std::vector<int8_t> shifts;
   // The cm model's inputs: parent and aux indices.
   std::vector<uint8_t> parent_indices, aux_indices;
+  // (0.8) KeySplit: the symbol streams, back to back, and the bit stream.
+  std::vector<uint8_t> key_symbols, key_bits;
   ~Scratch() { ZSTD_freeDCtx(dctx); }
 };
 
@@ -92,12 +95,14 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
   const TensorInfo& t = archive.tensors[tensor];
   const ChunkInfo& chunk = t.chunks[chunk_index];
   const size_t width = DTypeSize(t.dtype);
-  const size_t streams = StreamCount(t.byte_planes, width);
+  const bool key_split = t.predictor == Predictor::kKeySplit;
+  const size_t streams = StreamCount(t.predictor, t.byte_planes, width);
   // A quantized chunk has one stream of one index byte (7.6), or one i32 level (7.9), per
-  // element.
-  const uint64_t stream_raw = t.quantization
-                                  ? chunk.raw_length / width * t.quantization->SymbolBytes()
-                                  : chunk.raw_length / streams;
+  // element. (0.8) A KeySplit chunk's stream lengths follow from its reference and symbols:
+  // 0 here.
+  const uint64_t stream_raw = t.quantization ? chunk.raw_length / width * t.quantization->SymbolBytes()
+                              : key_split    ? 0
+                                             : chunk.raw_length / streams;
   const ByteSpan stored = archive.file.subspan(chunk.offset, chunk.stored_length);
   const size_t dir_bytes = streams * kStreamEntryBytes;
   if (stored.size < dir_bytes)
@@ -116,6 +121,10 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
     const bool float_ok = !t.quantization && t.dtype == DType::kF32 && !t.byte_planes;
     const bool levels = t.quantization && t.quantization->IsLevels();
     const uint8_t codec = entry[0];
+    if (key_split && codec > uint8_t(StreamCodec::kZstd))
+      return Status(ErrorCode::kChunkMalformed,
+                    where + ": codec " + std::to_string(codec) + " is not 0 (stored) or 1 (zstd), "
+                            "the codecs of KeySplit streams");
     if (levels && codec != uint8_t(StreamCodec::kCmLevels))
       return Status(ErrorCode::kChunkMalformed,
                     where + ": codec " + std::to_string(codec) + " is not 5 (cml), the codec of "
@@ -415,6 +424,61 @@ Status ChunkDecoder::DecodeFloats(const Archive& archive, size_t tensor, size_t 
   return Status::Ok();
 }
 
+// Spec 7.10: the symbol streams (their lengths counted from the reference's exponent
+// classes), the symbols' check, the bit stream, then the values; no planes.
+Status ChunkDecoder::DecodeKeySplit(const Archive& archive, size_t tensor, size_t chunk_index,
+                                    const std::vector<StreamInfo>& streams, ByteSpan reference,
+                                    MutableByteSpan out) {
+  const TensorInfo& t = archive.tensors[tensor];
+  const ChunkInfo& chunk = t.chunks[chunk_index];
+  const size_t count = out.size / 2;
+  auto decode_stream = [&](size_t s, MutableByteSpan dst) -> Status {
+    const StreamInfo& stream = streams[s];
+    const ByteSpan src = archive.file.subspan(stream.offset, stream.stored_length);
+    const std::string where = Where(archive, tensor, chunk_index) + " stream " + std::to_string(s);
+    if (stream.codec == StreamCodec::kStored) {
+      if (src.size != dst.size)
+        return Status(ErrorCode::kChunkDecodeFailed,
+                      where + ": stored stream has " + std::to_string(src.size) + " bytes, " +
+                          std::to_string(dst.size) + " expected (rule 7.10)");
+      std::memcpy(dst.data, src.data, dst.size);
+      return Status::Ok();
+    }
+    if (!scratch_->dctx) scratch_->dctx = ZSTD_createDCtx();
+    return DecodeZstd(scratch_->dctx, src, dst, where);
+  };
+  uint64_t counts[kKeySplitClasses];
+  KeySplitCounts(t.dtype, reference.data, count, counts);
+  std::vector<uint8_t>& symbols = scratch_->key_symbols;
+  symbols.resize(count);
+  const uint8_t* starts[kKeySplitClasses];
+  uint64_t at = 0;
+  for (size_t c = 0; c < kKeySplitClasses; ++c) {
+    starts[c] = symbols.data() + at;
+    CKZ_RETURN_IF_ERROR(decode_stream(c, MutableByteSpan(symbols.data() + at, counts[c])));
+    at += counts[c];
+  }
+  uint64_t rest_bits = 0;
+  size_t bad = 0;
+  if (!KeySplitRestBits(t.dtype, reference.data, counts, starts, count, &rest_bits, &bad))
+    return Status(ErrorCode::kChunkDecodeFailed,
+                  Where(archive, tensor, chunk_index) + ": element " +
+                      std::to_string(chunk.raw_offset / 2 + bad) +
+                      " has an invalid KeySplit symbol (rule 7.10)");
+  std::vector<uint8_t>& bits = scratch_->key_bits;
+  const size_t bit_bytes = size_t((rest_bits + 7) / 8);
+  bits.resize(bit_bytes + 8);  // KeySplitInverse's read-ahead
+  CKZ_RETURN_IF_ERROR(decode_stream(kKeySplitClasses, MutableByteSpan(bits.data(), bit_bytes)));
+  if (!KeySplitInverse(t.dtype, reference.data, starts, bits.data(), bit_bytes, count, out.data))
+    return Status(ErrorCode::kChunkDecodeFailed,
+                  Where(archive, tensor, chunk_index) +
+                      ": the KeySplit bit stream's padding bits are not zero (rule 7.10)");
+  if (Crc32c(out.data, out.size) != chunk.crc32c)
+    return Status(ErrorCode::kChunkChecksum,
+                  Where(archive, tensor, chunk_index) + ": decoded bytes fail their CRC-32C");
+  return Status::Ok();
+}
+
 Status DecodeIndexRange(const Archive& archive, size_t tensor, uint64_t first,
                         MutableByteSpan out, ReferenceSource* reference, IndexCache* cache) {
   if (tensor >= archive.tensors.size() || !archive.tensors[tensor].quantization)
@@ -477,6 +541,8 @@ Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_
   if (t.quantization)
     return DecodeQuantized(archive, tensor, chunk_index, (*directory)[0], reference, out, source);
   const size_t width = DTypeSize(t.dtype);
+  if (t.predictor == Predictor::kKeySplit)
+    return DecodeKeySplit(archive, tensor, chunk_index, *directory, reference, out);
   if ((*directory)[0].codec == StreamCodec::kCmFloat)
     return DecodeFloats(archive, tensor, chunk_index, (*directory)[0],
                         predicted ? reference : ByteSpan(), out);

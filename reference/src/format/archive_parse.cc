@@ -248,13 +248,20 @@ Status ParseTensor(const fb::Tensor* t, size_t index, bool has_link, const Limit
 
   const auto predictor = static_cast<uint8_t>(t->predictor());
   if (CKZ_RULE_ON(T6) && predictor > kMaxPredictor)
-    return OutOfRange(field + ".predictor", predictor, "the predictors 0..2");
+    return OutOfRange(field + ".predictor", predictor, "the predictors 0..3");
   out->predictor = static_cast<Predictor>(predictor);
   if (CKZ_RULE_ON(T7) && out->predictor != Predictor::kNone && !has_link)
     return Status(ErrorCode::kBadLink, field + " is predicted from a reference (" +
                                            PredictorName(out->predictor) +
                                            ") but the file has no link");
   out->byte_planes = t->byte_planes();
+  // (0.8) Rule T11: KeySplit codes 16-bit floats, in its own ten streams (spec 7.10).
+  if (CKZ_RULE_ON(T11) && out->predictor == Predictor::kKeySplit &&
+      ((out->dtype != DType::kF16 && out->dtype != DType::kBF16) || out->byte_planes))
+    return Status(ErrorCode::kFieldOutOfRange,
+                  field + " has predictor KeySplit, which needs dtype F16 or BF16 and byte_planes "
+                          "false (it has " + DTypeName(out->dtype) +
+                          (out->byte_planes ? ", byte planes)" : ")"));
   if (t->quantization())
     CKZ_RETURN_IF_ERROR(ParseQuantization(t->quantization(), field, has_link, out));
 
@@ -625,10 +632,11 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
   {
     // Rule Q1: required feature bit 1 says whether any tensor is quantized; (0.7) rule Q11:
     // bit 6 whether any has a level kind.
-    bool quantized = false, levels = false;
+    bool quantized = false, levels = false, key_split = false;
     for (const TensorInfo& t : a.tensors) {
       quantized |= t.quantization.has_value();
       levels |= t.quantization && t.quantization->IsLevels();
+      key_split |= t.predictor == Predictor::kKeySplit;
     }
     if (CKZ_RULE_ON(Q1) && quantized != ((p.required_features & kFeatureQuantized) != 0))
       return Status(ErrorCode::kFieldOutOfRange,
@@ -642,6 +650,13 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
                              "6 (levels) is clear"
                            : "required feature bit 6 (levels) is set but no tensor has a level "
                              "kind");
+    // (0.8) Rule T12: bit 7 whether any tensor has the KeySplit predictor.
+    if (CKZ_RULE_ON(T12) && key_split != ((p.required_features & kFeatureKeySplit) != 0))
+      return Status(ErrorCode::kFieldOutOfRange,
+                    key_split ? "a tensor has predictor KeySplit but required feature bit 7 "
+                                "(key-split) is clear"
+                              : "required feature bit 7 (key-split) is set but no tensor has "
+                                "predictor KeySplit");
   }
 
   if (const auto* files = h->files()) {

@@ -14,6 +14,10 @@ inline constexpr size_t kStreamEntryBytes = 5;
 
 // S: one stream per byte plane, or one stream.
 inline size_t StreamCount(bool byte_planes, size_t width) { return byte_planes ? width : 1; }
+// (0.8) A KeySplit tensor's chunks have ten (spec 7.10), whatever its plane flag says.
+inline size_t StreamCount(Predictor predictor, bool byte_planes, size_t width) {
+  return predictor == Predictor::kKeySplit ? 10 : StreamCount(byte_planes, width);
+}
 
 // Bytes of a packed index stream (spec 7.2): `count` indices of `bits` bits.
 inline uint64_t PackedBytes(uint64_t count, unsigned bits) { return (count * bits + 7) / 8; }
