@@ -1,6 +1,7 @@
 // The KeySplit predictor (spec 7.10, format 0.8), full profile.
 #include "vectors.h"
 
+#include <functional>
 #include <set>
 
 #include "common/bytes.h"
@@ -276,8 +277,8 @@ void KeySplitInvalid(Suite& s) {
     m.stored[0][0] = MakeChunk({{StreamCodec::kStored, b.bytes}});
     add("invalid-keysplit-one-stream", "C1", ErrorCode::kChunkMalformed,
         "The KeySplit tensor 'b' with a one-entry stream directory (its stored values): a "
-        "KeySplit chunk has 10 streams, so the directory does not account for the chunk's "
-        "bytes (7.1).",
+        "KeySplit chunk has 10 streams, so what a decoder reads as the other nine entries is "
+        "value bytes: an unknown codec, or lengths that do not add up to the chunk (7.1).",
         Assemble(m));
   }
   {
@@ -293,22 +294,65 @@ void KeySplitInvalid(Suite& s) {
             "(step 2 of 7.10).",
         with(st));
   }
-  const struct {
-    const char* name;
-    uint8_t symbol;
-    const char* what;
-  } bad_symbols[] = {
-      {"invalid-keysplit-symbol-size", uint8_t(17 << 3), "size class 17 (symbol 0x88)"},
-      {"invalid-keysplit-symbol-zero-size", 0x04, "size 0 with its sign bit set (symbol 0x04)"},
-      {"invalid-keysplit-symbol-top-bits", uint8_t((1 << 3) | 2), "size 1 with a top bit set (symbol 0x0A)"},
-      {"invalid-keysplit-symbol-odd-top", uint8_t((2 << 3) | 1), "size 2 with its unused low top bit set (symbol 0x11)"},
+  // Invalid symbols that leave the number of packed bits T unchanged, so that a decoder that
+  // skips the symbol check still finds a bit stream of the right length (and then fails the
+  // CRC or decodes other values): only the check itself rejects these files.
+  auto rest_of = [](uint8_t sym) -> uint32_t {  // what a decoder without the check reads
+    const uint32_t size = sym >> 3;
+    return size == 0 ? 0 : size - 1 - std::min<uint32_t>(size - 1, 2);
   };
-  for (const auto& bs : bad_symbols) {
+  auto find = [&](const std::function<bool(uint8_t)>& want) {
+    for (size_t k = 0; k < kKeySplitClasses; ++k)
+      for (size_t i = 0; i < streams[k].second.size(); ++i)
+        if (want(streams[k].second[i])) return std::make_pair(k, i);
+    Die("KeySplitInvalid: no symbol of the kind wanted");
+  };
+  {
     auto st = streams;
-    st[c].second[1] = bs.symbol;
-    add(bs.name, "C2", ErrorCode::kChunkDecodeFailed,
-        std::string("Symbol 1 of stream ") + std::to_string(c) + " of 'b' replaced by " + bs.what +
-            ", an invalid symbol (step 3 of 7.10).",
+    const auto [k, i] = find([](uint8_t v) { return v == 0; });
+    st[k].second[i] = 0x04;
+    add("invalid-keysplit-symbol-zero-size", "C2", ErrorCode::kChunkDecodeFailed,
+        "Symbol " + std::to_string(i) + " of stream " + std::to_string(k) + " of 'b', an "
+        "unchanged value (symbol 0), replaced by 0x04: size 0 with the sign bit set, an invalid "
+        "symbol (step 3 of 7.10); it takes no packed bits either way.",
+        with(st));
+  }
+  {
+    auto st = streams;
+    const auto [k, i] = find([](uint8_t v) { return (v >> 3) == 1; });
+    st[k].second[i] = uint8_t(st[k].second[i] | 2);
+    add("invalid-keysplit-symbol-top-bits", "C2", ErrorCode::kChunkDecodeFailed,
+        "A size-1 symbol of 'b' (stream " + std::to_string(k) + ", symbol " + std::to_string(i) +
+            ") with a top bit set: size 1 has no bits under its leading one, so its low 2 "
+            "bits must be 0 (step 3 of 7.10); it takes no packed bits either way.",
+        with(st));
+  }
+  {
+    auto st = streams;
+    const auto [k, i] = find([](uint8_t v) { return (v >> 3) == 2; });
+    st[k].second[i] = uint8_t(st[k].second[i] | 1);
+    add("invalid-keysplit-symbol-odd-top", "C2", ErrorCode::kChunkDecodeFailed,
+        "A size-2 symbol of 'b' (stream " + std::to_string(k) + ", symbol " + std::to_string(i) +
+            ") with its unused low top bit set: size 2 keeps one bit under its leading one, in "
+            "bit 1, so bit 0 must be 0 (step 3 of 7.10); it takes no packed bits either way.",
+        with(st));
+  }
+  {
+    // Size 17 would take 14 packed bits; a size-16 symbol (13) becomes it and a size-4 symbol
+    // (1) a size-3 one (0), so T stays the same.
+    auto st = streams;
+    const auto [k, i] = find([](uint8_t v) { return (v >> 3) == 16; });
+    const auto [k2, i2] = find([](uint8_t v) { return (v >> 3) == 4; });
+    const uint32_t before = rest_of(st[k].second[i]) + rest_of(st[k2].second[i2]);
+    st[k].second[i] = uint8_t(17 << 3);
+    st[k2].second[i2] = uint8_t(3 << 3);
+    Check(rest_of(st[k].second[i]) + rest_of(st[k2].second[i2]) == before,
+          "invalid-keysplit-symbol-size: the packed bits must stay the same");
+    add("invalid-keysplit-symbol-size", "C2", ErrorCode::kChunkDecodeFailed,
+        "The size-16 symbol of 'b' (stream " + std::to_string(k) + ", symbol " +
+            std::to_string(i) + ") replaced by 0x88, size class 17 (sizes end at 16: step 3 "
+            "of 7.10), and a size-4 symbol made size 3, so that the packed bits a decoder "
+            "without the size check would read add up to the same T.",
         with(st));
   }
   {
@@ -341,6 +385,18 @@ void KeySplitInvalid(Suite& s) {
         "sign bit flipped: still valid, with the same low bits, so the values decode, "
         "differently, and fail the chunk's CRC-32C (7.5).",
         with(st));
+  }
+  {
+    // A parent whose 'b' has the same shape but the other 16-bit dtype.
+    Ckpt other = parent;
+    other.tensors[0].dtype = DType::kF16;
+    const Encoded oe = Encode(other, Opt(StreamCodec::kStored, false));
+    const Encoded le = Encode(child, KeySplitOpt(StreamCodec::kStored),
+                              LinkTo(oe, other, "parent-1.ckz", 1), &other);
+    s.Add(ChainInvalid("invalid-keysplit-reference-dtype", "R3", ErrorCode::kReferenceMismatch,
+                       "The parent's 'b' has the KeySplit tensor's shape but dtype F16, not "
+                       "BF16: the reference must have the same dtype and shape (R3, 10.2).",
+                       le.bytes, oe.bytes, {"predictor:keysplit"}));
   }
 }
 

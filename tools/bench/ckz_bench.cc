@@ -410,9 +410,11 @@ Status DecodeAll(const Archive& a, ReferenceSource* reference, IndexCache* cache
 // the parent, and must give the encoder's reconstruction bit for bit.
 // kLosslessCmf is the lossless delta with the cmf float model (spec 7.8) where it codes a
 // sample of a tensor smaller (`ckz compress --lossless --entropy cm`).
+// kLosslessPlanes is the lossless delta without the KeySplit predictor of 16-bit floats (spec
+// 7.10, on by default since 0.8): the 0.7 coding, the baseline KeySplit is measured against.
 // kLossy is the default of `ckz compress` for links since 0.7 (rate-distortion levels, spec
 // 7.9); kLossyExcp is `--excp` (ExCP shrinking + cm).
-enum class CkzMode { kKeyframe, kLosslessDelta, kLosslessCmf, kLossy, kLossyExcp };
+enum class CkzMode { kKeyframe, kLosslessDelta, kLosslessCmf, kLosslessPlanes, kLossy, kLossyExcp };
 
 class CkzMethod final : public Method {
  public:
@@ -420,11 +422,13 @@ class CkzMethod final : public Method {
       : Method(mode == CkzMode::kKeyframe        ? "ckz keyframe"
                : mode == CkzMode::kLosslessDelta ? "ckz lossless delta"
                : mode == CkzMode::kLosslessCmf   ? "ckz lossless delta + cmf"
+               : mode == CkzMode::kLosslessPlanes ? "ckz lossless delta, no KeySplit (0.7)"
                : mode == CkzMode::kLossy         ? "ckz lossy chain (levels, default)"
                                                  : "ckz lossy chain (ExCP + cm, --excp)",
                h),
         mode_(mode), level_(level), ids_(h.size()), refs_(h.size()), expected_(h.size()) {
-    if (mode_ == CkzMode::kLosslessDelta || mode_ == CkzMode::kLosslessCmf)
+    if (mode_ == CkzMode::kLosslessDelta || mode_ == CkzMode::kLosslessCmf ||
+        mode_ == CkzMode::kLosslessPlanes)
       for (size_t k = 0; k < h.size(); ++k) {
         // Lossless: a checkpoint's decoded tensors are its input tensors.
         refs_[k] = std::make_unique<DecodedCheckpoint>();
@@ -441,6 +445,7 @@ class CkzMethod final : public Method {
     options.threads = threads;
     options.zstd_level = level_;
     if (mode_ == CkzMode::kLosslessCmf) options.float_codec.reset();  // cmf where it wins
+    if (mode_ == CkzMode::kLosslessPlanes) options.key_split = false;
     Writer writer(std::move(sink), options);
     ReferenceSource* reference = nullptr;
     WriteOptions write;
@@ -674,6 +679,7 @@ int Main(int argc, char** argv) {
   methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kKeyframe, o.level));
   methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLosslessDelta, o.level));
   methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLosslessCmf, o.level));
+  methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLosslessPlanes, o.level));
   if (o.lossy) {
     methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLossy, o.level));
     methods.push_back(std::make_unique<CkzMethod>(h, CkzMode::kLossyExcp, o.level));
@@ -689,9 +695,10 @@ int Main(int argc, char** argv) {
   no_shuffle.tensor_stored.assign(h.size(), {});
   const RowResult& shuffle = o.skip_baselines ? no_shuffle : rows[2];
   const size_t lossless_rows = rows.size() - (o.lossy ? 2 : 0);  // the lossy rows come last
-  const RowResult& keyframe = rows[lossless_rows - 3];
-  const RowResult& delta = rows[lossless_rows - 2];
-  const RowResult& delta_cmf = rows[lossless_rows - 1];
+  const RowResult& keyframe = rows[lossless_rows - 4];
+  const RowResult& delta = rows[lossless_rows - 3];
+  const RowResult& delta_cmf = rows[lossless_rows - 2];
+  const RowResult& delta_planes = rows[lossless_rows - 1];
 
   // Header.
   const std::string date = LocalDateTime(), cpu = CpuModel();
@@ -742,6 +749,7 @@ int Main(int argc, char** argv) {
   const uint64_t links_shuffle = sum_from(shuffle.stored_per_ckpt);
   const uint64_t links_keyframe = sum_from(keyframe.stored_per_ckpt);
   const uint64_t links_cmf = sum_from(delta_cmf.stored_per_ckpt);
+  const uint64_t links_planes = sum_from(delta_planes.stored_per_ckpt);
   auto smaller = [](uint64_t ours, uint64_t theirs) {
     return theirs ? 100.0 * (1.0 - double(ours) / double(theirs)) : 0.0;
   };
@@ -765,6 +773,11 @@ int Main(int argc, char** argv) {
     std::printf("%sckz lossless delta + cmf%s, links only: ratio %s (%s), %s ckz lossless delta.\n",
                 md, md, RatioText(links_raw, links_cmf).c_str(), HumanBytes(links_cmf).c_str(),
                 smaller_text(links_cmf, links_delta).c_str());
+  if (first_link != 0 && links_planes != links_delta)
+    std::printf("%sckz lossless delta%s (KeySplit for F16/BF16), links only: %s the byte planes "
+                "alone (0.7: %s).\n",
+                md, md, smaller_text(links_delta, links_planes).c_str(),
+                HumanBytes(links_planes).c_str());
   if (shuffle.stored == 0)
     std::printf("No comparison with byte-shuffle + zstd -19: baselines skipped.\n\n");
   else

@@ -58,6 +58,10 @@ struct EncodeOptions {
   // the tensor smaller than zstd does. cmf saves 2-5 % of a lossless link but decodes ~20x
   // slower than zstd (docs/lossless-planes.md), so it is asked for, not the default.
   std::optional<StreamCodec> float_codec = StreamCodec::kZstd;
+  // (0.8) F16 and BF16 tensors of links: the KeySplit predictor (spec 7.10) where its streams
+  // code a sample smaller than the byte planes do. It decodes at zstd's speed, so it is on by
+  // default; false keeps the 0.7 byte-plane coding (no required feature bit 7).
+  bool key_split = true;
   // (0.6) Store the header as one zstd frame when that is smaller (spec 4.1, required feature
   // bit 5): 3-9 % of a default lossy link, 11-24 % in ExCP's paper regime (docs/benchmark.md).
   bool code_header = true;

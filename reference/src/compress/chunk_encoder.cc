@@ -143,7 +143,8 @@ TensorCoding ChooseCoding(DType dtype, ByteSpan data, ByteSpan reference,
     return c;  // (other dtypes, or no reference: None, no planes)
   }
   // KeySplit: a candidate for the 16-bit floats of a link unless a coding is forced.
-  const bool key_split_candidate = sixteen && !reference.empty() && !options.force_predictor &&
+  const bool key_split_candidate = options.key_split && sixteen && !reference.empty() &&
+                                   !options.force_predictor &&
                                    !options.force_codec && !options.force_byte_planes &&
                                    data.size >= 2;
   if (options.force_predictor)
