@@ -38,6 +38,7 @@
 #include "format/preamble.h"
 #include "format/rules.h"
 #include "fuzz_check.h"
+#include "fuzz_reference.h"
 
 namespace {
 
@@ -93,28 +94,9 @@ constexpr uint64_t kMaxPrologBytes = uint64_t{1} << 20;  // the harness's reader
 const std::vector<ErrorCode> kDecodeCodes = {
     ErrorCode::kChunkMalformed, ErrorCode::kChunkDecodeFailed, ErrorCode::kChunkChecksum};
 
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-uint64_t HashBytes(const void* p, size_t n, uint64_t seed) {
-  uint64_t h = seed ^ 0xCBF29CE484222325ull;
-  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 0x100000001B3ull;
-  return SplitMix64(h);
-}
-
-// The parent's bytes: byte p of tensor `name` is a function of (name, p) alone.
-void FillReference(const std::string& name, uint64_t offset, uint8_t* out, size_t n) {
-  const uint64_t seed = HashBytes(name.data(), name.size(), 0x5EED);
-  for (size_t i = 0; i < n;) {
-    const uint64_t pos = offset + i;
-    const uint64_t word = SplitMix64(seed ^ (pos >> 3));
-    for (uint64_t b = pos & 7; b < 8 && i < n; ++b, ++i) out[i] = uint8_t(word >> (8 * b));
-  }
-}
+using ckz_fuzz::FillReference;
+using ckz_fuzz::HashBytes;
+using ckz_fuzz::SplitMix64;
 
 class FuzzReference final : public ckz::ReferenceSource {
  public:

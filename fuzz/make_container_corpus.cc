@@ -24,6 +24,7 @@
 #include "ckz/writer.h"
 #include "common/bytes.h"
 #include "file_surgery.h"
+#include "fuzz_reference.h"
 #include "format/preamble.h"
 
 namespace {
@@ -332,8 +333,11 @@ void MakeValid(Corpus& corpus) {
       }
   {
     // (0.8) KeySplit (spec 7.10): BF16 and F16 tensors in several chunks, stored and zstd.
-    const std::vector<Tensor> half = {Make("b", DType::kBF16, {6, 20}, 43),
-                                      Make("h", DType::kF16, {70}, 44)};
+    // The parents are fuzz_container's own reference bytes (fuzz_reference.h), so the seeds
+    // decode through the symbols and the bit stream there, not only to a stream length.
+    std::vector<Tensor> half = {Make("b", DType::kBF16, {6, 20}, 43),
+                                Make("h", DType::kF16, {70}, 44)};
+    for (Tensor& t : half) ckz_fuzz::FillReference(t.spec.name, 0, t.bytes.data(), t.bytes.size());
     std::vector<Tensor> half_next;
     for (size_t i = 0; i < half.size(); ++i) half_next.push_back(NextStep(half[i], 60 + uint32_t(i)));
     for (StreamCodec codec : {StreamCodec::kStored, StreamCodec::kZstd}) {

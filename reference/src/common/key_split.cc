@@ -156,22 +156,16 @@ bool KeySplitInverse(DType dtype, const uint8_t* reference,
   const uint8_t* cls = KeySplitClassTable(dtype);
   const uint8_t* next[kKeySplitClasses];
   std::copy(symbols, symbols + kKeySplitClasses, next);
-  // The bit stream through a 64-bit window refilled without branches (F. Giesen's "variant
-  // 4"): it may load up to 8 bytes past the end, which the caller provides.
-  const uint8_t* in = bits;
-  uint64_t window = 0;
-  uint32_t have = 0;
+  // The bit stream through an unaligned 64-bit load at the next unread bit: it reads at most
+  // 7 bytes past the byte holding that bit, so 8 readable bytes after the stream suffice (a
+  // refilled window that runs ahead would need 15). A rest is at most 13 bits.
   uint64_t consumed = 0;
   for (size_t i = 0; i < count; ++i) {
-    window |= LoadLE64(in) << have;
-    in += (63 - have) >> 3;
-    have |= 56;
+    const uint64_t window = LoadLE64(bits + (consumed >> 3)) >> (consumed & 7);
     const uint32_t r = LoadLE16(reference + 2 * i);
     const uint32_t s = *next[cls[r]]++;
     const uint32_t rest = table.rest[s];
     const uint32_t a = table.base[s] | uint32_t(window & ((1u << rest) - 1));
-    window >>= rest;
-    have -= rest;
     consumed += rest;
     const uint32_t flip = 0u - table.negative[s];  // all ones: subtract
     const uint32_t key = (Key16(r) + ((a ^ flip) - flip)) & 0xFFFFu;
