@@ -22,11 +22,7 @@ using testing::RandomTensorBytes;
 using testing::TestTensor;
 using testing::WriteToMemory;
 
-const LinkInfo kLink = [] {
-  LinkInfo link;
-  link.depth = 1;
-  return link;
-}();
+const LinkInfo kLink = testing::LinkOfDepth(1);
 
 std::vector<uint8_t> Bytes(const std::vector<uint32_t>& bits) {
   std::vector<uint8_t> out(bits.size() * 4);

@@ -18,11 +18,7 @@ namespace {
 using testing::TestTensor;
 using testing::WriteToMemory;
 
-const LinkInfo kLink = [] {
-  LinkInfo link;
-  link.depth = 1;
-  return link;
-}();
+const LinkInfo kLink = testing::LinkOfDepth(1);
 
 uint16_t To16(DType dtype, float f) {
   return dtype == DType::kBF16 ? F32BitsToBF16(F32Bits(f)) : F32BitsToF16(F32Bits(f));

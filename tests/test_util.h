@@ -81,6 +81,13 @@ inline TestTensor MakeTensor(const std::string& name, DType dtype, std::vector<u
 }
 
 // Writes `tensors` to memory; `refs` (same order, may be empty) are their reference bytes.
+// A link's header fields for WriteToMemory: `depth`, the parent's id left zero.
+inline LinkInfo LinkOfDepth(uint32_t depth) {
+  LinkInfo link;
+  link.depth = depth;
+  return link;
+}
+
 inline std::vector<uint8_t> WriteToMemory(const std::vector<TestTensor>& tensors,
                                           const EncodeOptions& options = {},
                                           const LinkInfo* link = nullptr,

@@ -1,19 +1,24 @@
 #!/usr/bin/python3
-"""Independent CKZ decoder, written from spec/ckz.md and schema/ckz.fbs alone (walk of 7.9).
+"""Independent CKZ decoder, written from spec/ckz.md and schema/ckz.fbs alone by outsiders who
+did not read reference/ or tools/: the walk of 7.9 (container, chains, cm, cml, level tensors;
+it was levels_walk.py) and, on top of it, the walk of 7.10 (the KeySplit predictor of 16-bit
+floats, format 0.8: rules T6 0..3, T11, T12, required feature bit 7).
 
 Usage:
-    levels_walk.py CASES_DIR [--all] [--cases GLOB] [-v]
-        decodes every case whose name contains "levels" (every case with --all), compares
-        the output with the case's expected files (sha256) or its expected error name, and
-        prints one line per case and a summary.
-    levels_walk.py decode IN.ckz OUTDIR
+    spec_walk.py CASES_DIR [--all] [--cases GLOB] [-v]
+        decodes every case whose name contains "levels" or "keysplit" (every case with --all,
+        the cases matching GLOB with --cases), compares the output with the case's expected
+        files (sha256) or its expected error name, and prints one line per case and a summary.
+    spec_walk.py decode IN.ckz OUTDIR
         decodes one file (parents are searched for by content id in IN's folder) into OUTDIR,
         in the form conformance/run.py expects ("ckz: ErrorName: message" and exit 1 on error).
 
 Standard library only. zstd frames (chunk streams, coded prologs, coded headers) go through
-the `zstd` command line tool. Written by an outsider who did not read reference/ or tools/.
-The section 9 checks are those the level vectors need plus the cheap ones; see the
-walk in docs/spec-walk.md.
+the `zstd` command line tool. The section 9 checks are those the level and key-split vectors
+need plus the cheap ones; see docs/spec-walk.md ("Walk of 7.9", "Walk of 7.10").
+
+WALK_MUT=name[,name...] (or LW_MUT / KW_MUT, the names the walks used) switches on
+misreadings (mutants, for the walks only): those of 7.9 and KS_MUTANTS below for 7.10.
 """
 import fnmatch
 import hashlib
@@ -27,8 +32,35 @@ import tempfile
 import zlib
 
 M32 = 0xFFFFFFFF
-# mutants (one reading changed at a time), for the walk only: LW_MUT=name
-MUT = set(os.environ.get("LW_MUT", "").split(","))
+# mutants (one reading changed at a time), for the walks only: WALK_MUT=name
+MUT = set(",".join(os.environ.get(v, "") for v in ("WALK_MUT", "LW_MUT", "KW_MUT")).split(",")) - {""}
+KS_MUTANTS = {
+    "class_exp16": "class16 = expclass of the raw 16-bit exponent field (no widening; BF16 unchanged)",
+    "class_f16sub0": "F16 subnormals widened as exponent 0 (class 0) instead of 112 - z",
+    "class_z1": "z = 11 - bitlength(f) (z read as 1..10 per the parenthetical)",
+    "bits_msb": "bit b of stream 9 is bit 7 - (b mod 8) of its byte (MSB first)",
+    "low_msb": "low's bits taken most significant first",
+    "size16_invalid": "symbol size 16 rejected (only 1..15 valid)",
+    "size_nolimit": "sizes 17..31 accepted (no upper bound check)",
+    "no_padding": "no check of the padding bits of stream 9",
+    "no_topcheck": "unused low bits of top not checked",
+    "zero_lax": "a size-0 symbol with sign/top bits set accepted (treated as unchanged)",
+    "key_noxor": "key16/unkey16 without the XOR for negatives (just +2^15 mod 2^16)",
+    "len_LS": "symbol streams decode to L/S bytes instead of n_c",
+    "neg_swap": "neg = 1 read as 'add'",
+    "no_wrap": "no mod 2^16: a key sum outside 0..2^16-1 is ChunkDecodeFailed",
+    "top_noshift": "lead = 2^t + top (top not shifted right by 2 - t)",
+    "elem_index": "element i takes byte i of its class stream (k_i misread as i)",
+    "b_floor": "B = floor(T / 8) instead of ceil",
+    "t12_oneway": "T12 only checks 'KeySplit tensor => bit 7', not the converse",
+    "t11_no_planes": "T11 checks the dtype only, not byte_planes",
+    "t6_old": "T6 still 0..2 (predictor 3 FieldOutOfRange)",
+    "bit7_unknown": "P5 with bit 7 still unknown (a 0.7 reader)",
+    "class_signed": "expclass of (v >> 23) without AND 0xFF (the sign enters the class)",
+    "zstd_empty_reject": "an empty symbol stream must be stored with length 0 (zstd of empty content rejected)",
+    "r3_nodtype": "R3 for KeySplit compares the shape only, not the dtype",
+    "class_child_dtype": "class16 of the reference computed with the other 16-bit dtype's widening",
+}
 
 
 class CkzError(Exception):
@@ -207,6 +239,7 @@ class Table:
 DSIZE = {1: 8, 2: 4, 3: 2, 4: 2, 5: 8, 6: 4, 7: 2, 8: 1, 9: 1, 10: 1}
 FLOATING = (1, 2, 3, 4)
 CODEBOOK_KINDS = (1, 2)
+KEYSPLIT = 3
 LEVEL_KINDS = (3, 4, 5)
 
 
@@ -321,7 +354,7 @@ class CkzFile:
             raise CkzError("UnsupportedVersion")
         if struct.unpack_from("<I", d, 60)[0] != crc32c(d[:60]):
             raise CkzError("PreambleChecksum")
-        if req & ~0x7F:
+        if req & ~(0x7F if "bit7_unknown" in MUT else 0xFF):  # bits 0..7 known (12)
             raise CkzError("UnknownRequiredFeature")
         if hlen > 2 ** 26:
             raise CkzError("HeaderTooLarge")
@@ -436,10 +469,13 @@ class CkzFile:
             t.w = w
             if t.role > 3:
                 raise CkzError("FieldOutOfRange", "role")
-            if t.predictor > 2:
+            if t.predictor > (2 if "t6_old" in MUT else 3):  # T6 (3 KeySplit since 0.8)
                 raise CkzError("FieldOutOfRange", "predictor")
-            if t.predictor and self.link is None:
+            if t.predictor and self.link is None:  # T7
                 raise CkzError("BadLink", "predictor without link")
+            if t.predictor == KEYSPLIT and (t.dtype not in (3, 4) or
+                                            (t.byte_planes and "t11_no_planes" not in MUT)):
+                raise CkzError("FieldOutOfRange", "T11 KeySplit needs F16/BF16 without byte planes")
             if t.quant is not None:
                 self.check_quant(t)
             off = 0
@@ -481,6 +517,12 @@ class CkzFile:
         anyl = any(is_level(t) for t in self.tensors)
         if bool(self.req & 64) != anyl:
             raise CkzError("FieldOutOfRange", "Q11")
+        anyk = any(t.predictor == KEYSPLIT for t in self.tensors)  # T12
+        if "t12_oneway" in MUT:
+            if anyk and not self.req & 128:
+                raise CkzError("FieldOutOfRange", "T12")
+        elif bool(self.req & 128) != anyk:
+            raise CkzError("FieldOutOfRange", "T12")
 
     def check_quant(self, t):
         q = t.quant
@@ -729,7 +771,10 @@ class Decoder:
         t = F.tensors[ti]
         _, co, cs, cr, _ = self.chunk_info(F, ti, j)
         C = F.data[co:co + cs]
-        S = t.w if t.byte_planes else 1
+        if t.predictor == KEYSPLIT:
+            S = 10
+        else:
+            S = t.w if t.byte_planes else 1
         if cs < 5 * S:
             raise CkzError("ChunkMalformed", "short directory")
         ents = []
@@ -738,7 +783,9 @@ class Decoder:
             codec, ln = struct.unpack_from("<BI", C, 5 * s)
             ents.append((codec, C[pos:pos + ln]))
             pos += ln
-            if is_level(t):
+            if t.predictor == KEYSPLIT:
+                ok = codec in (0, 1)
+            elif is_level(t):
                 ok = codec == 5
             elif is_codebook(t):
                 ok = codec in (0, 1, 2) or (codec == 3 and F.req & 4)
@@ -996,6 +1043,8 @@ class Decoder:
             X = self.level_chunk(F, ti, j)
         elif is_codebook(t):
             X = self.codebook_chunk(F, ti, j)
+        elif t.predictor == KEYSPLIT:
+            X = self.keysplit_chunk(F, ti, j)
         else:
             X = self.lossless_chunk(F, ti, j)
         if crc32c(X) != crc:
@@ -1037,6 +1086,96 @@ class Decoder:
                 d = ((z >> 1) ^ (-(z & 1))) % mod
                 x = (r + d) % mod
             out += x.to_bytes(w, "little")
+        return bytes(out)
+
+    # ---- 7.10: KeySplit
+    def keysplit_chunk(self, F, ti, j):
+        t = F.tensors[ti]
+        raw_off, co, cs, cr, crc = self.chunk_info(F, ti, j)
+        E = cr // 2
+        # 7.10.1 step 1: reference (ReferenceRequired, R3, the reference's own errors)
+        if "r3_nodtype" in MUT:
+            P = self.need_parent(F)
+            pi = P.find(t.name)
+            if pi is None or P.tensors[pi].shape != t.shape:
+                raise CkzError("ReferenceMismatch", t.name.decode())
+        else:
+            P, pi = self.reference(F, ti)
+        ref = self.byte_range(P, pi, raw_off, cr)
+        r = [ref[2 * i] | (ref[2 * i + 1] << 8) for i in range(E)]
+        cls = [class16((7 - t.dtype) if "class_child_dtype" in MUT else t.dtype, u) for u in r]
+        # step 2: C1
+        ents = self.directory(F, ti, j)
+        # 7.10 step 1: counts; step 3 of 7.10.1: streams 0..8 against n_c
+        n = [0] * 9
+        for c in cls:
+            n[c] += 1
+        streams = []
+        for c in range(9):
+            codec, b = ents[c]
+            want = cr // 10 if "len_LS" in MUT else n[c]
+            if "zstd_empty_reject" in MUT and want == 0 and codec != 0:
+                raise CkzError("ChunkDecodeFailed", "empty stream not stored")
+            streams.append(self.plain_stream(codec, b, want))
+        # 7.10 step 2 / 3: symbols in element order, validity (7.10.1 step 4)
+        k = [0] * 9
+        syms = []
+        T = 0
+        for i in range(E):
+            c = cls[i]
+            idx = i if "elem_index" in MUT else k[c]
+            k[c] += 1
+            if idx >= len(streams[c]):  # only reachable with mutants len_LS / elem_index
+                raise CkzError("ChunkDecodeFailed", f"symbol stream {c} exhausted")
+            s = streams[c][idx]
+            size, neg, top = s >> 3, (s >> 2) & 1, s & 3
+            if size == 0:
+                if s != 0 and "zero_lax" not in MUT:
+                    raise CkzError("ChunkDecodeFailed", f"symbol, element {raw_off // 2 + i}")
+                syms.append(None)
+                continue
+            tt = min(size - 1, 2)
+            rest = size - 1 - tt
+            maxsize = 15 if "size16_invalid" in MUT else (31 if "size_nolimit" in MUT else 16)
+            ok = size <= maxsize and (top & ((1 << (2 - tt)) - 1) == 0 or "no_topcheck" in MUT)
+            if not ok:
+                raise CkzError("ChunkDecodeFailed", f"symbol, element {raw_off // 2 + i}")
+            syms.append((neg, tt, top, rest))
+            T += rest
+        # 7.10 step 4 / 7.10.1 step 5: stream 9, then its padding
+        B = T // 8 if "b_floor" in MUT else (T + 7) // 8
+        codec, b = ents[9]
+        bs = self.plain_stream(codec, b, B)
+        if "bits_msb" in MUT:
+            bs = bytes(int(f"{x:08b}"[::-1], 2) for x in bs)
+        v = int.from_bytes(bs, "little")
+        if v >> T and "no_padding" not in MUT:
+            raise CkzError("ChunkDecodeFailed", "bit stream padding")
+        # 7.10 step 5: values
+        out = bytearray()
+        pos = 0
+        for i in range(E):
+            sy = syms[i]
+            if sy is None:
+                x = r[i]
+            else:
+                neg, tt, top, rest = sy
+                if "top_noshift" in MUT:
+                    lead = (1 << tt) + top
+                else:
+                    lead = (1 << tt) + (top >> (2 - tt))
+                low = (v >> pos) & ((1 << rest) - 1)
+                if "low_msb" in MUT:
+                    low = int(f"{low:0{rest}b}"[::-1], 2) if rest else 0
+                pos += rest
+                a = (lead << rest) + low
+                if "neg_swap" in MUT:
+                    neg ^= 1
+                kk = key16(r[i]) - a if neg else key16(r[i]) + a
+                if "no_wrap" in MUT and not 0 <= kk < 1 << 16:
+                    raise CkzError("ChunkDecodeFailed", "key out of range")
+                x = unkey16(kk % (1 << 16))
+            out += bytes((x & 0xFF, x >> 8))
         return bytes(out)
 
     def codebook_chunk(self, F, ti, j):
@@ -1294,6 +1433,64 @@ def exponent(dtype, ub):
     return -1000 if E == 0 else 1000 if E == 255 else E - 127
 
 
+# ---------------------------------------------------------------- 7.10 definitions
+def key16(u):
+    if "key_noxor" in MUT:
+        return (u + 0x8000) & 0xFFFF
+    return u ^ 0xFFFF if u >= 0x8000 else u + 0x8000
+
+
+def unkey16(k):
+    if "key_noxor" in MUT:
+        return (k - 0x8000) & 0xFFFF
+    return k - 0x8000 if k >= 0x8000 else k ^ 0xFFFF
+
+
+def expclass(v):
+    """7.8.2, on a binary32 pattern v."""
+    if "class_signed" in MUT:
+        return (min(max(v >> 23, 95), 130) - 95) >> 2
+    return (min(max((v >> 23) & 0xFF, 95), 130) - 95) >> 2
+
+
+def widen16(dtype, u):
+    """7.6: the binary32 pattern of a BF16 (4) or F16 (3) pattern u, computed with integers."""
+    if dtype == 4:
+        return u << 16
+    sign = (u >> 15) << 31
+    e = (u >> 10) & 0x1F
+    f = u & 0x3FF
+    if "class_exp16" in MUT:  # the misreading: the 16-bit exponent field as is
+        return sign | (e << 23)
+    if e == 31:
+        return sign | (0xFF << 23) | (f << 13)
+    if e:
+        return sign | ((e + 112) << 23) | (f << 13)
+    if f == 0:
+        return sign
+    if "class_f16sub0" in MUT:
+        return sign | (f << 13)
+    z = 10 - f.bit_length()  # 0..9 (the spec's parenthetical says 1..10)
+    if "class_z1" in MUT:
+        z += 1
+    # value f * 2^-24 = 1.m * 2^(-15 - z): biased exponent 112 - z; fraction bits below the
+    # leading one of f, left-aligned in 23 bits
+    m = (f << (z + 1)) & 0x3FF
+    return sign | ((112 - z) << 23) | (m << 13)
+
+
+def class16(dtype, u):
+    return expclass(widen16(dtype, u))
+
+
+def _check_widen16():
+    for u in range(1 << 16):
+        h = struct.unpack("<e", struct.pack("<H", u))[0]
+        if h != h:
+            continue
+        assert widen16(3, u) == bits_of_f32(h), hex(u)
+
+
 # ---------------------------------------------------------------- 8: source files
 def decode_prolog(F, f, dec_cache):
     key = (id(F), f["path"], id(f))
@@ -1417,13 +1614,13 @@ def main(argv):
         if globs:
             if not any(fnmatch.fnmatch(name, g) for g in globs):
                 continue
-        elif not allc and "levels" not in name:
+        elif not allc and "keysplit" not in name and "levels" not in name:
             continue
         ok, why = run_case(os.path.join(cases, name))
         print(("PASS " if ok else "FAIL ") + name + ": " + why, flush=True)
         npass += ok
         nfail += not ok
-    print(f"levels_walk: {npass} passed, {nfail} failed")
+    print(f"spec_walk: {npass} passed, {nfail} failed")
     return 0 if nfail == 0 else 1
 
 
