@@ -13,7 +13,8 @@
 #       every build writes byte-identical .ckz files (and the same exit status): every
 #       safetensors/.pt file of the conformance expected outputs, the real torch.save files of
 #       tests/data/torch, and a small real training history (tools/history/make_history.py,
-#       MLP, 3 checkpoints as .pt, safetensors and Trainer folders) compressed as chains:
+#       MLP, 3 checkpoints as .pt, safetensors and Trainer folders, and as released BF16
+#       weights-only shard folders, whose links take KeySplit, spec 7.10) compressed as chains:
 #       lossy by default (format 0.7: rate-distortion levels, spec 7.9 — LevelResidual weights,
 #       LevelDirect first moments stepped by the parent's v, LevelLog second moments, cml
 #       streams; the script checks that the links hold level tensors), levels at another
@@ -184,13 +185,14 @@ history="${CKZ_DET_HISTORY:-}"
 if [[ -z "$history" ]]; then
   history="$scratch/history"
   echo "== training a small history (MLP, 6 steps, checkpoint every 2) into $history"
-  "$PY" "$ROOT/tools/history/make_history.py" --model mlp --steps 6 --every 2 --format all \
-    --quiet --out "$history"
+  "$PY" "$ROOT/tools/history/make_history.py" --model mlp --steps 6 --every 2 \
+    --format all,released-bf16 --quiet --out "$history"
 fi
 shopt -s nullglob
 pt=("$history"/step_*.pt)
 st=("$history"/step_*.safetensors)
 trainer=("$history"/checkpoint-*)
+released=("$history"/released-bf16/step*)  # (format 0.8) weights only, BF16: KeySplit links
 shopt -u nullglob
 if [[ ${#pt[@]} -lt 2 || ${#st[@]} -lt 2 || ${#trainer[@]} -lt 2 ]]; then
   echo "determinism: $history does not hold a history in every layout" >&2
@@ -250,6 +252,30 @@ for layout in pt safetensors trainer; do
     nchains=$((nchains + 1))
   done
 done
+
+# (0.8) A released weights-only BF16 history: its lossless links take the KeySplit predictor
+# (spec 7.10). Only with a history that has it and a build that knows it.
+if [[ ${#released[@]} -ge 2 ]] && "$(ckz_of gcc-O3)" info "$ROOT/conformance/cases/full-keysplit-link/input.ckz" > /dev/null 2>&1; then
+  echo "== encode: a released BF16 history of ${#released[@]} checkpoints (KeySplit links)"
+  item="history-released-bf16"
+  for r in "${runs[@]}"; do
+    run chain "$item" "$r" compress -f "${released[@]}" -o "$scratch/chain/$item/${r/:/-T}"
+  done
+  compare chain "$item"
+  last="$(ls "$scratch/chain/$item/gcc-O0-T1" 2> /dev/null | sort -V | tail -n 1)"
+  if [[ -z "$last" ]] ||
+     ! "$(ckz_of gcc-O3)" info "$scratch/chain/$item/gcc-O0-T1/$last" | grep ' keysplit ' > /dev/null; then
+    echo "determinism: $item: the last link has no KeySplit tensor" >&2
+    failed=1
+  else
+    for r in "${runs[@]}"; do
+      run chain-decode "$item" "$r" decompress -f "$scratch/chain/$item/gcc-O0-T1/$last" \
+        --output-dir "$scratch/chain-decode/$item/${r/:/-T}"
+    done
+    compare chain-decode "$item"
+    nchains=$((nchains + 1))
+  fi
+fi
 
 echo "== results (runs: ${runs[*]})"
 printf '%s\n' "${rows[@]}"
