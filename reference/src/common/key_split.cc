@@ -13,12 +13,6 @@ namespace {
 // the symbol; the rest go to the bit stream.
 inline uint32_t TopBits(uint32_t size) { return std::min<uint32_t>(size - 1, 2); }
 
-inline uint32_t BitLength(uint32_t v) {
-  uint32_t n = 0;
-  while (v != 0) ++n, v >>= 1;
-  return n;
-}
-
 struct ClassTables {
   uint8_t f16[65536], bf16[65536];
   ClassTables() {
@@ -65,31 +59,43 @@ const uint8_t* KeySplitClassTable(DType dtype) {
 void KeySplitForward(DType dtype, const uint8_t* values, const uint8_t* reference, size_t count,
                      std::vector<uint8_t> symbols[kKeySplitClasses], std::vector<uint8_t>* bits) {
   const uint8_t* cls = KeySplitClassTable(dtype);
-  for (size_t c = 0; c < kKeySplitClasses; ++c) symbols[c].clear();
-  bits->clear();
-  uint64_t acc = 0;
+  // Each stream's length is known from the reference: write symbols by position, and the
+  // packed bits (at most 13 per element) 32 at a time into a buffer large enough for all.
+  uint64_t counts[kKeySplitClasses];
+  KeySplitCounts(dtype, reference, count, counts);
+  uint8_t* next[kKeySplitClasses];
+  for (size_t c = 0; c < kKeySplitClasses; ++c) {
+    symbols[c].resize(counts[c]);
+    next[c] = symbols[c].data();
+  }
+  bits->resize(2 * count + 8);
+  uint8_t* out = bits->data();
+  uint64_t acc = 0, written = 0;
   uint32_t have = 0;
   for (size_t i = 0; i < count; ++i) {
     const uint32_t r = LoadLE16(reference + 2 * i), x = LoadLE16(values + 2 * i);
     // The difference as the representative of its class mod 2^16 in [-2^15, 2^15).
     const int32_t d = int32_t(int16_t(uint16_t(Key16(x) - Key16(r))));
-    const uint32_t a = uint32_t(d < 0 ? -d : d), size = BitLength(a);
+    const uint32_t a = uint32_t(d < 0 ? -d : d);
     uint8_t symbol = 0;
-    if (size != 0) {
+    if (a != 0) {
+      const uint32_t size = 32 - uint32_t(__builtin_clz(a));  // encoder only: gcc and clang
       const uint32_t t = TopBits(size), rest = size - 1 - t;
       const uint32_t top = (a >> rest) & ((1u << t) - 1);  // without the leading one
       symbol = uint8_t((size << 3) | (uint32_t(d < 0) << 2) | (top << (2 - t)));
       acc |= uint64_t(a & ((1u << rest) - 1)) << have;
       have += rest;
-      while (have >= 8) {
-        bits->push_back(uint8_t(acc));
-        acc >>= 8;
-        have -= 8;
+      if (have >= 32) {
+        StoreLE32(out + written, uint32_t(acc));
+        written += 4;
+        acc >>= 32;
+        have -= 32;
       }
     }
-    symbols[cls[r]].push_back(symbol);
+    *next[cls[r]]++ = symbol;
   }
-  if (have) bits->push_back(uint8_t(acc));
+  for (; have > 0; have = have > 8 ? have - 8 : 0, acc >>= 8) out[written++] = uint8_t(acc);
+  bits->resize(written);
 }
 
 void KeySplitCounts(DType dtype, const uint8_t* reference, size_t count,
