@@ -210,6 +210,7 @@ struct Config {
   uint64_t kept_plan_bytes = uint64_t{64} << 20;
   uint64_t batch_bytes = uint64_t{64} << 20;
   int threads = 1;
+  bool release_reference_indices = false;  // WriteOptions's
 };
 
 Config Bounded(uint64_t decoded_memory, uint64_t kept_plan_bytes, uint64_t batch_bytes,
@@ -236,7 +237,9 @@ Chain WriteChain(const std::vector<std::vector<TestTensor>>& history, const Writ
   WriteOptions options = lossy;
   options.kept_plan_bytes = config.kept_plan_bytes;
   options.batch_bytes = config.batch_bytes;
+  options.release_reference_indices = config.release_reference_indices;
   DecodedCheckpoint previous;
+  std::vector<TensorInfo> previous_quantized;
   std::optional<LinkInfo> link;
   for (size_t s = 0; s < history.size(); ++s) {
     const InputCheckpoint in = InputOf(history[s]);
@@ -251,6 +254,17 @@ Chain WriteChain(const std::vector<std::vector<TestTensor>>& history, const Writ
     auto id = writer.Finish();
     EXPECT_TRUE(id.ok()) << id.status().ToString();
     if (!st.ok() || !id.ok()) return chain;
+    // Released: the parent's indices were read for the last time.
+    for (const TensorInfo& t : previous_quantized) {
+      std::vector<uint8_t> sym(t.num_elements * t.quantization->SymbolBytes());
+      uint32_t centres = 0;
+      const Status read = previous.ReadReferenceIndices(t, 0, MutableByteSpan(sym), &centres);
+      if (config.release_reference_indices)
+        EXPECT_EQ(read.code(), ErrorCode::kInvalidArgument) << t.name;
+      else
+        EXPECT_TRUE(read.ok()) << t.name;
+    }
+    previous_quantized.clear();
     chain.files.push_back(std::move(mem->bytes()));
     auto archive = ParseArchive(ByteSpan(chain.files.back()));
     EXPECT_TRUE(archive.ok());
@@ -262,6 +276,7 @@ Chain WriteChain(const std::vector<std::vector<TestTensor>>& history, const Writ
       decoded.push_back(std::move(bytes));
       std::vector<uint8_t> sym;
       if (t.quantization) {
+        previous_quantized.push_back(t);
         sym.resize(t.num_elements * t.quantization->SymbolBytes());
         uint32_t centres = 0;
         EXPECT_TRUE(next.ReadReferenceIndices(t, 0, MutableByteSpan(sym), &centres).ok());
@@ -325,6 +340,18 @@ TEST_P(SpillChain, PartialBudgetAndThreadsWriteTheSameChain) {
   const auto history = History(3);
   const Chain in_memory = WriteChain(history, Lossy(), Config{});
   ExpectSameChain(in_memory, WriteChain(history, Lossy(), Bounded(40000, 5000, 30000, 2)));
+}
+
+// A chain's parent gives up its indices as the link is written (Python's ckz.Chain): the same
+// files, and the parent's indices are gone afterwards.
+TEST_P(SpillChain, ReleasingTheParentsIndicesWritesTheSameChain) {
+  const auto history = History(4);
+  const Chain kept = WriteChain(history, Lossy(), Config{});
+  for (const uint64_t batch : {uint64_t{1}, uint64_t{30000}, uint64_t{64} << 20}) {
+    Config released = Bounded(UINT64_MAX, batch, batch, 1);
+    released.release_reference_indices = true;
+    ExpectSameChain(kept, WriteChain(history, Lossy(), released));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Planners, SpillChain, ::testing::Values(false, true),

@@ -312,7 +312,17 @@ class ChainWriter {
  public:
   ChainWriter(bool lossless, uint64_t keyframe_interval, const py::dict& options)
       : options_(ParseSaveOptions(lossless, keyframe_interval, options)) {
-    options_.write.decode_into_input = true;  // snapshots are ours: decode over them
+    // Peak memory of a save: the snapshot (1x) plus O(chunk). Snapshots are ours: the lossy
+    // tensors decode over them; a link's indices replace its parent's tensor by tensor; and the
+    // plans' level arrays (4 bytes per element) live one batch of a few chunks per thread, not
+    // the default 64 MiB (the batch only buys parallelism across tensors).
+    options_.write.decode_into_input = true;
+    options_.write.release_reference_indices = true;
+    options_.write.batch_bytes =
+        std::min(options_.write.batch_bytes,
+                 uint64_t(kChainBatchChunks) * options_.encode.chunk_bytes *
+                     uint64_t(std::max(1, options_.encode.threads)));
+    options_.write.kept_plan_bytes = std::min(options_.write.kept_plan_bytes, options_.write.batch_bytes);
   }
 
   // Continues the chain of the file at `path` (resuming a job): the next write links to it.
@@ -321,9 +331,11 @@ class ChainWriter {
     {
       py::gil_scoped_release release;
       ChainOptions chain;
-      chain.search_dirs = std::move(search);
+      chain.search_dirs = search;
       reader = Check(ChainReader::Open(path, chain));
     }
+    parent_path_ = path;
+    search_ = std::move(search);
     link_ = LinkTo(*reader);
     disk_parent_ = std::move(reader);
     decoded_.reset();
@@ -338,22 +350,38 @@ class ChainWriter {
     std::vector<MetaEntry> user_metadata = UserMetadata(metadata);
     auto decoded = std::make_unique<DecodedCheckpoint>();
     WriteSummary summary;
-    {
+    bool writing = false;
+    try {
       py::gil_scoped_release release;
       InputCheckpoint input = Check(LoadCheckpointFromMemory(held->bytes(), name));
       if (step) input.step = step;
       for (MetaEntry& e : user_metadata) input.metadata.push_back(std::move(e));
       std::optional<LinkInfo> link = link_;
       if (link && link->depth >= options_.keyframe_interval) link.reset();
+      if (link && !decoded_ && !disk_parent_) {  // a failed write used up the one in memory
+        ChainOptions chain;
+        chain.search_dirs = search_;
+        disk_parent_ = Check(ChainReader::Open(parent_path_, chain));
+      }
       ReferenceSource* reference = decoded_ ? static_cast<ReferenceSource*>(decoded_.get())
                                             : disk_parent_.get();
+      writing = link && decoded_;
       WriteOne(input, path, overwrite, reference, link, options_, decoded.get(), &summary);
+    } catch (...) {
+      // The parent in memory may have released some of its indices: the next write reads the
+      // parent from its file instead. (Here, with the GIL: held_ is a Python object.)
+      if (writing) {
+        decoded_.reset();
+        held_.reset();
+      }
+      throw;
     }
     // The new file is the parent of the next write; its decoded tensors view `held`.
     decoded_ = std::move(decoded);
     disk_parent_.reset();
     held_ = std::move(held);
     link_ = LinkInfo{summary.id, summary.step, BaseName(path), summary.depth + 1};
+    parent_path_ = path;
     return SummaryToPython(summary);
   }
 
@@ -364,7 +392,10 @@ class ChainWriter {
 
  private:
   SaveOptions options_;
+  static constexpr int kChainBatchChunks = 4;
   std::optional<LinkInfo> link_;  // to the last file written or attached
+  std::string parent_path_;       // that file
+  std::vector<std::string> search_;
   std::unique_ptr<ChainReader> disk_parent_;
   std::unique_ptr<DecodedCheckpoint> decoded_;
   std::unique_ptr<HeldBuffer> held_;  // the snapshot decoded_ views

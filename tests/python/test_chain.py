@@ -1,6 +1,8 @@
 """ckz.Chain: links against the in-memory decoded parent, keyframes, async saves under a real
 training loop, resuming, and errors of background saves."""
 import os
+import resource
+import signal
 
 import pytest
 import torch
@@ -99,6 +101,40 @@ def test_background_errors_surface_on_the_next_call(tmp_path):
     assert ckz.info(tmp_path / "e" / "step_00000003.pt.ckz")["depth"] == 1
     assert torch.equal(ckz.load(tmp_path / "e" / "step_00000003.pt.ckz")["w"], good["w"] + 1)
     assert [s for s, _ in chain.steps()] == [1, 3]
+
+
+def test_a_link_that_fails_half_written_leaves_the_chain_whole(tmp_path):
+    """A lossy link gives up its parent's indices tensor by tensor as it is written (so a
+    chain holds one link's indices): when the write fails half way (here: the file size limit),
+    the next save reads the parent from its file instead, and writes what a chain that never
+    saw the failed step writes."""
+    run = list(training(40, 5))
+    failed = 3  # run[3] is not saved
+    options = dict(keyframe_interval=10, chunk_size=1024)  # many chunks and batches per link
+    with ckz.Chain(tmp_path / "whole", **options) as chain:
+        for i, (step, ckpt) in enumerate(run):
+            if i != failed:
+                chain.save(ckpt, step)
+    with ckz.Chain(tmp_path / "c", **options) as chain:
+        for step, ckpt in run[:failed]:
+            chain.save(ckpt, step)
+        limit = os.path.getsize(chain.path_for(run[failed - 1][0])) // 2
+        old_signal = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead
+        old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old_limit[1]))
+        try:
+            with pytest.raises(ckz.CkzError) as e:
+                chain.save(run[failed][1], run[failed][0])
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+            signal.signal(signal.SIGXFSZ, old_signal)
+        assert e.value.code == "IoError", e.value
+        for step, ckpt in run[failed + 1:]:
+            chain.save(ckpt, step)
+    names = sorted(os.listdir(tmp_path / "whole"))
+    assert sorted(os.listdir(tmp_path / "c")) == names and len(names) == len(run) - 1
+    for name in names:
+        assert (tmp_path / "c" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
 
 
 def test_chain_snapshot_is_taken_before_save_returns(tmp_path):

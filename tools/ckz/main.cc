@@ -444,7 +444,9 @@ Status CompressOne(const std::string& input, const std::string& output,
     result->depth = LinkTo(*parent).depth;
     reference = previous ? static_cast<ReferenceSource*>(previous) : parent.get();
   }
-  CKZ_RETURN_IF_ERROR(WriteCheckpoint(*in, reference, &writer, write, decoded, &result->report));
+  WriteOptions once = write;  // the parent serves this link only
+  once.release_reference_indices = true;
+  CKZ_RETURN_IF_ERROR(WriteCheckpoint(*in, reference, &writer, once, decoded, &result->report));
   auto id = writer.Finish();
   if (!id.ok()) return id.status();
   progress.Finish();

@@ -120,6 +120,10 @@ struct WriteOptions {
   // small tensors encode in parallel: the memory of a batch's decoded lossy tensors against
   // the parallelism. Never changes the output.
   uint64_t batch_bytes = uint64_t{64} << 20;
+  // The reference serves this one write: once a tensor is written, its parent's indices are
+  // released (ReferenceSource::ReleaseIndices), so a chain holds one link's indices, not two.
+  // Never changes the output; the reference cannot serve another write after this one.
+  bool release_reference_indices = false;
 };
 
 // What decoders reconstruct from a written checkpoint, tensor by tensor: the reference of the
@@ -161,6 +165,7 @@ class DecodedCheckpoint : public ReferenceSource {
   std::optional<ByteSpan> ReferenceView(const TensorInfo& tensor) override;
   // Releases the pages of the kept inputs' mappings read so far.
   void ReleaseMemory() override;
+  void ReleaseIndices(const TensorInfo& tensor) override;
 
  private:
   struct Entry {
@@ -176,6 +181,7 @@ class DecodedCheckpoint : public ReferenceSource {
     bool bytes_spilled = false, indices_spilled = false;
     uint64_t bytes_at = 0, byte_length = 0, indices_at = 0;
     uint64_t indices_length = 0;  // as given (i32 levels: 4 bytes each), not as held
+    bool indices_released = false;  // by ReleaseIndices: reading them is an error
   };
   // Counts `data` against the budget (nullopt: the caller keeps it in memory), or writes it to
   // the temporary file and says where.

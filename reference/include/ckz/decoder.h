@@ -49,6 +49,12 @@ class ReferenceSource {
   // from the process (they stay in the page cache), so memory stays bounded however much is
   // read. Never changes what is read; views given out before stay valid. Default: nothing.
   virtual void ReleaseMemory() {}
+
+  // A writer's promise that it reads no more of `tensor`'s quantization indices or levels
+  // (ReadReferenceIndices): a source holding them in memory may free them, so that a link's
+  // new indices replace its parent's instead of adding to them. A later read of them fails
+  // with kInvalidArgument. Default: nothing.
+  virtual void ReleaseIndices(const TensorInfo& tensor) { (void)tensor; }
 };
 
 // One entry of a chunk's stream directory (spec 7.2).

@@ -246,6 +246,9 @@ Status DecodedCheckpoint::ReadReferenceIndices(const TensorInfo& tensor, uint64_
   auto it = tensors_.find(tensor.name);
   if (it == tensors_.end()) return Status::Ok();
   const Entry& e = it->second;
+  if (e.indices_released)
+    return Status(ErrorCode::kInvalidArgument,
+                  "the indices of reference tensor '" + tensor.name + "' were released");
   // Indices only to a codebook tensor, levels only to a level tensor (spec 7.9.3).
   const bool levels = tensor.quantization && tensor.quantization->IsLevels();
   if (e.spec.dtype != tensor.dtype || e.spec.shape != tensor.shape || e.centres == 0 ||
@@ -276,6 +279,15 @@ const std::vector<SourceFileInfo>* DecodedCheckpoint::ReferenceFiles() { return 
 void DecodedCheckpoint::ReleaseMemory() {
   for (const InputCheckpoint& in : kept_)
     for (const MappedFile& m : in.mappings) m.ReleasePages();
+}
+
+void DecodedCheckpoint::ReleaseIndices(const TensorInfo& tensor) {
+  auto it = tensors_.find(tensor.name);
+  if (it == tensors_.end() || it->second.indices_released) return;
+  Entry& e = it->second;
+  if (!e.indices_spilled) held_ -= std::min<uint64_t>(held_, e.indices.size());
+  std::vector<uint8_t>().swap(e.indices);  // a spilled copy stays in the file, unread
+  e.indices_released = true;
 }
 
 std::optional<ByteSpan> DecodedCheckpoint::ReferenceView(const TensorInfo& tensor) {
@@ -565,6 +577,10 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
       if (group_done)
         for (size_t m : planner->groups().Members(w)) store.Drop(m);
     }
+    // The parent's indices of the tensors just written are read by nothing else (a tensor's
+    // contexts read only its own): a link's indices replace its parent's.
+    if (reference && options.release_reference_indices)
+      for (const Kept& k : batch) reference->ReleaseIndices(InfoOf(tensors[k.tensor].spec));
     batch.clear();
     batch_bytes = 0;
     if (planner) {
