@@ -381,6 +381,40 @@ TEST(IndexCacheTest, KeepsChunksWithinItsBudgetOldestOut) {
   EXPECT_FALSE(cache.Lookup(a, 1, 0, MutableByteSpan(out11)));
 }
 
+// Levels are held 1, 2 or 4 bytes each as they fit, read back as i32; the budget counts what is
+// held; evicted entries' buffers are reused, whatever size the next entry is.
+TEST(IndexCacheTest, LevelsReadBackWhateverWidthTheyAreHeldIn) {
+  Archive a;
+  const uint8_t bytes_a[1] = {0};
+  a.file = ByteSpan(bytes_a, 1);
+  const std::vector<std::vector<int32_t>> cases = {
+      {0, 1, -1, 127, -128, 5},                          // 1 byte each: 6 bytes held
+      {0, 128, -129, 32767, -32768, 7},                  // 2 bytes each: 12
+      {0, 32768, -32769, (1 << 24) - 1, -(1 << 24) + 1, 1}};  // 4 bytes each: 24
+  IndexCache cache(36);
+  for (size_t k = 0; k < cases.size(); ++k)
+    cache.InsertLevels(a, 0, k, cases[k].data(), cases[k].size());
+  // 6 + 12 + 24 > 36: the first went when the third came.
+  std::vector<int32_t> out(6, 0x55555555);
+  EXPECT_FALSE(cache.LookupLevels(a, 0, 0, out.data(), out.size()));
+  for (size_t k = 1; k < cases.size(); ++k) {
+    ASSERT_TRUE(cache.LookupLevels(a, 0, k, out.data(), out.size())) << k;
+    EXPECT_EQ(out, cases[k]) << k;
+  }
+  EXPECT_FALSE(cache.LookupLevels(a, 0, 1, out.data(), 5));  // another count
+  std::vector<uint8_t> raw(6);
+  EXPECT_FALSE(cache.Lookup(a, 0, 1, MutableByteSpan(raw)));  // levels are not raw bytes
+  // A larger entry in a recycled smaller buffer, then a smaller one in a larger buffer.
+  const std::vector<int32_t> big(12, -300), small = {3, -3};
+  cache.InsertLevels(a, 1, 0, big.data(), big.size());
+  cache.InsertLevels(a, 1, 1, small.data(), small.size());
+  std::vector<int32_t> out_big(12), out_small(2);
+  ASSERT_TRUE(cache.LookupLevels(a, 1, 0, out_big.data(), out_big.size()));
+  ASSERT_TRUE(cache.LookupLevels(a, 1, 1, out_small.data(), out_small.size()));
+  EXPECT_EQ(out_big, big);
+  EXPECT_EQ(out_small, small);
+}
+
 TEST(AtomicFile, NothingAppearsUntilCommitAndNothingRemainsOnAbort) {
   const std::string dir = FreshDir("atomic");
   const std::string path = dir + "/out.ckz";

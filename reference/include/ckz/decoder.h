@@ -91,6 +91,12 @@ class IndexCache {
   bool LookupPart(const Archive& archive, size_t tensor, size_t chunk, uint64_t offset,
                   MutableByteSpan out);
   void Insert(const Archive& archive, size_t tensor, size_t chunk, ByteSpan indices);
+  // (0.7) A chunk's levels (i32): held in 1 or 2 bytes each where they fit, so the budget holds
+  // up to 4x more of them and inserting one touches a quarter of the memory; read back as i32.
+  bool LookupLevels(const Archive& archive, size_t tensor, size_t chunk, int32_t* out,
+                    size_t count);
+  void InsertLevels(const Archive& archive, size_t tensor, size_t chunk, const int32_t* levels,
+                    size_t count);
 
   // Lookups so far and how many found their entry: a decode that asks for each chunk's
   // indices once (before decoding them) misses once per chunk.

@@ -238,8 +238,7 @@ Status ChunkDecoder::StreamLevels(const Archive& archive, size_t tensor, size_t 
   const TensorInfo& t = archive.tensors[tensor];
   const uint64_t count = stream.raw_length / 4;
   const uint64_t first = t.chunks[chunk_index].raw_offset / DTypeSize(t.dtype);
-  const MutableByteSpan bytes(reinterpret_cast<uint8_t*>(out), count * 4);
-  if (index_cache_ && index_cache_->Lookup(archive, tensor, chunk_index, bytes))
+  if (index_cache_ && index_cache_->LookupLevels(archive, tensor, chunk_index, out, count))
     return Status::Ok();
   const ByteSpan src = archive.file.subspan(stream.offset, stream.stored_length);
   LevelModelInputs in;
@@ -259,7 +258,7 @@ Status ChunkDecoder::StreamLevels(const Archive& archive, size_t tensor, size_t 
                         std::to_string(src.size) +
                         " bytes does not end where its last level does (rule 7.7.1)");
   }
-  if (index_cache_) index_cache_->Insert(archive, tensor, chunk_index, ByteSpan(bytes.data, bytes.size));
+  if (index_cache_) index_cache_->InsertLevels(archive, tensor, chunk_index, out, count);
   return Status::Ok();
 }
 

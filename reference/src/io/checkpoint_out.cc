@@ -11,6 +11,7 @@
 
 #include "ckz/checkpoint.h"
 #include "common/index_model.h"
+#include "common/level_width.h"
 #include "ckz/safetensors.h"
 #include "ckz/torch.h"
 #include "common/bytes.h"
@@ -165,55 +166,6 @@ Status DecodedCheckpoint::AddOwned(const TensorSpec& spec, std::vector<uint8_t> 
   return SetIndices(spec.name, indices, centres, levels);
 }
 
-namespace {
-
-// Levels (i32) held in the narrowest of 1, 2 or 4 bytes that holds them all: most are small,
-// so a chain's kept parent levels cost a quarter of the i32 array, like codebook indices.
-uint32_t LevelWidth(ByteSpan levels) {
-  uint32_t width = 1;
-  for (size_t i = 0; i + 4 <= levels.size; i += 4) {
-    int32_t q;
-    std::memcpy(&q, levels.data + i, 4);
-    if (q < -32768 || q > 32767) return 4;
-    if (q < -128 || q > 127) width = 2;
-  }
-  return width;
-}
-
-std::vector<uint8_t> NarrowLevels(ByteSpan levels, uint32_t width) {
-  std::vector<uint8_t> out(levels.size / 4 * width);
-  for (size_t i = 0; i < levels.size / 4; ++i) {
-    int32_t q;
-    std::memcpy(&q, levels.data + 4 * i, 4);
-    if (width == 1) {
-      out[i] = uint8_t(int8_t(q));
-    } else {
-      const int16_t h = int16_t(q);
-      std::memcpy(out.data() + 2 * i, &h, 2);
-    }
-  }
-  return out;
-}
-
-// Widens `count` levels of `width` bytes, which lie at the end of `out`, to i32 in place
-// (forward: element i's four bytes end before narrow element i + 1 begins).
-void WidenLevelsInPlace(uint8_t* out, size_t count, uint32_t width) {
-  const size_t from = count * (4 - width);
-  for (size_t i = 0; i < count; ++i) {
-    int32_t q;
-    if (width == 1) {
-      q = int8_t(out[from + i]);
-    } else {
-      int16_t h;
-      std::memcpy(&h, out + from + 2 * i, 2);
-      q = h;
-    }
-    std::memcpy(out + 4 * i, &q, 4);
-  }
-}
-
-}  // namespace
-
 Status DecodedCheckpoint::SetIndices(const std::string& name, ByteSpan indices, uint32_t centres,
                                      bool levels) {
   auto it = tensors_.find(name);
@@ -222,10 +174,13 @@ Status DecodedCheckpoint::SetIndices(const std::string& name, ByteSpan indices, 
   e.indices_length = indices.size;
   e.centres = indices.empty() ? 0 : centres;
   e.levels = levels;
-  e.level_width = levels ? LevelWidth(indices) : 4;
+  // Levels arrive as 4 bytes each, in memory order (the caller's i32 array or a copy of one).
+  const int32_t* level_data = reinterpret_cast<const int32_t*>(indices.data);
+  e.level_width = levels ? LevelWidth(level_data, indices.size / 4) : 4;
   std::vector<uint8_t> narrow;
   if (levels && e.level_width < 4) {
-    narrow = NarrowLevels(indices, e.level_width);
+    narrow.resize(indices.size / 4 * e.level_width);
+    NarrowLevels(level_data, indices.size / 4, e.level_width, narrow.data());
     indices = ByteSpan(narrow);
   }
   auto at = Keep(indices);
