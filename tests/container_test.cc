@@ -79,6 +79,34 @@ TEST(Container, ManyChunksAndRandomRanges) {
   EXPECT_EQ(DecodeAll(*a, 0, nullptr, 4), tensors[0].bytes);
 }
 
+// Limits::read_below: the parser says, now and then, below which offset it reads no more (a
+// mapped file's reader drops those pages); offsets only grow, stay inside the file, and what
+// is parsed is the same with the hook or without. The padding it reads is still checked.
+TEST(Container, ParserSaysBelowWhichOffsetItReadsNoMore) {
+  EncodeOptions options;
+  options.chunk_bytes = 256;  // 64 f32 elements: 1,000 chunks
+  const auto file = WriteToMemory({MakeTensor("w", DType::kF32, {1000, 64}, 3)}, options);
+  std::vector<uint64_t> offsets;
+  Limits limits;
+  limits.read_below = [&](uint64_t offset) { offsets.push_back(offset); };
+  auto with = ParseArchive(ByteSpan(file), limits);
+  ASSERT_TRUE(with.ok()) << with.status().ToString();
+  auto without = ParseArchive(ByteSpan(file));
+  ASSERT_TRUE(without.ok());
+  ASSERT_EQ(with->tensors[0].chunks.size(), 1000u);
+  EXPECT_EQ(with->tensors[0].chunks.back().offset, without->tensors[0].chunks.back().offset);
+  ASSERT_GE(offsets.size(), 10u);
+  EXPECT_TRUE(std::is_sorted(offsets.begin(), offsets.end()));
+  EXPECT_LE(offsets.back(), file.size());
+  // A nonzero padding byte past the last offset reported is still found.
+  const ChunkInfo& last = with->tensors[0].chunks.back();
+  const uint64_t pad = last.offset + last.stored_length;
+  ASSERT_LT(pad, file.size()) << "the last chunk is followed by padding";
+  std::vector<uint8_t> bad = file;
+  bad[pad] = 1;
+  EXPECT_EQ(ParseArchive(ByteSpan(bad), limits).status().code(), ErrorCode::kNonzeroPadding);
+}
+
 TEST(Container, OutputIndependentOfThreadCount) {
   EncodeOptions one, four;
   one.chunk_bytes = four.chunk_bytes = 4096;

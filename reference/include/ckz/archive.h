@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -65,6 +66,12 @@ struct Limits {
   uint64_t max_header_bytes = kMaxHeaderBytes;
   uint64_t max_tensor_bytes = uint64_t{1} << 62;
   uint64_t max_prolog_bytes = kMaxPrologBytes;  // decoded length of a coded prolog
+  // Bounded memory: called now and then while the parser checks the padding after every
+  // chunk (rule L3 reads a few bytes per chunk, all over the file) with an offset below which
+  // it reads nothing more, so that a caller parsing a mapped file can drop the pages read so
+  // far (the kernel maps up to 16 pages around each one read: ~6 % of a large file otherwise).
+  // Never changes the result. Unset: never called.
+  std::function<void(uint64_t offset)> read_below;
 };
 
 struct Preamble {

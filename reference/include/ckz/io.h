@@ -34,6 +34,8 @@ class MappedFile {
   // Unmaps the pages read so far from this process (they stay in the page cache and are
   // mapped again when read): a file read once end to end then costs no resident memory.
   void ReleasePages() const;
+  // The same for the whole pages inside [begin, end).
+  void ReleasePages(uint64_t begin, uint64_t end) const;
 
  private:
   const uint8_t* data_ = nullptr;

@@ -458,9 +458,12 @@ Status ParseSourceFile(const fb::SourceFile* f, size_t index, size_t tensor_coun
   return Status::Ok();
 }
 
+// Regions checked between two calls of Limits::read_below.
+constexpr size_t kRegionsPerReadBelow = 64;
+
 // Every byte of the file belongs to the preamble, the header or one chunk, or is zero padding
 // that brings the next region to its 64-byte boundary.
-Status CheckLayout(const Archive& a) {
+Status CheckLayout(const Archive& a, const Limits& limits) {
   struct Region {
     uint64_t offset, length;
     int64_t tensor;  // -1 preamble, -2 header
@@ -501,6 +504,7 @@ Status CheckLayout(const Archive& a) {
       if (CKZ_RULE_ON(L3) && a.file.data[p] != 0)
         return Status(ErrorCode::kNonzeroPadding,
                       "padding byte at offset " + std::to_string(p) + " is not zero");
+    if (limits.read_below && i % kRegionsPerReadBelow == 0) limits.read_below(cur.offset);
   }
   const Region& last = regions.back();
   const uint64_t end = last.offset + last.length;
@@ -704,7 +708,7 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
     }
   }
 
-  CKZ_RETURN_IF_ERROR(CheckLayout(a));
+  CKZ_RETURN_IF_ERROR(CheckLayout(a, limits));
   return a;
 }
 

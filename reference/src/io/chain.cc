@@ -50,7 +50,14 @@ Result<std::unique_ptr<CkzFile>> OpenCkzFile(const std::string& path, const Limi
     if (!m.ok()) return m.status();
     file->mapping = std::move(m).value();
   }
-  Result<Archive> a = ParseArchive(file->mapping.bytes(), limits);
+  Limits parse_limits = limits;
+  const MappedFile& mapping = file->mapping;
+  uint64_t released = 0;  // the pages the parser has read so far go as it goes
+  parse_limits.read_below = [&mapping, &released](uint64_t offset) {
+    mapping.ReleasePages(released, offset);
+    released = std::max(released, offset);
+  };
+  Result<Archive> a = ParseArchive(mapping.bytes(), parse_limits);
   if (!a.ok()) return a.status().WithContext(path);
   file->archive = std::move(a).value();
   return file;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -96,6 +97,13 @@ Result<MappedFile> MappedFile::Open(const std::string& path) {
 void MappedFile::ReleasePages() const {
   // A private read-only file mapping: dropped pages come back from the file unchanged.
   if (data_) madvise(const_cast<uint8_t*>(data_), size_, MADV_DONTNEED);
+}
+
+void MappedFile::ReleasePages(uint64_t begin, uint64_t end) const {
+  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+  const uint64_t first = (begin + page - 1) / page * page;  // whole pages only
+  const uint64_t last = std::min<uint64_t>(end, size_) / page * page;
+  if (data_ && first < last) madvise(const_cast<uint8_t*>(data_ + first), last - first, MADV_DONTNEED);
 }
 
 MappedFile::~MappedFile() {
