@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Peak RSS and speed of one ckz build on a large two-step history (make_large.py's output):
 # keyframe and link (default lossy levels, against the keyframe file), compress and
-# decompress, at each thread count given. Prints one line per run:
+# decompress, at each thread count given, then the same run's baselines on the keyframe's
+# checkpoint: zstd -3 (the zstd tool, -T threads), byte-shuffle + zstd -3 (ckz_shuffle_zstd,
+# beside CKZ in the build) and, with SLOW=1, zstd -19 (hours at 8 GB). Prints one line per run:
 #   what threads seconds MB/s(of the checkpoint) peak-RSS-MB
-# and leaves the outputs in WORK_DIR (delete them after).
+# and leaves the outputs in WORK_DIR (delete them after). With GIB=N and no checkpoints in
+# DATA_DIR it first writes a history of two N GiB checkpoints there (make_large.py).
 #
 #   tools/history/bench_large.sh CKZ DATA_DIR WORK_DIR [THREADS...]   (default threads: 1 2)
+#   GIB=8 tools/history/bench_large.sh build/tools/ckz /tmp/big8 /tmp/work8 1 2
 set -euo pipefail
 ckz=$1 data=$2 work=$3
 shift 3
 threads=("$@")
 [ ${#threads[@]} -gt 0 ] || threads=(1 2)
+here=$(cd "$(dirname "$0")" && pwd)
+shuffle=$(dirname "$ckz")/bench/ckz_shuffle_zstd
+if [ -n "${GIB:-}" ] && ! compgen -G "$data/step_*.safetensors" >/dev/null; then
+  /usr/bin/python3 "$here/make_large.py" "$data" --gib "$GIB"
+fi
 steps=("$data"/step_*.safetensors)
 [ ${#steps[@]} -ge 2 ] || { echo "bench_large: need two step_*.safetensors in $data" >&2; exit 1; }
 key=${steps[0]} next=${steps[1]}
@@ -43,4 +52,19 @@ for t in "${threads[@]}"; do
   echo "sizes: keyframe $(mb "$work/kf.ckz") MB, link $(mb "$work/link.ckz") MB;" \
     "link output sha1 $(sha1sum <"$work/out.safetensors" | cut -c1-12)"
   rm -f "$work/out.safetensors"
+  # Baselines on the keyframe's checkpoint, each checked to restore it.
+  run "zstd -3 compress" "$t" "$(mb "$key")" zstd -3 -T"$t" -q -f "$key" -o "$work/kf.zst"
+  run "zstd -3 decompress" "$t" "$(mb "$key")" zstd -d -q -f "$work/kf.zst" -o "$work/out.safetensors"
+  cmp -s "$work/out.safetensors" "$key" || { echo "bench_large: zstd not restored" >&2; exit 1; }
+  if [ "${SLOW:-0}" = 1 ]; then
+    run "zstd -19 compress" "$t" "$(mb "$key")" zstd -19 -T"$t" -q -f "$key" -o "$work/kf19.zst"
+    run "zstd -19 decompress" "$t" "$(mb "$key")" zstd -d -q -f "$work/kf19.zst" -o "$work/out.safetensors"
+  fi
+  if [ -x "$shuffle" ]; then
+    run "shuffle+zstd-3 compress" "$t" "$(mb "$key")" "$shuffle" compress 3 "$t" "$key" "$work/kf.bsz"
+    run "shuffle+zstd-3 decompress" "$t" "$(mb "$key")" "$shuffle" decompress "$work/kf.bsz" "$work/out.safetensors"
+    cmp -s "$work/out.safetensors" "$key" || { echo "bench_large: shuffle not restored" >&2; exit 1; }
+  fi
+  echo "baseline sizes: zstd -3 $(mb "$work/kf.zst") MB$([ "${SLOW:-0}" = 1 ] && echo ", zstd -19 $(mb "$work/kf19.zst") MB")$([ -x "$shuffle" ] && echo ", shuffle+zstd-3 $(mb "$work/kf.bsz") MB")"
+  rm -f "$work/out.safetensors" "$work"/kf*.zst "$work/kf.bsz"
 done
