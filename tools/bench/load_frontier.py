@@ -14,20 +14,15 @@ import glob
 import os
 import shutil
 import statistics
-import time
 
 import torch
 
 import ckz
+from python_bench import median_time
 
 
 def median_ms(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+    return median_time(fn, repeats) * 1e3
 
 
 def main():

@@ -34,7 +34,7 @@ class MappedFile {
   // Unmaps the pages read so far from this process (they stay in the page cache and are
   // mapped again when read): a file read once end to end then costs no resident memory.
   void ReleasePages() const;
-  // The same for the whole pages inside [begin, end).
+  // The same for the pages from the one holding `begin` up to the one holding `end` (excluded).
   void ReleasePages(uint64_t begin, uint64_t end) const;
 
  private:

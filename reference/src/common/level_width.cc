@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "common/bytes.h"
+
 namespace ckz {
 
 uint32_t LevelWidth(const int32_t* levels, size_t count) {
@@ -16,45 +18,33 @@ uint32_t LevelWidth(const int32_t* levels, size_t count) {
 }
 
 void NarrowLevels(const int32_t* levels, size_t count, uint32_t width, uint8_t* out) {
-  if (width == 1) {
-    for (size_t i = 0; i < count; ++i) out[i] = uint8_t(levels[i]);
-  } else if (width == 2) {
-    for (size_t i = 0; i < count; ++i) {
-      const uint16_t h = uint16_t(levels[i]);
-      out[2 * i] = uint8_t(h);
-      out[2 * i + 1] = uint8_t(h >> 8);
-    }
-  } else {
-    for (size_t i = 0; i < count; ++i) {
-      const uint32_t q = uint32_t(levels[i]);
-      for (int b = 0; b < 4; ++b) out[4 * i + size_t(b)] = uint8_t(q >> (8 * b));
-    }
+  for (size_t i = 0; i < count; ++i) {
+    if (width == 1)
+      out[i] = uint8_t(levels[i]);
+    else if (width == 2)
+      StoreLE16(out + 2 * i, uint16_t(levels[i]));
+    else
+      StoreLE32(out + 4 * i, uint32_t(levels[i]));
   }
 }
 
+// Level i of `width` bytes at `in`.
+inline int32_t LevelAt(const uint8_t* in, size_t i, uint32_t width) {
+  if (width == 1) return int8_t(in[i]);
+  if (width == 2) return int16_t(LoadLE16(in + 2 * i));
+  return int32_t(LoadLE32(in + 4 * i));
+}
+
 void WidenLevels(const uint8_t* in, size_t count, uint32_t width, int32_t* out) {
-  if (width == 1) {
-    for (size_t i = 0; i < count; ++i) out[i] = int8_t(in[i]);
-  } else if (width == 2) {
-    for (size_t i = 0; i < count; ++i) out[i] = int16_t(uint16_t(in[2 * i] | in[2 * i + 1] << 8));
-  } else {
-    for (size_t i = 0; i < count; ++i)
-      out[i] = int32_t(uint32_t(in[4 * i]) | uint32_t(in[4 * i + 1]) << 8 |
-                       uint32_t(in[4 * i + 2]) << 16 | uint32_t(in[4 * i + 3]) << 24);
-  }
+  for (size_t i = 0; i < count; ++i) out[i] = LevelAt(in, i, width);
 }
 
 void WidenLevelsInPlace(uint8_t* out, size_t count, uint32_t width) {
   if (width == 4) return;
   // Forward: element i's four bytes end before narrow element i + 1 begins.
-  const size_t from = count * (4 - width);
+  const uint8_t* narrow = out + count * (4 - width);
   for (size_t i = 0; i < count; ++i) {
-    int32_t q;
-    if (width == 1) {
-      q = int8_t(out[from + i]);
-    } else {
-      q = int16_t(uint16_t(out[from + 2 * i] | out[from + 2 * i + 1] << 8));
-    }
+    const int32_t q = LevelAt(narrow, i, width);
     std::memcpy(out + 4 * i, &q, 4);
   }
 }

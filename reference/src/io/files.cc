@@ -101,7 +101,10 @@ void MappedFile::ReleasePages() const {
 
 void MappedFile::ReleasePages(uint64_t begin, uint64_t end) const {
   const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
-  const uint64_t first = (begin + page - 1) / page * page;  // whole pages only
+  // The page holding `begin` goes too (a caller releasing range after range leaves no page
+  // behind); only the page holding `end`, maybe still in use, stays. A read-only mapping's
+  // dropped pages come back unchanged when read.
+  const uint64_t first = begin / page * page;
   const uint64_t last = std::min<uint64_t>(end, size_) / page * page;
   if (data_ && first < last) madvise(const_cast<uint8_t*>(data_ + first), last - first, MADV_DONTNEED);
 }
