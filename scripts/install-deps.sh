@@ -8,6 +8,7 @@ packages=(
   libflatbuffers-dev flatbuffers-compiler libzstd-dev zstd liblzma-dev xz-utils
   libgtest-dev clang-14 libclang-rt-14-dev
   python3-torch python3-numpy libopenblas0-pthread dataset-fashion-mnist
+  libtorch-dev
   pybind11-dev python3-pybind11 python3-pytest
 )
 

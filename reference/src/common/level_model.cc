@@ -55,6 +55,42 @@ struct TraceSide {
   }
 };
 
+// Codec cml+lstm (draft spec 7.11.5, docs/lstm.md): the zero flag, sign and unary decisions are coded at the
+// mixer's probability (cml's state still adapts to the bit); escapes by cml alone.
+struct MixedEncodeSide {
+  RangeEncoder& rc;
+  LstmCoderState& lstm;
+  int slot = -1;
+  int Code(BitModel& m, int bit) {
+    if (slot < 0) {
+      rc.Encode(m, bit);
+      return bit;
+    }
+    rc.EncodeP0(lstm.Mix(uint32_t(slot), m.P0()), bit);
+    lstm.Learn(bit);
+    m.Update(bit);
+    return bit;
+  }
+  uint32_t Direct(uint32_t value, unsigned count) {
+    rc.EncodeDirect(value, count);
+    return value;
+  }
+};
+
+struct MixedDecodeSide {
+  RangeDecoder& rc;
+  LstmCoderState& lstm;
+  int slot = -1;
+  int Code(BitModel& m, int) {
+    if (slot < 0) return rc.Decode(m);
+    const int bit = rc.DecodeP0(lstm.Mix(uint32_t(slot), m.P0()));
+    lstm.Learn(bit);
+    m.Update(bit);
+    return bit;
+  }
+  uint32_t Direct(uint32_t, unsigned count) { return rc.DecodeDirect(count); }
+};
+
 // -log2(p / 65536) in 1/256 bits for p = 16 * i + 8 (i = 0..4095): the encoder's cost table.
 struct CostTable {
   uint32_t bits[4096];
@@ -113,6 +149,12 @@ inline void Mark(Side&, LevelModel::Decision::Kind, uint32_t) {}
 inline void Mark(TraceSide& s, LevelModel::Decision::Kind kind, uint32_t slot) {
   s.kind = kind;
   s.slot = uint8_t(slot);
+}
+inline void Mark(MixedEncodeSide& s, LevelModel::Decision::Kind kind, uint32_t slot) {
+  s.slot = LstmSlotOf(kind, slot);
+}
+inline void Mark(MixedDecodeSide& s, LevelModel::Decision::Kind kind, uint32_t slot) {
+  s.slot = LstmSlotOf(kind, slot);
 }
 }  // namespace
 
@@ -184,9 +226,30 @@ uint32_t LevelModel::Cost(const Context& c, int32_t level) const {
   return cost + BitCost(escape_[std::min(k, kEscapeBits)], 0) + 256 * k;
 }
 
+
+template <class Side>
+int64_t LevelModel::CodeMixed(Side& side, const Context& c, int32_t level) {
+  return Code(side, c, level);
+}
+
 void EncodeLevelStream(const LevelModelInputs& in, const int32_t* levels, size_t count,
                        std::vector<uint8_t>* out, const LevelModelConfig& config) {
   RangeEncoder rc(out);
+  if (in.lstm) {
+    LevelModel model;
+    LstmCoderState lstm(*in.lstm, in.role);
+    MixedEncodeSide side{rc, lstm};
+    uint64_t col = in.row ? in.first % in.row : 0;
+    uint8_t f[kLstmFeatures];
+    for (size_t i = 0; i < count; ++i) {
+      LstmFeaturesOf(in, levels, i, col, in.lstm->clip, f);
+      lstm.Step(f);
+      model.CodeMixed(side, Contexts(in, levels, i, col, config), levels[i]);
+      if (in.row != 0 && ++col == in.row) col = 0;
+    }
+    rc.Finish();
+    return;
+  }
   LevelModel model;
   uint64_t col = in.row ? in.first % in.row : 0;
   for (size_t i = 0; i < count; ++i) {
@@ -201,6 +264,23 @@ LevelDecodeResult DecodeLevelStream(const LevelModelInputs& in, const uint8_t* s
   RangeDecoder rc(src, size);
   LevelModel model;
   uint64_t col = in.row ? in.first % in.row : 0;
+  if (in.lstm) {
+    LstmCoderState lstm(*in.lstm, in.role);
+    MixedDecodeSide side{rc, lstm};
+    uint8_t f[kLstmFeatures];
+    for (size_t i = 0; i < count; ++i) {
+      LstmFeaturesOf(in, out, i, col, in.lstm->clip, f);
+      lstm.Step(f);
+      const int64_t level = model.CodeMixed(side, Contexts(in, out, i, col, LevelModelConfig{}), 0);
+      if (level == LevelModel::kTooLarge) {
+        *bad_element = i;
+        return LevelDecodeResult::kTooLarge;
+      }
+      out[i] = int32_t(level);
+      if (in.row != 0 && ++col == in.row) col = 0;
+    }
+    return rc.Finish() ? LevelDecodeResult::kOk : LevelDecodeResult::kBadStream;
+  }
   for (size_t i = 0; i < count; ++i) {
     const int64_t level = model.Decode(rc, Contexts(in, out, i, col, LevelModelConfig{}));
     if (level == LevelModel::kTooLarge) {

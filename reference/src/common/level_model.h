@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/lstm_model.h"
 #include "common/range_coder.h"
 
 namespace ckz {
@@ -21,6 +22,10 @@ struct LevelModelInputs {
   // context), or null; the aux tensor's levels at the same elements (spec 7.7.2's rule), or null.
   const int32_t* parent = nullptr;
   const int32_t* aux = nullptr;
+  // (0.9) Codec cml+lstm (draft spec 7.11, docs/lstm.md): the model mixed with cml's states, and the tensor's role
+  // (0 weight, 1 first moment, 2 second moment, 3 other); null for plain cml.
+  const LstmModel* lstm = nullptr;
+  uint32_t role = 0;
 };
 
 // Which contexts are on. The format uses the default; the others exist only so that the
@@ -66,6 +71,9 @@ class LevelModel {
   };
   // Like Update, and appends the decisions made to `out`.
   void Trace(const Context& c, int32_t level, std::vector<Decision>* out);
+  // Codes through a side of the cml+lstm codec (level_model.cc's mixed sides).
+  template <class Side>
+  int64_t CodeMixed(Side& side, const Context& c, int32_t level);
 
  private:
   template <class Side>
@@ -76,6 +84,28 @@ class LevelModel {
   BitModel unary_[4][kUnary];
   BitModel escape_[kEscapeBits + 1];
 };
+
+// Spec 7.11.3's inputs of element i for the LSTM: the left, up, parent and aux levels, each
+// clipped to the model's range (LstmCoderState::Feature), or its absent value.
+inline void LstmFeaturesOf(const LevelModelInputs& in, const int32_t* levels, size_t i,
+                           uint64_t col, uint32_t clip, uint8_t f[kLstmFeatures]) {
+  const bool has_left = i > 0 && (in.row == 0 || col != 0);
+  const bool has_up = in.row != 0 && i >= in.row;
+  const uint8_t absent = LstmCoderState::Absent(clip);
+  f[0] = has_left ? LstmCoderState::Feature(levels[i - 1], clip) : absent;
+  f[1] = has_up ? LstmCoderState::Feature(levels[i - in.row], clip) : absent;
+  f[2] = in.parent ? LstmCoderState::Feature(in.parent[i], clip) : absent;
+  f[3] = in.aux ? LstmCoderState::Feature(in.aux[i], clip) : absent;
+}
+
+// The LSTM output a decision of cml's binarization is mixed with (kLstmSlot*), or -1 for
+// decisions cml codes alone (escape prefix and direct bits).
+inline int LstmSlotOf(LevelModel::Decision::Kind kind, uint32_t slot) {
+  return kind == LevelModel::Decision::kZero    ? int(kLstmSlotZero)
+         : kind == LevelModel::Decision::kSign  ? int(kLstmSlotSign)
+         : kind == LevelModel::Decision::kUnary ? int(kLstmSlotUnary + slot)
+                                                : -1;
+}
 
 // Appends the coded stream of `count` levels (|level| <= kMaxLevel) to `out`.
 void EncodeLevelStream(const LevelModelInputs& in, const int32_t* levels, size_t count,

@@ -58,6 +58,18 @@ class RangeEncoder {
     Normalize();
   }
 
+  // A bit at a given probability of 0 (1/65536 units, 1..65535) and no state to update.
+  void EncodeP0(uint32_t p0, int bit) {
+    const uint32_t bound = (range_ >> 16) * p0;
+    if (bit == 0) {
+      range_ = bound;
+    } else {
+      low_ += bound;
+      range_ -= bound;
+    }
+    Normalize();
+  }
+
   // The low `count` bits of `value`, most significant first, each at probability 1/2 (no
   // model): bits that are close to random cost one bit each and no state.
   void EncodeDirect(uint32_t value, unsigned count) {
@@ -129,6 +141,21 @@ class RangeDecoder {
       bit = 1;
     }
     m.Update(bit);
+    Normalize();
+    return bit;
+  }
+
+  // Mirrors RangeEncoder::EncodeP0.
+  int DecodeP0(uint32_t p0) {
+    const uint32_t bound = (range_ >> 16) * p0;
+    int bit = 0;
+    if (code_ < bound) {
+      range_ = bound;
+    } else {
+      code_ -= bound;
+      range_ -= bound;
+      bit = 1;
+    }
     Normalize();
     return bit;
   }

@@ -1,0 +1,122 @@
+#include "common/lstm_model.h"
+
+#include <algorithm>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+namespace ckz {
+namespace {
+
+#include "common/lstm_tables.inc"
+
+// Spec 7.11.4: a Q10 gate value (clamped to -8..8) to its table bin.
+inline int32_t Act(const int16_t* table, int32_t z) {
+  return table[(std::clamp(z, -8192, 8191) + 8192) >> 3];
+}
+
+constexpr int32_t kCellLimit = 32767;    // |c| in Q10
+constexpr int32_t kLogitLimit = 2047;    // stretch domain, Q8
+constexpr int32_t kMixLimit = 1 << 20;   // |mixer weight| in Q16 (16.0)
+constexpr int32_t kMixBias = 256;        // the bias input: 1.0 in Q8
+constexpr int kMixRateShift = 14;        // weight step = in * err * kMixRate >> kMixRateShift
+constexpr int32_t kMixRate = 3;
+
+}  // namespace
+
+bool LstmModel::WellFormed() const {
+  const uint32_t h = hidden;
+  return h >= 8 && h <= kLstmMaxHidden && h % 8 == 0 && clip >= 1 && clip <= kLstmMaxClip &&
+         recur_shift <= 15 && out_shift >= 2 &&
+         out_shift <= 15 && gate_bias.size() == GateBiasSize(h) && embed.size() == EmbedSize(h, clip) &&
+         role.size() == RoleSize(h) && recur.size() == RecurSize(h) && out.size() == OutSize(h) &&
+         out_bias.size() == kLstmSlots && mix_init.size() == kMixInitSize &&
+         std::all_of(mix_init.begin(), mix_init.end(),
+                     [](int32_t w) { return w >= -kMixLimit && w <= kMixLimit; });
+}
+
+size_t LstmModel::StoredBytes() const {
+  return 2 * (gate_bias.size() + embed.size() + role.size() + recur.size() + out.size() +
+              out_bias.size()) +
+         4 * mix_init.size();
+}
+
+LstmCoderState::LstmCoderState(const LstmModel& model, uint32_t role)
+    : m_(model), role_row_(model.role.data() + size_t(std::min(role, kLstmRoles - 1)) * 4 * model.hidden) {
+  const int32_t* init = model.mix_init.data() + size_t(std::min(role, kLstmRoles - 1)) * kLstmSlots * kLstmMixInputs;
+  for (uint32_t s = 0; s < kLstmSlots; ++s)
+    for (uint32_t k = 0; k < kLstmMixInputs; ++k) mix_[s][k] = init[s * kLstmMixInputs + k];
+  const uint32_t H = model.hidden, G = 4 * H;
+  for (uint32_t p = 0; p < H / 2; ++p)
+    for (uint32_t j = 0; j < G; ++j) {
+      pairs_[(size_t(p) * G + j) * 2] = model.recur[size_t(j) * H + 2 * p];
+      pairs_[(size_t(p) * G + j) * 2 + 1] = model.recur[size_t(j) * H + 2 * p + 1];
+    }
+}
+
+void LstmCoderState::Step(const uint8_t features[kLstmFeatures]) {
+  const uint32_t H = m_.hidden, G = 4 * H;
+  const int rs = int(m_.recur_shift);
+  alignas(32) int32_t z[4 * kLstmMaxHidden];
+  // Gate sums: bias, role, the four feature embeddings, then the recurrence. |recur| <= 2^15,
+  // |h| <= 2^10, H <= 32: each row's sum stays below 2^30 (no int32 overflow).
+  const int16_t* e[kLstmFeatures];
+  for (uint32_t f = 0; f < kLstmFeatures; ++f)
+    e[f] = m_.embed.data() + (size_t(f) * LstmModel::Values(m_.clip) + features[f]) * G;
+  // The recurrence, two hidden units at a time (an SSE2 multiply-add where there is one; the
+  // integer sums are the same either way).
+  alignas(16) int32_t acc[4 * kLstmMaxHidden] = {};
+  for (uint32_t p = 0; p < H / 2; ++p) {
+    const int16_t* w = pairs_ + size_t(p) * G * 2;
+    const int32_t h0 = h_[2 * p], h1 = h_[2 * p + 1];
+#if defined(__SSE2__)
+    const __m128i hp = _mm_set1_epi32(int32_t(uint32_t(uint16_t(h0)) | (uint32_t(uint16_t(h1)) << 16)));
+    for (uint32_t j = 0; j < G; j += 4) {
+      const __m128i prod = _mm_madd_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + 2 * j)), hp);
+      __m128i* a = reinterpret_cast<__m128i*>(acc + j);
+      _mm_store_si128(a, _mm_add_epi32(_mm_load_si128(a), prod));
+    }
+#else
+    for (uint32_t j = 0; j < G; ++j) acc[j] += int32_t(w[2 * j]) * h0 + int32_t(w[2 * j + 1]) * h1;
+#endif
+  }
+  for (uint32_t j = 0; j < G; ++j)
+    z[j] = (acc[j] >> rs) + m_.gate_bias[j] + role_row_[j] + e[0][j] + e[1][j] + e[2][j] + e[3][j];
+  for (uint32_t j = 0; j < H; ++j) {
+    const int32_t i = Act(kLstmSigmoid, z[j]);
+    const int32_t f = Act(kLstmSigmoid, z[H + j]);
+    const int32_t g = Act(kLstmTanh, z[2 * H + j]);
+    const int32_t o = Act(kLstmSigmoid, z[3 * H + j]);
+    c_[j] = std::clamp((f * c_[j] + i * g) >> 10, -kCellLimit, kCellLimit);
+    h_[j] = int16_t((o * Act(kLstmTanh, c_[j])) >> 10);
+  }
+}
+
+uint32_t LstmCoderState::Mix(uint32_t slot, uint32_t p0) {
+  const uint32_t H = m_.hidden;
+  const int16_t* v = m_.out.data() + size_t(slot) * H;
+  int32_t acc = 0;
+  for (uint32_t k = 0; k < H; ++k) acc += int32_t(v[k]) * int32_t(h_[k]);
+  const int32_t logit =
+      std::clamp((acc >> m_.out_shift) + m_.out_bias[slot], -kLogitLimit, kLogitLimit);
+  in_[0] = kLstmStretch[p0 >> 4];
+  in_[1] = logit;
+  in_[2] = kMixBias;
+  int64_t dot = 0;
+  for (uint32_t k = 0; k < kLstmMixInputs; ++k) dot += int64_t(mix_[slot][k]) * in_[k];
+  const int64_t t = std::clamp<int64_t>(dot >> 16, -kLogitLimit, kLogitLimit);
+  slot_ = slot;
+  p_ = kLstmSquash[t + kLogitLimit];
+  return p_;
+}
+
+void LstmCoderState::Learn(int bit) {
+  const int32_t err = ((bit ? 0 : 65536) - int32_t(p_)) >> 4;  // |err| < 2^12
+  for (uint32_t k = 0; k < kLstmMixInputs; ++k) {
+    const int32_t step = int32_t((int64_t(in_[k]) * err * kMixRate) >> kMixRateShift);
+    mix_[slot_][k] = std::clamp(mix_[slot_][k] + step, -kMixLimit, kMixLimit);
+  }
+}
+
+}  // namespace ckz

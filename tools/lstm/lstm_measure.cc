@@ -1,0 +1,220 @@
+// lstm_measure: what the LSTM level model (draft spec 7.11, docs/lstm.md) saves against cml alone on a chain
+// written with level quantization, model bytes counted.
+//
+//   lstm_measure CHAIN_DIR [--hidden H] [--clip C] [--seconds S] [--steps N] [--sample ELEMENTS]
+//
+// Trains one model (libtorch) on a sample of the first link's level streams, as the encoder
+// does once per keyframe segment, then codes every link's level chunks with cml and with
+// cml+lstm (the integer inference a decoder runs), keeping per chunk the smaller, and checks
+// that each cml+lstm stream decodes back. Prints bytes by stream (dW, m, v) and per link.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ckz/decoder.h"
+#include "ckz/io.h"
+#include "common/index_model.h"
+#include "common/level_model.h"
+#include "train/lstm_trainer.h"
+
+namespace {
+
+using namespace ckz;
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+[[noreturn]] void Fail(const Status& s) {
+  fprintf(stderr, "lstm_measure: %s\n", s.ToString().c_str());
+  exit(2);
+}
+
+std::vector<int32_t> Levels(ChainReader& reader, size_t t, IndexCache* cache) {
+  const Archive& a = reader.archive();
+  std::vector<int32_t> out(a.tensors[t].num_elements);
+  Status s = DecodeIndexRange(a, t, 0,
+                              MutableByteSpan(reinterpret_cast<uint8_t*>(out.data()), out.size() * 4),
+                              reader.parent(), cache);
+  if (!s.ok()) Fail(s);
+  return out;
+}
+
+uint32_t RoleIndex(Role r) {
+  return r == Role::kWeight ? 0 : r == Role::kMoment1 ? 1 : r == Role::kMoment2 ? 2 : 3;
+}
+const char* kStream[4] = {"dW", "m", "v", "other"};
+
+// One level tensor of one link, with what its chunks' contexts see.
+struct LevelTensor {
+  int link;
+  uint32_t role;
+  uint64_t row;
+  std::vector<int32_t> levels, parent, aux;
+  std::vector<std::pair<uint64_t, uint64_t>> chunks;  // (first element, count)
+};
+
+LevelModelInputs InputsOf(const LevelTensor& t, uint64_t first) {
+  LevelModelInputs in;
+  in.first = first;
+  in.row = t.row;
+  in.role = t.role;
+  if (!t.parent.empty()) in.parent = t.parent.data() + first;
+  if (!t.aux.empty()) in.aux = t.aux.data() + first;
+  return in;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: lstm_measure CHAIN_DIR [--hidden H] [--clip C] [--seconds S] [--steps N] [--sample ELEMENTS]\n");
+    return 1;
+  }
+  LstmTrainOptions opt;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    if (k == "--hidden") opt.hidden = uint32_t(atoi(argv[i + 1]));
+    else if (k == "--clip") opt.clip = uint32_t(atoi(argv[i + 1]));
+    else if (k == "--seconds") opt.max_seconds = atof(argv[i + 1]);
+    else if (k == "--steps") opt.max_steps = uint32_t(atoi(argv[i + 1]));
+    else if (k == "--sample") opt.sample_elements = size_t(atoll(argv[i + 1]));
+    else {
+      fprintf(stderr, "lstm_measure: unknown option %s\n", k.c_str());
+      return 1;
+    }
+  }
+  std::vector<std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(argv[1]))
+    if (e.path().extension() == ".ckz") files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  std::vector<LevelTensor> tensors;
+  IndexCache cache;
+  uint64_t restored_bytes = 0;
+  int link_no = 0;
+  for (const std::string& path : files) {
+    auto reader = ChainReader::Open(path);
+    if (!reader.ok()) Fail(reader.status());
+    ChainReader& r = **reader;
+    const Archive& a = r.archive();
+    if (!a.link) continue;
+    ++link_no;
+    const std::vector<CmTensorRole> roles = CmRoles(a.tensors);
+    for (size_t t = 0; t < a.tensors.size(); ++t) {
+      const TensorInfo& info = a.tensors[t];
+      if (!info.quantization || !info.quantization->IsLevels()) continue;
+      LevelTensor lt;
+      lt.link = link_no;
+      lt.role = RoleIndex(info.role);
+      lt.row = info.shape.size() >= 2 ? info.shape.back() : 0;
+      lt.levels = Levels(r, t, &cache);
+      uint32_t present = 0;
+      lt.parent.assign(info.num_elements, 0);
+      Status s = r.parent()->ReadReferenceIndices(
+          info, 0, MutableByteSpan(reinterpret_cast<uint8_t*>(lt.parent.data()), lt.parent.size() * 4),
+          &present);
+      if (!s.ok()) Fail(s);
+      if (!present) lt.parent.clear();
+      const int aux = CmAuxTensor(roles, t);
+      if (aux >= 0) lt.aux = Levels(r, size_t(aux), &cache);
+      const uint64_t w = DTypeSize(info.dtype);
+      restored_bytes += info.num_elements * w;
+      for (const ChunkInfo& c : info.chunks) lt.chunks.push_back({c.raw_offset / w, c.raw_length / w});
+      tensors.push_back(std::move(lt));
+    }
+  }
+  if (tensors.empty()) {
+    fprintf(stderr, "lstm_measure: no level tensors in the links of %s\n", argv[1]);
+    return 1;
+  }
+  // Train on the first link, as an encoder that trains once per keyframe segment.
+  std::vector<LstmTrainingChunk> train;
+  for (const LevelTensor& t : tensors) {
+    if (t.link != 1) continue;
+    for (const auto& [first, count] : t.chunks) {
+      LstmTrainingChunk c;
+      c.in = InputsOf(t, first);
+      c.levels = t.levels.data() + first;
+      c.count = count;
+      train.push_back(c);
+    }
+  }
+  LstmTrainReport rep;
+  const LstmModel model = TrainLevelLstm(train, opt, &rep);
+  if (!model.WellFormed()) {
+    fprintf(stderr, "lstm_measure: the trainer made a model outside the format's rules\n");
+    return 2;
+  }
+  printf("model: H %u, clip %u, %zu bytes, recur_shift %u, out_shift %u; trained %u steps in %.1f s "
+         "(sample loss %.4f -> %.4f bits/decision, cml %.4f)\n",
+         model.hidden, model.clip, model.StoredBytes(), model.recur_shift, model.out_shift, rep.steps,
+         rep.seconds, rep.first_loss, rep.last_loss, rep.cml_loss);
+  // Code every chunk both ways.
+  std::map<int, std::array<uint64_t, 3>> per_link;        // cml, lstm, best
+  std::map<uint32_t, std::array<uint64_t, 3>> per_stream;
+  std::map<uint32_t, uint64_t> elements;
+  double cml_s = 0, lstm_s = 0, dec_s = 0;
+  uint64_t chunks_lstm = 0, chunks = 0;
+  for (const LevelTensor& t : tensors) {
+    for (const auto& [first, count] : t.chunks) {
+      LevelModelInputs in = InputsOf(t, first);
+      std::vector<uint8_t> plain, mixed;
+      auto t0 = Clock::now();
+      EncodeLevelStream(in, t.levels.data() + first, count, &plain);
+      cml_s += Since(t0);
+      in.lstm = &model;
+      t0 = Clock::now();
+      EncodeLevelStream(in, t.levels.data() + first, count, &mixed);
+      lstm_s += Since(t0);
+      std::vector<int32_t> back(count);
+      size_t bad = 0;
+      t0 = Clock::now();
+      if (DecodeLevelStream(in, mixed.data(), mixed.size(), back.data(), count, &bad) !=
+              LevelDecodeResult::kOk ||
+          std::memcmp(back.data(), t.levels.data() + first, count * 4) != 0) {
+        fprintf(stderr, "lstm_measure: a cml+lstm stream does not decode back\n");
+        return 2;
+      }
+      dec_s += Since(t0);
+      const uint64_t a = plain.size() + 5, b = mixed.size() + 5, best = std::min(a, b);
+      chunks_lstm += b < a;
+      ++chunks;
+      for (auto* row : {&per_link[t.link], &per_stream[t.role]}) {
+        (*row)[0] += a;
+        (*row)[1] += b;
+        (*row)[2] += best;
+      }
+      elements[t.role] += count;
+    }
+  }
+  auto pct = [](uint64_t x, uint64_t base) { return 100.0 * (double(x) - double(base)) / double(base); };
+  printf("\n| stream | elements | cml bytes | cml+lstm | change | best per chunk | change |\n|---|---:|---:|---:|---:|---:|---:|\n");
+  std::array<uint64_t, 3> total{};
+  for (const auto& [role, b] : per_stream) {
+    printf("| %s | %llu | %llu | %llu | %+.2f %% | %llu | %+.2f %% |\n", kStream[role],
+           (unsigned long long)elements[role], (unsigned long long)b[0], (unsigned long long)b[1],
+           pct(b[1], b[0]), (unsigned long long)b[2], pct(b[2], b[0]));
+    for (int k = 0; k < 3; ++k) total[k] += b[k];
+  }
+  printf("| all | | %llu | %llu | %+.2f %% | %llu | %+.2f %% |\n", (unsigned long long)total[0],
+         (unsigned long long)total[1], pct(total[1], total[0]), (unsigned long long)total[2],
+         pct(total[2], total[0]));
+  printf("| all + model | | %llu | | | %llu | **%+.2f %%** |\n", (unsigned long long)total[0],
+         (unsigned long long)(total[2] + model.StoredBytes()),
+         pct(total[2] + model.StoredBytes(), total[0]));
+  printf("\n| link | cml bytes | best per chunk | change |\n|---:|---:|---:|---:|\n");
+  for (const auto& [link, b] : per_link)
+    printf("| %d | %llu | %llu | %+.2f %% |\n", link, (unsigned long long)b[0],
+           (unsigned long long)b[2], pct(b[2], b[0]));
+  const double mb = double(restored_bytes) / 1e6;
+  printf("\nchunks coded with the model: %llu of %llu; restored checkpoint bytes %.1f MB\n",
+         (unsigned long long)chunks_lstm, (unsigned long long)chunks, mb);
+  printf("level coding, 1 thread: cml %.2f s (%.1f MB/s), cml+lstm encode %.2f s (%.1f MB/s), "
+         "decode %.2f s (%.1f MB/s); training %.1f s\n",
+         cml_s, mb / cml_s, lstm_s, mb / lstm_s, dec_s, mb / dec_s, rep.seconds);
+  return 0;
+}
