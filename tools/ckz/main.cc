@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -99,6 +100,13 @@ const char kUsage[] =
     "                           the default), or the cmf context model where it codes a\n"
     "                           sample of the tensor smaller (cm: 2-5 % smaller, decodes\n"
     "                           ~20x slower)\n"
+    "  --lstm                   levels also coded with an LSTM model mixed with cml (spec\n"
+    "                           7.11), per chunk where smaller: a link takes its parent's\n"
+    "                           model; the first link of a chain without one trains one\n"
+    "                           (ckz-lstm-train, built with libtorch) and keeps it where the\n"
+    "                           link with it is smaller. 1-3 %% smaller level streams,\n"
+    "                           decodes at 10-25 MB/s (docs/lstm.md)\n"
+    "  --lstm-hidden H          the trained model's hidden size: 8 (default), 16, 24 or 32\n"
     "  -l, --level N            zstd level of the entropy stage (default 3)\n"
     "  --chunk-size BYTES       decoded bytes per chunk (default: each tensor in equal chunks\n"
     "                           of at most 1048576 bytes, 262144 for lossy-coded tensors)\n"
@@ -398,7 +406,16 @@ bool SameCheckpoint(const Signature& a, const Signature& b) {
 // the next link; the rest goes to a temporary file in $TMPDIR.
 constexpr uint64_t kDecodedMemoryBytes = uint64_t{256} << 20;
 
+// --lstm (spec 7.11): the model a link codes its levels with.
+struct LstmChoice {
+  bool enabled = false;
+  uint32_t hidden = 8;
+  std::shared_ptr<const LstmModel> own;  // set: the link stores this model; else the parent's
+};
+
 struct CompressResult {
+  std::string lstm;        // how the link used an LSTM model, for the summary; empty: none
+  uint64_t lstm_chunks = 0;
   uint64_t raw = 0;
   uint64_t stored = 0;
   double seconds = 0;
@@ -416,7 +433,7 @@ Status CompressOne(const std::string& input, const std::string& output,
                    const std::string& parent_path, DecodedCheckpoint* previous,
                    uint64_t keyframe_interval, const EncodeOptions& encode,
                    const WriteOptions& write, const Common& common, DecodedCheckpoint* decoded,
-                   CompressResult* result) {
+                   CompressResult* result, const LstmChoice& lstm = {}) {
   const auto start = std::chrono::steady_clock::now();
   auto in = LoadCheckpoint(input);  // its errors name the file
   if (!in.ok()) return in.status();
@@ -443,6 +460,12 @@ Status CompressOne(const std::string& input, const std::string& output,
     writer.SetLink(LinkTo(*parent));
     result->depth = LinkTo(*parent).depth;
     reference = previous ? static_cast<ReferenceSource*>(previous) : parent.get();
+    if (lstm.own) {
+      writer.SetLstmModel(lstm.own, /*from_parent=*/false);
+    } else if (lstm.enabled && parent->archive().lstm_model) {
+      writer.SetLstmModel(parent->archive().lstm_model, /*from_parent=*/true);
+      result->lstm = "model of the parent";
+    }
   }
   WriteOptions once = write;  // the parent serves this link only
   once.release_reference_indices = true;
@@ -450,6 +473,9 @@ Status CompressOne(const std::string& input, const std::string& output,
   auto id = writer.Finish();
   if (!id.ok()) return id.status();
   progress.Finish();
+  result->lstm_chunks = writer.lstm_chunks();
+  if (lstm.own && result->lstm_chunks > 0)
+    result->lstm = "own model, " + std::to_string(lstm.own->StoredBytes()) + " bytes";
   if (common.verbose)
     for (const std::string& why : result->report.lossless)
       fprintf(stderr, "ckz: kept lossless: %s\n", why.c_str());
@@ -460,6 +486,103 @@ Status CompressOne(const std::string& input, const std::string& output,
   result->step = in->step;
   result->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (decoded) decoded->KeepAlive(std::move(in).value());  // its views point into the input
+  return Status::Ok();
+}
+
+// The trainer program (ckz-lstm-train) beside this ckz, or $CKZ_LSTM_TRAIN.
+std::string LstmTrainerPath() {
+  if (const char* env = getenv("CKZ_LSTM_TRAIN")) return env;
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return "ckz-lstm-train";
+  self[n] = 0;
+  std::string dir(self);
+  dir.erase(dir.rfind('/') + 1);
+  return dir + "ckz-lstm-train";
+}
+
+// --lstm for a link written without a model (its parent had none): trains one on the link's
+// levels (ckz-lstm-train, a separate program: ckz never links libtorch), writes the link again
+// with it and keeps that when smaller. The training budget grows with the work it is spread
+// over: the link's own encode time times the links of its chain still to come, 3..60 s.
+Status TrainLstmFor(const std::string& input, const std::string& output,
+                    const std::string& parent_path, uint64_t keyframe_interval,
+                    uint64_t links_to_come, const EncodeOptions& encode,
+                    const WriteOptions& write, const Common& common, const LstmChoice& lstm,
+                    CompressResult* result) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::string trainer = LstmTrainerPath();
+  if (access(trainer.c_str(), X_OK) != 0)
+    return Status(ErrorCode::kUnsupported,
+                  "--lstm: " + trainer + " is missing (it is built when libtorch-dev is "
+                  "installed; CKZ_LSTM_TRAIN names another)");
+  char model_path[] = "/tmp/ckz-lstm-XXXXXX";
+  const int fd = mkstemp(model_path);
+  if (fd < 0) return Status(ErrorCode::kIoError, "--lstm: cannot create a temporary file");
+  close(fd);
+  const double budget =
+      std::clamp(result->seconds * double(std::max<uint64_t>(links_to_come, 1)), 3.0, 60.0);
+  char seconds[32], hidden[16];
+  snprintf(seconds, sizeof(seconds), "%.1f", budget);
+  snprintf(hidden, sizeof(hidden), "%u", lstm.hidden);
+  std::vector<std::string> argv = {trainer, output, "-o", model_path, "--seconds", seconds,
+                                   "--hidden", hidden};
+  for (const std::string& dir : common.search) argv.insert(argv.end(), {"--search", dir});
+  std::vector<char*> cargv;
+  for (std::string& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  fflush(stdout);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (!common.verbose) {  // its summary line only with -v (on stderr)
+      const int null = open("/dev/null", O_WRONLY);
+      if (null >= 0) dup2(null, STDOUT_FILENO);
+    } else {
+      dup2(STDERR_FILENO, STDOUT_FILENO);
+    }
+    execv(cargv[0], cargv.data());
+    _exit(127);
+  }
+  int wstatus = 0;
+  if (pid < 0 || waitpid(pid, &wstatus, 0) != pid || !WIFEXITED(wstatus) ||
+      WEXITSTATUS(wstatus) != 0) {
+    unlink(model_path);
+    return Status(ErrorCode::kUnsupported, "--lstm: " + trainer + " failed on " + output);
+  }
+  auto model = ReadLstmModelFile(model_path);
+  unlink(model_path);
+  if (!model.ok()) return model.status();
+  LstmChoice with = lstm;
+  with.own = std::make_shared<const LstmModel>(std::move(model).value());
+  const std::string trial = output + ".lstm-trial";
+  CompressResult r;
+  Common quiet = common;
+  quiet.quiet = true;
+  quiet.force = true;
+  Status s = CompressOne(input, trial, parent_path, nullptr, keyframe_interval, encode, write,
+                         quiet, nullptr, &r, with);
+  if (!s.ok()) {
+    unlink(trial.c_str());
+    return s;
+  }
+  const double seconds_spent =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (r.lstm_chunks > 0 && r.stored < result->stored) {
+    if (rename(trial.c_str(), output.c_str()) != 0)
+      return Status(ErrorCode::kIoError, output + ": cannot replace: " + std::strerror(errno));
+    char buf[96];
+    snprintf(buf, sizeof buf, " (trained %.1f s, -%llu bytes)", seconds_spent,
+             static_cast<unsigned long long>(result->stored - r.stored));
+    result->lstm = r.lstm + buf;
+    result->lstm_chunks = r.lstm_chunks;
+    result->stored = r.stored;
+  } else {
+    unlink(trial.c_str());
+    char buf[96];
+    snprintf(buf, sizeof buf, "model trained (%.1f s), not kept: no smaller", seconds_spent);
+    result->lstm = buf;
+  }
+  result->seconds += seconds_spent;
   return Status::Ok();
 }
 
@@ -488,6 +611,8 @@ void PrintCompressed(FILE* out, const std::string& input, const std::string& out
   if ((write.excp || write.rd) && r.report.without_adam_v > 0)
     mode += ", " + std::to_string(r.report.without_adam_v) +
             " weights without Adam's v kept lossless";
+  if (!r.lstm.empty())
+    mode += ", LSTM: " + r.lstm + ", " + std::to_string(r.lstm_chunks) + " chunks use it";
   fprintf(out, "%s => %s: %s -> %s (%s, %s, %s), %.2f s, %s/s\n", input.c_str(), output.c_str(),
           HumanBytes(r.raw).c_str(), HumanBytes(r.stored).c_str(), Ratio(r.raw, r.stored).c_str(),
           mode.c_str(),
@@ -554,6 +679,8 @@ void PrintCompressedJson(FILE* out, const std::string& input, const std::string&
   }
   o += "], \"kept_lossless\": " + JsonList(r.report.lossless) +
        ", \"weights_without_adam_v\": " + std::to_string(r.report.without_adam_v) +
+       ", \"lstm\": " + (r.lstm.empty() ? std::string("null") : JsonQuote(r.lstm)) +
+       ", \"lstm_chunks\": " + std::to_string(r.lstm_chunks) +
        ", \"notes\": " + JsonList(r.notes) + "}";
   fprintf(out, "%s\n", o.c_str());
 }
@@ -581,6 +708,9 @@ int Compress(Args& args, const Common& common) {
   const auto rd_steps = args.Value({"--rd-steps"});
   const auto rdoq = args.Value({"--rdoq"});
   const auto weights_step = args.Value({"--weights-step"});
+  LstmChoice lstm;
+  lstm.enabled = args.Flag({"--lstm"});
+  const auto lstm_hidden = args.Value({"--lstm-hidden"});
   std::vector<std::string> inputs = args.Positionals();
   if (!args.error().empty()) return Usage(args.error());
   if (inputs.empty()) return Usage("compress needs an input");
@@ -665,6 +795,14 @@ int Compress(Args& args, const Common& common) {
     return Usage("--excp, --alpha, --beta, --bits, --k-at-cap, --v-direct and --fallback-k "
                  "shrink (lossy); not with --lossless");
   }
+  if ((lstm.enabled || lstm_hidden) && !write.rd)
+    return Usage("--lstm codes rate-distortion levels: not with --excp or --lossless");
+  if (lstm_hidden) {
+    if (!lstm.enabled) return Usage("--lstm-hidden goes with --lstm");
+    if (!ParseUint(*lstm_hidden, &v) || v < 8 || v > 32 || v % 8)
+      return Usage("--lstm-hidden is 8, 16, 24 or 32");
+    lstm.hidden = uint32_t(v);
+  }
   if (entropy) {
     // Indices of lossy tensors; zstd and cm also pick the coding of lossless F32 values.
     if (*entropy == "zstd") {
@@ -722,7 +860,10 @@ int Compress(Args& args, const Common& common) {
     }
     CompressResult r;
     Status s = CompressOne(source, written, ref ? *ref : "", nullptr, interval, encode, write,
-                           common, nullptr, &r);
+                           common, nullptr, &r, lstm);
+    if (s.ok() && lstm.enabled && r.depth > 0 && r.lstm.empty())
+      s = TrainLstmFor(source, written, ref ? *ref : "", interval, 1, encode, write, common,
+                       lstm, &r);
     if (s.ok() && to_stdout) s = CopyToStream(written, target);
     if (!s.ok()) return Fail(s);
     FILE* report = to_stdout ? stderr : stdout;  // the stream may be stdout (/dev/stdout)
@@ -838,7 +979,12 @@ int Compress(Args& args, const Common& common) {
       current_decoded.SpillOver(kDecodedMemoryBytes);
       Status s = CompressOne(input, output, previous,
                              previous_in_memory ? &previous_decoded : nullptr, interval, encode,
-                             write, common, last ? nullptr : &current_decoded, &r);
+                             write, common, last ? nullptr : &current_decoded, &r, lstm);
+      // The parent's indices were released as the link was written: a trial against the
+      // parent decodes it from its file.
+      if (s.ok() && lstm.enabled && r.depth > 0 && r.lstm.empty())
+        s = TrainLstmFor(input, output, previous, interval, run.end - i, encode, write, common,
+                         lstm, &r);
       if (!s.ok()) return Fail(s);
       previous_decoded = std::move(current_decoded);
       current_decoded = DecodedCheckpoint();

@@ -40,6 +40,7 @@ std::string FeaturesText(uint64_t bits) {
          : bit == kFeatureCodedHeader  ? "coded header"
          : bit == kFeatureLevels       ? "levels (cml)"
          : bit == kFeatureKeySplit     ? "key-split (16-bit floats)"
+         : bit == kFeatureLstm         ? "LSTM model (lstm)"
                                        : "bit " + std::to_string(b);
   }
   return s;
@@ -99,6 +100,39 @@ Result<std::map<std::string, uint64_t>> CodecCounts(const Archive& a, size_t t) 
     for (const StreamInfo& s : *dir) ++counts[StreamCodecName(s.codec)];
   }
   return counts;
+}
+
+// (0.9) Level chunks coded with the LSTM model (codec 6), by role: {"weight": 4, ...}.
+std::map<std::string, uint64_t> LstmChunksByRole(const Archive& a) {
+  std::map<std::string, uint64_t> by_role;
+  if (!(a.preamble.required_features & kFeatureLstm)) return by_role;
+  for (size_t t = 0; t < a.tensors.size(); ++t) {
+    if (!a.tensors[t].quantization || !a.tensors[t].quantization->IsLevels()) continue;
+    auto counts = CodecCounts(a, t);
+    if (!counts.ok()) continue;  // the tensor table reports it
+    const auto it = counts->find(StreamCodecName(StreamCodec::kLstmLevels));
+    if (it != counts->end()) by_role[RoleName(a.tensors[t].role)] += it->second;
+  }
+  return by_role;
+}
+
+// "own: H 8, clip 3, shifts 12/9, 3,936 bytes; chunks: weight 4, moment1 6" (spec 7.11).
+std::string LstmText(const Archive& a) {
+  std::string s;
+  if (a.lstm_model_own && a.lstm_model) {
+    const LstmModel& m = *a.lstm_model;
+    s = "own: H " + std::to_string(m.hidden) + ", clip " + std::to_string(m.clip) +
+        ", shifts " + std::to_string(m.recur_shift) + "/" + std::to_string(m.out_shift) + ", " +
+        WithCommas(m.StoredBytes()) + " bytes";
+  } else if (a.lstm_model_from_parent) {
+    s = "the parent's (lstm_model_from_parent)";
+  } else {
+    return s;
+  }
+  std::string chunks;
+  for (const auto& [role, n] : LstmChunksByRole(a))
+    chunks += (chunks.empty() ? "" : ", ") + role + " " + std::to_string(n);
+  return s + "; chunks coded with it: " + (chunks.empty() ? "none" : chunks);
 }
 
 std::string CodingText(const TensorInfo& t, const std::map<std::string, uint64_t>& counts) {
@@ -166,6 +200,8 @@ void PrintText(const std::string& path, const Archive& a, const InfoOptions& opt
            WithCommas(a.preamble.header_length).c_str());
   else
     printf("header      %s bytes\n", WithCommas(a.header_bytes).c_str());
+  if (a.lstm_model_own || a.lstm_model_from_parent)
+    printf("lstm model  %s\n", LstmText(a).c_str());
   for (const SourceFileInfo& f : a.files) {
     printf("source      %s (%s, %zu tensors, %llu-byte prolog", f.path.c_str(),
            SourceFormatName(f.format), f.tensors.size(),
@@ -262,6 +298,28 @@ std::string Json(const std::string& path, const Archive& a, const InfoOptions& o
   o += "  \"header_bytes\": " + std::to_string(a.header_bytes) + ",\n";
   o += "  \"header_stored_bytes\": " + std::to_string(a.preamble.header_length) + ",\n";
   o += "  \"decoded_bytes\": " + std::to_string(a.TotalRawBytes()) + ",\n";
+  o += "  \"lstm_model\": ";
+  if (a.lstm_model_own && a.lstm_model) {
+    const LstmModel& m = *a.lstm_model;
+    o += "{\"from_parent\": false, \"hidden\": " + std::to_string(m.hidden) +
+         ", \"clip\": " + std::to_string(m.clip) + ", \"recur_shift\": " +
+         std::to_string(m.recur_shift) + ", \"out_shift\": " + std::to_string(m.out_shift) +
+         ", \"bytes\": " + std::to_string(m.StoredBytes());
+  } else if (a.lstm_model_from_parent) {
+    o += "{\"from_parent\": true";
+  }
+  if (a.lstm_model_own || a.lstm_model_from_parent) {
+    o += ", \"chunks_by_role\": {";
+    bool first = true;
+    for (const auto& [role, n] : LstmChunksByRole(a)) {
+      o += std::string(first ? "" : ", ") + "\"" + role + "\": " + std::to_string(n);
+      first = false;
+    }
+    o += "}}";
+  } else {
+    o += "null";
+  }
+  o += ",\n";
   o += "  \"files\": [";
   for (size_t i = 0; i < a.files.size(); ++i) {
     const SourceFileInfo& f = a.files[i];

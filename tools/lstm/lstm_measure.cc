@@ -1,5 +1,5 @@
-// lstm_measure: what the LSTM level model (draft spec 7.11, docs/lstm.md) saves against cml alone on a chain
-// written with level quantization, model bytes counted.
+// lstm_measure: what the LSTM level model (spec 7.11, docs/lstm.md) saves against cml alone on
+// a chain written with level quantization, model bytes counted.
 //
 //   lstm_measure CHAIN_DIR [--hidden H] [--clip C] [--seconds S] [--steps N] [--sample ELEMENTS]
 //
@@ -18,8 +18,8 @@
 
 #include "ckz/decoder.h"
 #include "ckz/io.h"
-#include "common/index_model.h"
 #include "common/level_model.h"
+#include "train/level_samples.h"
 #include "train/lstm_trainer.h"
 
 namespace {
@@ -34,39 +34,13 @@ double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
   exit(2);
 }
 
-std::vector<int32_t> Levels(ChainReader& reader, size_t t, IndexCache* cache) {
-  const Archive& a = reader.archive();
-  std::vector<int32_t> out(a.tensors[t].num_elements);
-  Status s = DecodeIndexRange(a, t, 0,
-                              MutableByteSpan(reinterpret_cast<uint8_t*>(out.data()), out.size() * 4),
-                              reader.parent(), cache);
-  if (!s.ok()) Fail(s);
-  return out;
-}
-
-uint32_t RoleIndex(Role r) {
-  return r == Role::kWeight ? 0 : r == Role::kMoment1 ? 1 : r == Role::kMoment2 ? 2 : 3;
-}
 const char* kStream[4] = {"dW", "m", "v", "other"};
 
-// One level tensor of one link, with what its chunks' contexts see.
-struct LevelTensor {
+// One level chunk of one link.
+struct LinkChunk {
   int link;
-  uint32_t role;
-  uint64_t row;
-  std::vector<int32_t> levels, parent, aux;
-  std::vector<std::pair<uint64_t, uint64_t>> chunks;  // (first element, count)
+  LevelChunkSample sample;
 };
-
-LevelModelInputs InputsOf(const LevelTensor& t, uint64_t first) {
-  LevelModelInputs in;
-  in.first = first;
-  in.row = t.row;
-  in.role = t.role;
-  if (!t.parent.empty()) in.parent = t.parent.data() + first;
-  if (!t.aux.empty()) in.aux = t.aux.data() + first;
-  return in;
-}
 
 }  // namespace
 
@@ -92,57 +66,31 @@ int main(int argc, char** argv) {
   for (const auto& e : std::filesystem::directory_iterator(argv[1]))
     if (e.path().extension() == ".ckz") files.push_back(e.path().string());
   std::sort(files.begin(), files.end());
-  std::vector<LevelTensor> tensors;
-  IndexCache cache;
+  std::vector<LinkChunk> chunks;
   uint64_t restored_bytes = 0;
   int link_no = 0;
   for (const std::string& path : files) {
     auto reader = ChainReader::Open(path);
     if (!reader.ok()) Fail(reader.status());
-    ChainReader& r = **reader;
-    const Archive& a = r.archive();
+    const Archive& a = (*reader)->archive();
     if (!a.link) continue;
     ++link_no;
-    const std::vector<CmTensorRole> roles = CmRoles(a.tensors);
-    for (size_t t = 0; t < a.tensors.size(); ++t) {
-      const TensorInfo& info = a.tensors[t];
-      if (!info.quantization || !info.quantization->IsLevels()) continue;
-      LevelTensor lt;
-      lt.link = link_no;
-      lt.role = RoleIndex(info.role);
-      lt.row = info.shape.size() >= 2 ? info.shape.back() : 0;
-      lt.levels = Levels(r, t, &cache);
-      uint32_t present = 0;
-      lt.parent.assign(info.num_elements, 0);
-      Status s = r.parent()->ReadReferenceIndices(
-          info, 0, MutableByteSpan(reinterpret_cast<uint8_t*>(lt.parent.data()), lt.parent.size() * 4),
-          &present);
-      if (!s.ok()) Fail(s);
-      if (!present) lt.parent.clear();
-      const int aux = CmAuxTensor(roles, t);
-      if (aux >= 0) lt.aux = Levels(r, size_t(aux), &cache);
-      const uint64_t w = DTypeSize(info.dtype);
-      restored_bytes += info.num_elements * w;
-      for (const ChunkInfo& c : info.chunks) lt.chunks.push_back({c.raw_offset / w, c.raw_length / w});
-      tensors.push_back(std::move(lt));
+    auto read = ReadLevelChunks(**reader);
+    if (!read.ok()) Fail(read.status());
+    for (LevelChunkSample& c : *read) {
+      restored_bytes += c.levels.size() * DTypeSize(a.tensors[c.tensor].dtype);
+      chunks.push_back({link_no, std::move(c)});
     }
   }
-  if (tensors.empty()) {
+  if (chunks.empty()) {
     fprintf(stderr, "lstm_measure: no level tensors in the links of %s\n", argv[1]);
     return 1;
   }
   // Train on the first link, as an encoder that trains once per keyframe segment.
-  std::vector<LstmTrainingChunk> train;
-  for (const LevelTensor& t : tensors) {
-    if (t.link != 1) continue;
-    for (const auto& [first, count] : t.chunks) {
-      LstmTrainingChunk c;
-      c.in = InputsOf(t, first);
-      c.levels = t.levels.data() + first;
-      c.count = count;
-      train.push_back(c);
-    }
-  }
+  std::vector<LevelChunkSample> first_link;
+  for (const LinkChunk& c : chunks)
+    if (c.link == 1) first_link.push_back(c.sample);
+  const std::vector<LstmTrainingChunk> train = TrainingChunks(first_link);
   LstmTrainReport rep;
   const LstmModel model = TrainLevelLstm(train, opt, &rep);
   if (!model.WellFormed()) {
@@ -158,38 +106,38 @@ int main(int argc, char** argv) {
   std::map<uint32_t, std::array<uint64_t, 3>> per_stream;
   std::map<uint32_t, uint64_t> elements;
   double cml_s = 0, lstm_s = 0, dec_s = 0;
-  uint64_t chunks_lstm = 0, chunks = 0;
-  for (const LevelTensor& t : tensors) {
-    for (const auto& [first, count] : t.chunks) {
-      LevelModelInputs in = InputsOf(t, first);
-      std::vector<uint8_t> plain, mixed;
-      auto t0 = Clock::now();
-      EncodeLevelStream(in, t.levels.data() + first, count, &plain);
-      cml_s += Since(t0);
-      in.lstm = &model;
-      t0 = Clock::now();
-      EncodeLevelStream(in, t.levels.data() + first, count, &mixed);
-      lstm_s += Since(t0);
-      std::vector<int32_t> back(count);
-      size_t bad = 0;
-      t0 = Clock::now();
-      if (DecodeLevelStream(in, mixed.data(), mixed.size(), back.data(), count, &bad) !=
-              LevelDecodeResult::kOk ||
-          std::memcmp(back.data(), t.levels.data() + first, count * 4) != 0) {
-        fprintf(stderr, "lstm_measure: a cml+lstm stream does not decode back\n");
-        return 2;
-      }
-      dec_s += Since(t0);
-      const uint64_t a = plain.size() + 5, b = mixed.size() + 5, best = std::min(a, b);
-      chunks_lstm += b < a;
-      ++chunks;
-      for (auto* row : {&per_link[t.link], &per_stream[t.role]}) {
-        (*row)[0] += a;
-        (*row)[1] += b;
-        (*row)[2] += best;
-      }
-      elements[t.role] += count;
+  uint64_t chunks_lstm = 0, n_chunks = 0;
+  for (const LinkChunk& c : chunks) {
+    const int32_t* levels = c.sample.levels.data();
+    const size_t count = c.sample.levels.size();
+    LevelModelInputs in = c.sample.Inputs();
+    std::vector<uint8_t> plain, mixed;
+    auto t0 = Clock::now();
+    EncodeLevelStream(in, levels, count, &plain);
+    cml_s += Since(t0);
+    in.lstm = &model;
+    t0 = Clock::now();
+    EncodeLevelStream(in, levels, count, &mixed);
+    lstm_s += Since(t0);
+    std::vector<int32_t> back(count);
+    size_t bad = 0;
+    t0 = Clock::now();
+    if (DecodeLevelStream(in, mixed.data(), mixed.size(), back.data(), count, &bad) !=
+            LevelDecodeResult::kOk ||
+        std::memcmp(back.data(), levels, count * 4) != 0) {
+      fprintf(stderr, "lstm_measure: a cml+lstm stream does not decode back\n");
+      return 2;
     }
+    dec_s += Since(t0);
+    const uint64_t a = plain.size() + 5, b = mixed.size() + 5, best = std::min(a, b);
+    chunks_lstm += b < a;
+    ++n_chunks;
+    for (auto* row : {&per_link[c.link], &per_stream[c.sample.role]}) {
+      (*row)[0] += a;
+      (*row)[1] += b;
+      (*row)[2] += best;
+    }
+    elements[c.sample.role] += count;
   }
   auto pct = [](uint64_t x, uint64_t base) { return 100.0 * (double(x) - double(base)) / double(base); };
   printf("\n| stream | elements | cml bytes | cml+lstm | change | best per chunk | change |\n|---|---:|---:|---:|---:|---:|---:|\n");
@@ -212,7 +160,7 @@ int main(int argc, char** argv) {
            (unsigned long long)b[2], pct(b[2], b[0]));
   const double mb = double(restored_bytes) / 1e6;
   printf("\nchunks coded with the model: %llu of %llu; restored checkpoint bytes %.1f MB\n",
-         (unsigned long long)chunks_lstm, (unsigned long long)chunks, mb);
+         (unsigned long long)chunks_lstm, (unsigned long long)n_chunks, mb);
   printf("level coding, 1 thread: cml %.2f s (%.1f MB/s), cml+lstm encode %.2f s (%.1f MB/s), "
          "decode %.2f s (%.1f MB/s); training %.1f s\n",
          cml_s, mb / cml_s, lstm_s, mb / lstm_s, dec_s, mb / dec_s, rep.seconds);

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,6 +17,7 @@
 #include <variant>
 #include <vector>
 
+#include "ckz/lstm_model.h"
 #include "ckz/status.h"
 #include "ckz/types.h"
 
@@ -23,7 +25,7 @@ namespace ckz {
 
 // Format constants (spec/ckz.md, sections 2-4).
 inline constexpr uint16_t kFormatMajor = 0;
-inline constexpr uint16_t kFormatMinor = 8;
+inline constexpr uint16_t kFormatMinor = 9;
 inline constexpr size_t kPreambleSize = 64;
 inline constexpr uint64_t kAlignment = 64;
 inline constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 26;    // 64 MiB
@@ -48,9 +50,12 @@ inline constexpr uint64_t kFeatureCodedHeader = uint64_t{1} << 5;
 inline constexpr uint64_t kFeatureLevels = uint64_t{1} << 6;
 // (0.8) some tensor has the KeySplit predictor (spec 7.10): its chunks have ten streams.
 inline constexpr uint64_t kFeatureKeySplit = uint64_t{1} << 7;
+// (0.9) the file has an LSTM level model, its own or its parent's (spec 7.11): some chunks may
+// use the lstm stream codec.
+inline constexpr uint64_t kFeatureLstm = uint64_t{1} << 8;
 inline constexpr uint64_t kKnownRequiredFeatures =
     kFeatureReferenceChain | kFeatureQuantized | kFeatureContextModel | kFeatureCodedProlog |
-    kFeatureFloatModel | kFeatureCodedHeader | kFeatureLevels | kFeatureKeySplit;
+    kFeatureFloatModel | kFeatureCodedHeader | kFeatureLevels | kFeatureKeySplit | kFeatureLstm;
 // (0.5) Decoded length of a coded prolog, at most (spec 13).
 inline constexpr uint64_t kMaxPrologBytes = uint64_t{1} << 30;
 inline constexpr uint8_t kMaxQuantBits = 8;
@@ -202,6 +207,12 @@ struct Archive {
   // The FlatBuffers header's size: preamble.header_length, or (0.6) the decoded size of a
   // zstd-coded header.
   uint64_t header_bytes = 0;
+  // (0.9) The LSTM level model (spec 7.11) the file's lstm chunks code with: its own
+  // (Header.lstm_model), or, when lstm_model_from_parent, its parent's, which the parser
+  // cannot see: null until ResolveLstmModel sets it from the parent.
+  std::shared_ptr<const LstmModel> lstm_model;
+  bool lstm_model_from_parent = false;
+  bool lstm_model_own = false;  // the header holds the model's parameters
 
   std::optional<size_t> FindTensor(std::string_view name) const;
   const MetaEntry* FindMetadata(std::string_view key) const;
@@ -217,6 +228,11 @@ Result<Preamble> ParsePreamble(ByteSpan bytes, uint64_t file_size);
 
 // Parses and fully validates a whole file.
 Result<Archive> ParseArchive(ByteSpan file, const Limits& limits = {});
+
+// (0.9, spec 10.2) Gives `link` its parent's LSTM model when its header says
+// lstm_model_from_parent (the parent's own or, likewise, its parent's: resolved already);
+// kReferenceMismatch when the parent has none. Nothing to do for other files.
+Status ResolveLstmModel(Archive* link, const Archive& parent);
 
 }  // namespace ckz
 

@@ -84,9 +84,10 @@ enum class StreamCodec : uint8_t {
   kCm = 3,
   kCmFloat = 4,
   kCmLevels = 5,
+  kLstmLevels = 6,  // (0.9) cml mixed with the file's LSTM model (spec 7.11)
 };
-constexpr uint8_t kMaxStreamCodec = 5;
-const char* StreamCodecName(StreamCodec codec);  // "stored", "zstd", "packed", "cm", "cmf", "cml"
+constexpr uint8_t kMaxStreamCodec = 6;
+const char* StreamCodecName(StreamCodec codec);  // "stored", "zstd", "packed", "cm", "cmf", "cml", "lstm"
 
 // How a quantized tensor's indices become values (spec 7.6): a codebook of centres. Since 0.7
 // (spec 7.9), the level kinds: each element is a signed integer level times a step.

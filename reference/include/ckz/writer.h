@@ -50,7 +50,7 @@ struct EncodeOptions {
   // Encoder choices are normally automatic; these force one (tests, conformance vectors).
   std::optional<Predictor> force_predictor;
   std::optional<bool> force_byte_planes;
-  std::optional<StreamCodec> force_codec;
+  std::optional<StreamCodec> force_codec;  // (0.9) kLstmLevels: every level chunk with the model
   // Index streams of quantized tensors: zstd, packed, cm, or (unset) the smallest per chunk.
   std::optional<StreamCodec> index_codec;
   // (0.6) Values of unquantized F32 tensors: the byte-plane pipeline (kZstd, the default), the
@@ -139,6 +139,14 @@ class Writer {
   void SetStep(int64_t step);
   // Makes the file a link of a chain. Tensors added with a reference are then predicted.
   void SetLink(const LinkInfo& link);
+  // (0.9) An LSTM level model (spec 7.11), set before the first level tensor: each level chunk
+  // is then coded with cml and with the model, and keeps the smaller (stream codec 6). The
+  // header holds the model when some chunk uses it; with `from_parent` (a link whose parent's
+  // model this is) it names the parent's instead, whether or not a chunk uses it, so the next
+  // link can take it from this one. The caller makes sure the parent really has this model.
+  void SetLstmModel(std::shared_ptr<const LstmModel> model, bool from_parent);
+  // Level chunks coded with the model so far.
+  uint64_t lstm_chunks() const;
   void SetWriterName(std::string name);
   void AddMetadata(MetaEntry entry);
   // Source files refer to tensors by their index (the order of AddTensor calls). The prolog's

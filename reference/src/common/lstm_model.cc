@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/bytes.h"
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -18,7 +20,7 @@ inline int32_t Act(const int16_t* table, int32_t z) {
 
 constexpr int32_t kCellLimit = 32767;    // |c| in Q10
 constexpr int32_t kLogitLimit = 2047;    // stretch domain, Q8
-constexpr int32_t kMixLimit = 1 << 20;   // |mixer weight| in Q16 (16.0)
+constexpr int32_t kMixLimit = kLstmMixLimit;  // |mixer weight| in Q16 (16.0)
 constexpr int32_t kMixBias = 256;        // the bias input: 1.0 in Q8
 constexpr int kMixRateShift = 14;        // weight step = in * err * kMixRate >> kMixRateShift
 constexpr int32_t kMixRate = 3;
@@ -40,6 +42,44 @@ size_t LstmModel::StoredBytes() const {
   return 2 * (gate_bias.size() + embed.size() + role.size() + recur.size() + out.size() +
               out_bias.size()) +
          4 * mix_init.size();
+}
+
+std::vector<uint8_t> LstmModel::Params() const {
+  std::vector<uint8_t> blob(StoredBytes());
+  uint8_t* p = blob.data();
+  for (const std::vector<int16_t>* v : {&gate_bias, &embed, &role, &recur, &out, &out_bias})
+    for (int16_t x : *v) {
+      StoreLE16(p, uint16_t(x));
+      p += 2;
+    }
+  for (int32_t x : mix_init) {
+    StoreLE32(p, uint32_t(x));
+    p += 4;
+  }
+  return blob;
+}
+
+bool LstmModel::SetParams(const uint8_t* data, size_t size) {
+  if (hidden > kLstmMaxHidden || clip > kLstmMaxClip || size != ParamsBytes(hidden, clip))
+    return false;
+  const uint32_t h = hidden;
+  gate_bias.resize(GateBiasSize(h));
+  embed.resize(EmbedSize(h, clip));
+  role.resize(RoleSize(h));
+  recur.resize(RecurSize(h));
+  out.resize(OutSize(h));
+  out_bias.resize(kLstmSlots);
+  mix_init.resize(kMixInitSize);
+  for (std::vector<int16_t>* v : {&gate_bias, &embed, &role, &recur, &out, &out_bias})
+    for (int16_t& x : *v) {
+      x = int16_t(LoadLE16(data));
+      data += 2;
+    }
+  for (int32_t& x : mix_init) {
+    x = int32_t(LoadLE32(data));
+    data += 4;
+  }
+  return true;
 }
 
 LstmCoderState::LstmCoderState(const LstmModel& model, uint32_t role)

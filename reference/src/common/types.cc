@@ -73,6 +73,7 @@ const char* StreamCodecName(StreamCodec codec) {
     case StreamCodec::kCm: return "cm";
     case StreamCodec::kCmFloat: return "cmf";
     case StreamCodec::kCmLevels: return "cml";
+    case StreamCodec::kLstmLevels: return "lstm";
   }
   return "invalid";
 }

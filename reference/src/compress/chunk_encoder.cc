@@ -326,12 +326,23 @@ void ChunkEncoder::EncodeIndices(ByteSpan indices, unsigned bits, const IndexMod
   out->insert(out->end(), data, data + size);
 }
 
-void ChunkEncoder::EncodeLevels(const int32_t* levels, size_t count, const LevelModelInputs& cml,
-                                std::vector<uint8_t>* out) {
+bool ChunkEncoder::EncodeLevels(const int32_t* levels, size_t count, const LevelModelInputs& cml,
+                                bool force_lstm, std::vector<uint8_t>* out) {
+  LevelModelInputs plain = cml;
+  plain.lstm = nullptr;
   out->assign(kStreamEntryBytes, 0);
   (*out)[0] = uint8_t(StreamCodec::kCmLevels);
-  EncodeLevelStream(cml, levels, count, out);
+  EncodeLevelStream(plain, levels, count, out);
   StoreLE32(out->data() + 1, uint32_t(out->size() - kStreamEntryBytes));
+  if (cml.lstm == nullptr) return false;
+  std::vector<uint8_t>& mixed = lstm_stream_;
+  mixed.assign(kStreamEntryBytes, 0);
+  mixed[0] = uint8_t(StreamCodec::kLstmLevels);
+  EncodeLevelStream(cml, levels, count, &mixed);
+  if (!force_lstm && mixed.size() >= out->size()) return false;
+  StoreLE32(mixed.data() + 1, uint32_t(mixed.size() - kStreamEntryBytes));
+  out->swap(mixed);
+  return true;
 }
 
 }  // namespace ckz

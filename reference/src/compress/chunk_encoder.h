@@ -40,9 +40,11 @@ class ChunkEncoder {
   void EncodeIndices(ByteSpan indices, unsigned bits, const IndexModelInputs& cm,
                      const EncodeOptions& options, std::vector<uint8_t>* out);
 
-  // (0.7) A level chunk (spec 7.9): its single cml stream of `count` levels.
-  void EncodeLevels(const int32_t* levels, size_t count, const LevelModelInputs& cml,
-                    std::vector<uint8_t>* out);
+  // (0.7) A level chunk (spec 7.9): its single cml stream of `count` levels. (0.9) With
+  // cml.lstm set, also coded with the model (codec 6, spec 7.11), kept when smaller (always
+  // with `force_lstm`): true then.
+  bool EncodeLevels(const int32_t* levels, size_t count, const LevelModelInputs& cml,
+                    bool force_lstm, std::vector<uint8_t>* out);
 
   // Buffers for a chunk's inputs fetched by the writer (ChunkContexts), reused from chunk to
   // chunk on this thread.
@@ -57,6 +59,7 @@ class ChunkEncoder {
   struct Scratch;
   std::unique_ptr<Scratch> scratch_;
   Inputs inputs_;
+  std::vector<uint8_t> lstm_stream_;  // EncodeLevels' second coding
 };
 
 }  // namespace ckz

@@ -114,6 +114,11 @@ struct Writer::Impl {
   std::atomic<bool> context_model{false};  // some chunk chose cm: required feature bit 2
   std::atomic<bool> float_model{false};    // some chunk chose cmf: required feature bit 4
   bool coded_prolog = false;               // required feature bit 3
+  // (0.9) The LSTM model level chunks may code with (spec 7.11), and whether the header names
+  // the parent's instead of holding it.
+  std::shared_ptr<const LstmModel> lstm;
+  bool lstm_from_parent = false;
+  std::atomic<uint64_t> lstm_chunks{0};  // chunks that chose codec 6
 };
 
 const EncodeOptions& Writer::options() const { return impl_->options; }
@@ -130,6 +135,11 @@ Writer::~Writer() = default;
 
 void Writer::SetStep(int64_t step) { impl_->step = step; }
 void Writer::SetLink(const LinkInfo& link) { impl_->link = link; }
+void Writer::SetLstmModel(std::shared_ptr<const LstmModel> model, bool from_parent) {
+  impl_->lstm = std::move(model);
+  impl_->lstm_from_parent = from_parent;
+}
+uint64_t Writer::lstm_chunks() const { return impl_->lstm_chunks.load(); }
 void Writer::SetWriterName(std::string name) { impl_->writer_name = std::move(name); }
 void Writer::AddMetadata(MetaEntry entry) { impl_->metadata.push_back(std::move(entry)); }
 void ClearCrc32PatchBytes(SourceFileInfo* file) {
@@ -510,7 +520,12 @@ Status Writer::Impl::QueueLevels(const TensorSpec& spec, const QuantizationInfo&
   w.levels = true;
   const uint64_t row = spec.shape.size() >= 2 ? spec.shape.back() : 0;
   const DType dtype = spec.dtype;
-  p.encode = [quant, dtype, row, width, levels, decoded, contexts](
+  const LstmModel* lstm = w.lstm.get();
+  const uint32_t role = LstmRoleOf(spec.role);
+  std::atomic<uint64_t>* lstm_chunks = &w.lstm_chunks;
+  const bool force_lstm = w.options.force_codec == StreamCodec::kLstmLevels;
+  p.encode = [quant, dtype, row, width, levels, decoded, contexts, lstm, role, lstm_chunks,
+              force_lstm](
                  uint64_t begin, uint64_t len, ChunkEncoder& encoder, std::vector<uint8_t>* out,
                  uint32_t* crc) -> Status {
     const uint64_t first = begin / width, count = len / width;
@@ -538,7 +553,11 @@ Status Writer::Impl::QueueLevels(const TensorSpec& spec, const QuantizationInfo&
       CKZ_RETURN_IF_ERROR(FetchLevels(contexts.aux, first, count, &in.aux_levels));
       cml.aux = in.aux_levels.data();
     }
-    encoder.EncodeLevels(levels + first, count, cml, out);
+    if (lstm) {  // spec 7.11: the model where it codes the chunk smaller
+      cml.lstm = lstm;
+      cml.role = role;
+    }
+    if (encoder.EncodeLevels(levels + first, count, cml, force_lstm, out)) ++*lstm_chunks;
     *crc = Crc32c(decoded.data + begin, len);
     return Status::Ok();
   };
@@ -623,6 +642,16 @@ Result<ContentId> Writer::Finish() {
   header.files = std::move(w.files);
   header.metadata = std::move(w.metadata);
   header.writer = w.writer_name;
+  // (0.9) A model taken from the parent stays named even when no chunk uses it, so that the
+  // next link can take it from this file; an own model only when some chunk uses it.
+  if (w.lstm && w.link && w.lstm_from_parent) {
+    header.lstm_model = w.lstm;
+    header.lstm_model_from_parent = true;
+  } else if (w.lstm && w.lstm_chunks.load() > 0) {
+    header.lstm_model = w.lstm;
+    header.lstm_model_own = true;
+  }
+  const bool lstm = header.lstm_model != nullptr;
   std::vector<uint8_t> hdr = BuildHeader(header);
   if (hdr.size() > kMaxHeaderBytes)
     return w.Fail(Status(ErrorCode::kHeaderTooLarge,
@@ -648,7 +677,8 @@ Result<ContentId> Writer::Finish() {
                         (w.float_model ? kFeatureFloatModel : 0) |
                         (coded_header ? kFeatureCodedHeader : 0) |
                         (w.levels ? kFeatureLevels : 0) |
-                        (key_split ? kFeatureKeySplit : 0);
+                        (key_split ? kFeatureKeySplit : 0) |
+                        (lstm ? kFeatureLstm : 0);
   p.header_offset = w.position;
   p.header_length = hdr.size();
   p.header_crc32c = Crc32c(hdr.data(), hdr.size());

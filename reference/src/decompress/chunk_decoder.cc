@@ -125,22 +125,29 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
       return Status(ErrorCode::kChunkMalformed,
                     where + ": codec " + std::to_string(codec) + " is not 0 (stored) or 1 (zstd), "
                             "the codecs of KeySplit streams");
-    if (levels && codec != uint8_t(StreamCodec::kCmLevels))
+    if (levels && codec != uint8_t(StreamCodec::kCmLevels) &&
+        codec != uint8_t(StreamCodec::kLstmLevels))
       return Status(ErrorCode::kChunkMalformed,
-                    where + ": codec " + std::to_string(codec) + " is not 5 (cml), the codec of "
-                            "level-quantized tensors");
+                    where + ": codec " + std::to_string(codec) + " is not 5 (cml) or 6 (lstm), "
+                            "the codecs of level-quantized tensors");
+    if (codec == uint8_t(StreamCodec::kLstmLevels) &&
+        (archive.preamble.required_features & kFeatureLstm) == 0)
+      return Status(ErrorCode::kChunkMalformed,
+                    where + ": codec 6 (lstm) in a file without required feature bit 8");
     if (codec > kMaxStreamCodec ||
         ((codec == uint8_t(StreamCodec::kPacked) || codec == uint8_t(StreamCodec::kCm)) &&
          !t.quantization) ||
         (codec == uint8_t(StreamCodec::kCmFloat) && !float_ok) ||
-        (codec == uint8_t(StreamCodec::kCmLevels) && !levels))
+        ((codec == uint8_t(StreamCodec::kCmLevels) ||
+          codec == uint8_t(StreamCodec::kLstmLevels)) &&
+         !levels))
       return Status(ErrorCode::kChunkMalformed,
                     where + ": codec " + std::to_string(codec) + " is not 0 (stored), 1 (zstd)" +
-                        (t.quantization ? ", 2 (packed) or 3 (cm) (5, cml, is for level kinds)"
+                        (t.quantization ? ", 2 (packed) or 3 (cm) (5 and 6 are for level kinds)"
                          : float_ok     ? " or 4 (cmf) (2, packed, and 3, cm, are for quantized "
-                                          "tensors, 5 for level kinds)"
+                                          "tensors, 5 and 6 for level kinds)"
                                         : " (2 and 3 are for quantized tensors, 4 for F32 "
-                                          "tensors without byte planes, 5 for level kinds)"));
+                                          "tensors without byte planes, 5 and 6 for level kinds)"));
     if (codec == uint8_t(StreamCodec::kCm) &&
         (archive.preamble.required_features & kFeatureContextModel) == 0)
       return Status(ErrorCode::kChunkMalformed,
@@ -244,17 +251,27 @@ Status ChunkDecoder::StreamLevels(const Archive& archive, size_t tensor, size_t 
   LevelModelInputs in;
   CKZ_RETURN_IF_ERROR(LevelInputs(archive, tensor, first, count, source, index_cache_,
                                   &scratch_->parent_levels, &scratch_->aux_levels, &in));
+  if (stream.codec == StreamCodec::kLstmLevels) {  // spec 7.11
+    if (!archive.lstm_model)
+      return Status(ErrorCode::kReferenceRequired,
+                    Where(archive, tensor, chunk_index) +
+                        " (levels): codec 6 (lstm) needs the parent's LSTM model "
+                        "(lstm_model_from_parent), and the parent is not open (rule 7.11.2)");
+    in.lstm = archive.lstm_model.get();
+    in.role = LstmRoleOf(t.role);
+  }
   size_t bad = 0;
   switch (DecodeLevelStream(in, src.data, src.size, out, count, &bad)) {
     case LevelDecodeResult::kOk:
       break;
     case LevelDecodeResult::kTooLarge:
       return Status(ErrorCode::kChunkDecodeFailed,
-                    Where(archive, tensor, chunk_index) + " (levels): cml stream decodes element " +
+                    Where(archive, tensor, chunk_index) + " (levels): " + std::string(StreamCodecName(stream.codec)) +
+                        " stream decodes element " +
                         std::to_string(first + bad) + " to a level beyond 2^24 - 1 (rule 7.9.3)");
     case LevelDecodeResult::kBadStream:
       return Status(ErrorCode::kChunkDecodeFailed,
-                    Where(archive, tensor, chunk_index) + " (levels): cml stream of " +
+                    Where(archive, tensor, chunk_index) + " (levels): " + std::string(StreamCodecName(stream.codec)) + " stream of " +
                         std::to_string(src.size) +
                         " bytes does not end where its last level does (rule 7.7.1)");
   }
@@ -279,7 +296,8 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
     return Status(ErrorCode::kInvalidArgument, "index buffer size differs from the chunk's elements");
   const ByteSpan src = archive.file.subspan(stream.offset, stream.stored_length);
   switch (stream.codec) {
-    case StreamCodec::kCmLevels: {  // only in level kinds (ReadStreamDirectory)
+    case StreamCodec::kCmLevels:  // only in level kinds (ReadStreamDirectory)
+    case StreamCodec::kLstmLevels: {
       std::vector<int32_t>& levels = scratch_->levels;
       levels.resize(count);
       CKZ_RETURN_IF_ERROR(StreamLevels(archive, tensor, chunk_index, stream, source, levels.data()));

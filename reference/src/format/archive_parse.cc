@@ -551,6 +551,59 @@ Status DecodeCodedHeader(ByteSpan stored, uint64_t offset, const Limits& limits,
   return Status::Ok();
 }
 
+// (0.9) Rules LM1-LM3: the LSTM model (spec 7.11.1) or the reference to the parent's.
+Status ParseLstm(const fb::Header* h, bool has_link, uint64_t required_features, Archive* a) {
+  const fb::LstmModel* m = h->lstm_model();
+  a->lstm_model_from_parent = h->lstm_model_from_parent();
+  if (m != nullptr) {
+    auto bad = [](const std::string& what) {
+      return Status(ErrorCode::kFieldOutOfRange, "lstm_model." + what + " (rule LM1)");
+    };
+    const uint32_t hidden = m->hidden(), clip = m->clip();
+    if (CKZ_RULE_ON(LM1) && (hidden < 8 || hidden > kLstmMaxHidden || hidden % 8 != 0))
+      return bad("hidden is " + std::to_string(hidden) + ", not 8, 16, 24 or 32");
+    if (CKZ_RULE_ON(LM1) && (clip < 1 || clip > kLstmMaxClip))
+      return bad("clip is " + std::to_string(clip) + ", not 1..7");
+    if (CKZ_RULE_ON(LM1) && m->recur_shift() > 15)
+      return bad("recur_shift is " + std::to_string(m->recur_shift()) + ", not 0..15");
+    if (CKZ_RULE_ON(LM1) && (m->out_shift() < 2 || m->out_shift() > 15))
+      return bad("out_shift is " + std::to_string(m->out_shift()) + ", not 2..15");
+    const size_t want = LstmModel::ParamsBytes(hidden, clip);
+    const size_t got = m->params() ? m->params()->size() : 0;
+    if (got != want)
+      return bad("params has " + std::to_string(got) + " bytes; hidden " +
+                 std::to_string(hidden) + " and clip " + std::to_string(clip) + " need " +
+                 std::to_string(want));
+    auto model = std::make_shared<LstmModel>();
+    model->hidden = hidden;
+    model->clip = clip;
+    model->recur_shift = m->recur_shift();
+    model->out_shift = m->out_shift();
+    model->SetParams(m->params()->data(), got);
+    for (size_t i = 0; i < model->mix_init.size(); ++i)
+      if (CKZ_RULE_ON(LM1) &&
+          (model->mix_init[i] < -kLstmMixLimit || model->mix_init[i] > kLstmMixLimit))
+        return bad("params: mix_init[" + std::to_string(i) + "] is " +
+                   std::to_string(model->mix_init[i]) + ", outside -2^20..2^20");
+    a->lstm_model = std::move(model);
+    a->lstm_model_own = true;
+  }
+  if (a->lstm_model_from_parent && !has_link && CKZ_RULE_ON(LM2))
+    return Status(ErrorCode::kBadLink,
+                  "lstm_model_from_parent is true in a keyframe (rule LM2)");
+  if (a->lstm_model_from_parent && m != nullptr && CKZ_RULE_ON(LM2))
+    return Status(ErrorCode::kFieldOutOfRange,
+                  "the header has both lstm_model and lstm_model_from_parent (rule LM2)");
+  const bool has_model = m != nullptr || a->lstm_model_from_parent;
+  if (CKZ_RULE_ON(LM3) && has_model != ((required_features & kFeatureLstm) != 0))
+    return Status(ErrorCode::kFieldOutOfRange,
+                  has_model ? "the header has an LSTM model but required feature bit 8 (lstm) "
+                              "is clear (rule LM3)"
+                            : "required feature bit 8 (lstm) is set but the header has no LSTM "
+                              "model (rule LM3)");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
@@ -708,8 +761,18 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
     }
   }
 
+  CKZ_RETURN_IF_ERROR(ParseLstm(h, has_link, p.required_features, &a));
   CKZ_RETURN_IF_ERROR(CheckLayout(a, limits));
   return a;
+}
+
+Status ResolveLstmModel(Archive* link, const Archive& parent) {
+  if (!link->lstm_model_from_parent) return Status::Ok();
+  if (!parent.lstm_model)
+    return Status(ErrorCode::kReferenceMismatch,
+                  "lstm_model_from_parent: the parent has no LSTM model (rule R5)");
+  link->lstm_model = parent.lstm_model;
+  return Status::Ok();
 }
 
 std::optional<size_t> Archive::FindTensor(std::string_view name) const {

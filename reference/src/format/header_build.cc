@@ -169,6 +169,20 @@ std::vector<uint8_t> BuildHeader(const Archive& a, const HeaderDeviations* devia
   auto writer = b.CreateString(a.writer);
   flatbuffers::Offset<flatbuffers::String> future;
   if (dev.unknown_fields) future = b.CreateString("another field of a future minor version");
+  flatbuffers::Offset<fb::LstmModel> lstm;
+  if (a.lstm_model && a.lstm_model_own) {  // (0.9) spec 7.11.1
+    const LstmModel& m = *a.lstm_model;
+    std::vector<uint8_t> blob = m.Params();
+    if (dev.lstm_params_delta != 0) blob.resize(size_t(int64_t(blob.size()) + dev.lstm_params_delta));
+    auto params = b.CreateVector(blob);
+    fb::LstmModelBuilder lb(b);
+    lb.add_hidden(uint8_t(m.hidden));
+    lb.add_clip(uint8_t(m.clip));
+    lb.add_recur_shift(uint8_t(m.recur_shift));
+    lb.add_out_shift(uint8_t(m.out_shift));
+    lb.add_params(params);
+    lstm = lb.Finish();
+  }
   fb::HeaderBuilder hb(b);
   hb.add_content_id(cid);
   if (a.step) hb.add_step(*a.step);
@@ -177,6 +191,8 @@ std::vector<uint8_t> BuildHeader(const Archive& a, const HeaderDeviations* devia
   hb.add_files(file_vec);
   hb.add_metadata(meta_vec);
   hb.add_writer(writer);
+  if (!lstm.IsNull()) hb.add_lstm_model(lstm);
+  if (a.lstm_model_from_parent) hb.add_lstm_model_from_parent(true);
   if (dev.unknown_fields) {
     b.AddElement<uint64_t>(flatbuffers::FieldIndexToOffset(kFutureScalarId), 0x0123456789ABCDEF, 0);
     b.AddOffset(flatbuffers::FieldIndexToOffset(kFutureStringId), future);

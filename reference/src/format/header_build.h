@@ -33,6 +33,7 @@ struct HeaderDeviations {
   // bytes off their alignment (FlatBuffers 2.0.8's verifier accepts that; rule H3 does not).
   std::optional<MisalignedVector> misaligned;
   bool unknown_fields = false;             // add fields a future minor version might have
+  int64_t lstm_params_delta = 0;           // (0.9) LstmModel.params this many bytes longer
 };
 
 // Builds the header of `a` (content_id, step, link, tensors, files, metadata, writer; the

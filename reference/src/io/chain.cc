@@ -172,6 +172,11 @@ Result<std::unique_ptr<ChainReader>> ChainReader::OpenWithIndex(const std::strin
   auto parent = OpenWithIndex(parent_path, parent_options, index, cache, chunk_cache);
   if (!parent.ok()) return parent.status();
   reader->parent_ = std::move(parent).value();
+  // Rule R5 (0.9): a model taken from the parent (resolved there already, down the chain).
+  {
+    Status s = ResolveLstmModel(&reader->file_->archive, reader->parent_->archive());
+    if (!s.ok()) return s.WithContext(path);
+  }
   // Rule R3 for tensors without elements: no chunk of theirs is ever decoded, so check their
   // reference, then the parent's tensor of their step source (spec 7.9.1), here (a non-empty
   // tensor's are checked when its chunks are).

@@ -1,0 +1,91 @@
+#include "train/level_samples.h"
+
+#include "ckz/decoder.h"
+#include "common/index_model.h"
+#include "common/lstm_model.h"
+
+namespace ckz {
+namespace {
+
+MutableByteSpan AsBytes(std::vector<int32_t>& v) {
+  return MutableByteSpan(reinterpret_cast<uint8_t*>(v.data()), v.size() * 4);
+}
+
+}  // namespace
+
+LevelModelInputs LevelChunkSample::Inputs() const {
+  LevelModelInputs in;
+  in.first = first;
+  in.row = row;
+  in.role = role;
+  if (!parent.empty()) in.parent = parent.data();
+  if (!aux.empty()) in.aux = aux.data();
+  return in;
+}
+
+Result<std::vector<LevelChunkSample>> ReadLevelChunks(ChainReader& reader,
+                                                      uint64_t max_elements) {
+  const Archive& a = reader.archive();
+  struct Pick {
+    size_t tensor;
+    uint64_t first, count;
+  };
+  std::vector<Pick> all;
+  uint64_t total = 0;
+  for (size_t t = 0; t < a.tensors.size(); ++t) {
+    const TensorInfo& info = a.tensors[t];
+    if (!info.quantization || !info.quantization->IsLevels()) continue;
+    const uint64_t w = DTypeSize(info.dtype);
+    for (const ChunkInfo& c : info.chunks) {
+      all.push_back({t, c.raw_offset / w, c.raw_length / w});
+      total += c.raw_length / w;
+    }
+  }
+  const uint64_t stride =
+      max_elements == 0 || total <= max_elements ? 1 : (total + max_elements - 1) / max_elements;
+  const std::vector<CmTensorRole> roles = CmRoles(a.tensors);
+  IndexCache cache;
+  std::vector<LevelChunkSample> out;
+  for (size_t k = 0; k < all.size(); k += size_t(stride)) {
+    const Pick& p = all[k];
+    const TensorInfo& info = a.tensors[p.tensor];
+    LevelChunkSample s;
+    s.tensor = p.tensor;
+    s.role = LstmRoleOf(info.role);
+    s.row = info.shape.size() >= 2 ? info.shape.back() : 0;
+    s.first = p.first;
+    s.levels.resize(p.count);
+    CKZ_RETURN_IF_ERROR(
+        DecodeIndexRange(a, p.tensor, p.first, AsBytes(s.levels), reader.parent(), &cache));
+    if (reader.parent() != nullptr) {
+      s.parent.resize(p.count);
+      uint32_t present = 0;
+      CKZ_RETURN_IF_ERROR(
+          reader.parent()->ReadReferenceIndices(info, p.first, AsBytes(s.parent), &present));
+      if (present == 0) s.parent.clear();
+    }
+    const int aux = CmAuxTensor(roles, p.tensor);
+    if (aux >= 0) {
+      s.aux.resize(p.count);
+      CKZ_RETURN_IF_ERROR(
+          DecodeIndexRange(a, size_t(aux), p.first, AsBytes(s.aux), reader.parent(), &cache));
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<LstmTrainingChunk> TrainingChunks(const std::vector<LevelChunkSample>& samples) {
+  std::vector<LstmTrainingChunk> out;
+  out.reserve(samples.size());
+  for (const LevelChunkSample& s : samples) {
+    LstmTrainingChunk c;
+    c.in = s.Inputs();
+    c.levels = s.levels.data();
+    c.count = s.levels.size();
+    out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace ckz
