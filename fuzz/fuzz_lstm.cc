@@ -1,4 +1,4 @@
-// Untrusted surface: the cml+lstm level codec (draft spec 7.11, docs/lstm.md): the range
+// Untrusted surface: the cml+lstm level codec (spec 7.11): the range
 // decoder, the cml level context model and the integer LSTM + logistic mixer over arbitrary
 // stream bytes, with arbitrary well-formed models (every int16 weight is allowed), roles,
 // parent/aux level arrays, row width and first element. The input (little-endian) is

@@ -1,4 +1,4 @@
-// The LSTM model (draft spec 7.11, docs/lstm.md) fuzz_lstm decodes with: built from a few
+// The LSTM model (spec 7.11) fuzz_lstm decodes with: built from a few
 // header bytes of the input and expanded deterministically from a 64-bit seed (splitmix64), so
 // an input never spends thousands of bytes on parameters. Shared with make_lstm_corpus, so
 // that the seeds are coded with exactly the model the fuzzer rebuilds from their header and

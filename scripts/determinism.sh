@@ -20,7 +20,8 @@
 #       streams; the script checks that the links hold level tensors), levels at another
 #       quality with RDOQ (-Q 2 --rdoq 0.5), ExCP (--excp), ExCP with 3-bit packed indices and
 #       with cm-coded indices (where the CLI has --entropy cm), --lossless, and --lossless
-#       --entropy cm (cmf-coded values, where the CLI has them); the -O3 builds also with
+#       --entropy cm (cmf-coded values, where the CLI has them), and --lstm (format 0.9, the
+#       LSTM level model, spec 7.11, where libtorch is installed); the -O3 builds also with
 #       -T 2; every chain must be written (exit 0), and the last link of each chain is then
 #       decoded by every build.
 #
@@ -203,6 +204,14 @@ modes=(levels levels-q2-rdoq excp excp-packed-3bit lossless)
 "$(ckz_of gcc-O0)" --help 2>&1 | grep -- '--entropy.*cm' > /dev/null && modes+=(excp-cm)
 # The cmf context model of lossless F32 values (format 0.6), where this version has it.
 "$(ckz_of gcc-O0)" --help 2>&1 | grep 'cmf' > /dev/null && modes+=(lossless-cm)
+# (0.9) The LSTM level model, where this version has it and libtorch is installed: every build
+# runs the same trainer program (the gcc -O3 build's ckz-lstm-train, whose model is the same
+# for the same link: its budget is in steps), and must write the same links with the model.
+if "$(ckz_of gcc-O0)" --help 2>&1 | grep -- '--lstm ' > /dev/null &&
+   ninja -C "$BUILD/gcc-O3" -j "$JOBS" ckz-lstm-train > "$BUILD/gcc-O3/ninja-lstm.log" 2>&1; then
+  export CKZ_LSTM_TRAIN="$BUILD/gcc-O3/tools/ckz-lstm-train"
+  modes+=(lstm)
+fi
 echo "== encode: chains of ${#pt[@]} checkpoints (.pt, safetensors, Trainer) x ${#modes[@]} modes (${modes[*]}), ${#runs[@]} runs each"
 nchains=0
 for layout in pt safetensors trainer; do
@@ -220,6 +229,7 @@ for layout in pt safetensors trainer; do
       excp-cm) opts=(--excp --entropy cm) ;;
       lossless) opts=(--lossless) ;;
       lossless-cm) opts=(--lossless --entropy cm) ;;
+      lstm) opts=(--lstm) ;;
     esac
     item="history-$layout-$mode"
     for r in "${runs[@]}"; do
@@ -242,6 +252,13 @@ for layout in pt safetensors trainer; do
          grep ' levels ' > /dev/null; then
       echo "determinism: $item: the last link holds no level tensor" >&2
       failed=1
+    fi
+    # A short history may not pay for a model (the writer then keeps the links without it);
+    # the lstm conformance vectors of (a) exercise the model's decoding in any case.
+    if [[ "$mode" == lstm ]] &&
+       ! "$(ckz_of gcc-O3)" info "$scratch/chain/$item/gcc-O0-T1/$last" |
+         grep '^lstm model' > /dev/null; then
+      echo "   note: $item: the model did not pay on this short history (links without it)"
     fi
     # The chain also decodes identically with every build (the last link, through its parents).
     for r in "${runs[@]}"; do

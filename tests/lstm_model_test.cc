@@ -1,4 +1,4 @@
-// The LSTM level model's integer inference and the cml+lstm coding (draft spec 7.11, docs/lstm.md): tables by
+// The LSTM level model's integer inference and the cml+lstm coding (spec 7.11): tables by
 // formula, round trips, pinned bytes, and that a model which knows nothing costs little.
 #include <gtest/gtest.h>
 
@@ -129,7 +129,7 @@ TEST(LstmLevelStream, RoundTripsWithEveryHiddenSizeClipAndContext) {
 }
 
 // Pins the integer inference: any change to the arithmetic, the tables or the mixer changes
-// these bytes (and so must come with a format version: draft spec 7.11, docs/lstm.md). Every build (gcc, clang,
+// these bytes (and so must come with a format version: spec 7.11). Every build (gcc, clang,
 // -O0, -O3) must produce them.
 TEST(LstmLevelStream, BytesArePinned) {
   const LstmModel model = RandomModel(2026, 16, 5, 2000);

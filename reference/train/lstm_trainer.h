@@ -1,4 +1,4 @@
-// The encoder-side trainer of the LSTM level model (draft spec 7.11, docs/lstm.md): fits the float network to a
+// The encoder-side trainer of the LSTM level model (spec 7.11): fits the float network to a
 // sample of the level streams about to be coded, then quantizes it to the integer model the
 // format stores. The only part of CKZ that uses libtorch (target ckz_lstm_train); nothing on
 // the decode path includes this header.

@@ -223,6 +223,47 @@ class Pipelines(unittest.TestCase):
         self.assertNotIn(b"err W", r.stdout)
         self.assertIn(b"missing.ckz", r.stderr)
 
+    def test_lstm_chain_restores_what_the_plain_chain_restores(self):
+        # Format 0.9 (spec 7.11): --lstm changes the coding of the levels, never what decodes.
+        if not os.path.exists(os.path.join(test_torch_pt.BIN, "ckz-lstm-train")):
+            self.skipTest("ckz-lstm-train is built only with libtorch-dev")
+        work = tempfile.mkdtemp(dir=self.tmp)
+        hist = make_history(os.path.join(work, "h"), steps=20, every=2)  # 10 checkpoints
+        plain, lstm = os.path.join(work, "plain"), os.path.join(work, "lstm")
+        ckz("compress", "-q", hist, "-o", plain)
+        r = ckz("compress", hist, "-o", lstm, "--lstm", "--json")
+        lines = [json.loads(x) for x in r.stdout.splitlines()]
+        links = [x for x in lines if x["type"] == "checkpoint" and x["link_depth"] > 0]
+        self.assertEqual(len(links), 9)
+        # The first link trained a model (kept or not, it says so); once kept, the next links
+        # take it from their parent.
+        self.assertIsNotNone(links[0]["lstm"])
+        names = sorted(f for f in os.listdir(lstm) if f.endswith(".ckz"))
+        infos = [info(os.path.join(lstm, n)) for n in names]
+        if infos[1]["lstm_model"] is not None:
+            self.assertFalse(infos[1]["lstm_model"]["from_parent"])
+            self.assertEqual(infos[1]["lstm_model"]["hidden"], 8)
+            for later in infos[2:]:
+                self.assertTrue(later["lstm_model"]["from_parent"])
+            self.assertGreater(sum(sum(i["lstm_model"]["chunks_by_role"].values())
+                                   for i in infos[1:]), 0)
+        self.assertIsNone(infos[0]["lstm_model"])  # a keyframe is lossless: no levels
+        # Every file restores to the same bytes as the plain chain's, through its chain.
+        for n in names:
+            a, b = os.path.join(work, "a.pt"), os.path.join(work, "b.pt")
+            ckz("decompress", "-q", "-f", os.path.join(plain, n), "-o", a)
+            ckz("decompress", "-q", "-f", "-T", "2", os.path.join(lstm, n), "-o", b)
+            self.assertEqual(read(a), read(b), n)
+        ckz("verify", "-q", *[os.path.join(lstm, n) for n in names])
+        # The trainer is a separate program: without it, --lstm says what is missing.
+        env = dict(os.environ, CKZ_LSTM_TRAIN=os.path.join(work, "no-such-trainer"))
+        r = run(["ckz", "compress", "-q", hist, "-o", os.path.join(work, "x"), "--lstm"], env=env)
+        self.assertEqual(r.returncode, 5)
+        self.assertIn(b"no-such-trainer is missing", r.stderr)
+        r = run(["ckz", "compress", "-q", hist, "-o", os.path.join(work, "y"), "--lstm",
+                 "--lossless"])
+        self.assertEqual(r.returncode, 1)
+
     def test_output_dir_gives_each_multi_file_checkpoint_a_folder(self):
         work = tempfile.mkdtemp(dir=self.tmp)
         ckz("compress", "-q", "--lossless", self.trainer, "-o", os.path.join(work, "c"))

@@ -1,4 +1,4 @@
-// The libtorch trainer (draft spec 7.11's encoder side, docs/lstm.md): a model it trains on streams whose
+// The libtorch trainer (spec 7.11's encoder side, docs/lstm.md): a model it trains on streams whose
 // statistics a count-based context cannot follow must code unseen streams of the same kind
 // smaller than cml alone, and must be a model the format accepts.
 #include <gtest/gtest.h>

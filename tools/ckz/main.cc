@@ -504,7 +504,9 @@ std::string LstmTrainerPath() {
 // --lstm for a link written without a model (its parent had none): trains one on the link's
 // levels (ckz-lstm-train, a separate program: ckz never links libtorch), writes the link again
 // with it and keeps that when smaller. The training budget grows with the work it is spread
-// over: the link's own encode time times the links of its chain still to come, 3..60 s.
+// over, the checkpoint's size times the links of its chain still to come: one optimizer step
+// per MiB of that, 60 to 400 steps. Counted in steps, never in seconds, so that the output
+// does not depend on the machine's speed.
 Status TrainLstmFor(const std::string& input, const std::string& output,
                     const std::string& parent_path, uint64_t keyframe_interval,
                     uint64_t links_to_come, const EncodeOptions& encode,
@@ -520,13 +522,12 @@ Status TrainLstmFor(const std::string& input, const std::string& output,
   const int fd = mkstemp(model_path);
   if (fd < 0) return Status(ErrorCode::kIoError, "--lstm: cannot create a temporary file");
   close(fd);
-  const double budget =
-      std::clamp(result->seconds * double(std::max<uint64_t>(links_to_come, 1)), 3.0, 60.0);
-  char seconds[32], hidden[16];
-  snprintf(seconds, sizeof(seconds), "%.1f", budget);
-  snprintf(hidden, sizeof(hidden), "%u", lstm.hidden);
-  std::vector<std::string> argv = {trainer, output, "-o", model_path, "--seconds", seconds,
-                                   "--hidden", hidden};
+  const uint64_t work = result->raw * std::max<uint64_t>(links_to_come, 1);
+  const uint64_t budget = std::clamp<uint64_t>((work + (1u << 20) - 1) >> 20, 60, 400);
+  const std::vector<std::string> argv_fixed = {
+      trainer, output, "-o", model_path, "--steps", std::to_string(budget), "--seconds", "3600",
+      "--hidden", std::to_string(lstm.hidden)};
+  std::vector<std::string> argv = argv_fixed;
   for (const std::string& dir : common.search) argv.insert(argv.end(), {"--search", dir});
   std::vector<char*> cargv;
   for (std::string& a : argv) cargv.push_back(a.data());

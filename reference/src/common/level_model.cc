@@ -55,7 +55,7 @@ struct TraceSide {
   }
 };
 
-// Codec cml+lstm (draft spec 7.11.5, docs/lstm.md): the zero flag, sign and unary decisions are coded at the
+// Codec cml+lstm (spec 7.11.4): the zero flag, sign and unary decisions are coded at the
 // mixer's probability (cml's state still adapts to the bit); escapes by cml alone.
 struct MixedEncodeSide {
   RangeEncoder& rc;

@@ -22,7 +22,7 @@ struct LevelModelInputs {
   // context), or null; the aux tensor's levels at the same elements (spec 7.7.2's rule), or null.
   const int32_t* parent = nullptr;
   const int32_t* aux = nullptr;
-  // (0.9) Codec cml+lstm (draft spec 7.11, docs/lstm.md): the model mixed with cml's states, and the tensor's role
+  // (0.9) Codec cml+lstm (spec 7.11): the model mixed with cml's states, and the tensor's role
   // (0 weight, 1 first moment, 2 second moment, 3 other); null for plain cml.
   const LstmModel* lstm = nullptr;
   uint32_t role = 0;

@@ -30,8 +30,8 @@ constexpr int32_t kMixRate = 3;
 bool LstmModel::WellFormed() const {
   const uint32_t h = hidden;
   return h >= 8 && h <= kLstmMaxHidden && h % 8 == 0 && clip >= 1 && clip <= kLstmMaxClip &&
-         recur_shift <= 15 && out_shift >= 2 &&
-         out_shift <= 15 && gate_bias.size() == GateBiasSize(h) && embed.size() == EmbedSize(h, clip) &&
+         recur_shift <= 15 && out_shift >= 2 && out_shift <= 15 &&
+         gate_bias.size() == GateBiasSize(h) && embed.size() == EmbedSize(h, clip) &&
          role.size() == RoleSize(h) && recur.size() == RecurSize(h) && out.size() == OutSize(h) &&
          out_bias.size() == kLstmSlots && mix_init.size() == kMixInitSize &&
          std::all_of(mix_init.begin(), mix_init.end(),
@@ -83,8 +83,10 @@ bool LstmModel::SetParams(const uint8_t* data, size_t size) {
 }
 
 LstmCoderState::LstmCoderState(const LstmModel& model, uint32_t role)
-    : m_(model), role_row_(model.role.data() + size_t(std::min(role, kLstmRoles - 1)) * 4 * model.hidden) {
-  const int32_t* init = model.mix_init.data() + size_t(std::min(role, kLstmRoles - 1)) * kLstmSlots * kLstmMixInputs;
+    : m_(model),
+      role_row_(model.role.data() + size_t(std::min(role, kLstmRoles - 1)) * 4 * model.hidden) {
+  const int32_t* init = model.mix_init.data() +
+                        size_t(std::min(role, kLstmRoles - 1)) * kLstmSlots * kLstmMixInputs;
   for (uint32_t s = 0; s < kLstmSlots; ++s)
     for (uint32_t k = 0; k < kLstmMixInputs; ++k) mix_[s][k] = init[s * kLstmMixInputs + k];
   const uint32_t H = model.hidden, G = 4 * H;
@@ -111,9 +113,11 @@ void LstmCoderState::Step(const uint8_t features[kLstmFeatures]) {
     const int16_t* w = pairs_ + size_t(p) * G * 2;
     const int32_t h0 = h_[2 * p], h1 = h_[2 * p + 1];
 #if defined(__SSE2__)
-    const __m128i hp = _mm_set1_epi32(int32_t(uint32_t(uint16_t(h0)) | (uint32_t(uint16_t(h1)) << 16)));
+    const __m128i hp =
+        _mm_set1_epi32(int32_t(uint32_t(uint16_t(h0)) | (uint32_t(uint16_t(h1)) << 16)));
     for (uint32_t j = 0; j < G; j += 4) {
-      const __m128i prod = _mm_madd_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + 2 * j)), hp);
+      const __m128i prod =
+          _mm_madd_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + 2 * j)), hp);
       __m128i* a = reinterpret_cast<__m128i*>(acc + j);
       _mm_store_si128(a, _mm_add_epi32(_mm_load_si128(a), prod));
     }

@@ -1,6 +1,6 @@
 // The LSTM level model (spec 7.11): a small recurrent network, stored in the header as
-// integers (ckz/lstm_model.h) and run with integer arithmetic only, whose per-decision logit is mixed with the cml model's
-// probability (spec 7.9.3) by an online logistic mixer. Encoder and decoder run this same code,
+// integers (ckz/lstm_model.h) and run with integer arithmetic only, whose per-decision logit
+// is mixed with the cml model's probability (spec 7.9.3) by an online logistic mixer. Encoder and decoder run this same code,
 // so both see the same probabilities on every machine; no float is involved.
 #ifndef CKZ_COMMON_LSTM_MODEL_H_
 #define CKZ_COMMON_LSTM_MODEL_H_
