@@ -5,9 +5,9 @@
 //  - an error has a known, non-OK code from the set that stage may return, and a message;
 //  - ParsePreamble on the first 64 bytes agrees with ParseArchive on the whole file;
 //  - a parsed archive re-checks, independently of the parser, as valid: enums in range, shapes
-//    without overflow and under the limit, chunks aligned, inside the file, covering the tensor
-//    in order in whole elements, no two regions overlapping, every other byte zero padding,
-//    owners, source files and metadata consistent;
+//    without overflow and under the limit, the LSTM model's rules LM1-LM3, chunks aligned,
+//    inside the file, covering the tensor in order in whole elements, no two regions
+//    overlapping, every other byte zero padding, owners, source files and metadata consistent;
 //  - a stream directory that reads has one stream per byte plane (or one), back to back,
 //    filling the chunk exactly; a chunk whose directory fails never decodes;
 //  - a coded prolog (spec 8.4) decodes to its declared length and CRC-32C or fails with
@@ -274,6 +274,13 @@ void CheckArchive(const ckz::Archive& a, ckz::ByteSpan file) {
     FUZZ_CHECK(a.FindMetadata(e.key) == &e);
     if (const auto* s = std::get_if<std::string>(&e.value)) FUZZ_CHECK(ckz::IsValidUtf8(*s));
   }
+  // (0.9) Rules LM1-LM3: a model the parser accepts is well formed and stored; a reference to
+  // the parent's is in a link and alone; bit 8 says whether there is either.
+  if (a.lstm_model_own) FUZZ_CHECK(a.lstm_model && a.lstm_model->WellFormed());
+  if (!a.lstm_model_own) FUZZ_CHECK(!a.lstm_model);  // the parser never resolves a reference
+  if (a.lstm_model_from_parent) FUZZ_CHECK(a.link && !a.lstm_model_own);
+  FUZZ_CHECK(((a.preamble.required_features & ckz::kFeatureLstm) != 0) ==
+             (a.lstm_model_own || a.lstm_model_from_parent));
 }
 
 // Checks one chunk's stream directory; returns whether it reads.
