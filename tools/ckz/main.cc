@@ -103,9 +103,9 @@ const char kUsage[] =
     "  --lstm                   levels also coded with an LSTM model mixed with cml (spec\n"
     "                           7.11), per chunk where smaller: a link takes its parent's\n"
     "                           model; the first link of a chain without one trains one\n"
-    "                           (ckz-lstm-train, built with libtorch) and keeps it where the\n"
-    "                           link with it is smaller. 1-3 %% smaller level streams,\n"
-    "                           decodes at 10-25 MB/s (docs/lstm.md)\n"
+    "                           (ckz-lstm-train, built with libtorch) and keeps it where it\n"
+    "                           pays for its bytes over the keyframe group. 1-3 % smaller\n"
+    "                           level streams, decodes at 10-25 MB/s (docs/lstm.md)\n"
     "  --lstm-hidden H          the trained model's hidden size: 8 (default), 16, 24 or 32\n"
     "  -l, --level N            zstd level of the entropy stage (default 3)\n"
     "  --chunk-size BYTES       decoded bytes per chunk (default: each tensor in equal chunks\n"
@@ -503,7 +503,7 @@ std::string LstmTrainerPath() {
 
 // --lstm for a link written without a model (its parent had none): trains one on the link's
 // levels (ckz-lstm-train, a separate program: ckz never links libtorch), writes the link again
-// with it and keeps that when smaller. The training budget grows with the work it is spread
+// with it and keeps that when the model pays for its bytes over the keyframe group (below). The training budget grows with the work it is spread
 // over, the checkpoint's size times the links of its chain still to come: one optimizer step
 // per MiB of that, 60 to 400 steps. Counted in steps, never in seconds, so that the output
 // does not depend on the machine's speed.
@@ -568,19 +568,29 @@ Status TrainLstmFor(const std::string& input, const std::string& output,
   }
   const double seconds_spent =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (r.lstm_chunks > 0 && r.stored < result->stored) {
+  // Keep the model when it pays over the group: what the link gains without counting the
+  // model (its levels coded smaller), plus, for each later link of the group that takes the
+  // model from its parent, 30 % of that (the gain falls along the chain as training moves
+  // away from the link the model learned from: docs/lstm.md measured a third), against the
+  // model's bytes, which the group pays once.
+  const double model_bytes = double(with.own->StoredBytes());
+  const double gross = double(result->stored) - (double(r.stored) - model_bytes);
+  const double later = links_to_come > 1 ? 0.3 * double(links_to_come - 1) : 0.0;
+  const bool keep = r.lstm_chunks > 0 && gross > 0 && gross * (1.0 + later) > model_bytes;
+  char buf[160];
+  if (keep) {
     if (rename(trial.c_str(), output.c_str()) != 0)
       return Status(ErrorCode::kIoError, output + ": cannot replace: " + std::strerror(errno));
-    char buf[96];
-    snprintf(buf, sizeof buf, " (trained %.1f s, -%llu bytes)", seconds_spent,
-             static_cast<unsigned long long>(result->stored - r.stored));
+    snprintf(buf, sizeof buf, " (trained %.1f s; this link %+lld bytes, levels -%.0f)",
+             seconds_spent, static_cast<long long>(r.stored) - static_cast<long long>(result->stored),
+             gross);
     result->lstm = r.lstm + buf;
     result->lstm_chunks = r.lstm_chunks;
     result->stored = r.stored;
   } else {
     unlink(trial.c_str());
-    char buf[96];
-    snprintf(buf, sizeof buf, "model trained (%.1f s), not kept: no smaller", seconds_spent);
+    snprintf(buf, sizeof buf, "model trained (%.1f s), not kept: levels -%.0f bytes, model %.0f",
+             seconds_spent, gross, model_bytes);
     result->lstm = buf;
   }
   result->seconds += seconds_spent;
