@@ -970,6 +970,7 @@ int Compress(Args& args, const Common& common) {
   for (const Run& run : runs) {
     std::string previous;  // the run's first member is a keyframe
     bool previous_in_memory = false;
+    bool lstm_tried = false;  // --lstm: a model was trained for this keyframe group
     for (size_t i = run.begin; i < run.end; ++i) {
       ++considered;
       const std::string& input = members[i];
@@ -993,9 +994,15 @@ int Compress(Args& args, const Common& common) {
                              write, common, last ? nullptr : &current_decoded, &r, lstm);
       // The parent's indices were released as the link was written: a trial against the
       // parent decodes it from its file.
-      if (s.ok() && lstm.enabled && r.depth > 0 && r.lstm.empty())
-        s = TrainLstmFor(input, output, previous, interval, run.end - i, encode, write, common,
+      // A model is trained once per keyframe group, on the first link this run writes in it:
+      // when it did not pay there, the group's later links do without.
+      if (r.depth == 0) lstm_tried = false;
+      if (s.ok() && lstm.enabled && r.depth > 0 && r.lstm.empty() && !lstm_tried) {
+        lstm_tried = true;
+        const uint64_t group_left = std::min<uint64_t>(run.end - i, interval - r.depth);
+        s = TrainLstmFor(input, output, previous, interval, group_left, encode, write, common,
                          lstm, &r);
+      }
       if (!s.ok()) return Fail(s);
       previous_decoded = std::move(current_decoded);
       current_decoded = DecodedCheckpoint();
