@@ -57,6 +57,8 @@ int main(int argc, char** argv) {
   LevelsInvalid(suite);
   KeySplitValid(suite);
   KeySplitInvalid(suite);
+  LstmValid(suite);
+  LstmInvalid(suite);
   suite.Finish();
   return 0;
 }

@@ -2,7 +2,8 @@
 //   make_container_corpus fuzz/corpus/fuzz_container
 // Valid files cover every dtype, 0-d and empty tensors, multi-chunk tensors, every
 // predictor x byte planes x stream codec (links with a reference), optimizer roles, metadata of
-// every value type and source files; invalid files break one rule each, made with the same file
+// every value type and source files, and (0.9) level tensors coded with an LSTM model (stream
+// codec 6); invalid files break one rule each, made with the same file
 // surgery the tests use. Every file is small (< 8 KiB) and the output is deterministic (fixed
 // seeds). The generator checks each file before writing it: a valid file parses and decodes to
 // the bytes it was made from, an invalid one fails with the error code its name promises.
@@ -20,6 +21,7 @@
 
 #include "ckz/archive.h"
 #include "ckz/decoder.h"
+#include "ckz/lstm_model.h"
 #include "ckz/status.h"
 #include "ckz/writer.h"
 #include "common/bytes.h"
@@ -192,6 +194,14 @@ class Corpus {
     if (s.code() != expected)
       Die(name + ": expected " + ErrorCodeName(expected) + ", got " + s.ToString());
     Save(std::string("invalid_") + ErrorCodeName(expected) + "_" + name, bytes);
+  }
+
+  // A file written without FileSpec (level tensors): must parse and decode to `tensors`.
+  void ValidFile(const std::string& name, const std::vector<uint8_t>& bytes,
+                 const std::vector<Tensor>& tensors) {
+    const Status s = ParseAndDecode(bytes, tensors, true);
+    if (!s.ok()) Die(name + ": valid file fails with " + s.ToString());
+    Save("valid_" + name, bytes);
   }
 
   size_t count() const { return count_; }
@@ -561,6 +571,114 @@ void MakeInvalid(Corpus& corpus) {
   }
 }
 
+// (0.9) The LSTM level model (spec 7.11): a keyframe whose level tensors (LevelDirect: a
+// weight 'w' and its first moment 'w.m', whose aux levels are the weight's) are coded with the
+// model its header holds (stream codec 6, chunks of 24 levels), then faults of the model (rules
+// LM1, LM3) and of a chunk's codec (C1). No parent is needed, so the fuzzer decodes them whole.
+struct LstmSeed {
+  std::vector<uint8_t> file;
+  std::vector<Tensor> tensors;  // their decoded bytes
+};
+
+LstmSeed MakeLstmKeyframe() {
+  auto model = std::make_shared<LstmModel>();
+  model->hidden = 8;
+  model->clip = 1;
+  model->recur_shift = 10;
+  model->out_shift = 9;
+  std::mt19937 rng(70);
+  auto fill = [&](std::vector<int16_t>& v, size_t n, int amp) {
+    v.resize(n);
+    for (int16_t& x : v) x = int16_t(int(rng() % uint32_t(2 * amp + 1)) - amp);
+  };
+  fill(model->gate_bias, LstmModel::GateBiasSize(8), 600);
+  fill(model->embed, LstmModel::EmbedSize(8, 1), 1500);
+  fill(model->role, LstmModel::RoleSize(8), 700);
+  fill(model->recur, LstmModel::RecurSize(8), 800);
+  fill(model->out, LstmModel::OutSize(8), 400);
+  fill(model->out_bias, kLstmSlots, 200);
+  model->mix_init.assign(LstmModel::kMixInitSize, 0);
+  for (size_t i = 0; i < model->mix_init.size(); i += kLstmMixInputs) {
+    model->mix_init[i] = 65536;                        // cml's stretch at 1
+    model->mix_init[i + 1] = 16384 + int32_t(rng() % 16384);  // the network's logit
+  }
+  if (!model->WellFormed()) Die("lstm seed: the model is not well formed");
+
+  EncodeOptions options;
+  options.code_header = false;
+  options.chunk_bytes = 96;
+  options.force_codec = StreamCodec::kLstmLevels;
+  auto sink = std::make_unique<MemorySink>();
+  MemorySink* mem = sink.get();
+  Writer w(std::move(sink), options);
+  if (!w.SetLstmModel(model, false).ok()) Die("lstm seed: the writer refused the model");
+  QuantizationInfo q;
+  q.kind = QuantKind::kLevelDirect;
+  q.step = 1.0f / 1024;
+  std::vector<int32_t> levels[2];
+  LstmSeed seed;
+  for (int t = 0; t < 2; ++t) {
+    levels[t].resize(48);
+    for (int32_t& v : levels[t]) {
+      const uint32_t r = rng();
+      v = r % 8 < 3 ? 0 : int32_t(1 + (r >> 3) % (r % 29 == 0 ? 300 : 4)) * (r & 0x100 ? -1 : 1);
+    }
+    Tensor x;
+    x.spec = t == 0 ? TensorSpec{"w", DType::kF32, {8, 6}, Role::kWeight, -1}
+                    : TensorSpec{"w.m", DType::kF32, {8, 6}, Role::kMoment1, 0};
+    x.bytes.resize(48 * 4);
+    LevelContexts contexts;
+    if (t == 1) contexts.aux = levels[0].data();
+    const Status s = w.AddLevelTensor(x.spec, q, levels[t].data(), ByteSpan(), ByteSpan(),
+                                      DType::kF32, MutableByteSpan(x.bytes), contexts);
+    if (!s.ok()) Die("lstm seed: AddLevelTensor: " + s.ToString());
+    seed.tensors.push_back(std::move(x));
+  }
+  Result<ContentId> id = w.Finish();
+  if (!id.ok()) Die("lstm seed: Finish: " + id.status().ToString());
+  if (w.lstm_chunks() != 4) Die("lstm seed: every chunk must use the model");
+  seed.file = std::move(mem->bytes());
+  return seed;
+}
+
+void MakeLstm(Corpus& corpus) {
+  using testing::FixPreambleCrc;
+  using testing::Rebuild;
+  const LstmSeed seed = MakeLstmKeyframe();
+  corpus.ValidFile("lstm_keyframe", seed.file, seed.tensors);
+  Result<Archive> parsed = ParseArchive(ByteSpan(seed.file));
+  if (!parsed.ok()) Die("lstm seed: " + parsed.status().ToString());
+  const Archive& archive = *parsed;
+  {
+    Archive a = archive;
+    auto m = std::make_shared<LstmModel>(*a.lstm_model);
+    m->out_shift = 16;
+    a.lstm_model = m;
+    corpus.Invalid("lstm_out_shift_16", ErrorCode::kFieldOutOfRange,
+                   Rebuild(a, ByteSpan(seed.file)), seed.tensors);
+  }
+  {
+    HeaderDeviations dev;
+    dev.lstm_params_delta = -2;
+    corpus.Invalid("lstm_params_short", ErrorCode::kFieldOutOfRange,
+                   Rebuild(archive, ByteSpan(seed.file), &dev), seed.tensors);
+  }
+  {
+    auto f = seed.file;
+    StoreLE64(f.data() + preamble_offset::kRequiredFeatures,
+              archive.preamble.required_features & ~kFeatureLstm);
+    FixPreambleCrc(f);
+    corpus.Invalid("lstm_without_feature_bit", ErrorCode::kFieldOutOfRange, f, seed.tensors);
+  }
+  {
+    auto f = seed.file;
+    const ChunkInfo& c = archive.tensors[1].chunks[0];
+    if (f[c.offset] != uint8_t(StreamCodec::kLstmLevels)) Die("lstm seed: codec 6 expected");
+    f[c.offset] = uint8_t(StreamCodec::kCmFloat);  // not a codec of level tensors
+    corpus.Invalid("lstm_codec_4_in_level_tensor", ErrorCode::kChunkMalformed, f, seed.tensors);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -572,6 +690,7 @@ int main(int argc, char** argv) {
   Corpus corpus(argv[1]);
   MakeValid(corpus);
   MakeInvalid(corpus);
+  MakeLstm(corpus);
   std::printf("%zu files\n", corpus.count());
   return 0;
 }

@@ -98,8 +98,12 @@ Files WriteChain(const std::string& name, const std::vector<std::shared_ptr<cons
       auto parent = ChainReader::Open(f.paths.back());
       EXPECT_TRUE(parent.ok()) << parent.status().ToString();
       writer.SetLink(LinkTo(**parent));
-      if (own[k - 1]) writer.SetLstmModel(own[k - 1], false);
-      if (from_parent[k - 1]) writer.SetLstmModel((*parent)->archive().lstm_model, true);
+      if (own[k - 1]) {
+        EXPECT_TRUE(writer.SetLstmModel(own[k - 1], false).ok());
+      }
+      if (from_parent[k - 1]) {
+        EXPECT_TRUE(writer.SetLstmModel((*parent)->archive().lstm_model, true).ok());
+      }
       QuantizationInfo q;
       q.kind = QuantKind::kLevelResidual;
       q.step = 0.001f;
@@ -193,6 +197,21 @@ TEST(LstmFormat, TheWriterKeepsPerChunkTheSmallerCodingAndDropsAnUnusedModel) {
   EXPECT_FALSE((*link)->archive.lstm_model);
   EXPECT_FALSE((*link)->archive.preamble.required_features & kFeatureLstm);
   EXPECT_EQ(LstmChunks((*link)->archive), 0u);
+}
+
+TEST(LstmFormat, TheWriterRefusesAModelOutsideTheRules) {
+  auto sink = std::make_unique<MemorySink>();
+  Writer writer(std::move(sink), EncodeOptions{});
+  auto big = std::make_shared<LstmModel>(*RandomModel(8, 2, 4));
+  big->hidden = 40;  // would overflow the coder's state, sized for 32
+  EXPECT_EQ(writer.SetLstmModel(big, false).code(), ErrorCode::kInvalidArgument);
+  auto odd = std::make_shared<LstmModel>(*RandomModel(8, 2, 4));
+  odd->embed.pop_back();  // arrays that do not match hidden and clip
+  EXPECT_EQ(writer.SetLstmModel(odd, false).code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(writer.SetLstmModel(nullptr, false).code(), ErrorCode::kInvalidArgument);
+  // A model from the parent in a keyframe (no link set).
+  EXPECT_EQ(writer.SetLstmModel(RandomModel(8, 2, 4), true).code(), ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(writer.SetLstmModel(RandomModel(8, 2, 4), false).ok());
 }
 
 TEST(LstmFormat, ALinkNamingTheModelOfAParentWithoutOneFailsToOpen) {

@@ -244,13 +244,14 @@ EncodeOptions Opt(StreamCodec codec, bool planes, uint64_t chunk,
 }
 
 Encoded Encode(const Ckpt& c, const EncodeOptions& options,
-               const std::optional<LinkInfo>& link, const Ckpt* parent) {
+               const std::optional<LinkInfo>& link, const Ckpt* parent, const LstmUse& lstm) {
   auto sink = std::make_unique<MemorySink>();
   MemorySink* mem = sink.get();
   Writer w(std::move(sink), options);
   w.SetWriterName(kWriterName);
   if (c.step) w.SetStep(*c.step);
   if (link) w.SetLink(*link);
+  if (lstm.model) MustOk(w.SetLstmModel(lstm.model, lstm.from_parent), "SetLstmModel");
   for (const MetaEntry& e : c.metadata) w.AddMetadata(e);
   // A ZstdParent prolog's history: the parent's file the reference writer picks, with its patch
   // bytes cleared as written.
@@ -526,11 +527,12 @@ std::vector<Encoded> WriteChain(const std::vector<Level>& levels,
   std::vector<Encoded> out;
   for (size_t i = 0; i < levels.size(); ++i) {
     if (i == 0) {
-      out.push_back(Encode(levels[0].ckpt, levels[0].options));
+      out.push_back(Encode(levels[0].ckpt, levels[0].options, std::nullopt, nullptr,
+                           levels[0].lstm));
     } else {
       out.push_back(Encode(levels[i].ckpt, levels[i].options,
                            LinkTo(out[i - 1], levels[i - 1].ckpt, names[i - 1], uint32_t(i)),
-                           &levels[i - 1].ckpt));
+                           &levels[i - 1].ckpt, levels[i].lstm));
     }
   }
   return out;

@@ -9,12 +9,14 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "ckz/archive.h"
+#include "ckz/lstm_model.h"
 #include "ckz/status.h"
 #include "ckz/types.h"
 #include "ckz/writer.h"
@@ -150,13 +152,23 @@ struct Encoded {
   ContentId id{};
 };
 
+// (0.9) An LSTM level model for the writer (spec 7.11, Writer::SetLstmModel): level chunks are
+// coded with it (every one with EncodeOptions::force_codec kLstmLevels, else each the smaller
+// of cml and lstm), and the header holds it (when a chunk uses it) or, with `from_parent`,
+// names the parent's.
+struct LstmUse {
+  std::shared_ptr<const LstmModel> model;
+  bool from_parent = false;
+};
+
 // With a link, each tensor with `predict` set is predicted from the parent tensor of the same
 // name (when the parent has one of the same byte length; its shape and dtype are deliberately
 // not compared, so mismatches can be made). Quantized tensors get the contexts a decoder
 // derives (spec 7.7.2, 7.9.3: parent indices or levels of the same family, aux by
 // CmAuxTensor) and, for a step source, the parent's tensor of that name.
 Encoded Encode(const Ckpt& c, const EncodeOptions& options,
-               const std::optional<LinkInfo>& link = std::nullopt, const Ckpt* parent = nullptr);
+               const std::optional<LinkInfo>& link = std::nullopt, const Ckpt* parent = nullptr,
+               const LstmUse& lstm = {});
 LinkInfo LinkTo(const Encoded& parent, const Ckpt& parent_ckpt, const std::string& hint,
                 uint32_t depth);
 
@@ -237,8 +249,11 @@ BaseChain MakeBaseChain(Predictor predictor = Predictor::kXorRef);
 // A chain written level by level: levels[0] is the keyframe, each next one a link to the one
 // before. Returns the encoded files, keyframe first.
 struct Level {
+  Level(Ckpt c, EncodeOptions o, LstmUse l = {})
+      : ckpt(std::move(c)), options(std::move(o)), lstm(std::move(l)) {}
   Ckpt ckpt;
   EncodeOptions options;
+  LstmUse lstm;  // (0.9) none by default
 };
 std::vector<Encoded> WriteChain(const std::vector<Level>& levels,
                                 const std::vector<std::string>& names);

@@ -39,9 +39,9 @@ const std::map<ErrorCode, std::set<std::string>>& RulesReporting() {
       {E::kHeaderMalformed, {"H2", "H3", "H8"}},
       {E::kFieldOutOfRange, {"H4", "H6", "T2", "T5", "T6", "T11", "T12", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6",
                              "Q8", "Q9", "Q10", "Q11", "F2", "F3", "F4", "F5", "F6", "F8", "F9",
-                             "F11", "M2"}},
+                             "F11", "M2", "LM1", "LM2", "LM3"}},
       {E::kBadName, {"H6", "H7", "T1", "F1", "M1", "M3"}},
-      {E::kBadLink, {"H5", "H6", "T7", "Q7", "F10"}},
+      {E::kBadLink, {"H5", "H6", "T7", "Q7", "F10", "LM2"}},
       {E::kShapeOverflow, {"T3"}},
       {E::kLimitExceeded, {"T4", "F9"}},
       {E::kChunkLayout, {"T8", "T9"}},
@@ -59,7 +59,7 @@ const std::map<ErrorCode, std::set<std::string>>& RulesReporting() {
       {E::kParentNotFound, {"R1"}},
       {E::kWrongParent, {"R1"}},
       {E::kBadChain, {"R2"}},
-      {E::kReferenceMismatch, {"R3", "R4"}},
+      {E::kReferenceMismatch, {"R3", "R4", "R5"}},
   };
   return rules;
 }
@@ -217,7 +217,7 @@ void Suite::Finish() {
   m += "  \"generator\": \"conformance/make_vectors.cc\",\n";
   m += "  \"profiles\": {\n";
   m += "    \"core\": " + JsonStr("container, stored and zstd streams, byte planes, zstd-coded prologs; keyframes only") + ",\n";
-  m += "    \"full\": " + JsonStr("everything in format 0.7: core plus reference chains, predictors, quantized tensors, cm index streams, prologs coded against the parent's, cmf-coded float values, coded headers and level tensors") + "\n";
+  m += "    \"full\": " + JsonStr("everything in format 0.9: core plus reference chains, predictors, quantized tensors, cm index streams, prologs coded against the parent's, cmf-coded float values, coded headers, level tensors, the KeySplit predictor (section 7.10) and the LSTM level model (section 7.11)") + "\n";
   m += "  },\n";
   m += "  \"cases\": [\n";
   for (size_t i = 0; i < entries_.size(); ++i)

@@ -41,6 +41,9 @@ void LevelsInvalid(Suite& s);
 // vectors_keysplit.cc: the KeySplit predictor for 16-bit floats (spec 7.10, format 0.8).
 void KeySplitValid(Suite& s);
 void KeySplitInvalid(Suite& s);
+// vectors_lstm.cc: the LSTM level model and the lstm stream codec (spec 7.11, format 0.9).
+void LstmValid(Suite& s);
+void LstmInvalid(Suite& s);
 
 }  // namespace ckz::vectors
 

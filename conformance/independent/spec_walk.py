@@ -1,24 +1,31 @@
 #!/usr/bin/python3
 """Independent CKZ decoder, written from spec/ckz.md and schema/ckz.fbs alone by outsiders who
 did not read reference/ or tools/: the walk of 7.9 (container, chains, cm, cml, level tensors;
-it was levels_walk.py) and, on top of it, the walk of 7.10 (the KeySplit predictor of 16-bit
-floats, format 0.8: rules T6 0..3, T11, T12, required feature bit 7).
+it was levels_walk.py), on top of it the walk of 7.10 (the KeySplit predictor of 16-bit
+floats, format 0.8: rules T6 0..3, T11, T12, required feature bit 7), and the walk of 7.11
+(the LSTM level model, format 0.9: Header.lstm_model / lstm_model_from_parent, rules LM1-LM3
+and R5, stream codec 6, required feature bit 8; the tables of 7.11.5 are read from
+conformance/lstm_tables.txt, and `--check-tables` compares them with the formulas).
 
 Usage:
     spec_walk.py CASES_DIR [--all] [--cases GLOB] [-v]
-        decodes every case whose name contains "levels" or "keysplit" (every case with --all,
+        decodes every case whose name contains "levels", "keysplit" or "lstm" (every case with --all,
         the cases matching GLOB with --cases), compares the output with the case's expected
         files (sha256) or its expected error name, and prints one line per case and a summary.
+    spec_walk.py --check-tables
+        evaluates 7.11.5's formulas and compares them with conformance/lstm_tables.txt.
     spec_walk.py decode IN.ckz OUTDIR
         decodes one file (parents are searched for by content id in IN's folder) into OUTDIR,
         in the form conformance/run.py expects ("ckz: ErrorName: message" and exit 1 on error).
 
 Standard library only. zstd frames (chunk streams, coded prologs, coded headers) go through
-the `zstd` command line tool. The section 9 checks are those the level and key-split vectors
-need plus the cheap ones; see docs/spec-walk.md ("Walk of 7.9", "Walk of 7.10").
+the `zstd` command line tool. The section 9 checks are those the level, key-split and lstm
+vectors need plus the cheap ones; see docs/spec-walk.md ("Walk of 7.9", "Walk of 7.10") and
+docs/spec-walk-7.11.md (the walk of 7.11).
 
 WALK_MUT=name[,name...] (or LW_MUT / KW_MUT, the names the walks used) switches on
-misreadings (mutants, for the walks only): those of 7.9 and KS_MUTANTS below for 7.10.
+misreadings (mutants, for the walks only): those of 7.9, KS_MUTANTS below for 7.10 and
+LM_MUTANTS for 7.11.
 """
 import fnmatch
 import hashlib
@@ -354,7 +361,8 @@ class CkzFile:
             raise CkzError("UnsupportedVersion")
         if struct.unpack_from("<I", d, 60)[0] != crc32c(d[:60]):
             raise CkzError("PreambleChecksum")
-        if req & ~(0x7F if "bit7_unknown" in MUT else 0xFF):  # bits 0..7 known (12)
+        if req & ~(0x7F if "bit7_unknown" in MUT else 0xFF if "bit8_unknown" in MUT
+                   else 0x1FF):  # bits 0..8 known (12; bit 8 since 0.9)
             raise CkzError("UnknownRequiredFeature")
         if hlen > 2 ** 26:
             raise CkzError("HeaderTooLarge")
@@ -410,6 +418,14 @@ class CkzFile:
             mt.offset(2, required=True)
             meta.append((key, vtype))
         writer = h.string(6)
+        # (0.9) 7.11: LstmModel (id 7) and lstm_model_from_parent (id 8); read here so that
+        # the table is verified with the rest of the buffer (H3)
+        mt7 = h.table(7)
+        self.lstm_raw = None
+        if mt7 is not None:
+            self.lstm_raw = (mt7.scalar(0, "B", 0), mt7.scalar(1, "B", 0), mt7.scalar(2, "B", 0),
+                             mt7.scalar(3, "B", 0), mt7.bytes_(4) or b"")
+        self.lstm_from_parent = h.scalar(8, "B", 0) != 0
         # H4..H7
         if len(self.content_id) != 32:
             raise CkzError("FieldOutOfRange", "content_id")
@@ -442,7 +458,46 @@ class CkzFile:
             if key in seen:
                 raise CkzError("DuplicateName", "metadata key")
             seen.add(key)
+        self.check_lstm()
         self.check_layout(hoff, hlen)
+
+    def check_lstm(self):
+        """Section 9, LM1-LM3 (0.9)."""
+        self.lstm_model = None
+        if self.lstm_raw is not None:  # LM1, in the order written
+            H, clip, rs, os_, params = self.lstm_raw
+            if H not in (8, 16, 24, 32):
+                raise CkzError("FieldOutOfRange", "LM1 hidden")
+            if not 1 <= clip <= 7:
+                raise CkzError("FieldOutOfRange", "LM1 clip")
+            if rs > 15:
+                raise CkzError("FieldOutOfRange", "LM1 recur_shift")
+            if not 2 <= os_ <= 15:
+                raise CkzError("FieldOutOfRange", "LM1 out_shift")
+            if len(params) != lstm_params_length(H, clip):
+                raise CkzError("FieldOutOfRange", f"LM1 params: {len(params)} bytes, not "
+                                                  f"{lstm_params_length(H, clip)}")
+            m = LstmModel(H, clip, rs, os_, params)
+            if "lm1_nomix" not in MUT:
+                for v in m.mix_flat:
+                    if not -2 ** 20 <= v <= 2 ** 20:
+                        raise CkzError("FieldOutOfRange", "LM1 mix_init")
+            self.lstm_model = m
+        # LM2
+        if "lm2_order" in MUT:
+            if self.lstm_from_parent and self.lstm_raw is not None:
+                raise CkzError("FieldOutOfRange", "LM2 both")
+        if self.lstm_from_parent and self.link is None:
+            raise CkzError("BadLink", "LM2 lstm_model_from_parent in a keyframe")
+        if self.lstm_from_parent and self.lstm_raw is not None:
+            raise CkzError("FieldOutOfRange", "LM2 lstm_model and lstm_model_from_parent")
+        # LM3
+        has = self.lstm_raw is not None or self.lstm_from_parent
+        if "lm3_oneway" in MUT:
+            if has and not self.req & 256:
+                raise CkzError("FieldOutOfRange", "LM3")
+        elif bool(self.req & 256) != has:
+            raise CkzError("FieldOutOfRange", "LM3 required feature bit 8")
 
     def check_tensors(self):
         L = len(self.data)
@@ -677,7 +732,27 @@ def open_chain(path):
             raise CkzError("BadChain")
         f.parent = par
         f = par
+    # R5 (0.9, 10.2): after R1 and R2, whether or not a chunk uses codec 6; for every file of
+    # the chain with lstm_model_from_parent (the walk's reading: every file opened)
+    f = top if "r5_lazy" not in MUT else None
+    while f is not None:
+        if f.lstm_from_parent and ("r5_top_only" not in MUT or f is top):
+            if resolve_model(f) is None:
+                raise CkzError("ReferenceMismatch", "R5: no LSTM model up the chain")
+        f = f.parent
     return top
+
+
+def resolve_model(F):
+    """10.2 (0.9): the file's model, its own or (lstm_model_from_parent) its parent's, ...;
+    None when some file on the way has neither (R5) or the parent is not there."""
+    while F is not None:
+        if F.lstm_model is not None:
+            return F.lstm_model
+        if not F.lstm_from_parent:
+            return None
+        F = F.parent
+    return None
 
 
 # ---------------------------------------------------------------- 7.7.1 range decoder
@@ -712,6 +787,21 @@ class RangeDecoder:
             P[i] = p - ((p * r) >> 16)
         if N[i] < 30:
             N[i] += 1
+        while self.range < (1 << 24):
+            self.range = (self.range << 8) & M32
+            self.code = ((self.code << 8) | self.next()) & M32
+        return bit
+
+    def bit_at(self, p0):
+        """7.7.1's decode_bit at probability p0 (1..65535), updating no state (7.11.4)."""
+        bound = (self.range >> 16) * p0
+        if self.code < bound:
+            self.range = bound
+            bit = 0
+        else:
+            self.code -= bound
+            self.range -= bound
+            bit = 1
         while self.range < (1 << 24):
             self.range = (self.range << 8) & M32
             self.code = ((self.code << 8) | self.next()) & M32
@@ -786,7 +876,7 @@ class Decoder:
             if t.predictor == KEYSPLIT:
                 ok = codec in (0, 1)
             elif is_level(t):
-                ok = codec == 5
+                ok = codec == 5 or (codec == 6 and (F.req & 256 or "c1_nobit8" in MUT))
             elif is_codebook(t):
                 ok = codec in (0, 1, 2) or (codec == 3 and F.req & 4)
             else:
@@ -975,7 +1065,16 @@ class Decoder:
         ai = self.aux_tensor(F, ti, is_level if "aux_anyq" not in MUT else (lambda u: u.quant is not None))  # step 4
         if ai is not None:
             Al = self.elem_range(F, ai, f, E, self.levels)
-        out = self.cml_decode(b, E, f, t.shape, Pl, Al)  # steps 5, 6
+        if codec == 6:  # 7.11.6: after step 4, the model
+            model = resolve_model(self.top if "model_top" in MUT else F)
+            if model is None:
+                if F.lstm_from_parent and F.parent is None:
+                    raise CkzError("ReferenceRequired", "lstm_model_from_parent without the parent")
+                # not reachable after LM3 + C1 + R5; the spec names no error here
+                raise CkzError("ReferenceMismatch", "no LSTM model")
+            out = lstm_decode(b, E, f, t.shape, Pl, Al, model, t.role)  # steps 5, 6
+        else:
+            out = self.cml_decode(b, E, f, t.shape, Pl, Al)  # steps 5, 6
         self.cache_lvl[key] = out
         return out
 
@@ -1491,6 +1590,263 @@ def _check_widen16():
         assert widen16(3, u) == bits_of_f32(h), hex(u)
 
 
+# ---------------------------------------------------------------- 7.11: the LSTM level model
+LM_MUTANTS = {
+    "bit8_unknown": "P5 with bit 8 still unknown (a 0.8 reader)",
+    "lm1_nomix": "LM1 without the mix_init range check",
+    "lm2_order": "LM2's two checks in the other order (both set in a keyframe: FieldOutOfRange)",
+    "lm3_oneway": "LM3 only checks 'model => bit 8', not the converse",
+    "c1_nobit8": "C1 accepts codec 6 without required feature bit 8",
+    "r5_lazy": "R5 not checked at chain open (only a codec-6 chunk asks for the model)",
+    "r5_top_only": "R5 checked for the file being decoded only, not for its parents",
+    "role_enum": "role index r = the Role enum value (Other 0, Weight 1, ...) instead of Weight 0 .. Other 3",
+    "absent_as_zero": "an absent feature is F(0) = clip instead of 2 clip + 1",
+    "pa_swap": "x_2 = F(A[i]), x_3 = F(P[i])",
+    "step_nonzero_only": "the network steps only before non-zero levels",
+    "step_after": "the step comes after the level (level i decoded with the h of level i - 1's step)",
+    "shift_trunc": "signed >> read as truncation toward zero (C's division)",
+    "gate_ifog": "gate rows in PyTorch-like i, f, o, g order instead of i, f, g, o",
+    "out_shift_m2": "y's sum shifted by out_shift - 2 (the units column) instead of out_shift",
+    "no_state_update": "the cml state is not updated by mixed decisions",
+    "slot_unary_m": "unary decision m uses slot m instead of m + 1",
+    "w_noclamp": "mixer weights not clamped to -2^20 .. 2^20",
+    "escape_mixed": "escape prefix decisions mixed too (slot 15)",
+    "c_noclamp": "cell state not clamped to -32767 .. 32767",
+    "model_top": "every lstm chunk of the chain (parent and aux levels too) decoded with the model of the file being decoded, not of the chunk's own file",
+    "h_old_c": "h[k] from ACT(TANH, c[k]) of the cell before this step's update",
+    "y_noclamp": "the network's logit y not clamped to -2047 .. 2047",
+    "lm_left_rows": "feature x_0 takes the previous level at a row's first column too",
+    "stretch_p_after": "in_0 = STRETCH[P >> 4] of the mixed probability of the previous decision",
+    "mix_init_role0": "mix_init[0] for every role",
+    "err_noshift": "err = ((bit = 0 ? 65536 : 0) - P) without >> 4, and >> 18 in the update",
+}
+
+
+def _load_lstm_tables():
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lstm_tables.txt")
+    tabs = {}
+    with open(path) as fh:
+        for line in fh:
+            if line.startswith("#") or not line.strip():
+                continue
+            parts = line.split()
+            vals = [int(x) for x in parts[2:]]
+            assert len(vals) == int(parts[1]), parts[0]
+            tabs[parts[0]] = vals
+    return tabs
+
+
+def lstm_tables_by_formula():
+    """7.11.5's formulas, evaluated in binary64 (round: halves away from zero)."""
+    def rnd(x):
+        return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
+    sig = [rnd(1024 / (1 + math.exp(-(8 * n - 8188) / 1024))) for n in range(2048)]
+    tnh = [rnd(1024 * math.tanh((8 * n - 8188) / 1024)) for n in range(2048)]
+    st = []
+    for i in range(4096):
+        p = (16 * i + 8) / 65536
+        st.append(min(2047, max(-2047, rnd(256 * math.log(p / (1 - p))))))
+    sq = [min(65504, max(32, rnd(65536 / (1 + math.exp(-t / 256))))) for t in range(-2047, 2048)]
+    return {"sigmoid": sig, "tanh": tnh, "stretch": st, "squash": sq}
+
+
+_LT = _load_lstm_tables()
+SIGMOID, TANH, STRETCH, SQUASH = _LT["sigmoid"], _LT["tanh"], _LT["stretch"], _LT["squash"]
+assert len(SIGMOID) == len(TANH) == 2048 and len(STRETCH) == 4096 and len(SQUASH) == 4095
+assert SQUASH[2047] == 32768
+
+
+def lstm_params_length(H, clip):
+    V = 2 * clip + 2
+    return 2 * (4 * H + 16 * V * H + 16 * H + 4 * H * H + 16 * H + 16) + 768
+
+
+class LstmModel:
+    """7.11.1: the arrays of `params`, row-major, int16 then int32 mix_init."""
+
+    def __init__(self, H, clip, rs, os_, params):
+        self.H, self.clip, self.rs, self.os = H, clip, rs, os_
+        V = self.V = 2 * clip + 2
+        G = 4 * H
+        n16 = G + 16 * V * H + 16 * H + 4 * H * H + 16 * H + 16
+        a = struct.unpack_from(f"<{n16}h", params, 0)
+        self.mix_flat = list(struct.unpack_from("<192i", params, 2 * n16))
+        p = 0
+
+        def take(n):
+            nonlocal p
+            r = list(a[p:p + n])
+            p += n
+            return r
+        self.gate_bias = take(G)
+        self.embed = [[take(G) for _x in range(V)] for _f in range(4)]
+        self.role = [take(G) for _r in range(4)]
+        self.recur = [take(H) for _j in range(G)]
+        self.out = [take(H) for _s in range(16)]
+        self.out_bias = take(16)
+        assert p == n16
+        self.mix_init = [[self.mix_flat[(r * 16 + s) * 3:(r * 16 + s) * 3 + 3] for s in range(16)]
+                         for r in range(4)]
+
+
+def _sh(x, s):
+    """x >> s of a signed value: floor(x / 2^s) (7.11); the mutant truncates toward zero."""
+    if "shift_trunc" in MUT and x < 0:
+        return -((-x) >> s)
+    return x >> s
+
+
+def _clamp(x, a, b):
+    return b if x > b else a if x < a else x
+
+
+def _act(T, z):
+    return T[(_clamp(z, -8192, 8191) + 8192) >> 3]
+
+
+def lstm_decode(b, E, f, shape, Pl, Al, M, role):
+    """7.11.2-7.11.4: a codec-6 stream -> the chunk's E levels (cml's binarization, 7.9.3)."""
+    from operator import mul
+    R = shape[-1] if len(shape) >= 2 else 0
+    H, clip, G = M.H, M.clip, 4 * M.H
+    r = role if "role_enum" in MUT else {1: 0, 2: 1, 3: 2, 0: 3}[role]
+    rc = RangeDecoder(b)
+    ZP, ZN = states(27)
+    SP, SN = states(27)
+    UP, UN = states(4 * 14)
+    EP, EN = states(24)
+    h = [0] * H
+    c = [0] * H
+    w = [list(M.mix_init[0 if "mix_init_role0" in MUT else r][s]) for s in range(16)]
+    base = [M.gate_bias[j] + M.role[r][j] for j in range(G)]
+    if "gate_ifog" in MUT:  # rows read as i, f, o, g: candidate and output gate swapped
+        perm = list(range(2 * H)) + list(range(3 * H, 4 * H)) + list(range(2 * H, 3 * H))
+    else:
+        perm = None
+    lo, hi = -2 ** 20, 2 ** 20
+    absent = clip if "absent_as_zero" in MUT else 2 * clip + 1
+    last_P = [None]
+
+    def feat(v):
+        if v is None:
+            return absent
+        return _clamp(v, -clip, clip) + clip
+
+    def step(x):
+        e0, e1, e2, e3 = (M.embed[0][x[0]], M.embed[1][x[1]], M.embed[2][x[2]], M.embed[3][x[3]])
+        rs = M.rs
+        z = [_sh(sum(map(mul, M.recur[j], h)), rs) + base[j] + e0[j] + e1[j] + e2[j] + e3[j]
+             for j in range(G)]
+        if perm is not None:
+            z = [z[perm[j]] for j in range(G)]
+        for k in range(H):
+            ig = _act(SIGMOID, z[k])
+            fg = _act(SIGMOID, z[H + k])
+            gg = _act(TANH, z[2 * H + k])
+            og = _act(SIGMOID, z[3 * H + k])
+            ck = _sh(fg * c[k] + ig * gg, 10)
+            if "c_noclamp" not in MUT:
+                ck = _clamp(ck, -32767, 32767)
+            if "h_old_c" in MUT:
+                ck, c[k] = c[k], ck
+            else:
+                c[k] = ck
+            h[k] = _sh(og * _act(TANH, ck), 10)
+
+    def mixed(Pst, Nst, idx, s):
+        p = Pst[idx]
+        y = _sh(sum(map(mul, M.out[s], h)), M.os - 2 if "out_shift_m2" in MUT else M.os) \
+            + M.out_bias[s]
+        if "y_noclamp" not in MUT:
+            y = _clamp(y, -2047, 2047)
+        if "stretch_p_after" in MUT and last_P[0] is not None:
+            in0 = STRETCH[last_P[0] >> 4]
+        else:
+            in0 = STRETCH[p >> 4]
+        ins = (in0, y, 256)
+        ws = w[s]
+        t = _clamp(_sh(ws[0] * ins[0] + ws[1] * ins[1] + ws[2] * ins[2], 16), -2047, 2047)
+        P = SQUASH[t + 2047]
+        last_P[0] = P
+        bit = rc.bit_at(P)
+        if "err_noshift" in MUT:
+            err = (65536 if bit == 0 else 0) - P
+            sh = 18
+        else:
+            err = _sh((65536 if bit == 0 else 0) - P, 4)
+            sh = 14
+        for k in range(3):
+            v = ws[k] + _sh(ins[k] * err * 3, sh)
+            ws[k] = v if "w_noclamp" in MUT else _clamp(v, lo, hi)
+        if "no_state_update" not in MUT:  # 7.7.2's update of cml's state
+            n = Nst[idx]
+            rr = 65536 // (n + 2)
+            if bit == 0:
+                Pst[idx] = p + (((65536 - p) * rr) >> 16)
+            else:
+                Pst[idx] = p - ((p * rr) >> 16)
+            if n < 30:
+                Nst[idx] = n + 1
+        return bit
+
+    def sgn(v):
+        return 0 if not v else (1 if v > 0 else 2)
+
+    out = []
+    pending = None  # step_after mutant: features of the previous level
+    for i in range(E):
+        col = (f + i) % R if R else 0
+        left = out[i - 1] if i >= 1 and (R == 0 or col != 0) else None
+        up = out[i - R] if R and i >= R else None
+        lfeat = left
+        if "lm_left_rows" in MUT and i >= 1:  # the feature only: cml's contexts unchanged
+            lfeat = out[i - 1]
+        p = Pl[i] if Pl is not None else None
+        a_ = Al[i] if Al is not None else None
+        x = [feat(lfeat), feat(up), feat(p), feat(a_)]
+        if "pa_swap" in MUT:
+            x[2], x[3] = x[3], x[2]
+        if "step_after" in MUT:
+            if pending is not None:
+                step(pending)
+            pending = x
+        elif "step_nonzero_only" not in MUT:
+            step(x)
+        lv, uv, pv, av = (left or 0), (up or 0), (p or 0), (a_ or 0)
+        nb = (lv != 0) + (uv != 0)
+        pc = 0 if Pl is None else 1 + (pv != 0)
+        ac = 0 if Al is None else 1 + (av != 0)
+        if mixed(ZP, ZN, (pc * 3 + nb) * 3 + ac, 0) == 0:
+            out.append(0)
+            continue
+        if "step_nonzero_only" in MUT:
+            step(x)
+        neg = mixed(SP, SN, (sgn(pv) * 3 + sgn(av)) * 3 + sgn(lv), 1)
+        a = abs(lv) + abs(uv) + 2 * abs(pv)
+        mc = 0 if a == 0 else 1 if a <= 2 else 2 if a <= 6 else 3
+        m = 1
+        while m <= 14 and mixed(UP, UN, mc * 14 + m - 1, m if "slot_unary_m" in MUT else m + 1) == 1:
+            m += 1
+        if m == 15:
+            k = 0
+            while True:
+                if "escape_mixed" in MUT:
+                    bit = mixed(EP, EN, k, 15)
+                else:
+                    bit = rc.bit(EP, EN, k)
+                if bit != 1:
+                    break
+                k += 1
+                if k > 23:
+                    raise CkzError("ChunkDecodeFailed", f"escape prefix, element {f + i}")
+            m = 15 + (1 << k) - 1 + rc.directn(k)
+            if m > 2 ** 24 - 1:
+                raise CkzError("ChunkDecodeFailed", f"level beyond 2^24-1, element {f + i}")
+        out.append(-m if neg else m)
+    rc.finish()
+    return out
+
+
 # ---------------------------------------------------------------- 8: source files
 def decode_prolog(F, f, dec_cache):
     key = (id(F), f["path"], id(f))
@@ -1606,6 +1962,18 @@ def main(argv):
             with open(dst, "wb") as fh:
                 fh.write(b)
         return 0
+    if argv and argv[0] == "--check-tables":
+        # 7.11.5: the shipped tables against the formulas
+        calc = lstm_tables_by_formula()
+        bad = 0
+        for name, vals in calc.items():
+            d = [i for i, (x, y) in enumerate(zip(vals, _LT[name])) if x != y]
+            if len(vals) != len(_LT[name]) or d:
+                bad += 1
+                print(f"{name}: {len(d)} values differ, first at {d[:5]}")
+            else:
+                print(f"{name}: {len(vals)} values, the formula and lstm_tables.txt agree")
+        return 1 if bad else 0
     cases = argv[0] if argv else "conformance/cases"
     globs = [argv[i + 1] for i, a in enumerate(argv) if a == "--cases"]
     allc = "--all" in argv
@@ -1614,7 +1982,7 @@ def main(argv):
         if globs:
             if not any(fnmatch.fnmatch(name, g) for g in globs):
                 continue
-        elif not allc and "keysplit" not in name and "levels" not in name:
+        elif not allc and "keysplit" not in name and "levels" not in name and "lstm" not in name:
             continue
         ok, why = run_case(os.path.join(cases, name))
         print(("PASS " if ok else "FAIL ") + name + ": " + why, flush=True)

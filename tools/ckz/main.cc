@@ -461,9 +461,9 @@ Status CompressOne(const std::string& input, const std::string& output,
     result->depth = LinkTo(*parent).depth;
     reference = previous ? static_cast<ReferenceSource*>(previous) : parent.get();
     if (lstm.own) {
-      writer.SetLstmModel(lstm.own, /*from_parent=*/false);
+      CKZ_RETURN_IF_ERROR(writer.SetLstmModel(lstm.own, /*from_parent=*/false));
     } else if (lstm.enabled && parent->archive().lstm_model) {
-      writer.SetLstmModel(parent->archive().lstm_model, /*from_parent=*/true);
+      CKZ_RETURN_IF_ERROR(writer.SetLstmModel(parent->archive().lstm_model, /*from_parent=*/true));
       result->lstm = "model of the parent";
     }
   }

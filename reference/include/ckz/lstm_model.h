@@ -58,13 +58,17 @@ struct LstmModel {
   }
   // True when the sizes, shifts and mixer weights are those of spec 7.11.1's rules.
   bool WellFormed() const;
+  // True when the integer coder can run the model without overrunning its state (hidden even
+  // and 2..32, clip at most 7, every array of the size they give): weaker than WellFormed(),
+  // which readers require (rule LM1); the writer refuses less, so that test files can break LM1.
+  bool Runnable() const;
   // Bytes of the parameters as stored (int16 and int32 little-endian).
   size_t StoredBytes() const;
   // The stored parameter blob (spec 7.11.1): the arrays in the order above, int16 then the
   // int32 mix_init, little-endian.
   std::vector<uint8_t> Params() const;
-  // Fills the arrays from a blob for `hidden` and `clip` as set; false when its length is not
-  // ParamsBytes(hidden, clip). Say nothing of the values: WellFormed() does.
+  // Fills the arrays from a blob for `hidden` and `clip` as set (any byte values); false when
+  // its length is not ParamsBytes(hidden, clip). Says nothing of the rules: WellFormed() does.
   bool SetParams(const uint8_t* data, size_t size);
 };
 

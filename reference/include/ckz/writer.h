@@ -144,7 +144,11 @@ class Writer {
   // header holds the model when some chunk uses it; with `from_parent` (a link whose parent's
   // model this is) it names the parent's instead, whether or not a chunk uses it, so the next
   // link can take it from this one. The caller makes sure the parent really has this model.
-  void SetLstmModel(std::shared_ptr<const LstmModel> model, bool from_parent);
+  // kInvalidArgument (and nothing set) for a model whose sizes the coder cannot run (hidden
+  // above 32 or odd, clip above 7, arrays of other sizes than hidden and clip give), or
+  // from_parent without a link set before. The other rules of spec 7.11.1 (shifts, the mixer's
+  // range) are checked by readers (rule LM1); WellFormed() says whether a model meets them.
+  Status SetLstmModel(std::shared_ptr<const LstmModel> model, bool from_parent);
   // Level chunks coded with the model so far.
   uint64_t lstm_chunks() const;
   void SetWriterName(std::string name);

@@ -38,6 +38,14 @@ bool LstmModel::WellFormed() const {
                      [](int32_t w) { return w >= -kMixLimit && w <= kMixLimit; });
 }
 
+bool LstmModel::Runnable() const {
+  const uint32_t h = hidden;
+  return h >= 2 && h <= kLstmMaxHidden && h % 2 == 0 && clip <= kLstmMaxClip &&
+         gate_bias.size() == GateBiasSize(h) && embed.size() == EmbedSize(h, clip) &&
+         role.size() == RoleSize(h) && recur.size() == RecurSize(h) && out.size() == OutSize(h) &&
+         out_bias.size() == kLstmSlots && mix_init.size() == kMixInitSize;
+}
+
 size_t LstmModel::StoredBytes() const {
   return 2 * (gate_bias.size() + embed.size() + role.size() + recur.size() + out.size() +
               out_bias.size()) +
@@ -60,8 +68,7 @@ std::vector<uint8_t> LstmModel::Params() const {
 }
 
 bool LstmModel::SetParams(const uint8_t* data, size_t size) {
-  if (hidden > kLstmMaxHidden || clip > kLstmMaxClip || size != ParamsBytes(hidden, clip))
-    return false;
+  if (hidden > 255 || clip > 255 || size != ParamsBytes(hidden, clip)) return false;
   const uint32_t h = hidden;
   gate_bias.resize(GateBiasSize(h));
   embed.resize(EmbedSize(h, clip));

@@ -135,9 +135,19 @@ Writer::~Writer() = default;
 
 void Writer::SetStep(int64_t step) { impl_->step = step; }
 void Writer::SetLink(const LinkInfo& link) { impl_->link = link; }
-void Writer::SetLstmModel(std::shared_ptr<const LstmModel> model, bool from_parent) {
+Status Writer::SetLstmModel(std::shared_ptr<const LstmModel> model, bool from_parent) {
+  // What the coder needs to run without overrunning its state; the other rules of spec
+  // 7.11.1 (LM1) are the reader's, so that the conformance generator can write files that
+  // break them.
+  if (!model || !model->Runnable())
+    return Status(ErrorCode::kInvalidArgument,
+                  "LSTM model whose sizes the coder cannot run (spec 7.11.1)");
+  if (from_parent && !impl_->link)
+    return Status(ErrorCode::kInvalidArgument,
+                  "an LSTM model from the parent needs SetLink first (rule LM2)");
   impl_->lstm = std::move(model);
   impl_->lstm_from_parent = from_parent;
+  return Status::Ok();
 }
 uint64_t Writer::lstm_chunks() const { return impl_->lstm_chunks.load(); }
 void Writer::SetWriterName(std::string name) { impl_->writer_name = std::move(name); }

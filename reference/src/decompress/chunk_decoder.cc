@@ -256,7 +256,12 @@ Status ChunkDecoder::StreamLevels(const Archive& archive, size_t tensor, size_t 
       return Status(ErrorCode::kReferenceRequired,
                     Where(archive, tensor, chunk_index) +
                         " (levels): codec 6 (lstm) needs the parent's LSTM model "
-                        "(lstm_model_from_parent), and the parent is not open (rule 7.11.2)");
+                        "(lstm_model_from_parent), and the parent is not open (spec 7.11.6)");
+    // The parser's rule LM1 makes this hold; a test build that switches LM1 off must still
+    // never run a model the coder's state cannot hold.
+    if (!archive.lstm_model->Runnable())
+      return Status(ErrorCode::kFieldOutOfRange,
+                    Where(archive, tensor, chunk_index) + ": the LSTM model breaks rule LM1");
     in.lstm = archive.lstm_model.get();
     in.role = LstmRoleOf(t.role);
   }

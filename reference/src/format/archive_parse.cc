@@ -579,7 +579,8 @@ Status ParseLstm(const fb::Header* h, bool has_link, uint64_t required_features,
     model->clip = clip;
     model->recur_shift = m->recur_shift();
     model->out_shift = m->out_shift();
-    model->SetParams(m->params()->data(), got);
+    if (!model->SetParams(m->params()->data(), got))  // the length was checked above
+      return bad("params of " + std::to_string(got) + " bytes");
     for (size_t i = 0; i < model->mix_init.size(); ++i)
       if (CKZ_RULE_ON(LM1) &&
           (model->mix_init[i] < -kLstmMixLimit || model->mix_init[i] > kLstmMixLimit))
