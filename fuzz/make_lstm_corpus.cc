@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/level_model.h"
+#include "level_seed_levels.h"
 #include "common/lstm_model.h"
 #include "fuzz_lstm_model.h"
 
@@ -25,13 +26,7 @@ namespace {
 
 using ckz::LevelDecodeResult;
 
-struct Rng {
-  uint64_t s;
-  uint32_t Next() {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    return uint32_t(s >> 33);
-  }
-};
+using ckz_fuzz::SeedRng;
 
 constexpr int32_t kMaxLevel = (1 << 24) - 1;
 
@@ -52,33 +47,6 @@ struct Seed {
   int32_t poison = 0;       // written at element count / 2: a level beyond 2^24 - 1
 };
 
-// A level like the rate-distortion planner's: mostly small, near the parent's.
-int32_t MakeLevel(Rng& r, const Seed& s, int32_t parent) {
-  if (s.zero_every == 0 || r.Next() % s.zero_every == 0) return 0;
-  int32_t m;
-  if (s.big_every && r.Next() % s.big_every == 0) {
-    m = int32_t(15 + (r.Next() >> (8 + r.Next() % 24)) % (kMaxLevel - 14));  // every prefix length
-  } else {
-    m = int32_t(1 + r.Next() % (1 + r.Next() % 18));  // 1..18: the unary range and just past it
-  }
-  if (parent != 0 && r.Next() % 2) m = (parent < 0 ? -parent : parent) + int32_t(r.Next() % 3);
-  if (m > kMaxLevel) m = kMaxLevel;
-  return r.Next() % 2 ? -m : m;
-}
-
-// The context word fuzz_lstm.cc's ContextLevel reads back as `v` (|v| <= 2^24 - 1).
-uint32_t Word(int32_t v) {
-  const uint32_t m = uint32_t(v < 0 ? -v : v);
-  if (v == 0) return 0;
-  return 3u | (v < 0 ? 4u : 0u) | m << 8;
-}
-
-const char* Name(LevelDecodeResult r) {
-  return r == LevelDecodeResult::kOk         ? "ok"
-         : r == LevelDecodeResult::kTooLarge ? "too large"
-                                             : "bad stream";
-}
-
 bool Write(const std::filesystem::path& dir, const Seed& s) {
   // fuzz_lstm's header, without the stream length (known once the stream is made).
   std::vector<uint8_t> f = {
@@ -94,12 +62,12 @@ bool Write(const std::filesystem::path& dir, const Seed& s) {
     return false;
   }
 
-  Rng r{s.seed};
+  SeedRng r{s.seed};
   std::vector<int32_t> parent(s.count), aux(s.count), levels(s.count);
   for (uint32_t i = 0; i < s.count; ++i) {
-    parent[i] = s.parent ? MakeLevel(r, s, 0) : 0;
-    aux[i] = s.aux ? MakeLevel(r, s, 0) : 0;
-    levels[i] = MakeLevel(r, s, parent[i]);
+    parent[i] = s.parent ? ckz_fuzz::SeedLevel(r, s.zero_every, s.big_every, 0) : 0;
+    aux[i] = s.aux ? ckz_fuzz::SeedLevel(r, s.zero_every, s.big_every, 0) : 0;
+    levels[i] = ckz_fuzz::SeedLevel(r, s.zero_every, s.big_every, parent[i]);
     if (s.aux && aux[i] == 0 && r.Next() % 2) levels[i] = 0;  // moments follow their aux
   }
   if (s.big_every) {  // every unary length's end and escapes of the shortest and longest prefixes
@@ -128,7 +96,7 @@ bool Write(const std::filesystem::path& dir, const Seed& s) {
   const LevelDecodeResult res =
       ckz::DecodeLevelStream(in, coded.data(), coded.size(), out.data(), s.count, &bad);
   std::printf("  %-30s H %2u clip %u role %u %4u levels, stream %5zu bytes: %s", s.name.c_str(),
-              model.hidden, model.clip, s.role, s.count, coded.size(), Name(res));
+              model.hidden, model.clip, s.role, s.count, coded.size(), ckz_fuzz::ResultName(res));
   if (res == LevelDecodeResult::kTooLarge) std::printf(" at element %zu", bad);
   if (s.damage && res == LevelDecodeResult::kOk)
     std::printf("%s", out == levels ? " (the same levels)" : " (other levels)");
@@ -148,9 +116,9 @@ bool Write(const std::filesystem::path& dir, const Seed& s) {
     for (int b = 0; b < 4; ++b) f.push_back(uint8_t(w >> (8 * b)));
   };
   if (s.parent || s.aux) {
-    for (int32_t v : parent) put(Word(v));
+    for (int32_t v : parent) put(ckz_fuzz::ContextWord(v));
     put(0);
-    for (int32_t v : aux) put(Word(v));
+    for (int32_t v : aux) put(ckz_fuzz::ContextWord(v));
   }
   std::ofstream(dir / s.name, std::ios::binary)
       .write(reinterpret_cast<const char*>(f.data()), std::streamsize(f.size()));

@@ -524,10 +524,9 @@ Status TrainLstmFor(const std::string& input, const std::string& output,
   close(fd);
   const uint64_t work = result->raw * std::max<uint64_t>(links_to_come, 1);
   const uint64_t budget = std::clamp<uint64_t>((work + (1u << 20) - 1) >> 20, 60, 400);
-  const std::vector<std::string> argv_fixed = {
+  std::vector<std::string> argv = {
       trainer, output, "-o", model_path, "--steps", std::to_string(budget), "--seconds", "3600",
       "--hidden", std::to_string(lstm.hidden)};
-  std::vector<std::string> argv = argv_fixed;
   for (const std::string& dir : common.search) argv.insert(argv.end(), {"--search", dir});
   std::vector<char*> cargv;
   for (std::string& a : argv) cargv.push_back(a.data());
