@@ -57,7 +57,9 @@ class AtomicFileSink final : public OutputSink {
 
  private:
   AtomicFileSink() = default;
+  void StartWriteback();
   int fd_ = -1;
+  uint64_t written_ = 0, writeback_from_ = 0;  // Write's position; below it: writeback started
   bool overwrite_ = false;
   bool committed_ = false;
   std::string path_, temp_path_;

@@ -24,6 +24,47 @@ void ParallelFor(size_t n, int threads, const std::function<void(size_t, int)>& 
   for (auto& t : pool) t.join();
 }
 
+BackgroundLane::BackgroundLane() : thread_([this] { Loop(); }) {}
+
+BackgroundLane::~BackgroundLane() {
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return !busy_; });
+    stop_ = true;
+  }
+  changed_.notify_all();
+  thread_.join();
+}
+
+void BackgroundLane::Start(std::function<void()> task) {
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return !busy_; });
+    task_ = std::move(task);
+    busy_ = true;
+  }
+  changed_.notify_all();
+}
+
+void BackgroundLane::Wait() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait(lock, [&] { return !busy_; });
+}
+
+void BackgroundLane::Loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    changed_.wait(lock, [&] { return busy_ || stop_; });
+    if (!busy_) return;  // stop_ with nothing to run
+    std::function<void()> task = std::move(task_);
+    lock.unlock();
+    task();
+    lock.lock();
+    busy_ = false;
+    changed_.notify_all();
+  }
+}
+
 int HardwareThreads() {
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : int(n);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
@@ -264,24 +265,47 @@ int32_t FloorHalf(int32_t d) { return d >= 0 ? d / 2 : -((1 - d) / 2); }
 
 }  // namespace
 
+namespace {
+
+template <DType kSource>
+void StepShiftsFrom(const QuantizationInfo& q, const uint8_t* source, size_t count, int8_t* shifts) {
+  constexpr size_t w = kSource == DType::kF64 ? 8 : kSource == DType::kF32 ? 4 : 2;
+  const int32_t limit = q.step_limit;
+  for (size_t i = 0; i < count; ++i) {
+    const int32_t d = ElementExponent(kSource, source + i * w) - q.step_center;
+    const int32_t s = FloorHalf(q.step_slope > 0 ? d : -d);
+    shifts[i] = int8_t(std::clamp(s, -limit, limit));
+  }
+}
+
+}  // namespace
+
 void StepShifts(const QuantizationInfo& q, DType source_dtype, const uint8_t* source,
                 size_t count, int8_t* shifts) {
   if (q.step_source < 0 || source == nullptr) {
     std::memset(shifts, 0, count);
     return;
   }
-  const size_t w = DTypeSize(source_dtype);
-  const int32_t limit = q.step_limit;
-  for (size_t i = 0; i < count; ++i) {
-    const int32_t d = ElementExponent(source_dtype, source + i * w) - q.step_center;
-    const int32_t s = FloorHalf(q.step_slope > 0 ? d : -d);
-    shifts[i] = int8_t(std::clamp(s, -limit, limit));
+  // The source's dtype fixed per call, not tested per element.
+  switch (source_dtype) {
+    case DType::kF64: return StepShiftsFrom<DType::kF64>(q, source, count, shifts);
+    case DType::kF16: return StepShiftsFrom<DType::kF16>(q, source, count, shifts);
+    case DType::kBF16: return StepShiftsFrom<DType::kBF16>(q, source, count, shifts);
+    case DType::kF32: return StepShiftsFrom<DType::kF32>(q, source, count, shifts);
+    default:  // not floating: rule Q10 refuses it
+      std::memset(shifts, 0, count);
+      return;
   }
 }
 
-void ReconstructLevels(const QuantizationInfo& q, DType dtype, const int32_t* levels,
-                       const int8_t* shifts, size_t count, const uint8_t* ref, uint8_t* out) {
-  const size_t w = DTypeSize(dtype);
+namespace {
+
+// ReconstructLevels for one kind and dtype, so that neither is tested per element.
+template <QuantKind kKind, DType kDtype>
+void ReconstructLevelsOf(const QuantizationInfo& q, const int32_t* levels, const int8_t* shifts,
+                         size_t count, const uint8_t* ref, uint8_t* out) {
+  constexpr DType dtype = kDtype;
+  constexpr size_t w = kDtype == DType::kF64 ? 8 : kDtype == DType::kF32 ? 4 : 2;
   const bool scaled = F32Bits(q.reference_scale) != 0x3F800000u;
   const float scale = q.reference_scale;
   const int k = q.log_unit;
@@ -295,10 +319,10 @@ void ReconstructLevels(const QuantizationInfo& q, DType dtype, const int32_t* le
     const int32_t level = levels[i];
     uint8_t* o = out + i * w;
     const float step = steps[shifts[i] + kMaxStepLimit];
-    if (q.kind == QuantKind::kLevelDirect) {
+    if constexpr (kKind == QuantKind::kLevelDirect) {
       if (level == 0) {
         std::memset(o, 0, w);  // +0.0
-      } else if (dtype == DType::kF64) {
+      } else if constexpr (dtype == DType::kF64) {
         const uint64_t s = F64Bits(double(level) * double(step));
         std::memcpy(o, &s, 8);
       } else {
@@ -314,7 +338,7 @@ void ReconstructLevels(const QuantizationInfo& q, DType dtype, const int32_t* le
     // The LevelLog exponent: level / 2^k = n + j / 16.
     int64_t n = 0;
     int j = 0;
-    if (q.kind == QuantKind::kLevelLog) {
+    if (kKind == QuantKind::kLevelLog) {
       if (k > 0) {
         const int32_t unit = 1 << k;
         n = level >= 0 ? level / unit : -((unit - 1 - int64_t(level)) / unit);  // the floor
@@ -323,12 +347,12 @@ void ReconstructLevels(const QuantizationInfo& q, DType dtype, const int32_t* le
         n = int64_t(level) * (int64_t{1} << -k);
       }
     }
-    if (dtype == DType::kF64) {
+    if constexpr (dtype == DType::kF64) {
       double b;
       if (!ScaledReferenceF64(r, scaled, scale, o, &b)) continue;
       double s = b;
       if (level != 0) {
-        if (q.kind == QuantKind::kLevelResidual) {
+        if (kKind == QuantKind::kLevelResidual) {
           s = b + double(level) * double(step);
         } else if (b == 0) {
           s = double(level) * double(step);
@@ -345,7 +369,7 @@ void ReconstructLevels(const QuantizationInfo& q, DType dtype, const int32_t* le
     if (!ScaledReferenceF32(dtype, r, scaled, scale, o, &b)) continue;
     float s = b;
     if (level != 0) {
-      if (q.kind == QuantKind::kLevelResidual) {
+      if (kKind == QuantKind::kLevelResidual) {
         s = b + float(level) * step;
       } else if (b == 0) {
         s = float(level) * step;
@@ -356,6 +380,32 @@ void ReconstructLevels(const QuantizationInfo& q, DType dtype, const int32_t* le
       }
     }
     StoreF32As(dtype, F32Bits(s), o);
+  }
+}
+
+}  // namespace
+
+void ReconstructLevels(const QuantizationInfo& q, DType dtype, const int32_t* levels,
+                       const int8_t* shifts, size_t count, const uint8_t* ref, uint8_t* out) {
+  auto of_kind = [&](auto kind) {
+    constexpr QuantKind K = decltype(kind)::value;
+    switch (dtype) {
+      case DType::kF64: return ReconstructLevelsOf<K, DType::kF64>(q, levels, shifts, count, ref, out);
+      case DType::kF16: return ReconstructLevelsOf<K, DType::kF16>(q, levels, shifts, count, ref, out);
+      case DType::kBF16: return ReconstructLevelsOf<K, DType::kBF16>(q, levels, shifts, count, ref, out);
+      case DType::kF32: return ReconstructLevelsOf<K, DType::kF32>(q, levels, shifts, count, ref, out);
+      default:  // not floating: rule Q5 refuses it; the bytes stay defined (and fail the CRC)
+        std::memset(out, 0, count * DTypeSize(dtype));
+        return;
+    }
+  };
+  switch (q.kind) {
+    case QuantKind::kLevelDirect:
+      return of_kind(std::integral_constant<QuantKind, QuantKind::kLevelDirect>());
+    case QuantKind::kLevelLog:
+      return of_kind(std::integral_constant<QuantKind, QuantKind::kLevelLog>());
+    default:
+      return of_kind(std::integral_constant<QuantKind, QuantKind::kLevelResidual>());
   }
 }
 

@@ -17,6 +17,10 @@ void ForwardTransform(Predictor predictor, bool byte_planes, size_t width, const
                       const uint8_t* ref, size_t n, uint8_t* out);
 void InverseTransform(Predictor predictor, bool byte_planes, size_t width, const uint8_t* in,
                       const uint8_t* ref, size_t n, uint8_t* out);
+// InverseTransform with byte planes whose planes need not lie back to back: plane p (n / width
+// bytes) at planes[p], `width` pointers. Lets a decoder read stored planes where they lie.
+void InverseTransformPlanes(Predictor predictor, size_t width, const uint8_t* const* planes,
+                            const uint8_t* ref, size_t n, uint8_t* out);
 
 }  // namespace ckz
 

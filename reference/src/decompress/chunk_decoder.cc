@@ -568,8 +568,13 @@ Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_
   if ((*directory)[0].codec == StreamCodec::kCmFloat)
     return DecodeFloats(archive, tensor, chunk_index, (*directory)[0],
                         predicted ? reference : ByteSpan(), out);
-  // Only a transformed chunk needs a staging buffer; otherwise streams decode in place.
+  // Only a transformed chunk needs its streams apart from the output: a stored stream is read
+  // where it lies in the file, a zstd stream is decoded into a staging buffer. Otherwise the
+  // streams decode in place.
   const bool transformed = predicted || (t.byte_planes && width > 1);
+  if (directory->size() > 8)  // S is 1 or w here (7.1), at most 8
+    return Status(ErrorCode::kChunkMalformed, Where(archive, tensor, chunk_index) + ": too many streams");
+  const uint8_t* streams[8] = {};
   uint8_t* staging = out.data;
   if (transformed) {
     scratch_->streams.resize(chunk.raw_length);
@@ -581,13 +586,17 @@ Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_
     const ByteSpan src = archive.file.subspan(stream.offset, stream.stored_length);
     const MutableByteSpan dst(staging + raw_pos, stream.raw_length);
     raw_pos += stream.raw_length;
+    streams[s] = dst.data;
     if (stream.codec == StreamCodec::kStored) {
       if (stream.stored_length != stream.raw_length)
         return Status(ErrorCode::kChunkDecodeFailed,
                       Where(archive, tensor, chunk_index) + " stream " + std::to_string(s) +
                           ": stored stream has " + std::to_string(stream.stored_length) +
                           " bytes, " + std::to_string(stream.raw_length) + " expected");
-      std::memcpy(dst.data, src.data, dst.size);
+      if (transformed)
+        streams[s] = src.data;
+      else
+        std::memcpy(dst.data, src.data, dst.size);
     } else {
       if (!scratch_->dctx) scratch_->dctx = ZSTD_createDCtx();
       CKZ_RETURN_IF_ERROR(DecodeZstd(scratch_->dctx, src, dst,
@@ -596,9 +605,11 @@ Status ChunkDecoder::Decode(const Archive& archive, size_t tensor, size_t chunk_
     }
   }
 
-  if (transformed)
-    InverseTransform(t.predictor, t.byte_planes, width, staging,
-                     predicted ? reference.data : nullptr, chunk.raw_length, out.data);
+  const uint8_t* ref = predicted ? reference.data : nullptr;
+  if (transformed && t.byte_planes && width > 1)
+    InverseTransformPlanes(t.predictor, width, streams, ref, chunk.raw_length, out.data);
+  else if (transformed)
+    InverseTransform(t.predictor, false, width, streams[0], ref, chunk.raw_length, out.data);
   const uint32_t crc = Crc32c(out.data, out.size);
   if (crc != chunk.crc32c)
     return Status(ErrorCode::kChunkChecksum,

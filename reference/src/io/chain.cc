@@ -10,6 +10,7 @@
 
 #include "ckz/content_id.h"
 #include "ckz/io.h"
+#include "common/parallel.h"
 #include "common/rule_switch.h"
 #include "io/scratch_file.h"
 
@@ -274,6 +275,55 @@ Status ChainReader::ReadReferenceIndices(const TensorInfo& tensor, uint64_t firs
   return Status::Ok();
 }
 
+namespace {
+
+// One window of StreamTensors: ranges decoded together, and for each the (order index, byte
+// offset) that `visit` gets.
+struct StreamPiece {
+  std::vector<TensorRange> ranges;
+  std::vector<std::pair<size_t, uint64_t>> visits;
+};
+
+// Cuts `order` into pieces: tensors of at most `window` bytes batched up to `window` bytes,
+// larger ones in `window`-sized parts. Next() fills a piece over `buffer`; false at the end.
+class PieceCutter {
+ public:
+  PieceCutter(const Archive& a, const std::vector<uint32_t>& order, uint64_t window)
+      : a_(a), order_(order), window_(window) {}
+  bool Next(uint8_t* buffer, StreamPiece* piece) {
+    piece->ranges.clear();
+    piece->visits.clear();
+    uint64_t used = 0;
+    while (i_ < order_.size()) {
+      const uint64_t length = a_.tensors[order_[i_]].byte_length;
+      if (length > window_) {
+        if (!piece->ranges.empty()) break;
+        const uint64_t n = std::min(window_, length - pos_);
+        piece->ranges.push_back({order_[i_], pos_, MutableByteSpan(buffer, size_t(n))});
+        piece->visits.push_back({i_, pos_});
+        pos_ += n;
+        if (pos_ == length) ++i_, pos_ = 0;
+        break;
+      }
+      if (used + length > window_) break;
+      piece->ranges.push_back({order_[i_], 0, MutableByteSpan(buffer + used, size_t(length))});
+      piece->visits.push_back({i_, 0});
+      used += length;
+      ++i_;
+    }
+    return !piece->ranges.empty();
+  }
+
+ private:
+  const Archive& a_;
+  const std::vector<uint32_t>& order_;
+  const uint64_t window_;
+  size_t i_ = 0;
+  uint64_t pos_ = 0;
+};
+
+}  // namespace
+
 Status StreamTensors(ChainReader& reader, const std::vector<uint32_t>& order, uint64_t window,
                      int threads,
                      const std::function<Status(size_t i, uint64_t offset, ByteSpan bytes)>& visit) {
@@ -283,46 +333,46 @@ Status StreamTensors(ChainReader& reader, const std::vector<uint32_t>& order, ui
   window = std::max<uint64_t>(window, 1);
   uint64_t total = 0;
   for (uint32_t t : order) total += a.tensors[t].byte_length;
-  std::vector<uint8_t> buffer(size_t(std::min(window, total)));
-  std::vector<TensorRange> batch;
-  size_t batch_first = 0;  // order index of batch[0]
-  auto flush = [&]() -> Status {
-    if (batch.empty()) return Status::Ok();
-    CKZ_RETURN_IF_ERROR(reader.ReadTensors(batch, threads));
-    for (size_t k = 0; k < batch.size(); ++k) {
-      const ByteSpan bytes(batch[k].out.data, batch[k].out.size);
-      if (reader.recorder()) CKZ_RETURN_IF_ERROR(reader.recorder()->Record(batch[k].tensor, 0, bytes));
-      CKZ_RETURN_IF_ERROR(visit(batch_first + k, 0, bytes));
+  // With more than one thread, window k+1 decodes (on a lane of its own, its chunks shared by
+  // `threads` workers) while the caller visits window k: writing the output then overlaps the
+  // decoding instead of following it. One thread decodes and visits in turn.
+  const bool pipelined = threads > 1;
+  std::vector<uint8_t> buffers[2];
+  for (int b = 0; b < (pipelined ? 2 : 1); ++b) buffers[b].resize(size_t(std::min(window, total)));
+  PieceCutter cutter(a, order, window);
+  StreamPiece pieces[2];
+  auto decode = [&](StreamPiece& piece) { return reader.ReadTensors(piece.ranges, threads); };
+  auto visit_piece = [&](const StreamPiece& piece) -> Status {
+    for (size_t k = 0; k < piece.ranges.size(); ++k) {
+      const TensorRange& r = piece.ranges[k];
+      const ByteSpan bytes(r.out.data, r.out.size);
+      if (reader.recorder()) CKZ_RETURN_IF_ERROR(reader.recorder()->Record(r.tensor, r.offset, bytes));
+      CKZ_RETURN_IF_ERROR(visit(piece.visits[k].first, piece.visits[k].second, bytes));
     }
-    batch.clear();
-    reader.ReleaseMemory();  // the files' pages read for this window
     return Status::Ok();
   };
-  uint64_t used = 0;
-  for (size_t i = 0; i < order.size(); ++i) {
-    const uint64_t length = a.tensors[order[i]].byte_length;
-    if (length > window) {
-      CKZ_RETURN_IF_ERROR(flush());
-      for (uint64_t pos = 0; pos < length; pos += window) {
-        const uint64_t n = std::min(window, length - pos);
-        CKZ_RETURN_IF_ERROR(
-            reader.ReadTensor(order[i], pos, MutableByteSpan(buffer.data(), size_t(n)), threads));
-        const ByteSpan bytes(buffer.data(), size_t(n));
-        if (reader.recorder()) CKZ_RETURN_IF_ERROR(reader.recorder()->Record(order[i], pos, bytes));
-        CKZ_RETURN_IF_ERROR(visit(i, pos, bytes));
-        reader.ReleaseMemory();
-      }
-      continue;
+  if (!pipelined) {
+    while (cutter.Next(buffers[0].data(), &pieces[0])) {
+      CKZ_RETURN_IF_ERROR(decode(pieces[0]));
+      CKZ_RETURN_IF_ERROR(visit_piece(pieces[0]));
+      reader.ReleaseMemory();  // the files' pages read for this window
     }
-    if (used + length > window) {
-      CKZ_RETURN_IF_ERROR(flush());
-      used = 0;
-    }
-    if (batch.empty()) batch_first = i;
-    batch.push_back({order[i], 0, MutableByteSpan(buffer.data() + used, size_t(length))});
-    used += length;
+    return Status::Ok();
   }
-  return flush();
+  Status decoded;  // declared before the lane, whose task writes it until the lane is gone
+  BackgroundLane lane;
+  if (!cutter.Next(buffers[0].data(), &pieces[0])) return Status::Ok();
+  lane.Start([&] { decoded = decode(pieces[0]); });
+  for (int cur = 0;; cur ^= 1) {
+    lane.Wait();
+    CKZ_RETURN_IF_ERROR(decoded);
+    reader.ReleaseMemory();  // nothing decodes now: the files' pages read so far
+    const bool more = cutter.Next(buffers[cur ^ 1].data(), &pieces[cur ^ 1]);
+    if (more) lane.Start([&, next = cur ^ 1] { decoded = decode(pieces[next]); });
+    // The error of an earlier window comes first: the lane's task finishes before `lane` goes.
+    CKZ_RETURN_IF_ERROR(visit_piece(pieces[cur]));
+    if (!more) return Status::Ok();
+  }
 }
 
 DecodedReference::DecodedReference() = default;

@@ -170,7 +170,23 @@ Status AtomicFileSink::Write(ByteSpan bytes) {
     }
     done += size_t(n);
   }
+  written_ += bytes.size;
+  StartWriteback();
   return Status::Ok();
+}
+
+// Commit's fsync waits for every dirty page of the file: on a file of gigabytes that was over
+// a second after decoding had finished. Starting the writeback of each 32 MiB written, without
+// waiting for it, lets the disk work while the next bytes are decoded. Only a hint: the data
+// are made durable by Commit's fsync either way.
+void AtomicFileSink::StartWriteback() {
+#if defined(__linux__)
+  constexpr uint64_t kStep = uint64_t{32} << 20;
+  if (written_ - writeback_from_ < kStep) return;
+  sync_file_range(fd_, off_t(writeback_from_), off_t(written_ - writeback_from_),
+                  SYNC_FILE_RANGE_WRITE);
+  writeback_from_ = written_;
+#endif
 }
 
 Status AtomicFileSink::WriteAt(uint64_t offset, ByteSpan bytes) {
