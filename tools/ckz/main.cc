@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <string>
 #include <thread>
 
 #include "ckz/checkpoint.h"
@@ -1272,4 +1273,33 @@ int Main(int argc, char** argv) {
 
 }  // namespace ckz::cli
 
-int main(int argc, char** argv) { return ckz::cli::Main(argc, argv); }
+namespace {
+
+// Checkpoints of gigabytes make ckz allocate arrays of hundreds of megabytes (levels, decoded
+// tensors, windows), and the page faults of their first touch were a third of a link's
+// compress time on a VM (docs/large-checkpoints.md). glibc backs such allocations with
+// transparent huge pages (512x fewer faults) when its `glibc.malloc.hugetlb` tunable is 1, and
+// reads tunables only at start: so ckz starts itself again once with the tunable added, unless
+// the environment already sets it (GLIBC_TUNABLES=glibc.malloc.hugetlb=0 turns this off). The
+// same process (pid, descriptors, signals) goes on; if the exec fails, it goes on unchanged.
+void RestartWithHugePages(char** argv) {
+#if defined(__linux__) && defined(__GLIBC__)
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  const std::string have = tunables ? tunables : "";
+  if (have.find("glibc.malloc.hugetlb") != std::string::npos) return;
+  const std::string wanted = (have.empty() ? "" : have + ":") + "glibc.malloc.hugetlb=1";
+  if (setenv("GLIBC_TUNABLES", wanted.c_str(), 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  // Not restarted: leave the environment as it was for the programs ckz runs.
+  if (tunables) setenv("GLIBC_TUNABLES", have.c_str(), 1); else unsetenv("GLIBC_TUNABLES");
+#else
+  (void)argv;
+#endif
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  RestartWithHugePages(argv);
+  return ckz::cli::Main(argc, argv);
+}

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <optional>
 
@@ -23,6 +24,38 @@ double Median(std::vector<double>* v) {
   auto mid = v->begin() + ptrdiff_t(v->size() / 2);
   std::nth_element(v->begin(), mid, v->end());
   return *mid;
+}
+
+// The k-th smallest (from 0) of the values that `each(fn)` hands to fn, the same ones in the
+// same order on every call: what std::nth_element over all of them would find, but in three
+// passes and with memory that does not grow with their number (a radix selection on the
+// values' order-preserving keys, 16 bits per pass, then nth_element over the few left).
+// k must be below the number of values.
+template <typename Each>
+double SelectKth(uint64_t k, Each each) {
+  auto key = [](double v) {
+    uint64_t b;
+    std::memcpy(&b, &v, 8);
+    return b >> 63 ? ~b : b | (uint64_t{1} << 63);
+  };
+  std::vector<uint64_t> histogram(size_t{1} << 16);
+  uint64_t prefix = 0;  // the key bits above `shift` that the k-th value has
+  for (int shift : {48, 32}) {
+    std::fill(histogram.begin(), histogram.end(), 0);
+    each([&](double v) {
+      const uint64_t kv = key(v);
+      if (shift == 48 || kv >> 48 == prefix) ++histogram[size_t((kv >> shift) & 0xFFFF)];
+    });
+    size_t bin = 0;
+    while (k >= histogram[bin]) k -= histogram[bin++];
+    prefix = prefix << 16 | bin;
+  }
+  std::vector<double> rest;
+  each([&](double v) {
+    if (key(v) >> 32 == prefix) rest.push_back(v);
+  });
+  std::nth_element(rest.begin(), rest.begin() + ptrdiff_t(k), rest.end());
+  return rest[size_t(k)];
 }
 
 int32_t ClampLevel(double t) {
@@ -194,19 +227,27 @@ ShrinkResult PlanFirstMomentLevels(DType dtype, ByteSpan m, DType v_dtype, ByteS
 ShrinkResult PlanSecondMomentLevels(DType dtype, ByteSpan v, ByteSpan reference,
                                     double log2_step, const LevelLayout& layout, double lambda) {
   const size_t n = v.size / DTypeSize(dtype);
-  std::vector<double> ratios;
+  uint64_t both_positive = 0;
   for (size_t i = 0; i < n; ++i) {
     const double x = FloatElement(dtype, v.data, i), r = FloatElement(dtype, reference.data, i);
     if (!std::isfinite(x) || !std::isfinite(r) || x < 0 || r < 0)
       return Lossless("not a second moment: negative, NaN or infinite values");
-    if (x > 0 && r > 0) ratios.push_back(std::log2(x / r));
+    both_positive += x > 0 && r > 0;
   }
   ShrinkResult result;
   QuantizationInfo& q = result.quant;
   q.kind = QuantKind::kLevelLog;
-  // The tensor's growth (Adam's v is not bias-corrected and grows early on): the median ratio.
-  const double growth = std::exp2(Median(&ratios));
-  std::vector<double>().swap(ratios);
+  // The tensor's growth (Adam's v is not bias-corrected and grows early on): the median ratio,
+  // selected among the ratios themselves (log2 keeps their order) in memory independent of n.
+  double log2_growth = 0;
+  if (both_positive > 0)
+    log2_growth = std::log2(SelectKth(both_positive / 2, [&](auto&& fn) {
+      for (size_t i = 0; i < n; ++i) {
+        const double x = FloatElement(dtype, v.data, i), r = FloatElement(dtype, reference.data, i);
+        if (x > 0 && r > 0) fn(x / r);
+      }
+    }));
+  const double growth = std::exp2(log2_growth);
   q.reference_scale = std::isnormal(float(growth)) ? float(growth) : 1.0f;
   q.log_unit = int8_t(std::clamp<long>(std::lround(-std::log2(log2_step)), kMinLogUnit,
                                        kMaxLogUnit));
