@@ -4,7 +4,9 @@
 # decompress, at each thread count given, then the same run's baselines on the keyframe's
 # checkpoint: zstd -3 (the zstd tool, -T threads), byte-shuffle + zstd -3 (ckz_shuffle_zstd,
 # beside CKZ in the build) and, with SLOW=1, zstd -19 (hours at 8 GB). Prints one line per run:
-#   what threads seconds MB/s(of the checkpoint) peak-RSS-MB
+#   what threads seconds MB/s(of the checkpoint) peak-RSS-MB user-CPU-s system-CPU-s
+# (user CPU is the program's own work; system CPU is the kernel's: page faults, and copying the
+# output into the page cache, which on a VM can cost as much as decoding it).
 # and leaves the outputs in WORK_DIR (delete them after). With GIB=N and no checkpoints in
 # DATA_DIR it first writes a history of two N GiB checkpoints there (make_large.py).
 #
@@ -29,13 +31,13 @@ mb() { echo $(( $(stat -c %s "$1") / 1000000 )); }
 run() {  # label threads input-size-MB command...
   local label=$1 t=$2 size=$3
   shift 3
-  /usr/bin/time -f '%e %M' -o "$work/time" "$@" >/dev/null 2>"$work/log" || {
+  /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$@" >/dev/null 2>"$work/log" || {
     cat "$work/log" >&2
     exit 1
   }
-  read -r secs kb <"$work/time"
-  awk -v l="$label" -v t="$t" -v s="$secs" -v kb="$kb" -v mb="$size" \
-    'BEGIN { printf "%-18s T%s %8.1f s %8.1f MB/s %8.0f MB peak RSS\n", l, t, s, mb / s, kb / 1024 }'
+  read -r secs kb user sys <"$work/time"
+  awk -v l="$label" -v t="$t" -v s="$secs" -v kb="$kb" -v mb="$size" -v u="$user" -v k="$sys" \
+    'BEGIN { printf "%-18s T%s %8.1f s %8.1f MB/s %8.0f MB peak RSS %7.1f s user %6.1f s sys\n", l, t, s, mb / s, kb / 1024, u, k }'
 }
 
 for t in "${threads[@]}"; do
