@@ -121,7 +121,8 @@ Status PrintInfo(const std::string& path, const InfoOptions& options);
 int PrintInfoFiles(const std::vector<std::string>& paths, const InfoOptions& options,
                    const char* tool);
 // How tensor `t` of `a` is coded, as ckzinfo shows it ("excp residual 4b/15c k=0.0992 cmx1").
-std::string TensorCodingText(const Archive& a, size_t t);
+// With `pages` (a's file mapping), the pages its chunk directories were read from are given back.
+std::string TensorCodingText(const Archive& a, size_t t, const MappedFile* pages = nullptr);
 
 }  // namespace ckz::cli
 

@@ -12,6 +12,7 @@
 #
 #   tools/history/bench_large.sh CKZ DATA_DIR WORK_DIR [THREADS...]   (default threads: 1 2)
 #   GIB=8 tools/history/bench_large.sh build/tools/ckz /tmp/big8 /tmp/work8 1 2
+#   DECODE_DIR=/dev/shm tools/history/bench_large.sh build/tools/ckz /tmp/big8 /tmp/work8 1 2
 set -euo pipefail
 ckz=$1 data=$2 work=$3
 shift 3
@@ -26,6 +27,10 @@ steps=("$data"/step_*.safetensors)
 [ ${#steps[@]} -ge 2 ] || { echo "bench_large: need two step_*.safetensors in $data" >&2; exit 1; }
 key=${steps[0]} next=${steps[1]}
 mkdir -p "$work"
+# Where decompressed checkpoints go: WORK_DIR, or DECODE_DIR (for example /dev/shm, so that a
+# decode is timed without the disk: writing gigabytes is throttled to the disk's speed once the
+# kernel's dirty-page limit is reached).
+out=${DECODE_DIR:-$work}/out.safetensors
 mb() { echo $(( $(stat -c %s "$1") / 1000000 )); }
 
 run() {  # label threads input-size-MB command...
@@ -41,32 +46,32 @@ run() {  # label threads input-size-MB command...
 }
 
 for t in "${threads[@]}"; do
-  rm -f "$work"/kf.ckz "$work"/link.ckz "$work"/out.safetensors
+  rm -f "$work"/kf.ckz "$work"/link.ckz "$out"
   run "keyframe compress" "$t" "$(mb "$key")" "$ckz" compress "$key" -o "$work/kf.ckz" -T "$t" -q
   run "link compress" "$t" "$(mb "$next")" \
     "$ckz" compress "$next" --ref "$work/kf.ckz" -o "$work/link.ckz" -T "$t" -q
   run "keyframe decompress" "$t" "$(mb "$key")" \
-    "$ckz" decompress "$work/kf.ckz" -o "$work/out.safetensors" -T "$t"
-  cmp -s "$work/out.safetensors" "$key" || { echo "bench_large: keyframe not restored" >&2; exit 1; }
-  rm -f "$work/out.safetensors"
+    "$ckz" decompress "$work/kf.ckz" -o "$out" -T "$t"
+  cmp -s "$out" "$key" || { echo "bench_large: keyframe not restored" >&2; exit 1; }
+  rm -f "$out"
   run "link decompress" "$t" "$(mb "$next")" \
-    "$ckz" decompress "$work/link.ckz" -o "$work/out.safetensors" -T "$t"
+    "$ckz" decompress "$work/link.ckz" -o "$out" -T "$t"
   echo "sizes: keyframe $(mb "$work/kf.ckz") MB, link $(mb "$work/link.ckz") MB;" \
-    "link output sha1 $(sha1sum <"$work/out.safetensors" | cut -c1-12)"
-  rm -f "$work/out.safetensors"
+    "link output sha1 $(sha1sum <"$out" | cut -c1-12)"
+  rm -f "$out"
   # Baselines on the keyframe's checkpoint, each checked to restore it.
   run "zstd -3 compress" "$t" "$(mb "$key")" zstd -3 -T"$t" -q -f "$key" -o "$work/kf.zst"
-  run "zstd -3 decompress" "$t" "$(mb "$key")" zstd -d -q -f "$work/kf.zst" -o "$work/out.safetensors"
-  cmp -s "$work/out.safetensors" "$key" || { echo "bench_large: zstd not restored" >&2; exit 1; }
+  run "zstd -3 decompress" "$t" "$(mb "$key")" zstd -d -q -f "$work/kf.zst" -o "$out"
+  cmp -s "$out" "$key" || { echo "bench_large: zstd not restored" >&2; exit 1; }
   if [ "${SLOW:-0}" = 1 ]; then
     run "zstd -19 compress" "$t" "$(mb "$key")" zstd -19 -T"$t" -q -f "$key" -o "$work/kf19.zst"
-    run "zstd -19 decompress" "$t" "$(mb "$key")" zstd -d -q -f "$work/kf19.zst" -o "$work/out.safetensors"
+    run "zstd -19 decompress" "$t" "$(mb "$key")" zstd -d -q -f "$work/kf19.zst" -o "$out"
   fi
   if [ -x "$shuffle" ]; then
     run "shuffle+zstd-3 compress" "$t" "$(mb "$key")" "$shuffle" compress 3 "$t" "$key" "$work/kf.bsz"
-    run "shuffle+zstd-3 decompress" "$t" "$(mb "$key")" "$shuffle" decompress "$work/kf.bsz" "$work/out.safetensors"
-    cmp -s "$work/out.safetensors" "$key" || { echo "bench_large: shuffle not restored" >&2; exit 1; }
+    run "shuffle+zstd-3 decompress" "$t" "$(mb "$key")" "$shuffle" decompress "$work/kf.bsz" "$out"
+    cmp -s "$out" "$key" || { echo "bench_large: shuffle not restored" >&2; exit 1; }
   fi
   echo "baseline sizes: zstd -3 $(mb "$work/kf.zst") MB$([ "${SLOW:-0}" = 1 ] && echo ", zstd -19 $(mb "$work/kf19.zst") MB")$([ -x "$shuffle" ] && echo ", shuffle+zstd-3 $(mb "$work/kf.bsz") MB")"
-  rm -f "$work/out.safetensors" "$work"/kf*.zst "$work/kf.bsz"
+  rm -f "$out" "$work"/kf*.zst "$work/kf.bsz"
 done
