@@ -90,9 +90,16 @@ bool IsContainerCode(ErrorCode code) {
 constexpr char kPrologHistory[] = "CKZ fuzz parent prolog: {\"step\": 100, \"files\": [\"model.pt\"]}";
 constexpr uint64_t kMaxPrologBytes = uint64_t{1} << 20;  // the harness's reader limit
 
-// Codes decoding may return: payload errors (our ReferenceSource never fails).
-const std::vector<ErrorCode> kDecodeCodes = {
-    ErrorCode::kChunkMalformed, ErrorCode::kChunkDecodeFailed, ErrorCode::kChunkChecksum};
+// Codes decoding may return: payload errors (our ReferenceSource never fails), among them a
+// codebook index beyond the codebook, which a quantized stream can decode to (more so against
+// our reference's parent, which has no indices: 7.7.2's temporal context left out); and (0.9)
+// ReferenceRequired for level chunks coded with a model the parent holds, which is not open.
+std::vector<ErrorCode> DecodeCodes(const ckz::Archive& a) {
+  std::vector<ErrorCode> codes = {ErrorCode::kChunkMalformed, ErrorCode::kChunkDecodeFailed,
+                                  ErrorCode::kChunkChecksum, ErrorCode::kCodebookIndex};
+  if (a.lstm_model_from_parent && !a.lstm_model) codes.push_back(ErrorCode::kReferenceRequired);
+  return codes;
+}
 
 using ckz_fuzz::FillReference;
 using ckz_fuzz::HashBytes;
@@ -103,17 +110,34 @@ class FuzzReference final : public ckz::ReferenceSource {
   explicit FuzzReference(const ckz::Archive& a) : archive_(a) {}
   ckz::Status ReadReference(const ckz::TensorInfo& t, uint64_t offset,
                             ckz::MutableByteSpan out) override {
-    // The decoder asks only for predicted tensors of this archive, one whole chunk at a time.
-    FUZZ_CHECK(t.predictor != ckz::Predictor::kNone);
+    // The decoder asks only for tensors of this archive: a predicted one (a predictor, or a
+    // quantization predicted from the parent) one whole chunk at a time, or (0.7) the step
+    // source of a level tensor at the elements of one of that tensor's chunks.
     FUZZ_CHECK(!archive_.tensors.empty() && &t >= &archive_.tensors.front() &&
                &t <= &archive_.tensors.back());
     FUZZ_CHECK(offset <= t.byte_length && out.size <= t.byte_length - offset);
-    if (t.byte_length == 0) return ckz::Status::Ok();  // rule R3's check of an empty tensor
-    bool whole_chunk = false;
-    for (const ckz::ChunkInfo& c : t.chunks)
-      whole_chunk |= c.raw_offset == offset && c.raw_length == out.size;
-    FUZZ_CHECK(whole_chunk);
+    if (out.size == 0) return ckz::Status::Ok();  // rule R3's check of an empty tensor
+    bool expected = false;
+    if (t.NeedsReference())
+      for (const ckz::ChunkInfo& c : t.chunks)
+        expected |= c.raw_offset == offset && c.raw_length == out.size;
+    const int32_t index = int32_t(&t - &archive_.tensors.front());
+    const uint64_t w = ckz::DTypeSize(t.dtype);
+    for (const ckz::TensorInfo& u : archive_.tensors) {
+      if (!u.quantization || u.quantization->step_source != index) continue;
+      const uint64_t uw = ckz::DTypeSize(u.dtype);
+      for (const ckz::ChunkInfo& c : u.chunks)
+        expected |= c.raw_offset / uw * w == offset && c.raw_length / uw * w == out.size;
+    }
+    FUZZ_CHECK(expected);
     FillReference(t.name, offset, out.data, out.size);
+    return ckz::Status::Ok();
+  }
+  // A parent without quantized tensors of these names (spec 7.7.2, 7.9.3: no temporal
+  // context), which the decoder must take as well as a parent that has them.
+  ckz::Status ReadReferenceIndices(const ckz::TensorInfo&, uint64_t, ckz::MutableByteSpan,
+                                   uint32_t* centres) override {
+    *centres = 0;
     return ckz::Status::Ok();
   }
 
@@ -299,32 +323,38 @@ bool CheckStreamDirectory(const ckz::Archive& a, size_t t, size_t c) {
   const bool key_split = tensor.predictor == ckz::Predictor::kKeySplit;
   uint64_t pos = chunk.offset + count * ckz::kStreamEntryBytes;
   uint64_t raw = 0;
+  // What each stream decodes to (7.1): a quantized chunk's one stream holds a symbol per
+  // element (1 byte each, or 4 for levels), any other chunk's streams L / S bytes each.
+  const uint64_t stream_raw =
+      tensor.quantization
+          ? chunk.raw_length / ckz::DTypeSize(tensor.dtype) * tensor.quantization->SymbolBytes()
+          : chunk.raw_length / count;
   for (const ckz::StreamInfo& s : *dir) {
     FUZZ_CHECK(static_cast<uint8_t>(s.codec) <= ckz::kMaxStreamCodec);
     FUZZ_CHECK(s.offset == pos);
     pos += s.stored_length;
     FUZZ_CHECK(pos <= chunk.offset + chunk.stored_length);
-    FUZZ_CHECK(s.raw_length == (key_split ? 0 : chunk.raw_length / count));
+    FUZZ_CHECK(s.raw_length == (key_split ? 0 : stream_raw));
     FUZZ_CHECK(!key_split || static_cast<uint8_t>(s.codec) <= 1);
     raw += s.raw_length;
   }
   FUZZ_CHECK(pos == chunk.offset + chunk.stored_length);
-  FUZZ_CHECK(raw == (key_split ? 0 : chunk.raw_length));
+  FUZZ_CHECK(raw == (key_split ? 0 : stream_raw * count));
   return true;
 }
 
 // Decodes chunk `c` of tensor `t` on its own into a fresh buffer.
 ckz::Status DecodeChunk(ckz::ChunkDecoder& decoder, const ckz::Archive& a, size_t t, size_t c,
-                        std::vector<uint8_t>* out) {
+                        FuzzReference& reference, std::vector<uint8_t>* out) {
   const ckz::TensorInfo& tensor = a.tensors[t];
   const ckz::ChunkInfo& chunk = tensor.chunks[c];
   std::vector<uint8_t> ref;
-  if (tensor.predictor != ckz::Predictor::kNone) {
+  if (tensor.NeedsReference()) {
     ref.resize(chunk.raw_length);
     FillReference(tensor.name, chunk.raw_offset, ref.data(), ref.size());
   }
   out->assign(chunk.raw_length, 0xA5);
-  return decoder.Decode(a, t, c, ckz::ByteSpan(ref), ckz::MutableByteSpan(*out));
+  return decoder.Decode(a, t, c, ckz::ByteSpan(ref), ckz::MutableByteSpan(*out), &reference);
 }
 
 void CheckTensor(const ckz::Archive& a, size_t t, uint64_t seed, uint64_t* budget) {
@@ -342,12 +372,12 @@ void CheckTensor(const ckz::Archive& a, size_t t, uint64_t seed, uint64_t* budge
       const ckz::ChunkInfo& chunk = tensor.chunks[c];
       if (chunk.raw_length > *budget) break;
       *budget -= chunk.raw_length;
-      const ckz::Status s = DecodeChunk(decoder, a, t, c, &piece);
+      const ckz::Status s = DecodeChunk(decoder, a, t, c, reference, &piece);
       if (s.ok()) {
         FUZZ_CHECK(directory_ok[c]);
         FUZZ_CHECK(ckz::Crc32c(piece.data(), piece.size()) == chunk.crc32c);
       } else {
-        CheckError(s, kDecodeCodes);
+        CheckError(s, DecodeCodes(a));
         FUZZ_CHECK(directory_ok[c] || s.code() == ErrorCode::kChunkMalformed);
       }
     }
@@ -363,14 +393,14 @@ void CheckTensor(const ckz::Archive& a, size_t t, uint64_t seed, uint64_t* budge
   ckz::Status first_failure;
   for (size_t c = 0; c < tensor.chunks.size(); ++c) {
     const ckz::ChunkInfo& chunk = tensor.chunks[c];
-    const ckz::Status cs = DecodeChunk(decoder, a, t, c, &piece);
+    const ckz::Status cs = DecodeChunk(decoder, a, t, c, reference, &piece);
     if (cs.ok()) {
       FUZZ_CHECK(directory_ok[c]);
       FUZZ_CHECK(ckz::Crc32c(piece.data(), piece.size()) == chunk.crc32c);
       if (s.ok()) FUZZ_CHECK(std::memcmp(piece.data(), whole.data() + chunk.raw_offset,
                                          chunk.raw_length) == 0);
     } else {
-      CheckError(cs, kDecodeCodes);
+      CheckError(cs, DecodeCodes(a));
       if (!directory_ok[c]) FUZZ_CHECK(cs.code() == ErrorCode::kChunkMalformed);
       if (first_failure.ok()) first_failure = cs;
     }
@@ -381,7 +411,7 @@ void CheckTensor(const ckz::Archive& a, size_t t, uint64_t seed, uint64_t* budge
       FUZZ_CHECK(ckz::Crc32c(whole.data() + chunk.raw_offset, chunk.raw_length) ==
                  chunk.crc32c);
   } else {
-    CheckError(s, kDecodeCodes);
+    CheckError(s, DecodeCodes(a));
     FUZZ_CHECK(!first_failure.ok());
     FUZZ_CHECK(s.code() == first_failure.code());
     FUZZ_CHECK(s.message() == first_failure.message());
@@ -408,7 +438,7 @@ void CheckTensor(const ckz::Archive& a, size_t t, uint64_t seed, uint64_t* budge
     CheckError(decoder.Decode(a, t, 0, ckz::ByteSpan(),
                               ckz::MutableByteSpan(out.data(), chunk.raw_length + 1)),
                {ErrorCode::kInvalidArgument});
-    if (tensor.predictor != ckz::Predictor::kNone)
+    if (tensor.NeedsReference())
       CheckError(decoder.Decode(a, t, 0, ckz::ByteSpan(out.data(), chunk.raw_length - 1),
                                 ckz::MutableByteSpan(out.data(), chunk.raw_length)),
                  {ErrorCode::kReferenceRequired});
@@ -418,7 +448,7 @@ void CheckTensor(const ckz::Archive& a, size_t t, uint64_t seed, uint64_t* budge
   const ckz::Status oob =
       ckz::DecodeTensorRange(a, t, tensor.byte_length, ckz::MutableByteSpan(&one, 1), &reference);
   CheckError(oob, {ErrorCode::kInvalidArgument});
-  if (tensor.predictor != ckz::Predictor::kNone && tensor.byte_length > 0) {
+  if (tensor.NeedsReference() && tensor.byte_length > 0) {
     std::vector<uint8_t> out(std::min<uint64_t>(tensor.byte_length, 64));
     CheckError(ckz::DecodeTensorRange(a, t, 0, ckz::MutableByteSpan(out), nullptr),
                {ErrorCode::kReferenceRequired});
