@@ -210,7 +210,9 @@ class DecodedReference final : public ReferenceSource {
 // order, piece by piece: visit(i, offset, bytes) gets bytes [offset, offset + bytes.size) of
 // tensor order[i], every tensor at least once (an empty one with no bytes). Tensors of at most
 // `window` bytes are decoded together, in batches of at most `window` bytes whose chunks share
-// the `threads` workers; larger ones in `window`-sized pieces. Memory: `window` bytes.
+// the `threads` workers; larger ones in `window`-sized pieces. Memory: `window` bytes; with
+// threads > 1, 2 x `window`, since the next window decodes while `visit` sees this one (on
+// the calling thread, in order).
 Status StreamTensors(ChainReader& reader, const std::vector<uint32_t>& order, uint64_t window,
                      int threads,
                      const std::function<Status(size_t i, uint64_t offset, ByteSpan bytes)>& visit);
