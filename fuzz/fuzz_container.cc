@@ -358,6 +358,7 @@ ckz::Status DecodeChunk(ckz::ChunkDecoder& decoder, const ckz::Archive& a, size_
 }
 
 void CheckTensor(const ckz::Archive& a, size_t t, uint64_t seed, uint64_t* budget) {
+  const std::vector<ErrorCode> decode_codes = DecodeCodes(a);
   const ckz::TensorInfo& tensor = a.tensors[t];
   std::vector<bool> directory_ok(tensor.chunks.size());
   for (size_t c = 0; c < tensor.chunks.size(); ++c) directory_ok[c] = CheckStreamDirectory(a, t, c);
@@ -377,7 +378,7 @@ void CheckTensor(const ckz::Archive& a, size_t t, uint64_t seed, uint64_t* budge
         FUZZ_CHECK(directory_ok[c]);
         FUZZ_CHECK(ckz::Crc32c(piece.data(), piece.size()) == chunk.crc32c);
       } else {
-        CheckError(s, DecodeCodes(a));
+        CheckError(s, decode_codes);
         FUZZ_CHECK(directory_ok[c] || s.code() == ErrorCode::kChunkMalformed);
       }
     }
@@ -400,7 +401,7 @@ void CheckTensor(const ckz::Archive& a, size_t t, uint64_t seed, uint64_t* budge
       if (s.ok()) FUZZ_CHECK(std::memcmp(piece.data(), whole.data() + chunk.raw_offset,
                                          chunk.raw_length) == 0);
     } else {
-      CheckError(cs, DecodeCodes(a));
+      CheckError(cs, decode_codes);
       if (!directory_ok[c]) FUZZ_CHECK(cs.code() == ErrorCode::kChunkMalformed);
       if (first_failure.ok()) first_failure = cs;
     }
@@ -411,7 +412,7 @@ void CheckTensor(const ckz::Archive& a, size_t t, uint64_t seed, uint64_t* budge
       FUZZ_CHECK(ckz::Crc32c(whole.data() + chunk.raw_offset, chunk.raw_length) ==
                  chunk.crc32c);
   } else {
-    CheckError(s, DecodeCodes(a));
+    CheckError(s, decode_codes);
     FUZZ_CHECK(!first_failure.ok());
     FUZZ_CHECK(s.code() == first_failure.code());
     FUZZ_CHECK(s.message() == first_failure.message());

@@ -170,6 +170,64 @@ Ckpt Next(const Ckpt& c, uint64_t seed) {
   return n;
 }
 
+Ckpt NextLossless(const Ckpt& c, uint64_t seed) {
+  Ckpt n = Next(c, seed);
+  for (T& t : n.tensors) {
+    t.quant.reset();
+    t.levels.clear();
+    t.indices.clear();
+  }
+  return n;
+}
+
+// 7.9.3's aux tensor of a level tensor (7.7.2's rule over the level kinds), by that rule.
+const T* SpecAux(const Ckpt& c, const T& t) {
+  if (!t.HasLevels() || t.owner < 0) return nullptr;
+  const T& o = c.tensors[size_t(t.owner)];
+  const T* owner = o.HasLevels() ? &o : nullptr;
+  if (t.role == Role::kMoment1) return owner;
+  if (t.role != Role::kMoment2) return nullptr;
+  const T* sibling = nullptr;
+  int siblings = 0;
+  for (const T& u : c.tensors)
+    if (u.role == Role::kMoment1 && u.owner == t.owner && u.HasLevels()) sibling = &u, ++siblings;
+  return siblings == 1 ? sibling : owner;
+}
+
+// 7.9.3's parent levels: the parent's tensor of this name, dtype and shape with a level kind.
+const int32_t* SpecParentLevels(const Ckpt* parent, const T& t) {
+  const T* p = parent ? parent->Find(t.name) : nullptr;
+  return p && p->HasLevels() && p->dtype == t.dtype && p->shape == t.shape ? p->levels.data()
+                                                                            : nullptr;
+}
+
+QuantizationInfo LevelQuant(QuantKind kind, float step, float scale, int8_t log_unit) {
+  QuantizationInfo q;
+  q.kind = kind;
+  q.step = step;
+  q.reference_scale = scale;
+  q.log_unit = log_unit;
+  return q;
+}
+
+std::vector<int32_t> PlannerLevels(uint64_t n, uint64_t seed, const std::vector<int32_t>* like,
+                                   unsigned zeros, uint64_t escape_one_in) {
+  Rng r(seed);
+  std::vector<int32_t> out(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    if (like && (*like)[i] != 0 && r.Below(3) != 0) {
+      out[i] = (*like)[i] + int32_t(r.Below(3)) - 1;
+      continue;
+    }
+    if (r.Below(8) < zeros) continue;
+    int32_t m = 1;
+    while (m < 60 && r.Below(3) == 0) m += 1 + m / 2;
+    if (r.Below(escape_one_in) == 0) m = int32_t(15 + r.Below(400));
+    out[i] = r.Below(2) ? -m : m;
+  }
+  return out;
+}
+
 Sources BuildSources(const Ckpt& c) {
   Sources s;
   for (const SrcFile& f : c.files) {

@@ -134,6 +134,23 @@ struct Ckpt {
 Ckpt Single(std::vector<T> tensors, const std::string& path = "model.safetensors");
 // Each tensor of `c` moved one training step.
 Ckpt Next(const Ckpt& c, uint64_t seed);
+// The same with no quantization left (the tensors to be coded again are given theirs).
+Ckpt NextLossless(const Ckpt& c, uint64_t seed);
+
+// Spec 7.9.3 read from the text, for checking the writer's level files: a level tensor's aux
+// tensor (7.7.2's rule over the level kinds; null if none), and its parent levels (the
+// parent's tensor of its name, dtype and shape with a level kind; null if none).
+const T* SpecAux(const Ckpt& c, const T& t);
+const int32_t* SpecParentLevels(const Ckpt* parent, const T& t);
+
+// A level kind's quantization (spec 7.9) without a step source.
+QuantizationInfo LevelQuant(QuantKind kind, float step, float scale = 1.0f, int8_t log_unit = 0);
+// Levels shaped like the rate-distortion planner's: about `zeros` in 8 zero, magnitudes
+// mostly 1..3 with a tail past the unary range (an escape one time in `escape_one_in`);
+// where `like` (the parent's levels) is not zero, often near it.
+std::vector<int32_t> PlannerLevels(uint64_t n, uint64_t seed,
+                                   const std::vector<int32_t>* like = nullptr, unsigned zeros = 3,
+                                   uint64_t escape_one_in = 48);
 
 struct Sources {
   std::vector<SourceFileInfo> infos;

@@ -15,70 +15,14 @@
 #include "common/level_model.h"
 #include "common/quantize.h"
 #include "format/chunk_layout.h"
+#include "spec_range_decoder.h"
 
 namespace ckz::vectors {
 namespace {
 
 // ------------------------------------------------------------------------------------------
-// Spec 7.9.3 from the spec: the range decoder of 7.7.1 with 7.7.2's states and 7.8.1's direct
-// bit, and the binarization and contexts of the cml stream.
-
-struct State {
-  uint32_t p = 32768, n = 0;
-};
-
-class SpecRangeDecoder {
- public:
-  SpecRangeDecoder(const uint8_t* b, size_t length) : b_(b), length_(length) {
-    for (int k = 0; k < 4; ++k) code_ = code_ << 8 | NextByte();
-  }
-  int Bit(State& s) {
-    const uint32_t bound = (range_ >> 16) * s.p;
-    int bit = 0;
-    if (code_ < bound) {
-      range_ = bound;
-    } else {
-      code_ -= bound;
-      range_ -= bound;
-      bit = 1;
-    }
-    const uint32_t r = 65536 / (s.n + 2);
-    if (bit == 0) s.p += ((65536 - s.p) * r) >> 16;
-    else s.p -= (s.p * r) >> 16;
-    if (s.n < 30) ++s.n;
-    while (range_ < (1u << 24)) {
-      range_ <<= 8;
-      code_ = code_ << 8 | NextByte();
-    }
-    return bit;
-  }
-  int Direct() {
-    range_ >>= 1;
-    int bit = 0;
-    if (code_ >= range_) {
-      code_ -= range_;
-      bit = 1;
-    }
-    if (range_ < (1u << 24)) {
-      range_ <<= 8;
-      code_ = code_ << 8 | NextByte();
-    }
-    return bit;
-  }
-  // `code_check` false: a misreading that drops 7.7.1's `code < range`.
-  bool Finish(bool code_check = true) const {
-    return (code_ < range_ || !code_check) && length_ <= consumed_;
-  }
-  uint32_t code() const { return code_; }
-  uint32_t range() const { return range_; }
-  uint64_t consumed() const { return consumed_; }
-
- private:
-  uint32_t NextByte() { return consumed_ < length_ ? b_[consumed_++] : (++consumed_, 0u); }
-  const uint8_t* b_;
-  uint64_t length_, consumed_ = 0;
-  uint32_t code_ = 0, range_ = 0xFFFFFFFFu;
-};
+// Spec 7.9.3 from the spec: the binarization and contexts of the cml stream, over the range
+// decoder of spec_range_decoder.h.
 
 struct CmlStates {
   State zero[27], sign[27], unary[4][14], escape[24];
@@ -337,27 +281,6 @@ uint64_t SpecValue(const QuantizationInfo& q, DType dtype, int32_t level, double
 // ------------------------------------------------------------------------------------------
 // Checking a checkpoint's level tensors with the above.
 
-// 7.9.3's aux tensor of a level tensor (7.7.2's rule over the level kinds), by that rule.
-const T* SpecAux(const Ckpt& c, const T& t) {
-  if (!t.HasLevels() || t.owner < 0) return nullptr;
-  const T& o = c.tensors[size_t(t.owner)];
-  const T* owner = o.HasLevels() ? &o : nullptr;
-  if (t.role == Role::kMoment1) return owner;
-  if (t.role != Role::kMoment2) return nullptr;
-  const T* sibling = nullptr;
-  int siblings = 0;
-  for (const T& u : c.tensors)
-    if (u.role == Role::kMoment1 && u.owner == t.owner && u.HasLevels()) sibling = &u, ++siblings;
-  return siblings == 1 ? sibling : owner;
-}
-
-// 7.9.3's parent levels: the parent's tensor of this name, dtype and shape with a level kind.
-const int32_t* SpecParentLevels(const Ckpt* parent, const T& t) {
-  const T* p = parent ? parent->Find(t.name) : nullptr;
-  return p && p->HasLevels() && p->dtype == t.dtype && p->shape == t.shape ? p->levels.data()
-                                                                            : nullptr;
-}
-
 // Tensor t's elements by 7.9.1/7.9.2 as `reading` has them (t of `c`, a link of `parent`).
 Bytes SpecValues(const Ckpt& c, const Ckpt* parent, const T& t, const ValueReading& reading = {}) {
   const QuantizationInfo& q = *t.quant;
@@ -416,14 +339,6 @@ const Bytes& LevelFile(const Case& c, size_t n, size_t i) { return c.files[n - 1
 // ------------------------------------------------------------------------------------------
 // Data.
 
-QuantizationInfo Q(QuantKind kind, float step, float scale = 1.0f, int8_t log_unit = 0) {
-  QuantizationInfo q;
-  q.kind = kind;
-  q.step = step;
-  q.reference_scale = scale;
-  q.log_unit = log_unit;
-  return q;
-}
 QuantizationInfo Sourced(QuantizationInfo q, int32_t source, int8_t slope, int32_t center,
                          uint8_t limit) {
   q.step_source = source;
@@ -431,27 +346,6 @@ QuantizationInfo Sourced(QuantizationInfo q, int32_t source, int8_t slope, int32
   q.step_center = center;
   q.step_limit = limit;
   return q;
-}
-
-// Levels shaped like the rate-distortion planner's: about `zeros` in 8 zero, magnitudes
-// mostly 1..3 with a tail past the unary range (escapes now and then); where `like` (the
-// parent's levels) is not zero, often near it.
-std::vector<int32_t> Levels(uint64_t n, uint64_t seed, const std::vector<int32_t>* like = nullptr,
-                            unsigned zeros = 3) {
-  Rng r(seed);
-  std::vector<int32_t> out(n);
-  for (uint64_t i = 0; i < n; ++i) {
-    if (like && (*like)[i] != 0 && r.Below(3) != 0) {
-      out[i] = (*like)[i] + int32_t(r.Below(3)) - 1;
-      continue;
-    }
-    if (r.Below(8) < zeros) continue;
-    int32_t m = 1;
-    while (m < 60 && r.Below(3) == 0) m += 1 + m / 2;
-    if (r.Below(48) == 0) m = int32_t(15 + r.Below(400));
-    out[i] = r.Below(2) ? -m : m;
-  }
-  return out;
 }
 
 // Positive values of `dtype` with unbiased exponents emin..emax, random mantissas.
@@ -477,18 +371,6 @@ void Put(Ckpt& c, const std::string& name, std::vector<uint64_t> elems) {
   T& t = c.tensors[c.Index(name)];
   const size_t w = DTypeSize(t.dtype);
   for (size_t i = 0; i < elems.size(); ++i) StoreElem(t.bytes.data() + i * w, w, elems[i]);
-}
-
-// A copy of `c` moved a training step, with no quantization left (the tensors to be coded
-// again are given theirs).
-Ckpt NextLossless(const Ckpt& c, uint64_t seed) {
-  Ckpt n = Next(c, seed);
-  for (T& t : n.tensors) {
-    t.quant.reset();
-    t.levels.clear();
-    t.indices.clear();
-  }
-  return n;
 }
 
 // The levels of `t`'s elements with element `i` set to `v`.
@@ -554,20 +436,20 @@ void LevelsValid(Suite& s) {
         const T* t = p.Find(name);
         return t && t->HasLevels() ? &t->levels : nullptr;
       };
-      SetLevels(l, "w", Q(QuantKind::kLevelResidual, F32FromBits(0x39B00000u)),
-                Levels(192, seed + 1, like("w")), &p);
+      SetLevels(l, "w", LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x39B00000u)),
+                PlannerLevels(192, seed + 1, like("w")), &p);
       SetLevels(l, "w.m",
-                Sourced(Q(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)), 2, 1, -20, 6),
-                Levels(192, seed + 2, like("w.m")), &p);
-      SetLevels(l, "w.v", Q(QuantKind::kLevelLog, F32FromBits(0x2F000000u), F32FromBits(0x3F880000u), unit_w),
-                Levels(192, seed + 3, like("w.v")), &p);
-      SetLevels(l, "b", Q(QuantKind::kLevelResidual, F32FromBits(0x3A100000u), F32FromBits(0x3F800001u)),
-                Levels(100, seed + 4, like("b")), &p);
+                Sourced(LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)), 2, 1, -20, 6),
+                PlannerLevels(192, seed + 2, like("w.m")), &p);
+      SetLevels(l, "w.v", LevelQuant(QuantKind::kLevelLog, F32FromBits(0x2F000000u), F32FromBits(0x3F880000u), unit_w),
+                PlannerLevels(192, seed + 3, like("w.v")), &p);
+      SetLevels(l, "b", LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x3A100000u), F32FromBits(0x3F800001u)),
+                PlannerLevels(100, seed + 4, like("b")), &p);
       SetLevels(l, "b.m",
-                Sourced(Q(QuantKind::kLevelDirect, F32FromBits(0x3B000000u)), 5, -1, -16, 3),
-                Levels(100, seed + 5, like("b.m")), &p);
-      SetLevels(l, "b.v", Q(QuantKind::kLevelLog, F32FromBits(0x30000000u), 1.0f, unit_b),
-                Levels(100, seed + 6, like("b.v")), &p);
+                Sourced(LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3B000000u)), 5, -1, -16, 3),
+                PlannerLevels(100, seed + 5, like("b.m")), &p);
+      SetLevels(l, "b.v", LevelQuant(QuantKind::kLevelLog, F32FromBits(0x30000000u), 1.0f, unit_b),
+                PlannerLevels(100, seed + 6, like("b.v")), &p);
     };
     set(l1, k, 9110, 2, -1);
     Ckpt l2 = NextLossless(l1, 9200);
@@ -663,38 +545,38 @@ void LevelsValid(Suite& s) {
     Ckpt l = NextLossless(k, 9400);
     l.step = 8100;
     const size_t hv = l.Index("h.v");
-    SetLevels(l, "h", Q(QuantKind::kLevelResidual, F32FromBits(0x3A000000u)), Levels(48, 9411), &k);
-    SetLevels(l, "h.m", Sourced(Q(QuantKind::kLevelDirect, F32FromBits(0x38000000u)), int32_t(hv), 1, -14, 6),
-              Levels(48, 9412), &k);
-    SetLevels(l, "h.v", Q(QuantKind::kLevelLog, F32FromBits(0x33800000u), F32FromBits(0x3F900000u), 1),
-              Levels(48, 9413), &k);
-    SetLevels(l, "g", Q(QuantKind::kLevelResidual, F32FromBits(0x3B800000u), F32FromBits(0x3F7F0000u)),
-              Levels(40, 9414), &k);
-    SetLevels(l, "g.m", Sourced(Q(QuantKind::kLevelDirect, F32FromBits(0x3A000000u)), int32_t(l.Index("g.v")), -1, -17, 8),
-              Levels(40, 9415), &k);
-    SetLevels(l, "g.v", Q(QuantKind::kLevelLog, F32FromBits(0x30000000u), 1.0f, 2), Levels(40, 9416), &k);
-    SetLevels(l, "d", Q(QuantKind::kLevelResidual, F32FromBits(0x33800001u), F32FromBits(0x3F8CCCCDu)),
-              Levels(20, 9417), &k);
-    SetLevels(l, "d.m", Sourced(Q(QuantKind::kLevelDirect, F32FromBits(0x3A7FFFFFu)), int32_t(l.Index("d.v")), 1, -32, 12),
-              Levels(20, 9418), &k);
-    SetLevels(l, "d.v", Q(QuantKind::kLevelLog, F32FromBits(0x20000000u), F32FromBits(0x3F800001u), -2),
-              Levels(20, 9419), &k);
-    SetLevels(l, "x", Sourced(Q(QuantKind::kLevelDirect, F32FromBits(0x3A000000u)), int32_t(hv), 1, -12, 5),
-              Levels(48, 9420), &k);
+    SetLevels(l, "h", LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x3A000000u)), PlannerLevels(48, 9411), &k);
+    SetLevels(l, "h.m", Sourced(LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x38000000u)), int32_t(hv), 1, -14, 6),
+              PlannerLevels(48, 9412), &k);
+    SetLevels(l, "h.v", LevelQuant(QuantKind::kLevelLog, F32FromBits(0x33800000u), F32FromBits(0x3F900000u), 1),
+              PlannerLevels(48, 9413), &k);
+    SetLevels(l, "g", LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x3B800000u), F32FromBits(0x3F7F0000u)),
+              PlannerLevels(40, 9414), &k);
+    SetLevels(l, "g.m", Sourced(LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A000000u)), int32_t(l.Index("g.v")), -1, -17, 8),
+              PlannerLevels(40, 9415), &k);
+    SetLevels(l, "g.v", LevelQuant(QuantKind::kLevelLog, F32FromBits(0x30000000u), 1.0f, 2), PlannerLevels(40, 9416), &k);
+    SetLevels(l, "d", LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x33800001u), F32FromBits(0x3F8CCCCDu)),
+              PlannerLevels(20, 9417), &k);
+    SetLevels(l, "d.m", Sourced(LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A7FFFFFu)), int32_t(l.Index("d.v")), 1, -32, 12),
+              PlannerLevels(20, 9418), &k);
+    SetLevels(l, "d.v", LevelQuant(QuantKind::kLevelLog, F32FromBits(0x20000000u), F32FromBits(0x3F800001u), -2),
+              PlannerLevels(20, 9419), &k);
+    SetLevels(l, "x", Sourced(LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A000000u)), int32_t(hv), 1, -12, 5),
+              PlannerLevels(48, 9420), &k);
     // 7.9.2 via 7.6 step 3: b + c rounded to binary32, then into F16/BF16. With step 2^-34,
     // levels +-(2^23 + 1) and 2^23 - 1 add 2^-11 + 2^-34 and 2^-11 - 2^-34 (F16 ties after
     // round32; one rounding would go up); with 2^-30, +-(2^22 + 1) and 2^22 - 1 do the same
     // for BF16 (2^-8).
-    SetLevels(l, "h2", Q(QuantKind::kLevelResidual, ExactF32(std::ldexp(1.0, -34))),
-              With(Levels(8, 9421), {{0, (1 << 23) + 1}, {1, -(1 << 23) - 1}, {2, (1 << 23) - 1}}), &k);
-    SetLevels(l, "g2", Q(QuantKind::kLevelResidual, ExactF32(std::ldexp(1.0, -30))),
-              With(Levels(8, 9422), {{0, (1 << 22) + 1}, {1, -(1 << 22) - 1}, {2, (1 << 22) - 1}}), &k);
+    SetLevels(l, "h2", LevelQuant(QuantKind::kLevelResidual, ExactF32(std::ldexp(1.0, -34))),
+              With(PlannerLevels(8, 9421), {{0, (1 << 23) + 1}, {1, -(1 << 23) - 1}, {2, (1 << 23) - 1}}), &k);
+    SetLevels(l, "g2", LevelQuant(QuantKind::kLevelResidual, ExactF32(std::ldexp(1.0, -30))),
+              With(PlannerLevels(8, 9422), {{0, (1 << 22) + 1}, {1, -(1 << 22) - 1}, {2, (1 << 22) - 1}}), &k);
     // LevelDirect: a level and step whose exact product is just above an F16 (BF16) tie.
     const auto [q16, s16] = AboveTie(11);
     const auto [q8, s8] = AboveTie(8);
-    SetLevels(l, "hd", Q(QuantKind::kLevelDirect, s16), {q16, -q16, 3, 0}, &k);
-    SetLevels(l, "gd", Q(QuantKind::kLevelDirect, s8), {q8, -q8, 5, 0}, &k);
-    SetLevels(l, "dd", Q(QuantKind::kLevelDirect, s16), {q16, -q8, kMaxLevel, 7}, &k);
+    SetLevels(l, "hd", LevelQuant(QuantKind::kLevelDirect, s16), {q16, -q16, 3, 0}, &k);
+    SetLevels(l, "gd", LevelQuant(QuantKind::kLevelDirect, s8), {q8, -q8, 5, 0}, &k);
+    SetLevels(l, "dd", LevelQuant(QuantKind::kLevelDirect, s16), {q16, -q8, kMaxLevel, 7}, &k);
     auto bits16 = [&](const char* name, size_t i) { return uint32_t(LoadElem(l.Find(name)->bytes.data() + 2 * i, 2)); };
     Check(bits16("h2", 0) == 0x3C00 && bits16("h2", 1) == 0xBC00 && bits16("h2", 2) == 0x3C02 &&
               bits16("g2", 0) == 0x3F80 && bits16("g2", 1) == 0xBF80 && bits16("g2", 2) == 0x3F82 &&
@@ -754,7 +636,7 @@ void LevelsValid(Suite& s) {
       const int unit = u - 4;
       // Levels: zero, a zero reference's q x step, q of both signs, and q whose n is far out of
       // range (overflow to infinity, underflow through the subnormals to zero).
-      std::vector<int32_t> lv = Levels(24, uint64_t(9610 + u));
+      std::vector<int32_t> lv = PlannerLevels(24, uint64_t(9610 + u));
       lv[0] = 5;
       lv[1] = -3;
       lv[6] = unit <= 0 ? 2 : 1 << (unit + 1);                             // 2^127 x 4
@@ -764,7 +646,7 @@ void LevelsValid(Suite& s) {
       lv[9] = -kMaxLevel;
       lv[10] = 0;
       lv[11] = unit > 0 ? -((1 << unit) + 1) : -1;
-      QuantizationInfo q = Q(QuantKind::kLevelLog, F32FromBits(0x34000000u + uint32_t(u) * 0x00800000u),
+      QuantizationInfo q = LevelQuant(QuantKind::kLevelLog, F32FromBits(0x34000000u + uint32_t(u) * 0x00800000u),
                              u % 2 ? F32FromBits(0x3F7FFFF0u) : 1.0f, int8_t(unit));
       if (u == 5) q = Sourced(q, 9, -1, -2, 4);  // zero references take level x step x 2^s
       SetLevels(l, "u" + std::to_string(u), q, lv, &k);
@@ -802,10 +684,10 @@ void LevelsValid(Suite& s) {
       em[i] = e[i] == 0 && r.Below(2) ? 0 : int32_t(r.Below(5)) - 2;
     }
     for (size_t j = 0; j < esc.size(); ++j) e[5 + 10 * j] = j % 2 ? -esc[j] : esc[j];
-    SetLevels(k, "e", Q(QuantKind::kLevelDirect, F32FromBits(0x2B800000u)), e, nullptr);
-    SetLevels(k, "e.m", Q(QuantKind::kLevelDirect, F32FromBits(0x30000000u)), em, nullptr);
+    SetLevels(k, "e", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x2B800000u)), e, nullptr);
+    SetLevels(k, "e.m", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x30000000u)), em, nullptr);
     // Values that overflow binary32: (2^24 - 1) x 2^110 and -2^20 x 2^110 are +-infinity.
-    SetLevels(k, "big", Q(QuantKind::kLevelDirect, F32FromBits(0x76800000u)),
+    SetLevels(k, "big", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x76800000u)),
               {kMaxLevel, -(1 << 20), 3, 0, 1 << 17, -(1 << 16)}, nullptr);
     const Bytes file = Encode(k, IndexOpt(StreamCodec::kStored, 480)).bytes;
     CheckLevels("escapes", k, nullptr, file, &use);
@@ -832,14 +714,14 @@ void LevelsValid(Suite& s) {
     Ckpt l1 = NextLossless(k, 9820);
     l1.step = 9910;
     Quantize(l1, "w", QuantKind::kResidual, 4, 15, 9821, &k);
-    SetLevels(l1, "w.m", Q(QuantKind::kLevelDirect, F32FromBits(0x3A000000u)), Levels(96, 9822), &k);
-    SetLevels(l1, "w.v", Q(QuantKind::kLevelLog, F32FromBits(0x30000000u), 1.0f, 1), Levels(96, 9823), &k);
+    SetLevels(l1, "w.m", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A000000u)), PlannerLevels(96, 9822), &k);
+    SetLevels(l1, "w.v", LevelQuant(QuantKind::kLevelLog, F32FromBits(0x30000000u), 1.0f, 1), PlannerLevels(96, 9823), &k);
     Ckpt l2 = NextLossless(l1, 9830);
     l2.step = 9920;
-    SetLevels(l2, "w", Q(QuantKind::kLevelResidual, F32FromBits(0x39800000u)), Levels(96, 9831), &l1);
+    SetLevels(l2, "w", LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x39800000u)), PlannerLevels(96, 9831), &l1);
     Quantize(l2, "w.m", QuantKind::kDirect, 4, 15, 9832, nullptr);
-    SetLevels(l2, "w.v", Q(QuantKind::kLevelLog, F32FromBits(0x30000000u), 1.0f, 1),
-              Levels(96, 9833, &l1.Find("w.v")->levels), &l1);
+    SetLevels(l2, "w.v", LevelQuant(QuantKind::kLevelLog, F32FromBits(0x30000000u), 1.0f, 1),
+              PlannerLevels(96, 9833, &l1.Find("w.v")->levels), &l1);
     Case c = LevelChain(
         "full-levels-codebook-families",
         "Codebook kinds (7.6, cm index streams) and level kinds (7.9, cml) mixed along a chain "
@@ -889,10 +771,10 @@ void LevelsValid(Suite& s) {
                    0xFFF8000000000001ull});
     Ckpt l = NextLossless(k, 9960);
     l.step = 9970;
-    const QuantizationInfo base = Q(QuantKind::kLevelDirect, F32FromBits(0x3A800000u));
+    const QuantizationInfo base = LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A800000u));
     const int32_t v = int32_t(l.Index("v")), v64 = int32_t(l.Index("v64"));
     const auto lv = [](uint64_t seed) {
-      return With(Levels(24, seed), {{0, 3}, {1, -5}, {2, 7}, {3, -2}, {4, 9}, {5, 4}, {6, -6}});
+      return With(PlannerLevels(24, seed), {{0, 3}, {1, -5}, {2, 7}, {3, -2}, {4, 9}, {5, 4}, {6, -6}});
     };
     SetLevels(l, "a", Sourced(base, v, 1, -120, 8), lv(9971), &k);
     SetLevels(l, "b", Sourced(base, v, -1, 124, 8), lv(9972), &k);
@@ -962,8 +844,8 @@ void LevelsValid(Suite& s) {
     Put(k, "r", refs);
     Ckpt l = NextLossless(k, 9983);
     l.step = 9990;
-    SetLevels(l, "r", Q(QuantKind::kLevelLog, F32FromBits(0x30000000u), 1.0f, 4),
-              With(Levels(24, 9984), set), &k);
+    SetLevels(l, "r", LevelQuant(QuantKind::kLevelLog, F32FromBits(0x30000000u), 1.0f, 4),
+              With(PlannerLevels(24, 9984), set), &k);
     ValueReading single;
     single.log_single = true;
     Check(SpecValues(l, &k, *l.Find("r"), single) != l.Find("r")->bytes,
@@ -989,8 +871,8 @@ void LevelsValid(Suite& s) {
                  0x8000000000000000ull});
     Ckpt l = NextLossless(k, 9993);
     l.step = 9995;
-    SetLevels(l, "z", Q(QuantKind::kLevelLog, F32FromBits(0x3A7FFFFFu), F32FromBits(0x3F880000u), 1),
-              With(Levels(16, 9994), {{0, 0xABCDEF}, {1, -0xF0F0F1}, {2, 0x7FFFFF}, {3, -kMaxLevel}}),
+    SetLevels(l, "z", LevelQuant(QuantKind::kLevelLog, F32FromBits(0x3A7FFFFFu), F32FromBits(0x3F880000u), 1),
+              With(PlannerLevels(16, 9994), {{0, 0xABCDEF}, {1, -0xF0F0F1}, {2, 0x7FFFFF}, {3, -kMaxLevel}}),
               &k);
     ValueReading narrow;
     narrow.f64_log_zero_binary32 = true;
@@ -1012,14 +894,14 @@ void LevelsValid(Suite& s) {
     // keyframe's 'p' is BF16 and its 'r' of another shape, both level tensors.
     Ckpt k = Single({MakeT("p", DType::kBF16, {4, 6}, 9961), MakeT("r", DType::kF32, {6, 4}, 9962)});
     k.step = 9960;
-    SetLevels(k, "p", Q(QuantKind::kLevelDirect, F32FromBits(0x3B000000u)), Levels(24, 9963, nullptr, 1), nullptr);
-    SetLevels(k, "r", Q(QuantKind::kLevelDirect, F32FromBits(0x3B000000u)), Levels(24, 9964, nullptr, 1), nullptr);
+    SetLevels(k, "p", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3B000000u)), PlannerLevels(24, 9963, nullptr, 1), nullptr);
+    SetLevels(k, "r", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3B000000u)), PlannerLevels(24, 9964, nullptr, 1), nullptr);
     Ckpt l = Single({MakeT("p", DType::kF32, {4, 6}, 9965), MakeT("r", DType::kF32, {4, 6}, 9966)});
     l.step = 9970;
-    SetLevels(l, "p", Q(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
-              Levels(24, 9967, &k.Find("p")->levels), &k);
-    SetLevels(l, "r", Q(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
-              Levels(24, 9968, &k.Find("r")->levels), &k);
+    SetLevels(l, "p", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
+              PlannerLevels(24, 9967, &k.Find("p")->levels), &k);
+    SetLevels(l, "r", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
+              PlannerLevels(24, 9968, &k.Find("r")->levels), &k);
     Case c = LevelChain(
         "full-levels-parent-other-dtype",
         "7.9.3's parent levels come only from the parent's tensor of T's name, dtype and "
@@ -1066,12 +948,12 @@ void LevelsInvalid(Suite& s) {
   Ckpt l = NextLossless(k, 9910);
   l.step = 200;
   const size_t w = 0, wm = 1, wv = 2, cb = 3, sv = 4, iv = 5;
-  const QuantizationInfo qw = Q(QuantKind::kLevelResidual, F32FromBits(0x3A000000u));
-  const QuantizationInfo qm = Sourced(Q(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)), 2, 1, -6, 4);
-  const QuantizationInfo qv = Q(QuantKind::kLevelLog, F32FromBits(0x30000000u), F32FromBits(0x3F880000u), 1);
-  SetLevels(l, "w", qw, Levels(48, 9911), &k);
-  SetLevels(l, "w.m", qm, Levels(48, 9912), &k);
-  SetLevels(l, "w.v", qv, Levels(48, 9913), &k);
+  const QuantizationInfo qw = LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x3A000000u));
+  const QuantizationInfo qm = Sourced(LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)), 2, 1, -6, 4);
+  const QuantizationInfo qv = LevelQuant(QuantKind::kLevelLog, F32FromBits(0x30000000u), F32FromBits(0x3F880000u), 1);
+  SetLevels(l, "w", qw, PlannerLevels(48, 9911), &k);
+  SetLevels(l, "w.m", qm, PlannerLevels(48, 9912), &k);
+  SetLevels(l, "w.v", qv, PlannerLevels(48, 9913), &k);
   Quantize(l, "c", QuantKind::kDirect, 4, 15, 9914, nullptr);
   const EncodeOptions opt = IndexOpt(StreamCodec::kCm, 96);
   const Encoded parent = Encode(k, Opt(StreamCodec::kStored, false));
@@ -1227,7 +1109,7 @@ void LevelsInvalid(Suite& s) {
                                    "'w.m' is LevelDirect with a step source"}}) {
       Ckpt one = NextLossless(k, 9910);
       one.step = 200;
-      SetLevels(one, c.tensor, c.q, Levels(48, 9920), &k);
+      SetLevels(one, c.tensor, c.q, PlannerLevels(48, 9920), &k);
       Model x = FromFile(Encode(one, opt, LinkTo(parent, k, "parent-1.ckz", 1), &k).bytes);
       x.required &= ~kFeatureReferenceChain;
       x.edit = [](Archive& a) { a.link.reset(); };
@@ -1380,7 +1262,7 @@ void LevelsInvalid(Suite& s) {
     lu.files[0].tensors.push_back("u");
     Ckpt ku = k;
     ku.tensors.push_back(u);
-    SetLevels(lu, "w.m", Sourced(qm, int32_t(lu.Index("u")), 1, -6, 4), Levels(48, 9912), &ku);
+    SetLevels(lu, "w.m", Sourced(qm, int32_t(lu.Index("u")), 1, -6, 4), PlannerLevels(48, 9912), &ku);
     const Encoded f = Encode(lu, opt, LinkTo(parent, k, "parent-1.ckz", 1), &ku);
     s.Add(ChainInvalid("invalid-levels-step-source-missing-in-parent", "R3",
                        ErrorCode::kReferenceMismatch,
@@ -1397,9 +1279,9 @@ void LevelsInvalid(Suite& s) {
     // escape; input.ckz's 'w.m' (LevelDirect, no step source, no reference) needs those levels.
     Ckpt l2 = NextLossless(l, 9940);
     l2.step = 300;
-    SetLevels(l2, "w", qw, Levels(48, 9941, &l.Find("w")->levels), &l);
-    SetLevels(l2, "w.m", Q(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
-              Levels(48, 9942, &tm.levels), &l);
+    SetLevels(l2, "w", qw, PlannerLevels(48, 9941, &l.Find("w")->levels), &l);
+    SetLevels(l2, "w.m", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
+              PlannerLevels(48, 9942, &tm.levels), &l);
     const auto files = WriteChain({{k, Opt(StreamCodec::kStored, false)}, {l, opt}, {l2, opt}},
                                   ChainNames(3));
     Model pm = FromFile(files[1].bytes);
@@ -1514,7 +1396,7 @@ void LevelsInvalid(Suite& s) {
     // linked to the real one.
     Ckpt kw = kz;
     kw.tensors[kw.Index("u")] = u;
-    SetLevels(lz, "z", Sourced(Q(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
+    SetLevels(lz, "z", Sourced(LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
                                int32_t(lz.Index("u")), 1, -6, 4),
               {}, &kw);
     const Encoded f = Encode(lz, opt, LinkTo(pkz, kz, "parent-1.ckz", 1), &kw);

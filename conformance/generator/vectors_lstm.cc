@@ -20,6 +20,7 @@
 #include "common/lstm_model.h"
 #include "common/quantize.h"
 #include "format/chunk_layout.h"
+#include "spec_range_decoder.h"
 
 namespace ckz::vectors {
 namespace {
@@ -54,69 +55,6 @@ const Tables& SpecTables() {
   }();
   return t;
 }
-
-// ------------------------------------------------------------------------------------------
-// Spec 7.7.1, 7.7.2, 7.8.1: the range decoder, states and direct bit.
-
-struct State {
-  uint32_t p = 32768, n = 0;
-};
-
-void Adapt(State& s, int bit) {
-  const uint32_t r = 65536 / (s.n + 2);
-  if (bit == 0) s.p += ((65536 - s.p) * r) >> 16;
-  else s.p -= (s.p * r) >> 16;
-  if (s.n < 30) ++s.n;
-}
-
-class SpecRangeDecoder {
- public:
-  SpecRangeDecoder(const uint8_t* b, size_t length) : b_(b), length_(length) {
-    for (int k = 0; k < 4; ++k) code_ = code_ << 8 | NextByte();
-  }
-  // decode_bit at probability `p0` of a 0, updating no state.
-  int BitAt(uint32_t p0) {
-    const uint32_t bound = (range_ >> 16) * p0;
-    int bit = 0;
-    if (code_ < bound) {
-      range_ = bound;
-    } else {
-      code_ -= bound;
-      range_ -= bound;
-      bit = 1;
-    }
-    while (range_ < (1u << 24)) {
-      range_ <<= 8;
-      code_ = code_ << 8 | NextByte();
-    }
-    return bit;
-  }
-  int Bit(State& s) {
-    const int bit = BitAt(s.p);
-    Adapt(s, bit);
-    return bit;
-  }
-  int Direct() {
-    range_ >>= 1;
-    int bit = 0;
-    if (code_ >= range_) {
-      code_ -= range_;
-      bit = 1;
-    }
-    if (range_ < (1u << 24)) {
-      range_ <<= 8;
-      code_ = code_ << 8 | NextByte();
-    }
-    return bit;
-  }
-  bool Finish() const { return code_ < range_ && length_ <= consumed_; }
-
- private:
-  uint32_t NextByte() { return consumed_ < length_ ? b_[consumed_++] : (++consumed_, 0u); }
-  const uint8_t* b_;
-  uint64_t length_, consumed_ = 0;
-  uint32_t code_ = 0, range_ = 0xFFFFFFFFu;
-};
 
 // ------------------------------------------------------------------------------------------
 // Spec 7.11.2 - 7.11.4: the network and the mixer, as `reading` has them (the defaults are the
@@ -358,27 +296,6 @@ SpecLevels SpecDecode(const Bytes& file, const std::string& name, const int32_t*
 // ------------------------------------------------------------------------------------------
 // Checkpoints and their level tensors.
 
-// 7.9.3's aux tensor of a level tensor (7.7.2's rule over the level kinds), by that rule.
-const T* SpecAux(const Ckpt& c, const T& t) {
-  if (!t.HasLevels() || t.owner < 0) return nullptr;
-  const T& o = c.tensors[size_t(t.owner)];
-  const T* owner = o.HasLevels() ? &o : nullptr;
-  if (t.role == Role::kMoment1) return owner;
-  if (t.role != Role::kMoment2) return nullptr;
-  const T* sibling = nullptr;
-  int siblings = 0;
-  for (const T& u : c.tensors)
-    if (u.role == Role::kMoment1 && u.owner == t.owner && u.HasLevels()) sibling = &u, ++siblings;
-  return siblings == 1 ? sibling : owner;
-}
-
-// 7.9.3's parent levels: the parent's tensor of this name, dtype and shape with a level kind.
-const int32_t* SpecParentLevels(const Ckpt* parent, const T& t) {
-  const T* p = parent ? parent->Find(t.name) : nullptr;
-  return p && p->HasLevels() && p->dtype == t.dtype && p->shape == t.shape ? p->levels.data()
-                                                                            : nullptr;
-}
-
 SpecLevels SpecTensor(const Ckpt& c, const Ckpt* parent, const Bytes& file, const T& t,
                       const LstmModel* model, const Reading& reading = {},
                       Clamps* clamps = nullptr, Coverage* cover = nullptr) {
@@ -495,45 +412,10 @@ std::shared_ptr<LstmModel> Moderate(uint32_t hidden, uint32_t clip, uint64_t see
 // ------------------------------------------------------------------------------------------
 // Data.
 
-QuantizationInfo Q(QuantKind kind, float step, float scale = 1.0f, int8_t log_unit = 0) {
-  QuantizationInfo q;
-  q.kind = kind;
-  q.step = step;
-  q.reference_scale = scale;
-  q.log_unit = log_unit;
-  return q;
-}
-
-// Levels like the rate-distortion planner's: about `zeros` in 8 zero, magnitudes mostly 1..3
-// with a tail past the unary range (escapes now and then); where `like` (the parent's levels)
-// is not zero, often near it.
+// PlannerLevels with an escape one time in 40 (these vectors were made so).
 std::vector<int32_t> Levels(uint64_t n, uint64_t seed, const std::vector<int32_t>* like = nullptr,
                             unsigned zeros = 3) {
-  Rng r(seed);
-  std::vector<int32_t> out(n);
-  for (uint64_t i = 0; i < n; ++i) {
-    if (like && (*like)[i] != 0 && r.Below(3) != 0) {
-      out[i] = (*like)[i] + int32_t(r.Below(3)) - 1;
-      continue;
-    }
-    if (r.Below(8) < zeros) continue;
-    int32_t m = 1;
-    while (m < 60 && r.Below(3) == 0) m += 1 + m / 2;
-    if (r.Below(40) == 0) m = int32_t(15 + r.Below(400));
-    out[i] = r.Below(2) ? -m : m;
-  }
-  return out;
-}
-
-// A copy of `c` moved a training step, with no quantization left.
-Ckpt NextLossless(const Ckpt& c, uint64_t seed) {
-  Ckpt n = Next(c, seed);
-  for (T& t : n.tensors) {
-    t.quant.reset();
-    t.levels.clear();
-    t.indices.clear();
-  }
-  return n;
+  return PlannerLevels(n, seed, like, zeros, 40);
 }
 
 const std::vector<int32_t>* LevelsOf(const Ckpt& c, const std::string& name) {
@@ -553,9 +435,9 @@ size_t Count(const std::vector<StreamCodec>& codecs, StreamCodec c) {
   return size_t(std::count(codecs.begin(), codecs.end(), c));
 }
 
-const QuantizationInfo kResidual = Q(QuantKind::kLevelResidual, F32FromBits(0x39800000u));
-const QuantizationInfo kDirect = Q(QuantKind::kLevelDirect, F32FromBits(0x3A800000u));
-const QuantizationInfo kLog = Q(QuantKind::kLevelLog, F32FromBits(0x30000000u), 1.0f, 1);
+const QuantizationInfo kResidual = LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x39800000u));
+const QuantizationInfo kDirect = LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A800000u));
+const QuantizationInfo kLog = LevelQuant(QuantKind::kLevelLog, F32FromBits(0x30000000u), 1.0f, 1);
 
 }  // namespace
 
