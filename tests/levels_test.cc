@@ -1,5 +1,6 @@
 // Level quantization (spec 7.9): step shifts, reconstruction, the cml stream, the header rules,
 // and the rate-distortion planner through WriteCheckpoint and a chain on disk.
+#include <algorithm>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -311,6 +312,70 @@ TEST(RdChain, LinksDecodeToTheWritersReconstructionThroughAChainOnDisk) {
   const float* before = reinterpret_cast<const float*>(steps[2].in.tensors[0].data.data);
   for (size_t i = 0; i < x.size(); ++i) moved += double(orig[i] - before[i]) * (orig[i] - before[i]);
   EXPECT_LT(err, 3 * std::sqrt(moved / double(x.size())));
+}
+
+// (0.10, spec 7.9.3) A link's level weights read their Moment1's levels in the parent: with
+// the moments before the weights in the file (the parent's m must outlive the link's m until
+// the weight is written, though the writer releases the parent's indices as it goes), and
+// without (0.9's contexts, no bit 9), the chain decodes to the writer's reconstruction.
+TEST(RdChain, WeightsReadTheirMomentInTheParentWhateverTheTensorOrder) {
+  for (const bool moment_context : {true, false}) {
+    const std::string dir = FreshDir(moment_context ? "rd_moment_on" : "rd_moment_off");
+    std::vector<std::vector<float>> w;
+    std::vector<Step> steps(3);
+    std::vector<DecodedCheckpoint> decoded(3);
+    WriteOptions options;
+    options.rd = RdOptions{};
+    options.release_reference_indices = true;
+    options.batch_bytes = 1;  // one tensor per batch: released as each is written
+    options.moment_context = moment_context;
+    EncodeOptions encode;
+    encode.chunk_bytes = 400;
+    for (size_t s = 0; s < steps.size(); ++s) {
+      std::vector<std::vector<float>> next;
+      MakeStep(uint32_t(20 + s), w, &steps[s], &next);
+      w = next;
+      // Reverse the tensor order: moments first, their owners' indices remapped.
+      std::vector<InputTensor>& t = steps[s].in.tensors;
+      std::reverse(t.begin(), t.end());
+      for (InputTensor& x : t)
+        if (x.spec.owner >= 0) x.spec.owner = int32_t(t.size()) - 1 - x.spec.owner;
+      const std::string path = dir + "/s" + std::to_string(s) + ".ckz";
+      auto sink = AtomicFileSink::Create(path, true);
+      ASSERT_TRUE(sink.ok());
+      Writer writer(std::move(sink).value(), encode);
+      if (s > 0) {
+        auto r = ChainReader::Open(dir + "/s" + std::to_string(s - 1) + ".ckz");
+        ASSERT_TRUE(r.ok()) << r.status().ToString();
+        writer.SetLink(LinkTo(**r));
+      }
+      const Status st = WriteCheckpoint(steps[s].in, s ? &decoded[s - 1] : nullptr, &writer,
+                                        options, &decoded[s]);
+      ASSERT_TRUE(st.ok()) << st.ToString();
+      ASSERT_TRUE(writer.Finish().ok());
+      auto reader = ChainReader::Open(path);
+      ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+      const Archive& a = (*reader)->archive();
+      EXPECT_EQ(s > 0 && moment_context,
+                (a.preamble.required_features & kFeatureMomentContext) != 0);
+      for (size_t k = 0; k < a.tensors.size(); ++k) {
+        std::vector<uint8_t> out(a.tensors[k].byte_length), want(out.size());
+        ASSERT_TRUE((*reader)->ReadTensor(k, 0, MutableByteSpan(out), 2).ok());
+        ASSERT_TRUE(decoded[s].ReadReference(a.tensors[k], 0, MutableByteSpan(want)).ok());
+        EXPECT_EQ(out, want) << a.tensors[k].name << " step " << s;
+      }
+    }
+    // The same weights, levels and reconstruction either way; only their coding differs.
+    static std::vector<uint8_t> first_weights;
+    TensorInfo info;
+    info.name = "p0";
+    info.dtype = DType::kF32;
+    info.shape = {24, 40};
+    std::vector<uint8_t> got(24 * 40 * 4);
+    ASSERT_TRUE(decoded[2].ReadReference(info, 0, MutableByteSpan(got)).ok());
+    if (moment_context) first_weights = got;
+    else EXPECT_EQ(got, first_weights);
+  }
 }
 
 TEST(RdPlan, WeightsOnlyModeKeepsEveryErrorWithinHalfAStep) {

@@ -156,7 +156,7 @@ TEST(LstmFormat, AModelInTheHeaderAndOneTakenFromTheParentDecodeThroughTheChain)
   ASSERT_TRUE(own.ok());
   const Archive& a = (*own)->archive;
   EXPECT_TRUE(a.preamble.required_features & kFeatureLstm);
-  EXPECT_EQ(a.preamble.minor, 9);
+  EXPECT_EQ(a.preamble.minor, kFormatMinor);
   ASSERT_TRUE(a.lstm_model && a.lstm_model_own && !a.lstm_model_from_parent);
   EXPECT_EQ(a.lstm_model->Params(), model->Params());
   EXPECT_EQ(a.lstm_model->hidden, 16u);

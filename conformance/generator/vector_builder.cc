@@ -201,6 +201,20 @@ const int32_t* SpecParentLevels(const Ckpt* parent, const T& t) {
                                                                             : nullptr;
 }
 
+// 7.9.3's moment aux levels (0.10): a Weight's only Moment1 (any coding), read in the parent.
+const int32_t* SpecAuxLevels(const Ckpt& c, const Ckpt* parent, const T& t) {
+  if (const T* aux = SpecAux(c, t)) return aux->levels.data();
+  if (!t.HasLevels() || !c.moment_context || !parent || t.role != Role::kWeight) return nullptr;
+  const int32_t index = int32_t(&t - c.tensors.data());
+  const T* m = nullptr;
+  for (const T& u : c.tensors)
+    if (u.role == Role::kMoment1 && u.owner == index) {
+      if (m) return nullptr;  // several
+      m = &u;
+    }
+  return m ? SpecParentLevels(parent, *m) : nullptr;
+}
+
 QuantizationInfo LevelQuant(QuantKind kind, float step, float scale, int8_t log_unit) {
   QuantizationInfo q;
   q.kind = kind;
@@ -310,6 +324,7 @@ Encoded Encode(const Ckpt& c, const EncodeOptions& options,
   if (c.step) w.SetStep(*c.step);
   if (link) w.SetLink(*link);
   if (lstm.model) MustOk(w.SetLstmModel(lstm.model, lstm.from_parent), "SetLstmModel");
+  if (c.moment_context) w.SetMomentContext(true);
   for (const MetaEntry& e : c.metadata) w.AddMetadata(e);
   // A ZstdParent prolog's history: the parent's file the reference writer picks, with its patch
   // bytes cleared as written.
@@ -338,6 +353,14 @@ Encoded Encode(const Ckpt& c, const EncodeOptions& options,
       LevelContexts lx;
       if (same && same->HasLevels()) lx.parent = same->levels.data();
       if (aux >= 0) lx.aux = c.tensors[size_t(aux)].levels.data();
+      const int moment = c.moment_context && link && parent
+                             ? WeightMoment1(roles, size_t(&t - c.tensors.data()))
+                             : -1;
+      if (aux < 0 && moment >= 0)  // (0.10) the parent's levels of the weight's Moment1
+        if (const T* pm = parent->Find(c.tensors[size_t(moment)].name))
+          if (pm->HasLevels() && pm->dtype == c.tensors[size_t(moment)].dtype &&
+              pm->shape == c.tensors[size_t(moment)].shape)
+            lx.aux = pm->levels.data();
       ByteSpan source;
       DType source_dtype = DType::kF32;
       if (t.quant->step_source >= 0) {

@@ -117,6 +117,8 @@ struct Ckpt {
   std::vector<SrcFile> files;
   std::optional<int64_t> step;
   std::vector<MetaEntry> metadata;
+  // (0.10) Written with moment aux levels (spec 7.9.3, required feature bit 9) when a link.
+  bool moment_context = false;
 
   size_t Index(const std::string& name) const {
     for (size_t i = 0; i < tensors.size(); ++i)
@@ -142,6 +144,10 @@ Ckpt NextLossless(const Ckpt& c, uint64_t seed);
 // parent's tensor of its name, dtype and shape with a level kind; null if none).
 const T* SpecAux(const Ckpt& c, const T& t);
 const int32_t* SpecParentLevels(const Ckpt* parent, const T& t);
+// The aux levels a decoder uses for level tensor t of `c` (a link of `parent`, or a keyframe):
+// its aux tensor's, else (0.10, c written with moment contexts) its Moment1's in the parent;
+// null if none.
+const int32_t* SpecAuxLevels(const Ckpt& c, const Ckpt* parent, const T& t);
 
 // A level kind's quantization (spec 7.9) without a step source.
 QuantizationInfo LevelQuant(QuantKind kind, float step, float scale = 1.0f, int8_t log_unit = 0);

@@ -311,9 +311,8 @@ void CheckLevels(const std::string& what, const Ckpt& c, const Ckpt* parent, con
                  ContextUse* use) {
   for (const T& t : c.tensors) {
     if (!t.HasLevels()) continue;
-    const T* aux = SpecAux(c, t);
     const SpecLevels got = SpecDecode(file, t.name, SpecParentLevels(parent, t),
-                                      aux ? aux->levels.data() : nullptr, {}, use);
+                                      SpecAuxLevels(c, parent, t), {}, use);
     Check(got.outcome == Outcome::kOk && got.levels == t.levels,
           what + ": '" + t.name + "': the cml streams do not decode (7.9.3) to its levels");
     Check(SpecValues(c, parent, t) == t.bytes,
@@ -508,6 +507,79 @@ void LevelsValid(Suite& s) {
       trunc.truncate = true;
       Check(SpecValues(l2, &l1, t, here) != t.bytes && SpecValues(l2, &l1, t, trunc) != t.bytes,
             std::string("chain-depth2: '") + name + "': misread steps give the same values");
+    }
+    s.Add(std::move(c));
+  }
+  {
+    // (0.10) Moment aux levels: a keyframe, a link of level tensors, and a link written with
+    // moment contexts (required feature bit 9).
+    Ckpt k = Single({MakeT("w", DType::kF32, {8, 6}, 9031, Role::kWeight),
+                     MakeT("w.m", DType::kF32, {8, 6}, 9032, Role::kMoment1, 0),
+                     MakeT("w.v", DType::kF32, {8, 6}, 9033, Role::kMoment2, 0),
+                     MakeT("b", DType::kF32, {20}, 9034, Role::kWeight),
+                     MakeT("b.m", DType::kF32, {20}, 9035, Role::kMoment1, 3),
+                     MakeT("u", DType::kF32, {20}, 9036, Role::kWeight),
+                     MakeT("u.m", DType::kF32, {20}, 9037, Role::kMoment1, 5)});
+    k.step = 9000;
+    auto set = [](Ckpt& l, const Ckpt& p, uint64_t seed, bool u_levels) {
+      const auto like = [&](const char* name) {
+        const T* t = p.Find(name);
+        return t && t->HasLevels() ? &t->levels : nullptr;
+      };
+      SetLevels(l, "w", LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x39B00000u)),
+                PlannerLevels(48, seed + 1, like("w")), &p);
+      SetLevels(l, "w.m", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
+                PlannerLevels(48, seed + 2, like("w.m")), &p);
+      SetLevels(l, "w.v", LevelQuant(QuantKind::kLevelLog, F32FromBits(0x2F000000u), 1.0f, 1),
+                PlannerLevels(48, seed + 3, like("w.v")), &p);
+      SetLevels(l, "b", LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x3A100000u)),
+                PlannerLevels(20, seed + 4, like("b")), &p);
+      SetLevels(l, "b.m", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3B000000u)),
+                PlannerLevels(20, seed + 5, like("b.m")), &p);
+      SetLevels(l, "u", LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x3A100000u)),
+                PlannerLevels(20, seed + 6, like("u")), &p);
+      if (u_levels)
+        SetLevels(l, "u.m", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3B000000u)),
+                  PlannerLevels(20, seed + 7, like("u.m")), &p);
+    };
+    Ckpt l1 = NextLossless(k, 9040);
+    l1.step = 9100;
+    set(l1, k, 9050, false);  // 'u.m' stays lossless in parent-1.ckz
+    Ckpt l2 = NextLossless(l1, 9060);
+    l2.step = 9200;
+    set(l2, l1, 9070, true);
+    l2.moment_context = true;
+    const std::vector<Level> chain = {{k, Opt(StreamCodec::kStored, false)},
+                                      {l1, IndexOpt(StreamCodec::kStored, 96)},
+                                      {l2, IndexOpt(StreamCodec::kStored, 96)}};
+    Case c = LevelChain(
+        "full-levels-moment-context",
+        "Moment aux levels (spec 7.9.3, since 0.10): input.ckz -> parent-1.ckz -> parent-2.ckz "
+        "(a lossless keyframe), input.ckz written with required feature bit 9. Weights 'w' (F32 "
+        "[8, 6], with Moment1 'w.m' and Moment2 'w.v'), 'b' and 'u' (F32 [20], with Moment1 "
+        "'b.m' and 'u.m'), all with level kinds in both links except 'u.m', lossless in "
+        "parent-1.ckz. A level weight has no aux tensor in its own file; with bit 9 its aux "
+        "levels are its Moment1's levels in the parent: 'w' reads parent-1.ckz's 'w.m', 'b' "
+        "its 'b.m', element by element (cml streams in 96-byte chunks: 'w''s chunk 1 reads "
+        "elements 24..47 of the parent's 'w.m'); 'u' has none, as the parent's 'u.m' has no "
+        "level kind. The moments' contexts are as without the bit ('w.m' reads this file's "
+        "'w', 'w.v' reads 'w.m'). A decoder that gives the weights no aux levels (0.9's rule) "
+        "or reads this file's Moment1 instead of the parent's decodes other levels.",
+        chain,
+        {"quant:level-residual", "quant:level-direct", "quant:level-log", "levels:parent",
+         "levels:aux", "levels:moment-aux"},
+        &use);
+    const Bytes& in = LevelFile(c, 3, 2);
+    for (const char* name : {"w", "b"}) {
+      const T& t = l2.tensors[l2.Index(name)];
+      const int32_t* p = l1.tensors[l1.Index(name)].levels.data();
+      const int32_t* own_moment = l2.tensors[l2.Index(std::string(name) + ".m")].levels.data();
+      for (const int32_t* wrong : {static_cast<const int32_t*>(nullptr), own_moment}) {
+        const SpecLevels got = SpecDecode(in, name, p, wrong, {});
+        Check(got.outcome != Outcome::kOk || got.levels != t.levels,
+              std::string("moment-context: a misread aux of '") + name +
+                  "' decodes the same levels");
+      }
     }
     s.Add(std::move(c));
   }
@@ -1134,6 +1206,23 @@ void LevelsInvalid(Suite& s) {
                   "A lossless keyframe whose required feature bit 6 (levels) is set: no tensor "
                   "has a level kind.",
                   Assemble(b)));
+  }
+  // Q12 (0.10): bit 9 only in a link with level tensors.
+  {
+    Model b = FromFile(BaseFile());
+    b.required |= kFeatureMomentContext;
+    s.Add(Invalid("invalid-moment-context-in-keyframe", "full", "Q12", range,
+                  "A lossless keyframe whose required feature bit 9 (moment contexts) is set: "
+                  "it is allowed only in a link some tensor of which has a level kind.",
+                  Assemble(b)));
+    Ckpt lossless = NextLossless(k, 9920);
+    lossless.step = 200;
+    Model x = FromFile(Encode(lossless, opt, LinkTo(parent, k, "parent-1.ckz", 1), &k).bytes);
+    x.required |= kFeatureMomentContext;
+    s.Add(ChainInvalid("invalid-moment-context-without-levels", "Q12", range,
+                       "A lossless link (no tensor has a level kind, required feature bit 6 "
+                       "clear) whose required feature bit 9 (moment contexts) is set.",
+                       Assemble(x), parent.bytes, {}));
   }
   // C1: codec 5, and only codec 5, in level tensors.
   auto chunk_case = [&](const std::string& name, const std::string& rule, ErrorCode error,

@@ -299,8 +299,7 @@ SpecLevels SpecDecode(const Bytes& file, const std::string& name, const int32_t*
 SpecLevels SpecTensor(const Ckpt& c, const Ckpt* parent, const Bytes& file, const T& t,
                       const LstmModel* model, const Reading& reading = {},
                       Clamps* clamps = nullptr, Coverage* cover = nullptr) {
-  const T* aux = SpecAux(c, t);
-  return SpecDecode(file, t.name, SpecParentLevels(parent, t), aux ? aux->levels.data() : nullptr,
+  return SpecDecode(file, t.name, SpecParentLevels(parent, t), SpecAuxLevels(c, parent, t),
                     model, reading, clamps, cover);
 }
 

@@ -3,6 +3,7 @@
 #include "ckz/decoder.h"
 #include "common/index_model.h"
 #include "common/lstm_model.h"
+#include "decompress/level_inputs.h"
 
 namespace ckz {
 namespace {
@@ -43,7 +44,6 @@ Result<std::vector<LevelChunkSample>> ReadLevelChunks(ChainReader& reader,
   }
   const uint64_t stride =
       max_elements == 0 || total <= max_elements ? 1 : (total + max_elements - 1) / max_elements;
-  const std::vector<CmTensorRole> roles = CmRoles(a.tensors);
   IndexCache cache;
   std::vector<LevelChunkSample> out;
   for (size_t k = 0; k < all.size(); k += size_t(stride)) {
@@ -57,19 +57,11 @@ Result<std::vector<LevelChunkSample>> ReadLevelChunks(ChainReader& reader,
     s.levels.resize(p.count);
     CKZ_RETURN_IF_ERROR(
         DecodeIndexRange(a, p.tensor, p.first, AsBytes(s.levels), reader.parent(), &cache));
-    if (reader.parent() != nullptr) {
-      s.parent.resize(p.count);
-      uint32_t present = 0;
-      CKZ_RETURN_IF_ERROR(
-          reader.parent()->ReadReferenceIndices(info, p.first, AsBytes(s.parent), &present));
-      if (present == 0) s.parent.clear();
-    }
-    const int aux = CmAuxTensor(roles, p.tensor);
-    if (aux >= 0) {
-      s.aux.resize(p.count);
-      CKZ_RETURN_IF_ERROR(
-          DecodeIndexRange(a, size_t(aux), p.first, AsBytes(s.aux), reader.parent(), &cache));
-    }
+    LevelModelInputs in;
+    CKZ_RETURN_IF_ERROR(LevelInputs(a, p.tensor, p.first, p.count, reader.parent(), &cache,
+                                    &s.parent, &s.aux, &in));
+    if (in.parent == nullptr) s.parent.clear();
+    if (in.aux == nullptr) s.aux.clear();
     out.push_back(std::move(s));
   }
   return out;

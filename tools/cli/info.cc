@@ -41,7 +41,8 @@ std::string FeaturesText(uint64_t bits) {
          : bit == kFeatureLevels       ? "levels (cml)"
          : bit == kFeatureKeySplit     ? "key-split (16-bit floats)"
          : bit == kFeatureLstm         ? "LSTM model (lstm)"
-                                       : "bit " + std::to_string(b);
+         : bit == kFeatureMomentContext ? "moment contexts (weights read the parent's m)"
+                                        : "bit " + std::to_string(b);
   }
   return s;
 }

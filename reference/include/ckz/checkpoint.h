@@ -124,6 +124,10 @@ struct WriteOptions {
   // released (ReferenceSource::ReleaseIndices), so a chain holds one link's indices, not two.
   // Never changes the output; the reference cannot serve another write after this one.
   bool release_reference_indices = false;
+  // (0.10) Rate-distortion links: a weight's levels are coded with its first moment's levels
+  // in the parent as context (spec 7.9.3, required feature bit 9): the update follows Adam's
+  // m. false writes 0.9's contexts, files that 0.9 readers decode.
+  bool moment_context = true;
 };
 
 // What decoders reconstruct from a written checkpoint, tensor by tensor: the reference of the

@@ -151,6 +151,10 @@ class Writer {
   Status SetLstmModel(std::shared_ptr<const LstmModel> model, bool from_parent);
   // Level chunks coded with the model so far.
   uint64_t lstm_chunks() const;
+  // (0.10) The caller passes, as the aux levels of a link's level Weight, the parent's levels
+  // of its Moment1 (spec 7.9.3; WeightMoment1's rule) instead of none: the file then sets
+  // required feature bit 9, which tells decoders so. Off by default (0.9's contexts).
+  void SetMomentContext(bool on);
   void SetWriterName(std::string name);
   void AddMetadata(MetaEntry entry);
   // Source files refer to tensors by their index (the order of AddTensor calls). The prolog's

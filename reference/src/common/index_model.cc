@@ -108,6 +108,26 @@ int CmAuxTensor(const std::vector<CmTensorRole>& tensors, size_t t) {
   return owner_ok ? int(owner) : -1;
 }
 
+int WeightMoment1(const std::vector<CmTensorRole>& tensors, size_t t) {
+  if (tensors[t].role != Role::kWeight) return -1;
+  int found = -1;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i].role != Role::kMoment1 || tensors[i].owner != int32_t(t)) continue;
+    if (found >= 0) return -1;  // two Moment1 of one weight: ambiguous
+    found = int(i);
+  }
+  return found;
+}
+
+TensorInfo ParentMomentProbe(const TensorInfo& moment1, const TensorInfo& weight) {
+  TensorInfo probe;
+  probe.name = moment1.name;
+  probe.dtype = moment1.dtype;
+  probe.shape = moment1.shape;
+  probe.quantization = weight.quantization;
+  return probe;
+}
+
 std::vector<CmTensorRole> CmRoles(const std::vector<TensorInfo>& tensors) {
   std::vector<CmTensorRole> roles(tensors.size());
   for (size_t i = 0; i < roles.size(); ++i)

@@ -28,6 +28,14 @@ struct CmTensorRole {
 // kinds at level kinds only (spec 7.9.3).
 int CmAuxTensor(const std::vector<CmTensorRole>& tensors, size_t t);
 
+// (0.10, spec 7.9.3, required feature bit 9) For a Weight t: the only Moment1 whose owner is
+// t, whatever its coding, or -1 (none, several, or t is not a Weight). A link's level Weight
+// takes the parent's levels of that tensor's name as its aux levels.
+int WeightMoment1(const std::vector<CmTensorRole>& tensors, size_t t);
+// What a ReferenceSource is asked for those levels: the Moment1's name, dtype and shape, with
+// the Weight's level quantization (ReadReferenceIndices gives levels only to a level tensor).
+TensorInfo ParentMomentProbe(const TensorInfo& moment1, const TensorInfo& weight);
+
 // What the aux-context rule looks at, for every tensor of a parsed file.
 std::vector<CmTensorRole> CmRoles(const std::vector<TensorInfo>& tensors);
 

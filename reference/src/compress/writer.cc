@@ -119,6 +119,7 @@ struct Writer::Impl {
   std::shared_ptr<const LstmModel> lstm;
   bool lstm_from_parent = false;
   std::atomic<uint64_t> lstm_chunks{0};  // chunks that chose codec 6
+  bool moment_context = false;  // (0.10) required feature bit 9 in a link with levels
 };
 
 const EncodeOptions& Writer::options() const { return impl_->options; }
@@ -150,6 +151,7 @@ Status Writer::SetLstmModel(std::shared_ptr<const LstmModel> model, bool from_pa
   return Status::Ok();
 }
 uint64_t Writer::lstm_chunks() const { return impl_->lstm_chunks.load(); }
+void Writer::SetMomentContext(bool on) { impl_->moment_context = on; }
 void Writer::SetWriterName(std::string name) { impl_->writer_name = std::move(name); }
 void Writer::AddMetadata(MetaEntry entry) { impl_->metadata.push_back(std::move(entry)); }
 void ClearCrc32PatchBytes(SourceFileInfo* file) {
@@ -688,7 +690,8 @@ Result<ContentId> Writer::Finish() {
                         (coded_header ? kFeatureCodedHeader : 0) |
                         (w.levels ? kFeatureLevels : 0) |
                         (key_split ? kFeatureKeySplit : 0) |
-                        (lstm ? kFeatureLstm : 0);
+                        (lstm ? kFeatureLstm : 0) |
+                        (w.moment_context && w.link && w.levels ? kFeatureMomentContext : 0);
   p.header_offset = w.position;
   p.header_length = hdr.size();
   p.header_crc32c = Crc32c(hdr.data(), hdr.size());

@@ -19,6 +19,7 @@
 #include "common/zstd_frame.h"
 #include "common/transforms.h"
 #include "decompress/decode_scratch.h"
+#include "decompress/level_inputs.h"
 #include "format/chunk_layout.h"
 
 namespace ckz {
@@ -209,8 +210,8 @@ MutableByteSpan AsBytes(std::vector<int32_t>& v) {
   return MutableByteSpan(reinterpret_cast<uint8_t*>(v.data()), v.size() * 4);
 }
 
-// Spec 7.9.3: the cml model's inputs, as CmInputs: the parent's levels (when the parent's
-// tensor of this name, dtype and shape has a level kind) and the aux tensor's levels.
+}  // namespace
+
 Status LevelInputs(const Archive& archive, size_t t, uint64_t first, uint64_t count,
                    ReferenceSource* source, IndexCache* cache, std::vector<int32_t>* parent,
                    std::vector<int32_t>* aux, LevelModelInputs* in) {
@@ -227,16 +228,25 @@ Status LevelInputs(const Archive& archive, size_t t, uint64_t first, uint64_t co
     CKZ_RETURN_IF_ERROR(source->ReadReferenceIndices(info, first, AsBytes(*parent), &present));
     if (present != 0) in->parent = parent->data();
   }
-  const int a = CmAuxTensor(CmRoles(archive.tensors), t);
+  const std::vector<CmTensorRole> roles = CmRoles(archive.tensors);
+  const int a = CmAuxTensor(roles, t);
   if (a >= 0) {
     aux->resize(count);
     CKZ_RETURN_IF_ERROR(DecodeIndexRange(archive, size_t(a), first, AsBytes(*aux), source, cache));
     in->aux = aux->data();
+  } else if (archive.link && (archive.preamble.required_features & kFeatureMomentContext)) {
+    // (0.10) A Weight's aux levels: its Moment1's levels in the parent (spec 7.9.3).
+    const int m = WeightMoment1(roles, t);
+    if (m >= 0) {
+      const TensorInfo probe = ParentMomentProbe(archive.tensors[size_t(m)], info);
+      aux->resize(count);
+      uint32_t present = 0;
+      CKZ_RETURN_IF_ERROR(source->ReadReferenceIndices(probe, first, AsBytes(*aux), &present));
+      if (present != 0) in->aux = aux->data();
+    }
   }
   return Status::Ok();
 }
-
-}  // namespace
 
 // Spec 7.9.3: the chunk's levels, into `out` (its E elements).
 Status ChunkDecoder::StreamLevels(const Archive& archive, size_t tensor, size_t chunk_index,

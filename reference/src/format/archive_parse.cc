@@ -715,6 +715,12 @@ Result<Archive> ParseArchive(ByteSpan file, const Limits& limits) {
                                 "(key-split) is clear"
                               : "required feature bit 7 (key-split) is set but no tensor has "
                                 "predictor KeySplit");
+    // (0.10) Rule Q12: bit 9 (moment contexts) only in a link with level tensors.
+    if (CKZ_RULE_ON(Q12) && (p.required_features & kFeatureMomentContext) != 0 &&
+        (!has_link || !levels))
+      return Status(ErrorCode::kFieldOutOfRange,
+                    std::string("required feature bit 9 (moment contexts) is set in ") +
+                        (has_link ? "a link without level tensors" : "a keyframe"));
   }
 
   if (const auto* files = h->files()) {

@@ -416,8 +416,11 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
     if (rd.weights_only_step) writer->AddMetadata({"rd.weights_only_step", *rd.weights_only_step});
     planner.emplace(input, reference, options, writer->options());
   }
+  // (0.10) Only rate-distortion links have level tensors; the writer sets feature bit 9.
+  const bool moment_context = options.moment_context && options.rd && !options.excp && reference;
+  if (moment_context) writer->SetMomentContext(true);
   PlanStore store(planner ? n : 0);
-  std::vector<char> planned(n, 0);
+  std::vector<char> planned(n, 0), written(n, 0);
   // The cm / cml aux contexts (spec 7.7.2, 7.9.3), as a decoder derives them from the file:
   // a tensor's flags are set when it is planned, before any tensor of its group is written.
   std::vector<CmTensorRole> roles(n);
@@ -493,6 +496,19 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
         return store.ReadPart(size_t(aux), first, out);
       };
       c.aux_centres = uint32_t(store.plan(size_t(aux)).quant.codebook.size());
+    } else if (moment_context && q.IsLevels()) {
+      // (0.10, spec 7.9.3) A weight's aux levels: its Moment1's levels in the parent.
+      const int m = WeightMoment1(roles, i);
+      if (m >= 0) {
+        const TensorInfo probe = ParentMomentProbe(InfoOf(tensors[size_t(m)].spec), me);
+        uint32_t present = 0;
+        CKZ_RETURN_IF_ERROR(reference->ReadReferenceIndices(probe, 0, MutableByteSpan(), &present));
+        if (present != 0)
+          c.aux = [reference, probe](uint64_t first, MutableByteSpan out) {
+            uint32_t ignored = 0;
+            return reference->ReadReferenceIndices(probe, first, out, &ignored);
+          };
+      }
     }
     if (q.IsLevels() && q.step_source >= 0) {
       const TensorSpec& s = tensors[size_t(q.step_source)].spec;
@@ -533,9 +549,20 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
         for (size_t m : planner->groups().Members(w)) store.Drop(m);
     }
     // The parent's indices of the tensors just written are read by nothing else (a tensor's
-    // contexts read only its own): a link's indices replace its parent's.
+    // contexts read its own, and a weight's its Moment1's: that one goes once both are
+    // written): a link's indices replace its parent's.
     if (reference && options.release_reference_indices)
-      for (const Kept& k : batch) reference->ReleaseIndices(InfoOf(tensors[k.tensor].spec));
+      for (const Kept& k : batch) {
+        const size_t i = k.tensor;
+        written[i] = 1;
+        const int m = moment_context ? WeightMoment1(roles, i) : -1;
+        const int owner = tensors[i].spec.role == Role::kMoment1 ? tensors[i].spec.owner : -1;
+        const bool owner_waits = moment_context && owner >= 0 && size_t(owner) < n &&
+                                 WeightMoment1(roles, size_t(owner)) == int(i) &&
+                                 !written[size_t(owner)];
+        if (!owner_waits) reference->ReleaseIndices(InfoOf(tensors[i].spec));
+        if (m >= 0 && written[size_t(m)]) reference->ReleaseIndices(InfoOf(tensors[size_t(m)].spec));
+      }
     batch.clear();
     batch_bytes = 0;
     if (planner) {
