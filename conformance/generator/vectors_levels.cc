@@ -511,69 +511,79 @@ void LevelsValid(Suite& s) {
     s.Add(std::move(c));
   }
   {
-    // (0.10) Moment aux levels: a keyframe, a link of level tensors, and a link written with
-    // moment contexts (required feature bit 9).
+    // (0.10) Moment aux levels: a keyframe and three links of level tensors, the last two
+    // written with moment contexts (required feature bit 9).
     Ckpt k = Single({MakeT("w", DType::kF32, {8, 6}, 9031, Role::kWeight),
                      MakeT("w.m", DType::kF32, {8, 6}, 9032, Role::kMoment1, 0),
                      MakeT("w.v", DType::kF32, {8, 6}, 9033, Role::kMoment2, 0),
                      MakeT("b", DType::kF32, {20}, 9034, Role::kWeight),
                      MakeT("b.m", DType::kF32, {20}, 9035, Role::kMoment1, 3),
                      MakeT("u", DType::kF32, {20}, 9036, Role::kWeight),
-                     MakeT("u.m", DType::kF32, {20}, 9037, Role::kMoment1, 5)});
+                     MakeT("u.m", DType::kF32, {20}, 9037, Role::kMoment1, 5),
+                     MakeT("y", DType::kF32, {20}, 9038, Role::kWeight),
+                     MakeT("y.m", DType::kF32, {20}, 9039, Role::kMoment1, 7),
+                     MakeT("x", DType::kF32, {20}, 9040, Role::kWeight),
+                     MakeT("x.m", DType::kF32, {20}, 9041, Role::kMoment1, 9),
+                     MakeT("x.m2", DType::kF32, {20}, 9042, Role::kMoment1, 9)});
     k.step = 9000;
-    auto set = [](Ckpt& l, const Ckpt& p, uint64_t seed, bool u_levels) {
-      const auto like = [&](const char* name) {
-        const T* t = p.Find(name);
-        return t && t->HasLevels() ? &t->levels : nullptr;
-      };
-      SetLevels(l, "w", LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x39B00000u)),
-                PlannerLevels(48, seed + 1, like("w")), &p);
-      SetLevels(l, "w.m", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
-                PlannerLevels(48, seed + 2, like("w.m")), &p);
-      SetLevels(l, "w.v", LevelQuant(QuantKind::kLevelLog, F32FromBits(0x2F000000u), 1.0f, 1),
-                PlannerLevels(48, seed + 3, like("w.v")), &p);
-      SetLevels(l, "b", LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x3A100000u)),
-                PlannerLevels(20, seed + 4, like("b")), &p);
-      SetLevels(l, "b.m", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3B000000u)),
-                PlannerLevels(20, seed + 5, like("b.m")), &p);
-      SetLevels(l, "u", LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x3A100000u)),
-                PlannerLevels(20, seed + 6, like("u")), &p);
-      if (u_levels)
-        SetLevels(l, "u.m", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3B000000u)),
-                  PlannerLevels(20, seed + 7, like("u.m")), &p);
+    // Levels for every tensor of `l` but those in `lossless`.
+    auto set = [](Ckpt& l, const Ckpt& p, uint64_t seed, const std::vector<std::string>& lossless) {
+      const QuantizationInfo weight = LevelQuant(QuantKind::kLevelResidual, F32FromBits(0x3A100000u));
+      const QuantizationInfo moment = LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3B000000u));
+      const QuantizationInfo second = LevelQuant(QuantKind::kLevelLog, F32FromBits(0x2F000000u), 1.0f, 1);
+      for (size_t i = 0; i < l.tensors.size(); ++i) {
+        const T& t = l.tensors[i];
+        if (std::find(lossless.begin(), lossless.end(), t.name) != lossless.end()) continue;
+        const T* before = p.Find(t.name);
+        const std::vector<int32_t>* like = before && before->HasLevels() ? &before->levels : nullptr;
+        const QuantizationInfo& q =
+            t.role == Role::kWeight ? weight : t.role == Role::kMoment1 ? moment : second;
+        SetLevels(l, t.name, q, PlannerLevels(t.levels.empty() ? t.bytes.size() / 4 : t.levels.size(), seed + i, like), &p);
+      }
     };
-    Ckpt l1 = NextLossless(k, 9040);
+    Ckpt l1 = NextLossless(k, 9050);
     l1.step = 9100;
-    set(l1, k, 9050, false);  // 'u.m' stays lossless in parent-1.ckz
-    Ckpt l2 = NextLossless(l1, 9060);
+    set(l1, k, 9060, {"u.m"});  // 'u.m' stays lossless in parent-2.ckz
+    Ckpt l2 = NextLossless(l1, 9070);
     l2.step = 9200;
-    set(l2, l1, 9070, true);
+    set(l2, l1, 9080, {"u.m"});
     l2.moment_context = true;
+    Ckpt l3 = NextLossless(l2, 9090);
+    l3.step = 9300;
+    set(l3, l2, 9100, {"y.m"});  // 'y.m' lossless here, levels in the parent
+    l3.moment_context = true;
+    // Different chunk boundaries in each link: element f + i counts elements across them.
     const std::vector<Level> chain = {{k, Opt(StreamCodec::kStored, false)},
-                                      {l1, IndexOpt(StreamCodec::kStored, 96)},
-                                      {l2, IndexOpt(StreamCodec::kStored, 96)}};
+                                      {l1, IndexOpt(StreamCodec::kStored, 64)},
+                                      {l2, IndexOpt(StreamCodec::kStored, 96)},
+                                      {l3, IndexOpt(StreamCodec::kStored, 72)}};
     Case c = LevelChain(
         "full-levels-moment-context",
         "Moment aux levels (spec 7.9.3, since 0.10): input.ckz -> parent-1.ckz -> parent-2.ckz "
-        "(a lossless keyframe), input.ckz written with required feature bit 9. Weights 'w' (F32 "
-        "[8, 6], with Moment1 'w.m' and Moment2 'w.v'), 'b' and 'u' (F32 [20], with Moment1 "
-        "'b.m' and 'u.m'), all with level kinds in both links except 'u.m', lossless in "
-        "parent-1.ckz. A level weight has no aux tensor in its own file; with bit 9 its aux "
-        "levels are its Moment1's levels in the parent: 'w' reads parent-1.ckz's 'w.m', 'b' "
-        "its 'b.m', element by element (cml streams in 96-byte chunks: 'w''s chunk 1 reads "
-        "elements 24..47 of the parent's 'w.m'); 'u' has none, as the parent's 'u.m' has no "
-        "level kind. The moments' contexts are as without the bit ('w.m' reads this file's "
-        "'w', 'w.v' reads 'w.m'). A decoder that gives the weights no aux levels (0.9's rule) "
-        "or reads this file's Moment1 instead of the parent's decodes other levels.",
+        "-> parent-3.ckz (a lossless keyframe); input.ckz and parent-1.ckz set required feature "
+        "bit 9, parent-2.ckz does not. Weights 'w' (F32 [8, 6], with Moment1 'w.m' and Moment2 "
+        "'w.v'), 'b', 'u', 'y' and 'x' (F32 [20]) with Moment1 'b.m', 'u.m', 'y.m' and two, "
+        "'x.m' and 'x.m2'. With bit 9 a level weight's aux levels are the parent's levels of "
+        "the tensor named as its only Moment1: in input.ckz 'w' reads parent-1.ckz's 'w.m', "
+        "'b' its 'b.m', 'y' its 'y.m' (though input.ckz's 'y.m' is lossless: its coding does "
+        "not matter), and 'u' and 'x' have none ('u.m' is lossless in parent-1.ckz; 'x' has two "
+        "Moment1); in parent-1.ckz 'w' reads parent-2.ckz's 'w.m' and so on, recursively; "
+        "parent-2.ckz's weights have no aux levels. cml streams in 72-byte chunks in input.ckz, "
+        "96 in parent-1.ckz and 64 in parent-2.ckz (18, 24 and 16 elements): 'w''s chunk 1 in "
+        "input.ckz (elements 18..35) reads elements 18..35 of parent-1.ckz's 'w.m', across its "
+        "chunks 0 and 1. A decoder that gives the weights no aux levels (0.9's rule), reads "
+        "this file's Moment1 instead of the parent's, or counts elements per chunk decodes "
+        "other levels.",
         chain,
         {"quant:level-residual", "quant:level-direct", "quant:level-log", "levels:parent",
-         "levels:aux", "levels:moment-aux"},
+         "levels:aux", "levels:moment-aux", "chain:depth-3"},
         &use);
-    const Bytes& in = LevelFile(c, 3, 2);
-    for (const char* name : {"w", "b"}) {
-      const T& t = l2.tensors[l2.Index(name)];
-      const int32_t* p = l1.tensors[l1.Index(name)].levels.data();
-      const int32_t* own_moment = l2.tensors[l2.Index(std::string(name) + ".m")].levels.data();
+    const Bytes& in = LevelFile(c, 4, 3);
+    for (const char* name : {"w", "b", "y"}) {
+      const T& t = l3.tensors[l3.Index(name)];
+      const int32_t* p = l2.tensors[l2.Index(name)].levels.data();
+      const T& own = l3.tensors[l3.Index(std::string(name) + ".m")];
+      const int32_t* own_moment = own.HasLevels() ? own.levels.data() : nullptr;
       for (const int32_t* wrong : {static_cast<const int32_t*>(nullptr), own_moment}) {
         const SpecLevels got = SpecDecode(in, name, p, wrong, {});
         Check(got.outcome != Outcome::kOk || got.levels != t.levels,
@@ -1215,6 +1225,17 @@ void LevelsInvalid(Suite& s) {
                   "A lossless keyframe whose required feature bit 9 (moment contexts) is set: "
                   "it is allowed only in a link some tensor of which has a level kind.",
                   Assemble(b)));
+    // A keyframe with a level tensor (LevelDirect, no step source: allowed in a keyframe).
+    Ckpt kl = k;
+    SetLevels(kl, "w.m", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
+              PlannerLevels(48, 9921), nullptr);
+    Model kx = FromFile(Encode(kl, opt).bytes);
+    kx.required |= kFeatureMomentContext;
+    s.Add(Invalid("invalid-moment-context-keyframe-with-levels", "full", "Q12", range,
+                  "A keyframe with a level tensor ('w.m', LevelDirect) whose required feature "
+                  "bit 9 (moment contexts) is set: bit 9 needs a link (a reader that checked "
+                  "only for level tensors accepts it).",
+                  Assemble(kx), {"codec:cml"}));
     Ckpt lossless = NextLossless(k, 9920);
     lossless.step = 200;
     Model x = FromFile(Encode(lossless, opt, LinkTo(parent, k, "parent-1.ckz", 1), &k).bytes);
@@ -1396,6 +1417,41 @@ void LevelsInvalid(Suite& s) {
                           "does not get input.ckz's levels (checked by the generator) and would "
                           "report another error.",
                           files[2].bytes, damaged, feat);
+    c.files.push_back({"parent-2.ckz", parent.bytes});
+    s.Add(std::move(c));
+  }
+  {
+    // (0.10) C2 through the moment aux levels (7.9.4 step 4): the same damaged parent-1.ckz;
+    // input.ckz, written with moment contexts (bit 9), has only 'w' with a level kind, and its
+    // other tensors are not predicted, so only 'w''s moment aux levels read parent-1.ckz's
+    // 'w.m'.
+    Ckpt l2 = NextLossless(l, 9950);
+    l2.step = 300;
+    l2.moment_context = true;
+    for (T& t : l2.tensors) t.predict = t.name == "w";  // 'w''s residual reads the parent's 'w'
+    SetLevels(l2, "w", qw, PlannerLevels(48, 9951, &l.Find("w")->levels), &l);
+    const auto files = WriteChain({{k, Opt(StreamCodec::kStored, false)}, {l, opt}, {l2, opt}},
+                                  ChainNames(3));
+    Model pm = FromFile(files[1].bytes);
+    SetStream(pm.stored[wm][0], wm_stream((1 << 24) + 14));
+    const Bytes damaged = Assemble(pm);
+    Check(Must(ParseArchive(ByteSpan(damaged)), "damaged parent").content_id == files[1].id,
+          "moment-aux-escape: the parent keeps its content id");
+    CheckLevels("moment-aux-escape", l2, &l, files[2].bytes, nullptr);
+    const SpecLevels without = SpecDecode(files[2].bytes, "w", l.Find("w")->levels.data(), nullptr);
+    Check(without.outcome != Outcome::kOk || without.levels != l2.Find("w")->levels,
+          "moment-aux-escape: without moment aux levels the stream must not give its levels");
+    Case c = ChainInvalid("invalid-levels-moment-aux-escape", "C2", ErrorCode::kChunkDecodeFailed,
+                          "input.ckz is intact and sets required feature bit 9: its level "
+                          "weight 'w' (LevelResidual) has moment aux levels, parent-1.ckz's "
+                          "'w.m' levels (7.9.3; its other tensors are lossless and not "
+                          "predicted). In parent-1.ckz the cml stream of 'w.m''s chunk 0 has an "
+                          "escape prefix of 24 ones (element 9). Decoding input.ckz's 'w' needs "
+                          "those levels, and the error decoding them is its chunk's error "
+                          "(7.9.4 step 4): ChunkDecodeFailed. A decoder that ignored bit 9 "
+                          "(no aux levels for 'w') does not get input.ckz's levels (checked by "
+                          "the generator) and would report another error.",
+                          files[2].bytes, damaged, {"codec:cml", "levels:moment-aux"});
     c.files.push_back({"parent-2.ckz", parent.bytes});
     s.Add(std::move(c));
   }

@@ -5,11 +5,14 @@ it was levels_walk.py), on top of it the walk of 7.10 (the KeySplit predictor of
 floats, format 0.8: rules T6 0..3, T11, T12, required feature bit 7), and the walk of 7.11
 (the LSTM level model, format 0.9: Header.lstm_model / lstm_model_from_parent, rules LM1-LM3
 and R5, stream codec 6, required feature bit 8; the tables of 7.11.5 are read from
-conformance/lstm_tables.txt, and `--check-tables` compares them with the formulas).
+conformance/lstm_tables.txt, and `--check-tables` compares them with the formulas), and the
+walk of 0.10 (7.9.3's moment aux levels of a link's level Weight, rule Q12, required feature
+bit 9; docs/spec-walk-0.10.md).
 
 Usage:
     spec_walk.py CASES_DIR [--all] [--cases GLOB] [-v]
-        decodes every case whose name contains "levels", "keysplit" or "lstm" (every case with --all,
+        decodes every case whose name contains "levels", "keysplit", "lstm" or "moment-context"
+        (every case with --all,
         the cases matching GLOB with --cases), compares the output with the case's expected
         files (sha256) or its expected error name, and prints one line per case and a summary.
     spec_walk.py --check-tables
@@ -24,8 +27,8 @@ vectors need plus the cheap ones; see docs/spec-walk.md ("Walk of 7.9", "Walk of
 docs/spec-walk-7.11.md (the walk of 7.11).
 
 WALK_MUT=name[,name...] (or LW_MUT / KW_MUT, the names the walks used) switches on
-misreadings (mutants, for the walks only): those of 7.9, KS_MUTANTS below for 7.10 and
-LM_MUTANTS for 7.11.
+misreadings (mutants, for the walks only): those of 7.9, KS_MUTANTS below for 7.10,
+LM_MUTANTS for 7.11 and MA_MUTANTS for 7.9.3's moment aux levels (0.10).
 """
 import fnmatch
 import hashlib
@@ -362,7 +365,8 @@ class CkzFile:
         if struct.unpack_from("<I", d, 60)[0] != crc32c(d[:60]):
             raise CkzError("PreambleChecksum")
         if req & ~(0x7F if "bit7_unknown" in MUT else 0xFF if "bit8_unknown" in MUT
-                   else 0x1FF):  # bits 0..8 known (12; bit 8 since 0.9)
+                   else 0x1FF if "bit9_unknown" in MUT
+                   else 0x3FF):  # bits 0..9 known (12; bit 8 since 0.9, bit 9 since 0.10)
             raise CkzError("UnknownRequiredFeature")
         if hlen > 2 ** 26:
             raise CkzError("HeaderTooLarge")
@@ -578,6 +582,11 @@ class CkzFile:
                 raise CkzError("FieldOutOfRange", "T12")
         elif bool(self.req & 128) != anyk:
             raise CkzError("FieldOutOfRange", "T12")
+        # Q12 (0.10, section 9, right after T12): required feature bit 9 is set only in a link
+        # (bit 0) some tensor of which has a level kind (bit 6). "only": a one-way rule; a link
+        # with levels may leave the bit clear (12's history: 0.9's contexts, without the bit).
+        if self.req & 512 and not (self.link is not None and anyl) and "q12_off" not in MUT:
+            raise CkzError("FieldOutOfRange", "Q12 required feature bit 9")
 
     def check_quant(self, t):
         q = t.quant
@@ -1065,6 +1074,8 @@ class Decoder:
         ai = self.aux_tensor(F, ti, is_level if "aux_anyq" not in MUT else (lambda u: u.quant is not None))  # step 4
         if ai is not None:
             Al = self.elem_range(F, ai, f, E, self.levels)
+        elif t.role == 1 and F.link is not None and F.req & 512 and "mom_aux_off" not in MUT:
+            Al = self.moment_aux_levels(F, ti, f, E)  # (0.10) still step 4
         if codec == 6:  # 7.11.6: after step 4, the model
             model = resolve_model(self.top if "model_top" in MUT else F)
             if model is None:
@@ -1077,6 +1088,27 @@ class Decoder:
             out = self.cml_decode(b, E, f, t.shape, Pl, Al)  # steps 5, 6
         self.cache_lvl[key] = out
         return out
+
+    def moment_aux_levels(self, F, ti, f, E):
+        """7.9.3, "Moment aux levels" (0.10, required feature bit 9): a level Weight T of a link
+        takes as aux levels the parent's levels of the tensor named as M, M = the only tensor of
+        T's file with role Moment1 and owner T (whatever its quantization), when the parent has
+        a tensor of that name with M's dtype and shape and a level kind; else None (no aux
+        levels). Decoded like parent levels: with the parent's own parent, aux and model."""
+        ms = [k for k, u in enumerate(F.tensors) if u.role == 2 and u.owner == ti]
+        if len(ms) != 1:
+            return None
+        M = F.tensors[ms[0]]
+        if "mom_aux_self" in MUT:  # this file's M instead of the parent's
+            return self.elem_range(F, ms[0], f, E, self.levels) if is_level(M) else None
+        Pf = self.need_parent(F)
+        pi = Pf.find(M.name)
+        if pi is None:
+            return None
+        pt = Pf.tensors[pi]
+        if pt.dtype != M.dtype or pt.shape != M.shape or not is_level(pt):
+            return None
+        return self.elem_range(Pf, pi, f, E, self.levels)
 
     @staticmethod
     def cml_decode(b, E, f, shape, Pl, Al):
@@ -1620,6 +1652,13 @@ LM_MUTANTS = {
     "mix_init_role0": "mix_init[0] for every role",
     "err_noshift": "err = ((bit = 0 ? 65536 : 0) - P) without >> 4, and >> 18 in the update",
 }
+# 7.9.3's moment aux levels (0.10, required feature bit 9; docs/spec-walk-0.10.md)
+MA_MUTANTS = {
+    "bit9_unknown": "P5 with bit 9 still unknown (a 0.9 reader)",
+    "q12_off": "no rule Q12 (bit 9 accepted in a keyframe or a file without levels)",
+    "mom_aux_off": "bit 9 ignored: a level Weight of a link has no aux levels (0.9's rule)",
+    "mom_aux_self": "the Weight's aux levels are this file's Moment1's levels, not the parent's",
+}
 
 
 def _load_lstm_tables():
@@ -1982,7 +2021,7 @@ def main(argv):
         if globs:
             if not any(fnmatch.fnmatch(name, g) for g in globs):
                 continue
-        elif not allc and "keysplit" not in name and "levels" not in name and "lstm" not in name:
+        elif not allc and not any(k in name for k in ("keysplit", "levels", "lstm", "moment-context")):
             continue
         ok, why = run_case(os.path.join(cases, name))
         print(("PASS " if ok else "FAIL ") + name + ": " + why, flush=True)
