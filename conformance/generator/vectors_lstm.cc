@@ -607,6 +607,7 @@ void LstmValid(Suite& s) {
                          LevelsOf(*prev, name)),
                   prev);
       }
+      l.moment_context = i == 2;  // (0.10) input.ckz: 'w' reads parent-1.ckz's 'w.m'
       links.push_back(std::move(l));
       prev = &links.back();
     }
@@ -623,10 +624,12 @@ void LstmValid(Suite& s) {
         "parent-1's, that is parent-2's again (10.2, R5). Every level chunk of the three links "
         "is lstm: 'w' (F32 [8, 6], LevelResidual), 'w.m' (LevelDirect, aux 'w') and 'b' "
         "(F32 [20], LevelResidual) in chunks of 24 levels; in parent-1.ckz and input.ckz "
-        "each has parent levels (7.9.3), the network's feature x_2. Checked by the generator "
-        "against its own reading of 7.11.",
+        "each has parent levels (7.9.3), the network's feature x_2. input.ckz also sets "
+        "required feature bit 9 (0.10): its 'w' has moment aux levels, parent-1.ckz's 'w.m' "
+        "levels, as the feature x_3 and in cml's contexts ('b' has no Moment1: none). Checked "
+        "by the generator against its own reading of 7.11.",
         levels, {"lstm:own", "lstm:from-parent", "lstm:hidden-16", "levels:parent", "levels:aux",
-                 "quant:level-residual", "quant:level-direct"});
+                 "levels:moment-aux", "quant:level-residual", "quant:level-direct"});
     for (size_t i = 1; i < levels.size(); ++i) {
       const Bytes& file = c.files[levels.size() - 1 - i].second;
       const std::vector<StreamCodec> codecs = CheckLstm(
