@@ -90,8 +90,11 @@ bool LstmModel::SetParams(const uint8_t* data, size_t size) {
 }
 
 LstmCoderState::LstmCoderState(const LstmModel& model, uint32_t role)
-    : m_(model),
-      role_row_(model.role.data() + size_t(std::min(role, kLstmRoles - 1)) * 4 * model.hidden) {
+    : m_(model) {
+  const int16_t* role_row =
+      model.role.data() + size_t(std::min(role, kLstmRoles - 1)) * 4 * model.hidden;
+  for (uint32_t j = 0; j < 4 * model.hidden; ++j)
+    base_[j] = int32_t(model.gate_bias[j]) + role_row[j];
   const int32_t* init = model.mix_init.data() +
                         size_t(std::min(role, kLstmRoles - 1)) * kLstmSlots * kLstmMixInputs;
   for (uint32_t s = 0; s < kLstmSlots; ++s)
@@ -107,38 +110,61 @@ LstmCoderState::LstmCoderState(const LstmModel& model, uint32_t role)
 void LstmCoderState::Step(const uint8_t features[kLstmFeatures]) {
   const uint32_t H = m_.hidden, G = 4 * H;
   const int rs = int(m_.recur_shift);
-  alignas(32) int32_t z[4 * kLstmMaxHidden];
   // Gate sums: bias, role, the four feature embeddings, then the recurrence. |recur| <= 2^15,
   // |h| <= 2^10, H <= 32: each row's sum stays below 2^30 (no int32 overflow).
   const int16_t* e[kLstmFeatures];
   for (uint32_t f = 0; f < kLstmFeatures; ++f)
     e[f] = m_.embed.data() + (size_t(f) * LstmModel::Values(m_.clip) + features[f]) * G;
-  // The recurrence, two hidden units at a time (an SSE2 multiply-add where there is one; the
-  // integer sums are the same either way).
-  alignas(16) int32_t acc[4 * kLstmMaxHidden] = {};
-  for (uint32_t p = 0; p < H / 2; ++p) {
-    const int16_t* w = pairs_ + size_t(p) * G * 2;
-    const int32_t h0 = h_[2 * p], h1 = h_[2 * p + 1];
+  // Each gate's sum, then its table bin (spec 7.11.3's ACT index); the look-ups follow.
 #if defined(__SSE2__)
-    const __m128i hp =
-        _mm_set1_epi32(int32_t(uint32_t(uint16_t(h0)) | (uint32_t(uint16_t(h1)) << 16)));
-    for (uint32_t j = 0; j < G; j += 4) {
-      const __m128i prod =
-          _mm_madd_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + 2 * j)), hp);
-      __m128i* a = reinterpret_cast<__m128i*>(acc + j);
-      _mm_store_si128(a, _mm_add_epi32(_mm_load_si128(a), prod));
+  // Four gate rows at a time: the recurrence as multiply-adds of two hidden units each
+  // (pmaddwd: exact int16 products summed in int32), then the shift, bias, role and embeddings.
+  // The clamp to -8192..8191 goes through a saturating pack to int16 first, which changes no
+  // value inside that range: the same integers as the portable loop below.
+  __m128i hp[kLstmMaxHidden / 2];
+  for (uint32_t p = 0; p < H / 2; ++p)
+    hp[p] = _mm_set1_epi32(int32_t(uint32_t(uint16_t(h_[2 * p])) |
+                                   (uint32_t(uint16_t(h_[2 * p + 1])) << 16)));
+  const __m128i shift = _mm_cvtsi32_si128(rs);
+  alignas(16) int32_t z[4 * kLstmMaxHidden];
+  for (uint32_t j = 0; j < G; j += 4) {
+    __m128i a = _mm_setzero_si128();
+    for (uint32_t p = 0; p < H / 2; ++p)
+      a = _mm_add_epi32(a, _mm_madd_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(
+                                              pairs_ + (size_t(p) * G + j) * 2)),
+                                          hp[p]));
+    __m128i sum = _mm_add_epi32(_mm_sra_epi32(a, shift),
+                                _mm_load_si128(reinterpret_cast<const __m128i*>(base_ + j)));
+    for (uint32_t f = 0; f < kLstmFeatures; ++f) {
+      const __m128i x = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(e[f] + j));
+      sum = _mm_add_epi32(sum, _mm_srai_epi32(_mm_unpacklo_epi16(x, x), 16));
     }
-#else
-    for (uint32_t j = 0; j < G; ++j) acc[j] += int32_t(w[2 * j]) * h0 + int32_t(w[2 * j + 1]) * h1;
-#endif
+    _mm_store_si128(reinterpret_cast<__m128i*>(z + j), sum);
   }
-  for (uint32_t j = 0; j < G; ++j)
-    z[j] = (acc[j] >> rs) + m_.gate_bias[j] + role_row_[j] + e[0][j] + e[1][j] + e[2][j] + e[3][j];
+  alignas(16) uint16_t bin[4 * kLstmMaxHidden];
+  for (uint32_t j = 0; j < G; j += 8) {  // G = 4H, H even: a multiple of 8
+    __m128i v = _mm_packs_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(z + j)),
+                                _mm_load_si128(reinterpret_cast<const __m128i*>(z + j + 4)));
+    v = _mm_min_epi16(_mm_max_epi16(v, _mm_set1_epi16(-8192)), _mm_set1_epi16(8191));
+    v = _mm_srli_epi16(_mm_add_epi16(v, _mm_set1_epi16(8192)), 3);
+    _mm_store_si128(reinterpret_cast<__m128i*>(bin + j), v);
+  }
+#else
+  // The recurrence (|recur| <= 2^15, |h| <= 2^10, H <= 32: each row's sum stays below 2^30, no
+  // int32 overflow), then the shift, bias, role and embeddings, then the clamp and bin.
+  uint16_t bin[4 * kLstmMaxHidden];
+  for (uint32_t j = 0; j < G; ++j) {
+    int32_t acc = 0;
+    for (uint32_t k = 0; k < H; ++k) acc += int32_t(m_.recur[size_t(j) * H + k]) * h_[k];
+    const int32_t sum = (acc >> rs) + base_[j] + e[0][j] + e[1][j] + e[2][j] + e[3][j];
+    bin[j] = uint16_t((std::clamp(sum, -8192, 8191) + 8192) >> 3);
+  }
+#endif
   for (uint32_t j = 0; j < H; ++j) {
-    const int32_t i = Act(kLstmSigmoid, z[j]);
-    const int32_t f = Act(kLstmSigmoid, z[H + j]);
-    const int32_t g = Act(kLstmTanh, z[2 * H + j]);
-    const int32_t o = Act(kLstmSigmoid, z[3 * H + j]);
+    const int32_t i = kLstmSigmoid[bin[j]];
+    const int32_t f = kLstmSigmoid[bin[H + j]];
+    const int32_t g = kLstmTanh[bin[2 * H + j]];
+    const int32_t o = kLstmSigmoid[bin[3 * H + j]];
     c_[j] = std::clamp((f * c_[j] + i * g) >> 10, -kCellLimit, kCellLimit);
     h_[j] = int16_t((o * Act(kLstmTanh, c_[j])) >> 10);
   }
@@ -148,7 +174,18 @@ uint32_t LstmCoderState::Mix(uint32_t slot, uint32_t p0) {
   const uint32_t H = m_.hidden;
   const int16_t* v = m_.out.data() + size_t(slot) * H;
   int32_t acc = 0;
-  for (uint32_t k = 0; k < H; ++k) acc += int32_t(v[k]) * int32_t(h_[k]);
+  uint32_t k = 0;
+#if defined(__SSE2__)
+  // Eight products at a time (pmaddwd: exact, summed in int32 like the loop; |sum| <= 2^30).
+  __m128i sum = _mm_setzero_si128();
+  for (; k + 8 <= H; k += 8)
+    sum = _mm_add_epi32(sum, _mm_madd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + k)),
+                                            _mm_load_si128(reinterpret_cast<const __m128i*>(h_ + k))));
+  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0x4E));
+  sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0xB1));
+  acc = _mm_cvtsi128_si32(sum);
+#endif
+  for (; k < H; ++k) acc += int32_t(v[k]) * int32_t(h_[k]);
   const int32_t logit =
       std::clamp((acc >> m_.out_shift) + m_.out_bias[slot], -kLogitLimit, kLogitLimit);
   in_[0] = kLstmStretch[p0 >> 4];

@@ -41,7 +41,8 @@ class LstmCoderState {
 
  private:
   const LstmModel& m_;
-  const int16_t* role_row_;
+  // gate_bias + the role's row, summed once per chunk (the same integers as per step).
+  alignas(16) int32_t base_[4 * kLstmMaxHidden];
   // The recurrent weights regrouped for the step's multiply-adds: for each pair of hidden
   // units (2p, 2p + 1) and gate row j, the two weights side by side. Same products, same sums.
   alignas(16) int16_t pairs_[4 * kLstmMaxHidden * kLstmMaxHidden];
