@@ -2,6 +2,9 @@
 import concurrent.futures
 import os
 import re
+import shutil
+import subprocess
+import tempfile
 
 from . import _api, _ckz
 
@@ -24,11 +27,30 @@ class Chain:
     `options` are those of `ckz compress` (chunk_size, level, entropy, quality, strength,
     rd_steps, rdoq, weights_step, excp with alpha, beta, bits, k_at_cap, v_direct, fallback_k,
     and threads: encoding threads, default 1 with async_save so that
-    training keeps the other cores, else all)."""
+    training keeps the other cores, else all).
+
+    lstm=True (as `ckz compress --lstm`, spec 7.11) also codes the levels of lossy links with a
+    small LSTM model mixed with the context model, chunk by chunk where that is smaller: after
+    the first link of each keyframe group, ckz-lstm-train (built with libtorch; found by
+    $CKZ_LSTM_TRAIN, on PATH or in the build tree beside this module) trains a model of
+    `lstm_hidden` units on it (on the saving thread: with async_save, in the background); the
+    next link stores the model and the group's later links take it from their parent.
+    Unlike the CLI, the first link is not written again with the model (its snapshot has
+    become its decoded values). 1-2.5 % smaller links on our histories, 4x slower decoding
+    (docs/lstm.md)."""
 
     def __init__(self, directory, keyframe_interval=10, lossless=False, async_save=False, *,
-                 prefix="step_", overwrite=True, **options):
+                 prefix="step_", overwrite=True, lstm=False, lstm_hidden=8, **options):
         self.directory = os.fspath(directory)
+        self._keyframe_interval = keyframe_interval
+        self._lstm_hidden = lstm_hidden
+        self._lstm_trainer = None
+        if lstm:
+            if lossless or options.get("excp"):
+                raise ValueError("lstm codes rate-distortion levels: not with lossless or excp")
+            if lstm_hidden not in (8, 16, 24, 32):
+                raise ValueError("lstm_hidden is 8, 16, 24 or 32")
+            self._lstm_trainer = _lstm_trainer()
         self.prefix = prefix
         self._pattern = re.compile(r"^%s(\d+)\.pt\.ckz$" % re.escape(prefix))
         self._overwrite = overwrite
@@ -96,8 +118,31 @@ class Chain:
         except _api.CkzError as e:
             raise _api._explain(e) from None
         info["path"] = path
+        if (self._lstm_trainer and info["depth"] > 0 and not self._writer.has_lstm_model
+                and info["depth"] < self._keyframe_interval):
+            info["lstm_trained"] = self._train_lstm(path, info)
         self.last = info
         return info
+
+    def _train_lstm(self, path, info):
+        # The rule of ckz compress --lstm: a budget in steps (the output never depends on the
+        # machine's speed) that grows with the group's links still to come.
+        steps = _ckz.lstm_training_steps(info["input_bytes"],
+                                         self._keyframe_interval - info["depth"])
+        fd, model = tempfile.mkstemp(prefix="ckz-lstm-")
+        os.close(fd)
+        try:
+            run = subprocess.run(
+                [self._lstm_trainer, path, "-o", model, "--steps", str(steps), "--seconds",
+                 "3600", "--hidden", str(self._lstm_hidden), "--search", self.directory],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            if run.returncode != 0:
+                raise _api.error("Unsupported", "lstm: %s failed on %s: %s" % (
+                    self._lstm_trainer, path, run.stderr.strip()))
+            self._writer.set_lstm_model(model)
+        finally:
+            os.unlink(model)
+        return run.stdout.strip()
 
     def _finish_pending(self):
         pending, self._pending = self._pending, None
@@ -138,3 +183,16 @@ class Chain:
                 raise _api.error("IoError", "%s holds no checkpoint" % self.directory)
             step = latest[0]
         return _api.load(self.path_for(step), map_location, **kwargs)
+
+
+def _lstm_trainer():
+    """ckz-lstm-train: $CKZ_LSTM_TRAIN, on PATH, or in the build tree this module comes from."""
+    candidates = [os.environ.get("CKZ_LSTM_TRAIN"), shutil.which("ckz-lstm-train"),
+                  os.path.join(os.path.dirname(os.path.abspath(_ckz.__file__)), os.pardir,
+                               os.pardir, "tools", "ckz-lstm-train")]
+    for c in candidates:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return os.path.normpath(c)
+    raise _api.error("Unsupported", "lstm: ckz-lstm-train is missing (it is built when "
+                     "libtorch-dev is installed; CKZ_LSTM_TRAIN names another)")
+

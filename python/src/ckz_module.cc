@@ -243,6 +243,7 @@ struct WriteSummary {
   uint64_t input_bytes = 0, file_bytes = 0;
   WriteReport report;
   std::vector<std::string> notes;
+  uint64_t lstm_chunks = 0;  // (0.9) level chunks coded with the LSTM model
 };
 
 py::dict SummaryToPython(const WriteSummary& s) {
@@ -255,20 +256,25 @@ py::dict SummaryToPython(const WriteSummary& s) {
   d["quantized"] = s.report.quantized;
   d["lossless"] = s.report.lossless;
   d["notes"] = s.notes;
+  d["lstm_chunks"] = s.lstm_chunks;
   return d;
 }
 
 // Encodes `input` into `path` (atomically): a link of `parent` when given, else a keyframe.
 // Runs without the GIL.
+// A link's LSTM model (spec 7.11), with `from_parent` when the parent's header holds it.
 void WriteOne(const InputCheckpoint& input, const std::string& path, bool overwrite,
               ReferenceSource* reference, const std::optional<LinkInfo>& link,
-              const SaveOptions& options, DecodedCheckpoint* decoded, WriteSummary* summary) {
+              const SaveOptions& options, DecodedCheckpoint* decoded, WriteSummary* summary,
+              const std::shared_ptr<const LstmModel>& lstm = nullptr, bool from_parent = false) {
   auto sink = Check(AtomicFileSink::Create(path, overwrite));
   Writer writer(std::move(sink), options.encode);
   writer.SetWriterName(std::string("ckz ") + CKZ_VERSION);
   if (link) writer.SetLink(*link);
+  if (link && lstm) Check(writer.SetLstmModel(lstm, from_parent));
   Check(WriteCheckpoint(input, link ? reference : nullptr, &writer, options.write, decoded,
                         &summary->report));
+  summary->lstm_chunks = writer.lstm_chunks();
   summary->id = Check(writer.Finish());
   summary->step = input.step;
   summary->depth = link ? link->depth : 0;
@@ -337,6 +343,9 @@ class ChainWriter {
     parent_path_ = path;
     search_ = std::move(search);
     link_ = LinkTo(*reader);
+    // A chain written with an LSTM model goes on with it (the file's own or its parent's).
+    lstm_ = reader->archive().lstm_model;
+    parent_has_model_ = lstm_ != nullptr;
     disk_parent_ = std::move(reader);
     decoded_.reset();
     held_.reset();
@@ -358,6 +367,10 @@ class ChainWriter {
       for (MetaEntry& e : user_metadata) input.metadata.push_back(std::move(e));
       std::optional<LinkInfo> link = link_;
       if (link && link->depth >= options_.keyframe_interval) link.reset();
+      if (!link) {  // a keyframe: the next group trains its own model
+        lstm_.reset();
+        parent_has_model_ = false;
+      }
       if (link && !decoded_ && !disk_parent_) {  // a failed write used up the one in memory
         ChainOptions chain;
         chain.search_dirs = search_;
@@ -366,7 +379,8 @@ class ChainWriter {
       ReferenceSource* reference = decoded_ ? static_cast<ReferenceSource*>(decoded_.get())
                                             : disk_parent_.get();
       writing = link && decoded_;
-      WriteOne(input, path, overwrite, reference, link, options_, decoded.get(), &summary);
+      WriteOne(input, path, overwrite, reference, link, options_, decoded.get(), &summary, lstm_,
+               parent_has_model_);
     } catch (...) {
       // The parent in memory may have released some of its indices: the next write reads the
       // parent from its file instead. (Here, with the GIL: held_ is a Python object.)
@@ -382,8 +396,24 @@ class ChainWriter {
     held_ = std::move(held);
     link_ = LinkInfo{summary.id, summary.step, BaseName(path), summary.depth + 1};
     parent_path_ = path;
+    // The header holds the model when the parent's was taken or some chunk used an own one
+    // (Writer::SetLstmModel); otherwise the next link stores it again.
+    parent_has_model_ = lstm_ && summary.depth > 0 && (parent_has_model_ || summary.lstm_chunks > 0);
     return SummaryToPython(summary);
   }
+
+  // (0.9) The LSTM model (a ckz-lstm-train output file) the next links of this keyframe group
+  // code their levels with: the next link stores it, later ones take it from their parent.
+  void SetLstmModel(const std::string& path) {
+    LstmModel model;
+    {
+      py::gil_scoped_release release;
+      model = Check(ReadLstmModelFile(path));
+    }
+    lstm_ = std::make_shared<const LstmModel>(std::move(model));
+    parent_has_model_ = false;
+  }
+  bool has_lstm_model() const { return lstm_ != nullptr; }
 
   // Depth the next write would have as a link (0: it will be a keyframe).
   uint32_t next_depth() const {
@@ -399,6 +429,8 @@ class ChainWriter {
   std::unique_ptr<ChainReader> disk_parent_;
   std::unique_ptr<DecodedCheckpoint> decoded_;
   std::unique_ptr<HeldBuffer> held_;  // the snapshot decoded_ views
+  std::shared_ptr<const LstmModel> lstm_;  // (0.9) this keyframe group's model, if any
+  bool parent_has_model_ = false;          // the last file's header holds lstm_
 };
 
 // An anonymous mapping of `size` bytes: untouched pages cost nothing.
@@ -622,7 +654,15 @@ PYBIND11_MODULE(_ckz, m) {
       .def("write", &ChainWriter::Write, py::arg("buffer"), py::arg("path"), py::arg("name"),
            py::arg("step") = py::none(), py::arg("overwrite") = false,
            py::arg("metadata") = py::dict())
-      .def_property_readonly("next_depth", &ChainWriter::next_depth);
+      .def_property_readonly("next_depth", &ChainWriter::next_depth)
+      .def("set_lstm_model", &ChainWriter::SetLstmModel, py::arg("path"),
+           "Codes the next links of this keyframe group with the LSTM model in `path` (a "
+           "ckz-lstm-train output): the next link stores it, later ones take it from the parent.")
+      .def_property_readonly("has_lstm_model", &ChainWriter::has_lstm_model);
+  m.def("lstm_training_steps", &LstmTrainingSteps, py::arg("checkpoint_bytes"),
+        py::arg("links_to_come"),
+        "ckz-lstm-train's budget for a keyframe group: one step per MiB of the checkpoint times "
+        "the links still to come, 60 to 400 (the rule of ckz compress --lstm).");
 
   py::class_<Reader>(m, "Reader")
       .def(py::init<const std::string&, std::vector<std::string>, const std::string&>(),

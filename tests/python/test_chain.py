@@ -9,6 +9,7 @@ import torch
 
 import ckz
 from helpers import Net, assert_same, checkpoint, torch_bytes, torch_roundtrip, train
+from conftest import TOOLS as TOOLS_DIR
 
 
 def training(steps, every, seed=0):
@@ -55,6 +56,53 @@ def test_async_lossy_chain_is_the_cli_history(tmp_path, ckz_cli):
     # ckz.load gives what the CLI restores.
     ckz_cli("decompress", "-q", tmp_path / "api" / names[-1], "-o", tmp_path / "last.pt")
     assert_same(chain.load(), torch.load(tmp_path / "last.pt"))
+
+
+def test_lstm_chain_restores_what_the_plain_chain_restores(tmp_path, ckzinfo_json):
+    """lstm=True (spec 7.11) changes how the levels are coded, never what decodes: after the
+    first link of each keyframe group a model is trained (ckz-lstm-train), the next link
+    stores it, later links take it from their parent, a keyframe starts over; a resumed chain
+    goes on with its model."""
+    trainer = TOOLS_DIR / "ckz-lstm-train"
+    if not trainer.exists():
+        pytest.skip("ckz-lstm-train is built only with libtorch-dev")
+    os.environ.setdefault("CKZ_LSTM_TRAIN", str(trainer))
+    plain, lstm = tmp_path / "plain", tmp_path / "lstm"
+    torch.manual_seed(0)
+    model = Net(n_in=128, hidden=192)  # enough levels for the model to win some chunks
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    history = []
+    for step in range(5, 61, 5):
+        train(model, opt, 5, seed=step)
+        history.append((step, torch_roundtrip(checkpoint(model, opt, step=step))))
+    with ckz.Chain(plain, keyframe_interval=5) as a, \
+            ckz.Chain(lstm, keyframe_interval=5, lstm=True) as b:
+        for step, ckpt in history[:8]:
+            a.save(ckpt, step)
+            info = b.save(ckpt, step)
+            assert ("lstm_trained" in info) == (info["depth"] == 1), info
+    with ckz.Chain(plain, keyframe_interval=5) as a, \
+            ckz.Chain(lstm, keyframe_interval=5, lstm=True) as b:  # resumed at depth 2
+        for step, ckpt in history[8:]:
+            a.save(ckpt, step)
+            b.save(ckpt, step)
+    for (step, p), (_, q) in zip(a.steps(), b.steps()):
+        assert_same(ckz.load(p), ckz.load(q))
+    # Depths 0 1 2 3 4 | 0 1 2 3 4 | 0 1: the model is in the header from depth 2 on, the
+    # link's own at depth 2 and its parent's after.
+    models = [ckzinfo_json(p)["lstm_model"] for _, p in b.steps()]
+    for k, m in enumerate(models):
+        depth = k % 5
+        if depth < 2:
+            assert m is None, k  # keyframes, and first links (the model is trained on them)
+        elif m is not None and m["from_parent"]:
+            assert models[k - 1] is not None, k  # taken from a parent that holds it
+        elif m is not None:
+            assert m["chunks_by_role"], k  # an own model is stored only where chunks use it
+    assert [m is not None for m in models] == [False, False, True, True, True] * 2 + [False] * 2
+    assert [m["from_parent"] for m in models if m] == [False, True, True] * 2
+    with pytest.raises(ValueError):
+        ckz.Chain(tmp_path / "x", lossless=True, lstm=True)
 
 
 def test_resumed_chain_continues_where_it_stopped(tmp_path):

@@ -523,8 +523,7 @@ Status TrainLstmFor(const std::string& input, const std::string& output,
   const int fd = mkstemp(model_path);
   if (fd < 0) return Status(ErrorCode::kIoError, "--lstm: cannot create a temporary file");
   close(fd);
-  const uint64_t work = result->raw * std::max<uint64_t>(links_to_come, 1);
-  const uint64_t budget = std::clamp<uint64_t>((work + (1u << 20) - 1) >> 20, 60, 400);
+  const uint32_t budget = LstmTrainingSteps(result->raw, links_to_come);
   std::vector<std::string> argv = {
       trainer, output, "-o", model_path, "--steps", std::to_string(budget), "--seconds", "3600",
       "--hidden", std::to_string(lstm.hidden)};

@@ -56,11 +56,6 @@ class Args {
 
 bool ParseUint(const std::string& text, uint64_t* out);
 
-// (0.9) How ckz-lstm-train hands a trained LSTM model (spec 7.11) to ckz compress: a file of
-// the magic "CKZLSTM1", four bytes hidden, clip, recur_shift, out_shift, then the params blob
-// of spec 7.11.1. Not a CKZ format: a private hand-over between the two programs.
-Status WriteLstmModelFile(const std::string& path, const LstmModel& model);
-Result<LstmModel> ReadLstmModelFile(const std::string& path);
 bool ParsePositive(const std::string& text, double* out);  // a finite number > 0
 // "1.23 MB" style (decimal units, like zstd).
 std::string HumanBytes(uint64_t bytes);

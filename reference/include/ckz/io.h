@@ -12,6 +12,7 @@
 
 #include "ckz/archive.h"
 #include "ckz/decoder.h"
+#include "ckz/lstm_model.h"
 #include "ckz/status.h"
 #include "ckz/types.h"
 #include "ckz/writer.h"
@@ -67,6 +68,17 @@ class AtomicFileSink final : public OutputSink {
 
 // Writes `bytes` to `path` atomically (AtomicFileSink).
 Status WriteFileAtomically(const std::string& path, ByteSpan bytes, bool overwrite);
+
+// (0.9) The LSTM level model as a file of its own (magic CKZLSTM1, hidden, clip, the two
+// shifts as bytes, then spec 7.11.1's parameter blob): what the trainer program
+// (ckz-lstm-train, the only code linking libtorch) hands to a writer. Reading checks spec
+// 7.11.1's rules (kUnsupportedInput otherwise).
+Status WriteLstmModelFile(const std::string& path, const LstmModel& model);
+Result<LstmModel> ReadLstmModelFile(const std::string& path);
+// The trainer's budget in optimizer steps for a model used by a keyframe group: one step per
+// MiB of the checkpoint times the group's links still to come, 60 to 400. Counted in steps,
+// never seconds, so that the output does not depend on the machine's speed.
+uint32_t LstmTrainingSteps(uint64_t checkpoint_bytes, uint64_t links_to_come);
 
 // Unlinks every temporary file an AtomicFileSink has open. Async-signal-safe: the CLI calls
 // it from its SIGINT/SIGTERM handler so an interrupted run leaves nothing behind.
