@@ -1384,6 +1384,22 @@ void LevelsInvalid(Suite& s) {
                               "switch (there is nothing to read), and the file has no coded "
                               "prolog (R4)"));
   }
+  // The chain keyframe -> l -> `link`, with parent-1.ckz's (l's) 'w.m' chunk 0 given an
+  // escape prefix of 24 ones (element 9) and its content id kept; `link`'s levels checked.
+  struct DamagedChain {
+    Bytes input, parent;
+  };
+  auto damaged_parent = [&](const Ckpt& link, const std::string& what) {
+    const auto files = WriteChain({{k, Opt(StreamCodec::kStored, false)}, {l, opt}, {link, opt}},
+                                  ChainNames(3));
+    Model pm = FromFile(files[1].bytes);
+    SetStream(pm.stored[wm][0], wm_stream((1 << 24) + 14));
+    DamagedChain d{files[2].bytes, Assemble(pm)};
+    Check(Must(ParseArchive(ByteSpan(d.parent)), "damaged parent").content_id == files[1].id,
+          what + ": the parent keeps its content id");
+    CheckLevels(what, link, &l, d.input, nullptr);
+    return d;
+  };
   {
     // C2 through the parent levels (7.9.4 step 3): parent-1.ckz's 'w.m' chunk 0 fails its
     // escape; input.ckz's 'w.m' (LevelDirect, no step source, no reference) needs those levels.
@@ -1392,18 +1408,10 @@ void LevelsInvalid(Suite& s) {
     SetLevels(l2, "w", qw, PlannerLevels(48, 9941, &l.Find("w")->levels), &l);
     SetLevels(l2, "w.m", LevelQuant(QuantKind::kLevelDirect, F32FromBits(0x3A800000u)),
               PlannerLevels(48, 9942, &tm.levels), &l);
-    const auto files = WriteChain({{k, Opt(StreamCodec::kStored, false)}, {l, opt}, {l2, opt}},
-                                  ChainNames(3));
-    Model pm = FromFile(files[1].bytes);
-    SetStream(pm.stored[wm][0], wm_stream((1 << 24) + 14));
-    const Bytes damaged = Assemble(pm);
-    Check(Must(ParseArchive(ByteSpan(damaged)), "damaged parent").content_id == files[1].id,
-          "parent-levels-escape: the parent keeps its content id");
+    const DamagedChain d = damaged_parent(l2, "parent-levels-escape");
     // Without parent levels the link's 'w.m' does not decode to its levels (a decoder that
     // skipped them would report another error, or ChunkChecksum).
-    CheckLevels("parent-levels-escape", l2, &l, files[2].bytes, nullptr);
-    const SpecLevels without =
-        SpecDecode(files[2].bytes, "w.m", nullptr, l2.Find("w")->levels.data());
+    const SpecLevels without = SpecDecode(d.input, "w.m", nullptr, l2.Find("w")->levels.data());
     Check(without.outcome != Outcome::kOk || without.levels != l2.Find("w.m")->levels,
           "parent-levels-escape: without parent levels the stream must not give its levels");
     Case c = ChainInvalid("invalid-levels-parent-levels-escape", "C2",
@@ -1416,7 +1424,7 @@ void LevelsInvalid(Suite& s) {
                           "ChunkDecodeFailed. A decoder that went on without parent levels "
                           "does not get input.ckz's levels (checked by the generator) and would "
                           "report another error.",
-                          files[2].bytes, damaged, feat);
+                          d.input, d.parent, feat);
     c.files.push_back({"parent-2.ckz", parent.bytes});
     s.Add(std::move(c));
   }
@@ -1430,15 +1438,8 @@ void LevelsInvalid(Suite& s) {
     l2.moment_context = true;
     for (T& t : l2.tensors) t.predict = t.name == "w";  // 'w''s residual reads the parent's 'w'
     SetLevels(l2, "w", qw, PlannerLevels(48, 9951, &l.Find("w")->levels), &l);
-    const auto files = WriteChain({{k, Opt(StreamCodec::kStored, false)}, {l, opt}, {l2, opt}},
-                                  ChainNames(3));
-    Model pm = FromFile(files[1].bytes);
-    SetStream(pm.stored[wm][0], wm_stream((1 << 24) + 14));
-    const Bytes damaged = Assemble(pm);
-    Check(Must(ParseArchive(ByteSpan(damaged)), "damaged parent").content_id == files[1].id,
-          "moment-aux-escape: the parent keeps its content id");
-    CheckLevels("moment-aux-escape", l2, &l, files[2].bytes, nullptr);
-    const SpecLevels without = SpecDecode(files[2].bytes, "w", l.Find("w")->levels.data(), nullptr);
+    const DamagedChain d = damaged_parent(l2, "moment-aux-escape");
+    const SpecLevels without = SpecDecode(d.input, "w", l.Find("w")->levels.data(), nullptr);
     Check(without.outcome != Outcome::kOk || without.levels != l2.Find("w")->levels,
           "moment-aux-escape: without moment aux levels the stream must not give its levels");
     Case c = ChainInvalid("invalid-levels-moment-aux-escape", "C2", ErrorCode::kChunkDecodeFailed,
@@ -1451,7 +1452,7 @@ void LevelsInvalid(Suite& s) {
                           "(7.9.4 step 4): ChunkDecodeFailed. A decoder that ignored bit 9 "
                           "(no aux levels for 'w') does not get input.ckz's levels (checked by "
                           "the generator) and would report another error.",
-                          files[2].bytes, damaged, {"codec:cml", "levels:moment-aux"});
+                          d.input, d.parent, {"codec:cml", "levels:moment-aux"});
     c.files.push_back({"parent-2.ckz", parent.bytes});
     s.Add(std::move(c));
   }
