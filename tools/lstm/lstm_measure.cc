@@ -2,9 +2,10 @@
 // a chain written with level quantization, model bytes counted.
 //
 //   lstm_measure CHAIN_DIR [--hidden H] [--clip C] [--seconds S] [--steps N] [--sample ELEMENTS]
+//                [--train-link K]
 //
-// Trains one model (libtorch) on a sample of the first link's level streams, as the encoder
-// does once per keyframe segment, then codes every link's level chunks with cml and with
+// Trains one model (libtorch) on a sample of the first link's (or link K's) level streams, as
+// the encoder does once per keyframe segment, then codes every link's level chunks with cml and with
 // cml+lstm (the integer inference a decoder runs), keeping per chunk the smaller, and checks
 // that each cml+lstm stream decodes back. Prints bytes by stream (dW, m, v) and per link.
 #include <algorithm>
@@ -46,12 +47,17 @@ struct LinkChunk {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: lstm_measure CHAIN_DIR [--hidden H] [--clip C] [--seconds S] [--steps N] [--sample ELEMENTS]\n");
+    fprintf(stderr, "usage: lstm_measure CHAIN_DIR [--hidden H] [--clip C] [--seconds S] [--steps N] [--sample ELEMENTS] [--train-link K]\n");
     return 1;
   }
   LstmTrainOptions opt;
+  int train_link = 1;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
+    if (k == "--train-link") {
+      train_link = atoi(argv[i + 1]);
+      continue;
+    }
     if (k == "--hidden") opt.hidden = uint32_t(atoi(argv[i + 1]));
     else if (k == "--clip") opt.clip = uint32_t(atoi(argv[i + 1]));
     else if (k == "--seconds") opt.max_seconds = atof(argv[i + 1]);
@@ -86,10 +92,10 @@ int main(int argc, char** argv) {
     fprintf(stderr, "lstm_measure: no level tensors in the links of %s\n", argv[1]);
     return 1;
   }
-  // Train on the first link, as an encoder that trains once per keyframe segment.
+  // Train on the first link (or link K), as an encoder that trains once per keyframe segment.
   std::vector<LevelChunkSample> first_link;
   for (const LinkChunk& c : chunks)
-    if (c.link == 1) first_link.push_back(c.sample);
+    if (c.link == train_link) first_link.push_back(c.sample);
   const std::vector<LstmTrainingChunk> train = TrainingChunks(first_link);
   LstmTrainReport rep;
   const LstmModel model = TrainLevelLstm(train, opt, &rep);
