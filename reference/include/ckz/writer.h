@@ -153,7 +153,9 @@ class Writer {
   uint64_t lstm_chunks() const;
   // (0.10) The caller passes, as the aux levels of a link's level Weight, the parent's levels
   // of its Moment1 (spec 7.9.3; WeightMoment1's rule) instead of none: the file then sets
-  // required feature bit 9, which tells decoders so. Off by default (0.9's contexts).
+  // required feature bit 9, which tells decoders so, when some weight has them (a link whose
+  // parent has no level Moment1, such as a keyframe's first link, keeps 0.9's contexts and no
+  // bit). Off by default (0.9's contexts).
   void SetMomentContext(bool on);
   void SetWriterName(std::string name);
   void AddMetadata(MetaEntry entry);

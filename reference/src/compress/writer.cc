@@ -119,7 +119,9 @@ struct Writer::Impl {
   std::shared_ptr<const LstmModel> lstm;
   bool lstm_from_parent = false;
   std::atomic<uint64_t> lstm_chunks{0};  // chunks that chose codec 6
-  bool moment_context = false;  // (0.10) required feature bit 9 in a link with levels
+  // (0.10) Required feature bit 9: the caller's contexts follow spec 7.9.3's moment aux levels,
+  // and some level weight has them (the spec asks writers to set the bit only where used).
+  bool moment_context = false, moment_used = false;
 };
 
 const EncodeOptions& Writer::options() const { return impl_->options; }
@@ -516,6 +518,8 @@ Status Writer::Impl::QueueLevels(const TensorSpec& spec, const QuantizationInfo&
       !std::isfinite(quant.reference_scale) || !(quant.reference_scale > 0) ||
       (quant.kind == QuantKind::kLevelDirect && quant.reference_scale != 1.0f))
     return w.Fail(Status(ErrorCode::kFieldOutOfRange, field + ": invalid level quantization"));
+  // A weight has aux levels only as moment aux levels (7.7.2's rule gives it no aux tensor).
+  if (spec.role == Role::kWeight && contexts.aux) w.moment_used = true;
   for (uint64_t i = 0; i < info.num_elements; ++i)
     if (levels[i] > kMaxLevel || levels[i] < -kMaxLevel)
       return w.Fail(Status(ErrorCode::kFieldOutOfRange, field + ": a level beyond 2^24 - 1"));
@@ -691,7 +695,7 @@ Result<ContentId> Writer::Finish() {
                         (w.levels ? kFeatureLevels : 0) |
                         (key_split ? kFeatureKeySplit : 0) |
                         (lstm ? kFeatureLstm : 0) |
-                        (w.moment_context && w.link && w.levels ? kFeatureMomentContext : 0);
+                        (w.moment_context && w.moment_used && w.link ? kFeatureMomentContext : 0);
   p.header_offset = w.position;
   p.header_length = hdr.size();
   p.header_crc32c = Crc32c(hdr.data(), hdr.size());
