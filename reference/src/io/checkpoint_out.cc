@@ -425,6 +425,12 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
   // a tensor's flags are set when it is planned, before any tensor of its group is written.
   std::vector<CmTensorRole> roles(n);
   for (size_t i = 0; i < n; ++i) roles[i] = {tensors[i].spec.role, tensors[i].spec.owner, false, false};
+  // (0.10) Each weight's Moment1, whose levels in the parent are the weight's aux levels
+  // (roles and owners are fixed: found once), and for each such Moment1 its weight.
+  std::vector<int> moment_of(n, -1), weight_of(n, -1);
+  if (moment_context)
+    for (size_t i = 0; i < n; ++i)
+      if ((moment_of[i] = WeightMoment1(roles, i)) >= 0) weight_of[size_t(moment_of[i])] = int(i);
   // Tensors of each group not yet written: its arrays go when the count reaches 0.
   std::vector<size_t> unwritten(n, 0);
   if (planner)
@@ -498,7 +504,7 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
       c.aux_centres = uint32_t(store.plan(size_t(aux)).quant.codebook.size());
     } else if (moment_context && q.IsLevels()) {
       // (0.10, spec 7.9.3) A weight's aux levels: its Moment1's levels in the parent.
-      const int m = WeightMoment1(roles, i);
+      const int m = moment_of[i];
       if (m >= 0) {
         const TensorInfo probe = ParentMomentProbe(InfoOf(tensors[size_t(m)].spec), me);
         uint32_t present = 0;
@@ -555,12 +561,8 @@ Status WriteCheckpoint(const InputCheckpoint& input, ReferenceSource* reference,
       for (const Kept& k : batch) {
         const size_t i = k.tensor;
         written[i] = 1;
-        const int m = moment_context ? WeightMoment1(roles, i) : -1;
-        const int owner = tensors[i].spec.role == Role::kMoment1 ? tensors[i].spec.owner : -1;
-        const bool owner_waits = moment_context && owner >= 0 && size_t(owner) < n &&
-                                 WeightMoment1(roles, size_t(owner)) == int(i) &&
-                                 !written[size_t(owner)];
-        if (!owner_waits) reference->ReleaseIndices(InfoOf(tensors[i].spec));
+        const int m = moment_of[i], w = weight_of[i];
+        if (w < 0 || written[size_t(w)]) reference->ReleaseIndices(InfoOf(tensors[i].spec));
         if (m >= 0 && written[size_t(m)]) reference->ReleaseIndices(InfoOf(tensors[size_t(m)].spec));
       }
     batch.clear();
