@@ -1,5 +1,6 @@
 // The level chunks of a written link with the contexts a decoder has for them (spec 7.9.3's
-// parent and aux levels), read back through the link's chain: what the LSTM trainer
+// parent and aux levels), or its codebook chunks with theirs (7.7.2), read back through the
+// link's chain: what the LSTM trainer
 // (lstm_trainer.h) learns from and what lstm_measure codes both ways. No libtorch here.
 #ifndef CKZ_TRAIN_LEVEL_SAMPLES_H_
 #define CKZ_TRAIN_LEVEL_SAMPLES_H_
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "ckz/io.h"
+#include "common/index_model.h"
 #include "common/level_model.h"
 #include "train/lstm_trainer.h"
 
@@ -32,6 +34,22 @@ Result<std::vector<LevelChunkSample>> ReadLevelChunks(ChainReader& reader,
 
 // The trainer's view of the samples (pointing into them).
 std::vector<LstmTrainingChunk> TrainingChunks(const std::vector<LevelChunkSample>& samples);
+
+// (0.11) The codebook chunks of a link (spec 7.7.2's indices with their parent and aux
+// indices), for lstm-cm (spec 7.11.7): as ReadLevelChunks, for the ExCP path.
+struct IndexChunkSample {
+  size_t tensor = 0;
+  uint32_t role = 0;
+  uint64_t row = 0, first = 0;
+  uint32_t centres = 0, parent_centres = 0, aux_centres = 0;
+  std::vector<uint8_t> indices, parent, aux;  // parent/aux empty when the chunk has none
+
+  IndexModelInputs Inputs() const;  // no model set
+};
+
+Result<std::vector<IndexChunkSample>> ReadIndexChunks(ChainReader& reader,
+                                                      uint64_t max_elements = 0);
+std::vector<LstmTrainingChunk> TrainingChunks(const std::vector<IndexChunkSample>& samples);
 
 }  // namespace ckz
 

@@ -56,23 +56,52 @@ Sample Draw(const std::vector<LstmTrainingChunk>& chunks, const LstmTrainOptions
   auto zero = s.zero.accessor<float, 3>();
   auto mask = s.mask.accessor<float, 3>();
   std::vector<LevelModel::Decision> decisions;
+  std::vector<IndexDecision> index_decisions;
+  struct Mixed {
+    int slot;
+    uint16_t p0;
+    uint8_t bit;
+  };
+  std::vector<Mixed> mixed;  // element i's decisions that the mixer codes, with cml's or cm's P0
   size_t w = 0;
   while (w < starts.size()) {
     const size_t k = starts[w].first;
     const LstmTrainingChunk& c = chunks[k];
-    const uint32_t r = std::min(c.in.role, kLstmRoles - 1);
+    const bool indices = c.indices != nullptr;
+    const uint32_t r = std::min(indices ? c.index_in.role : c.in.role, kLstmRoles - 1);
     size_t last = w;
     uint64_t end = 0;
     while (last < starts.size() && starts[last].first == k)
       end = std::max(end, starts[last++].second + uint64_t(T));
     end = std::min<uint64_t>(end, c.count);
     LevelModel model;
-    uint64_t col = c.in.row ? c.in.first % c.in.row : 0;
+    const uint64_t row = indices ? c.index_in.row : c.in.row;
+    uint64_t col = row ? (indices ? c.index_in.first : c.in.first) % row : 0;
+    size_t next_decision = 0;
+    if (indices) {
+      index_decisions.clear();
+      TraceIndexStream(c.index_in, c.indices, size_t(end), &index_decisions);
+    }
     for (uint64_t i = 0; i < end; ++i) {
-      decisions.clear();
-      model.Trace(LevelModel::ContextOf(c.in, c.levels, i, col), c.levels[i], &decisions);
+      mixed.clear();
       uint8_t f[kLstmFeatures];
-      LstmFeaturesOf(c.in, c.levels, i, col, o.clip, f);
+      if (indices) {  // spec 7.11.7: every cm decision is mixed, its slot given
+        for (; next_decision < index_decisions.size() &&
+               index_decisions[next_decision].element == i;
+             ++next_decision) {
+          const IndexDecision& d = index_decisions[next_decision];
+          mixed.push_back({int(d.slot), d.p0, d.bit});
+        }
+        IndexLstmFeaturesOf(c.index_in, c.indices, size_t(i), col, o.clip, f);
+      } else {
+        decisions.clear();
+        model.Trace(LevelModel::ContextOf(c.in, c.levels, i, col), c.levels[i], &decisions);
+        for (const auto& d : decisions) {
+          const int slot = LstmSlotOf(d.kind, d.slot);
+          if (slot >= 0) mixed.push_back({slot, d.p0, d.bit});
+        }
+        LstmFeaturesOf(c.in, c.levels, i, col, o.clip, f);
+      }
       for (size_t v = w; v < last; ++v) {
         const uint64_t s0 = starts[v].second;
         if (i < s0 || i >= s0 + uint64_t(T)) continue;
@@ -80,9 +109,8 @@ Sample Draw(const std::vector<LstmTrainingChunk>& chunks, const LstmTrainOptions
         role[int64_t(v)] = r;
         for (uint32_t j = 0; j < kLstmFeatures; ++j) rows[int64_t(v)][t][j] = j * V + f[j];
         rows[int64_t(v)][t][4] = kLstmFeatures * V + r;
-        for (const auto& d : decisions) {
-          const int slot = LstmSlotOf(d.kind, d.slot);
-          if (slot < 0) continue;
+        for (const Mixed& d : mixed) {
+          const int slot = d.slot;
           const double p = (d.p0 + 0.5) / 65536.5;
           st[int64_t(v)][t][slot] = float(std::log(p / (1 - p)));
           zero[int64_t(v)][t][slot] = d.bit ? 0.f : 1.f;
@@ -90,7 +118,7 @@ Sample Draw(const std::vector<LstmTrainingChunk>& chunks, const LstmTrainOptions
           s.cml_bits -= std::log2(d.bit ? 1 - p : p);
         }
       }
-      if (c.in.row != 0 && ++col == c.in.row) col = 0;
+      if (row != 0 && ++col == row) col = 0;
     }
     w = last;
   }

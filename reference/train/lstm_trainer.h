@@ -1,5 +1,5 @@
-// The encoder-side trainer of the LSTM level model (spec 7.11): fits the float network to a
-// sample of the level streams about to be coded, then quantizes it to the integer model the
+// The encoder-side trainer of the LSTM model (spec 7.11): fits the float network to a sample
+// of the level (or, 7.11.7, index) streams about to be coded, then quantizes it to the integer model the
 // format stores. The only part of CKZ that uses libtorch (target ckz_lstm_train); nothing on
 // the decode path includes this header.
 #ifndef CKZ_TRAIN_LSTM_TRAINER_H_
@@ -9,14 +9,18 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/index_model.h"
 #include "common/level_model.h"
 
 namespace ckz {
 
-// One chunk's levels with the cml inputs a decoder has for it (in.lstm is ignored).
+// One chunk's levels with the cml inputs a decoder has for it (in.lstm is ignored), or (0.11)
+// a codebook chunk's indices with its cm inputs (spec 7.11.7; index_in.lstm ignored).
 struct LstmTrainingChunk {
   LevelModelInputs in;
   const int32_t* levels = nullptr;
+  IndexModelInputs index_in;
+  const uint8_t* indices = nullptr;  // set for an index chunk (levels null)
   size_t count = 0;
 };
 

@@ -102,7 +102,8 @@ const char kUsage[] =
     "                           sample of the tensor smaller (cm: 2-5 % smaller, decodes\n"
     "                           ~20x slower)\n"
     "  --lstm                   levels also coded with an LSTM model mixed with cml (spec\n"
-    "                           7.11), per chunk where smaller: a link takes its parent's\n"
+    "                           7.11; with --excp, indices mixed with cm, 7.11.7), per\n"
+    "                           chunk where smaller: a link takes its parent's\n"
     "                           model; the first link of a chain without one trains one\n"
     "                           (ckz-lstm-train, built with libtorch) and keeps it where it\n"
     "                           pays for its bytes over the keyframe group. 1-3 % smaller\n"
@@ -805,8 +806,8 @@ int Compress(Args& args, const Common& common) {
     return Usage("--excp, --alpha, --beta, --bits, --k-at-cap, --v-direct and --fallback-k "
                  "shrink (lossy); not with --lossless");
   }
-  if ((lstm.enabled || lstm_hidden) && !write.rd)
-    return Usage("--lstm codes rate-distortion levels: not with --excp or --lossless");
+  if ((lstm.enabled || lstm_hidden) && !write.rd && !write.excp)
+    return Usage("--lstm codes the levels or indices of lossy links: not with --lossless");
   if (lstm_hidden) {
     if (!lstm.enabled) return Usage("--lstm-hidden goes with --lstm");
     if (!ParseUint(*lstm_hidden, &v) || v < 8 || v > 32 || v % 8)

@@ -42,6 +42,7 @@ std::string FeaturesText(uint64_t bits) {
          : bit == kFeatureKeySplit     ? "key-split (16-bit floats)"
          : bit == kFeatureLstm         ? "LSTM model (lstm)"
          : bit == kFeatureMomentContext ? "moment contexts (weights read the parent's m)"
+         : bit == kFeatureLstmIndices   ? "LSTM-mixed indices (lstm-cm)"
                                         : "bit " + std::to_string(b);
   }
   return s;
@@ -115,16 +116,19 @@ Result<std::map<std::string, uint64_t>> CodecCounts(const Archive& a, size_t t,
   return counts;
 }
 
-// (0.9) Level chunks coded with the LSTM model (codec 6), by role: {"weight": 4, ...}.
+// (0.9) Chunks coded with the LSTM model (codec 6, levels; 0.11, codec 7, indices), by role:
+// {"weight": 4, ...}.
 std::map<std::string, uint64_t> LstmChunksByRole(const Archive& a, const MappedFile* pages) {
   std::map<std::string, uint64_t> by_role;
   if (!(a.preamble.required_features & kFeatureLstm)) return by_role;
   for (size_t t = 0; t < a.tensors.size(); ++t) {
-    if (!a.tensors[t].quantization || !a.tensors[t].quantization->IsLevels()) continue;
+    if (!a.tensors[t].quantization) continue;
     auto counts = CodecCounts(a, t, pages);
     if (!counts.ok()) continue;  // the tensor table reports it
-    const auto it = counts->find(StreamCodecName(StreamCodec::kLstmLevels));
-    if (it != counts->end()) by_role[RoleName(a.tensors[t].role)] += it->second;
+    for (StreamCodec c : {StreamCodec::kLstmLevels, StreamCodec::kLstmIndices}) {
+      const auto it = counts->find(StreamCodecName(c));
+      if (it != counts->end()) by_role[RoleName(a.tensors[t].role)] += it->second;
+    }
   }
   return by_role;
 }

@@ -1,4 +1,5 @@
-// ckz-lstm-train: trains the LSTM level model (spec 7.11) on a written lossy link, with
+// ckz-lstm-train: trains the LSTM model (spec 7.11) on a written lossy link's levels, or its
+// cm indices (7.11.7) for an --excp link, with
 // libtorch, and writes it for `ckz compress --lstm` (cli.h's model file). `ckz compress --lstm`
 // runs it as a separate program, so that neither ckz nor any decoder links libtorch.
 //
@@ -78,15 +79,27 @@ int main(int argc, char** argv) {
   if (!reader.ok()) return Fail(reader.status());
   if (!(*reader)->archive().link)
     return Fail(Status(ErrorCode::kUnsupportedInput,
-                       inputs[0] + ": a keyframe has no level streams to train on"));
+                       inputs[0] + ": a keyframe has no lossy streams to train on"));
   // Chunks spread over the link, a few times the trainer's sample: bounded memory on a large
-  // checkpoint, and windows drawn from every part of it.
-  auto chunks = ReadLevelChunks(**reader, 4 * uint64_t(opt.sample_elements));
+  // checkpoint, and windows drawn from every part of it. A link of level tensors (the default
+  // lossy coding) trains on its levels; one of codebook tensors (--excp) on its indices
+  // (spec 7.11.7).
+  const uint64_t keep = 4 * uint64_t(opt.sample_elements);
+  auto chunks = ReadLevelChunks(**reader, keep);
   if (!chunks.ok()) return Fail(chunks.status());
-  if (chunks->empty())
-    return Fail(Status(ErrorCode::kUnsupportedInput, inputs[0] + ": no level tensors"));
+  std::vector<IndexChunkSample> index_chunks;
+  std::vector<LstmTrainingChunk> train = TrainingChunks(*chunks);
+  if (chunks->empty()) {
+    auto read = ReadIndexChunks(**reader, keep);
+    if (!read.ok()) return Fail(read.status());
+    index_chunks = std::move(read).value();
+    train = TrainingChunks(index_chunks);
+  }
+  if (train.empty())
+    return Fail(Status(ErrorCode::kUnsupportedInput,
+                       inputs[0] + ": no level or codebook-quantized tensors"));
   LstmTrainReport report;
-  const LstmModel model = TrainLevelLstm(TrainingChunks(*chunks), opt, &report);
+  const LstmModel model = TrainLevelLstm(train, opt, &report);
   if (!model.WellFormed())
     return Fail(Status(ErrorCode::kUnsupported, "the trainer made a model outside spec 7.11.1"));
   Status s = WriteLstmModelFile(*out, model);

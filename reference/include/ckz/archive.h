@@ -25,7 +25,7 @@ namespace ckz {
 
 // Format constants (spec/ckz.md, sections 2-4).
 inline constexpr uint16_t kFormatMajor = 0;
-inline constexpr uint16_t kFormatMinor = 10;
+inline constexpr uint16_t kFormatMinor = 11;
 inline constexpr size_t kPreambleSize = 64;
 inline constexpr uint64_t kAlignment = 64;
 inline constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 26;    // 64 MiB
@@ -56,10 +56,13 @@ inline constexpr uint64_t kFeatureLstm = uint64_t{1} << 8;
 // (0.10) a link's level Weight tensors take their Moment1's levels in the parent as aux levels
 // (spec 7.9.3): the update follows the optimizer's moment.
 inline constexpr uint64_t kFeatureMomentContext = uint64_t{1} << 9;
+// (0.11) some chunk of a codebook-quantized tensor uses the lstm-cm stream codec (spec 7.11.7):
+// cm's index decisions mixed with the file's LSTM model. Needs bit 8 (rule LM4).
+inline constexpr uint64_t kFeatureLstmIndices = uint64_t{1} << 10;
 inline constexpr uint64_t kKnownRequiredFeatures =
     kFeatureReferenceChain | kFeatureQuantized | kFeatureContextModel | kFeatureCodedProlog |
     kFeatureFloatModel | kFeatureCodedHeader | kFeatureLevels | kFeatureKeySplit | kFeatureLstm |
-    kFeatureMomentContext;
+    kFeatureMomentContext | kFeatureLstmIndices;
 // (0.5) Decoded length of a coded prolog, at most (spec 13).
 inline constexpr uint64_t kMaxPrologBytes = uint64_t{1} << 30;
 inline constexpr uint8_t kMaxQuantBits = 8;

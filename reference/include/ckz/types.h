@@ -85,9 +85,11 @@ enum class StreamCodec : uint8_t {
   kCmFloat = 4,
   kCmLevels = 5,
   kLstmLevels = 6,  // (0.9) cml mixed with the file's LSTM model (spec 7.11)
+  kLstmIndices = 7,  // (0.11) cm mixed with the file's LSTM model (spec 7.11.7)
 };
-constexpr uint8_t kMaxStreamCodec = 6;
-const char* StreamCodecName(StreamCodec codec);  // "stored", "zstd", "packed", "cm", "cmf", "cml", "lstm"
+constexpr uint8_t kMaxStreamCodec = 7;
+// "stored", "zstd", "packed", "cm", "cmf", "cml", "lstm", "lstm-cm"
+const char* StreamCodecName(StreamCodec codec);
 
 // How a quantized tensor's indices become values (spec 7.6): a codebook of centres. Since 0.7
 // (spec 7.9), the level kinds: each element is a signed integer level times a step.

@@ -140,7 +140,8 @@ class Writer {
   // Makes the file a link of a chain. Tensors added with a reference are then predicted.
   void SetLink(const LinkInfo& link);
   // (0.9) An LSTM level model (spec 7.11), set before the first level tensor: each level chunk
-  // is then coded with cml and with the model, and keeps the smaller (stream codec 6). The
+  // is then coded with cml and with the model, and keeps the smaller (stream codec 6); (0.11)
+  // each codebook chunk is coded with cm and with the model (codec 7, spec 7.11.7) too. The
   // header holds the model when some chunk uses it; with `from_parent` (a link whose parent's
   // model this is) it names the parent's instead, whether or not a chunk uses it, so the next
   // link can take it from this one. The caller makes sure the parent really has this model.
@@ -149,7 +150,7 @@ class Writer {
   // from_parent without a link set before. The other rules of spec 7.11.1 (shifts, the mixer's
   // range) are checked by readers (rule LM1); WellFormed() says whether a model meets them.
   Status SetLstmModel(std::shared_ptr<const LstmModel> model, bool from_parent);
-  // Level chunks coded with the model so far.
+  // Level and index chunks coded with the model so far.
   uint64_t lstm_chunks() const;
   // (0.10) The caller passes, as the aux levels of a link's level Weight, the parent's levels
   // of its Moment1 (spec 7.9.3; WeightMoment1's rule) instead of none: the file then sets

@@ -1,15 +1,15 @@
 #include "common/index_model.h"
 
+#include <type_traits>
+
+#include "common/lstm_model.h"
 #include "common/range_coder.h"
 
 namespace ckz {
 namespace {
 
-// Spec 7.7.2: an index of a codebook with k centres reduced to one of `buckets` classes:
-// 0 for index 0 (pruned or absent), then the centres in ascending value order split into
-// buckets - 1 equal runs. Centres are sorted, so a class says "how negative / positive".
 inline uint32_t Bucket(uint32_t index, uint32_t k, uint32_t buckets) {
-  return index == 0 ? 0 : 1 + (index - 1) * (buckets - 1) / k;
+  return IndexBucket(index, k, buckets);
 }
 
 constexpr uint32_t kSigContexts = 3 * 5 * 3;
@@ -23,19 +23,59 @@ inline unsigned ValueBits(uint32_t k) {
   return n;
 }
 
+// A side codes a decision of `slot` (spec 7.11.7) with a state; kMixed sides step their LSTM
+// before each element and code at the mixer's probability.
 struct EncodeSide {
-  static constexpr bool kDecodes = false;
+  static constexpr bool kDecodes = false, kMixed = false;
   RangeEncoder rc;
-  int Code(BitModel& m, int bit) {
+  int Code(BitModel& m, int bit, uint32_t) {
     rc.Encode(m, bit);
     return bit;
   }
 };
 
 struct DecodeSide {
-  static constexpr bool kDecodes = true;
+  static constexpr bool kDecodes = true, kMixed = false;
   RangeDecoder rc;
-  int Code(BitModel& m, int) { return rc.Decode(m); }
+  int Code(BitModel& m, int, uint32_t) { return rc.Decode(m); }
+};
+
+// Adapts the states and records each decision with the probability cm coded it at.
+struct TraceSide {
+  static constexpr bool kDecodes = false, kMixed = false;
+  std::vector<IndexDecision>* out;
+  uint32_t element = 0;
+  int Code(BitModel& m, int bit, uint32_t slot) {
+    out->push_back({element, uint8_t(slot), uint8_t(bit), uint16_t(m.P0())});
+    m.Update(bit);
+    return bit;
+  }
+};
+
+// Codec lstm-cm (spec 7.11.7): every decision at the mixer's probability (7.11.4); cm's state
+// still adapts to the bit.
+struct MixedEncodeSide {
+  static constexpr bool kDecodes = false, kMixed = true;
+  RangeEncoder rc;
+  LstmCoderState lstm;
+  int Code(BitModel& m, int bit, uint32_t slot) {
+    rc.EncodeP0(lstm.Mix(slot, m.P0()), bit);
+    lstm.Learn(bit);
+    m.Update(bit);
+    return bit;
+  }
+};
+
+struct MixedDecodeSide {
+  static constexpr bool kDecodes = true, kMixed = true;
+  RangeDecoder rc;
+  LstmCoderState lstm;
+  int Code(BitModel& m, int, uint32_t slot) {
+    const int bit = rc.DecodeP0(lstm.Mix(slot, m.P0()));
+    lstm.Learn(bit);
+    m.Update(bit);
+    return bit;
+  }
 };
 
 // The one model both sides run. The encoder reads the indices from `idx`; the decoder writes
@@ -52,6 +92,12 @@ size_t Run(Side& side, const IndexModelInputs& in, const uint8_t* idx, uint8_t* 
   const uint64_t row = in.row;
   uint64_t col = row ? in.first % row : 0;
   for (size_t i = 0; i < count; ++i) {
+    if constexpr (Side::kMixed) {  // the step comes before every index (7.11.7)
+      uint8_t f[kLstmFeatures];
+      IndexLstmFeaturesOf(in, idx, i, col, in.lstm->clip, f);
+      side.lstm.Step(f);
+    }
+    if constexpr (std::is_same_v<Side, TraceSide>) side.element = uint32_t(i);
     // Neighbours inside this chunk only, so chunks decode independently.
     const bool has_left = i > 0 && (row == 0 || col != 0);
     const bool has_up = row != 0 && i >= row;
@@ -66,7 +112,7 @@ size_t Run(Side& side, const IndexModelInputs& in, const uint8_t* idx, uint8_t* 
     const uint32_t pc = in.parent && cfg.sig_parent ? 1 + (in.parent[i] != 0) : 0;
     const uint32_t ac = in.aux && cfg.sig_aux ? 1 + (in.aux[i] != 0) : 0;
     const uint32_t v = idx[i];  // the encoder's value; ignored by the decoder
-    const int nonzero = side.Code(sig[(pc * 5 + nbr) * 3 + ac], v != 0);
+    const int nonzero = side.Code(sig[(pc * 5 + nbr) * 3 + ac], v != 0, kLstmSlotZero);
     uint32_t j = 0;
     if (nonzero) {
       const uint32_t ab = in.aux && cfg.val_aux ? Bucket(in.aux[i], in.aux_centres, kAuxBuckets) : 0;
@@ -76,7 +122,8 @@ size_t Run(Side& side, const IndexModelInputs& in, const uint8_t* idx, uint8_t* 
       BitModel* tree = &val[((ab * kParentBuckets + pb) * kLeftBuckets + lb) * nodes];
       uint32_t node = 1;
       for (unsigned b = nbits; b-- > 0;)
-        node = (node << 1) | uint32_t(side.Code(tree[node], int(((v - 1) >> b) & 1)));
+        node = (node << 1) | uint32_t(side.Code(tree[node], int(((v - 1) >> b) & 1),
+                                                kLstmIndexSlotTree + (nbits - 1 - b)));
       j = node - uint32_t(nodes) + 1;
       if (j > k) return i;
     }
@@ -138,21 +185,42 @@ std::vector<CmTensorRole> CmRoles(const std::vector<TensorInfo>& tensors) {
 
 void EncodeIndexStream(const IndexModelInputs& in, const uint8_t* indices, size_t count,
                        std::vector<uint8_t>* out, const IndexModelConfig& config) {
+  if (in.lstm) {
+    MixedEncodeSide side{RangeEncoder(out), LstmCoderState(*in.lstm, in.role)};
+    Run(side, in, indices, nullptr, count, config);
+    side.rc.Finish();
+    return;
+  }
   EncodeSide side{RangeEncoder(out)};
   Run(side, in, indices, nullptr, count, config);
   side.rc.Finish();
 }
 
+void TraceIndexStream(const IndexModelInputs& in, const uint8_t* indices, size_t count,
+                      std::vector<IndexDecision>* out) {
+  TraceSide side{out};
+  Run(side, in, indices, nullptr, count, IndexModelConfig{});
+}
+
 IndexDecodeResult DecodeIndexStream(const IndexModelInputs& in, const uint8_t* src, size_t size,
                                     uint8_t* out, size_t count, size_t* bad_element,
                                     const IndexModelConfig& config) {
-  DecodeSide side{RangeDecoder(src, size)};
-  const size_t stop = Run(side, in, out, out, count, config);
+  size_t stop = 0;
+  bool finished = false;
+  if (in.lstm) {
+    MixedDecodeSide side{RangeDecoder(src, size), LstmCoderState(*in.lstm, in.role)};
+    stop = Run(side, in, out, out, count, config);
+    finished = stop == count && side.rc.Finish();
+  } else {
+    DecodeSide side{RangeDecoder(src, size)};
+    stop = Run(side, in, out, out, count, config);
+    finished = stop == count && side.rc.Finish();
+  }
   if (stop != count) {
     *bad_element = stop;
     return IndexDecodeResult::kIndexTooLarge;
   }
-  return side.rc.Finish() ? IndexDecodeResult::kOk : IndexDecodeResult::kBadStream;
+  return finished ? IndexDecodeResult::kOk : IndexDecodeResult::kBadStream;
 }
 
 }  // namespace ckz

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ckz/archive.h"
+#include "ckz/lstm_model.h"
 #include "ckz/types.h"
 
 namespace ckz {
@@ -52,7 +53,47 @@ struct IndexModelInputs {
   // Moment1), or null.
   const uint8_t* aux = nullptr;
   uint32_t aux_centres = 0;
+  // (0.11) Codec lstm-cm (spec 7.11.7): the model mixed with cm's states, and the tensor's role
+  // (LstmRoleOf); null for plain cm.
+  const LstmModel* lstm = nullptr;
+  uint32_t role = 0;
 };
+
+// Spec 7.7.2's bucket(j, k, m): 0 for index 0 (pruned or absent), then the k centres in index
+// order split into m - 1 runs. The encoder sorts its centres, so a class says "how negative
+// or positive"; it depends on the index only, never on the centres' values.
+inline uint32_t IndexBucket(uint32_t index, uint32_t k, uint32_t m) {
+  return index == 0 ? 0 : 1 + (index - 1) * (m - 1) / k;
+}
+
+// (0.11) Spec 7.11.7's LSTM inputs of element i of an index chunk: the left, up, parent and
+// aux indices, each as bucket(j, K, 2 clip + 1) of its own codebook's K, or 2 clip + 1 when
+// absent (col = (first + i) mod row).
+inline void IndexLstmFeaturesOf(const IndexModelInputs& in, const uint8_t* idx, size_t i,
+                                uint64_t col, uint32_t clip, uint8_t f[kLstmFeatures]) {
+  const uint32_t m = 2 * clip + 1;
+  const bool has_left = i > 0 && (in.row == 0 || col != 0);
+  const bool has_up = in.row != 0 && i >= in.row;
+  f[0] = uint8_t(has_left ? IndexBucket(idx[i - 1], in.centres, m) : m);
+  f[1] = uint8_t(has_up ? IndexBucket(idx[i - in.row], in.centres, m) : m);
+  f[2] = uint8_t(in.parent ? IndexBucket(in.parent[i], in.parent_centres, m) : m);
+  f[3] = uint8_t(in.aux ? IndexBucket(in.aux[i], in.aux_centres, m) : m);
+}
+
+// (0.11) Spec 7.11.7's slots: the SIG decision is slot 0, the VAL tree's bit at depth b (0 the
+// most significant) slot 2 + b.
+constexpr uint32_t kLstmIndexSlotTree = 2;
+
+// One binary decision of a cm chunk with the probability cm gave it (the trainer's view).
+struct IndexDecision {
+  uint32_t element;  // in the chunk
+  uint8_t slot;      // spec 7.11.7's slot
+  uint8_t bit;
+  uint16_t p0;       // P0 of cm's state before the update
+};
+// Codes nothing: appends every decision cm makes for `indices` (in.lstm ignored).
+void TraceIndexStream(const IndexModelInputs& in, const uint8_t* indices, size_t count,
+                      std::vector<IndexDecision>* out);
 
 // Which contexts are on. The format uses the default; other settings exist only so that the
 // measurement tool (tools/bench/cm_measure.cc) can show what each context is worth.

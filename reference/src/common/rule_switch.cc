@@ -27,7 +27,7 @@ const std::vector<std::string>& SwitchableRules() {
   static const std::vector<std::string> rules = {
       "P6", "P8", "H2", "H3", "H4", "H5", "H6", "H7", "H8", "T1",  "T5",  "T6", "T7", "T8",
       "T10", "T11", "T12", "Q1", "Q3", "Q4", "Q6", "Q7", "Q8", "Q9", "Q11", "Q12", "F1", "F2", "F3", "F4", "F5", "F6", "F7",
-      "F8", "F9", "F10", "F11", "M1", "M2", "M3", "M4", "L2", "L3", "L4", "LM1", "LM2", "LM3", "R3"};
+      "F8", "F9", "F10", "F11", "M1", "M2", "M3", "M4", "L2", "L3", "L4", "LM1", "LM2", "LM3", "LM4", "R3"};
   return rules;
 }
 

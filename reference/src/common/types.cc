@@ -74,6 +74,7 @@ const char* StreamCodecName(StreamCodec codec) {
     case StreamCodec::kCmFloat: return "cmf";
     case StreamCodec::kCmLevels: return "cml";
     case StreamCodec::kLstmLevels: return "lstm";
+    case StreamCodec::kLstmIndices: return "lstm-cm";
   }
   return "invalid";
 }

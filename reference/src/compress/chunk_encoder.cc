@@ -290,7 +290,14 @@ void ChunkEncoder::EncodeIndices(ByteSpan indices, unsigned bits, const IndexMod
   auto wanted = [&](StreamCodec c) { return auto_choice || forced == c; };
   std::vector<uint8_t> packed, coded;
   if (wanted(StreamCodec::kPacked)) PackIndices(indices, bits, &packed);
-  if (wanted(StreamCodec::kCm)) EncodeIndexStream(cm, indices.data, indices.size, &coded);
+  IndexModelInputs plain = cm;
+  plain.lstm = nullptr;
+  if (wanted(StreamCodec::kCm)) EncodeIndexStream(plain, indices.data, indices.size, &coded);
+  // (0.11) With a model, cm mixed with it too (codec lstm-cm, spec 7.11.7), kept when smaller.
+  std::vector<uint8_t>& mixed = lstm_stream_;
+  mixed.clear();
+  if (cm.lstm && wanted(StreamCodec::kLstmIndices))
+    EncodeIndexStream(cm, indices.data, indices.size, &mixed);
   size_t zstd_size = SIZE_MAX;
   if (wanted(StreamCodec::kZstd)) {
     if (!s.cctx) s.cctx = ZSTD_createCCtx();
@@ -304,8 +311,12 @@ void ChunkEncoder::EncodeIndices(ByteSpan indices, unsigned bits, const IndexMod
     codec = StreamCodec::kPacked;
     size_t best = packed.size();
     if (zstd_size < best) codec = StreamCodec::kZstd, best = zstd_size;
-    if (coded.size() < best) codec = StreamCodec::kCm;
+    if (coded.size() < best) codec = StreamCodec::kCm, best = coded.size();
+    if (cm.lstm && mixed.size() < best) codec = StreamCodec::kLstmIndices;
   }
+  if (codec == StreamCodec::kLstmIndices && !cm.lstm) codec = StreamCodec::kCm;  // no model
+  if (codec == StreamCodec::kCm && coded.empty() && indices.size)
+    EncodeIndexStream(plain, indices.data, indices.size, &coded);
   if (codec == StreamCodec::kZstd && zstd_size == SIZE_MAX) codec = StreamCodec::kStored;
 
   out->assign(kStreamEntryBytes, 0);
@@ -321,6 +332,9 @@ void ChunkEncoder::EncodeIndices(ByteSpan indices, unsigned bits, const IndexMod
   } else if (codec == StreamCodec::kCm) {
     data = coded.data();
     size = coded.size();
+  } else if (codec == StreamCodec::kLstmIndices) {
+    data = mixed.data();
+    size = mixed.size();
   }
   StoreLE32(out->data() + 1, uint32_t(size));
   out->insert(out->end(), data, data + size);

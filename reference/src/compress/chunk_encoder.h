@@ -36,7 +36,8 @@ class ChunkEncoder {
   void Encode(const TensorCoding& coding, DType dtype, ByteSpan data, ByteSpan reference,
               const EncodeOptions& options, std::vector<uint8_t>* out);
   // A quantized chunk (spec 7.6): its single stream of `indices`, `bits` wide; `cm` are the
-  // chunk's cm contexts (spec 7.7.2).
+  // chunk's cm contexts (spec 7.7.2). (0.11) With cm.lstm set, lstm-cm (spec 7.11.7) is one
+  // more candidate.
   void EncodeIndices(ByteSpan indices, unsigned bits, const IndexModelInputs& cm,
                      const EncodeOptions& options, std::vector<uint8_t>* out);
 
@@ -59,7 +60,7 @@ class ChunkEncoder {
   struct Scratch;
   std::unique_ptr<Scratch> scratch_;
   Inputs inputs_;
-  std::vector<uint8_t> lstm_stream_;  // EncodeLevels' second coding
+  std::vector<uint8_t> lstm_stream_;  // the second coding of EncodeLevels and EncodeIndices
 };
 
 }  // namespace ckz

@@ -118,7 +118,8 @@ struct Writer::Impl {
   // the parent's instead of holding it.
   std::shared_ptr<const LstmModel> lstm;
   bool lstm_from_parent = false;
-  std::atomic<uint64_t> lstm_chunks{0};  // chunks that chose codec 6
+  std::atomic<uint64_t> lstm_chunks{0};  // chunks that chose codec 6 or 7
+  std::atomic<bool> lstm_indices{false};  // (0.11) some chunk chose codec 7: feature bit 10
   // (0.10) Required feature bit 9: the caller's contexts follow spec 7.9.3's moment aux levels,
   // and some level weight has them (the spec asks writers to set the bit only where used).
   bool moment_context = false, moment_used = false;
@@ -436,7 +437,8 @@ Status Writer::Impl::QueueQuantized(const TensorSpec& spec, const QuantizationIn
   w.quantized = true;
   const std::vector<uint64_t> shape = spec.shape;
   const DType dtype = spec.dtype;
-  p.encode = [&w, quant, dtype, shape, width, indices, decoded, contexts](
+  const uint32_t role = LstmRoleOf(spec.role);
+  p.encode = [&w, quant, dtype, shape, width, indices, decoded, contexts, role](
                  uint64_t begin, uint64_t len, ChunkEncoder& encoder, std::vector<uint8_t>* out,
                  uint32_t* crc) -> Status {
     const uint64_t first = begin / width, count = len / width;
@@ -459,8 +461,16 @@ Status Writer::Impl::QueueQuantized(const TensorSpec& spec, const QuantizationIn
       cm.aux = in.aux.data();
       cm.aux_centres = contexts.aux_centres;
     }
+    if (w.lstm) {  // (0.11) spec 7.11.7: the model where it codes the chunk smaller
+      cm.lstm = w.lstm.get();
+      cm.role = role;
+    }
     encoder.EncodeIndices(indices.subspan(first, count), quant.bits, cm, w.options, out);
     if ((*out)[0] == uint8_t(StreamCodec::kCm)) w.context_model = true;
+    if ((*out)[0] == uint8_t(StreamCodec::kLstmIndices)) {
+      w.lstm_indices = true;
+      ++w.lstm_chunks;
+    }
     *crc = Crc32c(decoded.data + begin, len);
     return Status::Ok();
   };
@@ -695,6 +705,7 @@ Result<ContentId> Writer::Finish() {
                         (w.levels ? kFeatureLevels : 0) |
                         (key_split ? kFeatureKeySplit : 0) |
                         (lstm ? kFeatureLstm : 0) |
+                        (w.lstm_indices ? kFeatureLstmIndices : 0) |
                         (w.moment_context && w.moment_used && w.link ? kFeatureMomentContext : 0);
   p.header_offset = w.position;
   p.header_length = hdr.size();

@@ -19,7 +19,7 @@
 #include "common/zstd_frame.h"
 #include "common/transforms.h"
 #include "decompress/decode_scratch.h"
-#include "decompress/level_inputs.h"
+#include "decompress/coder_inputs.h"
 #include "format/chunk_layout.h"
 
 namespace ckz {
@@ -135,8 +135,13 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
         (archive.preamble.required_features & kFeatureLstm) == 0)
       return Status(ErrorCode::kChunkMalformed,
                     where + ": codec 6 (lstm) in a file without required feature bit 8");
+    if (codec == uint8_t(StreamCodec::kLstmIndices) &&
+        (archive.preamble.required_features & kFeatureLstmIndices) == 0)
+      return Status(ErrorCode::kChunkMalformed,
+                    where + ": codec 7 (lstm-cm) in a file without required feature bit 10");
     if (codec > kMaxStreamCodec ||
-        ((codec == uint8_t(StreamCodec::kPacked) || codec == uint8_t(StreamCodec::kCm)) &&
+        ((codec == uint8_t(StreamCodec::kPacked) || codec == uint8_t(StreamCodec::kCm) ||
+          codec == uint8_t(StreamCodec::kLstmIndices)) &&
          !t.quantization) ||
         (codec == uint8_t(StreamCodec::kCmFloat) && !float_ok) ||
         ((codec == uint8_t(StreamCodec::kCmLevels) ||
@@ -144,10 +149,11 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
          !levels))
       return Status(ErrorCode::kChunkMalformed,
                     where + ": codec " + std::to_string(codec) + " is not 0 (stored), 1 (zstd)" +
-                        (t.quantization ? ", 2 (packed) or 3 (cm) (5 and 6 are for level kinds)"
-                         : float_ok     ? " or 4 (cmf) (2, packed, and 3, cm, are for quantized "
-                                          "tensors, 5 and 6 for level kinds)"
-                                        : " (2 and 3 are for quantized tensors, 4 for F32 "
+                        (t.quantization ? ", 2 (packed), 3 (cm) or 7 (lstm-cm) (5 and 6 are for "
+                                          "level kinds)"
+                         : float_ok     ? " or 4 (cmf) (2, packed, 3, cm, and 7, lstm-cm, are for "
+                                          "quantized tensors, 5 and 6 for level kinds)"
+                                        : " (2, 3 and 7 are for quantized tensors, 4 for F32 "
                                           "tensors without byte planes, 5 and 6 for level kinds)"));
     if (codec == uint8_t(StreamCodec::kCm) &&
         (archive.preamble.required_features & kFeatureContextModel) == 0)
@@ -173,8 +179,14 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
 
 namespace {
 
-// Spec 7.7.2: the cm model's inputs for elements [first, first + count) of tensor t. Parent
-// and aux indices are decoded into `parent` and `aux`.
+
+MutableByteSpan AsBytes(std::vector<int32_t>& v) {
+  return MutableByteSpan(reinterpret_cast<uint8_t*>(v.data()), v.size() * 4);
+}
+
+}  // namespace
+
+// Spec 7.7.2: the cm model's inputs for elements [first, first + count) of tensor t.
 Status CmInputs(const Archive& archive, size_t t, uint64_t first, uint64_t count,
                 ReferenceSource* source, IndexCache* cache, std::vector<uint8_t>* parent,
                 std::vector<uint8_t>* aux, IndexModelInputs* in) {
@@ -205,12 +217,6 @@ Status CmInputs(const Archive& archive, size_t t, uint64_t first, uint64_t count
   }
   return Status::Ok();
 }
-
-MutableByteSpan AsBytes(std::vector<int32_t>& v) {
-  return MutableByteSpan(reinterpret_cast<uint8_t*>(v.data()), v.size() * 4);
-}
-
-}  // namespace
 
 Status LevelInputs(const Archive& archive, size_t t, uint64_t first, uint64_t count,
                    ReferenceSource* source, IndexCache* cache, std::vector<int32_t>* parent,
@@ -335,25 +341,39 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
       break;
     case StreamCodec::kCmFloat:  // ReadStreamDirectory refuses it in quantized tensors
       return Status(ErrorCode::kChunkMalformed, where() + ": codec 4 (cmf) codes values, not indices");
-    case StreamCodec::kCm: {
+    case StreamCodec::kCm:
+    case StreamCodec::kLstmIndices: {
       // Only cm indices are worth caching: they cost a chain of other decodes.
       if (index_cache_ && index_cache_->Lookup(archive, tensor, chunk_index, indices))
         return Status::Ok();
       IndexModelInputs in;
       CKZ_RETURN_IF_ERROR(CmInputs(archive, tensor, first, count, source, index_cache_,
                                    &scratch_->parent_indices, &scratch_->aux_indices, &in));
+      if (stream.codec == StreamCodec::kLstmIndices) {  // spec 7.11.7
+        if (!archive.lstm_model)
+          return Status(ErrorCode::kReferenceRequired,
+                        where() + ": codec 7 (lstm-cm) needs the parent's LSTM model "
+                                  "(lstm_model_from_parent), and the parent is not open (spec "
+                                  "7.11.7)");
+        if (!archive.lstm_model->Runnable())  // LM1 makes this hold (see StreamLevels)
+          return Status(ErrorCode::kFieldOutOfRange, where() + ": the LSTM model breaks rule LM1");
+        in.lstm = archive.lstm_model.get();
+        in.role = LstmRoleOf(t.role);
+      }
       size_t bad = 0;
       switch (DecodeIndexStream(in, src.data, src.size, indices.data, count, &bad)) {
         case IndexDecodeResult::kOk:
           break;
         case IndexDecodeResult::kIndexTooLarge:
           return Status(ErrorCode::kCodebookIndex,
-                        where() + ": cm stream decodes element " + std::to_string(first + bad) +
+                        where() + ": " + StreamCodecName(stream.codec) +
+                            " stream decodes element " + std::to_string(first + bad) +
                             " to an index beyond the codebook's " +
                             std::to_string(q.codebook.size()) + " centres");
         case IndexDecodeResult::kBadStream:
           return Status(ErrorCode::kChunkDecodeFailed,
-                        where() + ": cm stream of " + std::to_string(src.size) +
+                        where() + ": " + StreamCodecName(stream.codec) + " stream of " +
+                            std::to_string(src.size) +
                             " bytes does not end where its last index does (rule 7.7.1)");
       }
       break;
@@ -365,7 +385,7 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
                     where() + ": element " + std::to_string(first + i) + " has index " +
                         std::to_string(indices.data[i]) + "; the codebook has " +
                         std::to_string(q.codebook.size()) + " centres");
-  if (index_cache_ && stream.codec == StreamCodec::kCm)
+  if (index_cache_ && (stream.codec == StreamCodec::kCm || stream.codec == StreamCodec::kLstmIndices))
     index_cache_->Insert(archive, tensor, chunk_index, ByteSpan(indices.data, indices.size));
   return Status::Ok();
 }

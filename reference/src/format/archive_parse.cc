@@ -602,6 +602,11 @@ Status ParseLstm(const fb::Header* h, bool has_link, uint64_t required_features,
                               "is clear (rule LM3)"
                             : "required feature bit 8 (lstm) is set but the header has no LSTM "
                               "model (rule LM3)");
+  // (0.11) lstm-cm chunks code with the file's model: bit 10 only beside bit 8.
+  if (CKZ_RULE_ON(LM4) && (required_features & kFeatureLstmIndices) != 0 &&
+      (required_features & kFeatureLstm) == 0)
+    return Status(ErrorCode::kFieldOutOfRange,
+                  "required feature bit 10 (lstm-cm) is set without bit 8 (lstm) (rule LM4)");
   return Status::Ok();
 }
 
