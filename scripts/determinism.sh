@@ -21,7 +21,8 @@
 #       quality with RDOQ (-Q 2 --rdoq 0.5), ExCP (--excp), ExCP with 3-bit packed indices and
 #       with cm-coded indices (where the CLI has --entropy cm), --lossless, and --lossless
 #       --entropy cm (cmf-coded values, where the CLI has them), and --lstm (format 0.9, the
-#       LSTM level model, spec 7.11, where libtorch is installed); the -O3 builds also with
+#       LSTM level model, spec 7.11, where libtorch is installed) and --excp --lstm (format
+#       0.11, lstm-cm indices, spec 7.11.7); the -O3 builds also with
 #       -T 2; every chain must be written (exit 0), and the last link of each chain is then
 #       decoded by every build.
 #
@@ -211,6 +212,9 @@ if "$(ckz_of gcc-O0)" --help 2>&1 | grep -- '--lstm ' > /dev/null &&
    ninja -C "$BUILD/gcc-O3" -j "$JOBS" ckz-lstm-train > "$BUILD/gcc-O3/ninja-lstm.log" 2>&1; then
   export CKZ_LSTM_TRAIN="$BUILD/gcc-O3/tools/ckz-lstm-train"
   modes+=(lstm)
+  # (0.11) The model on the ExCP path's indices (lstm-cm, spec 7.11.7).
+  "$(ckz_of gcc-O0)" --help 2>&1 | grep -- 'with --excp, indices mixed' > /dev/null &&
+    modes+=(excp-lstm)
 fi
 echo "== encode: chains of ${#pt[@]} checkpoints (.pt, safetensors, Trainer) x ${#modes[@]} modes (${modes[*]}), ${#runs[@]} runs each"
 nchains=0
@@ -230,6 +234,7 @@ for layout in pt safetensors trainer; do
       lossless) opts=(--lossless) ;;
       lossless-cm) opts=(--lossless --entropy cm) ;;
       lstm) opts=(--lstm) ;;
+      excp-lstm) opts=(--excp --lstm) ;;
     esac
     item="history-$layout-$mode"
     for r in "${runs[@]}"; do
@@ -255,7 +260,7 @@ for layout in pt safetensors trainer; do
     fi
     # A short history may not pay for a model (the writer then keeps the links without it);
     # the lstm conformance vectors of (a) exercise the model's decoding in any case.
-    if [[ "$mode" == lstm ]] &&
+    if [[ "$mode" == *lstm ]] &&
        ! "$(ckz_of gcc-O3)" info "$scratch/chain/$item/gcc-O0-T1/$last" |
          grep '^lstm model' > /dev/null; then
       echo "   note: $item: the model did not pay on this short history (links without it)"
