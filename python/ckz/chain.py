@@ -29,7 +29,8 @@ class Chain:
     and threads: encoding threads, default 1 with async_save so that
     training keeps the other cores, else all).
 
-    lstm=True (as `ckz compress --lstm`, spec 7.11) also codes the levels of lossy links with a
+    lstm=True (as `ckz compress --lstm`, spec 7.11) also codes the levels of lossy links (with
+    excp=True their indices, spec 7.11.7) with a
     small LSTM model mixed with the context model, chunk by chunk where that is smaller: after
     the first link of each keyframe group, ckz-lstm-train (built with libtorch; found by
     $CKZ_LSTM_TRAIN, on PATH or in the build tree beside this module) trains a model of
@@ -46,8 +47,9 @@ class Chain:
         self._lstm_hidden = lstm_hidden
         self._lstm_trainer = None
         if lstm:
-            if lossless or options.get("excp"):
-                raise ValueError("lstm codes rate-distortion levels: not with lossless or excp")
+            if lossless:
+                raise ValueError("lstm codes the levels or indices of lossy links: not with "
+                                 "lossless")
             if lstm_hidden not in (8, 16, 24, 32):
                 raise ValueError("lstm_hidden is 8, 16, 24 or 32")
             self._lstm_trainer = _lstm_trainer()

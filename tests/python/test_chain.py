@@ -58,8 +58,10 @@ def test_async_lossy_chain_is_the_cli_history(tmp_path, ckz_cli):
     assert_same(chain.load(), torch.load(tmp_path / "last.pt"))
 
 
-def test_lstm_chain_restores_what_the_plain_chain_restores(tmp_path, ckzinfo_json):
-    """lstm=True (spec 7.11) changes how the levels are coded, never what decodes: after the
+@pytest.mark.parametrize("excp", [False, True])
+def test_lstm_chain_restores_what_the_plain_chain_restores(tmp_path, ckzinfo_json, excp):
+    """lstm=True (spec 7.11; with excp=True on the indices, 7.11.7) changes how the levels or
+    indices are coded, never what decodes: after the
     first link of each keyframe group a model is trained (ckz-lstm-train), the next link
     stores it, later links take it from their parent, a keyframe starts over; a resumed chain
     goes on with its model."""
@@ -75,14 +77,14 @@ def test_lstm_chain_restores_what_the_plain_chain_restores(tmp_path, ckzinfo_jso
     for step in range(5, 61, 5):
         train(model, opt, 5, seed=step)
         history.append((step, torch_roundtrip(checkpoint(model, opt, step=step))))
-    with ckz.Chain(plain, keyframe_interval=5) as a, \
-            ckz.Chain(lstm, keyframe_interval=5, lstm=True) as b:
+    with ckz.Chain(plain, keyframe_interval=5, excp=excp) as a, \
+            ckz.Chain(lstm, keyframe_interval=5, lstm=True, excp=excp) as b:
         for step, ckpt in history[:8]:
             a.save(ckpt, step)
             info = b.save(ckpt, step)
             assert ("lstm_trained" in info) == (info["depth"] == 1), info
-    with ckz.Chain(plain, keyframe_interval=5) as a, \
-            ckz.Chain(lstm, keyframe_interval=5, lstm=True) as b:  # resumed at depth 2
+    with ckz.Chain(plain, keyframe_interval=5, excp=excp) as a, \
+            ckz.Chain(lstm, keyframe_interval=5, lstm=True, excp=excp) as b:  # resumed at depth 2
         for step, ckpt in history[8:]:
             a.save(ckpt, step)
             b.save(ckpt, step)
