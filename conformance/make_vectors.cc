@@ -59,6 +59,8 @@ int main(int argc, char** argv) {
   KeySplitInvalid(suite);
   LstmValid(suite);
   LstmInvalid(suite);
+  LstmCmValid(suite);
+  LstmCmInvalid(suite);
   suite.Finish();
   return 0;
 }

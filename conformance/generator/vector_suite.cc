@@ -39,7 +39,7 @@ const std::map<ErrorCode, std::set<std::string>>& RulesReporting() {
       {E::kHeaderMalformed, {"H2", "H3", "H8"}},
       {E::kFieldOutOfRange, {"H4", "H6", "T2", "T5", "T6", "T11", "T12", "Q1", "Q2", "Q3", "Q4", "Q5", "Q6",
                              "Q8", "Q9", "Q10", "Q11", "Q12", "F2", "F3", "F4", "F5", "F6", "F8", "F9",
-                             "F11", "M2", "LM1", "LM2", "LM3"}},
+                             "F11", "M2", "LM1", "LM2", "LM3", "LM4"}},
       {E::kBadName, {"H6", "H7", "T1", "F1", "M1", "M3"}},
       {E::kBadLink, {"H5", "H6", "T7", "Q7", "F10", "LM2"}},
       {E::kShapeOverflow, {"T3"}},
@@ -217,7 +217,7 @@ void Suite::Finish() {
   m += "  \"generator\": \"conformance/make_vectors.cc\",\n";
   m += "  \"profiles\": {\n";
   m += "    \"core\": " + JsonStr("container, stored and zstd streams, byte planes, zstd-coded prologs; keyframes only") + ",\n";
-  m += "    \"full\": " + JsonStr("everything in format 0.9: core plus reference chains, predictors, quantized tensors, cm index streams, prologs coded against the parent's, cmf-coded float values, coded headers, level tensors, the KeySplit predictor (section 7.10) and the LSTM level model (section 7.11)") + "\n";
+  m += "    \"full\": " + JsonStr("everything in format 0.11: core plus reference chains, predictors, quantized tensors, cm index streams, prologs coded against the parent's, cmf-coded float values, coded headers, level tensors, the KeySplit predictor (section 7.10), the LSTM level model (section 7.11) with its lstm-cm index codec (section 7.11.7), and moment contexts (section 7.9.3)") + "\n";
   m += "  },\n";
   m += "  \"cases\": [\n";
   for (size_t i = 0; i < entries_.size(); ++i)

@@ -44,6 +44,9 @@ void KeySplitInvalid(Suite& s);
 // vectors_lstm.cc: the LSTM level model and the lstm stream codec (spec 7.11, format 0.9).
 void LstmValid(Suite& s);
 void LstmInvalid(Suite& s);
+// vectors_lstm_cm.cc: the lstm-cm index codec (spec 7.11.7, format 0.11).
+void LstmCmValid(Suite& s);
+void LstmCmInvalid(Suite& s);
 
 }  // namespace ckz::vectors
 
