@@ -7,11 +7,14 @@ floats, format 0.8: rules T6 0..3, T11, T12, required feature bit 7), and the wa
 and R5, stream codec 6, required feature bit 8; the tables of 7.11.5 are read from
 conformance/lstm_tables.txt, and `--check-tables` compares them with the formulas), and the
 walk of 0.10 (7.9.3's moment aux levels of a link's level Weight, rule Q12, required feature
-bit 9; docs/spec-walk-0.10.md).
+bit 9; docs/spec-walk-0.10.md), and the walk of 0.11 (7.11.7's lstm-cm stream codec 7: cm's
+decisions of 7.7.2 mixed with 7.11's network, features G = bucket(j, k, 2 clip + 1), slots 0 and
+2..B+1; rule LM4, the C1 conditions on codec 7, required feature bit 10; docs/spec-walk-0.11.md).
 
 Usage:
     spec_walk.py CASES_DIR [--all] [--cases GLOB] [-v]
-        decodes every case whose name contains "levels", "keysplit", "lstm" or "moment-context"
+        decodes every case whose name contains "levels", "keysplit", "lstm" (lstm-cm too) or
+        "moment-context"
         (every case with --all,
         the cases matching GLOB with --cases), compares the output with the case's expected
         files (sha256) or its expected error name, and prints one line per case and a summary.
@@ -28,7 +31,9 @@ docs/spec-walk-7.11.md (the walk of 7.11).
 
 WALK_MUT=name[,name...] (or LW_MUT / KW_MUT, the names the walks used) switches on
 misreadings (mutants, for the walks only): those of 7.9, KS_MUTANTS below for 7.10,
-LM_MUTANTS for 7.11 and MA_MUTANTS for 7.9.3's moment aux levels (0.10).
+LM_MUTANTS for 7.11, MA_MUTANTS for 7.9.3's moment aux levels (0.10) and LMC_MUTANTS for
+7.11.7's lstm-cm codec (0.11; the LM_MUTANTS of the network and the mixer, shared code, apply
+to codec 7 too).
 """
 import fnmatch
 import hashlib
@@ -365,8 +370,8 @@ class CkzFile:
         if struct.unpack_from("<I", d, 60)[0] != crc32c(d[:60]):
             raise CkzError("PreambleChecksum")
         if req & ~(0x7F if "bit7_unknown" in MUT else 0xFF if "bit8_unknown" in MUT
-                   else 0x1FF if "bit9_unknown" in MUT
-                   else 0x3FF):  # bits 0..9 known (12; bit 8 since 0.9, bit 9 since 0.10)
+                   else 0x1FF if "bit9_unknown" in MUT else 0x3FF if "bit10_unknown" in MUT
+                   else 0x7FF):  # bits 0..10 known (12; 8 since 0.9, 9 since 0.10, 10 since 0.11)
             raise CkzError("UnknownRequiredFeature")
         if hlen > 2 ** 26:
             raise CkzError("HeaderTooLarge")
@@ -502,6 +507,10 @@ class CkzFile:
                 raise CkzError("FieldOutOfRange", "LM3")
         elif bool(self.req & 256) != has:
             raise CkzError("FieldOutOfRange", "LM3 required feature bit 8")
+        # LM4 (0.11): bit 10 only with bit 8 (one way: bit 10 is not required by a codec-7 chunk
+        # here; C1 checks that, chunk by chunk)
+        if self.req & 1024 and not self.req & 256 and "lm4_off" not in MUT:
+            raise CkzError("FieldOutOfRange", "LM4 required feature bit 10 without bit 8")
 
     def check_tensors(self):
         L = len(self.data)
@@ -885,9 +894,12 @@ class Decoder:
             if t.predictor == KEYSPLIT:
                 ok = codec in (0, 1)
             elif is_level(t):
-                ok = codec == 5 or (codec == 6 and (F.req & 256 or "c1_nobit8" in MUT))
+                ok = codec == 5 or (codec == 6 and (F.req & 256 or "c1_nobit8" in MUT)) \
+                    or (codec == 7 and "c1_codec7_levels" in MUT)
             elif is_codebook(t):
-                ok = codec in (0, 1, 2) or (codec == 3 and F.req & 4)
+                ok = codec in (0, 1, 2) or (codec == 3 and F.req & 4) \
+                    or (codec == 7 and (F.req & 1024 or "c1_nobit10" in MUT)
+                        and (F.req & 4 or "c1_codec7_bit2" not in MUT))
             else:
                 ok = codec in (0, 1) or (codec == 4 and t.dtype == 2 and not t.byte_planes
                                          and F.req & 16)
@@ -987,6 +999,8 @@ class Decoder:
             idx = [(v >> (i * n)) & ((1 << n) - 1) for i in range(E)]
         elif codec == 3:
             idx = self.cm_decode(F, ti, raw_off // t.w, E, b)
+        elif codec == 7:  # (0.11) 7.11.7
+            idx = self.cm_decode(F, ti, raw_off // t.w, E, b, lstm=True)
         else:
             idx = list(self.plain_stream(codec, b, E))
         for i, x in enumerate(idx):
@@ -995,7 +1009,9 @@ class Decoder:
         self.cache_idx[key] = idx
         return idx
 
-    def cm_decode(self, F, ti, f, E, b):
+    def cm_decode(self, F, ti, f, E, b, lstm=False):
+        """7.7.2 (codec 3), or with lstm (codec 7, 0.11) 7.11.7: the same decisions, each mixed
+        (7.11.4) with the network of the model of the file F that holds the chunk."""
         t = F.tensors[ti]
         K = len(t.quant.codebook)
         R = t.shape[-1] if len(t.shape) >= 2 else 0
@@ -1025,7 +1041,35 @@ class Decoder:
         def bucket(j, k, m):
             return 0 if j == 0 else 1 + ((j - 1) * (m - 1)) // k
 
+        net = None
+        if lstm:
+            # 7.11.7: "The model is the file's, as for codec 6" (LM3, LM4, C1 and R5 leave a model)
+            model = resolve_model(self.top if "model_top" in MUT else F)
+            if model is None:  # not reachable after LM3, LM4, C1 and R5; the spec names no error
+                raise CkzError("ReferenceMismatch", "no LSTM model")
+            net = LstmNet(model, t.role, rc)
+            clip = model.clip
+            nv = 2 * clip + 1  # G's buckets (0 .. 2 clip); absent = 2 clip + 1
+            absent = 0 if "lmc_absent_as_zero" in MUT else clip if "lmc_absent_clip" in MUT \
+                else 2 * clip + 1
+
+            def G(j, k):
+                if j is None:
+                    return absent
+                if "lmc_feat_clip" in MUT:  # 7.11.2's F on the index: clamp(j, -clip, clip) + clip
+                    return _clamp(j, -clip, clip) + clip
+                if "lmc_feat_min" in MUT:  # the index itself, clipped to 2 clip
+                    return min(j, 2 * clip)
+                return bucket(j, K if "lmc_bucket_K" in MUT else k, 4 if "lmc_bucket4" in MUT else nv)
+
+            def dec(Pst, Nst, idx, s):
+                return net.mixed(Pst, Nst, idx, s)
+        else:
+            def dec(Pst, Nst, idx, s):
+                return rc.bit(Pst, Nst, idx)
+
         out = []
+        pending = None  # lmc_step_after: the features of the previous index
         for i in range(E):
             c = (f + i) % R if R else 0
             left = out[i - 1] if i >= 1 and (R == 0 or c != 0) else None
@@ -1035,16 +1079,44 @@ class Decoder:
             nbr = sum(1 for x in (left, up, upl, upr) if x)
             pc = 0 if Pi is None else 1 + (Pi[i] != 0)
             ac = 0 if Ai is None else 1 + (Ai[i] != 0)
-            if rc.bit(SP, SN, (pc * 5 + nbr) * 3 + ac) == 0:
+            if net is not None:  # 7.11.7: one step before every index, a zero index too
+                lf = out[i - 1] if "lmc_left_rows" in MUT and i >= 1 else left
+                x = [G(lf, K), G(up, K), G(None if Pi is None else Pi[i], KP),
+                     G(None if Ai is None else Ai[i], KA)]
+                if "lmc_pa_swap" in MUT:
+                    x[2], x[3] = x[3], x[2]
+                if "lmc_step_after" in MUT:
+                    if pending is not None:
+                        net.step(pending)
+                    pending = x
+                elif "lmc_step_nonzero_only" not in MUT:
+                    net.step(x)
+            if "lmc_sig_unmixed" in MUT and net is not None:
+                nz = rc.bit(SP, SN, (pc * 5 + nbr) * 3 + ac)
+            else:
+                nz = dec(SP, SN, (pc * 5 + nbr) * 3 + ac, 0)
+            if nz == 0:
                 out.append(0)
                 continue
+            if net is not None and "lmc_step_nonzero_only" in MUT:
+                net.step(x)
             ab = 0 if Ai is None else bucket(Ai[i], KA, 4)
             pb = 0 if Pi is None else bucket(Pi[i], KP, 4)
             lb = bucket(left, K, 4) if left is not None else 0
             ctx = (ab * 4 + pb) * 4 + lb
             node = 1
-            for _ in range(B):
-                node = 2 * node + rc.bit(VP, VN, ctx * (1 << B) + node)
+            for d in range(B):
+                if "lmc_slot_lsb" in MUT:  # slots counted from the least significant tree bit
+                    s = 2 + (B - 1 - d)
+                elif "lmc_slot_from1" in MUT:  # slots 1 .. B (slot 1 read as the first free one)
+                    s = 1 + d
+                elif "lmc_slot_one" in MUT:  # every tree bit in one slot (2)
+                    s = 2
+                elif "lmc_slot_node" in MUT:  # slot = the tree node, capped at 15
+                    s = min(node, 15)
+                else:
+                    s = 2 + d
+                node = 2 * node + dec(VP, VN, ctx * (1 << B) + node, s)
             jv = node - (1 << B) + 1
             if jv > K:
                 raise CkzError("CodebookIndex", f"element {f + i}")
@@ -1659,6 +1731,32 @@ MA_MUTANTS = {
     "mom_aux_off": "bit 9 ignored: a level Weight of a link has no aux levels (0.9's rule)",
     "mom_aux_self": "the Weight's aux levels are this file's Moment1's levels, not the parent's",
 }
+# 7.11.7's lstm-cm stream codec (0.11, rule LM4, required feature bit 10; docs/spec-walk-0.11.md).
+# The LM_MUTANTS of the network and the mixer (role_enum, gate_ifog, shift_trunc, model_top, ...)
+# act on codec 7 too: LstmNet is shared.
+LMC_MUTANTS = {
+    "bit10_unknown": "P5 with bit 10 still unknown (a 0.10 reader)",
+    "lm4_off": "no rule LM4 (bit 10 accepted without bit 8)",
+    "c1_nobit10": "C1 accepts codec 7 without required feature bit 10",
+    "c1_codec7_bit2": "C1 also asks for required feature bit 2 before it accepts codec 7 ('exactly as cm does')",
+    "c1_codec7_levels": "C1 accepts codec 7 in a tensor with a level kind (decoded as cml)",
+    "lmc_slot_lsb": "tree bit slots counted from the least significant bit (the last bit decoded is slot 2)",
+    "lmc_slot_from1": "tree bits in slots 1 .. B (the unused sign slot taken as the first)",
+    "lmc_slot_one": "every tree bit in slot 2",
+    "lmc_slot_node": "a tree bit's slot is its node number (1 .. 2^B - 1), capped at 15",
+    "lmc_feat_clip": "features clipped as 7.11.2's F(v) = clamp(v, -clip, clip) + clip instead of bucketed",
+    "lmc_feat_min": "features = min(j, 2 clip) instead of bucket(j, k, 2 clip + 1)",
+    "lmc_bucket4": "features bucketed with cm's m = 4 instead of 2 clip + 1",
+    "lmc_bucket_K": "every feature bucketed against K (the chunk's centres), not K_P / K_A",
+    "lmc_absent_as_zero": "an absent feature is G(0) = 0 instead of 2 clip + 1",
+    "lmc_absent_clip": "an absent feature is clip (7.11.2's F(0)) instead of 2 clip + 1",
+    "lmc_step_after": "the step comes after the index (index i decoded with the h of index i - 1's step)",
+    "lmc_step_nonzero_only": "the network steps only before non-zero indices (after the SIG decision)",
+    "lmc_sig_unmixed": "the SIG decision decoded by cm alone, only the tree bits mixed",
+    "lmc_no_state_update": "cm's state not updated after a mixed decision",
+    "lmc_left_rows": "feature x_0 takes the previous index at a row's first column too",
+    "lmc_pa_swap": "x_2 = G(A[i], K_A), x_3 = G(P[i], K_P)",
+}
 
 
 def _load_lstm_tables():
@@ -1743,41 +1841,36 @@ def _act(T, z):
     return T[(_clamp(z, -8192, 8191) + 8192) >> 3]
 
 
-def lstm_decode(b, E, f, shape, Pl, Al, M, role):
-    """7.11.2-7.11.4: a codec-6 stream -> the chunk's E levels (cml's binarization, 7.9.3)."""
-    from operator import mul
-    R = shape[-1] if len(shape) >= 2 else 0
-    H, clip, G = M.H, M.clip, 4 * M.H
-    r = role if "role_enum" in MUT else {1: 0, 2: 1, 3: 2, 0: 3}[role]
-    rc = RangeDecoder(b)
-    ZP, ZN = states(27)
-    SP, SN = states(27)
-    UP, UN = states(4 * 14)
-    EP, EN = states(24)
-    h = [0] * H
-    c = [0] * H
-    w = [list(M.mix_init[0 if "mix_init_role0" in MUT else r][s]) for s in range(16)]
-    base = [M.gate_bias[j] + M.role[r][j] for j in range(G)]
-    if "gate_ifog" in MUT:  # rows read as i, f, o, g: candidate and output gate swapped
-        perm = list(range(2 * H)) + list(range(3 * H, 4 * H)) + list(range(2 * H, 3 * H))
-    else:
-        perm = None
-    lo, hi = -2 ** 20, 2 ** 20
-    absent = clip if "absent_as_zero" in MUT else 2 * clip + 1
-    last_P = [None]
+class LstmNet:
+    """7.11.2-7.11.4: the network's state (h, c) and the mixer's weights of one chunk, for the
+    lstm codec (6) and, since 0.11, the lstm-cm codec (7, 7.11.7)."""
 
-    def feat(v):
-        if v is None:
-            return absent
-        return _clamp(v, -clip, clip) + clip
+    def __init__(self, M, role, rc):
+        H, G = M.H, 4 * M.H
+        self.M, self.rc = M, rc
+        r = role if "role_enum" in MUT else {1: 0, 2: 1, 3: 2, 0: 3}[role]
+        self.h = [0] * H
+        self.c = [0] * H
+        self.w = [list(M.mix_init[0 if "mix_init_role0" in MUT else r][s]) for s in range(16)]
+        self.base = [M.gate_bias[j] + M.role[r][j] for j in range(G)]
+        if "gate_ifog" in MUT:  # rows read as i, f, o, g: candidate and output gate swapped
+            self.perm = list(range(2 * H)) + list(range(3 * H, 4 * H)) + list(range(2 * H, 3 * H))
+        else:
+            self.perm = None
+        self.last_P = None
 
-    def step(x):
+    def step(self, x):
+        """7.11.3, with the features x_0 .. x_3."""
+        from operator import mul
+        M, h, c = self.M, self.h, self.c
+        H, G = M.H, 4 * M.H
         e0, e1, e2, e3 = (M.embed[0][x[0]], M.embed[1][x[1]], M.embed[2][x[2]], M.embed[3][x[3]])
         rs = M.rs
+        base = self.base
         z = [_sh(sum(map(mul, M.recur[j], h)), rs) + base[j] + e0[j] + e1[j] + e2[j] + e3[j]
              for j in range(G)]
-        if perm is not None:
-            z = [z[perm[j]] for j in range(G)]
+        if self.perm is not None:
+            z = [z[self.perm[j]] for j in range(G)]
         for k in range(H):
             ig = _act(SIGMOID, z[k])
             fg = _act(SIGMOID, z[H + k])
@@ -1792,32 +1885,36 @@ def lstm_decode(b, E, f, shape, Pl, Al, M, role):
                 c[k] = ck
             h[k] = _sh(og * _act(TANH, ck), 10)
 
-    def mixed(Pst, Nst, idx, s):
+    def mixed(self, Pst, Nst, idx, s):
+        """7.11.4: a decision of slot s whose state (cml's or, 7.11.7, cm's) is Pst[idx]."""
+        from operator import mul
+        M, h = self.M, self.h
         p = Pst[idx]
         y = _sh(sum(map(mul, M.out[s], h)), M.os - 2 if "out_shift_m2" in MUT else M.os) \
             + M.out_bias[s]
         if "y_noclamp" not in MUT:
             y = _clamp(y, -2047, 2047)
-        if "stretch_p_after" in MUT and last_P[0] is not None:
-            in0 = STRETCH[last_P[0] >> 4]
+        if "stretch_p_after" in MUT and self.last_P is not None:
+            in0 = STRETCH[self.last_P >> 4]
         else:
             in0 = STRETCH[p >> 4]
         ins = (in0, y, 256)
-        ws = w[s]
+        ws = self.w[s]
         t = _clamp(_sh(ws[0] * ins[0] + ws[1] * ins[1] + ws[2] * ins[2], 16), -2047, 2047)
         P = SQUASH[t + 2047]
-        last_P[0] = P
-        bit = rc.bit_at(P)
+        self.last_P = P
+        bit = self.rc.bit_at(P)
         if "err_noshift" in MUT:
             err = (65536 if bit == 0 else 0) - P
             sh = 18
         else:
             err = _sh((65536 if bit == 0 else 0) - P, 4)
             sh = 14
+        lo, hi = -2 ** 20, 2 ** 20
         for k in range(3):
             v = ws[k] + _sh(ins[k] * err * 3, sh)
             ws[k] = v if "w_noclamp" in MUT else _clamp(v, lo, hi)
-        if "no_state_update" not in MUT:  # 7.7.2's update of cml's state
+        if "no_state_update" not in MUT and "lmc_no_state_update" not in MUT:  # 7.7.2's update
             n = Nst[idx]
             rr = 65536 // (n + 2)
             if bit == 0:
@@ -1827,6 +1924,25 @@ def lstm_decode(b, E, f, shape, Pl, Al, M, role):
             if n < 30:
                 Nst[idx] = n + 1
         return bit
+
+
+def lstm_decode(b, E, f, shape, Pl, Al, M, role):
+    """7.11.2-7.11.4: a codec-6 stream -> the chunk's E levels (cml's binarization, 7.9.3)."""
+    R = shape[-1] if len(shape) >= 2 else 0
+    clip = M.clip
+    rc = RangeDecoder(b)
+    ZP, ZN = states(27)
+    SP, SN = states(27)
+    UP, UN = states(4 * 14)
+    EP, EN = states(24)
+    net = LstmNet(M, role, rc)
+    step, mixed = net.step, net.mixed
+    absent = clip if "absent_as_zero" in MUT else 2 * clip + 1
+
+    def feat(v):
+        if v is None:
+            return absent
+        return _clamp(v, -clip, clip) + clip
 
     def sgn(v):
         return 0 if not v else (1 if v > 0 else 2)
