@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/quantize.h"
+#include "compress/select_kth.h"
 
 namespace ckz {
 namespace {
@@ -11,21 +12,38 @@ namespace {
 constexpr double kMaxK = 2.5;  // ExCP caps the pruning multiplier
 constexpr size_t kMaxFitSamples = size_t{1} << 20;
 
-// Quantizes `values[i]` for the kept elements (keep[i] != 0) into result->indices/codebook.
-void Quantize(const std::vector<float>& kept_values, const std::vector<size_t>& kept_at,
-              size_t count, unsigned bits, ShrinkResult* result) {
+// The values of the elements `kept(i)` selects, in element order, in a vector of exactly their
+// number (no growth: on a 200 MB tensor a doubling vector would hold twice what it needs).
+template <class Kept, class Value>
+std::vector<float> KeptValues(size_t count, Kept kept, Value value) {
+  size_t n = 0;
+  for (size_t i = 0; i < count; ++i) n += kept(i);
+  std::vector<float> out;
+  out.reserve(n);
+  for (size_t i = 0; i < count; ++i)
+    if (kept(i)) out.push_back(value(i));
+  return out;
+}
+
+// Quantizes value(i) of the kept elements (kept(i); their values, in element order, are
+// `kept_values`, which the fit consumes) into result->indices/codebook. Nothing of size
+// `count` is allocated besides the indices.
+template <class Kept, class Value>
+void Quantize(std::vector<float> kept_values, size_t count, Kept kept, Value value,
+              unsigned bits, ShrinkResult* result) {
   const size_t max_centres = (size_t{1} << bits) - 1;
-  std::vector<float> centres = KMeans1D(kept_values, max_centres);
+  std::vector<float> centres = KMeans1D(std::move(kept_values), max_centres);
   if (centres.empty()) centres.push_back(0.0f);  // nothing kept: a one-entry codebook
   result->indices.assign(count, 0);
   // Nearest centre; a value exactly between two goes to the lower one.
-  for (size_t j = 0; j < kept_values.size(); ++j) {
-    const float v = kept_values[j];
+  for (size_t i = 0; i < count; ++i) {
+    if (!kept(i)) continue;
+    const float v = value(i);
     size_t hi = size_t(std::lower_bound(centres.begin(), centres.end(), v) - centres.begin());
     size_t best = hi;
     if (hi == centres.size() || (hi > 0 && double(v) - centres[hi - 1] <= double(centres[hi]) - v))
       best = hi - 1;
-    result->indices[kept_at[j]] = uint8_t(best + 1);
+    result->indices[i] = uint8_t(best + 1);
   }
   result->quant.bits = uint8_t(bits);
   result->quant.codebook = std::move(centres);
@@ -40,8 +58,8 @@ ShrinkResult Lossless(const std::string& why) {
 
 }  // namespace
 
-std::vector<float> KMeans1D(const std::vector<float>& values, size_t k) {
-  std::vector<float> sorted = values;
+std::vector<float> KMeans1D(std::vector<float> values, size_t k) {
+  std::vector<float> sorted = std::move(values);
   std::sort(sorted.begin(), sorted.end());
   size_t distinct = 0;
   for (size_t i = 0; i < sorted.size() && distinct <= k; ++i)
@@ -119,25 +137,20 @@ ShrinkResult ShrinkWeight(DType dtype, ByteSpan w, ByteSpan reference, DType v_d
   }
   if (options.k_at_cap) k = kMaxK;
 
-  std::vector<float> magnitude(count);
-  for (size_t i = 0; i < count; ++i) magnitude[i] = std::fabs(residual[i]);
+  // The median magnitude, selected without a copy of the magnitudes (issue 15: memory that
+  // does not grow with the tensor beyond its residual and indices).
   float median = 0;
-  if (count > 0) {
-    std::nth_element(magnitude.begin(), magnitude.begin() + long(count / 2), magnitude.end());
-    median = magnitude[count / 2];
-  }
+  if (count > 0)
+    median = float(SelectKth(count / 2, [&](auto&& fn) {
+      for (size_t i = 0; i < count; ++i) fn(double(std::fabs(residual[i])));
+    }));
   const double threshold = k * median;
-  std::vector<float> kept;
-  std::vector<size_t> kept_at;
-  for (size_t i = 0; i < count; ++i)
-    if (std::fabs(residual[i]) > threshold) {
-      kept.push_back(residual[i]);
-      kept_at.push_back(i);
-    }
+  auto kept = [&](size_t i) { return std::fabs(residual[i]) > threshold; };
+  auto value = [&](size_t i) { return residual[i]; };
   result.quant.kind = QuantKind::kResidual;
   result.quant.prune_k = float(k);
   result.quant.prune_threshold = float(threshold);
-  Quantize(kept, kept_at, count, options.bits, &result);
+  Quantize(KeptValues(count, kept, value), count, kept, value, options.bits, &result);
   return result;
 }
 
@@ -146,8 +159,9 @@ ShrinkResult ShrinkMoment(DType dtype, ByteSpan m, const std::vector<uint8_t>& k
                           const ExcpOptions& options) {
   const size_t count = m.size / DTypeSize(dtype);
   const bool residual = !reference.empty();
+  // The reference is read again where needed instead of being copied (8 bytes an element).
+  auto ref = [&](size_t i) { return FloatElement(dtype, reference.data, i); };
   std::vector<float> values(count);
-  std::vector<double> base(residual ? count : 0);
   double sum_abs = 0;
   for (size_t i = 0; i < count; ++i) {
     const double x = FloatElement(dtype, m.data, i);
@@ -155,13 +169,14 @@ ShrinkResult ShrinkMoment(DType dtype, ByteSpan m, const std::vector<uint8_t>& k
       return Lossless("NaN or infinity in the tensor");
     values[i] = float(x);
     sum_abs += std::fabs(x);
-    if (residual) {
-      const double r = FloatElement(dtype, reference.data, i);
-      if (!std::isfinite(r)) return Lossless("NaN or infinity in the tensor's reference");
-      base[i] = r;
-    }
+    if (residual && !std::isfinite(ref(i)))
+      return Lossless("NaN or infinity in the tensor's reference");
   }
   float scale = 1.0f;
+  // The reference as the decoder scales it: in binary32 (binary64 for F64 tensors).
+  auto base = [&](size_t i) {
+    return dtype == DType::kF64 ? ref(i) * double(scale) : double(float(ref(i)) * scale);
+  };
   if (residual) {
     // Pruned elements become reference * scale: the scale that keeps their sum, so that a v
     // still growing (Adam's v is not bias-corrected) is not left behind at its old values.
@@ -169,41 +184,37 @@ ShrinkResult ShrinkMoment(DType dtype, ByteSpan m, const std::vector<uint8_t>& k
     for (size_t i = 0; i < count; ++i)
       if (keep[i] == 0) {
         sum += values[i];
-        sum_ref += base[i];
+        sum_ref += ref(i);
       }
     if (sum > 0 && sum_ref > 0 && std::isfinite(float(sum / sum_ref)))
       scale = float(sum / sum_ref);
     for (size_t i = 0; i < count; ++i) {
       // Computed as the decoder does: in binary32 (binary64 for F64 tensors).
-      const double b = dtype == DType::kF64 ? base[i] * double(scale)
-                                            : double(float(base[i]) * scale);
+      const double b = base(i);
       const double d = dtype == DType::kF64 ? values[i] - b : double(float(values[i]) - float(b));
       if (!std::isfinite(float(d))) return Lossless("NaN or infinity in the tensor's reference");
-      base[i] = b;
       values[i] = float(d);
     }
   }
   const double threshold =
       threshold_by_magnitude && count ? options.beta * sum_abs / double(count) : -1.0;
-  std::vector<float> kept;
-  std::vector<size_t> kept_at;
-  for (size_t i = 0; i < count; ++i)
-    if (keep[i] != 0 && (residual || std::fabs(values[i]) > threshold)) {
-      kept.push_back(values[i]);
-      kept_at.push_back(i);
-    }
+  auto kept = [&](size_t i) {
+    return keep[i] != 0 && (residual || std::fabs(values[i]) > threshold);
+  };
+  auto value = [&](size_t i) { return values[i]; };
   ShrinkResult result;
   result.quant.kind = residual ? QuantKind::kResidual : QuantKind::kDirect;
   result.quant.reference_scale = scale;
   result.quant.prune_threshold = threshold_by_magnitude ? float(threshold) : NAN;
-  Quantize(kept, kept_at, count, options.bits, &result);
+  Quantize(KeptValues(count, kept, value), count, kept, value, options.bits, &result);
   if (residual) {
     // A second moment must stay >= 0 (Adam takes its square root): where the scaled reference
     // plus the centre would be negative, take the nearest centre that is not, else index 0.
     const std::vector<float>& c = result.quant.codebook;
-    for (size_t j = 0; j < kept_at.size(); ++j) {
-      uint8_t& index = result.indices[kept_at[j]];
-      const double r = base[kept_at[j]];
+    for (size_t i = 0; i < count; ++i) {
+      if (!kept(i)) continue;
+      uint8_t& index = result.indices[i];
+      const double r = base(i);
       auto sum = [&](size_t k) {
         return dtype == DType::kF64 ? r + c[k] : double(float(r) + c[k]);
       };
@@ -211,9 +222,9 @@ ShrinkResult ShrinkMoment(DType dtype, ByteSpan m, const std::vector<uint8_t>& k
       index = 0;
       double best = 0;
       for (size_t k = 0; k < c.size(); ++k)
-        if (sum(k) >= 0 && (index == 0 || std::fabs(c[k] - kept[j]) < best)) {
+        if (sum(k) >= 0 && (index == 0 || std::fabs(c[k] - values[i]) < best)) {
           index = uint8_t(k + 1);
-          best = std::fabs(c[k] - kept[j]);
+          best = std::fabs(c[k] - values[i]);
         }
     }
   }

@@ -42,7 +42,7 @@ ShrinkResult ShrinkMoment(DType dtype, ByteSpan m, const std::vector<uint8_t>& k
                           const ExcpOptions& options);
 
 // 1-D k-means: at most `k` sorted, distinct centres for `values` (deterministic).
-std::vector<float> KMeans1D(const std::vector<float>& values, size_t k);
+std::vector<float> KMeans1D(std::vector<float> values, size_t k);
 
 }  // namespace ckz
 

@@ -8,6 +8,7 @@
 
 #include "common/level_model.h"
 #include "common/quantize.h"
+#include "compress/select_kth.h"
 
 namespace ckz {
 namespace {
@@ -24,38 +25,6 @@ double Median(std::vector<double>* v) {
   auto mid = v->begin() + ptrdiff_t(v->size() / 2);
   std::nth_element(v->begin(), mid, v->end());
   return *mid;
-}
-
-// The k-th smallest (from 0) of the values that `each(fn)` hands to fn, the same ones in the
-// same order on every call: what std::nth_element over all of them would find, but in three
-// passes and with memory that does not grow with their number (a radix selection on the
-// values' order-preserving keys, 16 bits per pass, then nth_element over the few left).
-// k must be below the number of values.
-template <typename Each>
-double SelectKth(uint64_t k, Each each) {
-  auto key = [](double v) {
-    uint64_t b;
-    std::memcpy(&b, &v, 8);
-    return b >> 63 ? ~b : b | (uint64_t{1} << 63);
-  };
-  std::vector<uint64_t> histogram(size_t{1} << 16);
-  uint64_t prefix = 0;  // the key bits above `shift` that the k-th value has
-  for (int shift : {48, 32}) {
-    std::fill(histogram.begin(), histogram.end(), 0);
-    each([&](double v) {
-      const uint64_t kv = key(v);
-      if (shift == 48 || kv >> 48 == prefix) ++histogram[size_t((kv >> shift) & 0xFFFF)];
-    });
-    size_t bin = 0;
-    while (k >= histogram[bin]) k -= histogram[bin++];
-    prefix = prefix << 16 | bin;
-  }
-  std::vector<double> rest;
-  each([&](double v) {
-    if (key(v) >> 32 == prefix) rest.push_back(v);
-  });
-  std::nth_element(rest.begin(), rest.begin() + ptrdiff_t(k), rest.end());
-  return rest[size_t(k)];
 }
 
 int32_t ClampLevel(double t) {
