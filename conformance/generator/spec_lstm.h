@@ -65,6 +65,7 @@ struct Reading {
   bool mixer_int64 = true;     // false: the mixer's sum wraps like an int32
   bool clamp_logit = true;     // false: y not clamped to -2047..2047
   bool clamp_weight = true;    // false: the mixer's weights not clamped to -2^20..2^20
+  bool clamp_cell = true;      // false: the cell c not clamped to -32767..32767
   bool adapt_state = true;     // false: the coder's own state not updated after a mixed decision
 };
 
@@ -123,7 +124,7 @@ class SpecNetwork {
       const int64_t c = Shr(fg * c_[k] + ig * gg, 10, reading_.floor_shifts);
       if (c < -32767) ++clamps_->cell[0];
       if (c > 32767) ++clamps_->cell[1];
-      c_[k] = std::clamp<int64_t>(c, -32767, 32767);
+      c_[k] = reading_.clamp_cell ? std::clamp<int64_t>(c, -32767, 32767) : c;
       h_[k] = Shr(og * Act(t.tanh, c_[k], clamps_->act_cell), 10, reading_.floor_shifts);
       Check(h_[k] >= -1024 && h_[k] <= 1024, "7.11.3: |h| <= 1024");
     }

@@ -7,7 +7,9 @@
 // tensor's K for the parent's and aux indices, absent features read as 0, neighbour features
 // taken across the chunk's start, h, c and the mixer kept across chunks, the role ignored, the
 // step after the index, cm's state left unadapted, the network's logit or the mixer's learning
-// left out), each of which must decode other indices or fail.
+// left out, a parent's lstm-cm chunks decoded with the link's model; in the saturated case the
+// cell, y or the mixer's weights left unclamped), each of which must decode other indices or
+// fail. The saturated case is checked to reach the clamps of 7.11.3 and 7.11.4 on both sides.
 #include <algorithm>
 #include <optional>
 #include <set>
@@ -63,7 +65,8 @@ uint32_t Bucket(uint32_t j, uint32_t k, uint32_t m) { return j == 0 ? 0 : 1 + (j
 // none) with their codebook sizes.
 SpecIndices SpecIndexDecode(const Bytes& file, const std::string& name, const uint8_t* parent,
                             uint32_t kp, const uint8_t* aux, uint32_t ka, const LstmModel* model,
-                            const IndexReading& reading = {}, IndexCoverage* cover = nullptr) {
+                            const IndexReading& reading = {}, IndexCoverage* cover = nullptr,
+                            Clamps* clamps = nullptr) {
   const Archive a = Must(ParseArchive(ByteSpan(file)), "SpecIndexDecode");
   const auto index = a.FindTensor(name);
   Check(index.has_value() && a.tensors[*index].quantization &&
@@ -75,7 +78,8 @@ SpecIndices SpecIndexDecode(const Bytes& file, const std::string& name, const ui
   while ((1u << B) < K) ++B;
   const uint64_t w = DTypeSize(t.dtype);
   const uint64_t R = t.shape.size() >= 2 ? t.shape.back() : 0;
-  Clamps clamps;
+  Clamps scratch;
+  if (!clamps) clamps = &scratch;
   std::optional<SpecNetwork> net;
   SpecIndices out;
   out.indices.assign(t.num_elements, 0);
@@ -90,7 +94,7 @@ SpecIndices SpecIndexDecode(const Bytes& file, const std::string& name, const ui
     const bool mixed = codec == StreamCodec::kLstmIndices && reading.net.use_model;
     if (mixed) {
       Check(model != nullptr, "SpecIndexDecode: an lstm-cm chunk without a model");
-      if (!net) net.emplace(*model, RoleIndex(t.role), reading.net, &clamps);
+      if (!net) net.emplace(*model, RoleIndex(t.role), reading.net, clamps);
       else if (reading.net.fresh_per_chunk) net->Reset();
     }
     const uint64_t f = ch.raw_offset / w, E = ch.raw_length / w;
@@ -214,13 +218,13 @@ const T* SpecIndexParent(const Ckpt* parent, const T& t) {
 
 SpecIndices SpecIndexTensor(const Ckpt& c, const Ckpt* parent, const Bytes& file, const T& t,
                             const LstmModel* model, const IndexReading& reading = {},
-                            IndexCoverage* cover = nullptr) {
+                            IndexCoverage* cover = nullptr, Clamps* clamps = nullptr) {
   const T* p = SpecIndexParent(parent, t);
   const T* x = SpecIndexAux(c, t);
   return SpecIndexDecode(file, t.name, p ? p->indices.data() : nullptr,
                          p ? uint32_t(p->quant->codebook.size()) : 0,
                          x ? x->indices.data() : nullptr, x ? uint32_t(x->quant->codebook.size()) : 0,
-                         model, reading, cover);
+                         model, reading, cover, clamps);
 }
 
 // Checks every codebook tensor of `c`, written as `file` (a link of `parent`, or a keyframe,
@@ -228,11 +232,11 @@ SpecIndices SpecIndexTensor(const Ckpt& c, const Ckpt* parent, const Bytes& file
 // 7.11.7. Returns the chunks' codecs, tensor by tensor.
 std::vector<StreamCodec> CheckLstmCm(const std::string& what, const Ckpt& c, const Ckpt* parent,
                                      const Bytes& file, const LstmModel* model,
-                                     IndexCoverage* cover) {
+                                     IndexCoverage* cover, Clamps* clamps = nullptr) {
   std::vector<StreamCodec> codecs;
   for (const T& t : c.tensors) {
     if (!Codebook(&t)) continue;
-    const SpecIndices got = SpecIndexTensor(c, parent, file, t, model, {}, cover);
+    const SpecIndices got = SpecIndexTensor(c, parent, file, t, model, {}, cover, clamps);
     Check(got.outcome == IndexOutcome::kOk && got.indices == t.indices,
           what + ": '" + t.name + "': its chunks do not decode (7.7, 7.11.7) to its indices");
     if (cover && std::count(got.codecs.begin(), got.codecs.end(), StreamCodec::kCm) > 0 &&
@@ -259,6 +263,29 @@ void CheckMisreadings(const std::string& what, const Ckpt& c, const Ckpt* parent
     }
     Check(caught, what + ": a decoder that " + name + " decodes the same indices");
   }
+}
+
+// The misreading "model_top": a decoder that decodes every lstm-cm chunk of a chain with the
+// model of the file it was asked to decode, its parent's chunks too. The codebook tensors of
+// `parent` (written as `parent_file`, a link of `grand`) are decoded with `model` (the link's),
+// in tensor order (their aux indices those so decoded); then those of `c` (as `file`) with these
+// as parent indices. True if some tensor of `c` (or of the parent) fails or decodes to other
+// indices.
+bool ModelTopCaught(const Ckpt& c, const Bytes& file, const Ckpt& parent,
+                    const Bytes& parent_file, const Ckpt* grand, const LstmModel* model) {
+  Ckpt wrong = parent;
+  for (T& t : wrong.tensors) {
+    if (!Codebook(&t)) continue;
+    const SpecIndices got = SpecIndexTensor(wrong, grand, parent_file, t, model);
+    if (got.outcome != IndexOutcome::kOk) return true;
+    t.indices = got.indices;
+  }
+  for (const T& t : c.tensors) {
+    if (!Codebook(&t)) continue;
+    const SpecIndices got = SpecIndexTensor(c, &wrong, file, t, model);
+    if (got.outcome != IndexOutcome::kOk || got.indices != t.indices) return true;
+  }
+  return false;
 }
 
 std::vector<Misreading> Misreadings(bool parent_or_aux) {
@@ -362,6 +389,51 @@ Bytes BesideC(bool with_eight) {
   for (uint8_t& j : out) j = r.Below(3) == 0 ? 0 : uint8_t(1 + r.Below(5));
   if (with_eight) out[23] = 8;
   return out;
+}
+
+// keyframe -> link 1 (its own model A, every index chunk lstm-cm) -> link 2 (its own model B,
+// every index chunk lstm-cm, parent indices from link 1's): full-lstm-cm-own-model-parent and
+// invalid-lstm-cm-parent-finish. 'w' (F32 [10, 8], Weight, Direct: 7 centres in link 1, 9 in
+// link 2), 'w.m' (its Moment1, Direct, 5 centres; aux 'w') and 'x' (F32 [40], Other, Direct, 3
+// then 4 centres), in chunks of 40 elements.
+struct OwnModelChain {
+  Ckpt k, l1, l2;
+  ModelPtr a, b;
+  std::vector<std::string> names;
+  std::vector<Encoded> files;
+};
+
+OwnModelChain MakeOwnModelChain() {
+  OwnModelChain o;
+  o.k = Single({MakeT("w", DType::kF32, {10, 8}, 13401, Role::kWeight),
+                MakeT("w.m", DType::kF32, {10, 8}, 13402, Role::kMoment1, 0),
+                MakeT("x", DType::kF32, {40}, 13403)});
+  o.k.step = 13400;
+  o.l1 = Next(o.k, 13410);
+  o.l1.step = 13500;
+  QuantizeWith(o.l1, "w", QuantKind::kDirect, 3, 7, 13411, nullptr, 1.0f,
+               WeightIndices(80, 8, 7, 13421));
+  QuantizeWith(o.l1, "w.m", QuantKind::kDirect, 3, 5, 13412, nullptr, 1.0f,
+               FollowIndices(o.l1.tensors[0].indices, 7, 5, 13422));
+  QuantizeWith(o.l1, "x", QuantKind::kDirect, 2, 3, 13413, nullptr, 1.0f,
+               WeightIndices(40, 0, 3, 13423));
+  o.l2 = Next(o.l1, 13430);
+  o.l2.step = 13600;
+  for (T& t : o.l2.tensors) t.quant.reset();
+  QuantizeWith(o.l2, "w", QuantKind::kDirect, 4, 9, 13431, nullptr, 1.0f,
+               FollowIndices(o.l1.tensors[0].indices, 7, 9, 13441));
+  QuantizeWith(o.l2, "w.m", QuantKind::kDirect, 3, 5, 13432, nullptr, 1.0f,
+               FollowIndices(o.l2.tensors[0].indices, 9, 5, 13442));
+  QuantizeWith(o.l2, "x", QuantKind::kDirect, 3, 4, 13433, nullptr, 1.0f,
+               FollowIndices(o.l1.tensors[2].indices, 3, 4, 13443));
+  o.a = Moderate(8, 2, 13450);
+  o.b = Moderate(8, 1, 13460);
+  o.names = ChainNames(3);
+  o.files = WriteChain({{o.k, Opt(StreamCodec::kStored, false)},
+                        {o.l1, LstmCmOpt(160), {o.a, false}},
+                        {o.l2, LstmCmOpt(160), {o.b, false}}},
+                       o.names);
+  return o;
 }
 
 }  // namespace
@@ -522,6 +594,194 @@ void LstmCmValid(Suite& s) {
                 "7.11.7.",
                 k, file, {"lstm:own", "lstm:hidden-8", "lstm:clip-1", "quant:direct", "quant:level-direct"}));
   }
+  {
+    // A link with its own model B whose codec-7 chunks have parent indices from codec-7 chunks
+    // of a parent with its own, other model A: the parent's chunks decode with A only.
+    const OwnModelChain o = MakeOwnModelChain();
+    const Bytes& input = o.files[2].bytes;
+    const Bytes& parent = o.files[1].bytes;
+    {
+      const Archive a1 = Must(ParseArchive(ByteSpan(parent)), "link 1");
+      const Archive a2 = Must(ParseArchive(ByteSpan(input)), "link 2");
+      Check(a1.lstm_model_own && !a1.lstm_model_from_parent && a2.lstm_model_own &&
+                !a2.lstm_model_from_parent,
+            "own-model-parent: both links hold their own model");
+    }
+    const std::vector<StreamCodec> c1 =
+        CheckLstmCm("own-model-parent link 1", o.l1, &o.k, parent, o.a.get(), &cover);
+    const std::vector<StreamCodec> c2 =
+        CheckLstmCm("own-model-parent link 2", o.l2, &o.l1, input, o.b.get(), &cover);
+    Check(Count(c1, StreamCodec::kLstmIndices) == c1.size() && c1.size() == 5 &&
+              Count(c2, StreamCodec::kLstmIndices) == c2.size() && c2.size() == 5,
+          "own-model-parent: every index chunk of both links lstm-cm, five each");
+    for (const T& t : o.l2.tensors)
+      Check(SpecIndexParent(&o.l1, t) != nullptr, "own-model-parent: '" + t.name + "' has parent indices");
+    // Each link's chunks decoded with the other link's model: other indices or a failure.
+    CheckMisreadings("own-model-parent link 2", o.l2, &o.l1, input, o.b.get(), Misreadings(true));
+    Check(ModelTopCaught(o.l2, input, o.l1, parent, &o.k, o.b.get()),
+          "own-model-parent: a decoder that decodes the parent's lstm-cm chunks with the link's "
+          "model (model_top) decodes the same indices");
+    {
+      bool caught = false;
+      for (const T& t : o.l1.tensors) {
+        const SpecIndices got = SpecIndexTensor(o.l1, &o.k, parent, t, o.b.get());
+        caught = caught || got.outcome != IndexOutcome::kOk || got.indices != t.indices;
+      }
+      Check(caught, "own-model-parent: link 1's chunks decode the same with model B");
+    }
+    Case c = Valid(
+        "full-lstm-cm-own-model-parent", "full",
+        "input.ckz -> parent-1.ckz -> parent-2.ckz (a lossless keyframe). Both links hold their "
+        "own LSTM model (7.11.1), two different ones: parent-1.ckz model A (hidden 8, clip 2), "
+        "input.ckz model B (hidden 8, clip 1; not lstm_model_from_parent). Every index chunk of "
+        "both links is lstm-cm (stream codec 7, 7.11.7), chunks of 40 elements. input.ckz's "
+        "codebook tensors have parent indices (7.7.2) from parent-1.ckz's lstm-cm chunks, which "
+        "decode with parent-1.ckz's model A, not with input.ckz's B (7.11.7: a parent's lstm-cm "
+        "chunks use the parent's model). Tensors: 'w' (F32 [10, 8], Weight, Direct, 9 centres; "
+        "its parent's 7: K_P != K), 'w.m' (Moment1, Direct, 5 centres, aux 'w') and 'x' (F32 "
+        "[40], Other, Direct, 4 centres; its parent's 3). Checked by the generator against its "
+        "own reading of 7.7 and 7.11.7; a decoder that decoded the parent's lstm-cm chunks "
+        "with input.ckz's model decodes other indices or fails (checked by the generator), as "
+        "do the misreadings of full-lstm-cm-chain.",
+        o.l2, input,
+        {"lstm:own", "lstm:parent-other-model", "lstm:hidden-8", "lstm:clip-1", "cm:parent",
+         "cm:aux", "quant:direct"});
+    c.files.push_back({o.names[1], parent});
+    c.files.push_back({o.names[0], o.files[0].bytes});
+    s.Add(std::move(c));
+  }
+  {
+    // Saturated weights, as full-lstm-saturated's (vectors_lstm.cc) for codec 6: every int16 at
+    // an extreme and mix_init at +-2^20, so that the clamps of 7.11.3 and 7.11.4 are reached on
+    // both sides in codec-7 chunks. Units 0 and 1 have every input to their gates at +32767
+    // (unit 1's cell candidate at -32768) and no recurrence: their cells run into +-32767.
+    auto model = std::make_shared<LstmModel>();
+    const uint32_t H = 8, G = 4 * H, clip = 2;
+    model->hidden = H;
+    model->clip = clip;
+    model->recur_shift = 0;
+    model->out_shift = 2;
+    Rng r(13520);
+    auto extreme = [&]() { return int16_t(r.Below(2) ? 32767 : -32768); };
+    auto fill = [&](std::vector<int16_t>& v, size_t n) {
+      v.resize(n);
+      for (int16_t& x : v) x = extreme();
+    };
+    fill(model->gate_bias, LstmModel::GateBiasSize(H));
+    fill(model->embed, LstmModel::EmbedSize(H, clip));
+    fill(model->role, LstmModel::RoleSize(H));
+    fill(model->recur, LstmModel::RecurSize(H));
+    fill(model->out, LstmModel::OutSize(H));
+    fill(model->out_bias, kLstmSlots);
+    // The mixer: role 0 ('e') every weight at +-2^20 (t past +-2047, P at its ends); role 1
+    // ('e.m') cm at 1 and the network's logit at 1/8, so that y's clamp shows in t; role 3
+    // ('o') cm's stretch at 2^20 and the bias at -2^20, which cancel where cm's P0 is near
+    // 0.73: there t is not clamped, and cm's weight, pushed past 2^20 and clamped, shows.
+    model->mix_init.resize(LstmModel::kMixInitSize);
+    for (uint32_t role = 0; role < kLstmRoles; ++role)
+      for (uint32_t slot = 0; slot < kLstmSlots; ++slot) {
+        int32_t* w = model->mix_init.data() + (role * kLstmSlots + slot) * kLstmMixInputs;
+        for (uint32_t in = 0; in < kLstmMixInputs; ++in)
+          w[in] = role == 1   ? (in == 0 ? 65536 : in == 1 ? 8192 : 0)
+                  : role == 3 ? (in == 0 ? 1 << 20 : in == 1 ? 0 : -(1 << 20))
+                              : (r.Below(2) ? 1 << 20 : -(1 << 20));
+      }
+    const uint32_t V = LstmModel::Values(clip);
+    for (uint32_t unit = 0; unit < 2; ++unit)
+      for (uint32_t gate = 0; gate < 4; ++gate) {
+        const uint32_t j = gate * H + unit;
+        const int16_t v = unit == 1 && gate == 2 ? -32768 : 32767;
+        model->gate_bias[j] = v;
+        for (uint32_t role = 0; role < kLstmRoles; ++role) model->role[role * G + j] = v;
+        for (uint32_t f = 0; f < 4 * V; ++f) model->embed[f * G + j] = v;
+        for (uint32_t k = 0; k < H; ++k) model->recur[j * H + k] = 0;
+      }
+    // Unit 2 shows the cell clamp: its input, forget and output gates wide open, its cell
+    // candidate -1 where x_0 (left) is 0 and +1 elsewhere (absent too), and no recurrence. In 'o' (1-D) 48 non-zero indices run its cell past +32767 (48 × 1024), then
+    // 48 zeros take it down by 1024 each: clamped, it crosses 0 after 32 of them, unclamped
+    // after 48. Slot 0's logit reads unit 2 alone (out[0][k] = 0 for k != 2).
+    for (uint32_t gate = 0; gate < 4; ++gate) {
+      const uint32_t j = gate * H + 2;
+      model->gate_bias[j] = gate == 2 ? 0 : 32767;
+      for (uint32_t role = 0; role < kLstmRoles; ++role) model->role[role * G + j] = gate == 2 ? 0 : 32767;
+      for (uint32_t f = 0; f < 4 * V; ++f)
+        model->embed[f * G + j] = gate != 2 ? 32767 : f >= V ? 0 : f == 0 ? -32768 : 32767;
+      for (uint32_t k = 0; k < H; ++k) model->recur[j * H + k] = 0;
+    }
+    for (uint32_t k = 0; k < H; ++k)
+      if (k != 2) model->out[k] = 0;
+    Check(model->WellFormed(), "lstm-cm saturated: well formed");
+    Ckpt k = Single({MakeT("e", DType::kF32, {10, 8}, 13501, Role::kWeight),
+                     MakeT("e.m", DType::kF32, {10, 8}, 13502, Role::kMoment1, 0),
+                     MakeT("o", DType::kF32, {200}, 13503)});
+    k.step = 13700;
+    QuantizeWith(k, "e", QuantKind::kDirect, 3, 7, 13511, nullptr, 1.0f,
+                 WeightIndices(80, 8, 7, 13531));
+    QuantizeWith(k, "e.m", QuantKind::kDirect, 3, 6, 13512, nullptr, 1.0f,
+                 FollowIndices(k.tensors[0].indices, 7, 6, 13532));
+    Bytes oi = WeightIndices(200, 0, 3, 13533);
+    for (size_t i = 0; i < 96; ++i) oi[i] = i < 48 ? uint8_t(1 + (oi[i] + i) % 3) : 0;
+    QuantizeWith(k, "o", QuantKind::kDirect, 2, 3, 13513, nullptr, 1.0f, oi);
+    const Bytes file = Encode(k, LstmCmOpt(400), std::nullopt, nullptr, {model, false}).bytes;
+    Clamps clamps;
+    const std::vector<StreamCodec> codecs =
+        CheckLstmCm("lstm-cm saturated", k, nullptr, file, model.get(), &cover, &clamps);
+    Check(Count(codecs, StreamCodec::kLstmIndices) == codecs.size() && codecs.size() == 4,
+          "lstm-cm saturated: every chunk lstm-cm");
+    // 7.11.7's features are buckets (0 .. 2 clip + 1): the feature clip of 7.11.2 is codec 6's.
+    const std::pair<const char*, const uint64_t*> reached[] = {
+        {"gate ACT clamp", clamps.gate},       {"cell clamp", clamps.cell},
+        {"ACT clamp of the cell", clamps.act_cell}, {"logit y clamp", clamps.logit},
+        {"mixer t clamp", clamps.mix},         {"mixer weight clamp", clamps.weight},
+        {"P at 32 / 65504", clamps.p}};
+    for (const auto& [what, n] : reached)
+      Check(n[0] > 0 && n[1] > 0,
+            std::string("lstm-cm saturated: the ") + what + " is not reached on both sides");
+    // Saturated gates hardly read the features' finer values: the bucketing misreadings are
+    // full-lstm-cm-chain's to catch.
+    auto misread = Misreadings(true);
+    misread.erase(std::remove_if(misread.begin(), misread.end(),
+                                 [](const Misreading& m) {
+                                   return m.second.feature == FeatureReading::kFourBuckets ||
+                                          m.second.feature == FeatureReading::kTensorK;
+                                 }),
+                  misread.end());
+    auto add = [&](const std::string& name, auto change) {
+      IndexReading x;
+      change(x);
+      misread.push_back({name, x});
+    };
+    add("sums the mixer's products in int32", [](IndexReading& x) { x.net.mixer_int64 = false; });
+    add("does not clamp y", [](IndexReading& x) { x.net.clamp_logit = false; });
+    add("does not clamp the mixer's weights", [](IndexReading& x) { x.net.clamp_weight = false; });
+    add("does not clamp the cell", [](IndexReading& x) { x.net.clamp_cell = false; });
+    add("rounds shifts of negative values toward zero",
+        [](IndexReading& x) { x.net.floor_shifts = false; });
+    CheckMisreadings("lstm-cm saturated", k, nullptr, file, model.get(), misread);
+    s.Add(Valid("full-lstm-cm-saturated", "full",
+                "A keyframe whose LSTM model (hidden 8, clip 2, recur_shift 0, out_shift 2) has "
+                "every int16 weight at -32768 or 32767 (but the recurrent weights of hidden "
+                "units 0, 1 and 2, which are 0: every other input of the gates of units 0 and 1 "
+                "is at the extreme, unit 1's cell candidate negative, so their cells run into "
+                "+-32767), and whose every index chunk is lstm-cm (stream codec 7, 7.11.7; "
+                "chunks of 100 indices), so that in codec-7 decoding every clamp of 7.11.3 and "
+                "7.11.4 is reached on both sides (checked by the generator): gate sums past "
+                "-8192 and 8191 (ACT), cells past +-32767, y past +-2047, the mixer's t past "
+                "+-2047 (P = 32 and 65504), and mixer weights pushed past +-2^20. Unit 2 has its "
+                "input, forget and output gates open and its cell candidate -1 where the left "
+                "index is 0, +1 elsewhere (x_0 alone); slot 0's output weights are 0 but unit "
+                "2's. 'o' (F32 [200], Other, Direct, 3 centres) starts with 48 non-zero indices "
+                "and 48 zeros: unit 2's cell passes +32767 and comes back, crossing 0 after 32 "
+                "zeros when clamped (after 48 unclamped). mix_init: every weight of role 0 ('e', "
+                "F32 [10, 8], Weight, Direct, 7 centres) at -2^20 or +2^20; role 1 ('e.m', "
+                "Moment1, Direct, 6 centres, aux 'e') 1, 1/8 and 0, so that y's clamp shows in "
+                "t; role 3 ('o') 2^20, 0 and -2^20, which cancel where cm's P0 is near 0.73, so "
+                "that cm's weight, clamped at 2^20, shows. A decoder that left the cell, y or "
+                "the mixer's weights unclamped, summed the mixer in int32 or rounded shifts "
+                "toward zero decodes other indices or fails (checked by the generator), as do "
+                "most misreadings of full-lstm-cm-chain.",
+                k, file, {"lstm:own", "lstm:saturated", "lstm:hidden-8", "cm:aux", "quant:direct"}));
+  }
   // Every slot cm uses is mixed somewhere (0 and 2..9), every role index, B = 0 and B = 8,
   // chunks that start mid-row, parent and aux indices, and a tensor with cm and lstm-cm chunks.
   for (uint32_t slot : {0u, 2u, 3u, 4u, 5u, 6u, 7u, 8u, 9u})
@@ -634,6 +894,88 @@ void LstmCmInvalid(Suite& s) {
                       " zero bytes the decoder reads after it and then one byte 0x01 that it "
                       "never reads: length > consumed at finish (7.7.1, 7.11.7).",
                   Assemble(m), own));
+  }
+  {
+    // C1: codec 7 in a tensor without quantization. The beside keyframe with a lossless 'n'
+    // (F32 [16], stored) added; 'n''s chunk marked codec 7. The file has the model and bits 8
+    // and 10, and 'w' and 'c' are lstm-cm: only the tensor is wrong.
+    Ckpt kn = k;
+    kn.tensors.push_back(MakeT("n", DType::kF32, {16}, 13004));
+    kn.files[0].tensors.push_back("n");
+    Model m = FromFile(Encode(kn, BesideOpt(), std::nullopt, nullptr, {model, false}).bytes);
+    const size_t n = kn.Index("n");
+    Check(m.stored[w][0][0] == uint8_t(StreamCodec::kLstmIndices) && m.stored[n].size() == 1 &&
+              m.stored[n][0][0] == uint8_t(StreamCodec::kStored) &&
+              !m.h.tensors[n].quantization &&
+              (m.required & (kFeatureLstm | kFeatureLstmIndices)) ==
+                  (kFeatureLstm | kFeatureLstmIndices),
+          "unquantized-tensor: 'n' stored and unquantized, 'w' lstm-cm, bits 8 and 10");
+    m.stored[n][0][0] = uint8_t(StreamCodec::kLstmIndices);
+    s.Add(Invalid("invalid-lstm-cm-unquantized-tensor", "full", "C1", ErrorCode::kChunkMalformed,
+                  "full-lstm-cm-beside-lstm's keyframe (an LSTM model, required feature bits 8 "
+                  "and 10, 'w' and 'c' in lstm-cm chunks) with a lossless tensor 'n' (F32 [16], "
+                  "no quantization) added, whose one stream (stored, 64 bytes) is marked codec 7 "
+                  "(lstm-cm) instead of 0: codec 7 is for tensors with a codebook kind only "
+                  "(7.1, 7.11.7), and 'n' has no quantization at all.",
+                  Assemble(m), own));
+  }
+  {
+    // C2 through the parent indices (7.7.3 step 3, 7.11.7): full-lstm-cm-own-model-parent's
+    // chain with parent-1.ckz's 'w' chunk 0 (lstm-cm, model A) extended with the zero bytes its
+    // decoder reads and then 0x01; input.ckz intact.
+    const OwnModelChain o = MakeOwnModelChain();
+    const Bytes& input = o.files[2].bytes;
+    Model pm = FromFile(o.files[1].bytes);
+    const size_t pw = o.l1.Index("w");
+    Check(pm.stored[pw].size() == 2 && pm.stored[pw][0][0] == uint8_t(StreamCodec::kLstmIndices),
+          "parent-finish: the parent's 'w' in two lstm-cm chunks");
+    Bytes st(pm.stored[pw][0].begin() + kStreamEntryBytes, pm.stored[pw][0].end());
+    auto read = [&](const Bytes& b) {
+      Model y = pm;
+      SetStream(y.stored[pw][0], b);
+      return SpecIndexTensor(o.l1, &o.k, Assemble(y), o.l1.tensors[pw], o.a.get());
+    };
+    auto valid = [&](const Bytes& b) {
+      const SpecIndices got = read(b);
+      return got.outcome == IndexOutcome::kOk && got.indices == o.l1.tensors[pw].indices;
+    };
+    Check(valid(st), "parent-finish: the parent's stream decodes");
+    const size_t written = st.size();
+    for (Bytes next = st; next.push_back(0), valid(next);) st = next;
+    st.push_back(0x01);
+    const SpecIndices bad = read(st);
+    Check(bad.outcome == IndexOutcome::kFinish &&
+              std::equal(o.l1.tensors[pw].indices.begin(), o.l1.tensors[pw].indices.begin() + 40,
+                         bad.indices.begin()),
+          "parent-finish: the parent's chunk 0 decodes its indices, then fails finish");
+    SetStream(pm.stored[pw][0], st);
+    const Bytes parent = Assemble(pm);
+    Check(Must(ParseArchive(ByteSpan(parent)), "damaged parent").content_id == o.files[1].id,
+          "parent-finish: the parent keeps its content id");
+    // input.ckz's 'w' decodes with the intact parent indices; without them (a decoder that
+    // went on without parent indices), to other indices or a failure.
+    CheckLstmCm("parent-finish", o.l2, &o.l1, input, o.b.get(), nullptr);
+    const T& lw = o.l2.tensors[o.l2.Index("w")];
+    const SpecIndices without = SpecIndexDecode(input, "w", nullptr, 0, nullptr, 0, o.b.get());
+    Check(without.outcome != IndexOutcome::kOk || without.indices != lw.indices,
+          "parent-finish: without parent indices 'w' must not decode to its indices");
+    Case c = ChainInvalid(
+        "invalid-lstm-cm-parent-finish", "C2", ErrorCode::kChunkDecodeFailed,
+        "The chain of full-lstm-cm-own-model-parent with parent-1.ckz damaged: input.ckz is "
+        "intact, and its 'w' (F32 [10, 8], Direct, 9 centres, lstm-cm, model B) has parent "
+        "indices from parent-1.ckz's 'w' (7 centres, lstm-cm, model A), chunks of 40 elements. "
+        "In parent-1.ckz the lstm-cm stream of 'w''s chunk 0 (" + std::to_string(written) +
+            " bytes) is extended with the " + std::to_string(st.size() - 1 - written) +
+            " zero bytes the decoder reads after it and then one byte 0x01 that it never reads: "
+            "its indices decode as written, and finish fails (length > consumed; C2, 7.7.1, "
+            "7.11.7); parent-1.ckz keeps its content id. Decoding chunk 0 of input.ckz's 'w' "
+            "needs those parent indices, and the error decoding them is this chunk's error, "
+            "with its code (7.7.3 step 3): ChunkDecodeFailed. A decoder that went on without "
+            "parent indices does not get input.ckz's indices (checked by the generator) and "
+            "would report another error.",
+        input, parent, {"codec:lstm-cm", "lstm:own", "cm:parent"});
+    c.files.push_back({o.names[0], o.files[0].bytes});
+    s.Add(std::move(c));
   }
 }
 
