@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 
 #include "ckz/archive.h"
 #include "ckz/checkpoint.h"
@@ -25,6 +26,35 @@ std::vector<uint8_t> AsBytes(const std::vector<float>& f) {
   std::vector<uint8_t> b(f.size() * 4);
   std::memcpy(b.data(), f.data(), b.size());
   return b;
+}
+
+TEST(SortKeys, GivesStdSortsOrderOfTheFloatsWithNegativeZeroFirst) {
+  for (size_t n : {size_t{0}, size_t{5}, size_t{4095}, size_t{100000}}) {
+    std::mt19937 rng{uint32_t(n)};
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t r = rng();
+      // Normal values of both signs and every scale, denormals, zeros of both signs, ties.
+      v[i] = r % 11 == 0   ? (r & 1 ? -0.0f : 0.0f)
+             : r % 13 == 0 ? std::ldexp(float(int(r % 7) - 3), -140)
+             : r % 5 == 0  ? float(int(r % 9) - 4)
+                           : std::ldexp(float(int32_t(r) >> 8), int(rng() % 60) - 40);
+    }
+    std::vector<uint32_t> keys(n);
+    for (size_t i = 0; i < n; ++i) keys[i] = KeyOfFloat(v[i]);
+    std::sort(v.begin(), v.end());
+    SortKeys(&keys);
+    for (size_t i = 0; i < n; ++i) {
+      const float f = FloatOfKey(keys[i]);
+      ASSERT_EQ(f, v[i]) << n << " " << i;  // -0.0 == +0.0: the zeros' run may differ
+      if (i > 0) {
+        ASSERT_LE(keys[i - 1], keys[i]);
+        EXPECT_FALSE(f == 0 && std::signbit(f) && !std::signbit(FloatOfKey(keys[i - 1])) &&
+                     FloatOfKey(keys[i - 1]) == 0)
+            << "-0.0 after +0.0 at " << i;
+      }
+    }
+  }
 }
 
 TEST(KMeans1D, FewDistinctValuesAreKeptExactly) {

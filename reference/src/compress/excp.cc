@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "common/quantize.h"
 #include "compress/select_kth.h"
@@ -12,27 +13,31 @@ namespace {
 constexpr double kMaxK = 2.5;  // ExCP caps the pruning multiplier
 constexpr size_t kMaxFitSamples = size_t{1} << 20;
 
-// The values of the elements `kept(i)` selects, in element order, in a vector of exactly their
-// number (no growth: on a 200 MB tensor a doubling vector would hold twice what it needs).
+// The order-preserving keys (KeyOfFloat) of the values of the elements `kept(i)` selects, in
+// a vector of exactly their number (a doubling vector would hold up to twice what it needs).
 template <class Kept, class Value>
-std::vector<float> KeptValues(size_t count, Kept kept, Value value) {
+std::vector<uint32_t> KeptKeys(size_t count, Kept kept, Value value) {
   size_t n = 0;
   for (size_t i = 0; i < count; ++i) n += kept(i);
-  std::vector<float> out;
+  std::vector<uint32_t> out;
   out.reserve(n);
   for (size_t i = 0; i < count; ++i)
-    if (kept(i)) out.push_back(value(i));
+    if (kept(i)) out.push_back(KeyOfFloat(value(i)));
   return out;
 }
 
-// Quantizes value(i) of the kept elements (kept(i); their values, in element order, are
-// `kept_values`, which the fit consumes) into result->indices/codebook. Nothing of size
-// `count` is allocated besides the indices.
+// Quantizes value(i) of the kept elements (kept(i)) into result->indices/codebook. Besides the
+// indices, only the kept values' keys are allocated (4 bytes each), and freed before the
+// indices are.
 template <class Kept, class Value>
-void Quantize(std::vector<float> kept_values, size_t count, Kept kept, Value value,
-              unsigned bits, ShrinkResult* result) {
+void Quantize(size_t count, Kept kept, Value value, unsigned bits, ShrinkResult* result) {
   const size_t max_centres = (size_t{1} << bits) - 1;
-  std::vector<float> centres = KMeans1D(std::move(kept_values), max_centres);
+  std::vector<float> centres;
+  {
+    std::vector<uint32_t> keys = KeptKeys(count, kept, value);
+    SortKeys(&keys);
+    centres = KMeans1DOfSortedKeys(keys, max_centres);
+  }
   if (centres.empty()) centres.push_back(0.0f);  // nothing kept: a one-entry codebook
   result->indices.assign(count, 0);
   // Nearest centre; a value exactly between two goes to the lower one.
@@ -58,25 +63,58 @@ ShrinkResult Lossless(const std::string& why) {
 
 }  // namespace
 
-std::vector<float> KMeans1D(std::vector<float> values, size_t k) {
-  std::vector<float> sorted = std::move(values);
-  std::sort(sorted.begin(), sorted.end());
+// An LSD radix sort, three passes of 11 bits, through one buffer of n keys: O(n) with
+// sequential writes (issue 15: std::sort of a large tensor's kept values was 29 % of an ExCP
+// link's encode; an in-place American-flag pass was no faster, its buckets being as uneven as
+// the values' exponents). Small arrays go to std::sort.
+void SortKeys(std::vector<uint32_t>* keys) {
+  const size_t n = keys->size();
+  if (n < 4096) {
+    std::sort(keys->begin(), keys->end());
+    return;
+  }
+  constexpr int kBits = 11;
+  constexpr size_t kBins = size_t{1} << kBits;
+  std::vector<size_t> count(3 * kBins, 0);
+  for (uint32_t key : *keys)
+    for (int pass = 0; pass < 3; ++pass) ++count[pass * kBins + ((key >> (pass * kBits)) & (kBins - 1))];
+  std::vector<uint32_t> other(n);
+  for (int pass = 0; pass < 3; ++pass) {
+    size_t* c = &count[pass * kBins];
+    size_t sum = 0;
+    for (size_t d = 0; d < kBins; ++d) {
+      const size_t here = c[d];
+      c[d] = sum;
+      sum += here;
+    }
+    for (uint32_t key : *keys) other[c[(key >> (pass * kBits)) & (kBins - 1)]++] = key;
+    keys->swap(other);
+  }
+}
+
+std::vector<float> KMeans1D(const std::vector<float>& values, size_t k) {
+  std::vector<uint32_t> keys(values.size());
+  for (size_t i = 0; i < values.size(); ++i) keys[i] = KeyOfFloat(values[i]);
+  SortKeys(&keys);
+  return KMeans1DOfSortedKeys(keys, k);
+}
+
+std::vector<float> KMeans1DOfSortedKeys(const std::vector<uint32_t>& keys, size_t k) {
   size_t distinct = 0;
-  for (size_t i = 0; i < sorted.size() && distinct <= k; ++i)
-    distinct += i == 0 || sorted[i] != sorted[i - 1];
-  if (distinct <= k) {  // few values: keep them exactly
-    sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
-    return sorted;
+  for (size_t i = 0; i < keys.size() && distinct <= k; ++i)
+    distinct += i == 0 || FloatOfKey(keys[i]) != FloatOfKey(keys[i - 1]);
+  if (distinct <= k) {  // few values: keep them exactly (the first of equal ones: -0.0 first)
+    std::vector<float> out;
+    for (uint32_t key : keys)
+      if (out.empty() || FloatOfKey(key) != out.back()) out.push_back(FloatOfKey(key));
+    return out;
   }
 
   // Fit on a fixed-stride sample of the sorted values (all of them when there are few).
-  if (sorted.size() > kMaxFitSamples) {
-    std::vector<float> sample(kMaxFitSamples);
-    for (size_t i = 0; i < kMaxFitSamples; ++i)
-      sample[i] = sorted[i * sorted.size() / kMaxFitSamples];
-    sorted.swap(sample);
-  }
-  const size_t n = sorted.size();
+  const size_t all = keys.size();
+  const size_t n = std::min(all, kMaxFitSamples);
+  std::vector<float> sorted(n);
+  for (size_t i = 0; i < n; ++i) sorted[i] = FloatOfKey(keys[all > n ? i * all / n : i]);
   std::vector<double> prefix(n + 1, 0.0);
   for (size_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + sorted[i];
 
@@ -150,7 +188,7 @@ ShrinkResult ShrinkWeight(DType dtype, ByteSpan w, ByteSpan reference, DType v_d
   result.quant.kind = QuantKind::kResidual;
   result.quant.prune_k = float(k);
   result.quant.prune_threshold = float(threshold);
-  Quantize(KeptValues(count, kept, value), count, kept, value, options.bits, &result);
+  Quantize(count, kept, value, options.bits, &result);
   return result;
 }
 
@@ -206,7 +244,7 @@ ShrinkResult ShrinkMoment(DType dtype, ByteSpan m, const std::vector<uint8_t>& k
   result.quant.kind = residual ? QuantKind::kResidual : QuantKind::kDirect;
   result.quant.reference_scale = scale;
   result.quant.prune_threshold = threshold_by_magnitude ? float(threshold) : NAN;
-  Quantize(KeptValues(count, kept, value), count, kept, value, options.bits, &result);
+  Quantize(count, kept, value, options.bits, &result);
   if (residual) {
     // A second moment must stay >= 0 (Adam takes its square root): where the scaled reference
     // plus the centre would be negative, take the nearest centre that is not, else index 0.

@@ -11,6 +11,8 @@
 #ifndef CKZ_COMPRESS_EXCP_H_
 #define CKZ_COMPRESS_EXCP_H_
 
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -41,8 +43,26 @@ ShrinkResult ShrinkMoment(DType dtype, ByteSpan m, const std::vector<uint8_t>& k
                           bool threshold_by_magnitude, ByteSpan reference,
                           const ExcpOptions& options);
 
+// A float's order-preserving key: a < b (as floats, -0.0 below +0.0) iff KeyOfFloat(a) <
+// KeyOfFloat(b) (no NaN).
+inline uint32_t KeyOfFloat(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  return b >> 31 ? ~b : b | 0x80000000u;
+}
+inline float FloatOfKey(uint32_t key) {
+  const uint32_t b = key >> 31 ? key & 0x7FFFFFFFu : ~key;
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+// Sorts keys ascending (an LSD radix sort with one buffer of their size).
+void SortKeys(std::vector<uint32_t>* keys);
+
 // 1-D k-means: at most `k` sorted, distinct centres for `values` (deterministic).
-std::vector<float> KMeans1D(std::vector<float> values, size_t k);
+std::vector<float> KMeans1D(const std::vector<float>& values, size_t k);
+// The same for values given as their sorted keys.
+std::vector<float> KMeans1DOfSortedKeys(const std::vector<uint32_t>& sorted_keys, size_t k);
 
 }  // namespace ckz
 
