@@ -30,21 +30,23 @@ class Chain:
     training keeps the other cores, else all).
 
     lstm=True (as `ckz compress --lstm`, spec 7.11) also codes the levels of lossy links (with
-    excp=True their indices, spec 7.11.7) with a
-    small LSTM model mixed with the context model, chunk by chunk where that is smaller: after
-    the first link of each keyframe group, ckz-lstm-train (built with libtorch; found by
-    $CKZ_LSTM_TRAIN, on PATH or in the build tree beside this module) trains a model of
-    `lstm_hidden` units on it (on the saving thread: with async_save, in the background); the
-    next link stores the model and the group's later links take it from their parent.
-    Unlike the CLI, the first link is not written again with the model (its snapshot has
-    become its decoded values). 1-2.5 % smaller links on our histories, 4x slower decoding
-    (docs/lstm.md)."""
+    excp=True their indices, spec 7.11.7) with a small LSTM model mixed with the context model,
+    chunk by chunk where that is smaller. After the first link of each keyframe group,
+    ckz-lstm-train (built with libtorch; found by $CKZ_LSTM_TRAIN, on PATH or in the build tree
+    beside this module) trains a model of `lstm_hidden` units on it, for `lstm_steps` optimizer
+    steps (default: the CLI's budget, one per MiB of checkpoint per link still to come,
+    60..400), on the saving thread (with async_save, in the background); the next link stores
+    the model and the group's later links take it from their parent. Unlike the CLI, the first
+    link is not written again with the model (its snapshot has become its decoded values).
+    1-3.5 % smaller links on our histories, 4x slower decoding (docs/lstm.md)."""
 
     def __init__(self, directory, keyframe_interval=10, lossless=False, async_save=False, *,
-                 prefix="step_", overwrite=True, lstm=False, lstm_hidden=8, **options):
+                 prefix="step_", overwrite=True, lstm=False, lstm_hidden=8, lstm_steps=None,
+                 **options):
         self.directory = os.fspath(directory)
         self._keyframe_interval = keyframe_interval
         self._lstm_hidden = lstm_hidden
+        self._lstm_steps = lstm_steps
         self._lstm_trainer = None
         if lstm:
             if lossless:
@@ -52,6 +54,8 @@ class Chain:
                                  "lossless")
             if lstm_hidden not in (8, 16, 24, 32):
                 raise ValueError("lstm_hidden is 8, 16, 24 or 32")
+            if lstm_steps is not None and not 1 <= lstm_steps <= 100000:
+                raise ValueError("lstm_steps is 1..100000")
             self._lstm_trainer = _lstm_trainer()
         self.prefix = prefix
         self._pattern = re.compile(r"^%s(\d+)\.pt\.ckz$" % re.escape(prefix))
@@ -129,8 +133,8 @@ class Chain:
     def _train_lstm(self, path, info):
         # The rule of ckz compress --lstm: a budget in steps (the output never depends on the
         # machine's speed) that grows with the group's links still to come.
-        steps = _ckz.lstm_training_steps(info["input_bytes"],
-                                         self._keyframe_interval - info["depth"])
+        steps = self._lstm_steps or _ckz.lstm_training_steps(
+            info["input_bytes"], self._keyframe_interval - info["depth"])
         fd, model = tempfile.mkstemp(prefix="ckz-lstm-")
         os.close(fd)
         try:

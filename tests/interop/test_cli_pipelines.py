@@ -255,6 +255,19 @@ class Pipelines(unittest.TestCase):
             ckz("decompress", "-q", "-f", "-T", "2", os.path.join(lstm, n), "-o", b)
             self.assertEqual(read(a), read(b), n)
         ckz("verify", "-q", *[os.path.join(lstm, n) for n in names])
+        # Format 0.11 (spec 7.11.7): --excp --lstm codes the ExCP indices with the model, for
+        # the steps --lstm-steps asks (the trainer's line, with -v); same restores as --excp.
+        excp, excp_lstm = os.path.join(work, "excp"), os.path.join(work, "excp-lstm")
+        ckz("compress", "-q", "--excp", hist, "-o", excp)
+        r = run(["ckz", "compress", "-v", "--excp", "--lstm", "--lstm-steps", "30", hist, "-o",
+                 excp_lstm])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"30 steps in", r.stderr)
+        for n in names[-2:]:
+            a, b = os.path.join(work, "a.pt"), os.path.join(work, "b.pt")
+            ckz("decompress", "-q", "-f", os.path.join(excp, n), "-o", a)
+            ckz("decompress", "-q", "-f", os.path.join(excp_lstm, n), "-o", b)
+            self.assertEqual(read(a), read(b), n)
         # The trainer is a separate program: without it, --lstm says what is missing.
         env = dict(os.environ, CKZ_LSTM_TRAIN=os.path.join(work, "no-such-trainer"))
         r = run(["ckz", "compress", "-q", hist, "-o", os.path.join(work, "x"), "--lstm"], env=env)

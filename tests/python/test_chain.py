@@ -105,6 +105,8 @@ def test_lstm_chain_restores_what_the_plain_chain_restores(tmp_path, ckzinfo_jso
     assert [m["from_parent"] for m in models if m] == [False, True, True] * 2
     with pytest.raises(ValueError):
         ckz.Chain(tmp_path / "x", lossless=True, lstm=True)
+    with pytest.raises(ValueError):
+        ckz.Chain(tmp_path / "y", lstm=True, lstm_steps=0)
 
 
 def test_resumed_chain_continues_where_it_stopped(tmp_path):

@@ -109,6 +109,9 @@ const char kUsage[] =
     "                           pays for its bytes over the keyframe group. 1-3 % smaller\n"
     "                           level streams, decodes at 10-25 MB/s (docs/lstm.md)\n"
     "  --lstm-hidden H          the trained model's hidden size: 8 (default), 16, 24 or 32\n"
+    "  --lstm-steps N           the training's optimizer steps (default: one per MiB of the\n"
+    "                           checkpoint times the links to come in its group, 60 to 400;\n"
+    "                           more steps, smaller links on small checkpoints: docs/lstm.md)\n"
     "  -l, --level N            zstd level of the entropy stage (default 3)\n"
     "  --chunk-size BYTES       decoded bytes per chunk (default: each tensor in equal chunks\n"
     "                           of at most 1048576 bytes, 262144 for lossy-coded tensors)\n"
@@ -412,6 +415,7 @@ constexpr uint64_t kDecodedMemoryBytes = uint64_t{256} << 20;
 struct LstmChoice {
   bool enabled = false;
   uint32_t hidden = 8;
+  uint32_t steps = 0;  // 0: LstmTrainingSteps' budget
   std::shared_ptr<const LstmModel> own;  // set: the link stores this model; else the parent's
 };
 
@@ -524,7 +528,7 @@ Status TrainLstmFor(const std::string& input, const std::string& output,
   const int fd = mkstemp(model_path);
   if (fd < 0) return Status(ErrorCode::kIoError, "--lstm: cannot create a temporary file");
   close(fd);
-  const uint32_t budget = LstmTrainingSteps(result->raw, links_to_come);
+  const uint32_t budget = lstm.steps ? lstm.steps : LstmTrainingSteps(result->raw, links_to_come);
   std::vector<std::string> argv = {
       trainer, output, "-o", model_path, "--steps", std::to_string(budget), "--seconds", "3600",
       "--hidden", std::to_string(lstm.hidden)};
@@ -722,6 +726,7 @@ int Compress(Args& args, const Common& common) {
   LstmChoice lstm;
   lstm.enabled = args.Flag({"--lstm"});
   const auto lstm_hidden = args.Value({"--lstm-hidden"});
+  const auto lstm_steps = args.Value({"--lstm-steps"});
   std::vector<std::string> inputs = args.Positionals();
   if (!args.error().empty()) return Usage(args.error());
   if (inputs.empty()) return Usage("compress needs an input");
@@ -806,8 +811,14 @@ int Compress(Args& args, const Common& common) {
     return Usage("--excp, --alpha, --beta, --bits, --k-at-cap, --v-direct and --fallback-k "
                  "shrink (lossy); not with --lossless");
   }
-  if ((lstm.enabled || lstm_hidden) && !write.rd && !write.excp)
+  if ((lstm.enabled || lstm_hidden || lstm_steps) && !write.rd && !write.excp)
     return Usage("--lstm codes the levels or indices of lossy links: not with --lossless");
+  if (lstm_steps) {
+    if (!lstm.enabled) return Usage("--lstm-steps goes with --lstm");
+    if (!ParseUint(*lstm_steps, &v) || v < 1 || v > 100000)
+      return Usage("--lstm-steps is 1..100000");
+    lstm.steps = uint32_t(v);
+  }
   if (lstm_hidden) {
     if (!lstm.enabled) return Usage("--lstm-hidden goes with --lstm");
     if (!ParseUint(*lstm_hidden, &v) || v < 8 || v > 32 || v % 8)
