@@ -150,22 +150,70 @@ Net MakeNet(int64_t H, int64_t V) {
   return n;
 }
 
-// Mean loss in bits per masked decision of a batch.
-torch::Tensor Loss(const Net& n, const Sample& s, const torch::Tensor& idx, int64_t H) {
+// The exponent e with max|w| * 2^e <= 32767 (at most `cap`): Quantize's scales.
+uint32_t Shift(const torch::Tensor& w, uint32_t cap);
+
+// Quantisation-aware training (issue 13): a value rounded as the integer model rounds it on
+// the forward pass, its gradient passed straight through (the rounding's own is zero).
+torch::Tensor Straight(const torch::Tensor& exact, const torch::Tensor& rounded) {
+  return exact + (rounded - exact).detach();
+}
+// A parameter as Quantize stores it: round(w * scale) within +-limit, over scale.
+torch::Tensor FakeQuant(const torch::Tensor& w, double scale, double limit = 32767) {
+  return Straight(w, torch::clamp(torch::round(w.detach() * scale), -limit, limit) / scale);
+}
+// 7.11.3's ACT of a Q10 pre-activation z (in float units): the table entry of z's bin of 8,
+// the function at the bin's centre rounded to 2^-10.
+torch::Tensor Act(const torch::Tensor& z, bool sigmoid) {
+  const torch::Tensor zi = torch::clamp(torch::floor(z.detach() * 1024), -8192, 8191);
+  const torch::Tensor centre = (torch::floor((zi + 8192) / 8) * 8 - 8188) / 1024;
+  const torch::Tensor table =
+      torch::round((sigmoid ? torch::sigmoid(centre) : torch::tanh(centre)) * 1024) / 1024;
+  return Straight(sigmoid ? torch::sigmoid(z) : torch::tanh(z), table);
+}
+// Floor to a multiple of 1/units (an arithmetic shift of a fixed-point value).
+torch::Tensor FloorTo(const torch::Tensor& x, double units) {
+  return Straight(x, torch::floor(x.detach() * units) / units);
+}
+
+// Mean loss in bits per masked decision of a batch; with `quantized`, the forward pass rounds
+// the parameters, the activations, the cell and the output as the integer inference does.
+torch::Tensor Loss(const Net& n, const Sample& s, const torch::Tensor& idx, int64_t H,
+                   bool quantized = false) {
+  torch::Tensor embed = n.embed, bias = n.bias, recur = n.recur, out = n.out,
+                out_bias = n.out_bias;
+  if (quantized) {
+    embed = FakeQuant(n.embed, 1024);
+    bias = FakeQuant(n.bias, 1024);
+    recur = FakeQuant(n.recur, std::ldexp(1.0, int(Shift(n.recur.detach(), 15))));
+    const uint32_t out_shift =
+        std::max<uint32_t>(2, std::min<uint32_t>(15, Shift(n.out.detach(), 13) + 2));
+    out = FakeQuant(n.out, std::ldexp(1.0, int(out_shift) - 2));
+    out_bias = FakeQuant(n.out_bias, 256, 2047);
+  }
   const torch::Tensor rows = s.rows.index_select(0, idx);
   const int64_t B = rows.size(0), T = rows.size(1);
-  const torch::Tensor x = n.embed.index_select(0, rows.reshape({-1})).reshape({B, T, 5, 4 * H}).sum(2) + n.bias;
+  const torch::Tensor x = embed.index_select(0, rows.reshape({-1})).reshape({B, T, 5, 4 * H}).sum(2) + bias;
   torch::Tensor h = torch::zeros({B, H}), c = torch::zeros({B, H});
   std::vector<torch::Tensor> hs;
-  const torch::Tensor wt = n.recur.t();
+  const torch::Tensor wt = recur.t();
   for (int64_t t = 0; t < T; ++t) {
-    const torch::Tensor z = x.select(1, t) + h.matmul(wt);
-    const auto g = z.chunk(4, 1);
-    c = torch::sigmoid(g[1]) * c + torch::sigmoid(g[0]) * torch::tanh(g[2]);
-    h = torch::sigmoid(g[3]) * torch::tanh(c);
+    torch::Tensor z = x.select(1, t) + h.matmul(wt);
+    const auto g = (quantized ? FloorTo(z, 1024) : z).chunk(4, 1);  // acc >> shift, Q10 sums
+    if (quantized) {
+      const torch::Tensor ig = Act(g[0], true), fg = Act(g[1], true), gg = Act(g[2], false),
+                          og = Act(g[3], true);
+      c = torch::clamp(FloorTo(fg * c + ig * gg, 1024), -32767.0 / 1024, 32767.0 / 1024);
+      h = FloorTo(og * Act(c, false), 1024);
+    } else {
+      c = torch::sigmoid(g[1]) * c + torch::sigmoid(g[0]) * torch::tanh(g[2]);
+      h = torch::sigmoid(g[3]) * torch::tanh(c);
+    }
     hs.push_back(h);
   }
-  const torch::Tensor y = torch::stack(hs, 1).matmul(n.out.t()) + n.out_bias;  // [B, T, 16]
+  torch::Tensor y = torch::stack(hs, 1).matmul(out.t());  // [B, T, 16]
+  y = quantized ? torch::clamp(FloorTo(y, 256) + out_bias, -2047.0 / 256, 2047.0 / 256)
+                : y + out_bias;
   const torch::Tensor role = s.role.index_select(0, idx);
   const torch::Tensor a = n.mix_a.index_select(0, role).unsqueeze(1);
   const torch::Tensor b = n.mix_b.index_select(0, role).unsqueeze(1);
@@ -255,7 +303,10 @@ LstmModel TrainLevelLstm(const std::vector<LstmTrainingChunk>& chunks,
     const torch::Tensor idx = order.slice(0, pos, std::min<int64_t>(N, pos + o.batch));
     pos += o.batch;
     opt.zero_grad();
-    const torch::Tensor loss = Loss(net, s, idx, H);
+    // Quantisation-aware for the last quarter of the steps: the float model first finds its
+    // way, then learns around the rounding the integer model will do.
+    const bool qat = o.quantization_aware && step >= o.max_steps - o.max_steps / 4;
+    const torch::Tensor loss = Loss(net, s, idx, H, qat);
     loss.backward();
     torch::nn::utils::clip_grad_norm_(net.params(), 1.0);
     opt.step();

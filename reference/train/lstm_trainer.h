@@ -33,6 +33,9 @@ struct LstmTrainOptions {
   uint32_t max_steps = 400;    // optimizer steps at most ...
   double max_seconds = 30.0;   // ... and at most this long (checked between steps)
   double learning_rate = 0.01;
+  // The last quarter of the steps with the forward pass rounded as the integer model rounds
+  // (weights, activation tables, cell, output), gradients passed straight through.
+  bool quantization_aware = true;
   uint64_t seed = 1;
 };
 

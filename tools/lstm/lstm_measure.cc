@@ -3,7 +3,7 @@
 // chain (--excp), model bytes counted.
 //
 //   lstm_measure CHAIN_DIR [--hidden H] [--clip C] [--seconds S] [--steps N] [--sample ELEMENTS]
-//                [--window W] [--train-link K]
+//                [--window W] [--qat 0|1] [--train-link K]
 //
 // Trains one model (libtorch) on a sample of the first link's (or link K's) level streams (or
 // index streams, for a chain without level tensors), as the encoder does once per keyframe
@@ -80,7 +80,7 @@ bool Code(const LinkChunk& c, const LstmModel* model, std::vector<uint8_t>* out)
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: lstm_measure CHAIN_DIR [--hidden H] [--clip C] [--seconds S] [--steps N] [--sample ELEMENTS] [--window W] [--train-link K]\n");
+    fprintf(stderr, "usage: lstm_measure CHAIN_DIR [--hidden H] [--clip C] [--seconds S] [--steps N] [--sample ELEMENTS] [--window W] [--qat 0|1] [--train-link K]\n");
     return 1;
   }
   LstmTrainOptions opt;
@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
     else if (k == "--steps") opt.max_steps = uint32_t(atoi(argv[i + 1]));
     else if (k == "--sample") opt.sample_elements = size_t(atoll(argv[i + 1]));
     else if (k == "--window") opt.window = uint32_t(atoi(argv[i + 1]));
+    else if (k == "--qat") opt.quantization_aware = atoi(argv[i + 1]) != 0;
     else {
       fprintf(stderr, "lstm_measure: unknown option %s\n", k.c_str());
       return 1;
