@@ -147,4 +147,53 @@ std::shared_ptr<LstmModel> Moderate(uint32_t hidden, uint32_t clip, uint64_t see
   return m;
 }
 
+// Saturated weights (full-lstm-saturated, full-lstm-cm-saturated): every int16 at an extreme
+// and mix_init at +-2^20, so that every clamp of 7.11.3 and 7.11.4 is reached on both sides.
+// Units 0 and 1 have every input to their gates at +32767 (unit 1's cell candidate at -32768)
+// and no recurrence: their cells run into +-32767. The mixer: role 0 every weight at +-2^20
+// (t past +-2047, P at its ends); role 1 the coder's stretch at 1 and the network's logit at
+// 1/8, so that y's clamp shows in t; role 3 the stretch at 2^20 (16.0) and the bias at -2^20,
+// which cancel where the coder's P0 is near 0.73 (STRETCH 256): there t is not clamped, and
+// the stretch's weight, pushed past 2^20 and clamped, shows. H 8, clip 2.
+std::shared_ptr<LstmModel> SaturatedModel(uint64_t seed) {
+  auto model = std::make_shared<LstmModel>();
+  const uint32_t H = 8, G = 4 * H, clip = 2;
+  model->hidden = H;
+  model->clip = clip;
+  model->recur_shift = 0;
+  model->out_shift = 2;
+  Rng r(seed);
+  auto extreme = [&]() { return int16_t(r.Below(2) ? 32767 : -32768); };
+  auto fill = [&](std::vector<int16_t>& v, size_t n) {
+    v.resize(n);
+    for (int16_t& x : v) x = extreme();
+  };
+  fill(model->gate_bias, LstmModel::GateBiasSize(H));
+  fill(model->embed, LstmModel::EmbedSize(H, clip));
+  fill(model->role, LstmModel::RoleSize(H));
+  fill(model->recur, LstmModel::RecurSize(H));
+  fill(model->out, LstmModel::OutSize(H));
+  fill(model->out_bias, kLstmSlots);
+  model->mix_init.resize(LstmModel::kMixInitSize);
+  for (uint32_t role = 0; role < kLstmRoles; ++role)
+    for (uint32_t slot = 0; slot < kLstmSlots; ++slot) {
+      int32_t* w = model->mix_init.data() + (role * kLstmSlots + slot) * kLstmMixInputs;
+      for (uint32_t in = 0; in < kLstmMixInputs; ++in)
+        w[in] = role == 1   ? (in == 0 ? 65536 : in == 1 ? 8192 : 0)
+                : role == 3 ? (in == 0 ? 1 << 20 : in == 1 ? 0 : -(1 << 20))
+                            : (r.Below(2) ? 1 << 20 : -(1 << 20));
+    }
+  const uint32_t V = LstmModel::Values(clip);
+  for (uint32_t unit = 0; unit < 2; ++unit)
+    for (uint32_t gate = 0; gate < 4; ++gate) {
+      const uint32_t j = gate * H + unit;
+      const int16_t v = unit == 1 && gate == 2 ? -32768 : 32767;
+      model->gate_bias[j] = v;
+      for (uint32_t role = 0; role < kLstmRoles; ++role) model->role[role * G + j] = v;
+      for (uint32_t f = 0; f < 4 * V; ++f) model->embed[f * G + j] = v;
+      for (uint32_t k = 0; k < H; ++k) model->recur[j * H + k] = 0;
+    }
+  return model;
+}
+
 }  // namespace ckz::vectors::spec_lstm

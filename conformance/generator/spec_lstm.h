@@ -208,6 +208,8 @@ SpecLevels SpecDecode(const Bytes& file, const std::string& name, const int32_t*
 // `checked` false: sizes outside LM1's are allowed (for the invalid cases).
 std::shared_ptr<LstmModel> Moderate(uint32_t hidden, uint32_t clip, uint64_t seed,
                                     bool checked = true);
+// Saturated weights for the clamp cases (every int16 at an extreme; spec_lstm.cc says how).
+std::shared_ptr<LstmModel> SaturatedModel(uint64_t seed);
 
 }  // namespace ckz::vectors::spec_lstm
 

@@ -224,6 +224,32 @@ QuantizationInfo LevelQuant(QuantKind kind, float step, float scale, int8_t log_
   return q;
 }
 
+Bytes WeightIndices(uint64_t n, uint64_t row, size_t centres, uint64_t seed) {
+  Rng r(seed);
+  Bytes out(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    const bool pruned_row = row != 0 && (i / row) % 5 == 3;
+    if (pruned_row || r.Below(4) == 0) continue;
+    const bool same = i > 0 && out[i - 1] != 0 && r.Below(2) == 0;
+    out[i] = same ? out[i - 1] : uint8_t(1 + r.Below(centres));
+  }
+  return out;
+}
+
+Bytes FollowIndices(const Bytes& like, size_t like_centres, size_t centres, uint64_t seed,
+                    unsigned keep, unsigned extra) {
+  Rng r(seed);
+  Bytes out(like.size());
+  for (size_t i = 0; i < like.size(); ++i) {
+    if (like[i] != 0 ? r.Below(8) >= keep : (extra == 0 || r.Below(extra) != 0)) continue;
+    // Mostly near like's rank; now and then anywhere (real moments are not that tidy).
+    const uint64_t rank = like[i] == 0 || r.Below(4) == 0 ? r.Below(centres)
+                                                           : (like[i] - 1) * centres / like_centres;
+    out[i] = uint8_t(1 + (rank + r.Below(3)) % centres);
+  }
+  return out;
+}
+
 std::vector<int32_t> PlannerLevels(uint64_t n, uint64_t seed, const std::vector<int32_t>* like,
                                    unsigned zeros, uint64_t escape_one_in) {
   Rng r(seed);

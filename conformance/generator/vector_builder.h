@@ -158,6 +158,16 @@ std::vector<int32_t> PlannerLevels(uint64_t n, uint64_t seed,
                                    const std::vector<int32_t>* like = nullptr, unsigned zeros = 3,
                                    uint64_t escape_one_in = 48);
 
+// Index patterns shaped like ExCP's (what the cm contexts are for): a weight's indices pruned
+// in whole rows now and then and elsewhere about one in four, values often repeating the left
+// neighbour's.
+Bytes WeightIndices(uint64_t n, uint64_t row, size_t centres, uint64_t seed);
+// Indices that follow `like` (with `like_centres` centres): non-zero only where `like` is
+// (kept with probability keep/8), plus one in `extra` of the other elements (0: none); values
+// mostly near like's rank, so the value contexts see related buckets.
+Bytes FollowIndices(const Bytes& like, size_t like_centres, size_t centres, uint64_t seed,
+                    unsigned keep = 7, unsigned extra = 16);
+
 struct Sources {
   std::vector<SourceFileInfo> infos;
   std::map<std::string, Bytes> outputs;  // path -> the file's bytes: what decoding must give

@@ -12,38 +12,6 @@
 namespace ckz::vectors {
 namespace {
 
-// Index patterns shaped like ExCP's (what the cm contexts are for): a weight's indices pruned
-// in whole rows now and then and elsewhere about one in four, values often repeating the left
-// neighbour's.
-Bytes WeightIndices(uint64_t n, uint64_t row, size_t centres, uint64_t seed) {
-  Rng r(seed);
-  Bytes out(n);
-  for (uint64_t i = 0; i < n; ++i) {
-    const bool pruned_row = row != 0 && (i / row) % 5 == 3;
-    if (pruned_row || r.Below(4) == 0) continue;
-    const bool same = i > 0 && out[i - 1] != 0 && r.Below(2) == 0;
-    out[i] = same ? out[i - 1] : uint8_t(1 + r.Below(centres));
-  }
-  return out;
-}
-
-// Indices that follow `like` (with `like_centres` centres): non-zero only where `like` is
-// (kept with probability keep/8), plus one in `extra` of the other elements (0: none); values
-// mostly near like's rank, so the value contexts see related buckets.
-Bytes FollowIndices(const Bytes& like, size_t like_centres, size_t centres, uint64_t seed,
-                    unsigned keep = 7, unsigned extra = 16) {
-  Rng r(seed);
-  Bytes out(like.size());
-  for (size_t i = 0; i < like.size(); ++i) {
-    if (like[i] != 0 ? r.Below(8) >= keep : (extra == 0 || r.Below(extra) != 0)) continue;
-    // Mostly near like's rank; now and then anywhere (real moments are not that tidy).
-    const uint64_t rank = like[i] == 0 || r.Below(4) == 0 ? r.Below(centres)
-                                                           : (like[i] - 1) * centres / like_centres;
-    out[i] = uint8_t(1 + (rank + r.Below(3)) % centres);
-  }
-  return out;
-}
-
 // The contexts of spec 7.7.2 that the cm chunks of `file` use, computed here from the case's
 // own indices (independently of the library's model): SIG context numbers 0..44 into `sig`,
 // VAL contexts 0..63 into `val`.

@@ -324,32 +324,7 @@ std::vector<Misreading> Misreadings(bool parent_or_aux) {
 }
 
 // ------------------------------------------------------------------------------------------
-// Data (like vectors_cm.cc's: ExCP-shaped indices).
-
-Bytes WeightIndices(uint64_t n, uint64_t row, size_t centres, uint64_t seed) {
-  Rng r(seed);
-  Bytes out(n);
-  for (uint64_t i = 0; i < n; ++i) {
-    const bool pruned_row = row != 0 && (i / row) % 5 == 3;
-    if (pruned_row || r.Below(4) == 0) continue;
-    const bool same = i > 0 && out[i - 1] != 0 && r.Below(2) == 0;
-    out[i] = same ? out[i - 1] : uint8_t(1 + r.Below(centres));
-  }
-  return out;
-}
-
-// Non-zero mostly where `like` is, values near like's rank.
-Bytes FollowIndices(const Bytes& like, size_t like_centres, size_t centres, uint64_t seed) {
-  Rng r(seed);
-  Bytes out(like.size());
-  for (size_t i = 0; i < like.size(); ++i) {
-    if (like[i] != 0 ? r.Below(8) == 0 : r.Below(8) != 0) continue;
-    const uint64_t rank = like[i] == 0 || r.Below(4) == 0 ? r.Below(centres)
-                                                           : (like[i] - 1) * centres / like_centres;
-    out[i] = uint8_t(1 + (rank + r.Below(3)) % centres);
-  }
-  return out;
-}
+// Data: ExCP-shaped indices (vector_builder's WeightIndices and FollowIndices).
 
 EncodeOptions LstmCmOpt(uint64_t chunk, StreamCodec codec = StreamCodec::kLstmIndices) {
   return IndexOpt(codec, chunk);
@@ -414,18 +389,18 @@ OwnModelChain MakeOwnModelChain() {
   QuantizeWith(o.l1, "w", QuantKind::kDirect, 3, 7, 13411, nullptr, 1.0f,
                WeightIndices(80, 8, 7, 13421));
   QuantizeWith(o.l1, "w.m", QuantKind::kDirect, 3, 5, 13412, nullptr, 1.0f,
-               FollowIndices(o.l1.tensors[0].indices, 7, 5, 13422));
+               FollowIndices(o.l1.tensors[0].indices, 7, 5, 13422, 7, 8));
   QuantizeWith(o.l1, "x", QuantKind::kDirect, 2, 3, 13413, nullptr, 1.0f,
                WeightIndices(40, 0, 3, 13423));
   o.l2 = Next(o.l1, 13430);
   o.l2.step = 13600;
   for (T& t : o.l2.tensors) t.quant.reset();
   QuantizeWith(o.l2, "w", QuantKind::kDirect, 4, 9, 13431, nullptr, 1.0f,
-               FollowIndices(o.l1.tensors[0].indices, 7, 9, 13441));
+               FollowIndices(o.l1.tensors[0].indices, 7, 9, 13441, 7, 8));
   QuantizeWith(o.l2, "w.m", QuantKind::kDirect, 3, 5, 13432, nullptr, 1.0f,
-               FollowIndices(o.l2.tensors[0].indices, 9, 5, 13442));
+               FollowIndices(o.l2.tensors[0].indices, 9, 5, 13442, 7, 8));
   QuantizeWith(o.l2, "x", QuantKind::kDirect, 3, 4, 13433, nullptr, 1.0f,
-               FollowIndices(o.l1.tensors[2].indices, 3, 4, 13443));
+               FollowIndices(o.l1.tensors[2].indices, 3, 4, 13443, 7, 8));
   o.a = Moderate(8, 2, 13450);
   o.b = Moderate(8, 1, 13460);
   o.names = ChainNames(3);
@@ -655,50 +630,13 @@ void LstmCmValid(Suite& s) {
     // an extreme and mix_init at +-2^20, so that the clamps of 7.11.3 and 7.11.4 are reached on
     // both sides in codec-7 chunks. Units 0 and 1 have every input to their gates at +32767
     // (unit 1's cell candidate at -32768) and no recurrence: their cells run into +-32767.
-    auto model = std::make_shared<LstmModel>();
-    const uint32_t H = 8, G = 4 * H, clip = 2;
-    model->hidden = H;
-    model->clip = clip;
-    model->recur_shift = 0;
-    model->out_shift = 2;
-    Rng r(13520);
-    auto extreme = [&]() { return int16_t(r.Below(2) ? 32767 : -32768); };
-    auto fill = [&](std::vector<int16_t>& v, size_t n) {
-      v.resize(n);
-      for (int16_t& x : v) x = extreme();
-    };
-    fill(model->gate_bias, LstmModel::GateBiasSize(H));
-    fill(model->embed, LstmModel::EmbedSize(H, clip));
-    fill(model->role, LstmModel::RoleSize(H));
-    fill(model->recur, LstmModel::RecurSize(H));
-    fill(model->out, LstmModel::OutSize(H));
-    fill(model->out_bias, kLstmSlots);
-    // The mixer: role 0 ('e') every weight at +-2^20 (t past +-2047, P at its ends); role 1
-    // ('e.m') cm at 1 and the network's logit at 1/8, so that y's clamp shows in t; role 3
-    // ('o') cm's stretch at 2^20 and the bias at -2^20, which cancel where cm's P0 is near
-    // 0.73: there t is not clamped, and cm's weight, pushed past 2^20 and clamped, shows.
-    model->mix_init.resize(LstmModel::kMixInitSize);
-    for (uint32_t role = 0; role < kLstmRoles; ++role)
-      for (uint32_t slot = 0; slot < kLstmSlots; ++slot) {
-        int32_t* w = model->mix_init.data() + (role * kLstmSlots + slot) * kLstmMixInputs;
-        for (uint32_t in = 0; in < kLstmMixInputs; ++in)
-          w[in] = role == 1   ? (in == 0 ? 65536 : in == 1 ? 8192 : 0)
-                  : role == 3 ? (in == 0 ? 1 << 20 : in == 1 ? 0 : -(1 << 20))
-                              : (r.Below(2) ? 1 << 20 : -(1 << 20));
-      }
+    auto model = SaturatedModel(13520);
+    const uint32_t H = model->hidden, G = 4 * H, clip = model->clip;
     const uint32_t V = LstmModel::Values(clip);
-    for (uint32_t unit = 0; unit < 2; ++unit)
-      for (uint32_t gate = 0; gate < 4; ++gate) {
-        const uint32_t j = gate * H + unit;
-        const int16_t v = unit == 1 && gate == 2 ? -32768 : 32767;
-        model->gate_bias[j] = v;
-        for (uint32_t role = 0; role < kLstmRoles; ++role) model->role[role * G + j] = v;
-        for (uint32_t f = 0; f < 4 * V; ++f) model->embed[f * G + j] = v;
-        for (uint32_t k = 0; k < H; ++k) model->recur[j * H + k] = 0;
-      }
     // Unit 2 shows the cell clamp: its input, forget and output gates wide open, its cell
-    // candidate -1 where x_0 (left) is 0 and +1 elsewhere (absent too), and no recurrence. In 'o' (1-D) 48 non-zero indices run its cell past +32767 (48 × 1024), then
-    // 48 zeros take it down by 1024 each: clamped, it crosses 0 after 32 of them, unclamped
+    // candidate -1 where x_0 (left) is 0 and +1 elsewhere (absent too), and no recurrence.
+    // In 'o' (1-D) 48 non-zero indices run its cell past +32767 (48 × 1024), then 48 zeros
+    // take it down by 1024 each: clamped, it crosses 0 after 32 of them, unclamped
     // after 48. Slot 0's logit reads unit 2 alone (out[0][k] = 0 for k != 2).
     for (uint32_t gate = 0; gate < 4; ++gate) {
       const uint32_t j = gate * H + 2;
