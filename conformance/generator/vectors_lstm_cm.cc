@@ -126,6 +126,7 @@ SpecIndices SpecIndexDecode(const Bytes& file, const std::string& name, const ui
                            (has_upl && q[g - R - 1] != 0) + (has_upr && q[g - R + 1] != 0);
       const uint32_t pc = parent ? 1 + (parent[g] != 0) : 0;
       const uint32_t ac = aux ? 1 + (aux[g] != 0) : 0;
+      int32_t x[4] = {};
       if (mixed) {
         // 7.11.7's features.
         auto G = [&](bool present, uint32_t j, uint32_t k) -> int32_t {
@@ -140,50 +141,37 @@ SpecIndices SpecIndexDecode(const Bytes& file, const std::string& name, const ui
         };
         bool fl = has_left, fu = has_up;
         if (!reading.chunk_neighbours) fl = g >= 1 && (R == 0 || c != 0), fu = R > 0 && g >= R;
-        int32_t x[4] = {G(fl, fl ? q[g - 1] : 0, K), G(fu, fu ? q[g - R] : 0, K),
-                        G(parent != nullptr, parent ? parent[g] : 0, kp),
-                        G(aux != nullptr, aux ? aux[g] : 0, ka)};
+        x[0] = G(fl, fl ? q[g - 1] : 0, K);
+        x[1] = G(fu, fu ? q[g - R] : 0, K);
+        x[2] = G(parent != nullptr, parent ? parent[g] : 0, kp);
+        x[3] = G(aux != nullptr, aux ? aux[g] : 0, ka);
         if (reading.net.step_first) net->Step(x);
-        auto decide = [&](uint32_t slot, State& st) { return net->Decide(rc, slot, st, cover ? &cover->net : nullptr); };
-        uint32_t j = 0;
-        if (decide(0, sig[(pc * 5 + nbr) * 3 + ac]) == 1) {
-          const uint32_t ab = aux ? Bucket(aux[g], ka, 4) : 0, pb = parent ? Bucket(parent[g], kp, 4) : 0;
-          const uint32_t lb = has_left ? Bucket(left, K, 4) : 0;
-          const uint32_t ctx = (ab * 4 + pb) * 4 + lb;
-          uint32_t node = 1;
-          for (uint32_t d = 0; d < B; ++d) {
-            const uint32_t slot = reading.slots == SlotReading::kSpec      ? 2 + d
-                                  : reading.slots == SlotReading::kFromOne ? 1 + d
-                                                                           : B + 1 - d;
-            node = 2 * node + uint32_t(decide(slot, val[(size_t(ctx) << B) + node]));
-          }
-          j = node - (1u << B) + 1;
-          if (j > K) {
-            out.outcome = IndexOutcome::kCodebookIndex;
-            out.bad_element = g;
-            return out;
-          }
-        }
-        q[g] = uint8_t(j);
-        if (!reading.net.step_first) net->Step(x);
-      } else {
-        // 7.7.2, plain cm.
-        uint32_t j = 0;
-        if (rc.Bit(sig[(pc * 5 + nbr) * 3 + ac]) == 1) {
-          const uint32_t ab = aux ? Bucket(aux[g], ka, 4) : 0, pb = parent ? Bucket(parent[g], kp, 4) : 0;
-          const uint32_t lb = has_left ? Bucket(left, K, 4) : 0;
-          const uint32_t ctx = (ab * 4 + pb) * 4 + lb;
-          uint32_t node = 1;
-          for (uint32_t d = 0; d < B; ++d) node = 2 * node + uint32_t(rc.Bit(val[(size_t(ctx) << B) + node]));
-          j = node - (1u << B) + 1;
-          if (j > K) {
-            out.outcome = IndexOutcome::kCodebookIndex;
-            out.bad_element = g;
-            return out;
-          }
-        }
-        q[g] = uint8_t(j);
       }
+      // 7.7.2's decisions; with codec 7 each at the mixer's probability for its slot (7.11.7).
+      auto decide = [&](uint32_t slot, State& st) {
+        return mixed ? net->Decide(rc, slot, st, cover ? &cover->net : nullptr) : rc.Bit(st);
+      };
+      uint32_t j = 0;
+      if (decide(0, sig[(pc * 5 + nbr) * 3 + ac]) == 1) {
+        const uint32_t ab = aux ? Bucket(aux[g], ka, 4) : 0, pb = parent ? Bucket(parent[g], kp, 4) : 0;
+        const uint32_t lb = has_left ? Bucket(left, K, 4) : 0;
+        const uint32_t ctx = (ab * 4 + pb) * 4 + lb;
+        uint32_t node = 1;
+        for (uint32_t d = 0; d < B; ++d) {
+          const uint32_t slot = reading.slots == SlotReading::kSpec      ? 2 + d
+                                : reading.slots == SlotReading::kFromOne ? 1 + d
+                                                                         : B + 1 - d;
+          node = 2 * node + uint32_t(decide(slot, val[(size_t(ctx) << B) + node]));
+        }
+        j = node - (1u << B) + 1;
+        if (j > K) {
+          out.outcome = IndexOutcome::kCodebookIndex;
+          out.bad_element = g;
+          return out;
+        }
+      }
+      q[g] = uint8_t(j);
+      if (mixed && !reading.net.step_first) net->Step(x);
     }
     if (!rc.Finish()) {
       out.outcome = IndexOutcome::kFinish;
