@@ -89,6 +89,12 @@ contains excp.txt "excp residual" "ExCP weights are residual codebooks"
 expect 0 "packed index coding" -- "$bin/ckz" compress -q -f --excp --entropy packed b.safetensors --ref a.safetensors.ckz -o packed.ckz
 "$bin/ckzinfo" packed.ckz > packed.txt
 contains packed.txt "packedx" "packed streams used"
+# (0.11) ckzinfo on the lstm-cm vectors: the codec, the feature bit and the model's chunks.
+cases="$here/../../conformance/cases"
+"$bin/ckzinfo" "$cases/full-lstm-cm-chain/input.ckz" > lstmcm.txt
+contains lstmcm.txt "lstm-cmx" "ckzinfo names lstm-cm streams"
+contains lstmcm.txt "LSTM-mixed indices (lstm-cm)" "ckzinfo names required feature bit 10"
+contains lstmcm.txt "lstm model  the parent's" "ckzinfo shows the parent's model"
 
 # Damaged files.
 cp a.safetensors.ckz bad.ckz
