@@ -1,6 +1,6 @@
 // The decoder's element kernels (vectorized where the host allows) against their definitions:
-// the byte-plane transforms of spec 7.3/7.4 written out element by element, and the narrow level
-// storage of common/level_width.h. Lengths that are not multiples of the vector widths reach
+// the byte-plane transforms of spec 7.3/7.4 written out element by element, the narrow level
+// storage of common/level_width.h, and CRC-32C (spec 7.5) bit by bit. Lengths that are not multiples of the vector widths reach
 // the scalar tails too.
 #include <gtest/gtest.h>
 
@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "common/crc32c.h"
 #include "common/level_width.h"
 #include "common/transforms.h"
 
@@ -113,6 +114,39 @@ TEST(Kernels, NarrowedLevelsWidenToThemselves) {
       if (count > 0) std::memcpy(widened.data(), in_place.data(), count * 4);
       EXPECT_EQ(widened, levels);
     }
+}
+
+// CRC-32C as spec 7.5 defines it, one bit at a time (reflected polynomial 0x82F63B78).
+uint32_t Crc32cBySpec(const uint8_t* p, size_t n, uint32_t crc) {
+  uint32_t c = ~crc;
+  for (size_t i = 0; i < n; ++i) {
+    c ^= p[i];
+    for (int b = 0; b < 8; ++b) c = (c >> 1) ^ (c & 1 ? 0x82F63B78u : 0);
+  }
+  return ~c;
+}
+
+TEST(Kernels, Crc32cMatchesTheBitwiseDefinitionAtEveryLengthAndOffset) {
+  const uint8_t check[] = {'1', '2', '3', '4', '5', '6', '7', '8', '9'};
+  EXPECT_EQ(Crc32c(check, 9), 0xE3069283u);  // the catalogue's check value
+  std::mt19937 rng{7};
+  std::vector<uint8_t> data(3 * 3 * 4096 + 100);
+  for (uint8_t& x : data) x = uint8_t(rng());
+  // Around the three-lane blocks (3 x 4096 bytes) and their multiples, short lengths, offsets.
+  std::vector<size_t> lengths;
+  for (size_t n = 0; n < 40; ++n) lengths.push_back(n);
+  for (size_t m : {12288, 24576, 36864})
+    for (size_t d : {0, 1, 7, 8, 9}) lengths.push_back(m - d), lengths.push_back(m + d);
+  for (size_t n : lengths)
+    for (size_t offset : {0, 1, 5})
+      for (uint32_t start : {0u, 0x12345678u}) {
+        if (offset + n > data.size()) continue;
+        EXPECT_EQ(Crc32c(data.data() + offset, n, start), Crc32cBySpec(data.data() + offset, n, start))
+            << n << " " << offset;
+      }
+  // Continuing a CRC is the CRC of the concatenation.
+  const uint32_t a = Crc32c(data.data(), 20000);
+  EXPECT_EQ(Crc32c(data.data() + 20000, 9000, a), Crc32c(data.data(), 29000));
 }
 
 }  // namespace

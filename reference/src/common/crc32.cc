@@ -48,7 +48,9 @@ uint32_t CrcPortable(const Tables& t, const uint8_t* p, size_t n, uint32_t c) {
 }
 
 #ifdef CKZ_HAVE_X86_CRC
-__attribute__((target("sse4.2"))) uint32_t Crc32cSse42(const uint8_t* p, size_t n, uint32_t c) {
+// One lane: the crc32 instruction, 8 bytes at a time.
+__attribute__((target("sse4.2"))) uint32_t Crc32cSse42Lane(const uint8_t* p, size_t n,
+                                                             uint32_t c) {
   uint64_t c64 = c;
   while (n >= 8) {
     uint64_t v;
@@ -60,6 +62,51 @@ __attribute__((target("sse4.2"))) uint32_t Crc32cSse42(const uint8_t* p, size_t 
   c = uint32_t(c64);
   while (n--) c = _mm_crc32_u8(c, *p++);
   return c;
+}
+
+// The crc32 instruction has a latency of 3 cycles and a throughput of 1: three independent
+// lanes over consecutive blocks of kLane bytes run about three times as fast, and the lanes'
+// registers combine exactly, the CRC being linear: crc(c, A || B) = Z(crc(c, A)) ^ crc(0, B),
+// Z being the register after kLane zero bytes, itself linear in the register (four tables).
+constexpr size_t kLane = 4096;
+struct LaneShift {
+  uint32_t t[4][256];
+};
+__attribute__((target("sse4.2"))) LaneShift MakeLaneShift() {
+  static const uint8_t zeros[kLane] = {};
+  uint32_t basis[32];
+  for (int b = 0; b < 32; ++b) basis[b] = Crc32cSse42Lane(zeros, kLane, uint32_t{1} << b);
+  LaneShift s{};
+  for (int k = 0; k < 4; ++k)
+    for (uint32_t v = 0; v < 256; ++v)
+      for (int b = 0; b < 8; ++b)
+        if (v >> b & 1) s.t[k][v] ^= basis[8 * k + b];
+  return s;
+}
+inline uint32_t ZeroShift(const LaneShift& s, uint32_t c) {
+  return s.t[0][c & 0xFF] ^ s.t[1][(c >> 8) & 0xFF] ^ s.t[2][(c >> 16) & 0xFF] ^ s.t[3][c >> 24];
+}
+
+__attribute__((target("sse4.2"))) uint32_t Crc32cSse42(const uint8_t* p, size_t n, uint32_t c) {
+  if (n >= 3 * kLane) {
+    static const LaneShift shift = MakeLaneShift();
+    while (n >= 3 * kLane) {
+      uint64_t a = c, b = 0, d = 0;
+      for (size_t i = 0; i < kLane; i += 8) {
+        uint64_t x, y, z;
+        std::memcpy(&x, p + i, 8);
+        std::memcpy(&y, p + kLane + i, 8);
+        std::memcpy(&z, p + 2 * kLane + i, 8);
+        a = _mm_crc32_u64(a, x);
+        b = _mm_crc32_u64(b, y);
+        d = _mm_crc32_u64(d, z);
+      }
+      c = ZeroShift(shift, ZeroShift(shift, uint32_t(a)) ^ uint32_t(b)) ^ uint32_t(d);
+      p += 3 * kLane;
+      n -= 3 * kLane;
+    }
+  }
+  return Crc32cSse42Lane(p, n, c);
 }
 
 bool HaveSse42() {
