@@ -7,7 +7,8 @@ against faithful ExCP packing + xz -9, all measured in one run on the same histo
 
 For each history (a folder of step_*.pt, as tools/history/make_history.py writes it):
   - `ckz compress --excp` and `ckz compress --excp --lstm` of the whole history (a keyframe
-    and its links; with --lstm the first link's training by ckz-lstm-train is included), timed;
+    and its links; with --lstm the first link's training by ckz-lstm-train is included), timed
+    at 1 and 2 threads;
   - every link's file bytes both ways (the model's bytes are in the files that hold it), and
     the stored bytes of the links' quantized tensors by role (dW = Weight, m = Moment1,
     v = Moment2);
@@ -101,8 +102,13 @@ def main():
         shutil.rmtree(w, ignore_errors=True)
         os.makedirs(w)
         plain, lstm = os.path.join(w, "excp"), os.path.join(w, "excp-lstm")
-        t_plain = timed([a.ckz, "compress", "-q", "--excp", h, "-o", plain])
-        t_lstm = timed([a.ckz, "compress", "-q", "--excp", "--lstm", h, "-o", lstm])
+        # Compress at 1 and 2 threads (the 2-thread outputs are kept; they are the same files).
+        t_plain, t_lstm = {}, {}
+        for t in (1, 2):
+            for out, extra, times in ((plain, [], t_plain), (lstm, ["--lstm"], t_lstm)):
+                shutil.rmtree(out, ignore_errors=True)
+                times[t] = timed([a.ckz, "compress", "-q", "-T", str(t), "--excp", *extra, h,
+                                  "-o", out])
         lp, ll = links(plain), links(lstm)
         sizes_p = [os.path.getsize(f) for f in lp]
         sizes_l = [os.path.getsize(f) for f in ll]
@@ -129,16 +135,19 @@ def main():
         for role, key in (("weight", "dW"), ("moment1", "m"), ("moment2", "v")):
             print(f"| {key} | {xz_streams.get(key, 0):,} | {roles_p[role]:,} | {roles_l[role]:,} | "
                   f"{pct(roles_l[role], roles_p[role])} |")
-        print(f"\nmodel bytes (stored once): {model:,}; compress the history: {t_plain:.2f} s -> "
-              f"{t_lstm:.2f} s ({t_lstm / t_plain:.1f}x, training included); decode of link "
+        print(f"\nmodel bytes (stored once): {model:,}; compress the history, 1 / 2 threads: "
+              f"{t_plain[1]:.2f} / {t_plain[2]:.2f} s -> {t_lstm[1]:.2f} / {t_lstm[2]:.2f} s "
+              f"({t_lstm[1] / t_plain[1]:.1f}x / {t_lstm[2] / t_plain[2]:.1f}x, training "
+              f"included); decode of link "
               f"{len(lp)} (MB/s of the {len(lp) + 1} files decoded), 1 / 2 threads: "
               f"{speeds[('excp', 1)]:.1f} / {speeds[('excp', 2)]:.1f} -> "
               f"{speeds[('excp-lstm', 1)]:.1f} / {speeds[('excp-lstm', 2)]:.1f}")
         summary.append((name, xz_links, sum(sizes_p), sum(sizes_l), t_plain, t_lstm, speeds))
-    print("\n| history | ExCP packing + xz -9 links | ExCP + cm links | ExCP + lstm-cm links (model included) | compress | decode deepest link, 1 / 2 threads |")
+    print("\n| history | ExCP packing + xz -9 links | ExCP + cm links | ExCP + lstm-cm links (model included) | compress 1 / 2 threads | decode deepest link, 1 / 2 threads |")
     print("|---|---:|---:|---:|---|---|")
     for name, xz, p, l, tp, tl, sp in summary:
-        print(f"| {name} | {xz:,} | {p:,} | {l:,} ({pct(l, p)}) | {tp:.2f} -> {tl:.2f} s | "
+        print(f"| {name} | {xz:,} | {p:,} | {l:,} ({pct(l, p)}) | {tp[1]:.2f} / {tp[2]:.2f} -> "
+              f"{tl[1]:.2f} / {tl[2]:.2f} s | "
               f"{sp[('excp', 1)]:.0f} / {sp[('excp', 2)]:.0f} -> {sp[('excp-lstm', 1)]:.0f} / "
               f"{sp[('excp-lstm', 2)]:.0f} MB/s |")
     return 0
