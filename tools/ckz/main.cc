@@ -107,7 +107,7 @@ const char kUsage[] =
     "                           model; the first link of a chain without one trains one\n"
     "                           (ckz-lstm-train, built with libtorch) and keeps it where it\n"
     "                           pays for its bytes over the keyframe group. 1-3 % smaller\n"
-    "                           level streams, decodes at 10-25 MB/s (docs/lstm.md)\n"
+    "                           links, decodes at 16-28 MB/s (docs/lstm.md)\n"
     "  --lstm-hidden H          the trained model's hidden size: 8 (default), 16, 24 or 32\n"
     "  --lstm-steps N           the training's optimizer steps (default: one per MiB of the\n"
     "                           checkpoint times the links to come in its group, 60 to 400;\n"
@@ -585,7 +585,7 @@ Status TrainLstmFor(const std::string& input, const std::string& output,
   if (keep) {
     if (rename(trial.c_str(), output.c_str()) != 0)
       return Status(ErrorCode::kIoError, output + ": cannot replace: " + std::strerror(errno));
-    snprintf(buf, sizeof buf, " (trained %.1f s; this link %+lld bytes, levels -%.0f)",
+    snprintf(buf, sizeof buf, " (trained %.1f s; this link %+lld bytes, its streams -%.0f)",
              seconds_spent, static_cast<long long>(r.stored) - static_cast<long long>(result->stored),
              gross);
     result->lstm = r.lstm + buf;
@@ -593,7 +593,7 @@ Status TrainLstmFor(const std::string& input, const std::string& output,
     result->stored = r.stored;
   } else {
     unlink(trial.c_str());
-    snprintf(buf, sizeof buf, "model trained (%.1f s), not kept: levels -%.0f bytes, model %.0f",
+    snprintf(buf, sizeof buf, "model trained (%.1f s), not kept: streams -%.0f bytes, model %.0f",
              seconds_spent, gross, model_bytes);
     result->lstm = buf;
   }
