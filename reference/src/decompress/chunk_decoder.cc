@@ -179,9 +179,24 @@ Result<std::vector<StreamInfo>> ReadStreamDirectory(const Archive& archive, size
 
 namespace {
 
-
 MutableByteSpan AsBytes(std::vector<int32_t>& v) {
   return MutableByteSpan(reinterpret_cast<uint8_t*>(v.data()), v.size() * 4);
+}
+
+// The model a codec-6 or codec-7 chunk codes with (spec 7.11.6, 7.11.7): the file's own or,
+// resolved when its chain was opened, its parent's. `where` names the chunk.
+Result<const LstmModel*> ChunkModel(const Archive& archive, StreamCodec codec,
+                                    const std::string& where) {
+  if (!archive.lstm_model)
+    return Status(ErrorCode::kReferenceRequired,
+                  where + ": codec " + std::to_string(int(codec)) + " (" + StreamCodecName(codec) +
+                      ") needs the parent's LSTM model (lstm_model_from_parent), and the parent "
+                      "is not open (spec 7.11.6, 7.11.7)");
+  // The parser's rule LM1 makes this hold; a test build that switches LM1 off must still
+  // never run a model the coder's state cannot hold.
+  if (!archive.lstm_model->Runnable())
+    return Status(ErrorCode::kFieldOutOfRange, where + ": the LSTM model breaks rule LM1");
+  return archive.lstm_model.get();
 }
 
 }  // namespace
@@ -268,17 +283,9 @@ Status ChunkDecoder::StreamLevels(const Archive& archive, size_t tensor, size_t 
   CKZ_RETURN_IF_ERROR(LevelInputs(archive, tensor, first, count, source, index_cache_,
                                   &scratch_->parent_levels, &scratch_->aux_levels, &in));
   if (stream.codec == StreamCodec::kLstmLevels) {  // spec 7.11
-    if (!archive.lstm_model)
-      return Status(ErrorCode::kReferenceRequired,
-                    Where(archive, tensor, chunk_index) +
-                        " (levels): codec 6 (lstm) needs the parent's LSTM model "
-                        "(lstm_model_from_parent), and the parent is not open (spec 7.11.6)");
-    // The parser's rule LM1 makes this hold; a test build that switches LM1 off must still
-    // never run a model the coder's state cannot hold.
-    if (!archive.lstm_model->Runnable())
-      return Status(ErrorCode::kFieldOutOfRange,
-                    Where(archive, tensor, chunk_index) + ": the LSTM model breaks rule LM1");
-    in.lstm = archive.lstm_model.get();
+    auto model = ChunkModel(archive, stream.codec, Where(archive, tensor, chunk_index) + " (levels)");
+    if (!model.ok()) return model.status();
+    in.lstm = *model;
     in.role = LstmRoleOf(t.role);
   }
   size_t bad = 0;
@@ -350,14 +357,9 @@ Status ChunkDecoder::StreamIndices(const Archive& archive, size_t tensor, size_t
       CKZ_RETURN_IF_ERROR(CmInputs(archive, tensor, first, count, source, index_cache_,
                                    &scratch_->parent_indices, &scratch_->aux_indices, &in));
       if (stream.codec == StreamCodec::kLstmIndices) {  // spec 7.11.7
-        if (!archive.lstm_model)
-          return Status(ErrorCode::kReferenceRequired,
-                        where() + ": codec 7 (lstm-cm) needs the parent's LSTM model "
-                                  "(lstm_model_from_parent), and the parent is not open (spec "
-                                  "7.11.7)");
-        if (!archive.lstm_model->Runnable())  // LM1 makes this hold (see StreamLevels)
-          return Status(ErrorCode::kFieldOutOfRange, where() + ": the LSTM model breaks rule LM1");
-        in.lstm = archive.lstm_model.get();
+        auto model = ChunkModel(archive, stream.codec, where());
+        if (!model.ok()) return model.status();
+        in.lstm = *model;
         in.role = LstmRoleOf(t.role);
       }
       size_t bad = 0;
