@@ -8,10 +8,6 @@
 namespace ckz {
 namespace {
 
-inline uint32_t Bucket(uint32_t index, uint32_t k, uint32_t buckets) {
-  return IndexBucket(index, k, buckets);
-}
-
 constexpr uint32_t kSigContexts = 3 * 5 * 3;
 constexpr uint32_t kAuxBuckets = 4, kParentBuckets = 4, kLeftBuckets = 4;
 constexpr uint32_t kValueContexts = kAuxBuckets * kParentBuckets * kLeftBuckets;
@@ -115,10 +111,10 @@ size_t Run(Side& side, const IndexModelInputs& in, const uint8_t* idx, uint8_t* 
     const int nonzero = side.Code(sig[(pc * 5 + nbr) * 3 + ac], v != 0, kLstmSlotZero);
     uint32_t j = 0;
     if (nonzero) {
-      const uint32_t ab = in.aux && cfg.val_aux ? Bucket(in.aux[i], in.aux_centres, kAuxBuckets) : 0;
+      const uint32_t ab = in.aux && cfg.val_aux ? IndexBucket(in.aux[i], in.aux_centres, kAuxBuckets) : 0;
       const uint32_t pb =
-          in.parent && cfg.val_parent ? Bucket(in.parent[i], in.parent_centres, kParentBuckets) : 0;
-      const uint32_t lb = cfg.val_left ? Bucket(left, k, kLeftBuckets) : 0;
+          in.parent && cfg.val_parent ? IndexBucket(in.parent[i], in.parent_centres, kParentBuckets) : 0;
+      const uint32_t lb = cfg.val_left ? IndexBucket(left, k, kLeftBuckets) : 0;
       BitModel* tree = &val[((ab * kParentBuckets + pb) * kLeftBuckets + lb) * nodes];
       uint32_t node = 1;
       for (unsigned b = nbits; b-- > 0;)

@@ -286,7 +286,8 @@ void ChunkEncoder::EncodeIndices(ByteSpan indices, unsigned bits, const IndexMod
   Scratch& s = *scratch_;
   // Candidates: packed, zstd of the index bytes, cm; the smallest wins unless one is forced.
   const bool auto_choice = !options.index_codec.has_value();
-  const StreamCodec forced = options.index_codec.value_or(StreamCodec::kStored);
+  StreamCodec forced = options.index_codec.value_or(StreamCodec::kStored);
+  if (forced == StreamCodec::kLstmIndices && !cm.lstm) forced = StreamCodec::kCm;  // no model
   auto wanted = [&](StreamCodec c) { return auto_choice || forced == c; };
   std::vector<uint8_t> packed, coded;
   if (wanted(StreamCodec::kPacked)) PackIndices(indices, bits, &packed);
@@ -314,9 +315,6 @@ void ChunkEncoder::EncodeIndices(ByteSpan indices, unsigned bits, const IndexMod
     if (coded.size() < best) codec = StreamCodec::kCm, best = coded.size();
     if (cm.lstm && mixed.size() < best) codec = StreamCodec::kLstmIndices;
   }
-  if (codec == StreamCodec::kLstmIndices && !cm.lstm) codec = StreamCodec::kCm;  // no model
-  if (codec == StreamCodec::kCm && coded.empty() && indices.size)
-    EncodeIndexStream(plain, indices.data, indices.size, &coded);
   if (codec == StreamCodec::kZstd && zstd_size == SIZE_MAX) codec = StreamCodec::kStored;
 
   out->assign(kStreamEntryBytes, 0);
