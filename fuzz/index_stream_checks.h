@@ -18,8 +18,6 @@ namespace ckz_fuzz {
 // (with a model, the caller caps lower: an LSTM step per index).
 constexpr size_t kIndexHeader = 14;
 
-inline uint32_t IndexLe16(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8; }
-
 inline void IndexRoundTrip(const ckz::IndexModelInputs& in, const std::vector<uint8_t>& indices) {
   std::vector<uint8_t> coded;
   ckz::EncodeIndexStream(in, indices.data(), indices.size(), &coded);
@@ -41,11 +39,11 @@ inline void CheckIndexStream(ckz::IndexModelInputs in, const uint8_t* data, size
   in.centres = 1 + data[0] % 255;
   const bool has_parent = data[1] & 1, has_aux = data[1] & 2;
   const uint32_t kp = 1 + data[2] % 255, ka = 1 + data[3] % 255;
-  const size_t count = IndexLe16(data + 4) % (max_count + 1);
-  in.row = IndexLe16(data + 6);
-  in.first = uint64_t(IndexLe16(data + 8)) | uint64_t(IndexLe16(data + 10)) << 16;
+  const size_t count = Le16(data + 4) % (max_count + 1);
+  in.row = Le16(data + 6);
+  in.first = uint64_t(Le16(data + 8)) | uint64_t(Le16(data + 10)) << 16;
   const size_t rest = size - kIndexHeader;
-  const size_t length = IndexLe16(data + 12) < rest ? IndexLe16(data + 12) : rest;
+  const size_t length = Le16(data + 12) < rest ? Le16(data + 12) : rest;
   // The stream in its own allocation of exactly `length` bytes (ASan: no read past it).
   std::vector<uint8_t> stream(data + kIndexHeader, data + kIndexHeader + length);
   const uint8_t* ctx = data + kIndexHeader + length;

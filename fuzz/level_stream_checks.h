@@ -14,8 +14,6 @@
 
 namespace ckz_fuzz {
 
-inline uint32_t Le16(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8; }
-
 // A level from four context bytes: zero, small (|q| <= 16: the unary range), medium (an
 // int16) or up to 2^24 - 1 (the escape's whole range), by the low two bits.
 inline int32_t ContextLevel(uint32_t u) {
