@@ -96,8 +96,11 @@ def main():
     os.makedirs(a.work, exist_ok=True)
     summary = []
     for h in a.histories:
-        name = os.path.basename(os.path.normpath(h)) if os.path.basename(os.path.normpath(h)) != "hist" \
-            else os.path.basename(os.path.dirname(os.path.normpath(h)))
+        # make_history.py's layout NAME/hist: named after NAME.
+        path = os.path.normpath(h)
+        name = os.path.basename(path)
+        if name == "hist":
+            name = os.path.basename(os.path.dirname(path))
         w = os.path.join(a.work, name)
         shutil.rmtree(w, ignore_errors=True)
         os.makedirs(w)
