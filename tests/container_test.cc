@@ -1,9 +1,11 @@
 // The container end to end in memory: write, parse, decode; and one handcrafted corruption per
 // validation rule of spec section 9, each with its exact error code.
 #include <gtest/gtest.h>
+#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_compressSequences, to build the literals-only frame
 #include <zstd.h>
 
 #include <optional>
+#include <random>
 
 #include "ckz/archive.h"
 #include "ckz/content_id.h"
@@ -11,6 +13,7 @@
 #include "ckz/writer.h"
 #include "common/bytes.h"
 #include "common/zstd_frame.h"
+#include "format/chunk_layout.h"
 #include "file_surgery.h"
 #include "format/preamble.h"
 #include "test_util.h"
@@ -497,6 +500,52 @@ TEST(ZstdDeclaredSize, ReadsTheFrameHeaderOnly) {
   EXPECT_EQ(ZSTD_getFrameContentSize(f.data(), f.size()), ZSTD_CONTENTSIZE_ERROR);
   f[0] = 0x29;  // not the magic
   EXPECT_FALSE(ZstdDeclaredSize(ByteSpan(f)).has_value());
+}
+
+// Spec Appendix A: a zstd stream is the smaller of zstd's own frame and a literals-only frame
+// (no matches). A float's exponent plane, nearly independent bytes, gets the literals-only one;
+// a plane of repeated rows keeps the frame with matches.
+TEST(Writer, KeepsTheSmallerOfTheMatchedAndTheLiteralsOnlyFrame) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.f, 0.02f);
+  const size_t n = 1 << 16;
+  TestTensor iid = MakeTensor("iid", DType::kF32, {n}, 1);
+  TestTensor rows = MakeTensor("rows", DType::kF32, {n}, 2);
+  for (size_t i = 0; i < n; ++i) {
+    const float v = normal(rng), w = (i % 1000 < 500 ? 1.f : 3.f) * float(i % 1000 + 1);
+    std::memcpy(iid.bytes.data() + 4 * i, &v, 4);
+    std::memcpy(rows.bytes.data() + 4 * i, &w, 4);  // exponents repeat every 1000 values
+  }
+  EncodeOptions o;
+  o.force_byte_planes = true;
+  o.chunk_bytes = 4 * n;
+  const auto file = WriteToMemory({iid, rows}, o);
+  auto a = ParseArchive(ByteSpan(file));
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ZSTD_CCtx* c = ZSTD_createCCtx();
+  auto frame_size = [&](const std::vector<uint8_t>& plane, bool literals_only) {
+    std::vector<uint8_t> out(ZSTD_compressBound(plane.size()));
+    ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, EncodeOptions{}.zstd_level);
+    ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1);
+    return literals_only ? ZSTD_compressSequences(c, out.data(), out.size(), nullptr, 0,
+                                                  plane.data(), plane.size())
+                         : ZSTD_compress2(c, out.data(), out.size(), plane.data(), plane.size());
+  };
+  for (size_t t = 0; t < 2; ++t) {
+    const TestTensor& x = t == 0 ? iid : rows;
+    std::vector<uint8_t> high(n);  // byte plane 3: the sign and the exponent's top 7 bits
+    for (size_t i = 0; i < n; ++i) high[i] = x.bytes[4 * i + 3];
+    const size_t matched = frame_size(high, false), literals = frame_size(high, true);
+    ASSERT_FALSE(ZSTD_isError(matched) || ZSTD_isError(literals));
+    EXPECT_LT(t == 0 ? literals : matched, t == 0 ? matched : literals) << t;
+    ASSERT_EQ(a->tensors[t].chunks.size(), 1u);
+    const uint8_t* entry = file.data() + a->tensors[t].chunks[0].offset + 3 * kStreamEntryBytes;
+    EXPECT_EQ(entry[0], uint8_t(StreamCodec::kZstd)) << t;
+    EXPECT_EQ(LoadLE32(entry + 1), std::min(matched, literals)) << t;
+    EXPECT_EQ(DecodeAll(*a, t), x.bytes);
+  }
+  ZSTD_freeCCtx(c);
 }
 
 TEST(Writer, CodesTheHeaderWhenThatIsSmaller) {
