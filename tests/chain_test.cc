@@ -4,11 +4,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "ckz/checkpoint.h"
 #include "ckz/content_id.h"
 #include "ckz/decoder.h"
 #include "ckz/io.h"
+#include "decompress/chunk_order.h"
 #include "file_surgery.h"
 #include "test_util.h"
 
@@ -413,6 +415,53 @@ TEST(IndexCacheTest, LevelsReadBackWhateverWidthTheyAreHeldIn) {
   ASSERT_TRUE(cache.LookupLevels(a, 1, 1, out_small.data(), out_small.size()));
   EXPECT_EQ(out_big, big);
   EXPECT_EQ(out_small, small);
+}
+
+// Workers take runs of neighbouring chunks (a link's neighbours read the same parent chunk):
+// one worker takes the priority order itself; a second starts in the middle of the run the
+// first is walking, and a worker whose run is used up splits the longest run left.
+TEST(ChunkOrderTest, WorkersWalkRunsOfNeighbours) {
+  std::set<size_t> ready;
+  for (size_t i = 0; i < 16; ++i) ready.insert(i);
+  std::vector<size_t> last(1, kNoItem);
+  std::vector<size_t> order;
+  for (std::set<size_t> left = ready; !left.empty();) {
+    const size_t i = NextItem(left, last, 0);
+    left.erase(i);
+    last[0] = i;
+    order.push_back(i);
+  }
+  EXPECT_EQ(order, std::vector<size_t>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}));
+
+  last.assign(2, kNoItem);
+  auto take = [&](size_t w) {
+    const size_t i = NextItem(ready, last, w);
+    ready.erase(i);
+    last[w] = i;
+    return i;
+  };
+  EXPECT_EQ(take(0), 0u);
+  EXPECT_EQ(take(1), 8u);  // 1..15 is walked into from 0: its middle
+  for (size_t k = 1; k < 8; ++k) {
+    EXPECT_EQ(take(0), k);
+    EXPECT_EQ(take(1), 8 + k);
+  }
+  EXPECT_TRUE(ready.empty());
+  // A run used up: the longest run left is split if another worker walks into it.
+  ready = {3, 4, 5, 6, 7, 8, 9, 12, 13};
+  last = {15, 2};
+  EXPECT_EQ(take(0), 6u);  // 3..9 follows worker 1's 2: its middle
+  EXPECT_EQ(take(1), 3u);  // its own next
+  last[1] = 11;
+  EXPECT_EQ(take(1), 12u);  // its own next
+  last[0] = 20;
+  ready = {4, 5, 9};
+  EXPECT_EQ(take(0), 4u);  // 4..5 follows nobody's last item: its start
+  // Items that are not neighbours (dependencies decide what is ready) are taken in order.
+  ready = {1, 5, 9};
+  last = {kNoItem, kNoItem};
+  EXPECT_EQ(take(1), 1u);
+  EXPECT_EQ(take(0), 5u);
 }
 
 TEST(AtomicFile, NothingAppearsUntilCommitAndNothingRemainsOnAbort) {

@@ -14,6 +14,7 @@
 
 #include "ckz/decoder.h"
 #include "common/index_model.h"
+#include "decompress/chunk_order.h"
 #include "decompress/decode_scratch.h"
 
 namespace ckz {
@@ -153,16 +154,18 @@ std::pair<uint64_t, uint64_t> Elements(const TensorInfo& t, size_t chunk) {
   return {c.raw_offset / width, (c.raw_offset + c.raw_length) / width};
 }
 
-// Hands out chunk work in a fixed priority order (the `work` order), each item only once the
-// items it depends on are done, to `threads` workers. A cm chunk reads the indices of its aux
+// Hands out chunk work to `workers` workers, each item only once the items it depends on are
+// done: in the priority order (the `work` order), each worker walking its own run of
+// neighbouring items (NextItem, chunk_order.h). A cm chunk reads the indices of its aux
 // tensor at the same elements (spec 7.7.2: a moment reads its weight's): when those chunks are
 // decoded by the same call, the chunk waits for them and finds their indices in the index
 // cache, so no indices are decoded twice and no worker idles at a barrier.
 class Scheduler {
  public:
   Scheduler(const Archive& archive, const std::vector<TensorRange>& ranges,
-            const std::vector<ChunkWork>& work, const AuxGraph& graph)
-      : archive_(archive), graph_(graph), waiting_(work.size(), 0), dependents_(work.size()) {
+            const std::vector<ChunkWork>& work, const AuxGraph& graph, size_t workers)
+      : archive_(archive), graph_(graph), waiting_(work.size(), 0), dependents_(work.size()),
+        last_(workers, kNoItem) {
     for (size_t i = 0; i < work.size() && !graph.aux.empty(); ++i)
       item_of_.emplace(std::make_pair(ranges[work[i].range].tensor, work[i].chunk), i);
     for (size_t i = 0; i < work.size() && !graph.aux.empty(); ++i) {
@@ -179,13 +182,14 @@ class Scheduler {
       if (waiting_[i] == 0) ready_.insert(i);
   }
 
-  // The next item to run, or nullopt when all are handed out.
-  std::optional<size_t> Take() {
+  // The next item for `worker` (0 .. workers - 1) to run, or nullopt when all are handed out.
+  std::optional<size_t> Take(size_t worker) {
     std::unique_lock<std::mutex> lock(mutex_);
     changed_.wait(lock, [&] { return !ready_.empty() || handed_ == waiting_.size(); });
     if (ready_.empty()) return std::nullopt;
-    const size_t i = *ready_.begin();
-    ready_.erase(ready_.begin());
+    const size_t i = NextItem(ready_, last_, worker);
+    ready_.erase(i);
+    last_[worker] = i;
     ++handed_;
     return i;
   }
@@ -230,6 +234,7 @@ class Scheduler {
   std::vector<size_t> waiting_;                 // unfinished items each item depends on
   std::vector<std::vector<size_t>> dependents_;
   std::set<size_t> ready_;                      // runnable, lowest (highest priority) first
+  std::vector<size_t> last_;                    // each worker's last item (chunk_order.h)
   size_t handed_ = 0;
 };
 
@@ -253,9 +258,9 @@ Status DecodeTensorRanges(const Archive& archive, const std::vector<TensorRange>
     if (wa != wb) return wa < wb;
     return a.raw_length > b.raw_length;
   });
-  Scheduler scheduler(archive, ranges, work, graph);
-
   const size_t workers = std::min(work.size(), size_t(std::max(1, options.threads)));
+  Scheduler scheduler(archive, ranges, work, graph, workers);
+
   std::vector<Status> results(work.size());
   // The error reported is that of the first failing chunk in (range, chunk) order, whatever the
   // thread count: chunks after the first failure seen so far are skipped, those before it run.
@@ -274,10 +279,10 @@ Status DecodeTensorRanges(const Archive& archive, const std::vector<TensorRange>
     std::lock_guard<std::mutex> lock(failure_mutex);
     if (before_locked(i)) first_failure = i;
   };
-  auto worker = [&] {
+  auto worker = [&](size_t id) {
     PooledScratch scratch;
     scratch->decoder.set_index_cache(cache);
-    while (const std::optional<size_t> next = scheduler.Take()) {
+    while (const std::optional<size_t> next = scheduler.Take(id)) {
       const size_t i = *next;
       if (before_failure(i)) {
         results[i] = DecodeChunkInto(archive, ranges[work[i].range], work[i].chunk, reference,
@@ -288,8 +293,8 @@ Status DecodeTensorRanges(const Archive& archive, const std::vector<TensorRange>
     }
   };
   std::vector<std::thread> pool;
-  for (size_t w = 1; w < workers; ++w) pool.emplace_back(worker);
-  worker();
+  for (size_t w = 1; w < workers; ++w) pool.emplace_back(worker, w);
+  worker(0);
   for (std::thread& t : pool) t.join();
   return first_failure == SIZE_MAX ? Status::Ok() : results[first_failure];
 }
