@@ -65,7 +65,12 @@ size_t ZstdLiteralsFrame(ZSTD_CCtx* cctx, const uint8_t* src, size_t n, int leve
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
+#if ZSTD_VERSION_NUMBER >= 10500  // the API as it has been since zstd 1.5.0
   return ZSTD_compressSequences(cctx, out->data(), out->size(), nullptr, 0, src, n);
+#else
+  (void)src, (void)n;
+  return size_t(-ZSTD_error_GENERIC);  // older zstd: the matched frame alone
+#endif
 }
 
 // Above this many bits per byte a stream is stored: zstd would not pay for its time.
