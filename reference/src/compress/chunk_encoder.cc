@@ -39,16 +39,21 @@ double EntropyBits(const uint8_t* p, size_t n) {
   return bits;
 }
 
-// One zstd frame of `n` bytes into `out`, as every chunk stream is written: deterministic
-// (single-threaded), content size in the header, no frame checksum (the chunk CRC covers the
-// decoded bytes). Returns the frame's size or a zstd error code.
-size_t ZstdFrame(ZSTD_CCtx* cctx, const uint8_t* src, size_t n, int level,
-                 std::vector<uint8_t>* out) {
+// Sets `cctx` up for one zstd frame of `n` bytes into `out`, as every chunk stream is written:
+// deterministic (single-threaded), content size in the header, no frame checksum (the chunk
+// CRC covers the decoded bytes).
+void StartFrame(ZSTD_CCtx* cctx, size_t n, int level, std::vector<uint8_t>* out) {
   out->resize(ZSTD_compressBound(n));
   ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
+}
+
+// zstd's own frame of the `n` bytes; its size or a zstd error code.
+size_t ZstdFrame(ZSTD_CCtx* cctx, const uint8_t* src, size_t n, int level,
+                 std::vector<uint8_t>* out) {
+  StartFrame(cctx, n, level, out);
   return ZSTD_compress2(cctx, out->data(), out->size(), src, n);
 }
 
@@ -60,11 +65,7 @@ size_t ZstdFrame(ZSTD_CCtx* cctx, const uint8_t* src, size_t n, int level,
 // repeated rows) ZstdFrame wins, and the encoder keeps the smaller of the two.
 size_t ZstdLiteralsFrame(ZSTD_CCtx* cctx, const uint8_t* src, size_t n, int level,
                          std::vector<uint8_t>* out) {
-  out->resize(ZSTD_compressBound(n));
-  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
+  StartFrame(cctx, n, level, out);
 #if ZSTD_VERSION_NUMBER >= 10500  // the API as it has been since zstd 1.5.0
   return ZSTD_compressSequences(cctx, out->data(), out->size(), nullptr, 0, src, n);
 #else
