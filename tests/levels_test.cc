@@ -71,6 +71,46 @@ TEST(StepShifts, FollowTheSourceExponentHalvedFlooredAndClamped) {
   EXPECT_EQ(s[0], 2);
 }
 
+// Spec 7.9.2's shifts element by element (exact arithmetic in double), against StepShifts at
+// every length and offset around its 16-element SIMD blocks, for every exponent class.
+TEST(StepShifts, MatchTheSpecElementByElementAtEveryLengthAndCentre) {
+  std::mt19937 rng(7);
+  std::vector<uint32_t> bits(300);
+  for (size_t i = 0; i < bits.size(); ++i) {
+    const uint32_t sign = (rng() & 1u) << 31, mantissa = rng() & 0x7FFFFFu;
+    const uint32_t r = rng() % 8;  // zeros, subnormals, infinities and NaNs, extreme and usual
+    const uint32_t exponent = r == 0 ? 0 : r == 1 ? 255 : r == 2 ? 1 + rng() % 3 : r == 3 ? 254 : 100 + rng() % 50;
+    bits[i] = sign | (exponent << 23) | (r == 1 && (rng() & 1) ? 0 : mantissa);
+  }
+  std::vector<uint8_t> bytes(bits.size() * 4);
+  std::memcpy(bytes.data(), bits.data(), bytes.size());
+  QuantizationInfo q;
+  q.kind = QuantKind::kLevelDirect;
+  q.step = 1.0f;
+  q.step_source = 0;
+  for (int slope : {1, -1})
+    for (int center : {-1100, -20, 0, 7, 1100})
+      for (uint32_t limit : {0u, 3u, 24u, 32u}) {
+        q.step_slope = slope;
+        q.step_center = center;
+        q.step_limit = limit;
+        for (size_t offset : {0, 1, 5}) {
+          for (size_t n : {0, 1, 15, 16, 17, 31, 32, 33, 100, 295}) {
+            std::vector<int8_t> got(n, 99);
+            StepShifts(q, DType::kF32, bytes.data() + 4 * offset, n, got.data());
+            for (size_t i = 0; i < n; ++i) {
+              const uint32_t e = (bits[offset + i] >> 23) & 0xFF;
+              const double x = e == 0 ? -1000 : e == 255 ? 1000 : double(e) - 127;
+              const double d = slope * (x - center);
+              const double want = std::clamp(std::floor(d / 2), -double(limit), double(limit));
+              ASSERT_EQ(got[i], int8_t(want)) << slope << " " << center << " " << limit << " "
+                                               << offset << " " << n << " " << i;
+            }
+          }
+        }
+      }
+}
+
 TEST(ReconstructLevels, MatchesTheSpecsArithmeticForEveryKindAndDtype) {
   const std::vector<int32_t> levels = {0, 1, -1, 7, -300, 16, -17, 1 << 20};
   const std::vector<int8_t> shifts = {0, 1, -1, 2, 0, -2, 3, 0};

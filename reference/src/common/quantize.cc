@@ -12,6 +12,9 @@
 #include <cfenv>
 #define CKZ_HAVE_FPCR 1
 #endif
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace ckz {
 namespace {
@@ -267,11 +270,53 @@ int32_t FloorHalf(int32_t d) { return d >= 0 ? d / 2 : -((1 - d) / 2); }
 
 namespace {
 
+#if defined(__SSE2__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+// The loop below for 16 F32 sources at a time, in the same integer arithmetic: the exponent
+// field, -1000 / +1000 for zeros, subnormals, infinities and NaNs, minus the centre, negated
+// for slope -1, halved by an arithmetic shift (the floor), clamped. |d| <= 2100 (rule Q9's
+// centre) fits the int16 lanes it is clamped in. Returns how many elements it did.
+size_t StepShiftsF32Sse2(const QuantizationInfo& q, const uint8_t* source, size_t count,
+                         int8_t* shifts) {
+  if (q.step_center < -1100 || q.step_center > 1100 || q.step_limit > 127) return 0;
+  const __m128i field = _mm_set1_epi32(0xFF), zero = _mm_setzero_si128();
+  const __m128i normal_offset = _mm_set1_epi32(127 + q.step_center);
+  const __m128i tiny = _mm_set1_epi32(-1000 - q.step_center);
+  const __m128i huge = _mm_set1_epi32(1000 - q.step_center);
+  const __m128i limit = _mm_set1_epi16(int16_t(q.step_limit));
+  const __m128i neg_limit = _mm_set1_epi16(int16_t(-int(q.step_limit)));
+  auto halved = [&](const uint8_t* p) {
+    const __m128i e = _mm_and_si128(
+        _mm_srli_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)), 23), field);
+    const __m128i is_zero = _mm_cmpeq_epi32(e, zero), is_max = _mm_cmpeq_epi32(e, field);
+    __m128i d = _mm_sub_epi32(e, normal_offset);
+    d = _mm_or_si128(_mm_andnot_si128(is_zero, d), _mm_and_si128(is_zero, tiny));
+    d = _mm_or_si128(_mm_andnot_si128(is_max, d), _mm_and_si128(is_max, huge));
+    if (q.step_slope < 0) d = _mm_sub_epi32(zero, d);
+    return _mm_srai_epi32(d, 1);
+  };
+  auto clamped = [&](__m128i a, __m128i b) {
+    return _mm_max_epi16(_mm_min_epi16(_mm_packs_epi32(a, b), limit), neg_limit);
+  };
+  size_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    const uint8_t* p = source + 4 * i;
+    const __m128i lo = clamped(halved(p), halved(p + 16));
+    const __m128i hi = clamped(halved(p + 32), halved(p + 48));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(shifts + i), _mm_packs_epi16(lo, hi));
+  }
+  return i;
+}
+#endif
+
 template <DType kSource>
 void StepShiftsFrom(const QuantizationInfo& q, const uint8_t* source, size_t count, int8_t* shifts) {
   constexpr size_t w = kSource == DType::kF64 ? 8 : kSource == DType::kF32 ? 4 : 2;
   const int32_t limit = q.step_limit;
-  for (size_t i = 0; i < count; ++i) {
+  size_t i = 0;
+#if defined(__SSE2__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if constexpr (kSource == DType::kF32) i = StepShiftsF32Sse2(q, source, count, shifts);
+#endif
+  for (; i < count; ++i) {
     const int32_t d = ElementExponent(kSource, source + i * w) - q.step_center;
     const int32_t s = FloorHalf(q.step_slope > 0 ? d : -d);
     shifts[i] = int8_t(std::clamp(s, -limit, limit));
