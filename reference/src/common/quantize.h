@@ -62,7 +62,17 @@ inline double F64FromBits(uint64_t b) {
   return d;
 }
 
-// FloatElement (element i of a floating tensor as a double) is public: ckz/types.h.
+// FloatElement (element i of a floating tensor as a double) is public: ckz/types.h. FloatAt is
+// the same value, inline for the encoder's per-element loops: F32 (nearly every tensor) without
+// a call or a dtype-table lookup per element, other dtypes through FloatElement.
+inline double FloatAt(DType dtype, const uint8_t* p, size_t i) {
+  if (dtype == DType::kF32) {
+    uint32_t b;
+    std::memcpy(&b, p + 4 * i, 4);
+    return double(F32FromBits(b));
+  }
+  return FloatElement(dtype, p, i);
+}
 
 }  // namespace ckz
 

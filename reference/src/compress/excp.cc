@@ -156,7 +156,7 @@ ShrinkResult ShrinkWeight(DType dtype, ByteSpan w, ByteSpan reference, DType v_d
   const size_t count = w.size / DTypeSize(dtype);
   std::vector<float> residual(count);
   for (size_t i = 0; i < count; ++i) {
-    const double x = FloatElement(dtype, w.data, i), r = FloatElement(dtype, reference.data, i);
+    const double x = FloatAt(dtype, w.data, i), r = FloatAt(dtype, reference.data, i);
     // Computed as the decoder adds: in binary32 (binary64 for F64 tensors).
     const double d = dtype == DType::kF64 ? x - r : double(float(x) - float(r));
     if (!std::isfinite(x) || !std::isfinite(r) || !std::isfinite(float(d)))
@@ -169,7 +169,7 @@ ShrinkResult ShrinkWeight(DType dtype, ByteSpan w, ByteSpan reference, DType v_d
   if (!v.empty()) {
     const size_t vn = v.size / DTypeSize(v_dtype);
     double sum = 0;
-    for (size_t i = 0; i < vn; ++i) sum += FloatElement(v_dtype, v.data, i);
+    for (size_t i = 0; i < vn; ++i) sum += FloatAt(v_dtype, v.data, i);
     const double mean = vn ? sum / double(vn) : 0;
     k = mean > 0 ? std::min(kMaxK, options.alpha / std::sqrt(mean)) : kMaxK;
   }
@@ -198,11 +198,11 @@ ShrinkResult ShrinkMoment(DType dtype, ByteSpan m, const std::vector<uint8_t>& k
   const size_t count = m.size / DTypeSize(dtype);
   const bool residual = !reference.empty();
   // The reference is read again where needed instead of being copied (8 bytes an element).
-  auto ref = [&](size_t i) { return FloatElement(dtype, reference.data, i); };
+  auto ref = [&](size_t i) { return FloatAt(dtype, reference.data, i); };
   std::vector<float> values(count);
   double sum_abs = 0;
   for (size_t i = 0; i < count; ++i) {
-    const double x = FloatElement(dtype, m.data, i);
+    const double x = FloatAt(dtype, m.data, i);
     if (!std::isfinite(x) || !std::isfinite(float(x)))
       return Lossless("NaN or infinity in the tensor");
     values[i] = float(x);

@@ -44,7 +44,7 @@ double RmsDifference(DType dtype, ByteSpan a, ByteSpan b) {
   const size_t n = a.size / DTypeSize(dtype);
   double sum = 0;
   for (size_t i = 0; i < n; ++i) {
-    const double d = FloatElement(dtype, a.data, i) - FloatElement(dtype, b.data, i);
+    const double d = FloatAt(dtype, a.data, i) - FloatAt(dtype, b.data, i);
     sum += d * d;
   }
   return n ? std::sqrt(sum / double(n)) : 0.0;
@@ -109,7 +109,7 @@ std::optional<int32_t> MedianExponent(DType dtype, const uint8_t* data, size_t n
   std::vector<uint64_t> histogram(kBins, 0);
   uint64_t total = 0;
   for (size_t i = 0; i < n; ++i) {
-    const double v = FloatElement(dtype, data, i);
+    const double v = FloatAt(dtype, data, i);
     if (std::isnormal(v) && v > 0) {
       ++histogram[size_t(std::ilogb(v) - kLow)];
       ++total;
@@ -138,8 +138,8 @@ ShrinkResult PlanWeightLevels(DType dtype, ByteSpan w, ByteSpan reference, doubl
                               const LevelLayout& layout, double lambda) {
   const size_t n = w.size / DTypeSize(dtype);
   for (size_t i = 0; i < n; ++i)
-    if (!std::isfinite(FloatElement(dtype, w.data, i)) ||
-        !std::isfinite(FloatElement(dtype, reference.data, i)))
+    if (!std::isfinite(FloatAt(dtype, w.data, i)) ||
+        !std::isfinite(FloatAt(dtype, reference.data, i)))
       return Lossless("NaN or infinity in the tensor or its reference");
   ShrinkResult result;
   QuantizationInfo& q = result.quant;
@@ -151,8 +151,8 @@ ShrinkResult PlanWeightLevels(DType dtype, ByteSpan w, ByteSpan reference, doubl
       n, layout, lambda,
       [&](uint64_t first, uint64_t count, double* target) {
         for (uint64_t i = 0; i < count; ++i) {
-          const double x = FloatElement(dtype, w.data, first + i);
-          const double r = FloatElement(dtype, reference.data, first + i);
+          const double x = FloatAt(dtype, w.data, first + i);
+          const double r = FloatAt(dtype, reference.data, first + i);
           target[i] = (x - r) / double(q.step);
         }
       },
@@ -177,7 +177,7 @@ ShrinkResult PlanFirstMomentLevels(DType dtype, ByteSpan m, DType v_dtype, ByteS
   q.step_limit = FitLimit(q.step, 24);
   q.step_source = 0;  // a placeholder: StepShifts only asks whether there is one
   for (size_t i = 0; i < n; ++i)
-    if (!std::isfinite(FloatElement(dtype, m.data, i))) return Lossless("NaN or infinity in the tensor");
+    if (!std::isfinite(FloatAt(dtype, m.data, i))) return Lossless("NaN or infinity in the tensor");
   result.levels.resize(n);
   std::vector<int8_t> shifts(size_t(std::min<uint64_t>(std::max<uint64_t>(layout.chunk_elements, 1), n)));
   const size_t vw = DTypeSize(v_dtype);
@@ -186,7 +186,7 @@ ShrinkResult PlanFirstMomentLevels(DType dtype, ByteSpan m, DType v_dtype, ByteS
       [&](uint64_t first, uint64_t count, double* target) {
         StepShifts(q, v_dtype, v_reference.data + first * vw, count, shifts.data());
         for (uint64_t i = 0; i < count; ++i)
-          target[i] = FloatElement(dtype, m.data, first + i) / double(std::ldexp(q.step, shifts[i]));
+          target[i] = FloatAt(dtype, m.data, first + i) / double(std::ldexp(q.step, shifts[i]));
       },
       result.levels.data());
   result.quantized = true;
@@ -198,7 +198,7 @@ ShrinkResult PlanSecondMomentLevels(DType dtype, ByteSpan v, ByteSpan reference,
   const size_t n = v.size / DTypeSize(dtype);
   uint64_t both_positive = 0;
   for (size_t i = 0; i < n; ++i) {
-    const double x = FloatElement(dtype, v.data, i), r = FloatElement(dtype, reference.data, i);
+    const double x = FloatAt(dtype, v.data, i), r = FloatAt(dtype, reference.data, i);
     if (!std::isfinite(x) || !std::isfinite(r) || x < 0 || r < 0)
       return Lossless("not a second moment: negative, NaN or infinite values");
     both_positive += x > 0 && r > 0;
@@ -212,7 +212,7 @@ ShrinkResult PlanSecondMomentLevels(DType dtype, ByteSpan v, ByteSpan reference,
   if (both_positive > 0)
     log2_growth = std::log2(SelectKth(both_positive / 2, [&](auto&& fn) {
       for (size_t i = 0; i < n; ++i) {
-        const double x = FloatElement(dtype, v.data, i), r = FloatElement(dtype, reference.data, i);
+        const double x = FloatAt(dtype, v.data, i), r = FloatAt(dtype, reference.data, i);
         if (x > 0 && r > 0) fn(x / r);
       }
     }));
@@ -224,13 +224,13 @@ ShrinkResult PlanSecondMomentLevels(DType dtype, ByteSpan v, ByteSpan reference,
   // The reference as the decoder scales it; elements whose scaled reference is 0 take levels
   // of an absolute step: the median of their values, 2^-log_unit of it.
   auto scaled = [&](size_t i) {
-    const double r = FloatElement(dtype, reference.data, i);
+    const double r = FloatAt(dtype, reference.data, i);
     return dtype == DType::kF64 ? r * double(q.reference_scale)
                                 : double(float(r) * q.reference_scale);
   };
   std::vector<double> fresh;
   for (size_t i = 0; i < n; ++i) {
-    const double x = FloatElement(dtype, v.data, i);
+    const double x = FloatAt(dtype, v.data, i);
     if (x > 0 && scaled(i) == 0) fresh.push_back(x);
   }
   const double fresh_median = Median(&fresh);
@@ -242,7 +242,7 @@ ShrinkResult PlanSecondMomentLevels(DType dtype, ByteSpan v, ByteSpan reference,
       [&](uint64_t first, uint64_t count, double* target) {
         for (uint64_t k = 0; k < count; ++k) {
           const size_t i = size_t(first + k);
-          const double x = FloatElement(dtype, v.data, i), b = scaled(i);
+          const double x = FloatAt(dtype, v.data, i), b = scaled(i);
           if (b == 0)
             target[k] = x / double(q.step);
           else

@@ -30,7 +30,7 @@ TensorInfo Wanted(const TensorSpec& spec) {
 double Rms(DType dtype, ByteSpan x) {
   const size_t n = x.size / DTypeSize(dtype);
   double sum = 0;
-  for (size_t i = 0; i < n; ++i) sum += FloatElement(dtype, x.data, i) * FloatElement(dtype, x.data, i);
+  for (size_t i = 0; i < n; ++i) sum += FloatAt(dtype, x.data, i) * FloatAt(dtype, x.data, i);
   return n ? std::sqrt(sum / double(n)) : 0.0;
 }
 
