@@ -12,8 +12,10 @@
 #include <cfenv>
 #define CKZ_HAVE_FPCR 1
 #endif
-#if defined(__SSE2__)
+// The SSE2 paths read little-endian lanes straight from the tensors' bytes.
+#if defined(__SSE2__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #include <emmintrin.h>
+#define CKZ_SSE2_LE 1
 #endif
 
 namespace ckz {
@@ -188,10 +190,11 @@ double FloatElement(DType dtype, const uint8_t* p, size_t i) {
       std::memcpy(&b, p + 8 * i, 8);
       return F64FromBits(b);
     }
-    case DType::kF32:
+    case DType::kF32:  // the element's width from its case, not a DTypeSize lookup each time
+      return F32FromBits(LoadAsF32(DType::kF32, p + 4 * i));
     case DType::kF16:
     case DType::kBF16:
-      return F32FromBits(LoadAsF32(dtype, p + DTypeSize(dtype) * i));
+      return F32FromBits(LoadAsF32(dtype, p + 2 * i));
     default:
       return 0;
   }
@@ -270,7 +273,7 @@ int32_t FloorHalf(int32_t d) { return d >= 0 ? d / 2 : -((1 - d) / 2); }
 
 namespace {
 
-#if defined(__SSE2__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#if defined(CKZ_SSE2_LE)
 // The loop below for 16 F32 sources at a time, in the same integer arithmetic: the exponent
 // field, -1000 / +1000 for zeros, subnormals, infinities and NaNs, minus the centre, negated
 // for slope -1, halved by an arithmetic shift (the floor), clamped. |d| <= 2100 (rule Q9's
@@ -313,7 +316,7 @@ void StepShiftsFrom(const QuantizationInfo& q, const uint8_t* source, size_t cou
   constexpr size_t w = kSource == DType::kF64 ? 8 : kSource == DType::kF32 ? 4 : 2;
   const int32_t limit = q.step_limit;
   size_t i = 0;
-#if defined(__SSE2__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#if defined(CKZ_SSE2_LE)
   if constexpr (kSource == DType::kF32) i = StepShiftsF32Sse2(q, source, count, shifts);
 #endif
   for (; i < count; ++i) {
@@ -345,7 +348,7 @@ void StepShifts(const QuantizationInfo& q, DType source_dtype, const uint8_t* so
 
 namespace {
 
-#if defined(__SSE2__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#if defined(CKZ_SSE2_LE)
 // The loop below for F32 LevelResidual with reference scale 1 (weights) and F32 LevelDirect
 // (Adam's m), 4 elements at a time, the same IEEE single operations in the same order under
 // the same environment (the caller's DefaultFloatEnvironment): `step × 2^shift` is a multiply
@@ -408,10 +411,9 @@ void ReconstructLevelsOf(const QuantizationInfo& q, const int32_t* levels, const
     steps[s + kMaxStepLimit] = std::ldexp(q.step, s);
   DefaultFloatEnvironment env;
   size_t i = 0;
-#if defined(__SSE2__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  if constexpr (dtype == DType::kF32 && kKind == QuantKind::kLevelDirect)
-    i = ReconstructLevelsF32Sse2<kKind>(q, levels, shifts, count, ref, out);
-  if constexpr (dtype == DType::kF32 && kKind == QuantKind::kLevelResidual)
+#if defined(CKZ_SSE2_LE)
+  // LevelDirect is never scaled (rule Q8).
+  if constexpr (dtype == DType::kF32 && kKind != QuantKind::kLevelLog)
     if (!scaled) i = ReconstructLevelsF32Sse2<kKind>(q, levels, shifts, count, ref, out);
 #endif
   for (; i < count; ++i) {
